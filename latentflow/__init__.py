@@ -1,0 +1,34 @@
+"""latentflow: better samples from pretrained GANs and particle models, using their discriminator.
+
+``refine(G, D, z, method=...)`` runs one of the samplers listed by ``methods()``; ``load(name)`` gives
+a ``ModelPair`` from the manifest, the Hugging Face Hub or a local folder. Heavy optional packages
+(torch-fidelity, torchvision, matplotlib) are imported only by the functions that need them.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import refine
+from .calibration import calibrate
+from .errors import (DivergenceError, DivergenceWarning, IntegrityError, LatentflowError, ManifestError,
+                     OptionError, ShapeError)
+from .result import Result, Step
+from .rng import sample_latents
+from .samplers import methods
+
+
+def load(ref, **kwargs):
+    """Load a G/D pair by manifest name, ``hf:owner/repo[@revision]`` or local folder (see ``models``)."""
+    from .models import load as _load
+    return _load(ref, **kwargs)
+
+
+def list_models():
+    """Names of the models in the manifest, sorted."""
+    from .models.manifest import list_models as _list
+    return _list()
+
+
+__all__ = ["refine", "methods", "load", "list_models", "calibrate", "sample_latents", "Result", "Step",
+           "LatentflowError", "ShapeError", "OptionError", "ManifestError", "IntegrityError",
+           "DivergenceError", "DivergenceWarning", "__version__"]

@@ -1,0 +1,86 @@
+"""Discriminator calibration (seed 001 §5.2, the "(cal)" rows; DRS and MH-GAN do the same).
+
+Fits ``d_cal(x) = a · s(x) + b`` by logistic regression (binary cross-entropy, real = 1, generated = 0)
+on held-out real and generated samples, where ``s(x)`` is D's raw output turned into a logit (or the
+critic as it is). The result is a callable returning calibrated logits, to be used with
+``d_output="logit"`` by DDLS, DRS and MH-GAN.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .energy import check_d_output, to_logit
+from .errors import OptionError, ShapeError
+from .samplers._engine import chunk_slices, d_values, frozen
+
+
+class CalibratedD(nn.Module):
+    """``x -> a · s(x) + b``: a calibrated logit head over a frozen discriminator."""
+
+    d_output = "logit"
+
+    def __init__(self, D: Callable, a: float, b: float, d_output: str = "logit"):
+        super().__init__()
+        self.D = D
+        self.d_kind = check_d_output(d_output)
+        self.register_buffer("a", torch.tensor(float(a)))
+        self.register_buffer("b", torch.tensor(float(b)))
+
+    def forward(self, x: Tensor, *cond) -> Tensor:
+        s = to_logit(d_values(self.D(x, *cond), x.shape[0]), self.d_kind)
+        return self.a.to(s.dtype) * s + self.b.to(s.dtype)
+
+
+def _scores(D, x: Tensor, d_output: str, batch_size: int) -> Tensor:
+    out = []
+    with torch.no_grad(), frozen(D):
+        for sl in chunk_slices(x.shape[0], batch_size):
+            out.append(to_logit(d_values(D(x[sl]), sl.stop - sl.start), d_output))
+    return torch.cat(out).double()
+
+
+def calibrate(D: Callable, real: Tensor, fake: Tensor, *, d_output: str = "logit",
+              iters: int = 50, l2: float = 1e-6, batch_size: int = 1024) -> CalibratedD:
+    """Platt-scale D on held-out ``real`` and generated ``fake`` samples (Newton's method, exact).
+
+    Returns a ``CalibratedD`` whose output is a logit ``log p_data(x)/p_g(x)`` estimate (up to the
+    class prior ``log(n_real/n_fake)``, which is removed so that the logit is a density-ratio logit).
+    ``info`` about the fit (``bce_before``, ``bce_after``, ``a``, ``b``) is kept in ``.fit_info``.
+    """
+    check_d_output(d_output)
+    for name, t in (("real", real), ("fake", fake)):
+        if not isinstance(t, Tensor) or t.dim() < 2 or t.shape[0] < 2:
+            raise ShapeError(f"{name} must be a tensor [N, *X] with N >= 2; got "
+                             f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+    if real.shape[1:] != fake.shape[1:]:
+        raise ShapeError(f"real and fake must have the same sample shape; got {tuple(real.shape[1:])} "
+                         f"and {tuple(fake.shape[1:])}")
+    s = torch.cat([_scores(D, real, d_output, batch_size), _scores(D, fake, d_output, batch_size)])
+    if not torch.isfinite(s).all():
+        raise OptionError("calibrate: D returned non-finite values on the calibration samples")
+    y = torch.cat([torch.ones(real.shape[0]), torch.zeros(fake.shape[0])]).double()
+    w = torch.cat([torch.full((real.shape[0],), 0.5 / real.shape[0]),
+                   torch.full((fake.shape[0],), 0.5 / fake.shape[0])]).double()  # balanced classes
+    X = torch.stack([s, torch.ones_like(s)], 1)
+    theta = torch.tensor([1.0, 0.0], dtype=torch.float64)
+
+    def bce(th):
+        logit = X @ th
+        return float((w * (torch.nn.functional.softplus(logit) - y * logit)).sum())
+
+    before = bce(theta)
+    for _ in range(iters):
+        p = torch.sigmoid(X @ theta)
+        grad = X.T @ (w * (p - y)) + l2 * theta
+        H = (X * (w * p * (1 - p)).unsqueeze(1)).T @ X + l2 * torch.eye(2, dtype=torch.float64)
+        step = torch.linalg.solve(H, grad)
+        theta = theta - step
+        if step.abs().max() < 1e-10:
+            break
+    cal = CalibratedD(D, float(theta[0]), float(theta[1]), d_output)
+    cal.fit_info = dict(bce_before=before, bce_after=bce(theta), a=float(theta[0]), b=float(theta[1]),
+                        n_real=int(real.shape[0]), n_fake=int(fake.shape[0]))
+    return cal

@@ -1,0 +1,99 @@
+"""Latent energies for DDLS and friends, built once before the loop so the loop never branches.
+
+``E(u) = 1/2 ||u||^2 - d(G(z(u))) / T`` (seed 001, Thm. 1 and §3.4), where
+
+* ``d`` is the discriminator's logit (``d_output="logit"``), the logit of its probability
+  (``"prob"``, computed as ``log p - log(1 - p)`` in a stable way) or the raw WGAN critic
+  (``"critic"``, seed 001 §3.4);
+* the prior is N(0, I) on ``u`` itself (``prior="normal"``, ``z = u``), or the uniform prior on
+  [-1, 1]^k reached through the normal CDF, ``z = 2 Phi(u) - 1 = erf(u / sqrt 2)``, so that a
+  uniform-prior GAN is sampled exactly without the chain ever leaving the box;
+* with ``output_noise = eps_n > 0`` the state carries ``z'`` too and ``x = G(z) + eps_n z'``
+  (seed 001, Corollary 1), again with a N(0, I) prior on ``z'``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import OptionError
+
+D_OUTPUTS = ("logit", "prob", "critic")
+PRIORS = ("normal", "uniform")
+
+
+def check_d_output(d_output: str) -> str:
+    if d_output not in D_OUTPUTS:
+        raise OptionError(f'd_output must be one of {", ".join(D_OUTPUTS)}; got {d_output!r}')
+    return d_output
+
+
+def check_prior(prior: str) -> str:
+    if prior not in PRIORS:
+        raise OptionError(f'prior must be one of {", ".join(PRIORS)}; got {prior!r}')
+    return prior
+
+
+def to_logit(values: Tensor, d_output: str) -> Tensor:
+    """Turn what D returned into the quantity DDLS adds to the energy (logit, or critic as it is)."""
+    if d_output == "prob":
+        tiny = torch.finfo(values.dtype).tiny
+        p = values.clamp(tiny, 1.0)
+        return torch.log(p) - torch.log1p(-p.clamp(max=1 - torch.finfo(values.dtype).eps))
+    return values
+
+
+def latent_from_u(u: Tensor, prior: str) -> Tensor:
+    """Map the unbounded chain variable ``u`` to the prior's latent ``z``."""
+    if prior == "uniform":
+        return torch.erf(u / math.sqrt(2.0))
+    return u
+
+
+def u_from_latent(z: Tensor, prior: str) -> Tensor:
+    """Inverse of :func:`latent_from_u`; uniform latents are clipped just inside (-1, 1)."""
+    if prior == "uniform":
+        if (z.abs() > 1).any():
+            raise OptionError("prior='uniform' needs z in [-1, 1]; some entries of z lie outside")
+        lim = 1 - 1e-6 if z.dtype == torch.float64 else 1 - 1e-6
+        return torch.erfinv(z.clamp(-lim, lim)) * math.sqrt(2.0)
+    return z
+
+
+class LatentEnergy:
+    """``state [B, k (+ dim x)] -> (E [B], x [B, *X])`` for the DDLS target.
+
+    ``runner`` counts the evaluations. ``x_shape`` is the per-sample shape of G's output, needed to
+    fold the output-noise part of the state back into an image.
+    """
+
+    def __init__(self, G: Callable, D: Callable, runner, *, latent_dim: int, x_shape: tuple,
+                 prior: str = "normal", d_output: str = "logit", temperature: float = 1.0,
+                 output_noise: float = 0.0):
+        if not temperature > 0:
+            raise OptionError(f"temperature must be > 0; got {temperature}")
+        if output_noise < 0:
+            raise OptionError(f"output_noise must be >= 0; got {output_noise}")
+        self.G, self.D, self.runner = G, D, runner
+        self.k = latent_dim
+        self.x_shape = tuple(x_shape)
+        self.prior = check_prior(prior)
+        self.d_output = check_d_output(d_output)
+        self.inv_t = 1.0 / float(temperature)
+        self.eps_n = float(output_noise)
+
+    def decode(self, state: Tensor) -> Tensor:
+        z = latent_from_u(state[:, :self.k], self.prior)
+        x = self.runner.G(self.G, z)
+        if self.eps_n > 0:
+            x = x + self.eps_n * state[:, self.k:].reshape(x.shape)
+        return x
+
+    def __call__(self, state: Tensor):
+        x = self.decode(state)
+        d = to_logit(self.runner.D(self.D, x), self.d_output)
+        e = 0.5 * state.pow(2).sum(1) - d * self.inv_t
+        return e, x

@@ -1,0 +1,41 @@
+"""The one error family of latentflow.
+
+Every error a user can cause subclasses :class:`LatentflowError`, itself a ``ValueError`` so that
+``except ValueError`` keeps working. Messages name the argument, what was expected and what came.
+"""
+from __future__ import annotations
+
+
+class LatentflowError(ValueError):
+    """Base class of every error latentflow raises for bad input, models or files."""
+
+
+class ShapeError(LatentflowError):
+    """A tensor (an argument, or what G or D returned) has the wrong shape or dtype."""
+
+
+class OptionError(LatentflowError):
+    """An unknown method, an unknown option, or an option value out of range."""
+
+
+class ManifestError(LatentflowError):
+    """A malformed manifest entry, an unknown model name, or an unusable model reference."""
+
+
+class IntegrityError(LatentflowError):
+    """A file whose SHA-256 does not match the pinned value, or a state dict that does not fit."""
+
+    def __init__(self, message: str, *, expected: str | None = None, got: str | None = None,
+                 path: str | None = None):
+        super().__init__(message)
+        self.expected = expected
+        self.got = got
+        self.path = path
+
+
+class DivergenceError(LatentflowError):
+    """Every chain of a sampler diverged (non-finite values); raised only when nothing usable is left."""
+
+
+class DivergenceWarning(UserWarning):
+    """Some chains produced non-finite values and were frozen at their last finite state."""
