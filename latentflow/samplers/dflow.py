@@ -110,7 +110,7 @@ def dflow(
         n = stop_step
     t_list = ts.tolist()
     B = z.shape[0]
-    gen = rng.resolve(generator, device)
+    gen = rng.resolve(generator, device) if entropy_reg > 0 else None  # an ODE draws nothing
     runner = Runner("dflow", options, B, device, batch_size=batch_size, progress=progress,
                     callback=callback, hint="reduce eta or use more steps")
     with frozen(G, D):

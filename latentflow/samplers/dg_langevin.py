@@ -74,7 +74,7 @@ def dg_langevin(
     else:
         levels, alpha_list = [None], [float(step_size)]
     B = z.shape[0]
-    gen = rng.resolve(generator, device)
+    gen = rng.resolve(generator, device) if noise else None  # never draw noise that is not used
     runner = Runner("dg_langevin", options, B, device, batch_size=batch_size, progress=progress,
                     callback=callback, hint="reduce step_size")
 

@@ -84,7 +84,7 @@ def dot(
     check_state(z, ndim=2 if G is not None else None)
     B = z.shape[0]
     device, dtype = z.device, z.dtype
-    gen = rng.resolve(generator, device)
+    gen = rng.resolve(generator, device) if k_eff is None else None  # DOT is deterministic given K_eff
     runner = Runner("dot", options, B, device, batch_size=batch_size, progress=progress,
                     callback=callback, hint="reduce lr")
 

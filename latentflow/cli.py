@@ -1,0 +1,227 @@
+"""The ``latentflow`` command line: a thin click shell over the Python API.
+
+Options left unset are not passed on, so the library's defaults (and a model's recommended sampler
+settings from the manifest) are the only defaults. Errors of the ``LatentflowError`` family become a
+one-line message and exit code 1.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from .errors import LatentflowError
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_opts(pairs) -> dict:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--opt")
+        k, v = p.split("=", 1)
+        out[k.strip().replace("-", "_")] = _parse_value(v.strip())
+    return out
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LatentflowError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="latentflow")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages to stderr.")
+def main(verbose):
+    """latentflow: better samples from pretrained GANs, using their discriminator.
+
+    \b
+    Examples:
+      latentflow sample                                  # DDLS on the bundled 25-Gaussians model
+      latentflow sample --model swissroll-wgangp --method dot --num 2000
+      latentflow sample --method ddls --opt mala=true --opt adapt_steps=50
+      latentflow methods
+      latentflow models
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _method_names():
+    from .samplers import methods
+    return sorted(methods())
+
+
+@main.command()
+@click.option("--model", default="grid25-wgangp", show_default=True, metavar="NAME|hf:REPO|DIR",
+              help="Manifest name, hf:owner/repo[@revision], or a folder with G/D safetensors.")
+@click.option("--method", default="ddls", show_default=True, type=click.Choice(_method_names()))
+@click.option("--num", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
+@click.option("--steps", default=None, type=click.IntRange(min=0), help="Sampler steps (methods that have steps).")
+@click.option("--step-size", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Step size ε (methods that have step_size).")
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
+              help="Any other method option, e.g. --opt mala=true (see `latentflow methods`).")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Evaluate G/D in chunks of this size.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
+@click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sample(model, method, num, steps, step_size, opts, batch_size, seed, device, out, quiet, as_json):
+    """Refine samples of a model and write samples.safetensors, samples.png and report.json."""
+    from .sample import sample_model
+
+    options = _parse_opts(opts)
+    if steps is not None:
+        options["steps"] = steps
+    if step_size is not None:
+        options["step_size"] = step_size
+    if out is None:
+        safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
+        out = f"out/{safe}-{method}"
+    rep = sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
+                       batch_size=batch_size, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(rep, indent=2, default=str))
+        return
+    r = rep["result"]
+    click.echo(f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}")
+    ev = rep["evaluations_per_sample"]
+    click.echo(f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
+               f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd")
+    for key in ("accept_rate", "accept_rate_mean"):
+        if key in r:
+            click.echo(f"acceptance: {r[key]:.3f}")
+    if r.get("n_diverged"):
+        click.echo(f"diverged chains: {r['n_diverged']} (see report.json)")
+    m = rep.get("metrics") or {}
+    if "before" in m and "after" in m:
+        keys = list(m["after"])
+        click.echo("| metric | generator | " + method + " |")
+        click.echo("|---|---|---|")
+        for k in keys:
+            b, a = m["before"].get(k), m["after"].get(k)
+            fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+            click.echo(f"| {k} | {fmt(b)} | {fmt(a)} |")
+    click.echo(f"wrote {out}/samples.safetensors, {out}/samples.png, {out}/report.json")
+
+
+@main.command("methods")
+@click.option("--json", "as_json", is_flag=True)
+def methods_cmd(as_json):
+    """List the samplers with their options and defaults."""
+    from .samplers import methods
+
+    ms = methods()
+    if as_json:
+        click.echo(json.dumps({n: m.to_dict() for n, m in ms.items()}, indent=2))
+        return
+    for name, m in ms.items():
+        click.echo(f"{name}: {m.summary}")
+        for k, v in m.options.items():
+            if k in ("generator", "callback", "progress", "batch_size"):
+                continue
+            click.echo(f"    {k} = {v!r}")
+
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def models_cmd(as_json):
+    """List the models of the manifest: source, offline availability, size, verification."""
+    from .models import models_table
+
+    rows = models_table()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    click.echo("| name | source | offline | size | verified |")
+    click.echo("|---|---|---|---|---|")
+    for r in rows:
+        size = r.get("size") or r.get("bytes")
+        size_s = f"{size / 1e6:.2f} MB" if isinstance(size, (int, float)) and size else "?"
+        click.echo(f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
+                   f"{'yes' if r.get('verified') else 'UNVERIFIED'} |")
+
+
+@main.group("train")
+def train_group():
+    """Train the models the project ships (GANs, Discriminator Flow, Score GAN)."""
+
+
+@train_group.command("gan")
+@click.option("--data", default="grid25", show_default=True, help="grid25, ring8, swissroll or fashion-mnist.")
+@click.option("--data-root", default=None, help="Folder with the dataset's files (images).")
+@click.option("--loss", default=None, type=click.Choice(["wgan-gp", "ns", "hinge"]))
+@click.option("--steps", default=None, type=click.IntRange(min=1), help="Generator steps.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1))
+@click.option("--seed", default=None, type=int)
+@click.option("--device", default=None, metavar="cpu|cuda")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other GANConfig field.")
+@click.option("--out", required=True, metavar="DIR")
+@click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--quiet", is_flag=True)
+def train_gan_cmd(data, data_root, loss, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
+    """Train a GAN (WGAN-GP, non-saturating or hinge); resumable from DIR's checkpoint."""
+    import dataclasses
+
+    from .train.gan import GANConfig, train_gan
+
+    fields = {f.name for f in dataclasses.fields(GANConfig)}
+    kw = {k: v for k, v in dict(data=data, data_root=data_root, loss=loss, steps=steps,
+                                 batch_size=batch_size, seed=seed, device=device).items() if v is not None}
+    extra = _parse_opts(sets)
+    bad = sorted(set(extra) - fields)
+    if bad:
+        raise click.BadParameter(f"unknown config field(s) {', '.join(bad)}; valid: {', '.join(sorted(fields))}",
+                                 param_hint="--set")
+    kw.update(extra)
+    cfg = GANConfig(**kw).validate()
+    if dry_run:
+        click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return
+    train_gan(cfg, out, progress=not quiet, resume=not no_resume)
+    click.echo(f"wrote {out}/G.safetensors, {out}/D.safetensors, {out}/latentflow.json")
+
+
+@main.command("convert")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, metavar="DIR")
+@click.option("--arch-g", required=True, help="Architecture name of G (see latentflow.models.zoo).")
+@click.option("--arch-d", required=True, help="Architecture name of D.")
+@click.option("--latent-dim", required=True, type=click.IntRange(min=1))
+@click.option("--prior", default="normal", type=click.Choice(["normal", "uniform"]), show_default=True)
+@click.option("--d-output", default="logit", type=click.Choice(["logit", "prob", "critic"]), show_default=True)
+def convert_cmd(src, out, arch_g, arch_d, latent_dim, prior, d_output):
+    """Turn a .pt/.pth/.ckpt G/D pair into safetensors + latentflow.json (read with weights_only=True)."""
+    from .models import convert
+
+    convert(src, out, arch_g=arch_g, arch_d=arch_d, latent_dim=latent_dim, prior=prior, d_output=d_output)
+    click.echo(f"wrote {out}")
+
+
+@main.command("export")
+@click.argument("model")
+@click.option("--out", required=True, metavar="DIR")
+def export_cmd(model, out):
+    """Write a model as G.safetensors + D.safetensors + latentflow.json (uploadable to the Hub)."""
+    from .models import export
+
+    export(model, out)
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

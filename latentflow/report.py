@@ -1,0 +1,103 @@
+"""What ``latentflow sample`` writes: samples (safetensors), a picture (PNG) and ``report.json``.
+
+All files are written atomically (temporary file, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .train._loop import atomic_save_safetensors, atomic_write_bytes
+
+
+def env_info(device: torch.device | str = "cpu") -> dict:
+    from . import __version__
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except Exception:
+        commit = None
+    return {"latentflow": __version__, "torch": torch.__version__, "device": device.type,
+            "device_name": name, "cpu_threads": torch.get_num_threads(), "git_commit": commit}
+
+
+def write_json(path: Path, obj: dict) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def write_samples(path: Path, **tensors) -> None:
+    atomic_save_safetensors({k: v for k, v in tensors.items() if v is not None}, Path(path))
+
+
+def _save_fig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def scatter_png(path: Path, before: torch.Tensor, after: torch.Tensor, data: torch.Tensor | None,
+                title_after: str, lim: float | None = None) -> None:
+    """Side-by-side scatter plots of the generator's samples and the refined ones, over the data."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
+    for ax, pts, title in ((axes[0], before, "generator"), (axes[1], after, title_after)):
+        if data is not None:
+            d = data.detach().cpu()
+            ax.scatter(d[:, 0], d[:, 1], s=2, c="0.75", alpha=0.5, label="data")
+        p = pts.detach().float().cpu()
+        ax.scatter(p[:, 0], p[:, 1], s=2, c="tab:blue" if title == "generator" else "tab:red", alpha=0.6)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+        if lim is not None:
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+    _save_fig(fig, path)
+    plt.close(fig)
+
+
+def image_grid(x: torch.Tensor, nrow: int, value_range=(-1.0, 1.0)) -> torch.Tensor:
+    """``[N, C, H, W]`` -> one ``[C, H', W']`` grid in [0, 1] (own code; no torchvision needed)."""
+    lo, hi = value_range
+    x = ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    n, c, h, w = x.shape
+    ncol = nrow
+    nrows = (n + ncol - 1) // ncol
+    pad = 2
+    grid = torch.ones(c, nrows * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    return grid
+
+
+def grid_png(path: Path, before: torch.Tensor, after: torch.Tensor, title_after: str,
+             value_range=(-1.0, 1.0), max_images: int = 64) -> None:
+    """Before/after image grids side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(max_images, before.shape[0])
+    nrow = max(1, int(n ** 0.5))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.3))
+    for ax, imgs, title in ((axes[0], before[:n], "generator"), (axes[1], after[:n], title_after)):
+        g = image_grid(imgs, nrow, value_range)
+        if g.shape[0] == 1:
+            ax.imshow(g[0], cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(g.permute(1, 2, 0).numpy())
+        ax.set_title(title)
+        ax.axis("off")
+    _save_fig(fig, path)
+    plt.close(fig)

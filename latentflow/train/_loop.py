@@ -1,0 +1,183 @@
+"""Training infrastructure shared by every trainer.
+
+* ``Run`` owns an output folder: ``checkpoint.safetensors`` + ``checkpoint.json`` (models, optimizer
+  states, the trainer's ``torch.Generator`` state, the global torch RNG state and the step), written
+  atomically every ``ckpt_every`` steps; ``metrics.jsonl`` with one JSON object per logged step
+  (EDM's ``stats.jsonl``); a tqdm bar with the latest losses.
+* Resuming reads the checkpoint back, so a run killed at any point and restarted with the same config
+  continues bit-for-bit where the checkpoint left it (tested).
+* ``save_weights`` writes final model weights as safetensors with their config in the metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import LatentflowError, OptionError
+
+log = logging.getLogger("latentflow.train")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def config_dict(cfg) -> dict:
+    d = dataclasses.asdict(cfg)
+    return json.loads(json.dumps(d, default=str))
+
+
+def save_weights(module: nn.Module, path: Path, spec: dict | None = None) -> None:
+    """Final weights as safetensors; ``spec`` (architecture and kwargs) goes into the metadata."""
+    meta = {"latentflow": json.dumps(spec)} if spec is not None else None
+    atomic_save_safetensors(module.state_dict(), path, meta)
+
+
+class Run:
+    """Checkpointing, resuming, logging and progress for one training run in ``out``."""
+
+    def __init__(self, out: str | os.PathLike, config, modules: dict[str, nn.Module],
+                 optimizers: dict[str, torch.optim.Optimizer], generator: torch.Generator, *,
+                 ckpt_every: int = 1000, log_every: int = 100, progress: bool = True, resume: bool = True):
+        if ckpt_every < 1 or log_every < 1:
+            raise OptionError("ckpt_every and log_every must be >= 1")
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.modules, self.optimizers, self.generator = modules, optimizers, generator
+        self.ckpt_every, self.log_every, self.progress = ckpt_every, log_every, progress
+        self.step = 0
+        self.ckpt_path = self.out / "checkpoint.safetensors"
+        self.meta_path = self.out / "checkpoint.json"
+        self.metrics_path = self.out / "metrics.jsonl"
+        if resume and self.ckpt_path.exists() and self.meta_path.exists():
+            self._load()
+            log.info("resumed %s at step %d", self.out, self.step)
+        elif self.metrics_path.exists():
+            self.metrics_path.unlink()
+
+    # -- checkpoint ---------------------------------------------------------------------------------
+    def save(self) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {"step": self.step, "config": config_dict(self.config), "optimizers": {}}
+        for name, m in self.modules.items():
+            for k, v in m.state_dict().items():
+                tensors[f"model/{name}/{k}"] = v
+        for name, opt in self.optimizers.items():
+            sd = opt.state_dict()
+            scalars: dict[str, Any] = {}
+            for idx, st in sd["state"].items():
+                for k, v in st.items():
+                    if isinstance(v, torch.Tensor):
+                        tensors[f"optim/{name}/{idx}/{k}"] = v
+                    else:
+                        scalars[f"{idx}/{k}"] = v
+            meta["optimizers"][name] = {"param_groups": sd["param_groups"], "scalars": scalars,
+                                        "state_ids": list(sd["state"].keys())}
+        tensors["rng/generator"] = self.generator.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()
+        atomic_save_safetensors(tensors, self.ckpt_path)
+        atomic_write_bytes(self.meta_path, json.dumps(meta, indent=1, default=str).encode())
+
+    def _load(self) -> None:
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            tensors = load_file(str(self.ckpt_path))
+        except Exception as e:
+            raise LatentflowError(f"cannot read the checkpoint in {self.out}: {e}; delete it to start over") from e
+        saved_cfg = meta.get("config", {})
+        now_cfg = config_dict(self.config)
+        diff = {k: (saved_cfg.get(k), v) for k, v in now_cfg.items()
+                if k not in ("steps", "out", "ckpt_every", "log_every") and saved_cfg.get(k) != v}
+        if diff:
+            raise OptionError(f"the checkpoint in {self.out} was made with a different config: "
+                              + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+                              + "; use another --out or resume=False")
+        for name, m in self.modules.items():
+            pre = f"model/{name}/"
+            sd = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)}
+            m.load_state_dict(sd, strict=True)
+        for name, opt in self.optimizers.items():
+            om = meta["optimizers"][name]
+            state: dict = {}
+            for idx in om["state_ids"]:
+                st = {}
+                pre = f"optim/{name}/{idx}/"
+                for k, v in tensors.items():
+                    if k.startswith(pre):
+                        st[k[len(pre):]] = v
+                for k, v in om["scalars"].items():
+                    i, key = k.split("/", 1)
+                    if i == str(idx):
+                        st[key] = v
+                state[int(idx)] = st
+            opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
+        self.generator.set_state(tensors["rng/generator"])
+        torch.set_rng_state(tensors["rng/torch"])
+        self.step = int(meta["step"])
+
+    # -- loop ---------------------------------------------------------------------------------------
+    def log_metrics(self, step: int, metrics: dict) -> None:
+        rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def loop(self, total_steps: int, step_fn: Callable[[int], dict], desc: str = "train",
+             stop_after: int | None = None) -> None:
+        """Run ``step_fn(step) -> metrics`` from the current step to ``total_steps``.
+
+        ``stop_after`` stops (after checkpointing) once that many steps ran in this call: the tests
+        use it to simulate a kill mid-training."""
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total_steps, initial=self.step, desc=desc, disable=None if self.progress else True,
+                   dynamic_ncols=True)
+        ran = 0
+        while self.step < total_steps:
+            metrics = step_fn(self.step)
+            self.step += 1
+            ran += 1
+            bar.update(1)
+            if self.step % self.log_every == 0 or self.step == total_steps:
+                vals = {k: float(v) for k, v in metrics.items()}  # one read-back per logged step
+                self.log_metrics(self.step, vals)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items()})
+            if self.step % self.ckpt_every == 0 or self.step == total_steps:
+                self.save()
+            if stop_after is not None and ran >= stop_after:
+                self.save()
+                break
+        bar.close()

@@ -1,0 +1,36 @@
+"""Training data by name: a toy 2-D set or an image set, as ``sample(n, generator) -> tensor``."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import rng
+from ..data import TOY, load_fashion_mnist, toy
+from ..errors import OptionError
+
+IMAGE_SETS = ("fashion-mnist",)
+
+
+class DataSource:
+    """``sample(n, gen)`` draws a batch; ``shape`` is the per-sample shape; images are in [-1, 1]."""
+
+    def __init__(self, name: str, root: str | None = None, device="cpu"):
+        self.name = name
+        self.device = torch.device(device)
+        if name in TOY:
+            self.toy = toy(name)
+            self.images = None
+            self.shape = (2,)
+        elif name in IMAGE_SETS:
+            imgs, _ = load_fashion_mnist("train", root)
+            self.images = (imgs.float() / 127.5 - 1.0).to(self.device)
+            self.toy = None
+            self.shape = tuple(self.images.shape[1:])
+        else:
+            raise OptionError(f'Unknown dataset "{name}". Available: {", ".join(sorted(TOY) + list(IMAGE_SETS))}.')
+
+    def sample(self, n: int, gen: torch.Generator) -> Tensor:
+        if self.toy is not None:
+            return self.toy.sample(n, gen, self.device)
+        idx = rng.randint(self.images.shape[0], (n,), gen, self.device)
+        return self.images[idx]

@@ -1,0 +1,163 @@
+"""GAN trainer for the small models the project ships (2-D MLPs, DCGANs).
+
+Losses (the discriminator is high on real data in all three; spec §1.6):
+
+* ``wgan-gp``: ``L_D = E[D(fake)] - E[D(real)] + λ E[(||∇D(x̂)|| - 1)²]`` on random interpolates,
+  ``L_G = -E[D(G(z))]``; D is a critic (``d_output: critic``).
+* ``ns`` (non-saturating): ``L_D = softplus(-D(real)) + softplus(D(fake))``, ``L_G = softplus(-D(G(z)))``;
+  D returns a logit.
+* ``hinge``: ``L_D = relu(1 - D(real)) + relu(1 + D(fake))``, ``L_G = -D(G(z))``.
+
+Seed 001 §5.1 trains its 2-D models with WGAN-GP, Adam(1e-4, β = (0.5, 0.9)), normal prior, DOT's MLPs;
+those are the defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import rng
+from ..errors import OptionError
+from ..models.zoo import build
+from ._loop import Run, atomic_write_bytes, config_dict, save_weights
+from .data_source import DataSource
+
+LOSSES = ("wgan-gp", "ns", "hinge")
+
+
+@dataclass
+class GANConfig:
+    data: str = "grid25"
+    data_root: str | None = None
+    arch_g: str = "mlp_g"
+    arch_g_kwargs: dict = field(default_factory=lambda: {"latent_dim": 2, "hidden": [256, 256, 256], "out_dim": 2})
+    arch_d: str = "mlp_d"
+    arch_d_kwargs: dict = field(default_factory=lambda: {"in_dim": 2, "hidden": [512, 512, 512]})
+    latent_dim: int = 2
+    prior: str = "normal"
+    loss: str = "wgan-gp"
+    gp_weight: float = 10.0
+    n_critic: int = 5
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple = (0.5, 0.9)
+    batch_size: int = 256
+    steps: int = 20000
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> "GANConfig":
+        if self.loss not in LOSSES:
+            raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
+        if self.prior not in ("normal", "uniform"):
+            raise OptionError(f'prior must be "normal" or "uniform"; got {self.prior!r}')
+        for k in ("n_critic", "batch_size", "steps", "latent_dim"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or v < 1:
+                raise OptionError(f"{k} must be a positive int; got {v!r}")
+        for k in ("lr_g", "lr_d"):
+            if not getattr(self, k) > 0:
+                raise OptionError(f"{k} must be > 0; got {getattr(self, k)!r}")
+        if self.gp_weight < 0:
+            raise OptionError(f"gp_weight must be >= 0; got {self.gp_weight!r}")
+        return self
+
+    @property
+    def d_output(self) -> str:
+        return "critic" if self.loss == "wgan-gp" else "logit"
+
+
+def gradient_penalty(D, real, fake, gen: torch.Generator) -> torch.Tensor:
+    """``E[(||∇_x D(x̂)||₂ - 1)²]`` on ``x̂ = α real + (1 - α) fake``, ``α ~ U(0, 1)`` per sample."""
+    a = rng.rand((real.shape[0],) + (1,) * (real.dim() - 1), gen, real.device, real.dtype)
+    xh = (a * real + (1 - a) * fake).requires_grad_(True)
+    out = D(xh)
+    (g,) = torch.autograd.grad(out.sum(), xh, create_graph=True)
+    return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def d_loss(loss: str, d_real, d_fake):
+    if loss == "wgan-gp":
+        return d_fake.mean() - d_real.mean()
+    if loss == "ns":
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def g_loss(loss: str, d_fake):
+    if loss == "ns":
+        return F.softplus(-d_fake).mean()
+    return -d_fake.mean()
+
+
+def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool = True,
+              ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
+    """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
+    checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode)."""
+    cfg.validate()
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)  # initial weights
+    G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
+    D = build(cfg.arch_d, **cfg.arch_d_kwargs).to(device)
+    data = DataSource(cfg.data, cfg.data_root, device)
+    gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    run = Run(out, cfg, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, gen, ckpt_every=ckpt_every,
+              log_every=log_every, progress=progress, resume=resume)
+    B = cfg.batch_size
+
+    def latents(n):
+        return rng.sample_latents(n, cfg.latent_dim, cfg.prior, generator=gen, device=device)
+
+    def step(_i):
+        G.train()
+        D.train()
+        for _ in range(cfg.n_critic):
+            real = data.sample(B, gen)
+            with torch.no_grad():
+                fake = G(latents(B))
+            ld = d_loss(cfg.loss, D(real), D(fake))
+            if cfg.loss == "wgan-gp" and cfg.gp_weight > 0:
+                gp = gradient_penalty(D, real, fake, gen)
+                ld = ld + cfg.gp_weight * gp
+            opt_d.zero_grad(set_to_none=True)
+            ld.backward()
+            opt_d.step()
+        for p in D.parameters():
+            p.requires_grad_(False)
+        lg = g_loss(cfg.loss, D(G(latents(B))))
+        opt_g.zero_grad(set_to_none=True)
+        lg.backward()
+        opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+        return {"loss_d": ld.detach(), "loss_g": lg.detach()}
+
+    run.loop(cfg.steps, step, desc=f"gan {cfg.data}", stop_after=stop_after)
+    G.eval()
+    D.eval()
+    if run.step >= cfg.steps:
+        write_pair(out, cfg, G, D)
+    return G, D
+
+
+def write_pair(out, cfg: GANConfig, G, D) -> dict:
+    """Write ``G.safetensors``, ``D.safetensors`` and ``latentflow.json`` (the export layout)."""
+    out = Path(out)
+    spec = {
+        "arch": {"G": {"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
+                 "D": {"name": cfg.arch_d, "kwargs": cfg.arch_d_kwargs}},
+        "latent": {"dim": cfg.latent_dim, "prior": cfg.prior},
+        "d_output": cfg.d_output,
+        "recipe": {"trainer": "gan", "config": config_dict(cfg)},
+    }
+    save_weights(G, out / "G.safetensors", spec)
+    save_weights(D, out / "D.safetensors", spec)
+    atomic_write_bytes(out / "latentflow.json", json.dumps(spec, indent=2).encode())
+    return spec

@@ -1,0 +1,38 @@
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+HAS_CUDA = torch.cuda.is_available()
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_global_rng_leak(request):
+    """Samplers given a generator must not touch the global RNG (design rule 6)."""
+    if "rng_ok" in request.keywords:
+        yield
+        return
+    state = torch.get_rng_state()
+    yield
+    assert torch.equal(state, torch.get_rng_state()), "the test consumed the global torch RNG"
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)

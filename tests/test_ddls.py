@@ -1,0 +1,189 @@
+"""DDLS against closed-form Gaussian targets (linear G, quadratic D), plus its contracts."""
+import logging
+import math
+
+import pytest
+import torch
+
+import latentflow as lf
+from latentflow.errors import OptionError, ShapeError
+from analytic import Identity, gaussian_problem, ula_stationary_cov
+
+N = 4000
+
+
+def _z(n=N, seed=1):
+    return torch.randn(n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def _mc_tolerances(cov, n, k=5.0):
+    """k standard errors of the sample mean and sample covariance of n independent Gaussian draws."""
+    var = torch.diagonal(cov)
+    se_mean = torch.sqrt(var / n)
+    se_cov = torch.sqrt((var[:, None] * var[None, :] + cov ** 2) / n)
+    return k * se_mean, k * se_cov
+
+
+def test_mala_matches_gaussian_target():
+    G, D, mu, cov, _ = gaussian_problem()
+    res = lf.refine(G, D, _z(), method="ddls", steps=250, step_size=0.1, mala=True, seed=0, progress=False)
+    tol_m, tol_c = _mc_tolerances(cov, N)
+    assert torch.all((res.z.mean(0) - mu).abs() < tol_m)
+    assert torch.all((torch.cov(res.z.T) - cov).abs() < tol_c)
+    acc = res.info["accept_rate"]
+    assert acc.shape == (N,) and 0.5 < float(acc.mean()) <= 1.0
+    assert not res.diverged.any()
+
+
+def test_ula_has_its_exact_O_step_bias():
+    """ULA's stationary law on a Gaussian is N(mu, (Lam (I - eps Lam / 4))^-1): biased by O(eps)."""
+    G, D, mu, cov, Lam = gaussian_problem()
+    eps = 0.3
+    res = lf.refine(G, D, _z(), method="ddls", steps=300, step_size=eps, seed=0, progress=False)
+    cov_ula = ula_stationary_cov(Lam, eps)
+    tol_m, tol_c = _mc_tolerances(cov_ula, N)
+    emp = torch.cov(res.z.T)
+    assert torch.all((res.z.mean(0) - mu).abs() < tol_m)      # ULA's mean is exact for linear drift
+    assert torch.all((emp - cov_ula).abs() < tol_c)
+    # and the bias is really there at this step size: the true covariance is rejected
+    assert torch.any((emp - cov).abs() > tol_c)
+    # MALA at the same step size removes it
+    res_m = lf.refine(G, D, _z(), method="ddls", steps=300, step_size=eps, mala=True, seed=0, progress=False)
+    assert torch.all((torch.cov(res_m.z.T) - cov).abs() < _mc_tolerances(cov, N)[1])
+
+
+def test_noise_scale_sets_langevin_temperature():
+    """x <- x - (eps/2) grad E + tau xi targets exp(-E / T), T = tau^2 / eps (spec §0.3)."""
+    G, D, mu, cov, Lam = gaussian_problem()
+    eps, tau = 0.02, 0.1     # T = 0.5
+    res = lf.refine(G, D, _z(), method="ddls", steps=600, step_size=eps, noise_scale=tau, mala=True,
+                    seed=0, progress=False)
+    T = tau ** 2 / eps
+    assert res.info["langevin_temperature"] == pytest.approx(T)
+    tol_m, tol_c = _mc_tolerances(T * cov, N)
+    assert torch.all((torch.cov(res.z.T) - T * cov).abs() < tol_c)
+
+
+def test_uniform_prior_stays_in_box_and_is_exact():
+    """With d = 0 the target is the prior itself: uniform on [-1, 1]^2 (mean 0, var 1/3)."""
+    zero_d = lambda x: torch.zeros(x.shape[0], dtype=x.dtype)
+    z = torch.rand(N, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    res = lf.refine(Identity(), zero_d, z, method="ddls", prior="uniform", steps=100, step_size=0.2,
+                    mala=True, seed=0, progress=False)
+    assert res.z.abs().max() <= 1
+    var = 1 / 3
+    assert torch.all(res.z.mean(0).abs() < 5 * math.sqrt(var / N))
+    # variance of a uniform sample variance: (mu4 - var^2)/n with mu4 = 1/5
+    assert torch.all((res.z.var(0) - var).abs() < 5 * math.sqrt((1 / 5 - var ** 2) / N))
+
+
+def test_prob_output_is_converted_to_logit():
+    G, D, *_ = gaussian_problem()
+    Dp = lambda x: torch.sigmoid(D(x))
+    a = lf.refine(G, D, _z(64), method="ddls", steps=20, seed=5, progress=False)
+    b = lf.refine(G, Dp, _z(64), method="ddls", steps=20, seed=5, progress=False, d_output="prob")
+    torch.testing.assert_close(a.z, b.z, rtol=1e-7, atol=1e-7)
+
+
+def test_output_noise_extension_samples_joint_state():
+    G, D, *_ = gaussian_problem()
+    res = lf.refine(G, D, _z(256), method="ddls", steps=30, output_noise=0.1, seed=0, progress=False)
+    zp = res.info["output_noise_z"]
+    assert zp.shape == (256, 2)
+    torch.testing.assert_close(res.x, G(res.z) + 0.1 * zp)
+
+
+def test_same_seed_same_samples_and_batch_size_invariance():
+    G, D, *_ = gaussian_problem()
+    z = _z(64)
+    a = lf.refine(G, D, z, method="ddls", steps=40, seed=11, progress=False)
+    b = lf.refine(G, D, z, method="ddls", steps=40, seed=11, progress=False)
+    c = lf.refine(G, D, z, method="ddls", steps=40, seed=11, progress=False, batch_size=7)
+    assert torch.equal(a.z, b.z) and torch.equal(a.x, b.x)
+    torch.testing.assert_close(a.z, c.z, rtol=1e-12, atol=1e-12)
+    d = lf.refine(G, D, z, method="ddls", steps=40, seed=12, progress=False)
+    assert not torch.equal(a.z, d.z)
+
+
+def test_generator_leaves_global_rng_and_models_untouched():
+    G, D, *_ = gaussian_problem()
+    G.train()
+    D.eval()
+    before = [p.detach().clone() for p in list(G.parameters()) + list(D.parameters())]
+    state = torch.get_rng_state()
+    lf.refine(G, D, _z(32), method="ddls", steps=5, generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.equal(state, torch.get_rng_state())
+    after = list(G.parameters()) + list(D.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(p.grad is None for p in after)
+    assert all(p.requires_grad for p in after)
+    assert G.training and not D.training
+
+
+def test_eval_counts():
+    G, D, *_ = gaussian_problem()
+    res = lf.refine(G, D, _z(10), method="ddls", steps=7, seed=0, progress=False)
+    # probe (2 rows) + initial evaluation + one evaluation per step
+    assert res.info["n_G_backward"] == 10 * 8
+    assert res.info["n_G_forward"] == 10 * 8 + 2
+    assert res.info["n_D_backward"] == 10 * 8
+
+
+def test_divergence_is_reported_and_chains_frozen(caplog):
+    # d = 50 relu(x0)^2 pushes chains with x0 > 0 outwards exponentially: they blow up; others do not
+    D = lambda x: 50 * torch.relu(x[:, 0]) ** 2
+    z = torch.stack([torch.linspace(-3, 3, 32), torch.zeros(32)], 1).double()
+    with caplog.at_level(logging.WARNING, logger="latentflow"):
+        res = lf.refine(Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False)
+    div = res.diverged
+    assert div.any() and not div.all()
+    assert torch.isfinite(res.x).all() and torch.isfinite(res.z).all()
+    assert bool((res.info["diverged_step"][div] > 0).all())
+    assert (res.info["diverged_step"][~div] == -1).all()
+    assert "reduce step_size" in caplog.text
+    first = int(torch.nonzero(div)[0])
+    assert f"chains {first} (step" in caplog.text
+    assert res.to_dict()["n_diverged"] == int(div.sum())
+
+
+@pytest.mark.rng_ok
+def test_contract_errors():
+    G, D, *_ = gaussian_problem()
+    with pytest.raises(ShapeError, match=r"z must have shape \[B, d\]; got shape \(4,\)"):
+        lf.refine(G, D, torch.zeros(4, dtype=torch.float64), method="ddls", progress=False)
+    bad_D = lambda x: torch.zeros(x.shape[0], 10)
+    with pytest.raises(ShapeError, match=r"D\(x\) returned shape \(2, 10\); expected \(2,\) or \(2, 1\)"):
+        lf.refine(G, bad_D, _z(64), method="ddls", progress=False)
+    with pytest.raises(OptionError, match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dot, drs, mh'):
+        lf.refine(G, D, _z(4), method="ddsl")
+    with pytest.raises(OptionError, match=r"unknown option\(s\) stepsize. Valid options: .*step_size"):
+        lf.refine(G, D, _z(4), method="ddls", stepsize=0.1)
+    with pytest.raises(OptionError, match="step_size must be > 0"):
+        lf.refine(G, D, _z(4), method="ddls", step_size=-1.0, progress=False)
+    with pytest.raises(OptionError, match="adapt_steps needs mala=True"):
+        lf.refine(G, D, _z(4), method="ddls", adapt_steps=5, progress=False)
+    with pytest.raises(ShapeError, match="non-finite"):
+        lf.refine(G, D, torch.full((4, 2), float("nan"), dtype=torch.float64), method="ddls", progress=False)
+    with pytest.raises(ShapeError, match=r"G\(z\) failed on z of shape \(2, 3\)"):
+        lf.refine(G, D, torch.zeros(4, 3, dtype=torch.float64), method="ddls", progress=False)
+    with pytest.raises(OptionError, match="d_output must be one of"):
+        lf.refine(G, D, _z(4), method="ddls", d_output="score", progress=False)
+
+
+def test_step_size_adaptation_reaches_target():
+    G, D, *_ = gaussian_problem()
+    res = lf.refine(G, D, _z(500), method="ddls", steps=400, step_size=2.0, mala=True, adapt_steps=200,
+                    target_accept=0.6, seed=0, progress=False)
+    acc = float(res.info["accept_rate"].mean())
+    # per-chain Robbins-Monro; the post-adaptation acceptance of 500 chains x 200 steps lands near 0.6
+    assert abs(acc - 0.6) < 0.1
+    assert float(res.info["step_size_final"].mean()) < 2.0
+
+
+def test_callback_sees_every_step():
+    G, D, *_ = gaussian_problem()
+    seen = []
+    lf.refine(G, D, _z(8), method="ddls", steps=5, seed=0, progress=False,
+              callback=lambda s: seen.append((s.i, s.state.shape, s.energy.shape)))
+    assert [s[0] for s in seen] == list(range(5))
+    assert seen[0][1] == (8, 2) and seen[0][2] == (8,)

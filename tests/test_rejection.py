@@ -1,0 +1,77 @@
+"""DRS and MH-GAN with an exact density-ratio D recover the data distribution."""
+import math
+
+import pytest
+import torch
+
+import latentflow as lf
+from latentflow.errors import OptionError
+from analytic import Identity, RatioD
+
+N = 4000
+MEAN, STD = [0.5, -0.3], 0.8   # p_data = N(MEAN, STD^2 I), p_g = N(0, I), d = log p_data / p_g exactly
+
+
+def _z(n=N, seed=1):
+    return torch.randn(n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def _check_recovers_data(x):
+    n = x.shape[0]
+    mean = torch.tensor(MEAN, dtype=x.dtype)
+    var = STD ** 2
+    assert torch.all((x.mean(0) - mean).abs() < 5 * math.sqrt(var / n))
+    # standard error of a Gaussian sample variance: var * sqrt(2 / n)
+    assert torch.all((x.var(0) - var).abs() < 5 * var * math.sqrt(2 / n))
+    # and the generator's own law (var 1) is rejected by the same test
+    assert (1.0 - var) > 5 * var * math.sqrt(2 / n)
+
+
+def test_drs_exact_rejection_recovers_data():
+    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(), method="drs", gamma_percentile=None, gamma=0.0,
+                    seed=0, progress=False)
+    assert res.x.shape == (N, 2)
+    _check_recovers_data(res.x)
+    # acceptance of exact rejection sampling is E_pg[exp(d - max d)] = 1 / max(p_data / p_g)
+    d = RatioD(MEAN, STD)
+    xs = torch.linspace(-6, 6, 2001, dtype=torch.float64)
+    grid = torch.cartesian_prod(xs, xs)
+    bound = math.exp(float(d(grid).max()))
+    assert res.info["accept_rate"] == pytest.approx(1 / bound, rel=0.1)
+
+
+def test_drs_returns_exact_count_and_reports_acceptance():
+    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(333), method="drs", seed=0, progress=False)
+    assert res.x.shape == (333, 2) and res.z.shape == (333, 2)
+    assert 0 < res.info["accept_rate"] < 1
+    assert res.info["n_proposals"] >= 333
+
+
+def test_drs_gives_up_with_a_clear_error():
+    with pytest.raises(OptionError, match="lower gamma_percentile or raise max_proposals"):
+        lf.refine(Identity(), RatioD(MEAN, STD), _z(100), method="drs", gamma_percentile=99.9,
+                  max_proposals=150, seed=0, progress=False)
+
+
+def test_mh_recovers_data():
+    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(), method="mh", k=60, seed=0, progress=False)
+    _check_recovers_data(res.x)
+    acc = res.info["accept_rate"]
+    assert acc.shape == (N,) and 0.3 < float(acc.mean()) < 0.95
+    assert res.info["n_G_forward"] == N * 61 + 2
+
+
+def test_mh_from_real_start_returns_generated_samples():
+    x_init = torch.full((50, 2), 100.0, dtype=torch.float64)   # "real" starts the chains will leave
+    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(50), method="mh", k=20, x_init=x_init, seed=0,
+                    progress=False)
+    assert (res.x.abs() < 50).all()
+
+
+def test_rejection_determinism():
+    a = lf.refine(Identity(), RatioD(MEAN, STD), _z(200), method="mh", k=10, seed=3, progress=False)
+    b = lf.refine(Identity(), RatioD(MEAN, STD), _z(200), method="mh", k=10, seed=3, progress=False, batch_size=16)
+    assert torch.equal(a.x, b.x)
+    c = lf.refine(Identity(), RatioD(MEAN, STD), _z(200), method="drs", seed=3, progress=False)
+    d = lf.refine(Identity(), RatioD(MEAN, STD), _z(200), method="drs", seed=3, progress=False)
+    assert torch.equal(c.x, d.x)
