@@ -160,40 +160,51 @@ def train_group():
     """Train the models the project ships (GANs, Discriminator Flow, Score GAN)."""
 
 
-@train_group.command("gan")
-@click.option("--data", default="grid25", show_default=True, help="grid25, ring8, swissroll or fashion-mnist.")
-@click.option("--data-root", default=None, help="Folder with the dataset's files (images).")
-@click.option("--loss", default=None, type=click.Choice(["wgan-gp", "ns", "hinge"]))
-@click.option("--steps", default=None, type=click.IntRange(min=1), help="Generator steps.")
-@click.option("--batch-size", default=None, type=click.IntRange(min=1))
-@click.option("--seed", default=None, type=int)
-@click.option("--device", default=None, metavar="cpu|cuda")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other GANConfig field.")
-@click.option("--out", required=True, metavar="DIR")
-@click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-@click.option("--quiet", is_flag=True)
-def train_gan_cmd(data, data_root, loss, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
-    """Train a GAN (WGAN-GP, non-saturating or hinge); resumable from DIR's checkpoint."""
-    import dataclasses
+def _train_command(kind: str):
+    @click.option("--data", default=None, help="Dataset: grid25, ring8, swissroll, fashion-mnist (per trainer).")
+    @click.option("--steps", default=None, type=click.IntRange(min=1), help="Training steps.")
+    @click.option("--batch-size", default=None, type=click.IntRange(min=1))
+    @click.option("--seed", default=None, type=int)
+    @click.option("--device", default=None, metavar="cpu|cuda")
+    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (see --dry-run).")
+    @click.option("--out", required=True, metavar="DIR")
+    @click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
+    @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+    @click.option("--quiet", is_flag=True, help="No progress bar.")
+    def cmd(data, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
+        import dataclasses
 
-    from .train.gan import GANConfig, train_gan
+        from .train import get_trainer
 
-    fields = {f.name for f in dataclasses.fields(GANConfig)}
-    kw = {k: v for k, v in dict(data=data, data_root=data_root, loss=loss, steps=steps,
-                                 batch_size=batch_size, seed=seed, device=device).items() if v is not None}
-    extra = _parse_opts(sets)
-    bad = sorted(set(extra) - fields)
-    if bad:
-        raise click.BadParameter(f"unknown config field(s) {', '.join(bad)}; valid: {', '.join(sorted(fields))}",
-                                 param_hint="--set")
-    kw.update(extra)
-    cfg = GANConfig(**kw).validate()
-    if dry_run:
-        click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
-        return
-    train_gan(cfg, out, progress=not quiet, resume=not no_resume)
-    click.echo(f"wrote {out}/G.safetensors, {out}/D.safetensors, {out}/latentflow.json")
+        Config, train_fn = get_trainer(kind)
+        fields = {f.name for f in dataclasses.fields(Config)}
+        kw = {k: v for k, v in dict(data=data, steps=steps, batch_size=batch_size, seed=seed,
+                                     device=device).items() if v is not None}
+        kw.update(_parse_opts(sets))
+        bad = sorted(set(kw) - fields)
+        if bad:
+            raise click.BadParameter(f"unknown config field(s) {', '.join(bad)} for {kind}; "
+                                     f"valid: {', '.join(sorted(fields))}", param_hint="--set")
+        cfg = Config(**kw)
+        if hasattr(cfg, "validate"):
+            cfg.validate()
+        if dry_run:
+            click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+            return
+        train_fn(cfg, out, progress=not quiet, resume=not no_resume)
+        click.echo(f"wrote {out}")
+
+    cmd.__doc__ = f"Train a {kind} model (resumable from DIR's checkpoint; --dry-run shows the config)."
+    return cmd
+
+
+def _register_train_commands():
+    from .train import TRAINERS
+    for kind in TRAINERS:
+        train_group.command(kind)(_train_command(kind))
+
+
+_register_train_commands()
 
 
 @main.command("convert")
