@@ -304,3 +304,18 @@ def test_resolve_errors_and_models_table(tmp_path):
     assert set(row) == {"name", "source", "offline", "bytes", "verified", "pinned"}
     assert row["source"].startswith("hf:Mingguksky/PyTorch-StudioGAN@") and row["verified"] is False
     assert isinstance(row["offline"], bool)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_load_onto_cuda_in_half_precision(tmp_path):
+    d = export(tiny_pair(), tmp_path / "m")
+    G, D, _ = load(d, device="cuda", dtype=torch.float16)
+    z = torch.randn(4, 3, device="cuda", dtype=torch.float16)
+    out = D(G(z))
+    assert out.device.type == "cuda" and out.dtype == torch.float16 and out.shape == (4,)
+    sg = zoo.build("sngan_resnet32_g", num_classes=10).cuda().eval()
+    sd = zoo.build("sngan_resnet32_d", num_classes=10).cuda().eval()
+    with torch.no_grad():
+        x = sg(torch.randn(8, 128, device="cuda"))
+        assert x.shape == (8, 3, 32, 32) and sd(x).shape == (8,)

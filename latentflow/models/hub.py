@@ -42,7 +42,7 @@ _CHUNK = 1 << 20
 # the result
 # -------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelPair:
     """A loaded generator and discriminator (eval mode, no gradients) and what is known about them.
 
