@@ -43,7 +43,7 @@ def _scores(D, x: Tensor, d_output: str, batch_size: int) -> Tensor:
 
 
 def calibrate(D: Callable, real: Tensor, fake: Tensor, *, d_output: str = "logit",
-              iters: int = 50, l2: float = 1e-6, batch_size: int = 1024) -> CalibratedD:
+              iters: int = 100, l2: float = 1e-6, batch_size: int = 1024) -> CalibratedD:
     """Platt-scale D on held-out ``real`` and generated ``fake`` samples (Newton's method, exact).
 
     Returns a ``CalibratedD`` whose output is a logit ``log p_data(x)/p_g(x)`` estimate (up to the
@@ -77,8 +77,13 @@ def calibrate(D: Callable, real: Tensor, fake: Tensor, *, d_output: str = "logit
         grad = X.T @ (w * (p - y)) + l2 * theta
         H = (X * (w * p * (1 - p)).unsqueeze(1)).T @ X + l2 * torch.eye(2, dtype=torch.float64)
         step = torch.linalg.solve(H, grad)
-        theta = theta - step
-        if step.abs().max() < 1e-10:
+        # damped Newton: halve the step until the loss does not increase (Newton alone can overshoot
+        # from a poor start, e.g. a critic whose scale is far from a logit's)
+        cur, t = bce(theta), 1.0
+        while t > 1e-8 and bce(theta - t * step) > cur:
+            t *= 0.5
+        theta = theta - t * step
+        if (t * step).abs().max() < 1e-10:
             break
     cal = CalibratedD(D, float(theta[0]), float(theta[1]), d_output)
     cal.fit_info = dict(bce_before=before, bce_after=bce(theta), a=float(theta[0]), b=float(theta[1]),

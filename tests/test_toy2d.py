@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from latentflow.data import TOY, toy
+from latentflow.errors import OptionError, ShapeError
+from latentflow.metrics.toy2d import emd, mode_metrics, toy_metrics
+
+
+def test_fresh_data_scores_perfectly():
+    ds = toy("grid25")
+    x = ds.sample(10000, generator=0)
+    m = mode_metrics(x, ds.centers, ds.std)
+    assert m["modes"] == 25
+    # P(|N(0, .1^2 I_2)| > 0.4) = exp(-8) = 0.03%: essentially every sample is high quality
+    assert m["high_quality_pct"] > 99.5
+    assert abs(m["hq_std"] - 0.1) < 0.005
+
+
+def test_mode_metrics_count_dropped_modes():
+    ds = toy("ring8")
+    x = ds.sample(2000, generator=0)
+    keep = torch.cdist(x, ds.centers).argmin(1) < 6
+    m = mode_metrics(x[keep], ds.centers, ds.std)
+    assert m["modes"] == 6
+    far = torch.full((10, 2), 10.0)
+    assert mode_metrics(far, ds.centers, ds.std)["high_quality_pct"] == 0
+
+
+def test_emd_exact_on_shifted_sets():
+    a = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    assert emd(a, a) == pytest.approx(0.0, abs=1e-12)
+    # translating a set by t costs exactly |t| under the optimal (identity) matching
+    assert emd(a, a + torch.tensor([0.3, 0.4])) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_toy_metrics_and_errors():
+    m = toy_metrics(toy("swissroll").sample(500, generator=1), "swissroll")
+    assert set(m) == {"emd"} and m["emd"] < 0.2
+    with pytest.raises(ShapeError, match=r"\[N, 2\]"):
+        mode_metrics(torch.zeros(3, 3), TOY["grid25"].centers, 0.1)
+    with pytest.raises(OptionError, match='Unknown toy dataset "grid"'):
+        toy("grid")
