@@ -38,7 +38,7 @@ def tiny_pair() -> ModelPair:
     D = zoo.build("mlp_d", in_dim=2, hidden=[8])
     return make_pair(G, D, arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 3, "hidden": [8], "out_dim": 2}},
                      arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [8]}}, name="tiny",
-                     d_output="critic", output_range=None, sampling={"ddls": {"steps": 5}})
+                     d_output="critic", output_range=None, sampling={"ddls": {"steps": 5}}, dataset="grid25")
 
 
 def make_hf_cache(cache: Path, repo_id: str, commit: str, files: dict[str, bytes]) -> Path:
@@ -163,6 +163,7 @@ def test_local_folder_and_file_pair_round_trip(tmp_path):
     spec = json.loads((d / "latentflow.json").read_text())
     assert spec["files"]["G"]["sha256"] == hashlib.sha256((d / "G.safetensors").read_bytes()).hexdigest()
     assert spec["d_output"] == "critic" and spec["arch"]["G"]["name"] == "mlp_g"
+    assert spec["dataset"] == "grid25" and load(d).meta["dataset"] == "grid25"
     from safetensors import safe_open
     with safe_open(str(d / "D.safetensors"), framework="pt") as f:
         assert json.loads(f.metadata()["latentflow"])["latent"] == {"dim": 3, "prior": "normal"}

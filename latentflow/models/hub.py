@@ -572,7 +572,7 @@ def _meta(entry: ModelEntry, hashes: Mapping[str, str], G) -> dict:
             "output_shape": entry.output["shape"], "output_range": entry.output["range"],
             "sampling": {k: dict(v) for k, v in entry.sampling.items()}, "verified": entry.verified,
             "num_classes": int(getattr(G, "num_classes", 0) or 0),
-            "license": entry.license, "citation": entry.citation, "recipe": entry.recipe,
+            "license": entry.license, "citation": entry.citation, "recipe": entry.recipe, "dataset": entry.dataset,
             "source": dict(entry.source),
             "files": {r: {"path": entry.files[r].path, "sha256": hashes[r]} for r in ROLES},
             "spec": entry.spec()}
@@ -619,7 +619,7 @@ def _arch_spec(a, kwargs=None, role: str = "G") -> ArchSpec:
 def make_pair(G, D, *, arch_g, arch_d, kwargs_g=None, kwargs_d=None, name: str = "custom",
               latent_dim: int | None = None, prior: str = "normal", d_output: str = "logit",
               output_range=(-1.0, 1.0), output_shape=None, license: str | None = None, citation: str | None = None,
-              recipe: str | None = None, sampling: Mapping | None = None) -> ModelPair:
+              recipe: str | None = None, sampling: Mapping | None = None, dataset: str | None = None) -> ModelPair:
     """Wrap modules built from the zoo into a :class:`ModelPair` whose ``meta['spec']`` :func:`export` can write.
     ``latent_dim`` defaults to ``G.latent_dim``; ``output_shape`` is found by one forward pass of G."""
     import torch
@@ -642,7 +642,7 @@ def make_pair(G, D, *, arch_g, arch_d, kwargs_g=None, kwargs_d=None, name: str =
            "arch": {"G": ag.to_dict(), "D": ad.to_dict()}, "latent": {"dim": int(latent_dim), "prior": prior},
            "output": {"shape": list(output_shape), "range": list(output_range) if output_range is not None else None},
            "d_output": d_output, "license": license, "citation": citation, "recipe": recipe,
-           "sampling": dict(sampling or {})}
+           "sampling": dict(sampling or {}), "dataset": dataset}
     entry = validate_entry(name, raw, allow_sources=ALL_SOURCE_KINDS)
     for role, m, a in (("G", G, ag), ("D", D, ad)):   # the spec must rebuild exactly these modules
         ref = build(a)
@@ -685,7 +685,7 @@ def convert(in_path: str | Path, out_dir: str | Path, *, arch_g, arch_d, d_path:
             kwargs_g: Mapping | None = None, kwargs_d: Mapping | None = None, use_ema: bool = False,
             name: str = "converted", latent_dim: int | None = None, prior: str = "normal", d_output: str = "logit",
             output_range=(-1.0, 1.0), license: str | None = None, citation: str | None = None,
-            recipe: str | None = None, sampling: Mapping | None = None) -> Path:
+            recipe: str | None = None, sampling: Mapping | None = None, dataset: str | None = None) -> Path:
     """Turn a pickled ``.pt/.pth/.ckpt`` G/D checkpoint into the :func:`export` layout.
 
     ``in_path`` holds both models (under ``G``/``D``, ``netG``/``netD``, ``generator``/``discriminator``, ...,
@@ -713,7 +713,8 @@ def convert(in_path: str | Path, out_dir: str | Path, *, arch_g, arch_d, d_path:
     if recipe is None:
         recipe = "converted from " + ", ".join(f"{p.name} (sha256 {h})" for p, h in zip(sources, hashes))
     pair = make_pair(G, D, arch_g=ag, arch_d=ad, name=name, latent_dim=latent_dim, prior=prior, d_output=d_output,
-                     output_range=output_range, license=license, citation=citation, recipe=recipe, sampling=sampling)
+                     output_range=output_range, license=license, citation=citation, recipe=recipe, sampling=sampling,
+                     dataset=dataset)
     return export(pair, out_dir)
 
 

@@ -15,6 +15,7 @@ Schema (``schema: 1``)::
         output:   {shape: [..] | null, range: [lo, hi] | null}   (or channels + size instead of shape)
         d_output: logit | prob | critic
         license, citation, recipe: <str> | null
+        dataset:  <str> | null   what G was trained on (e.g. grid25, fashion-mnist, cifar10); picks the metrics
         verified: <bool>   (false while any sha256 is null; the hash is then pinned on first download)
         sampling: {<method>: {<option>: <value>}}   recommended per-method defaults (optional)
 """
@@ -80,6 +81,7 @@ class ModelEntry:
     recipe: str | None = None
     verified: bool = False
     sampling: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dataset: str | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -95,7 +97,7 @@ class ModelEntry:
                 "arch": {r: self.arch[r].to_dict() for r in ROLES},
                 "latent": _plain(self.latent), "output": _plain(self.output), "d_output": self.d_output,
                 "license": self.license, "citation": self.citation, "recipe": self.recipe,
-                "sampling": _plain(self.sampling)}
+                "dataset": self.dataset, "sampling": _plain(self.sampling)}
 
     def to_dict(self) -> dict:
         d = self.spec()
@@ -266,7 +268,7 @@ def validate_sampling(s, where: str, check_methods: bool = True) -> dict:
 
 
 _ENTRY_REQUIRED = ("source", "files", "arch", "latent", "output", "d_output")
-_ENTRY_OPTIONAL = ("license", "citation", "recipe", "verified", "sampling")
+_ENTRY_OPTIONAL = ("license", "citation", "recipe", "verified", "sampling", "dataset")
 
 
 def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources: tuple[str, ...] = SOURCE_KINDS,
@@ -306,7 +308,8 @@ def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources
     return ModelEntry(name=name, source=source, files=files, arch=arch, latent=latent, output=output,
                       d_output=raw["d_output"], license=_opt_str(raw.get("license"), f"{where}.license"),
                       citation=_opt_str(raw.get("citation"), f"{where}.citation"),
-                      recipe=_opt_str(raw.get("recipe"), f"{where}.recipe"), verified=verified, sampling=sampling)
+                      recipe=_opt_str(raw.get("recipe"), f"{where}.recipe"), verified=verified, sampling=sampling,
+                      dataset=_opt_str(raw.get("dataset"), f"{where}.dataset"))
 
 
 def parse_manifest(doc, *, check_registry: bool = True) -> dict[str, ModelEntry]:
