@@ -308,7 +308,9 @@ def compute_metrics(samples, reference=None, *, isc: bool = False, fid: bool = F
     log.info("torch-fidelity: %s on %s (cuda=%s, reference cache %s)",
              ",".join(m for m, on in (("isc", isc), ("fid", fid), ("kid", kid), ("prc", prc)) if on),
              feature_extractor, kw["cuda"], kw.get("input2_cache_name"))
-    return torch_fidelity.calculate_metrics(**kw)
+    # torch-fidelity's DataLoader draws a seed from the global torch RNG: keep the caller's stream intact
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if kw["cuda"] else []):
+        return torch_fidelity.calculate_metrics(**kw)
 
 
 # ---------------------------------------------------------------------------------------------------

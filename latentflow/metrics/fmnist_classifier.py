@@ -101,9 +101,10 @@ def load_classifier(path: str | os.PathLike | None = None, check: bool = True) -
         if got != expected:
             raise IntegrityError(f"{path}: sha256 expected {expected} (from {INFO.name}); got {got}",
                                  expected=expected, got=got, path=str(path))
-    net = FMNISTNet()
+    with torch.device("meta"):                   # no random init: leaves the global RNG alone
+        net = FMNISTNet()
     try:
-        net.load_state_dict(load_file(str(path)))
+        net.load_state_dict(load_file(str(path)), assign=True)
     except RuntimeError as e:
         raise IntegrityError(f"{path}: state dict does not fit FMNISTNet: {e}", path=str(path)) from e
     return net.eval().requires_grad_(False)
