@@ -164,7 +164,8 @@ def _check_layout(path: Path) -> None:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     try:
-        FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+        with torch.random.fork_rng(devices=[]):      # layer init draws from the global RNG; keep it intact
+            FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
     except RuntimeError as e:
         raise IntegrityError(f"converted Inception weights do not fit torch-fidelity's layout: {e}",
                              path=str(path)) from e
