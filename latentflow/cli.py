@@ -74,12 +74,14 @@ def _method_names():
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Any other method option, e.g. --opt mala=true (see `latentflow methods`).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Evaluate G/D in chunks of this size.")
+@click.option("--class", "class_label", default=None, type=click.IntRange(min=0),
+              help="Class of a class-conditional model (e.g. sngan-cifar).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sample(model, method, num, steps, step_size, opts, batch_size, seed, device, out, quiet, as_json):
+def sample(model, method, num, steps, step_size, opts, batch_size, class_label, seed, device, out, quiet, as_json):
     """Refine samples of a model and write samples.safetensors, samples.png and report.json."""
     from .sample import sample_model
 
@@ -92,7 +94,7 @@ def sample(model, method, num, steps, step_size, opts, batch_size, seed, device,
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"
     rep = sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
-                       batch_size=batch_size, progress=not quiet)
+                       batch_size=batch_size, progress=not quiet, class_label=class_label)
     if as_json:
         click.echo(json.dumps(rep, indent=2, default=str))
         return
@@ -148,11 +150,12 @@ def models_cmd(as_json):
         return
     click.echo("| name | source | offline | size | verified |")
     click.echo("|---|---|---|---|---|")
+    # verified: the manifest pins the hash; pinned: the hash was pinned on this machine's first download
     for r in rows:
         size = r.get("size") or r.get("bytes")
         size_s = f"{size / 1e6:.2f} MB" if isinstance(size, (int, float)) and size else "?"
         click.echo(f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
-                   f"{'yes' if r.get('verified') else 'UNVERIFIED'} |")
+                   f"{'yes' if r.get('verified') else ('pinned here' if r.get('pinned') else 'UNVERIFIED')} |")
 
 
 @main.group("train")
@@ -212,14 +215,31 @@ _register_train_commands()
 @click.option("--out", required=True, metavar="DIR")
 @click.option("--arch-g", required=True, help="Architecture name of G (see latentflow.models.zoo).")
 @click.option("--arch-d", required=True, help="Architecture name of D.")
-@click.option("--latent-dim", required=True, type=click.IntRange(min=1))
+@click.option("--kwargs-g", default=None, metavar="JSON", help="Keyword arguments of G's architecture.")
+@click.option("--kwargs-d", default=None, metavar="JSON", help="Keyword arguments of D's architecture.")
+@click.option("--d-path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="D's file when G and D are saved separately (StudioGAN).")
+@click.option("--latent-dim", default=None, type=click.IntRange(min=1))
 @click.option("--prior", default="normal", type=click.Choice(["normal", "uniform"]), show_default=True)
 @click.option("--d-output", default="logit", type=click.Choice(["logit", "prob", "critic"]), show_default=True)
-def convert_cmd(src, out, arch_g, arch_d, latent_dim, prior, d_output):
-    """Turn a .pt/.pth/.ckpt G/D pair into safetensors + latentflow.json (read with weights_only=True)."""
+@click.option("--use-ema", is_flag=True, help="Take G's EMA weights when the checkpoint has them.")
+@click.option("--name", default="converted", show_default=True)
+@click.option("--dataset", default=None, help="Dataset the pair was trained on (for metrics).")
+def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim, prior, d_output, use_ema,
+                name, dataset):
+    """Turn a .pt/.pth/.ckpt G/D pair into safetensors + latentflow.json (read with weights_only=True).
+
+    \b
+    Example:
+      latentflow convert netG_netD.pth --arch-g dcgan32_g --arch-d dcgan32_d --latent-dim 100 --out my-gan
+      latentflow sample --model my-gan
+    """
     from .models import convert
 
-    convert(src, out, arch_g=arch_g, arch_d=arch_d, latent_dim=latent_dim, prior=prior, d_output=d_output)
+    kg = json.loads(kwargs_g) if kwargs_g else None
+    kd = json.loads(kwargs_d) if kwargs_d else None
+    convert(src, out, arch_g=arch_g, arch_d=arch_d, kwargs_g=kg, kwargs_d=kd, d_path=d_path,
+            latent_dim=latent_dim, prior=prior, d_output=d_output, use_ema=use_ema, name=name, dataset=dataset)
     click.echo(f"wrote {out}")
 
 

@@ -1,0 +1,167 @@
+"""Benchmark harness: suites × models × methods at stated budgets -> one JSON document + a table.
+
+The JSON document is written first; the markdown table is built from it (never the other way round).
+Each row records the method's options, the G/D evaluations per sample (forward and backward), wall
+time and metrics; a failing row records ``error`` and the run goes on (the caller exits non-zero).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import rng
+from .errors import LatentflowError, OptionError
+from .report import env_info, write_json
+
+log = logging.getLogger("latentflow.bench")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One benchmark row: a label, a method (``"none"`` = the generator alone) and its options."""
+    label: str
+    method: str
+    options: dict = field(default_factory=dict)
+
+
+# ≈ 100 discriminator evaluations per sample for every iterative method (seed 001 runs DDLS for
+# 100-1000 steps); DRS's cost is set by its acceptance rate and reported as measured.
+TOY2D_VARIANTS = [
+    Variant("generator", "none"),
+    Variant("DRS", "drs", {}),
+    Variant("MH-GAN", "mh", {"k": 100}),
+    Variant("DOT", "dot", {"steps": 100}),
+    Variant("DDLS (ULA)", "ddls", {"steps": 100}),
+    Variant("DDLS (MALA)", "ddls", {"steps": 100, "mala": True}),
+]
+
+#: seed 001's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
+TOY2D_REFERENCE = {
+    ("grid25-wgangp", "generator"): {"source": "S1 Table 1/2", "modes": 24.8, "high_quality_pct": 70, "emd": 0.043},
+    ("grid25-wgangp", "DRS"): {"source": "S1 Table 1", "modes": 24.8, "high_quality_pct": 90},
+    ("grid25-wgangp", "DOT"): {"source": "S1 Table 2 (Tanaka)", "emd": 0.052},
+    ("grid25-wgangp", "DDLS (ULA)"): {"source": "S1 Table 1/2", "modes": 24.8, "high_quality_pct": 98, "emd": 0.036},
+    ("swissroll-wgangp", "generator"): {"source": "S1 Table 2", "emd": 0.026},
+    ("swissroll-wgangp", "DOT"): {"source": "S1 Table 2 (Tanaka)", "emd": 0.020},
+    ("swissroll-wgangp", "DDLS (ULA)"): {"source": "S1 Table 2", "emd": 0.020},
+}
+
+
+def _mean_std(vals):
+    vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None
+    m = sum(vals) / len(vals)
+    s = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return m, s
+
+
+def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bool = False):
+    """Run one variant on latents ``z``; returns ``(x, info dict)``."""
+    from .api import refine
+    from .sample import generate, method_options
+
+    if variant.method == "none":
+        t0 = time.perf_counter()
+        x = generate(pair.G, z)
+        n = z.shape[0]
+        return x, {"n_G_forward": n, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0,
+                   "wall_s": time.perf_counter() - t0}
+    opts = method_options(variant.method, pair.meta, dict(variant.options))
+    res = refine(pair.G, pair.D, z, method=variant.method, generator=torch.Generator().manual_seed(seed),
+                 progress=progress, **opts)
+    d = res.to_dict()
+    d["options"] = {k: v for k, v in opts.items() if k not in ("progress",)}
+    return res.x, d
+
+
+def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS, *, num: int = 5000,
+          seeds=(0,), dataset_of=None, progress: bool = False, device: str = "cpu") -> dict:
+    """The 2-D suite: each model × variant × seed, metrics averaged over seeds (mean and std)."""
+    from .metrics.toy2d import toy_metrics
+    from .models import load
+
+    doc: dict[str, Any] = {"schema": 1, "suite": "toy2d", "env": env_info(device), "num": num,
+                           "seeds": list(seeds), "rows": []}
+    for model in models:
+        pair = load(model, device=device)
+        dataset = (dataset_of or {}).get(model) or pair.meta.get("dataset") or model.split("-")[0]
+        for v in variants:
+            per_seed, infos, row = [], [], {"model": model, "label": v.label, "method": v.method}
+            try:
+                for s in seeds:
+                    z = rng.sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"),
+                                           generator=1000 + s, device=device)
+                    x, info = run_variant(pair, v, z, s, progress)
+                    per_seed.append(toy_metrics(x, dataset, generator=s))
+                    infos.append(info)
+                keys = per_seed[0].keys()
+                row["metrics"] = {k: _mean_std([m[k] for m in per_seed])[0] for k in keys}
+                row["metrics_std"] = {k: _mean_std([m[k] for m in per_seed])[1] for k in keys}
+                row["per_seed"] = per_seed
+                row["budget_per_sample"] = {k: sum(i[k] for i in infos) / (len(infos) * num)
+                                            for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")}
+                row["wall_s"] = sum(i["wall_s"] for i in infos) / len(infos)
+                row["options"] = infos[0].get("options", {})
+                for k in ("accept_rate", "accept_rate_mean", "n_diverged"):
+                    if k in infos[0]:
+                        row[k] = _mean_std([i[k] for i in infos])[0]
+            except (LatentflowError, RuntimeError) as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+                log.error("%s / %s failed: %s", model, v.label, traceback.format_exc())
+            ref = TOY2D_REFERENCE.get((model, v.label))
+            if ref:
+                row["reference"] = ref
+            doc["rows"].append(row)
+    return doc
+
+
+def _fmt(v, nd=3):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:.3g}"
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def toy2d_table(doc: dict) -> str:
+    """A markdown table of a ``toy2d`` document, with seed 001's numbers beside ours."""
+    lines = ["| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | paper (S1) | wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['label']} | error: {r['error']} | | | | | | |")
+            continue
+        m, sd = r["metrics"], r.get("metrics_std", {})
+        b = r["budget_per_sample"]
+
+        def ms(k, nd=3):
+            if k not in m:
+                return "–"
+            s = sd.get(k)
+            return _fmt(m[k], nd) + (f" ± {_fmt(s, nd)}" if s else "")
+
+        ref = r.get("reference") or {}
+        ref_s = ", ".join(f"{k} {v}" for k, v in ref.items() if k != "source") if ref else ""
+        lines.append(f"| {r['model']} | {r['label']} | {b['n_D_forward'] + b['n_D_backward']:.0f} | "
+                     f"{ms('modes', 1)} | {ms('high_quality_pct', 1)} | {ms('hq_std', 3)} | {ms('emd', 3)} | "
+                     f"{ref_s} | {r['wall_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_doc(doc: dict, out: str | Path, table: str) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, doc)
+    md = out.with_suffix(".md")
+    from .train._loop import atomic_write_bytes
+    atomic_write_bytes(md, (table + "\n").encode())
