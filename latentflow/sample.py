@@ -123,10 +123,3 @@ def _metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> 
         except LatentflowError as e:  # e.g. Fashion-MNIST not installed: the samples are still written
             return {"error": str(e)}
     return {}
-        try:
-            from .metrics.fidelity import to_uint8
-            return {"before": {"fid_fmnist": fid_fmnist(to_uint8(before))},
-                    "after": {"fid_fmnist": fid_fmnist(to_uint8(after))}}
-        except Exception as e:  # metrics are a bonus here; the samples are the product
-            return {"error": f"{type(e).__name__}: {e}"}
-    return {}

@@ -513,8 +513,13 @@ def split_pair(obj, where: str = "checkpoint", *, use_ema: bool = False) -> dict
 # -------------------------------------------------------------------------------------------------
 
 def build(arch: ArchSpec):
+    import torch
+
     from .zoo import build as _build
-    return _build(arch.name, **dict(arch.kwargs))
+    # the random initial weights are overwritten by the checkpoint: don't let them consume the
+    # caller's global RNG (loading a model must not change what torch.randn gives next)
+    with torch.random.fork_rng(devices=[]):
+        return _build(arch.name, **dict(arch.kwargs))
 
 
 def _fmt_keys(keys: Sequence[str], limit: int = 12) -> str:

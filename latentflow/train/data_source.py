@@ -29,6 +29,15 @@ class DataSource:
         else:
             raise OptionError(f'Unknown dataset "{name}". Available: {", ".join(sorted(TOY) + list(IMAGE_SETS))}.')
 
+    @staticmethod
+    def shape_of(name: str) -> tuple:
+        """Per-sample shape of dataset ``name`` without loading it."""
+        if name in TOY:
+            return (2,)
+        if name == "fashion-mnist":
+            return (1, 28, 28)
+        raise OptionError(f'Unknown dataset "{name}". Available: {", ".join(sorted(TOY) + list(IMAGE_SETS))}.')
+
     def sample(self, n: int, gen: torch.Generator) -> Tensor:
         if self.toy is not None:
             return self.toy.sample(n, gen, self.device)

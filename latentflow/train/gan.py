@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .. import rng
 from ..errors import OptionError
 from ..models.zoo import build
-from ._loop import Run, atomic_write_bytes, config_dict, save_weights
+from ._loop import Run, config_dict
 from .data_source import DataSource
 
 LOSSES = ("wgan-gp", "ns", "hinge")
@@ -148,16 +148,16 @@ def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool =
 
 
 def write_pair(out, cfg: GANConfig, G, D) -> dict:
-    """Write ``G.safetensors``, ``D.safetensors`` and ``latentflow.json`` (the export layout)."""
-    out = Path(out)
-    spec = {
-        "arch": {"G": {"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
-                 "D": {"name": cfg.arch_d, "kwargs": cfg.arch_d_kwargs}},
-        "latent": {"dim": cfg.latent_dim, "prior": cfg.prior},
-        "d_output": cfg.d_output,
-        "recipe": {"trainer": "gan", "config": config_dict(cfg)},
-    }
-    save_weights(G, out / "G.safetensors", spec)
-    save_weights(D, out / "D.safetensors", spec)
-    atomic_write_bytes(out / "latentflow.json", json.dumps(spec, indent=2).encode())
-    return spec
+    """Write ``G.safetensors``, ``D.safetensors`` and ``latentflow.json`` (the ``export`` layout, so
+    ``latentflow.load(out)`` and ``latentflow sample --model out`` read it back)."""
+    from ..models.hub import export, make_pair
+
+    shape = list(DataSource.shape_of(cfg.data))
+    pair = make_pair(G, D, arch_g={"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
+                     arch_d={"name": cfg.arch_d, "kwargs": cfg.arch_d_kwargs},
+                     name=f"{cfg.data}-{cfg.loss}", latent_dim=cfg.latent_dim, prior=cfg.prior,
+                     d_output=cfg.d_output, output_shape=shape,
+                     output_range=None if len(shape) == 1 else [-1.0, 1.0],
+                     recipe=json.dumps({"trainer": "gan", "config": config_dict(cfg)}), dataset=cfg.data)
+    export(pair, out)
+    return pair.meta["spec"]
