@@ -158,6 +158,48 @@ def models_cmd(as_json):
                    f"{'yes' if r.get('verified') else ('pinned here' if r.get('pinned') else 'UNVERIFIED')} |")
 
 
+@main.command("bench")
+@click.argument("suite", type=click.Choice(["toy2d", "images"]))
+@click.option("--model", "models", multiple=True, help="Model(s) to benchmark [default: the suite's].")
+@click.option("--num", default=None, type=click.IntRange(min=1), help="Samples per method (and seed).")
+@click.option("--seeds", default=None, type=click.IntRange(min=1), help="Number of seeds (toy2d).")
+@click.option("--methods", "method_list", default=None, help="Comma-separated rows (images suite).")
+@click.option("--inception", is_flag=True, help="Also Inception FID with the offline weights (images).")
+@click.option("--quick", is_flag=True, help="CI size.")
+@click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
+@click.option("--quiet", is_flag=True)
+def bench_cmd(suite, models, num, seeds, method_list, inception, quick, out, quiet):
+    """Run a benchmark suite; writes JSON and a markdown table, prints the table.
+
+    \b
+    Examples:
+      latentflow bench toy2d --num 5000 --seeds 3
+      latentflow bench images --model dcgan-fashion --num 2000
+    """
+    if suite == "toy2d":
+        from .bench import toy2d, toy2d_table, write_doc
+
+        n, s = (500, 1) if quick else (num or 5000, seeds or 3)
+        doc = toy2d(models or ("grid25-wgangp", "swissroll-wgangp"), num=n, seeds=tuple(range(s)),
+                    progress=not quiet)
+        table = toy2d_table(doc)
+        out = out or "results/toy2d.json"
+        write_doc(doc, out, table)
+        click.echo(table)
+        click.echo(f"wrote {out}")
+        if any("error" in r for r in doc["rows"]):
+            sys.exit(1)
+        return
+    try:
+        from .bench_images import run_images_bench
+    except ImportError as e:  # pragma: no cover
+        raise click.ClickException(f"the images suite is not available in this version: {e}")
+    code = run_images_bench(model=(models[0] if models else "dcgan-fashion"),
+                            methods=method_list.split(",") if method_list else None, num=num, seed=0,
+                            out=out or "results/images", quick=quick, inception=inception, progress=not quiet)
+    sys.exit(code)
+
+
 @main.group("train")
 def train_group():
     """Train the models the project ships (GANs, Discriminator Flow, Score GAN)."""
