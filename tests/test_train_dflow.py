@@ -1,0 +1,147 @@
+"""Discriminator Flow trainer (seed 000 Alg. 3) and the conditioned networks of train/nets.py."""
+import json
+
+import pytest
+import torch
+
+import latentflow
+from latentflow.errors import ShapeError
+from latentflow.models.zoo import ARCHITECTURES, build
+from latentflow.train.dflow import DFlowConfig, d_loss, flow_velocity, simulate_at, train_dflow, zero_gp
+from latentflow.train.nets import FourierEmbedding, NoiseMLPDiscriminator, TimeConv28Discriminator, TimeMLPDiscriminator
+from latentflow.samplers.dflow import generator_loss
+
+pytestmark = pytest.mark.rng_ok   # building networks draws their initial weights from the global RNG
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run fastest on one thread; two spinning threads crawl on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_fourier_embedding_shape_determinism_and_state_dict():
+    e1, e2, e3 = FourierEmbedding(), FourierEmbedding(), FourierEmbedding(seed=1)
+    t = torch.linspace(0, 1, 7)
+    out = e1(t)
+    assert out.shape == (7, 128)
+    assert torch.equal(out, e2(t)) and not torch.equal(out, e3(t))
+    assert torch.allclose(out[:, :64] ** 2 + out[:, 64:] ** 2, torch.ones(7, 64), atol=1e-6)
+    assert "freqs" in dict(e1.named_buffers()) and "freqs" in e1.state_dict()
+    assert not any(p is e1.freqs for p in e1.parameters())     # fixed, never trained
+    assert 8 < float(FourierEmbedding(n_freq=4096).freqs.std()) < 24   # ω ~ N(0, 16²)
+    D = TimeMLPDiscriminator(width=8, depth=2)
+    assert "embed.freqs" in D.state_dict()
+
+
+def test_time_mlp_d_shapes_and_registry():
+    for name in ("tmlp_d", "nmlp_d", "mlp_den", "tconv28_d"):
+        assert name in ARCHITECTURES
+    D = build("tmlp_d", in_dim=2, width=16, depth=4)
+    assert sum(isinstance(m, torch.nn.Linear) for m in D.modules()) == 4
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    assert D(x, torch.rand(5, generator=torch.Generator().manual_seed(1))).shape == (5,)
+    assert torch.equal(D(x, 0.3), D(x, torch.full((5,), 0.3)))
+    assert torch.equal(D(x, torch.full((5, 1), 0.3)), D(x, 0.3))
+    with pytest.raises(ShapeError, match="t must be a scalar or a tensor of shape"):
+        D(x, torch.zeros(4))
+    lin = [m for m in D.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in lin)
+    big = TimeMLPDiscriminator(width=512)
+    w = torch.cat([m.weight.flatten() for m in big.modules() if isinstance(m, torch.nn.Linear)])
+    assert abs(float(w.detach().std()) - 0.02) < 2e-3
+    conv = TimeConv28Discriminator(ch=8)
+    assert conv(torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)), 0.5).shape == (3,)
+    Dn = NoiseMLPDiscriminator(width=8, depth=2)
+    assert Dn(x, 0.5).shape == (5,)
+
+
+def _fit(loss, steps=40):
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(64, 2, generator=g) * 0.1 + 2.0
+    fake = torch.randn(64, 2, generator=g)
+    t = torch.rand(64, generator=g)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        D = TimeMLPDiscriminator(width=32, depth=3)
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3)
+    for _ in range(steps):
+        ld = d_loss(loss, D(real, t), D(fake, t))
+        if loss == "ipm":
+            ld = ld + 0.04 * zero_gp(D, real, fake, t, g)
+        opt.zero_grad()
+        ld.backward()
+        opt.step()
+    return D, real, fake, t
+
+
+def test_loss_signs():
+    D, real, fake, t = _fit("ipm")
+    assert D(fake, t).mean() > D(real, t).mean()      # IPM critic is high on generated data
+    for loss in ("ns", "hinge"):
+        D, real, fake, t = _fit(loss)
+        assert D(real, t).mean() > D(fake, t).mean()
+    # the flow velocity lowers c(f) along a small step, for each loss
+    for loss in ("ns", "ipm", "hinge"):
+        D, real, fake, t = _fit(loss)
+        with torch.no_grad():
+            c0 = generator_loss(D(fake, t), loss)
+        v = flow_velocity(D, fake, t, 1.0, loss)
+        with torch.no_grad():
+            c1 = generator_loss(D(fake + 1e-2 * v, t), loss)
+        assert c1.mean() < c0.mean()
+
+
+def test_simulate_at_matches_sampler_and_full_simulation():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        D = TimeMLPDiscriminator(width=16, depth=3)
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(32, 2, generator=g)
+    N, eta = 8, 4.0
+    i_b = torch.randint(N, (32,), generator=g)
+    got = simulate_at(D, x0, i_b, eta, "ns", N)
+    # reference: every particle simulated for all steps, then picked
+    traj, x = [x0], x0
+    for i in range(N - 1):
+        x = x + (1 / N) * flow_velocity(D, x, torch.full((32,), i / N), eta, "ns")
+        traj.append(x)
+    ref = torch.stack(traj, 1)[torch.arange(32), i_b]
+    assert torch.allclose(got, ref, atol=1e-5)
+    for k in (1, 5):
+        res = latentflow.refine(None, D, x0, method="dflow", steps=N, eta=eta, loss="ns", stop_step=k, progress=False)
+        assert torch.allclose(simulate_at(D, x0, torch.full((32,), k), eta, "ns", N), res.x, atol=1e-5)
+
+
+@pytest.mark.rng_ok
+def test_train_dflow_writes_sampling_recipe(tmp_path):
+    cfg = DFlowConfig(data="ring8", steps=4, batch_size=16, flow_steps=4, eta=2.0,
+                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    D = train_dflow(cfg, tmp_path, progress=False)
+    spec = json.loads((tmp_path / "latentflow.json").read_text())
+    assert spec["sampling"]["dflow"] == {"eta": 2.0, "steps": 4, "loss": "ns"}
+    assert spec["arch"]["D"]["name"] == "tmlp_d"
+    from safetensors.torch import load_file
+    D2 = build(spec["arch"]["D"]["name"], **spec["arch"]["D"]["kwargs"])
+    D2.load_state_dict(load_file(str(tmp_path / "D.safetensors")))
+    x0 = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    a = latentflow.refine(None, D, x0, method="dflow", progress=False, **spec["sampling"]["dflow"])
+    b = latentflow.refine(None, D2, x0, method="dflow", progress=False, **spec["sampling"]["dflow"])
+    assert torch.equal(a.x, b.x) and a.x.shape == (50, 2)
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss_d", "f_real", "f_fake"} <= set(lines[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.rng_ok
+def test_dflow_grid25_recovers_all_modes(tmp_path):
+    from latentflow.metrics.toy2d import toy_metrics
+    cfg = DFlowConfig(data="grid25", arch_kwargs={"in_dim": 2, "width": 128, "depth": 4}, steps=4000)
+    D = train_dflow(cfg, tmp_path, progress=False)
+    x0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+    m = toy_metrics(latentflow.refine(None, D, x0, method="dflow", progress=False).x, "grid25")
+    floor = toy_metrics(latentflow.data.toy("grid25").sample(2000, 7), "grid25")["emd"]
+    assert m["modes"] == 25 and m["high_quality_pct"] >= 90 and m["emd"] <= 2 * floor
