@@ -34,6 +34,7 @@ class Variant:
 # ≈ 100 discriminator evaluations per sample for every iterative method (seed 001 runs DDLS for
 # 100-1000 steps); DRS's cost is set by its acceptance rate and reported as measured.
 TOY2D_VARIANTS = [
+    Variant("data (fresh sample)", "data"),
     Variant("generator", "none"),
     Variant("DRS", "drs", {}),
     Variant("MH-GAN", "mh", {"k": 100}),
@@ -68,6 +69,12 @@ def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bo
     from .api import refine
     from .sample import generate, method_options
 
+    if variant.method == "data":   # the metrics' floor: a fresh draw from the data distribution
+        from .data import toy
+        t0 = time.perf_counter()
+        x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
+        return x, {"n_G_forward": 0, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0,
+                   "wall_s": time.perf_counter() - t0}
     if variant.method == "none":
         t0 = time.perf_counter()
         x = generate(pair.G, z)
