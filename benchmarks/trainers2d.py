@@ -30,7 +30,7 @@ from latentflow.train import get_trainer
 PRESETS = {
     "dflow": dict(arch_kwargs={"in_dim": 2, "width": 128, "depth": 4}, steps=4000),
     "scoregan": dict(arch_g_kwargs={"latent_dim": 128, "hidden": [256] * 3, "out_dim": 2, "slope": 0.0},
-                     arch_s_kwargs={"in_dim": 2, "width": 256, "depth": 4}, k=5, steps=10000),
+                     arch_s_kwargs={"in_dim": 2, "width": 256, "depth": 4}, k=10, steps=30000),
     "flowgan": dict(steps=3000),
     "dgd": dict(steps=4000),
 }
