@@ -41,7 +41,10 @@ def ddls(
     target_accept: float = 0.574,
     output_noise: float = 0.0,
     record_trace: bool = False,
-    batch_size: int | None = None,
+    batch_size: int | Literal["auto"] | None = None,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    autocast: Literal["bf16", "fp16"] | None = None,
     generator: torch.Generator | int | None = None,
     callback: Callable[[Step], None] | None = None,
     progress: bool = True,
@@ -65,14 +68,22 @@ def ddls(
         target_accept: acceptance rate the adaptation aims at (0.574 is optimal for MALA).
         output_noise: ε_n of seed 001 Corollary 1: sample ``G(z) + ε_n z'`` jointly over ``(z, z')``.
         record_trace: keep the energy of every chain at every step in ``info["energy_trace"]``.
-        batch_size: evaluate G and D in chunks of this many chains (results do not depend on it).
+        batch_size: evaluate G and D in chunks of this many chains, or ``"auto"``: the largest chunk
+            that fits in free memory, from a probe on a few rows (results do not depend on it).
+        compile: evaluate the energy through ``torch.compile`` (its backward is compiled with it); the
+            first call compiles (seconds to a minute); falls back to eager with a logged warning.
+        cuda_graph: capture each chunk's energy-and-gradient step as a CUDA graph and replay it
+            (CUDA tensors only; one capture per chunk shape).
+        autocast: ``"bf16"`` or ``"fp16"``: evaluate G and D under ``torch.autocast``; the chain state,
+            energies, gradients and accept tests stay in ``z``'s dtype. fp16 has no gradient scaling
+            (small gradients can underflow): prefer bf16.
         generator: ``torch.Generator`` or int seed; the only source of randomness.
         callback: called with ``Step(i, z, energy, accepted)`` after every step.
         progress: show a tqdm bar on stderr.
     """
     options = dict(steps=steps, step_size=step_size, noise_scale=noise_scale, d_output=d_output,
                    prior=prior, temperature=temperature, mala=mala, adapt_steps=adapt_steps,
-                   target_accept=target_accept, output_noise=output_noise)
+                   target_accept=target_accept, output_noise=output_noise, autocast=autocast)
     check_state(z)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise OptionError(f"steps must be an int >= 0; got {steps!r}")
@@ -97,7 +108,8 @@ def ddls(
     device, dtype = z.device, z.dtype
     gen = rng.resolve(generator, device)
     runner = Runner("ddls", options, B, device, batch_size=batch_size, progress=progress,
-                    callback=callback, hint="reduce step_size (or use mala=True)")
+                    callback=callback, hint="reduce step_size (or use mala=True)",
+                    compile=compile, cuda_graph=cuda_graph, autocast=autocast)
     with frozen(G, D):
         x_shape = probe(runner, G, D, z)
         energy = LatentEnergy(G, D, runner, latent_dim=k, x_shape=x_shape, prior=prior,
@@ -116,7 +128,7 @@ def ddls(
         accepted = torch.zeros(B, device=device, dtype=torch.float32)
         trace = [E] if record_trace else None
         for i in runner.steps(steps, "ddls-mala" if mala else "ddls"):
-            noise = rng.randn(state.shape, gen, device, dtype)
+            noise = runner.randn(state.shape, gen, dtype)
             prop = state - a * g + b * noise
             E_p, g_p, x_p = runner.value_and_grad(energy, prop)
             live = runner.check_finite(i + 1, E_p, g_p, prop, x_p)
@@ -126,7 +138,7 @@ def ddls(
                 bwd = (state - prop + a * g_p).pow(2).sum(1)
                 b2 = b[:, 0].pow(2)
                 log_alpha = -(E_p - E) / t_langevin + (fwd - bwd) / (2 * b2)
-                log_u = torch.log(rng.rand((B,), gen, device, dtype))
+                log_u = torch.log(runner.rand((B,), gen, dtype))
                 acc = live & (log_u < log_alpha)
                 if i < adapt_steps:
                     p_acc = torch.exp(torch.clamp(torch.nan_to_num(log_alpha, nan=-1e4), max=0.0))

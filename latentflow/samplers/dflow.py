@@ -46,16 +46,22 @@ def generator_loss(f: Tensor, loss: str) -> Tensor:
     raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {loss!r}')
 
 
-def velocity(runner: Runner, D: Callable, x: Tensor, t: float, eta: float, loss: str):
-    """``v(x, t) = -η ∇_x c(f(x, t))`` and ``f``; one forward and one backward of D per particle."""
-    tt = torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
+def velocity(runner: Runner, D: Callable, x: Tensor, t: float, eta: float, loss: str, c_of=None):
+    """``v(x, t) = -η ∇_x c(f(x, t))`` and ``f``; one forward and one backward of D per particle.
 
+    ``c_of`` (from :func:`loss_of_d`) lets a loop pass the same function at every step, so that a
+    compiled or graphed step is built once."""
+    tt = torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
+    _, g, f = runner.value_and_grad(c_of or loss_of_d(runner, D, loss), x, tt, uses_G=False)
+    return -eta * g, f
+
+
+def loss_of_d(runner: Runner, D: Callable, loss: str):
+    """``(x, t) -> (c(f(x, t)), f)`` for :meth:`Runner.value_and_grad`."""
     def c_of(xx, tr):
         f = runner.D(D, xx, tr)
         return generator_loss(f, loss), f
-
-    _, g, f = runner.value_and_grad(c_of, x, tt, uses_G=False)
-    return -eta * g, f
+    return c_of
 
 
 @register("dflow")
@@ -71,7 +77,10 @@ def dflow(
     grid: Tensor | None = None,
     stop_step: int | None = None,
     entropy_reg: float = 0.0,
-    batch_size: int | None = None,
+    batch_size: int | Literal["auto"] | None = None,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    autocast: Literal["bf16", "fp16"] | None = None,
     generator: torch.Generator | int | None = None,
     callback: Callable[[Step], None] | None = None,
     progress: bool = True,
@@ -90,9 +99,18 @@ def dflow(
         grid: increasing times ``[M + 1]`` to integrate over instead of the uniform grid.
         stop_step: stop after this many steps (seed 000's early stopping, output ``x_{M/N}``).
         entropy_reg: adds ``sqrt(entropy_reg · h) ξ`` noise after every step but the last (0 = ODE).
+        batch_size: evaluate G and D in chunks of this many chains, or ``"auto"``: the largest chunk
+            that fits in free memory, from a probe on a few rows (results do not depend on it).
+        compile: evaluate the energy through ``torch.compile`` (its backward is compiled with it); the
+            first call compiles (seconds to a minute); falls back to eager with a logged warning.
+        cuda_graph: capture each chunk's energy-and-gradient step as a CUDA graph and replay it
+            (CUDA tensors only; one capture per chunk shape).
+        autocast: ``"bf16"`` or ``"fp16"``: evaluate G and D under ``torch.autocast``; the chain state,
+            energies, gradients and accept tests stay in ``z``'s dtype. fp16 has no gradient scaling
+            (small gradients can underflow): prefer bf16.
     """
     options = dict(steps=steps, eta=eta, loss=loss, solver=solver, stop_step=stop_step,
-                   entropy_reg=entropy_reg, grid=None if grid is None else "given")
+                   entropy_reg=entropy_reg, grid=None if grid is None else "given", autocast=autocast)
     if solver not in ("euler", "heun"):
         raise OptionError(f'solver must be "euler" or "heun"; got {solver!r}')
     generator_loss(torch.zeros(1), loss)  # validates the name
@@ -112,22 +130,24 @@ def dflow(
     B = z.shape[0]
     gen = rng.resolve(generator, device) if entropy_reg > 0 else None  # an ODE draws nothing
     runner = Runner("dflow", options, B, device, batch_size=batch_size, progress=progress,
-                    callback=callback, hint="reduce eta or use more steps")
+                    callback=callback, hint="reduce eta or use more steps",
+                    compile=compile, cuda_graph=cuda_graph, autocast=autocast)
     with frozen(G, D):
         probe(runner, G, None, z)
         x = (runner.map(lambda t: runner.G(G, t), z) if G is not None else z).detach()
         rowshape = (B,) + (1,) * (x.dim() - 1)
         probe(runner, None, D, x, cond=(torch.zeros(B, device=device, dtype=dtype),))
         f = None
+        c_of = loss_of_d(runner, D, loss)
         for i in runner.steps(n, f"dflow-{solver}"):
             h = t_list[i + 1] - t_list[i]
-            k1, f = velocity(runner, D, x, t_list[i], eta, loss)
+            k1, f = velocity(runner, D, x, t_list[i], eta, loss, c_of)
             x_new = x + h * k1
             if solver == "heun" and i < len(t_list) - 2:
-                k2, _ = velocity(runner, D, x_new, t_list[i + 1], eta, loss)
+                k2, _ = velocity(runner, D, x_new, t_list[i + 1], eta, loss, c_of)
                 x_new = x + 0.5 * h * (k1 + k2)
             if entropy_reg > 0 and i < n - 1:
-                x_new = x_new + (entropy_reg * h) ** 0.5 * rng.randn(x.shape, gen, device, dtype)
+                x_new = x_new + (entropy_reg * h) ** 0.5 * runner.randn(x.shape, gen, dtype)
             live = runner.check_finite(i + 1, x_new, f)
             x = torch.where(live.reshape(rowshape), x_new, x)
             runner.emit(i, x, f, None)

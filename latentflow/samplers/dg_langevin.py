@@ -34,7 +34,10 @@ def dg_langevin(
     guidance: float = 1.0,
     noise: bool = True,
     clip: float | None = None,
-    batch_size: int | None = None,
+    batch_size: int | Literal["auto"] | None = None,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    autocast: Literal["bf16", "fp16"] | None = None,
     generator: torch.Generator | int | None = None,
     callback: Callable[[Step], None] | None = None,
     progress: bool = True,
@@ -52,9 +55,18 @@ def dg_langevin(
         guidance: s, multiplier of the discriminator gradient.
         noise: add the ``sqrt(α_i) ξ`` term (turn off for a deterministic discriminator flow).
         clip: clip particles to [-clip, clip] after each step (e.g. 1 for images in [-1, 1]).
+        batch_size: evaluate G and D in chunks of this many chains, or ``"auto"``: the largest chunk
+            that fits in free memory, from a probe on a few rows (results do not depend on it).
+        compile: evaluate the energy through ``torch.compile`` (its backward is compiled with it); the
+            first call compiles (seconds to a minute); falls back to eager with a logged warning.
+        cuda_graph: capture each chunk's energy-and-gradient step as a CUDA graph and replay it
+            (CUDA tensors only; one capture per chunk shape).
+        autocast: ``"bf16"`` or ``"fp16"``: evaluate G and D under ``torch.autocast``; the chain state,
+            energies, gradients and accept tests stay in ``z``'s dtype. fp16 has no gradient scaling
+            (small gradients can underflow): prefer bf16.
     """
     options = dict(steps=steps, step_size=step_size, d_output=d_output, guidance=guidance, noise=noise,
-                   clip=clip, sigmas=None if sigmas is None else [float(s) for s in torch.as_tensor(sigmas).flatten()])
+                   clip=clip, autocast=autocast, sigmas=None if sigmas is None else [float(s) for s in torch.as_tensor(sigmas).flatten()])
     check_state(z, ndim=2 if G is not None else None)
     check_d_output(d_output)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -76,7 +88,8 @@ def dg_langevin(
     B = z.shape[0]
     gen = rng.resolve(generator, device) if noise else None  # never draw noise that is not used
     runner = Runner("dg_langevin", options, B, device, batch_size=batch_size, progress=progress,
-                    callback=callback, hint="reduce step_size")
+                    callback=callback, hint="reduce step_size",
+                    compile=compile, cuda_graph=cuda_graph, autocast=autocast)
 
     with frozen(G, D):
         cond0 = () if sigmas is None else (torch.full((B,), levels[0], device=device, dtype=dtype),)
@@ -101,7 +114,7 @@ def dg_langevin(
                     d_val, g, _ = runner.value_and_grad(logit, x, sig_rows, uses_G=False)
                 x_new = x + (0.5 * alpha * guidance) * g
                 if noise:
-                    x_new = x_new + alpha ** 0.5 * rng.randn(x.shape, gen, device, dtype)
+                    x_new = x_new + alpha ** 0.5 * runner.randn(x.shape, gen, dtype)
                 if clip is not None:
                     x_new = x_new.clamp(-clip, clip)
                 live = runner.check_finite(it + 1, d_val, x_new)

@@ -43,7 +43,10 @@ def dot(
     delta: float = 0.001,
     optimizer: Literal["sgd", "adam"] = "sgd",
     clip: float | None = None,
-    batch_size: int | None = None,
+    batch_size: int | Literal["auto"] | None = None,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    autocast: Literal["bf16", "fp16"] | None = None,
     generator: torch.Generator | int | None = None,
     callback: Callable[[Step], None] | None = None,
     progress: bool = True,
@@ -64,9 +67,18 @@ def dot(
         delta: δ, keeps the norm differentiable at the start point.
         optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, β2 = 0.9, as DOT's code).
         clip: target space only: clip x to [-clip, clip] after each step (DOT uses 2 on 2-D data).
+        batch_size: evaluate G and D in chunks of this many chains, or ``"auto"``: the largest chunk
+            that fits in free memory, from a probe on a few rows (results do not depend on it).
+        compile: evaluate the energy through ``torch.compile`` (its backward is compiled with it); the
+            first call compiles (seconds to a minute); falls back to eager with a logged warning.
+        cuda_graph: capture each chunk's energy-and-gradient step as a CUDA graph and replay it
+            (CUDA tensors only; one capture per chunk shape).
+        autocast: ``"bf16"`` or ``"fp16"``: evaluate G and D under ``torch.autocast``; the chain state,
+            energies, gradients and accept tests stay in ``z``'s dtype. fp16 has no gradient scaling
+            (small gradients can underflow): prefer bf16.
     """
     options = dict(steps=steps, lr=lr, space=space, d_output=d_output, prior=prior, k_eff=k_eff,
-                   k_eff_pairs=k_eff_pairs, delta=delta, optimizer=optimizer, clip=clip)
+                   k_eff_pairs=k_eff_pairs, delta=delta, optimizer=optimizer, clip=clip, autocast=autocast)
     if space not in ("latent", "target"):
         raise OptionError(f'space must be "latent" or "target"; got {space!r}')
     if optimizer not in ("sgd", "adam"):
@@ -86,7 +98,8 @@ def dot(
     device, dtype = z.device, z.dtype
     gen = rng.resolve(generator, device) if k_eff is None else None  # DOT is deterministic given K_eff
     runner = Runner("dot", options, B, device, batch_size=batch_size, progress=progress,
-                    callback=callback, hint="reduce lr")
+                    callback=callback, hint="reduce lr",
+                    compile=compile, cuda_graph=cuda_graph, autocast=autocast)
 
     with frozen(G, D):
         probe(runner, G, D, z)

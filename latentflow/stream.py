@@ -1,0 +1,191 @@
+"""Refine many samples in blocks and stream them to disk, so that N samples never sit in memory at once.
+
+``refine_to_disk(G, D, 50_000, "ddls", "out/ddls", chunk=4096, seed=0, steps=1000)`` runs the sampler on
+consecutive blocks of chains and writes one safetensors shard per block (``x``, ``z`` and the per-chain
+diagnostics), each written to a temporary file and moved into place with ``os.replace``, then an
+``index.json`` the same way. A shard that is already there with the same run key is kept (resume).
+
+Determinism: the initial latents (when a count is given) come from one draw of
+``sample_latents(n, dim, prior, generator=latent_generator(seed))``; block ``b`` runs with
+``block_generator(seed, b)``. Block 0 uses ``seed`` itself, so one block equals
+``refine(..., seed=seed)``; later blocks use seeds derived by hashing ``(seed, b)``. The samples depend
+on the seed and the block layout (``chunk``), not on ``batch_size``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import OptionError
+from .rng import sample_latents
+
+log = logging.getLogger("latentflow")
+
+__all__ = ["refine_to_disk", "load_shards", "block_generator", "latent_generator", "block_seed"]
+
+INDEX = "index.json"
+
+
+def block_seed(seed: int, block: int, purpose: str = "block") -> int:
+    """A 63-bit seed derived from ``(seed, block, purpose)``; block 0 of purpose "block" is ``seed``."""
+    if purpose == "block" and block == 0:
+        return int(seed)
+    h = hashlib.sha256(f"latentflow/stream/{purpose}/{int(seed)}/{int(block)}".encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
+def block_generator(seed: int, block: int) -> torch.Generator:
+    """The CPU generator block ``block`` of a streamed run with ``seed`` samples with."""
+    return torch.Generator("cpu").manual_seed(block_seed(seed, block))
+
+
+def latent_generator(seed: int) -> torch.Generator:
+    """The CPU generator the initial latents of a streamed run (given a count) are drawn from."""
+    return torch.Generator("cpu").manual_seed(block_seed(seed, 0, "latents"))
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _run_key(method: str, seed: int, n: int, chunk: int, options: dict, z_hash: str) -> str:
+    enc = json.dumps({"method": method, "seed": int(seed), "n": n, "chunk": chunk, "z": z_hash,
+                      "options": {k: repr(v) for k, v in sorted(options.items())}}, sort_keys=True)
+    return hashlib.sha256(enc.encode()).hexdigest()[:32]
+
+
+def _shard_name(b: int, n_blocks: int) -> str:
+    return f"shard-{b:05d}-of-{n_blocks:05d}.safetensors"
+
+
+def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method: str = "ddls",
+                   out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int = 0,
+                   latent_dim: int | None = None, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32, resume: bool = True, **options) -> dict:
+    """Run ``refine(G, D, z_block, method, generator=block_generator(seed, b), **options)`` over blocks
+    of ``chunk`` chains and write each block's result as a safetensors shard under ``out_path``.
+
+    Args:
+        z_or_n: initial latents ``[N, d]`` (kept on their device), or a count N: the latents are then
+            drawn from the prior (``options["prior"]``, default normal) with ``latent_generator(seed)``
+            and need ``latent_dim`` (or a ``G.latent_dim`` attribute).
+        method: a registered method name (``latentflow.methods()``).
+        out_path: a directory; it receives ``shard-BBBBB-of-NNNNN.safetensors`` and ``index.json``.
+        chunk: chains per block (the layout the samples depend on). Within a block the sampler's own
+            ``batch_size`` option (an int or ``"auto"``) still chunks the G/D evaluations.
+        seed: the run's seed (see the module docstring for how blocks derive theirs).
+        device, dtype: where and in what dtype latents drawn from a count live.
+        resume: keep shards already written by a run with the same key (method, seed, N, chunk,
+            options, latents), so an interrupted run continues where it stopped.
+        options: the method's options (``generator`` is not allowed: use ``seed``).
+
+    Returns the index (also written to ``out_path/index.json``): shard files, N, and summed counters.
+    """
+    from safetensors.torch import save_file
+
+    from .api import refine
+    from .samplers import check_options
+
+    check_options(method, options)
+    if "generator" in options:
+        raise OptionError("refine_to_disk takes seed=, not generator= (each block derives its own generator)")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise OptionError(f"chunk must be a positive int; got {chunk!r}")
+    if isinstance(z_or_n, Tensor):
+        z_all = z_or_n
+        n = z_all.shape[0]
+        z_hash = hashlib.sha256(z_all.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    elif isinstance(z_or_n, int) and not isinstance(z_or_n, bool) and z_or_n >= 1:
+        n = z_or_n
+        dim = latent_dim if latent_dim is not None else getattr(G, "latent_dim", None)
+        if not isinstance(dim, int) or dim < 1:
+            raise OptionError("refine_to_disk with a count needs latent_dim= (G has no int latent_dim attribute)")
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        z_all = sample_latents(n, dim, options.get("prior", "normal"), generator=latent_generator(seed),
+                               device=dev, dtype=dtype)
+        z_hash = f"drawn:{dim}:{options.get('prior', 'normal')}:{dtype}"
+    else:
+        raise OptionError(f"z_or_n must be a latent tensor [N, d] or a positive int count; got {z_or_n!r}")
+
+    out = Path(out_path)
+    out.mkdir(parents=True, exist_ok=True)
+    n_blocks = -(-n // chunk)
+    key = _run_key(method, seed, n, chunk, options, z_hash)
+    totals: dict[str, float] = {}
+    shards = []
+    for b in range(n_blocks):
+        lo, hi = b * chunk, min((b + 1) * chunk, n)
+        path = out / _shard_name(b, n_blocks)
+        meta = {"run_key": key, "block": str(b), "start": str(lo), "stop": str(hi), "method": method,
+                "seed": str(seed)}
+        if resume and path.exists():
+            try:
+                from safetensors import safe_open
+                with safe_open(str(path), "pt") as fh:
+                    old = fh.metadata() or {}
+                if old.get("run_key") == key:
+                    log.info("refine_to_disk: keeping %s (same run)", path.name)
+                    shards.append({"file": path.name, "start": lo, "stop": hi,
+                                   "counters": json.loads(old.get("counters", "{}"))})
+                    for k, v in shards[-1]["counters"].items():
+                        totals[k] = totals.get(k, 0) + v
+                    continue
+            except Exception:  # unreadable or foreign: rewrite it
+                pass
+        res = refine(G, D, z_all[lo:hi], method=method, generator=block_generator(seed, b), **options)
+        tensors = {"x": res.x}
+        if res.z is not None:
+            tensors["z"] = res.z
+        for k, v in res.info.items():
+            if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == hi - lo:
+                tensors["info." + k] = v
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        counters = {k: res.info[k] for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward",
+                                             "wall_s") if k in res.info}
+        meta["counters"] = json.dumps(counters)
+        meta["options"] = json.dumps(res.info.get("options", {}), default=repr)
+        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        del res, tensors
+        for k, v in counters.items():
+            totals[k] = totals.get(k, 0) + v
+        shards.append({"file": path.name, "start": lo, "stop": hi, "counters": counters})
+        log.info("refine_to_disk: wrote %s (%d/%d)", path.name, b + 1, n_blocks)
+    index = {"schema": 1, "method": method, "seed": int(seed), "n": n, "chunk": chunk, "run_key": key,
+             "shards": shards, "totals": totals,
+             "options": json.loads(json.dumps(options, default=repr))}
+    _atomic_write(out / INDEX, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1)))
+    return index
+
+
+def load_shards(out_path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, Tensor]:
+    """Concatenate the shards of a ``refine_to_disk`` run (all tensors, or only ``keys``), in order.
+
+    Loads everything into memory: for 50k images read the shards one by one instead."""
+    from safetensors.torch import load_file
+    out = Path(out_path)
+    idx_path = out / INDEX
+    if not idx_path.exists():
+        raise OptionError(f"{out} has no {INDEX}: not a finished refine_to_disk output")
+    index = json.loads(idx_path.read_text())
+    parts: dict[str, list[Tensor]] = {}
+    for sh in index["shards"]:
+        for k, v in load_file(str(out / sh["file"])).items():
+            if keys is None or k in keys:
+                parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
