@@ -63,9 +63,10 @@ def sample(kind, cfg, model, n, seed):
     raise ValueError(kind)
 
 
-def run_one(kind, data, quick, n, evals, workdir, seed=0):
+def run_one(kind, data, quick, n, evals, workdir, seed=0, overrides=None):
     Config, train = get_trainer(kind)
     preset = dict((QUICK if quick else PRESETS)[kind])
+    preset.update((overrides or {}).get(kind, {}))
     cfg = Config(data=data, seed=seed, **preset)
     out = Path(workdir) / f"{kind}-{data}"
     chunk = max(1, math.ceil(cfg.steps / evals))
@@ -129,7 +130,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--workdir", default=None, help="where runs go (default: a temporary folder)")
     ap.add_argument("--out", default="results/trainers2d.json")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
+                    help="override a preset field, e.g. --set dflow.lr=1e-3")
     a = ap.parse_args(argv)
+    overrides: dict = {}
+    for item in a.sets:
+        key, _, val = item.partition("=")
+        kind, _, field = key.partition(".")
+        try:
+            v = json.loads(val)
+        except json.JSONDecodeError:
+            v = val
+        overrides.setdefault(kind, {})[field] = v
     torch.set_num_threads(a.threads)
     if a.quick:
         a.n, a.evals = min(a.n, 500), min(a.evals, 2)
@@ -141,7 +153,7 @@ def main(argv=None):
         results["floor"][d] = toy_metrics(toy(d).sample(a.n, 7), d)
     for kind in a.trainers.split(","):
         for d in datas:
-            res, cfg, model = run_one(kind, d, a.quick, a.n, a.evals, work)
+            res, cfg, model = run_one(kind, d, a.quick, a.n, a.evals, work, overrides=overrides)
             res["emd_floor"] = results["floor"][d]["emd"]
             res["emd_over_floor"] = round(res["final"]["emd"] / res["emd_floor"], 2)
             results["runs"].append(res)
