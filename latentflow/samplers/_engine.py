@@ -450,6 +450,8 @@ class Runner:
         full["diverged"] = self.diverged
         full["diverged_step"] = self.diverged_step
         full.update(self.count.as_dict())
+        if self._auto:   # what batch_size="auto" chose, per kind of evaluation
+            full["auto_batch_size"] = {("grad" if g else "forward"): bs for (_, g), bs in self._auto.items()}
         full["wall_s"] = time.perf_counter() - self.t0
         return Result(x=x, z=z, info=full)
 
