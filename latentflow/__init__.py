@@ -23,12 +23,24 @@ def load(ref, **kwargs):
     return _load(ref, **kwargs)
 
 
+def refine_to_disk(*args, **kwargs):
+    """Refine many samples block by block, streaming shards to disk (see ``latentflow.stream``)."""
+    from .stream import refine_to_disk as _r
+    return _r(*args, **kwargs)
+
+
+def load_shards(*args, **kwargs):
+    """Read the shards written by ``refine_to_disk`` back into memory."""
+    from .stream import load_shards as _l
+    return _l(*args, **kwargs)
+
+
 def list_models():
     """Names of the models in the manifest, sorted."""
     from .models.manifest import list_models as _list
     return _list()
 
 
-__all__ = ["refine", "methods", "load", "list_models", "calibrate", "sample_latents", "Result", "Step",
+__all__ = ["refine", "methods", "load", "list_models", "refine_to_disk", "load_shards", "calibrate", "sample_latents", "Result", "Step",
            "LatentflowError", "ShapeError", "OptionError", "ManifestError", "IntegrityError",
            "DivergenceError", "DivergenceWarning", "__version__"]

@@ -73,7 +73,12 @@ def _method_names():
               help="Step size ε (methods that have step_size).")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Any other method option, e.g. --opt mala=true (see `latentflow methods`).")
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Evaluate G/D in chunks of this size.")
+@click.option("--batch-size", default=None, metavar="N|auto",
+              help="Evaluate G/D in chunks of N chains, or 'auto' (largest chunk that fits in memory).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the sampler step (gradient samplers).")
+@click.option("--autocast", default=None, type=click.Choice(["bf16", "fp16"]),
+              help="Evaluate G/D in low precision; chain state stays in float32.")
+@click.option("--cuda-graph", is_flag=True, help="Capture the step as a CUDA graph (CUDA only).")
 @click.option("--class", "class_label", default=None, type=click.IntRange(min=0),
               help="Class of a class-conditional model (e.g. sngan-cifar).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -81,7 +86,8 @@ def _method_names():
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sample(model, method, num, steps, step_size, opts, batch_size, class_label, seed, device, out, quiet, as_json):
+def sample(model, method, num, steps, step_size, opts, batch_size, compile_, autocast, cuda_graph, class_label, seed,
+           device, out, quiet, as_json):
     """Refine samples of a model and write samples.safetensors, samples.png and report.json."""
     from .sample import sample_model
 
@@ -90,6 +96,19 @@ def sample(model, method, num, steps, step_size, opts, batch_size, class_label, 
         options["steps"] = steps
     if step_size is not None:
         options["step_size"] = step_size
+    if compile_:
+        options["compile"] = True
+    if autocast:
+        options["autocast"] = autocast
+    if cuda_graph:
+        options["cuda_graph"] = True
+    if batch_size is not None and batch_size != "auto":
+        try:
+            batch_size = int(batch_size)
+        except ValueError:
+            raise click.BadParameter(f"expected a positive int or 'auto', got {batch_size!r}", param_hint="--batch-size")
+        if batch_size < 1:
+            raise click.BadParameter("must be >= 1", param_hint="--batch-size")
     if out is None:
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"

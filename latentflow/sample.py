@@ -118,8 +118,11 @@ def _metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> 
         try:
             from .metrics.fidelity import KEY_FID, to_uint8
             from .metrics.fmnist_classifier import fid_fmnist
+            n = before.shape[0]
+            note = ("FID-FMNIST of n samples vs the 10k test images; biased upward for small n "
+                    "(compare runs at equal n; use `latentflow bench images` for tables)")
             return {"before": {"fid_fmnist": fid_fmnist(to_uint8(before))[KEY_FID]},
-                    "after": {"fid_fmnist": fid_fmnist(to_uint8(after))[KEY_FID]}}
+                    "after": {"fid_fmnist": fid_fmnist(to_uint8(after))[KEY_FID]}, "n": n, "note": note}
         except LatentflowError as e:  # e.g. Fashion-MNIST not installed: the samples are still written
             return {"error": str(e)}
     return {}
