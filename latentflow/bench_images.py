@@ -467,7 +467,7 @@ def images_table(doc: dict) -> str:
     """Markdown table of an ``images`` document (plus the verdict line under it)."""
     inc = any(M_IFID in r.get("metrics", {}) or M_IFID in r.get("metric_errors", {}) for r in doc["rows"])
     head = ["method", "G fwd/bwd per sample", "D fwd/bwd per sample", "FID-FMNIST ↓", "vs generator",
-            "KID-FMNIST ×10³ ↓", "classifier score ↑"]
+            "KID-FMNIST ↓", "classifier score ↑"]
     if inc:
         head.append(f"Inception FID (n={doc.get('inception', {}).get('num', '?')}) ↓")
     head += ["accept", "wall s"]
@@ -486,7 +486,7 @@ def images_table(doc: dict) -> str:
         cells = [r["label"], f"{b['n_G_forward']:.1f} / {b['n_G_backward']:.1f}",
                  f"{b['n_D_forward']:.1f} / {b['n_D_backward']:.1f}", _f(m.get(M_FID)),
                  "–" if r["method"] == "none" or delta is None else f"{delta:+.1f}%",
-                 _f(None if kid is None else kid * 1e3), _f(m.get(M_CS))]
+                 _f(kid, 3), _f(m.get(M_CS))]
         if inc:
             if M_IFID in m:
                 cells.append(_f(m[M_IFID]))
