@@ -184,10 +184,14 @@ def models_cmd(as_json):
 @click.option("--seeds", default=None, type=click.IntRange(min=1), help="Number of seeds (toy2d).")
 @click.option("--methods", "method_list", default=None, help="Comma-separated rows (images suite).")
 @click.option("--inception", is_flag=True, help="Also Inception FID with the offline weights (images).")
+@click.option("--inception-num", default=None, type=click.IntRange(min=2), help="Samples for Inception FID (images).")
+@click.option("--budget", default=None, type=click.IntRange(min=1),
+              help="D evaluations per sample for every method (images) [default: the model's DDLS steps].")
+@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)
-def bench_cmd(suite, models, num, seeds, method_list, inception, quick, out, quiet):
+def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, budget, seed, quick, out, quiet):
     """Run a benchmark suite; writes JSON and a markdown table, prints the table.
 
     \b
@@ -214,8 +218,9 @@ def bench_cmd(suite, models, num, seeds, method_list, inception, quick, out, qui
     except ImportError as e:  # pragma: no cover
         raise click.ClickException(f"the images suite is not available in this version: {e}")
     code = run_images_bench(model=(models[0] if models else "dcgan-fashion"),
-                            methods=method_list.split(",") if method_list else None, num=num, seed=0,
-                            out=out or "results/images", quick=quick, inception=inception, progress=not quiet)
+                            methods=method_list.split(",") if method_list else None, num=num, seed=seed,
+                            out=out or "results/images", quick=quick, inception=inception, progress=not quiet,
+                            budget=budget, inception_num=inception_num)
     sys.exit(code)
 
 
