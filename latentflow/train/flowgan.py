@@ -204,7 +204,7 @@ class NoiseDConfig:
     # recommended sampling options written to latentflow.json
     n_levels: int = 10
     langevin_steps: int = 50
-    step_size: float = 2e-5
+    step_size: float = 1e-3          # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
 
     def validate(self) -> "NoiseDConfig":
         _pos_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
