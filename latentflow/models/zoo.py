@@ -471,3 +471,7 @@ def settle_spectral_norm(model: nn.Module, iterations: int = 20) -> int:
         setattr(mod, hook.name, getattr(mod, hook.name + "_orig") / sigma)
         n += 1
     return n
+
+
+# architectures of the particle-model trainers (time/noise-conditioned D, denoisers) register themselves
+from ..train import nets as _train_nets  # noqa: E402,F401
