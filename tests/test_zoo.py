@@ -34,9 +34,14 @@ PAIRS = [
 ]
 
 
+# architectures of the particle-model trainers (registered by latentflow.train.nets) are tested in
+# tests/test_train_dflow.py, tests/test_score_gan.py and tests/test_flowgan.py
+TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d"}
+
+
 def test_every_registered_arch_is_covered():
     names = {n for p in PAIRS for n in p[:2]}
-    assert names == set(zoo.ARCHITECTURES)
+    assert names | TRAINER_NETS == set(zoo.ARCHITECTURES)
 
 
 @pytest.mark.parametrize("g,d,kg,kd,shape", PAIRS, ids=[f"{p[0]}-{i}" for i, p in enumerate(PAIRS)])
