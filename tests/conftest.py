@@ -37,3 +37,13 @@ def _no_global_rng_leak(request):
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def isolated_cache(tmp_path_factory):
+    """A temporary ``$LATENTFLOW_CACHE`` (pins, statistics, converted weights) and CPU-only metrics."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LATENTFLOW_CACHE", str(tmp_path_factory.mktemp("lfcache")))
+    mp.setenv("LATENTFLOW_DISABLE_CUDA", "1")
+    yield
+    mp.undo()

@@ -19,16 +19,7 @@ from latentflow.metrics import fidelity as F
 from latentflow.metrics import fmnist_classifier as C
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_and_tmp_cache(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LATENTFLOW_CACHE", str(tmp_path_factory.mktemp("lfcache")))
-    mp.setenv("LATENTFLOW_DISABLE_CUDA", "1")
-    yield
-    mp.undo()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest: a temporary $LATENTFLOW_CACHE, CPU only
 
 
 @pytest.fixture(scope="module")

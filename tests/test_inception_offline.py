@@ -17,16 +17,7 @@ needs_wheel = pytest.mark.skipif(
            "or the offline-fid extra)")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_and_tmp_cache(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LATENTFLOW_CACHE", str(tmp_path_factory.mktemp("lfcache")))
-    mp.setenv("LATENTFLOW_DISABLE_CUDA", "1")
-    yield
-    mp.undo()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest: a temporary $LATENTFLOW_CACHE, CPU only
 
 
 def test_name_map_covers_every_torch_fidelity_conv():
