@@ -139,7 +139,8 @@ def test_train_dflow_writes_sampling_recipe(tmp_path):
 @pytest.mark.rng_ok
 def test_dflow_ring8_recovers_all_modes(tmp_path):
     # measured (benchmarks/trainers2d.py preset, width 128): 8 modes, 100 % HQ, EMD 3.0x the data floor;
-    # grid25 reaches 75 % HQ (width 128) / 80 % (width 256) in 4000 steps, not the 90 % target yet
+    # grid25 reaches 75 % HQ (width 128) / 80 % (width 256; lr 6e-4 the same, Fourier scale 2: 66 %) in 4000
+    # steps, not the 90 % target yet (results/trainers2d/summary.md)
     from latentflow.metrics.toy2d import toy_metrics
     cfg = DFlowConfig(data="ring8", arch_kwargs={"in_dim": 2, "width": 128, "depth": 4}, steps=4000)
     D = train_dflow(cfg, tmp_path, progress=False)
