@@ -69,11 +69,13 @@ VARIANTS = {
     "drs": ImageVariant("drs", "DRS", "drs"),
     "mh": ImageVariant("mh", "MH-GAN", "mh"),
     "dot": ImageVariant("dot", "DOT", "dot"),
-    "ddls": ImageVariant("ddls", "DDLS (ULA)", "ddls"),
+    # the model's recommended DDLS settings apply to every DDLS row; the ULA/MALA rows pin the one
+    # option that tells them apart, so a manifest recommending MALA cannot turn the ULA row into MALA
+    "ddls": ImageVariant("ddls", "DDLS (ULA)", "ddls", {"mala": False}),
     "ddls-mala": ImageVariant("ddls-mala", "DDLS (MALA)", "ddls", {"mala": True}),
     "drs-cal": ImageVariant("drs-cal", "DRS (cal)", "drs", calibrated=True),
     "mh-cal": ImageVariant("mh-cal", "MH-GAN (cal)", "mh", calibrated=True),
-    "ddls-cal": ImageVariant("ddls-cal", "DDLS (cal)", "ddls", calibrated=True),
+    "ddls-cal": ImageVariant("ddls-cal", "DDLS (cal, MALA)", "ddls", {"mala": True}, calibrated=True),
 }
 DEFAULT_METHODS = tuple(VARIANTS)
 ALIASES = {"none": "generator", "g": "generator", "mh-gan": "mh", "ddls-ula": "ddls", "ula": "ddls",
