@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ..models.zoo import ARCHITECTURES, register_arch
+from ..models.zoo import ARCHITECTURES, _mlp, register_arch
 
 
 def _register(name: str):
@@ -63,15 +63,6 @@ class FourierEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         a = 2 * math.pi * t.reshape(-1, 1).to(self.freqs.dtype) * self.freqs
         return torch.cat([torch.cos(a), torch.sin(a)], 1)
-
-
-def _mlp(sizes, slope: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(slope) if slope > 0 else nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 def _normal_init(module: nn.Module, std: float) -> None:
