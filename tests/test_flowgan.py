@@ -10,13 +10,6 @@ from latentflow.train.flowgan import (FloWGANConfig, NoiseDConfig, geometric_sig
 from latentflow.train.nets import NoiseMLPDiscriminator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 CASES = [("gaussian", {"bandwidth": 0.7}), ("imq", {"bandwidth": 1.0, "beta": 0.5}),
          ("polyharmonic", {"eps": 0.1}), ("polyharmonic", {"order": 2, "eps": 0.1}),

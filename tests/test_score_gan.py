@@ -9,13 +9,6 @@ from latentflow.train.score_gan import (ScoreGANConfig, denoiser_score, mixture_
                                         score_gan_direction, surrogate_loss, train_score_gan)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_p_sigma_quantiles_match_edm_grid():
     smin, smax, rho, n = 0.1, 10.0, 3.0, 9

@@ -14,14 +14,6 @@ from latentflow.samplers.dflow import generator_loss
 pytestmark = pytest.mark.rng_ok   # building networks draws their initial weights from the global RNG
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread; two spinning threads crawl on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_fourier_embedding_shape_determinism_and_state_dict():
     e1, e2, e3 = FourierEmbedding(), FourierEmbedding(), FourierEmbedding(seed=1)

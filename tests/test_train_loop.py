@@ -11,13 +11,6 @@ from latentflow.train._loop import Run
 pytestmark = pytest.mark.rng_ok
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = {
     "gan": dict(data="ring8", steps=6, batch_size=16, n_critic=1,
                 arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2},
