@@ -18,7 +18,8 @@ from .samplers import methods
 
 
 def load(ref, **kwargs):
-    """Load a G/D pair by manifest name, ``hf:owner/repo[@revision]`` or local folder (see ``models``)."""
+    """Load a G/D pair by manifest name, ``hf:owner/repo[@revision]`` or local folder (see ``models``); a
+    ``latentflow train`` folder loads too, with ``G=None`` (dflow, dgd) or ``D=None`` (scoregan, flowgan)."""
     from .models import load as _load
     return _load(ref, **kwargs)
 

@@ -60,13 +60,15 @@ def main(verbose):
 
 def _method_names():
     from .samplers import methods
-    return sorted(methods())
+    return sorted(methods()) + ["none"]   # none: no refinement (latentflow.sample.NO_REFINEMENT)
 
 
 @main.command()
 @click.option("--model", default="grid25-wgangp", show_default=True, metavar="NAME|hf:REPO|DIR",
-              help="Manifest name, hf:owner/repo[@revision], or a folder with G/D safetensors.")
-@click.option("--method", default="ddls", show_default=True, type=click.Choice(_method_names()))
+              help="Manifest name, hf:owner/repo[@revision], or a folder with G/D safetensors "
+                   "(or one `latentflow train` wrote).")
+@click.option("--method", default="ddls", show_default=True, type=click.Choice(_method_names()),
+              help="A sampler (see `latentflow methods`), or none: the generator's samples, unrefined.")
 @click.option("--num", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--steps", default=None, type=click.IntRange(min=0), help="Sampler steps (methods that have steps).")
 @click.option("--step-size", default=None, type=click.FloatRange(min=0, min_open=True),
@@ -130,7 +132,7 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
     m = rep.get("metrics") or {}
     if "before" in m and "after" in m:
         keys = list(m["after"])
-        click.echo("| metric | generator | " + method + " |")
+        click.echo(f"| metric | {rep.get('start', 'generator')} | {method} |")
         click.echo("|---|---|---|")
         for k in keys:
             b, a = m["before"].get(k), m["after"].get(k)

@@ -44,19 +44,20 @@ def _save_fig(fig, path: Path) -> None:
 
 
 def scatter_png(path: Path, before: torch.Tensor, after: torch.Tensor, data: torch.Tensor | None,
-                title_after: str, lim: float | None = None) -> None:
-    """Side-by-side scatter plots of the generator's samples and the refined ones, over the data."""
+                title_after: str, lim: float | None = None, title_before: str = "generator") -> None:
+    """Side-by-side scatter plots of the generator's samples (or a generator-free model's ``x0``:
+    ``title_before``) and the refined ones, over the data."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
-    for ax, pts, title in ((axes[0], before, "generator"), (axes[1], after, title_after)):
+    for i, (ax, pts, title) in enumerate(((axes[0], before, title_before), (axes[1], after, title_after))):
         if data is not None:
             d = data.detach().cpu()
             ax.scatter(d[:, 0], d[:, 1], s=2, c="0.75", alpha=0.5, label="data")
         p = pts.detach().float().cpu()
-        ax.scatter(p[:, 0], p[:, 1], s=2, c="tab:blue" if title == "generator" else "tab:red", alpha=0.6)
+        ax.scatter(p[:, 0], p[:, 1], s=2, c="tab:blue" if i == 0 else "tab:red", alpha=0.6)
         ax.set_title(title)
         ax.set_aspect("equal")
         if lim is not None:
@@ -82,7 +83,7 @@ def image_grid(x: torch.Tensor, nrow: int, value_range=(-1.0, 1.0)) -> torch.Ten
 
 
 def grid_png(path: Path, before: torch.Tensor, after: torch.Tensor, title_after: str,
-             value_range=(-1.0, 1.0), max_images: int = 64) -> None:
+             value_range=(-1.0, 1.0), max_images: int = 64, title_before: str = "generator") -> None:
     """Before/after image grids side by side."""
     import matplotlib
     matplotlib.use("Agg")
@@ -91,7 +92,7 @@ def grid_png(path: Path, before: torch.Tensor, after: torch.Tensor, title_after:
     n = min(max_images, before.shape[0])
     nrow = max(1, int(n ** 0.5))
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.3))
-    for ax, imgs, title in ((axes[0], before[:n], "generator"), (axes[1], after[:n], title_after)):
+    for ax, imgs, title in ((axes[0], before[:n], title_before), (axes[1], after[:n], title_after)):
         g = image_grid(imgs, nrow, value_range)
         if g.shape[0] == 1:
             ax.imshow(g[0], cmap="gray", vmin=0, vmax=1)

@@ -2,7 +2,9 @@
 
 * **resolve** a ref into a :class:`ModelEntry`: a manifest name, ``hf:owner/repo[@revision]``, a local folder
   (``latentflow.json`` + ``G.safetensors`` + ``D.safetensors``, the layout :func:`export` writes), or a
-  ``(G_path, D_path)`` pair of ``.safetensors`` files carrying their spec in the metadata.
+  ``(G_path, D_path)`` pair of ``.safetensors`` files carrying their spec in the metadata. A folder (or Hub
+  repo) written by ``latentflow train dflow|scoregan|flowgan|dgd`` holds other roles (D alone, G alone, G + S);
+  it resolves to a :class:`~latentflow.models.trained.TrainedEntry` and loads through the same steps.
 * **fetch** a file: bundled files through ``importlib.resources``; Hub files through
   ``huggingface_hub.hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``); URLs streamed to a temporary file and
   moved into the cache with ``os.replace`` so that a partial download never looks complete.
@@ -27,9 +29,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..errors import IntegrityError, LatentflowError, ManifestError
+from ..errors import IntegrityError, LatentflowError, ManifestError, OptionError
 from .manifest import (ALL_SOURCE_KINDS, ROLES, SCHEMA, ArchSpec, ModelEntry, get_entry, list_models,
                        validate_entry, _packaged)
+from .trained import TrainedEntry, is_pair_spec, validate_trained
 
 log = logging.getLogger("latentflow")
 
@@ -48,18 +51,55 @@ class ModelPair:
 
     ``meta`` holds ``name``, ``latent_dim``, ``prior``, ``d_output``, ``output_shape``, ``output_range``,
     ``sampling`` (recommended per-method options), ``verified``, ``source``, ``files`` (with the SHA-256
-    actually read) and ``spec`` (what :func:`export` writes). ``G, D, meta = pair`` unpacks it.
+    actually read) and ``spec`` (what :func:`export` writes), and for every model ``roles`` (the networks
+    loaded, e.g. ``["G", "D"]``), ``trainer`` (the ``latentflow train`` kind that wrote it, if known),
+    ``d_conditioning`` (``"time"`` for ``D(x, t)``, ``"sigma"`` for ``D(x, σ)``, ``None`` for ``D(x)``) and
+    ``x0`` (``{prior, std, shape}``: where a generator-free model's particles start; ``None`` with a generator).
+    ``G, D, meta = pair`` unpacks it.
+
+    Models from ``latentflow train`` that are not G/D pairs load into the same type: ``G`` is ``None`` for
+    the generator-free Discriminator Flow (``dflow``) and noise-conditioned D (``dgd``), ``D`` is ``None``
+    for Score GAN and FloWGAN. ``extra`` holds any further networks by role: Score GAN's ``"S"``, the
+    denoiser ``S(x̃, σ)`` of the *generated* distribution (its score is ``(S(x̃, σ) - x̃)/σ²``).
+    :meth:`initial_state` draws what ``refine(pair.G, pair.D, ·)`` starts from.
     """
     G: Any
     D: Any
     meta: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator:
         return iter((self.G, self.D, self.meta))
 
     @property
     def latent_dim(self) -> int:
-        return int(self.meta["latent_dim"])
+        dim = self.meta.get("latent_dim")
+        if dim is None:
+            raise ManifestError(f'model "{self.meta.get("name")}" has no generator, so no latent; its samplers '
+                                f'start from x0 = {self.meta.get("x0")} (draw it with pair.initial_state(n))')
+        return int(dim)
+
+    def initial_state(self, n: int, generator=None, device=None, dtype=None):
+        """``n`` starting points for ``refine(pair.G, pair.D, ·)``: latents ``[n, latent_dim]`` from the prior
+        when there is a generator, else particles ``x0 [n, *shape]`` (``std · N(0, I)``, ``meta["x0"]``).
+        ``device`` and ``dtype`` default to the models'; ``generator`` is a ``torch.Generator`` or an int seed."""
+        import torch
+
+        from .. import rng
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise OptionError(f"n must be an int >= 1; got {n!r}")
+        p = next((q for m in (self.G, self.D, *self.extra.values()) if isinstance(m, torch.nn.Module)
+                  for q in m.parameters()), None)
+        device = device if device is not None else (p.device if p is not None else "cpu")
+        dtype = dtype if dtype is not None else (p.dtype if p is not None else torch.float32)
+        if self.G is not None:
+            return rng.sample_latents(n, self.latent_dim, self.meta.get("prior") or "normal", generator=generator,
+                                      device=device, dtype=dtype)
+        x0 = self.meta.get("x0") or {}
+        if not x0.get("shape"):
+            raise ManifestError(f'model "{self.meta.get("name")}" has neither a generator nor an x0 shape')
+        gen = rng.resolve(generator, device)
+        return float(x0.get("std", 1.0)) * rng.randn((n, *x0["shape"]), gen, device, dtype)
 
     def set_class(self, label) -> "ModelPair":
         """Choose the class of a class-conditional pair (an int, or a ``[B]`` tensor of labels) for G and D."""
@@ -130,7 +170,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def pin_key(entry: ModelEntry, role: str) -> str | None:
+def pin_key(entry: ModelEntry | TrainedEntry, role: str) -> str | None:
     src, path = entry.source, entry.files[role].path
     if src["kind"] == "hub":
         return f"hf:{src['repo_id']}@{src['revision']}/{path}"
@@ -152,9 +192,15 @@ def parse_hf_ref(ref: str) -> tuple[str, str | None]:
     return repo, (rev or None)
 
 
-def _entry_from_spec(spec: Mapping, source: dict, files: Mapping, where: str) -> ModelEntry:
+def _entry_from_spec(spec: Mapping, source: dict, files: Mapping | None, where: str) -> ModelEntry | TrainedEntry:
+    """A G/D pair's spec -> :class:`ModelEntry` (strict, as the manifest); any other set of roles (a
+    ``latentflow train`` folder) -> :class:`TrainedEntry`. ``files`` None: ``<ROLE>.safetensors`` per role."""
     if not isinstance(spec, Mapping):
         raise ManifestError(f"{where}: expected a JSON object; got {type(spec).__name__}")
+    if not is_pair_spec(spec):
+        return validate_trained(spec, f"{where}: {SPEC_FILE}", source=source, files=files)
+    if files is None:
+        files = {r: {"path": f"{r}.safetensors"} for r in ROLES}
     if spec.get("schema", SCHEMA) != SCHEMA:
         raise ManifestError(f"{where}: schema {spec.get('schema')!r} is not supported (expected {SCHEMA})")
     raw = {k: v for k, v in spec.items() if k not in ("schema", "name", "files", "format", "source", "verified")}
@@ -190,9 +236,10 @@ def _spec_from_safetensors(path: Path) -> dict:
         raise ManifestError(f'{path}: the "latentflow" metadata is not JSON: {e}') from e
 
 
-def resolve(ref) -> ModelEntry:
-    """Turn ``ref`` into a :class:`ModelEntry` (see the module docstring for the accepted forms)."""
-    if isinstance(ref, ModelEntry):
+def resolve(ref) -> ModelEntry | TrainedEntry:
+    """Turn ``ref`` into a :class:`ModelEntry`, or a :class:`TrainedEntry` for a ``latentflow train`` folder
+    that is not a G/D pair (see the module docstring for the accepted forms)."""
+    if isinstance(ref, (ModelEntry, TrainedEntry)):
         return ref
     if isinstance(ref, (tuple, list)):
         if len(ref) != 2:
@@ -205,6 +252,9 @@ def resolve(ref) -> ModelEntry:
                 raise ManifestError(f"{p} is a pickled checkpoint; turn it into safetensors first with "
                                     f"latentflow.models.convert(...) (or `latentflow convert`)")
         spec = _spec_from_safetensors(paths[0])
+        if not is_pair_spec(spec):
+            raise ManifestError(f"{paths[0]} belongs to a model with roles {', '.join(map(str, spec['arch']))}, "
+                                f"not a G/D pair; load its folder (with {SPEC_FILE}) instead")
         files = {r: {"path": str(p), "sha256": None} for r, p in zip(ROLES, paths)}
         return _entry_from_spec(spec, {"kind": "local", "root": ""}, files, f"file pair {paths[0].name}, {paths[1].name}")
     if isinstance(ref, os.PathLike):
@@ -219,17 +269,21 @@ def resolve(ref) -> ModelEntry:
         if rev is None:
             # pin what "main" meant now: the snapshot folder is named by the commit
             rev = spec_path.parent.name if len(spec_path.parent.name) == 40 else None
-        files = spec.get("files") or {r: {"path": f"{r}.safetensors"} for r in ROLES}
-        return _entry_from_spec(spec, {"kind": "hub", "repo_id": repo, "revision": rev or "main"}, files, ref)
+        return _entry_from_spec(spec, {"kind": "hub", "repo_id": repo, "revision": rev or "main"},
+                                (spec.get("files") or None) if isinstance(spec, Mapping) else None, ref)
     p = Path(ref).expanduser()
     if p.is_dir():
         sp = p / SPEC_FILE
         if not sp.is_file():
+            if (p / "checkpoint.json").is_file():
+                raise ManifestError(f"folder {p} has no {SPEC_FILE}: it holds a training checkpoint only, so its "
+                                    "training has not finished (run the same `latentflow train` command again "
+                                    "to resume it)")
             raise ManifestError(f"folder {p} has no {SPEC_FILE}; expected the layout export() writes "
-                                f"({SPEC_FILE}, G.safetensors, D.safetensors)")
+                                f"({SPEC_FILE}, G.safetensors, D.safetensors) or one `latentflow train` writes")
         spec = _read_spec_json(sp, str(p))
-        files = spec.get("files") or {r: {"path": f"{r}.safetensors"} for r in ROLES}
-        return _entry_from_spec(spec, {"kind": "local", "root": str(p.resolve())}, files, str(p))
+        return _entry_from_spec(spec, {"kind": "local", "root": str(p.resolve())},
+                                (spec.get("files") or None) if isinstance(spec, Mapping) else None, str(p))
     if p.is_file():
         raise ManifestError(f'"{ref}" is a single file; pass a folder, or a (G_path, D_path) pair')
     return get_entry(ref)
@@ -303,8 +357,8 @@ def _url_cache_path(url: str) -> Path:
     return cache_dir() / "url" / hashlib.sha256(url.encode()).hexdigest()[:16] / url.rsplit("/", 1)[-1]
 
 
-def fetch(entry: ModelEntry, role: str) -> Path:
-    """A local path to ``entry``'s ``role`` file ("G" or "D"), downloading it if needed."""
+def fetch(entry: ModelEntry | TrainedEntry, role: str) -> Path:
+    """A local path to ``entry``'s ``role`` file ("G", "D", or a trained model's "S"), downloading it if needed."""
     src, f = entry.source, entry.files[role]
     kind = src["kind"]
     if kind == "bundled":
@@ -572,22 +626,58 @@ def finish(model, device="cpu", dtype=None):
 # the whole pipeline
 # -------------------------------------------------------------------------------------------------
 
-def _meta(entry: ModelEntry, hashes: Mapping[str, str], G) -> dict:
+def _trainer_of(recipe: str | None) -> str | None:
+    """The ``trainer`` of a recipe written as JSON (as ``latentflow train gan`` does), else None."""
+    try:
+        r = json.loads(recipe) if recipe else None
+    except ValueError:
+        return None
+    t = r.get("trainer") if isinstance(r, dict) else None
+    return t if isinstance(t, str) else None
+
+
+def _meta(entry: ModelEntry | TrainedEntry, hashes: Mapping[str, str], G) -> dict:
+    roles = entry.roles if isinstance(entry, TrainedEntry) else ROLES
+    trained = isinstance(entry, TrainedEntry)
     return {"name": entry.name, "latent_dim": entry.latent_dim, "prior": entry.prior, "d_output": entry.d_output,
             "output_shape": entry.output["shape"], "output_range": entry.output["range"],
             "sampling": {k: dict(v) for k, v in entry.sampling.items()}, "verified": entry.verified,
             "num_classes": int(getattr(G, "num_classes", 0) or 0),
             "license": entry.license, "citation": entry.citation, "recipe": entry.recipe, "dataset": entry.dataset,
+            "roles": list(roles), "trainer": entry.trainer if trained else _trainer_of(entry.recipe),
+            "d_conditioning": entry.d_conditioning if trained else None,
+            "x0": dict(entry.x0) if trained and entry.x0 is not None else None,
             "source": dict(entry.source),
-            "files": {r: {"path": entry.files[r].path, "sha256": hashes[r]} for r in ROLES},
+            "files": {r: {"path": entry.files[r].path, "sha256": hashes[r]} for r in roles},
             "spec": entry.spec()}
 
 
-def load(ref, device="cpu", dtype=None) -> ModelPair:
-    """Load a G/D pair by manifest name, ``hf:owner/repo[@revision]``, local folder or ``(G, D)`` file pair.
+def _load_trained(entry: TrainedEntry, device, dtype) -> ModelPair:
+    """A ``latentflow train`` model that is not a G/D pair: every role's file through the same
+    fetch -> verify -> read (safetensors only) -> build -> load (strict) -> finish steps."""
+    models, hashes = {}, {}
+    for role in entry.roles:
+        path = fetch(entry, role)
+        hashes[role] = verify(path, entry.files[role].sha256, key=pin_key(entry, role))
+        sd = read_safetensors(path)
+        m = build(entry.arch[role])
+        load_state(m, sd, what=f'{role} of "{entry.name}" ({path})')
+        models[role] = finish(m, device, dtype)
+    log.info('loaded "%s" (%s; roles %s)', entry.name, entry.source["kind"], ", ".join(entry.roles))
+    G, D = models.pop("G", None), models.pop("D", None)
+    return ModelPair(G, D, _meta(entry, hashes, G), extra=models)
 
-    Every file is hash-checked before it is read; G and D come back in eval mode without gradients."""
+
+def load(ref, device="cpu", dtype=None) -> ModelPair:
+    """Load a model by manifest name, ``hf:owner/repo[@revision]``, local folder or ``(G, D)`` file pair.
+
+    Every file is hash-checked before it is read; the networks come back in eval mode without gradients.
+    A G/D pair fills ``G`` and ``D``; a ``latentflow train`` folder of another kind fills the roles it has
+    (``G=None`` for ``dflow`` and ``dgd``, ``D=None`` for ``scoregan`` and ``flowgan``, Score GAN's score
+    net in ``pair.extra["S"]``; see :class:`ModelPair`)."""
     entry = resolve(ref)
+    if isinstance(entry, TrainedEntry):
+        return _load_trained(entry, device, dtype)
     paths, hashes = {}, {}
     for role in ROLES:
         paths[role] = fetch(entry, role)
@@ -662,6 +752,10 @@ def export(pair_or_ref, out_dir: str | Path) -> Path:
     or anything ``load`` accepts."""
     from safetensors.torch import save_file
     pair = pair_or_ref if isinstance(pair_or_ref, ModelPair) else load(pair_or_ref)
+    if pair.G is None or pair.D is None or pair.extra:
+        raise ManifestError(f'export writes G/D pairs; "{pair.meta.get("name")}" has roles '
+                            f'{", ".join(pair.meta.get("roles") or [])}. Its training folder already is a layout '
+                            f"load() reads: copy {SPEC_FILE} and its .safetensors files (or upload them to the Hub)")
     spec = pair.meta.get("spec")
     if not spec:
         raise ManifestError("this ModelPair carries no spec; build it with latentflow.models.make_pair(...)")
