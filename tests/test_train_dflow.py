@@ -140,3 +140,54 @@ def test_dflow_ring8_recovers_all_modes(tmp_path):
     m = toy_metrics(latentflow.refine(None, D, x0, method="dflow", progress=False).x, "ring8")
     floor = toy_metrics(latentflow.data.toy("ring8").sample(2000, 7), "ring8")["emd"]
     assert m["modes"] == 8 and m["high_quality_pct"] >= 90 and m["emd"] <= 4 * floor
+
+
+def test_ema_update_is_the_exponential_average():
+    from latentflow.train._loop import ema_update, make_ema
+    torch.manual_seed(0)
+    net = TimeMLPDiscriminator(width=8, depth=2)
+    ema = make_ema(net)
+    assert not any(p.requires_grad for p in ema.parameters())
+    w0 = [p.detach().clone() for p in net.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    ema_update(ema, net, 0.9)
+    for pe, p0 in zip(ema.parameters(), w0):
+        assert torch.allclose(pe, p0 + 0.1, atol=1e-6)     # 0.9 w0 + 0.1 (w0 + 1)
+
+
+def test_simulate_all_rows_equal_simulate_at():
+    from latentflow.train.dflow import simulate_all
+    torch.manual_seed(0)
+    D = TimeMLPDiscriminator(width=16, depth=3).eval()
+    x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
+    N = 5
+    traj = simulate_all(D, x0, 3.0, "ns", N)
+    assert traj.shape == (N, 8, 2) and torch.equal(traj[0], x0)
+    for k in range(N):
+        assert torch.allclose(traj[k], simulate_at(D, x0, torch.full((8,), k), 3.0, "ns", N), atol=1e-6)
+
+
+def test_uniform_time_sampling_trains_d_off_the_grid(tmp_path, monkeypatch):
+    """With time_sampling="uniform" D sees t off the grid i/N (and particles moved part of an Euler step)."""
+    seen = []
+    orig = TimeMLPDiscriminator.forward
+
+    def spy(self, x, t):
+        if self.training:
+            seen.append(torch.as_tensor(t).detach().clone())
+        return orig(self, x, t)
+
+    monkeypatch.setattr(TimeMLPDiscriminator, "forward", spy)
+    N = 4
+    cfg = DFlowConfig(data="ring8", steps=3, batch_size=32, flow_steps=N, time_sampling="uniform",
+                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    train_dflow(cfg, tmp_path / "u", progress=False)
+    t = torch.cat(seen)
+    assert float(t.min()) >= 0 and float(t.max()) < 1
+    assert not torch.allclose(t * N, (t * N).round())       # off the grid
+    seen.clear()
+    train_dflow(DFlowConfig(**{**cfg.__dict__, "time_sampling": "grid"}), tmp_path / "g", progress=False)
+    t = torch.cat(seen)
+    assert torch.allclose(t * N, (t * N).round())            # Algorithm 3: on the grid only

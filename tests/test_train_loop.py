@@ -17,11 +17,16 @@ TINY = {
                 arch_d_kwargs={"in_dim": 2, "hidden": [16]}),
     "dflow": dict(data="ring8", steps=6, batch_size=16, flow_steps=4,
                   arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
+    "dflow-reuse": dict(data="ring8", steps=7, batch_size=16, flow_steps=4, reuse=3, ema=0.9,
+                        time_sampling="uniform", arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
     "dflow-ipm": dict(data="ring8", steps=6, batch_size=16, flow_steps=4, loss="ipm",
                       arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
     "scoregan": dict(data="ring8", steps=6, batch_size=16, k=2, latent_dim=4,
                      arch_g_kwargs={"latent_dim": 4, "hidden": [16], "out_dim": 2, "slope": 0.0},
                      arch_s_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
+    "scoregan-ema": dict(data="ring8", steps=6, batch_size=16, k=2, latent_dim=4, ema=0.9,
+                         arch_g_kwargs={"latent_dim": 4, "hidden": [16], "out_dim": 2, "slope": 0.0},
+                         arch_s_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
     "flowgan": dict(data="ring8", steps=6, batch_size=16, n_data=16,
                     arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2}),
     "dgd": dict(data="ring8", steps=6, batch_size=16,
@@ -54,7 +59,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path, name):
         for k in a:
             assert torch.equal(a[k], b[k]), k
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["step"] == 6
+    assert json.loads(lines[-1])["step"] == TINY[name]["steps"]
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -94,6 +99,10 @@ BAD = [
     ("dflow", dict(eta=-1.0), "eta must be"),
     ("dflow", dict(betas=(0.5,)), "betas"),
     ("dflow", dict(gp_weight=-1.0), "gp_weight"),
+    ("dflow", dict(ema=1.0), "ema must be a decay"),
+    ("dflow", dict(reuse=0), "reuse must be a positive int"),
+    ("dflow", dict(time_sampling="random"), "time_sampling must be"),
+    ("scoregan", dict(ema=-0.1), "ema must be a decay"),
     ("scoregan", dict(sigma_min=10.0, sigma_max=1.0), "sigma_min must be < sigma_max"),
     ("scoregan", dict(k=0), "k must be a positive int"),
     ("scoregan", dict(dsm_weight="karras"), "dsm_weight"),
@@ -118,3 +127,15 @@ def test_unknown_dataset(tmp_path):
     Config, train = get_trainer("dflow")
     with pytest.raises(OptionError, match="Unknown dataset"):
         train(Config(data="cifar7", steps=1), tmp_path, progress=False)
+
+
+def test_checkpoint_from_before_a_new_config_field_resumes_while_it_keeps_its_default(tmp_path):
+    Config, train = get_trainer("dflow")
+    cfg = Config(**TINY["dflow"])
+    train(cfg, tmp_path, progress=False, stop_after=2)
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    del meta["config"]["ema"]                         # as written by a version without the field
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    train(Config(**TINY["dflow"]), tmp_path, progress=False, stop_after=1)
+    with pytest.raises(OptionError, match="ema"):
+        train(Config(**{**TINY["dflow"], "ema": 0.5}), tmp_path, progress=False)

@@ -67,6 +67,30 @@ def save_weights(module: nn.Module, path: Path, spec: dict | None = None) -> Non
     atomic_save_safetensors(module.state_dict(), path, meta)
 
 
+def make_ema(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` that :func:`ema_update` keeps as an exponential moving average."""
+    import copy
+    ema = copy.deepcopy(module).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, module: nn.Module, decay: float) -> None:
+    """``θ_ema <- decay θ_ema + (1 - decay) θ`` for parameters; buffers are copied."""
+    for pe, p in zip(ema.parameters(), module.parameters()):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(ema.buffers(), module.buffers()):
+        be.copy_(b)
+
+
+def check_ema(cfg) -> None:
+    v = cfg.ema
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise OptionError(f"ema must be a decay in [0, 1) (0 = off); got {v!r}")
+
+
 class Run:
     """Checkpointing, resuming, logging and progress for one training run in ``out``."""
 
@@ -121,8 +145,12 @@ class Run:
             raise LatentflowError(f"cannot read the checkpoint in {self.out}: {e}; delete it to start over") from e
         saved_cfg = meta.get("config", {})
         now_cfg = config_dict(self.config)
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config)
+                    if f.default is not dataclasses.MISSING}
+        # a field the checkpoint predates is fine while it keeps its default
         diff = {k: (saved_cfg.get(k), v) for k, v in now_cfg.items()
-                if k not in ("steps", "out", "ckpt_every", "log_every") and saved_cfg.get(k) != v}
+                if k not in ("steps", "out", "ckpt_every", "log_every") and saved_cfg.get(k) != v
+                and not (k not in saved_cfg and k in defaults and defaults[k] == v)}
         if diff:
             raise OptionError(f"the checkpoint in {self.out} was made with a different config: "
                               + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

@@ -30,7 +30,7 @@ from ..errors import OptionError
 from ..models.zoo import build
 from ..samplers.dflow import LOSSES, generator_loss, time_grid
 from . import nets  # noqa: F401  (registers the time-conditioned architectures)
-from ._loop import Run, atomic_write_bytes, config_dict, save_weights
+from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 
 
@@ -64,6 +64,9 @@ class DFlowConfig:
     eta: float = 20.0
     flow_steps: int = 56            # N, the training grid (sampling uses the same)
     gp_weight: float | None = None  # zero-centred GP strength; None: 0.04 for ipm, 0 otherwise
+    ema: float = 0.0                # decay of an EMA of D's weights, written as the output D (0 = off)
+    reuse: int = 1                  # D updates per simulated batch of trajectories (1 = Algorithm 3)
+    time_sampling: str = "grid"     # "grid": t_b = i/N (Algorithm 3); "uniform": t_b ~ U[0, 1) (Algorithm 2)
     lr: float = 2e-4
     betas: tuple = (0.5, 0.999)
     batch_size: int = 128
@@ -74,9 +77,12 @@ class DFlowConfig:
     def validate(self) -> "DFlowConfig":
         if self.loss not in LOSSES:
             raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
-        _pos_int(self, "flow_steps", "batch_size", "steps")
+        _pos_int(self, "flow_steps", "batch_size", "steps", "reuse")
+        if self.time_sampling not in ("grid", "uniform"):
+            raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
         _pos_float(self, "eta", "lr")
         _betas(self)
+        check_ema(self)
         if self.gp_weight is not None and (not isinstance(self.gp_weight, (int, float)) or self.gp_weight < 0):
             raise OptionError(f"gp_weight must be >= 0 or None; got {self.gp_weight!r}")
         if not isinstance(self.arch_kwargs, dict):
@@ -132,10 +138,33 @@ def simulate_at(D, x0: torch.Tensor, i_b: torch.Tensor, eta: float, loss: str, N
     return out
 
 
+def simulate_all(D, x0: torch.Tensor, eta: float, loss: str, N: int) -> torch.Tensor:
+    """The Euler trajectory ``[x_0, ..., x_{N-1}]`` of every particle as an ``[N, B, *X]`` tensor."""
+    ts = time_grid(N, device=x0.device, dtype=x0.dtype).tolist()
+    traj = [x0.detach()]
+    x = traj[0]
+    for i in range(N - 1):
+        t = torch.full((x.shape[0],), ts[i], device=x.device, dtype=x.dtype)
+        x = (x + (ts[i + 1] - ts[i]) * flow_velocity(D, x, t, eta, loss)).detach()
+        traj.append(x)
+    return torch.stack(traj)
+
+
+class _TrajectoryCache(torch.nn.Module):
+    """Holds the trajectories shared by ``reuse`` D updates as a buffer, so checkpoints carry them and a
+    resumed run continues bit-for-bit inside a block."""
+
+    def __init__(self, N: int, B: int, shape):
+        super().__init__()
+        self.register_buffer("traj", torch.zeros((N, B) + tuple(shape)))
+
+
 def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bool = True,
                 ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
     """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (seed 000 Alg. 3); writes
-    ``D.safetensors``, ``latentflow.json``, checkpoints and ``metrics.jsonl`` to ``out``. Returns D (eval)."""
+    ``D.safetensors``, ``latentflow.json``, checkpoints and ``metrics.jsonl`` to ``out``. Returns D (eval;
+    with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
+    simulation always uses the live D)."""
     cfg.validate()
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -143,23 +172,46 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
     data = DataSource(cfg.data, cfg.data_root, device)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    modules = {"D": D}
     B, N, shape = cfg.batch_size, cfg.flow_steps, data.shape
+    if cfg.reuse > 1:
+        modules["trajectories"] = cache = _TrajectoryCache(N, B, shape).to(device)
+    if cfg.ema > 0:
+        modules["D_ema"] = D_ema = make_ema(D)
+    run = Run(out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
+              progress=progress, resume=resume)
     gp_w = cfg.gp
 
-    def step(_i):
-        real = data.sample(B, gen)
-        x0 = rng.randn((B,) + tuple(shape), gen, device)
-        i_b = rng.randint(N, (B,), gen, device)
+    def simulate(fn, *args):
+        """``fn(D, *args)`` with D in eval mode and its parameters out of autograd (a simulation)."""
         D.eval()
         for p in D.parameters():
             p.requires_grad_(False)
-        fake = simulate_at(D, x0, i_b, cfg.eta, cfg.loss, N)
-        for p in D.parameters():
-            p.requires_grad_(True)
-        D.train()
+        try:
+            return fn(D, *args)
+        finally:
+            for p in D.parameters():
+                p.requires_grad_(True)
+            D.train()
+
+    def step(i):
+        real = data.sample(B, gen)
+        if cfg.reuse == 1:   # Algorithm 3: fresh particles, each simulated only up to its own step
+            x0 = rng.randn((B,) + tuple(shape), gen, device)
+            i_b = rng.randint(N, (B,), gen, device)
+            fake = simulate(simulate_at, x0, i_b, cfg.eta, cfg.loss, N)
+        else:                # one simulated batch of trajectories serves `reuse` updates
+            if i % cfg.reuse == 0:
+                x0 = rng.randn((B,) + tuple(shape), gen, device)
+                cache.traj.copy_(simulate(simulate_all, x0, cfg.eta, cfg.loss, N))
+            i_b = rng.randint(N, (B,), gen, device)
+            fake = cache.traj[i_b, torch.arange(B, device=device)]
         t_b = i_b.to(real.dtype) / N
+        if cfg.time_sampling == "uniform":  # continue each particle part of an Euler step: t_b ~ U[0, 1)
+            u = rng.rand((B,), gen, device, real.dtype)
+            v = simulate(flow_velocity, fake, t_b, cfg.eta, cfg.loss)
+            fake = fake + (u / N).reshape((B,) + (1,) * len(shape)) * v
+            t_b = t_b + u / N
         f_real, f_fake = D(real, t_b), D(fake, t_b)
         ld = d_loss(cfg.loss, f_real, f_fake)
         metrics = {"loss_d": ld.detach(), "f_real": f_real.detach().mean(), "f_fake": f_fake.detach().mean()}
@@ -170,13 +222,16 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
         opt.zero_grad(set_to_none=True)
         ld.backward()
         opt.step()
+        if cfg.ema > 0:
+            ema_update(D_ema, D, cfg.ema)
         return metrics
 
     run.loop(cfg.steps, step, desc=f"dflow {cfg.data}", stop_after=stop_after)
     D.eval()
+    final = D_ema if cfg.ema > 0 else D
     if run.step >= cfg.steps:
-        write_dflow(out, cfg, D)
-    return D
+        write_dflow(out, cfg, final)
+    return final
 
 
 def write_dflow(out, cfg: DFlowConfig, D) -> dict:

@@ -26,7 +26,7 @@ from .. import rng
 from ..errors import OptionError
 from ..models.zoo import build
 from . import nets  # noqa: F401
-from ._loop import Run, atomic_write_bytes, config_dict, save_weights
+from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 
@@ -108,6 +108,7 @@ class ScoreGANConfig:
     k: int = 10                      # K: φ updates per generator update
     mu_data: float = 1.0
     mu_rho: float = 1.0
+    ema: float = 0.0                 # decay of an EMA of G's weights, written as the output G (0 = off)
     dsm_weight: str = "edm"          # "edm": λ(σ) = (σ² + σ_d²)/(σ σ_d)²; "none": plain squared error
     lr_s: float = 2e-4
     lr_g: float = 2e-4
@@ -121,6 +122,7 @@ class ScoreGANConfig:
         _pos_int(self, "latent_dim", "k", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
         _betas(self)
+        check_ema(self)
         if not self.sigma_min < self.sigma_max:
             raise OptionError(f"sigma_min must be < sigma_max; got {self.sigma_min!r} and {self.sigma_max!r}")
         if self.dsm_weight not in ("edm", "none"):
@@ -145,7 +147,8 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
                     resume: bool = True, ckpt_every: int = 1000, log_every: int = 100,
                     stop_after: int | None = None):
     """Train a generator with the Score-GAN flow (S0 Alg. 1); writes ``G.safetensors``,
-    ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode."""
+    ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
+    (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds)."""
     cfg.validate()
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -156,7 +159,10 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_s = torch.optim.Adam(S.parameters(), lr=cfg.lr_s, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"G": G, "S": S}, {"G": opt_g, "S": opt_s}, gen, ckpt_every=ckpt_every,
+    modules = {"G": G, "S": S}
+    if cfg.ema > 0:
+        modules["G_ema"] = G_ema = make_ema(G)
+    run = Run(out, cfg, modules, {"G": opt_g, "S": opt_s}, gen, ckpt_every=ckpt_every,
               log_every=log_every, progress=progress, resume=resume)
     B = cfg.batch_size
     sd = float(getattr(S, "sigma_data", 0.5))
@@ -194,6 +200,8 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
             opt_g.zero_grad(set_to_none=True)
             lg.backward()
             opt_g.step()
+            if cfg.ema > 0:
+                ema_update(G_ema, G, cfg.ema)
             for p in S.parameters():
                 p.requires_grad_(True)
             last["dir_norm"] = v.flatten(1).norm(dim=1).mean().detach()
@@ -204,9 +212,10 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
     run.loop(cfg.steps, step, desc=f"scoregan {cfg.data}", stop_after=stop_after)
     G.eval()
     S.eval()
+    final = G_ema if cfg.ema > 0 else G
     if run.step >= cfg.steps:
-        write_score_gan(out, cfg, G, S)
-    return G, S
+        write_score_gan(out, cfg, final, S)
+    return final, S
 
 
 def write_score_gan(out, cfg: ScoreGANConfig, G, S) -> dict:
