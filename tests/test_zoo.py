@@ -34,9 +34,9 @@ PAIRS = [
 ]
 
 
-# architectures of the particle-model trainers (registered by latentflow.train.nets) are tested in
-# tests/test_train_dflow.py, tests/test_score_gan.py and tests/test_flowgan.py
-TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d"}
+# architectures of the particle-model trainers (registered by latentflow.train.nets and .nets_images) are
+# tested in tests/test_train_dflow.py, tests/test_score_gan.py, tests/test_flowgan.py and tests/test_nets_images.py
+TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d", "tconv28_den"}
 
 
 def test_every_registered_arch_is_covered():

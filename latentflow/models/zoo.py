@@ -475,3 +475,4 @@ def settle_spectral_norm(model: nn.Module, iterations: int = 20) -> int:
 
 # architectures of the particle-model trainers (time/noise-conditioned D, denoisers) register themselves
 from ..train import nets as _train_nets  # noqa: E402,F401
+from ..train import nets_images as _train_nets_images  # noqa: E402,F401
