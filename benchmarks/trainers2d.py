@@ -25,7 +25,7 @@ import torch
 import latentflow
 from latentflow.data import toy
 from latentflow.metrics.toy2d import toy_metrics
-from latentflow.train import get_trainer
+from latentflow.train import get_trainer, parse_overrides
 
 # CPU presets (deviations from the paper defaults are listed in the "preset" field of the JSON).
 # Measured on 2,000 samples, 1 thread (results/trainers2d/summary.md). Discriminator Flow: width 256 with
@@ -170,15 +170,7 @@ def main(argv=None):
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
                     help="override a preset field, e.g. --set dflow.lr=1e-3")
     a = ap.parse_args(argv)
-    overrides: dict = {}
-    for item in a.sets:
-        key, _, val = item.partition("=")
-        kind, _, field = key.partition(".")
-        try:
-            v = json.loads(val)
-        except json.JSONDecodeError:
-            v = val
-        overrides.setdefault(kind, {})[field] = v
+    overrides = parse_overrides(a.sets)
     torch.set_num_threads(a.threads)
     if a.quick:
         a.n, a.evals = min(a.n, 500), min(a.evals, 2)

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 import latentflow
-from latentflow.train import get_trainer
+from latentflow.train import get_trainer, parse_overrides
 
 # ---------------------------------------------------------------------------------------------------
 # presets. "bench" holds the benchmark's own settings; the others are trainer config fields.
@@ -368,15 +368,7 @@ def main(argv=None, echo=None) -> dict:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
                     help="override a preset field, e.g. --set dflow.eta=4 or --set bench.score_m=2000")
     a = ap.parse_args(argv)
-    overrides: dict = {}
-    for item in a.sets:
-        key, _, val = item.partition("=")
-        kind, _, field = key.partition(".")
-        try:
-            v = json.loads(val)
-        except json.JSONDecodeError:
-            v = val
-        overrides.setdefault(kind, {})[field] = v
+    overrides = parse_overrides(a.sets)
     torch.set_num_threads(a.threads)
     bench = dict((QUICK if a.quick else PRESETS)["bench"])
     bench.update(overrides.pop("bench", {}))

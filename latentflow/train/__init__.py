@@ -6,6 +6,7 @@ only when a kind is used, so ``import latentflow`` stays light.
 from __future__ import annotations
 
 import importlib
+import json
 
 from ..errors import OptionError
 
@@ -28,3 +29,18 @@ def get_trainer(kind: str):
         return getattr(m, cfg), getattr(m, fn)
     except (ImportError, AttributeError) as e:
         raise OptionError(f'trainer "{kind}" is not available in this version: {e}') from e
+
+
+def parse_overrides(items) -> dict[str, dict]:
+    """``["dflow.lr=1e-3", 'dflow.arch_kwargs={"width": 64}']`` -> ``{"dflow": {"lr": 0.001, ...}}``: the
+    benchmarks' ``--set TRAINER.KEY=VALUE`` (a value is JSON where it parses, else the plain string)."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, _, val = item.partition("=")
+        kind, _, name = key.partition(".")
+        try:
+            v = json.loads(val)
+        except json.JSONDecodeError:
+            v = val
+        out.setdefault(kind, {})[name] = v
+    return out
