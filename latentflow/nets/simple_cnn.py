@@ -44,8 +44,8 @@ def _dims(dim: int, dim_mults: Sequence[int], name: str) -> list[int]:
 
 class SimpleCNNGenerator(nn.Module):
     """``G(z)``: ``z [B, z_dim]`` (or ``[B, z_dim, 1, 1]``) to images ``[B, out_dim, 4*2^L, 4*2^L]`` (32x32 for the
-    default three ``dim_mults``), in [-1, 1] when ``with_tanh``. Upstream defaults: ``z_dim=100, dim=256,
-    dim_mults=(4, 2, 1), out_dim=3, with_bn=True, with_tanh=True``."""
+    default three ``dim_mults``), in [-1, 1] when ``with_tanh``. The defaults are the CIFAR-10 runs' ``z_dim=100,
+    dim=256, dim_mults=(4, 2, 1), out_dim=3, with_bn=True, with_tanh=True``."""
 
     def __init__(self, z_dim: int = 100, dim: int = 256, dim_mults: Sequence[int] = (4, 2, 1), out_dim: int = 3,
                  with_bn: bool = True, with_tanh: bool = True):
@@ -76,8 +76,9 @@ class SimpleCNNGenerator(nn.Module):
 class SimpleCNNDiscriminator(nn.Module):
     """``D(x)``: images ``[B, in_dim, 4*2^L, 4*2^L]`` to one raw output per sample, ``[B]`` (a logit for the
     vanilla-loss runs, a critic value for the WGAN-GP / hinge runs). Upstream returns ``x.squeeze()``, which for a
-    batch of one is a 0-d tensor; this module always returns ``[B]``. Upstream defaults: ``in_dim=3, dim=256,
-    dim_mults=(1, 2, 4), with_bn=True, with_sn=False`` (``sngan_*`` checkpoints use ``with_sn=True``)."""
+    batch of one is a 0-d tensor; this module always returns ``[B]``. The CIFAR-10 runs use ``in_dim=3, dim=256,
+    dim_mults=(1, 2, 4), with_bn=True``, with ``with_sn=True`` for ``sngan_cifar10`` / ``sngan_hinge_cifar10`` and
+    ``with_sn=False`` for ``gan_cifar10`` / ``wgan_gp_cifar10``."""
 
     def __init__(self, in_dim: int = 3, dim: int = 256, dim_mults: Sequence[int] = (1, 2, 4), with_bn: bool = True,
                  with_sn: bool = False):
