@@ -1,0 +1,1 @@
+"""Network architectures: pure torch modules, importing nothing else of latentflow but its errors."""
