@@ -27,9 +27,8 @@ import torch.nn.functional as F
 
 from .. import rng
 from ..errors import OptionError
-from ..models.zoo import build
+from ..nets import build
 from ..samplers.dflow import LOSSES, generator_loss, time_grid
-from . import nets  # noqa: F401  (registers the time-conditioned architectures)
 from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .. import rng
 from ..errors import OptionError
-from ..models.zoo import build
+from ..nets import build
 from ._loop import Run, config_dict
 from .data_source import DataSource
 

@@ -24,8 +24,7 @@ from torch import Tensor
 
 from .. import rng
 from ..errors import OptionError
-from ..models.zoo import build
-from . import nets  # noqa: F401
+from ..nets import build
 from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
