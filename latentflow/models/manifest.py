@@ -21,99 +21,32 @@ Schema (``schema: 1``)::
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import re
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..errors import ManifestError
+from ..nets import ARCHITECTURES
+from .spec import ROLES, SCHEMA, ArchSpec, FileRef, ModelEntry, _plain
 
-SCHEMA = 1
+__all__ = ["SCHEMA", "ROLES", "SOURCE_KINDS", "ALL_SOURCE_KINDS", "D_OUTPUTS", "PRIORS", "ArchSpec", "FileRef",
+           "ModelEntry", "validate_entry", "parse_manifest", "load_manifest", "list_models", "get_entry",
+           "set_method_table", "_plain"]
+
 MANIFEST_RESOURCE = ("latentflow", "checkpoints/checkpoints_manifest.yaml")
 SOURCE_KINDS = ("bundled", "hub", "url")
 #: kinds ``resolve`` also makes for refs that are not manifest names (never valid inside the manifest)
 ALL_SOURCE_KINDS = SOURCE_KINDS + ("local",)
 D_OUTPUTS = ("logit", "prob", "critic")
 PRIORS = ("normal", "uniform")
-ROLES = ("G", "D")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One checkpoint file: its path (relative to the source), full SHA-256 (None: pinned on first use), size."""
-    path: str
-    sha256: str | None = None
-    bytes: int | None = None
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes}
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """An architecture of the zoo and the keyword arguments that build it."""
-    name: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "kwargs": _plain(self.kwargs)}
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One named G/D pair; the single source of truth for how it is fetched, checked, built and read."""
-    name: str
-    source: Mapping[str, Any]
-    files: Mapping[str, FileRef]          # "G", "D"
-    arch: Mapping[str, ArchSpec]          # "G", "D"
-    latent: Mapping[str, Any]             # dim, prior
-    output: Mapping[str, Any]             # shape (list or None), range ([lo, hi] or None)
-    d_output: str
-    license: str | None = None
-    citation: str | None = None
-    recipe: str | None = None
-    verified: bool = False
-    sampling: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    dataset: str | None = None
-
-    @property
-    def latent_dim(self) -> int:
-        return int(self.latent["dim"])
-
-    @property
-    def prior(self) -> str:
-        return str(self.latent["prior"])
-
-    def spec(self) -> dict:
-        """The entry without its files and source: what ``export`` writes into safetensors metadata."""
-        return {"schema": SCHEMA, "name": self.name,
-                "arch": {r: self.arch[r].to_dict() for r in ROLES},
-                "latent": _plain(self.latent), "output": _plain(self.output), "d_output": self.d_output,
-                "license": self.license, "citation": self.citation, "recipe": self.recipe,
-                "dataset": self.dataset, "sampling": _plain(self.sampling)}
-
-    def to_dict(self) -> dict:
-        d = self.spec()
-        d.pop("schema")
-        d.update(source=_plain(self.source), files={r: self.files[r].to_dict() for r in ROLES},
-                 verified=self.verified)
-        return d
-
-
-def _plain(x):
-    """Mappings/tuples back to plain dicts/lists (JSON- and YAML-ready)."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
 
 
 # -------------------------------------------------------------------------------------------------
@@ -209,7 +142,6 @@ def validate_arch(a, where: str, check_registry: bool = True) -> ArchSpec:
     if not isinstance(name, str):
         _fail(f"{where}.name", f"expected an architecture name; got {name!r}")
     if check_registry:
-        from .zoo import ARCHITECTURES
         if name not in ARCHITECTURES:
             _fail(f"{where}.name", f'unknown architecture "{name}"; available: {", ".join(sorted(ARCHITECTURES))}')
     kwargs = a.get("kwargs") or {}
@@ -242,24 +174,34 @@ def validate_output(o, where: str) -> dict:
     return {"shape": shape, "range": rng}
 
 
+#: ``() -> {method: its option names}``, installed by ``latentflow/__init__.py`` from the samplers' registry:
+#: models sit beside samplers, not above them, so they check method names without importing them.
+_method_table: Callable[[], Mapping[str, Iterable[str]]] | None = None
+
+
+def set_method_table(fn: Callable[[], Mapping[str, Iterable[str]]] | None) -> None:
+    """Install the function that lists the sampling methods and their options (``None``: no check)."""
+    global _method_table
+    _method_table = fn
+
+
 def validate_sampling(s, where: str, check_methods: bool = True) -> dict:
     if s is None:
         return {}
     s = _mapping(s, where)
     known = None
-    if check_methods:
-        from ..samplers import methods
-        known = methods()
+    if check_methods and _method_table is not None:
+        known = {str(k): set(v) for k, v in _method_table().items()}
     out = {}
     for method, opts in s.items():
         if known is not None and method not in known:
             _fail(f"{where}.{method}", f'unknown method; available: {", ".join(known)}')
         opts = dict(_mapping(opts or {}, f"{where}.{method}"))
         if known is not None:
-            bad = sorted(set(opts) - set(known[method].options))
+            bad = sorted(set(opts) - known[method])
             if bad:
                 _fail(f"{where}.{method}", f"unknown option(s) {', '.join(bad)}; "
-                                           f"valid: {', '.join(sorted(known[method].options))}")
+                                           f"valid: {', '.join(sorted(known[method]))}")
         for k, v in opts.items():
             if not isinstance(v, (int, float, str, bool, type(None), list)):
                 _fail(f"{where}.{method}.{k}", f"expected a scalar or list; got {type(v).__name__}")
@@ -363,6 +305,9 @@ def get_entry(name: str) -> ModelEntry:
     entries = _packaged()
     if not isinstance(name, str) or name not in entries:
         avail = ", ".join(sorted(entries)) or "(none)"
+        close = difflib.get_close_matches(str(name), list(entries), n=1, cutoff=0.6)
+        hint = f' Did you mean "{close[0]}"?' if close else ""
         raise ManifestError(f'Unknown model "{name}". Available: {avail}. '
-                            "Other refs: hf:owner/repo[@revision], a local folder, or a (G, D) pair of .safetensors files.")
+                            "Other refs: hf:owner/repo[@revision], a local folder, or a (G, D) pair of "
+                            f".safetensors files.{hint}")
     return entries[name]
