@@ -121,3 +121,15 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     imgs = read_idx(pick(f"{stem}-images-idx3-ubyte"))
     labels = read_idx(pick(f"{stem}-labels-idx1-ubyte"))
     return torch.from_numpy(imgs.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+IMAGE_SETS = {"fashion-mnist": (1, 28, 28)}
+
+
+def sample_shape(name: str) -> tuple:
+    """Per-sample shape of dataset ``name`` (a toy 2-D set or an image set) without loading it."""
+    if name in TOY:
+        return (2,)
+    if name in IMAGE_SETS:
+        return IMAGE_SETS[name]
+    raise OptionError(f'Unknown dataset "{name}". Available: {", ".join(sorted(TOY) + list(IMAGE_SETS))}.')

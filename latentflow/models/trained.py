@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..data import sample_shape
 from ..errors import LatentflowError
 from .manifest import (D_OUTPUTS, PRIORS, ROLES, SCHEMA, _NAME, ArchSpec, FileRef, _fail, _keys, _mapping,
                        _opt_str, _int, validate_arch, validate_file, validate_output, validate_sampling)
@@ -94,12 +95,11 @@ class TrainedEntry:
 
 
 def _data_shape(dataset: str | None) -> list | None:
-    """Per-sample shape of a dataset the trainers know (``DataSource.shape_of``), else None."""
+    """Per-sample shape of a dataset the trainers know (``latentflow.data.sample_shape``), else None."""
     if dataset is None:
         return None
-    from ..train.data_source import DataSource
     try:
-        return list(DataSource.shape_of(dataset))
+        return list(sample_shape(dataset))
     except LatentflowError:
         return None
 

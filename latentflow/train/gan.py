@@ -150,7 +150,7 @@ def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool =
 def write_pair(out, cfg: GANConfig, G, D) -> dict:
     """Write ``G.safetensors``, ``D.safetensors`` and ``latentflow.json`` (the ``export`` layout, so
     ``latentflow.load(out)`` and ``latentflow sample --model out`` read it back)."""
-    from ..models.hub import export, make_pair
+    from ..models import export, make_pair
 
     shape = list(DataSource.shape_of(cfg.data))
     pair = make_pair(G, D, arch_g={"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
