@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import rng
+from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ..samplers.dflow import LOSSES, generator_loss, time_grid
-from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config
 from .data_source import DataSource
 
 
@@ -74,6 +76,7 @@ class DFlowConfig:
     device: str = "cpu"
 
     def validate(self) -> "DFlowConfig":
+        check_config(self)
         if self.loss not in LOSSES:
             raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
         _pos_int(self, "flow_steps", "batch_size", "steps", "reuse")
@@ -245,5 +248,5 @@ def write_dflow(out, cfg: DFlowConfig, D) -> dict:
         "recipe": {"trainer": "dflow", "config": config_dict(cfg)},
     }
     save_weights(D, out / "D.safetensors", spec)
-    atomic_write_bytes(out / "latentflow.json", json.dumps(spec, indent=2).encode())
+    atomic_write_json(out / "latentflow.json", spec)
     return spec

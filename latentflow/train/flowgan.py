@@ -29,9 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng
+from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
-from ._loop import Run, atomic_write_bytes, config_dict, save_weights
+from ._loop import Run, config_dict, save_weights
+from .config import check_config
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .score_gan import surrogate_loss
@@ -122,6 +124,7 @@ class FloWGANConfig:
     device: str = "cpu"
 
     def validate(self) -> "FloWGANConfig":
+        check_config(self)
         if self.kernel not in KERNELS:
             raise OptionError(f'kernel must be one of {", ".join(KERNELS)}; got {self.kernel!r}')
         _pos_int(self, "latent_dim", "n_data", "batch_size", "steps")
@@ -172,7 +175,7 @@ def train_flowgan(cfg: FloWGANConfig, out: str, *, progress: bool = True, resume
                 "latent": {"dim": cfg.latent_dim, "prior": "normal"},
                 "recipe": {"trainer": "flowgan", "config": config_dict(cfg)}}
         save_weights(G, Path(out) / "G.safetensors", spec)
-        atomic_write_bytes(Path(out) / "latentflow.json", json.dumps(spec, indent=2).encode())
+        atomic_write_json(Path(out) / "latentflow.json", spec)
     return G
 
 
@@ -206,6 +209,7 @@ class NoiseDConfig:
     step_size: float = 1e-3          # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
 
     def validate(self) -> "NoiseDConfig":
+        check_config(self)
         _pos_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
         _pos_float(self, "sigma_min", "sigma_max", "lr", "step_size")
         _betas(self)
@@ -261,5 +265,5 @@ def train_noise_d(cfg: NoiseDConfig, out: str, *, progress: bool = True, resume:
                                              "step_size": cfg.step_size, "d_output": "logit"}},
                 "recipe": {"trainer": "dgd", "config": config_dict(cfg)}}
         save_weights(D, Path(out) / "D.safetensors", spec)
-        atomic_write_bytes(Path(out) / "latentflow.json", json.dumps(spec, indent=2).encode())
+        atomic_write_json(Path(out) / "latentflow.json", spec)
     return D

@@ -25,6 +25,7 @@ from .. import rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict
+from .config import check_config
 from .data_source import DataSource
 
 LOSSES = ("wgan-gp", "ns", "hinge")
@@ -52,6 +53,7 @@ class GANConfig:
     device: str = "cpu"
 
     def validate(self) -> "GANConfig":
+        check_config(self)
         if self.loss not in LOSSES:
             raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
         if self.prior not in ("normal", "uniform"):

@@ -23,9 +23,11 @@ import torch
 from torch import Tensor
 
 from .. import rng
+from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
-from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 
@@ -118,6 +120,7 @@ class ScoreGANConfig:
     device: str = "cpu"
 
     def validate(self) -> "ScoreGANConfig":
+        check_config(self)
         _pos_int(self, "latent_dim", "k", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
         _betas(self)
@@ -227,5 +230,5 @@ def write_score_gan(out, cfg: ScoreGANConfig, G, S) -> dict:
     }
     save_weights(G, out / "G.safetensors", spec)
     save_weights(S, out / "S.safetensors", spec)
-    atomic_write_bytes(out / "latentflow.json", json.dumps(spec, indent=2).encode())
+    atomic_write_json(out / "latentflow.json", spec)
     return spec
