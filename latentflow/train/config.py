@@ -31,6 +31,11 @@ def _kinds(annotation) -> tuple[set, bool]:
     return kinds, none_ok
 
 
+def _want(kinds: set) -> str:
+    # a tuple field takes a JSON list too: name the kind as it is written on the command line
+    return " or ".join(sorted({"list" if k in (tuple, list) else k.__name__ for k in kinds}))
+
+
 def _is(value, kind) -> bool:
     if kind is bool:
         return isinstance(value, bool)
@@ -58,9 +63,9 @@ def _check_field(cls_name: str, f: dataclasses.Field, value) -> Any:
     if value is None:
         if none_ok:
             return None
-        raise OptionError(f"{f.name} ({cls_name}) must be {' or '.join(sorted(k.__name__ for k in kinds))}; got None")
+        raise OptionError(f"{f.name} ({cls_name}) must be {_want(kinds)}; got None")
     if not any(_is(value, k) for k in kinds):
-        want = " or ".join(sorted(k.__name__ for k in kinds)) + (" or null" if none_ok else "")
+        want = _want(kinds) + (" or null" if none_ok else "")
         raise OptionError(f"{f.name} ({cls_name}) must be {want}; got {type(value).__name__} {value!r}")
     default = _default(f)
     if isinstance(value, (tuple, list)) and isinstance(default, (tuple, list)) and default:
