@@ -1,6 +1,6 @@
 """Data the project makes or reads itself: the 2-D toy distributions and IDX (MNIST-format) files.
 
-Toy sets (seed 001 §5.1, spec §2.6 and §10), each a ``Toy2D`` with its mode centres and std so that
+Toy sets (Che et al. 2020, §5.1), each a ``Toy2D`` with its mode centres and std so that
 the mode metrics know what "high quality" means:
 
 * ``grid25``: 25 isotropic Gaussians, means on {-2, ..., 2}², variance 0.01 (std 0.1);

@@ -1,4 +1,4 @@
-"""Discriminator Flow trainer: seed 000 Algorithm 3 (discretised, batched; spec §3.3).
+"""Discriminator Flow trainer: Franceschi et al. 2023, Algorithm 3 (discretised, batched).
 
 Each iteration draws ``x_0 ~ N(0, I)``, simulates the current flow with Euler on the grid ``t_i = i/N``
 (``x_{i+1} = x_i - (η/N) ∇_x c(f(x_i, t_i))``, no gradient through the simulation), picks one step
@@ -7,7 +7,7 @@ for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
 
 * ``ns``: ``softplus(f(fake)) + softplus(-f(real))`` (f high on real data);
 * ``ipm``: ``E f(real) - E f(fake) + λ E ||∇_x f(x̂, t)||²`` on interpolates ``x̂`` (zero-centred GP;
-  f high on *generated* data, spec §0.2);
+  f high on *generated* data, the paper's sign convention);
 * ``hinge``: ``relu(1 - f(real)) + relu(1 + f(fake))``.
 
 A sample only needs the trajectory up to its own ``i_b``, so particles leave the simulation once their
@@ -97,7 +97,7 @@ class DFlowConfig:
 
 
 def d_loss(loss: str, f_real: torch.Tensor, f_fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator loss to *minimise* (``-L_d`` of spec §1.6, without the regulariser)."""
+    """The discriminator loss to *minimise* (``-L_d``, without the regulariser)."""
     if loss == "ns":
         return F.softplus(-f_real).mean() + F.softplus(f_fake).mean()
     if loss == "ipm":
@@ -163,7 +163,7 @@ class _TrajectoryCache(torch.nn.Module):
 
 def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bool = True,
                 ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
-    """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (seed 000 Alg. 3); writes
+    """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (Franceschi et al. 2023, Alg. 3); writes
     ``D.safetensors``, ``latentflow.json``, checkpoints and ``metrics.jsonl`` to ``out``. Returns D (eval;
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
     simulation always uses the live D)."""

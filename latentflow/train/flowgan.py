@@ -1,12 +1,12 @@
-"""Seed 002 (2306.01654 v1) trainers: FloWGAN and the noise-conditioned discriminator for
-discriminator-guided Langevin (spec §6.3, §6.4; a reconstruction, S2 gives no equations).
+"""Trainers of arXiv 2306.01654 v1: FloWGAN and the noise-conditioned discriminator for
+discriminator-guided Langevin (a reconstruction: the paper gives no equations).
 
 FloWGAN: the generator follows the kernel "push-pull" field of the optimal IPM discriminator
 ``D* = (p_data - p_g) ⋆ κ``,
 
     v(x) = mean_j ∇_x κ(x, y_j) - mean_m ∇_x κ(x, x_m)      (pull to data, push from own samples),
 
-through the surrogate loss ``-(1/B) Σ_b <G(z_b), sg(v_b)>`` (spec §1.5). ``+v`` is the steepest descent
+through the surrogate loss ``-(1/B) Σ_b <G(z_b), sg(v_b)>`` (a particle model's generator step, Franceschi et al. 2023). ``+v`` is the steepest descent
 of the empirical squared MMD with kernel κ. Kernels (``u = x - y``, ``r_ε = sqrt(||u||² + ε²)``):
 ``gaussian`` ``exp(-r²/(2ℓ²))``; ``imq`` ``(c² + r²)^(-β)``; ``polyharmonic`` of order ``m`` in dimension
 ``n`` (``β = 2m - n``): ``r^β`` (β < 0), ``(-1)^⌈β/2⌉ r^β`` (β odd), ``(-1)^(1+β/2) r^β log r``

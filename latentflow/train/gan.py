@@ -1,6 +1,6 @@
 """GAN trainer for the small models the project ships (2-D MLPs, DCGANs).
 
-Losses (the discriminator is high on real data in all three; spec §1.6):
+Losses (the discriminator is high on real data in all three):
 
 * ``wgan-gp``: ``L_D = E[D(fake)] - E[D(real)] + λ E[(||∇D(x̂)|| - 1)²]`` on random interpolates,
   ``L_G = -E[D(G(z))]``; D is a critic (``d_output: critic``).
@@ -8,7 +8,7 @@ Losses (the discriminator is high on real data in all three; spec §1.6):
   D returns a logit.
 * ``hinge``: ``L_D = relu(1 - D(real)) + relu(1 + D(fake))``, ``L_G = -D(G(z))``.
 
-Seed 001 §5.1 trains its 2-D models with WGAN-GP, Adam(1e-4, β = (0.5, 0.9)), normal prior, DOT's MLPs;
+Che et al. 2020 (§5.1) train their 2-D models with WGAN-GP, Adam(1e-4, β = (0.5, 0.9)), normal prior, DOT's MLPs;
 those are the defaults.
 """
 from __future__ import annotations
