@@ -18,9 +18,8 @@ from .pair import ModelPair
 from .pins import verify
 from .resolve import resolve
 from .sources import fetch
-from .spec import ArchSpec, FileRef, ModelEntry
+from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
 from .table import model_rows, models_table
-from .trained import TrainedEntry
 
 __all__ = ["load", "ModelPair", "list_models", "get_entry", "convert", "export", "make_pair", "models_table",
            "model_rows", "resolve", "fetch", "verify", "cache_dir", "ArchSpec", "FileRef", "ModelEntry",

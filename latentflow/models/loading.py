@@ -19,8 +19,7 @@ from .pair import ModelPair
 from .pins import pin_key, verify
 from .resolve import resolve
 from .sources import fetch
-from .spec import ROLES, ArchSpec, ModelEntry
-from .trained import TrainedEntry
+from .spec import ArchSpec, ModelEntry
 
 log = logging.getLogger("latentflow")
 
@@ -112,9 +111,9 @@ def _trainer_of(recipe: str | None) -> str | None:
     return t if isinstance(t, str) else None
 
 
-def pair_meta(entry: ModelEntry | TrainedEntry, hashes: Mapping[str, str], G) -> dict:
-    roles = entry.roles if isinstance(entry, TrainedEntry) else ROLES
-    trained = isinstance(entry, TrainedEntry)
+def pair_meta(entry: ModelEntry, hashes: Mapping[str, str], G) -> dict:
+    roles = entry.roles
+    trained = not entry.is_pair
     return {"name": entry.name, "latent_dim": entry.latent_dim, "prior": entry.prior, "d_output": entry.d_output,
             "output_shape": entry.output["shape"], "output_range": entry.output["range"],
             "sampling": {k: dict(v) for k, v in entry.sampling.items()}, "verified": entry.verified,
@@ -128,43 +127,27 @@ def pair_meta(entry: ModelEntry | TrainedEntry, hashes: Mapping[str, str], G) ->
             "spec": entry.spec()}
 
 
-def _load_trained(entry: TrainedEntry, device, dtype) -> ModelPair:
-    """A ``latentflow train`` model that is not a G/D pair: every role's file through the same
-    fetch -> verify -> read (safetensors only) -> build -> load (strict) -> finish steps."""
-    models, hashes = {}, {}
-    for role in entry.roles:
-        path = fetch(entry, role)
-        hashes[role] = verify(path, entry.files[role].sha256, key=pin_key(entry, role))
-        sd = read_state_dict(path, hashes[role], what=f"{role} of {entry.name}")
-        m = build(entry.arch[role])
-        load_state(m, sd, what=f'{role} of "{entry.name}" ({path})')
-        models[role] = finish(m, device, dtype)
-    log.info('loaded "%s" (%s; roles %s)', entry.name, entry.source["kind"], ", ".join(entry.roles))
-    G, D = models.pop("G", None), models.pop("D", None)
-    return ModelPair(G, D, pair_meta(entry, hashes, G), extra=models)
-
-
 def load(ref, device="cpu", dtype=None) -> ModelPair:
     """Load a model by manifest name, ``hf:owner/repo[@revision]``, local folder or ``(G, D)`` file pair.
 
-    Every file is hash-checked before it is read; the networks come back in eval mode without gradients.
+    Every file is hash-checked before any is read; the networks come back in eval mode without gradients.
     A G/D pair fills ``G`` and ``D``; a ``latentflow train`` folder of another kind fills the roles it has
     (``G=None`` for ``dflow`` and ``dgd``, ``D=None`` for ``scoregan`` and ``flowgan``, Score GAN's score
     net in ``pair.extra["S"]``; see :class:`ModelPair`)."""
     check_device(device)
     entry = resolve(ref)
-    if isinstance(entry, TrainedEntry):
-        return _load_trained(entry, device, dtype)
     paths, hashes = {}, {}
-    for role in ROLES:
+    for role in entry.roles:
         paths[role] = fetch(entry, role)
         hashes[role] = verify(paths[role], entry.files[role].sha256, key=pin_key(entry, role))
-    # StudioGAN-style .pth files named by the manifest are unpickled (weights_only=True) once, then cached
-    sds = {r: read_state_dict(paths[r], hashes[r], what=f"{r} of {entry.name}") for r in ROLES}
     models = {}
-    for role in ROLES:
+    for role in entry.roles:
+        # StudioGAN-style .pth files named by the manifest are unpickled (weights_only=True) once, then cached
+        sd = read_state_dict(paths[role], hashes[role], what=f"{role} of {entry.name}")
         m = build(entry.arch[role])
-        load_state(m, sds[role], what=f'{role} of "{entry.name}"')
+        where = "" if entry.is_pair else f" ({paths[role]})"
+        load_state(m, sd, what=f'{role} of "{entry.name}"{where}')
         models[role] = finish(m, device, dtype)
-    log.info('loaded "%s" (%s)', entry.name, entry.source["kind"])
-    return ModelPair(models["G"], models["D"], pair_meta(entry, hashes, models["G"]))
+    log.info('loaded "%s" (%s; roles %s)', entry.name, entry.source["kind"], ", ".join(entry.roles))
+    G, D = models.pop("G", None), models.pop("D", None)
+    return ModelPair(G, D, pair_meta(entry, hashes, G), extra=models)

@@ -4,7 +4,7 @@ A ref is a manifest name, ``hf:owner/repo[@revision]``, a local folder (``latent
 ``G.safetensors`` + ``D.safetensors``, the layout :func:`~latentflow.models.export` writes) or a
 ``(G_path, D_path)`` pair of ``.safetensors`` files carrying their spec in the metadata. A folder (or Hub repo)
 written by ``latentflow train dflow|scoregan|flowgan|dgd`` holds other roles (D alone, G alone, G + S); it
-resolves to a :class:`~latentflow.models.trained.TrainedEntry`.
+resolves to the same record type, :class:`~latentflow.models.spec.ModelEntry`, with the roles it holds.
 """
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ from .checkpoints import PICKLE_SUFFIXES
 from .manifest import ALL_SOURCE_KINDS, get_entry, validate_entry
 from .sources import hf_download, parse_hf_ref
 from .spec import ROLES, SCHEMA, ModelEntry
-from .trained import TrainedEntry, is_pair_spec, validate_trained
+from .trained import is_pair_spec, validate_trained
 
 SPEC_FILE = "latentflow.json"
 
 __all__ = ["SPEC_FILE", "resolve"]
 
 
-def _entry_from_spec(spec: Mapping, source: dict, files: Mapping | None, where: str) -> ModelEntry | TrainedEntry:
+def _entry_from_spec(spec: Mapping, source: dict, files: Mapping | None, where: str) -> ModelEntry:
     """A G/D pair's spec -> :class:`ModelEntry` (strict, as the manifest); any other set of roles (a
-    ``latentflow train`` folder) -> :class:`TrainedEntry`. ``files`` None: ``<ROLE>.safetensors`` per role."""
+    ``latentflow train`` folder) -> a :class:`ModelEntry` with those roles. ``files`` None: ``<ROLE>.safetensors`` per role."""
     if not isinstance(spec, Mapping):
         raise ManifestError(f"{where}: expected a JSON object; got {type(spec).__name__}")
     if not is_pair_spec(spec):
@@ -69,10 +69,10 @@ def _spec_from_safetensors(path: Path) -> dict:
         raise ManifestError(f'{path}: the "latentflow" metadata is not JSON: {e}') from e
 
 
-def resolve(ref) -> ModelEntry | TrainedEntry:
-    """Turn ``ref`` into a :class:`ModelEntry`, or a :class:`TrainedEntry` for a ``latentflow train`` folder
-    that is not a G/D pair (see the module docstring for the accepted forms)."""
-    if isinstance(ref, (ModelEntry, TrainedEntry)):
+def resolve(ref) -> ModelEntry:
+    """Turn ``ref`` into a :class:`ModelEntry` (a G/D pair, or the roles of a ``latentflow train`` folder;
+    see the module docstring for the accepted forms)."""
+    if isinstance(ref, ModelEntry):
         return ref
     if isinstance(ref, (tuple, list)):
         if len(ref) != 2:
