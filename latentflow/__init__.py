@@ -15,7 +15,7 @@ from .errors import (DivergenceError, DivergenceWarning, IntegrityError, Latentf
 from .result import Result, Step
 from .rng import sample_latents
 from .samplers import methods
-from .models.manifest import set_method_table as _set_method_table
+from .models import set_method_table as _set_method_table
 
 # the manifest checks its per-method sampling defaults against the samplers' registry (models cannot import
 # samplers: they sit on the same level), so the facade, above both, connects them

@@ -20,7 +20,8 @@ from .resolve import resolve
 from .sources import fetch
 from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
 from .table import model_rows, models_table
+from .validate import set_method_table
 
 __all__ = ["load", "ModelPair", "list_models", "get_entry", "convert", "export", "make_pair", "models_table",
            "model_rows", "resolve", "fetch", "verify", "cache_dir", "ArchSpec", "FileRef", "ModelEntry",
-           "TrainedEntry"]
+           "TrainedEntry", "set_method_table"]

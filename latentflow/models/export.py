@@ -16,7 +16,7 @@ from .._io import atomic_save_safetensors, atomic_write_json, sha256_file
 from ..errors import ManifestError, OptionError, ShapeError
 from .checkpoints import extract_state_dict, read_pickle_weights_only, split_pair
 from .loading import build, load, load_state, pair_meta
-from .manifest import ALL_SOURCE_KINDS, validate_entry
+from .validate import ALL_SOURCE_KINDS, validate_entry
 from .pair import ModelPair
 from .resolve import SPEC_FILE
 from .spec import ROLES, ArchSpec

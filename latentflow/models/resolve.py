@@ -15,7 +15,8 @@ from typing import Mapping
 
 from ..errors import IntegrityError, ManifestError
 from .checkpoints import PICKLE_SUFFIXES
-from .manifest import ALL_SOURCE_KINDS, get_entry, validate_entry
+from .manifest import get_entry
+from .validate import ALL_SOURCE_KINDS, validate_entry
 from .sources import hf_download, parse_hf_ref
 from .spec import ROLES, SCHEMA, ModelEntry
 from .trained import is_pair_spec, validate_trained

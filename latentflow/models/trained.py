@@ -35,9 +35,9 @@ from typing import Mapping
 
 from ..data import sample_shape
 from ..errors import LatentflowError
-from .manifest import (D_OUTPUTS, PRIORS, ROLES, SCHEMA, _NAME, _fail, _keys, _mapping, _opt_str, _int,
-                       validate_arch, validate_file, validate_output, validate_sampling)
-from .spec import ALL_ROLES, ModelEntry, TrainedEntry
+from .spec import ALL_ROLES, ROLES, SCHEMA, ModelEntry, TrainedEntry
+from .validate import (D_OUTPUTS, PRIORS, _NAME, _fail, _int, _keys, _mapping, _opt_str, validate_arch,
+                       validate_file, validate_output, validate_sampling)
 
 __all__ = ["TRAINED_ROLES", "CONDITIONINGS", "is_pair_spec", "validate_trained", "TrainedEntry"]
 
