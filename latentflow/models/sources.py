@@ -35,7 +35,7 @@ def parse_hf_ref(ref: str) -> tuple[str, str | None]:
 
 def _fetch_command(repo: str, filename: str, revision: str | None) -> str:
     rev = f" --revision {revision}" if revision else ""
-    return f'hf download {repo} "{filename}"{rev}   (older huggingface_hub: huggingface-cli download ...)'
+    return f'`hf download {repo} "{filename}"{rev}` (older huggingface_hub: `huggingface-cli download`)'
 
 
 def _hf_errors():
@@ -61,8 +61,8 @@ def hf_download(repo: str, filename: str, revision: str | None) -> Path:
     except LocalEntryNotFound as e:
         raise LatentflowError(
             f"{where} is not in the local Hugging Face cache and cannot be downloaded now (offline: "
-            f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}, or no network). Fetch it once with:\n"
-            f"  {_fetch_command(repo, filename, revision)}\nthen load again.") from e
+            f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}, or no network); fetch it once with "
+            f"{_fetch_command(repo, filename, revision)} and load again") from e
     except RevisionNotFound as e:
         raise ManifestError(f'{where}: revision "{revision}" does not exist in the repo') from e
     except EntryNotFound as e:
@@ -70,8 +70,8 @@ def hf_download(repo: str, filename: str, revision: str | None) -> Path:
     except RepoNotFound as e:
         raise ManifestError(f'{where}: repo "{repo}" does not exist or is private (log in with `hf auth login`)') from e
     except OSError as e:   # network failures (requests/httpx errors subclass OSError or are wrapped in it)
-        raise LatentflowError(f"{where} could not be downloaded ({e}). Fetch it with:\n"
-                              f"  {_fetch_command(repo, filename, revision)}") from e
+        raise LatentflowError(f"{where} could not be downloaded ({e}); fetch it with "
+                              f"{_fetch_command(repo, filename, revision)}") from e
 
 
 def _hf_cached(repo: str, filename: str, revision: str) -> Path | None:
