@@ -15,6 +15,11 @@ from .errors import (DivergenceError, DivergenceWarning, IntegrityError, Latentf
 from .result import Result, Step
 from .rng import sample_latents
 from .samplers import methods
+from .models import set_method_table as _set_method_table
+
+# the manifest checks its per-method sampling defaults against the samplers' registry (models cannot import
+# samplers: they sit on the same level), so the facade, above both, connects them
+_set_method_table(lambda: {name: info.options for name, info in methods().items()})
 
 
 def load(ref, **kwargs):
@@ -38,7 +43,7 @@ def load_shards(*args, **kwargs):
 
 def list_models():
     """Names of the models in the manifest, sorted."""
-    from .models.manifest import list_models as _list
+    from .models import list_models as _list
     return _list()
 
 

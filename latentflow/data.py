@@ -1,6 +1,6 @@
 """Data the project makes or reads itself: the 2-D toy distributions and IDX (MNIST-format) files.
 
-Toy sets (seed 001 §5.1, spec §2.6 and §10), each a ``Toy2D`` with its mode centres and std so that
+Toy sets (Che et al. 2020, §5.1), each a ``Toy2D`` with its mode centres and std so that
 the mode metrics know what "high quality" means:
 
 * ``grid25``: 25 isotropic Gaussians, means on {-2, ..., 2}², variance 0.01 (std 0.1);
@@ -121,3 +121,15 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     imgs = read_idx(pick(f"{stem}-images-idx3-ubyte"))
     labels = read_idx(pick(f"{stem}-labels-idx1-ubyte"))
     return torch.from_numpy(imgs.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+IMAGE_SETS = {"fashion-mnist": (1, 28, 28)}
+
+
+def sample_shape(name: str) -> tuple:
+    """Per-sample shape of dataset ``name`` (a toy 2-D set or an image set) without loading it."""
+    if name in TOY:
+        return (2,)
+    if name in IMAGE_SETS:
+        return IMAGE_SETS[name]
+    raise OptionError(f'Unknown dataset "{name}". Available: {", ".join(sorted(TOY) + list(IMAGE_SETS))}.')

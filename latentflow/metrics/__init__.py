@@ -1,4 +1,4 @@
-"""Metrics: the 2-D metrics of seed 001 (``toy2d``) and image metrics through torch-fidelity
+"""Metrics: the 2-D metrics of Che et al. 2020 (``toy2d``) and image metrics through torch-fidelity
 (``fidelity``: FID/KID/IS/precision-recall, offline Inception weights; ``fmnist_classifier``: FID-FMNIST
 and a classifier score). Importing this package does not import torch-fidelity."""
 from .fidelity import (KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, KEY_PRECISION, KEY_RECALL,

@@ -12,7 +12,7 @@ untouched (keys below are its own strings), so a benchmark can store it as is un
   as ``feature_extractor_weights_path``. It has no logits: the Inception Score then raises
   :class:`~latentflow.errors.LatentflowError` rather than print a made-up number.
 * **Reference statistics** are cached by torch-fidelity under ``cache_dir() / "fidelity"``
-  (``$LATENTFLOW_CACHE`` or ``~/.cache/latentflow``), named after the reference (``fashion-mnist-test``,
+  (``$LATENTFLOW_CACHE``, else ``$XDG_CACHE_HOME/latentflow``, else ``~/.cache/latentflow``), named after the reference (``fashion-mnist-test``,
   or ``reference_name=``), the feature extractor and a hash of its weights.
 * ``cuda=`` is always passed explicitly (torch-fidelity defaults to True), as are ``rng_seed`` and
   ``verbose``. torch-fidelity is imported only inside functions.
@@ -33,30 +33,17 @@ from ..errors import LatentflowError, OptionError, ShapeError
 log = logging.getLogger("latentflow.metrics")
 
 # torch-fidelity's own key strings (torch_fidelity.metric_*.KEY_METRIC_*)
-KEY_IS_MEAN = "inception_score_mean"
-KEY_IS_STD = "inception_score_std"
-KEY_FID = "frechet_inception_distance"
-KEY_KID_MEAN = "kernel_inception_distance_mean"
-KEY_KID_STD = "kernel_inception_distance_std"
-KEY_PRECISION = "precision"
-KEY_RECALL = "recall"
-KEY_F_SCORE = "f_score"
+from ._base import (FEATURE_EXTRACTORS, FMNIST, INCEPTION, KEY_F_SCORE, KEY_FID, KEY_IS_MEAN,  # noqa: F401
+                    KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, KEY_PRECISION, KEY_RECALL, cache_dir, register_extractor,
+                    resolve_extractor)
+from . import inception_offline as _offline
 
-INCEPTION = "inception-v3-compat"
-FMNIST = "fmnist-classifier"
-FEATURE_EXTRACTORS = (INCEPTION, FMNIST)
 REFERENCES = ("fashion-mnist-train", "fashion-mnist-test")
 _FMNIST_SIZES = {"train": 60000, "test": 10000}
 
 # torch-fidelity's own Inception download (has logits, so IS works): file name in torch hub's checkpoints
 TORCH_FIDELITY_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 DEFAULT_RNG_SEED = 2020      # torch-fidelity's default, kept so numbers compare with its CLI
-
-
-def cache_dir() -> Path:
-    """latentflow's cache folder: ``$LATENTFLOW_CACHE`` or ``~/.cache/latentflow``."""
-    env = os.environ.get("LATENTFLOW_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "latentflow"
 
 
 def use_cuda(cuda: bool | None = None) -> bool:
@@ -206,10 +193,10 @@ def torch_fidelity_inception_cached() -> Path | None:
     return p if p.exists() else None
 
 
+@register_extractor(INCEPTION)
 def _resolve_inception(offline: bool | None, need_logits: bool) -> tuple[dict, str]:
     """(kwargs for torch-fidelity, weights tag for cache keys) of the Inception extractor."""
-    from . import inception_offline as io
-
+    io = _offline
     online_file = torch_fidelity_inception_cached()
     if offline is None:
         offline = online_file is None
@@ -228,16 +215,7 @@ def _resolve_inception(offline: bool | None, need_logits: bool) -> tuple[dict, s
 
 
 def _resolve_extractor(feature_extractor: str, offline: bool | None, need_logits: bool) -> tuple[dict, str]:
-    if feature_extractor == INCEPTION:
-        kw, tag = _resolve_inception(offline, need_logits)
-    elif feature_extractor == FMNIST:
-        from . import fmnist_classifier as fc
-        fc.register()
-        kw, tag = {}, "sha" + fc.weights_tag()
-    else:
-        raise OptionError(f"feature_extractor: expected one of {', '.join(FEATURE_EXTRACTORS)}; "
-                          f"got {feature_extractor!r}")
-    return {"feature_extractor": feature_extractor, **kw}, tag
+    return resolve_extractor(feature_extractor, offline, need_logits)
 
 
 def _resolve_reference(reference, reference_name: str | None) -> tuple[Dataset | None, str | None]:

@@ -20,7 +20,6 @@ Inputs are uint8 ``[N, 3, H, W]`` (the channels are averaged back to grey; other
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,11 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._io import atomic_save_safetensors, atomic_write_json, sha256_file
 from ..errors import IntegrityError, LatentflowError, ShapeError
+from ._base import FMNIST, register_extractor
+from .fidelity import compute_metrics
 
 log = logging.getLogger("latentflow.metrics")
 
-NAME = "fmnist-classifier"
+NAME = FMNIST
 FEATURES = ("penultimate", "logits")
 FEATURE_DIM = 128
 MEAN, STD = 0.2860, 0.3530          # Fashion-MNIST train pixel mean / std on [0, 1]
@@ -76,14 +78,6 @@ def preprocess(x: Tensor) -> Tensor:
     if x.shape[-2:] != (28, 28):
         x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)
     return (x - MEAN) / STD
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_classifier(path: str | os.PathLike | None = None, check: bool = True) -> FMNISTNet:
@@ -169,31 +163,34 @@ def register() -> str:
     return NAME
 
 
+@register_extractor(NAME)
+def _resolve(offline: bool | None, need_logits: bool) -> tuple[dict, str]:
+    """torch-fidelity kwargs and cache tag of this extractor (it has logits, and needs no download)."""
+    register()
+    return {}, "sha" + weights_tag()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Convenience metrics (thin wrappers over latentflow.metrics.fidelity)
 
 def fid_fmnist(samples_uint8: Tensor, split: str = "test", **kwargs) -> dict:
     """FID in this classifier's feature space between samples and Fashion-MNIST ``split``
     (torch-fidelity's dict; the value is under ``"frechet_inception_distance"``)."""
-    from .fidelity import compute_metrics
     return compute_metrics(samples_uint8, f"fashion-mnist-{split}", fid=True, feature_extractor=NAME, **kwargs)
 
 
 def kid_fmnist(samples_uint8: Tensor, split: str = "test", **kwargs) -> dict:
     """KID in this classifier's feature space (``"kernel_inception_distance_mean"`` / ``_std``)."""
-    from .fidelity import compute_metrics
     return compute_metrics(samples_uint8, f"fashion-mnist-{split}", kid=True, feature_extractor=NAME, **kwargs)
 
 
 def classifier_score(samples_uint8: Tensor, **kwargs) -> dict:
     """Inception Score computed with this classifier's softmax (``"inception_score_mean"`` / ``_std``)."""
-    from .fidelity import compute_metrics
     return compute_metrics(samples_uint8, None, isc=True, feature_extractor=NAME, **kwargs)
 
 
 def fmnist_metrics(samples_uint8: Tensor, split: str = "test", **kwargs) -> dict:
     """FID, KID and classifier score in one pass over the samples."""
-    from .fidelity import compute_metrics
     return compute_metrics(samples_uint8, f"fashion-mnist-{split}", fid=True, kid=True, isc=True,
                            feature_extractor=NAME, **kwargs)
 
@@ -214,7 +211,6 @@ def accuracy(net: FMNISTNet, images: Tensor, labels: Tensor, batch_size: int = 1
 def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3,
           threads: int = 1) -> dict:
     """Train on Fashion-MNIST train, evaluate on test, write ``out`` (safetensors) and ``out.json``."""
-    from safetensors.torch import save_file
 
     from ..data import load_fashion_mnist
 
@@ -247,8 +243,7 @@ def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: in
         log.info("epoch %d loss %.4f test acc %.4f (%.0f s)", ep + 1, tot / len(xtr), acc, time.time() - t0)
     net.eval()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    atomic_save_safetensors(net.state_dict(), out)
     info = {
         "name": NAME,
         "sha256": sha256_file(out),
@@ -264,7 +259,7 @@ def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: in
         "train_seconds": round(time.time() - t0, 1),
         "note": "bit-exact rebuild is not promised across torch versions / CPUs; accuracy should agree to ~0.3%",
     }
-    out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_json(out.with_suffix(".json"), info)
     return info
 
 

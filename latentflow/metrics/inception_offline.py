@@ -25,7 +25,9 @@ from pathlib import Path
 
 import torch
 
+from .._io import atomic_path
 from ..errors import IntegrityError, LatentflowError
+from ._base import cache_dir as _cache_dir
 
 log = logging.getLogger("latentflow.metrics")
 
@@ -138,23 +140,15 @@ def convert_state_dict(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def converted_weights_path(cache_dir: str | os.PathLike | None = None, *, create: bool = True) -> Path:
     """Path of the converted torch-fidelity weights in the cache; converts them on first call."""
-    from .fidelity import cache_dir as _cache_dir
-
     folder = Path(cache_dir) if cache_dir is not None else _cache_dir() / "weights"
     path = folder / CONVERTED_NAME.format(sha1=TORCHSCRIPT_SHA1[:12])
     if path.exists() or not create:
         return path
     ts = load_torchscript()
     sd = convert_state_dict(ts.state_dict())
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(sd, tmp)
-    try:
+    with atomic_path(path) as tmp:         # removed again if the layout check fails
+        torch.save(sd, tmp)
         _check_layout(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
     log.info("converted %s into torch-fidelity layout at %s", torchscript_path(), path)
     return path
 

@@ -1,4 +1,4 @@
-"""The 2-D metrics of seed 001 §5.1 (spec §2.8).
+"""The 2-D metrics of Che et al. 2020, §5.1.
 
 * mode metrics (DRS protocol): each sample goes to its nearest mode centre; it is *high quality* if it
   lies within 4 standard deviations of that centre; a mode is *recovered* if it has at least one

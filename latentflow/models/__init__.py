@@ -1,4 +1,7 @@
-"""Pretrained G/D pairs: the manifest (``manifest``), the loading pipeline (``hub``) and the architectures (``zoo``).
+"""Pretrained G/D pairs: spec records (``spec``, ``manifest``, ``trained``), where files come from
+(``sources``), hash checks and pins (``pins``), checkpoint readers (``checkpoints``), the load pipeline
+(``resolve``, ``loading``), writing (``export``) and the ``latentflow models`` rows (``table``). The
+architectures are in :mod:`latentflow.nets`.
 
 ``load(ref)`` takes a manifest name (``list_models()``), ``hf:owner/repo[@revision]``, a local folder written
 by ``export`` or a ``(G_path, D_path)`` pair of ``.safetensors`` files, and returns ``ModelPair(G, D, meta)``.
@@ -7,10 +10,18 @@ type, with ``G`` or ``D`` set to ``None`` and further networks in ``pair.extra``
 """
 from __future__ import annotations
 
-from .hub import (ModelPair, cache_dir, convert, export, fetch, load, make_pair, models_table, resolve,
-                  verify)
-from .manifest import ArchSpec, FileRef, ModelEntry, get_entry, list_models
-from .trained import TrainedEntry
+from .._io import cache_dir
+from .export import convert, export, make_pair
+from .loading import load
+from .manifest import get_entry, list_models
+from .pair import ModelPair
+from .pins import verify
+from .resolve import resolve
+from .sources import fetch
+from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
+from .table import model_rows, models_table
+from .validate import set_method_table
 
 __all__ = ["load", "ModelPair", "list_models", "get_entry", "convert", "export", "make_pair", "models_table",
-           "resolve", "fetch", "verify", "cache_dir", "ArchSpec", "FileRef", "ModelEntry", "TrainedEntry"]
+           "model_rows", "resolve", "fetch", "verify", "cache_dir", "ArchSpec", "FileRef", "ModelEntry",
+           "TrainedEntry", "set_method_table"]

@@ -23,22 +23,26 @@ Schema (every field but ``arch`` is optional or depends on the roles)::
     dataset, name, license, citation: <str> | null;  files: {<role>: {path, sha256, bytes}};  schema: 1
 
 A G/D pair (``arch`` with exactly G and D) is a manifest-style entry and is validated by
-:func:`~latentflow.models.manifest.validate_entry` instead.
+:func:`~latentflow.models.manifest.validate_entry` instead. Both give a
+:class:`~latentflow.models.spec.ModelEntry` (``TrainedEntry`` is the same type).
 """
 from __future__ import annotations
 
 import copy
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
+from ..data import sample_shape
 from ..errors import LatentflowError
-from .manifest import (D_OUTPUTS, PRIORS, ROLES, SCHEMA, _NAME, ArchSpec, FileRef, _fail, _keys, _mapping,
-                       _opt_str, _int, validate_arch, validate_file, validate_output, validate_sampling)
+from .spec import ALL_ROLES, ROLES, SCHEMA, ModelEntry, TrainedEntry
+from .validate import (D_OUTPUTS, PRIORS, _NAME, _fail, _int, _keys, _mapping, _opt_str, validate_arch,
+                       validate_file, validate_output, validate_sampling)
+
+__all__ = ["TRAINED_ROLES", "CONDITIONINGS", "is_pair_spec", "validate_trained", "TrainedEntry"]
 
 #: the roles a training folder may hold, in load order
-TRAINED_ROLES = ("G", "D", "S")
+TRAINED_ROLES = ALL_ROLES
 CONDITIONINGS = ("time", "sigma")
 X0_PRIORS = ("normal",)
 
@@ -52,61 +56,19 @@ def is_pair_spec(spec) -> bool:
     return not isinstance(arch, Mapping) or not arch or set(map(str, arch)) == set(ROLES)
 
 
-@dataclass(frozen=True)
-class TrainedEntry:
-    """A model from a training folder: its roles' files and architectures, and how to sample it.
-
-    Duck-types the parts of :class:`~latentflow.models.manifest.ModelEntry` the loading pipeline uses
-    (``name``, ``source``, ``files``, ``arch``)."""
-    name: str
-    source: Mapping[str, Any]
-    files: Mapping[str, FileRef]          # one per role
-    arch: Mapping[str, ArchSpec]          # one per role
-    output: Mapping[str, Any]             # shape (list or None), range ([lo, hi] or None)
-    latent: Mapping[str, Any] | None = None          # with G: dim, prior
-    d_output: str | None = None                      # with D
-    d_conditioning: str | None = None                # with D: "time", "sigma" or None
-    x0: Mapping[str, Any] | None = None              # without G: prior, std, shape
-    sampling: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    trainer: str | None = None
-    recipe: str | None = None                        # JSON text of the trainer's recipe (as the gan trainer's)
-    dataset: str | None = None
-    license: str | None = None
-    citation: str | None = None
-    verified: bool = False
-    raw: Mapping[str, Any] = field(default_factory=dict)   # latentflow.json as read
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        return tuple(r for r in TRAINED_ROLES if r in self.arch)
-
-    @property
-    def latent_dim(self) -> int | None:
-        return None if self.latent is None else int(self.latent["dim"])
-
-    @property
-    def prior(self) -> str | None:
-        return None if self.latent is None else str(self.latent["prior"])
-
-    def spec(self) -> dict:
-        """``latentflow.json`` as the trainer wrote it, without ``files``."""
-        return {k: copy.deepcopy(v) for k, v in self.raw.items() if k != "files"}
-
-
 def _data_shape(dataset: str | None) -> list | None:
-    """Per-sample shape of a dataset the trainers know (``DataSource.shape_of``), else None."""
+    """Per-sample shape of a dataset the trainers know (``latentflow.data.sample_shape``), else None."""
     if dataset is None:
         return None
-    from ..train.data_source import DataSource
     try:
-        return list(DataSource.shape_of(dataset))
+        return list(sample_shape(dataset))
     except LatentflowError:
         return None
 
 
 def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: str = "trained",
-                     check_registry: bool = True) -> TrainedEntry:
-    """Check a training folder's ``latentflow.json`` (see the module docstring) and build its :class:`TrainedEntry`.
+                     check_registry: bool = True) -> ModelEntry:
+    """Check a training folder's ``latentflow.json`` (see the module docstring) and build its :class:`~latentflow.models.spec.ModelEntry`.
 
     ``files`` overrides ``raw["files"]``; by default each role's file is ``<ROLE>.safetensors``."""
     raw = _mapping(raw, where)
@@ -211,7 +173,7 @@ def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: st
     elif not isinstance(name, str) or not _NAME.match(name):
         _fail(f"{where}.name", f"model names are lowercase letters, digits, '.', '_' and '-'; got {name!r}")
 
-    return TrainedEntry(
+    return ModelEntry(
         name=name, source=dict(source), files=files, arch=archs, output=output, latent=latent,
         d_output=d_output, d_conditioning=d_cond, x0=x0,
         sampling=validate_sampling(raw.get("sampling"), f"{where}.sampling", check_registry),

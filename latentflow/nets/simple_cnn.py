@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import IntegrityError, ShapeError
+from .registry import register_arch
 
 __all__ = ["SimpleCNNGenerator", "SimpleCNNDiscriminator", "read_xyfjason_checkpoint"]
 
@@ -42,6 +43,7 @@ def _dims(dim: int, dim_mults: Sequence[int], name: str) -> list[int]:
     return [int(dim) * m for m in mults]
 
 
+@register_arch("xyfjason_simple_cnn_g")
 class SimpleCNNGenerator(nn.Module):
     """``G(z)``: ``z [B, z_dim]`` (or ``[B, z_dim, 1, 1]``) to images ``[B, out_dim, 4*2^L, 4*2^L]`` (32x32 for the
     default three ``dim_mults``), in [-1, 1] when ``with_tanh``. The defaults are the CIFAR-10 runs' ``z_dim=100,
@@ -73,6 +75,7 @@ class SimpleCNNGenerator(nn.Module):
         return torch.tanh(h) if self.with_tanh else h
 
 
+@register_arch("xyfjason_simple_cnn_d")
 class SimpleCNNDiscriminator(nn.Module):
     """``D(x)``: images ``[B, in_dim, 4*2^L, 4*2^L]`` to one raw output per sample, ``[B]`` (a logit for the
     vanilla-loss runs, a critic value for the WGAN-GP / hinge runs). Upstream returns ``x.squeeze()``, which for a

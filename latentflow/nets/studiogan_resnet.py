@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from ..errors import IntegrityError, ShapeError
+from .registry import register_arch
 
 __all__ = ["StudioGANResNetGenerator", "StudioGANResNetDiscriminator", "studiogan_upgrade_state_dict",
            "studiogan_downgrade_state_dict", "read_studiogan_checkpoint"]
@@ -77,6 +78,7 @@ class _GenBlock(nn.Module):
         return h + self.conv2d0(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+@register_arch("studiogan_resnet32_g")
 class StudioGANResNetGenerator(nn.Module):
     """``G(z, y)``: ``z [B, z_dim]`` and class labels ``y [B]`` (long) to images ``[B, 3, 32, 32]`` in [-1, 1].
     StudioGAN's CIFAR-10 SNGAN: ``z_dim=128, g_conv_dim=64, num_classes=10``."""
@@ -143,6 +145,7 @@ class _DiscBlock(nn.Module):
         return h + sc
 
 
+@register_arch("studiogan_resnet32_d")
 class StudioGANResNetDiscriminator(nn.Module):
     """``D(x, y)``: images ``[B, 3, 32, 32]`` and class labels ``y [B]`` to StudioGAN's ``adv_output``, ``[B]``
     (upstream returns a dict and squeezes, so a batch of one gives a 0-d tensor there; always ``[B]`` here).

@@ -1,5 +1,9 @@
 """Trainers, by kind. Each kind is a config dataclass plus ``train(cfg, out, *, progress, resume)``.
 
+``make_config(Config, overrides)`` checks ``--set`` values (names and types) before building a config; a
+run whose loss or weights become non-finite stops with :class:`TrainingDiverged` (a ``LatentflowError``),
+keeping its last finite checkpoint.
+
 ``TRAINERS`` maps a kind to ``(module, config class name, train function name)``; modules are imported
 only when a kind is used, so ``import latentflow`` stays light.
 """
@@ -9,6 +13,10 @@ import importlib
 import json
 
 from ..errors import OptionError
+from ._loop import TrainingDiverged
+from .config import check_config, make_config
+
+__all__ = ["TRAINERS", "get_trainer", "parse_overrides", "make_config", "check_config", "TrainingDiverged"]
 
 TRAINERS: dict[str, tuple[str, str, str]] = {
     "gan": ("latentflow.train.gan", "GANConfig", "train_gan"),

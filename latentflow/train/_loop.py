@@ -7,53 +7,44 @@
 * Resuming reads the checkpoint back, so a run killed at any point and restarted with the same config
   continues bit-for-bit where the checkpoint left it (tested).
 * ``save_weights`` writes final model weights as safetensors with their config in the metadata.
+* A step whose losses are not finite, or a checkpoint whose weights are not, stops the run with
+  :class:`TrainingDiverged` before anything non-finite is written: the last checkpoint stays the last
+  finite one.
+
+Every file is written atomically through :mod:`latentflow._io`, with the mode the umask gives.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import LatentflowError, OptionError
+from .._io import atomic_save_safetensors, atomic_write_bytes
+from ..errors import DivergenceError, LatentflowError, OptionError
 
 log = logging.getLogger("latentflow.train")
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["Run", "TrainingDiverged", "atomic_save_safetensors", "atomic_write_bytes", "config_dict",
+           "save_weights", "make_ema", "ema_update", "check_ema"]
 
 
-def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class TrainingDiverged(DivergenceError):
+    """A training step gave a non-finite loss, or the weights became non-finite; ``step`` is that step and
+    ``checkpoint_step`` the step of the last (finite) checkpoint kept on disk, None if there is none."""
+
+    def __init__(self, message: str, *, step: int, checkpoint_step: int | None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint_step = checkpoint_step
 
 
 def config_dict(cfg) -> dict:
@@ -105,17 +96,20 @@ class Run:
         self.modules, self.optimizers, self.generator = modules, optimizers, generator
         self.ckpt_every, self.log_every, self.progress = ckpt_every, log_every, progress
         self.step = 0
+        self.saved_step: int | None = None
         self.ckpt_path = self.out / "checkpoint.safetensors"
         self.meta_path = self.out / "checkpoint.json"
         self.metrics_path = self.out / "metrics.jsonl"
         if resume and self.ckpt_path.exists() and self.meta_path.exists():
             self._load()
+            self.saved_step = self.step
             log.info("resumed %s at step %d", self.out, self.step)
         elif self.metrics_path.exists():
             self.metrics_path.unlink()
 
     # -- checkpoint ---------------------------------------------------------------------------------
     def save(self) -> None:
+        self._check_weights()
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {"step": self.step, "config": config_dict(self.config), "optimizers": {}}
         for name, m in self.modules.items():
@@ -136,6 +130,31 @@ class Run:
         tensors["rng/torch"] = torch.get_rng_state()
         atomic_save_safetensors(tensors, self.ckpt_path)
         atomic_write_bytes(self.meta_path, json.dumps(meta, indent=1, default=str).encode())
+        self.saved_step = self.step
+
+    # -- divergence ---------------------------------------------------------------------------------
+    def _diverged(self, step: int, what: str) -> TrainingDiverged:
+        kept = (f"the last finite checkpoint (step {self.saved_step}) is kept in {self.ckpt_path}"
+                if self.saved_step is not None else "no checkpoint had been written yet")
+        lrs = {k: getattr(self.config, k) for k in ("lr", "lr_g", "lr_d") if hasattr(self.config, k)}
+        hint = ("; try a smaller " + ", ".join(f"{k} (now {v:g})" for k, v in lrs.items())) if lrs else ""
+        return TrainingDiverged(f"training diverged at step {step}: {what}; stopped, {kept}{hint}",
+                                step=step, checkpoint_step=self.saved_step)
+
+    def _check_losses(self, step: int, metrics: dict) -> None:
+        """One host read per step: are all of this step's losses finite?"""
+        ts = [v.detach().float().reshape(-1) for v in metrics.values() if isinstance(v, torch.Tensor)]
+        ok = bool(torch.cat(ts).isfinite().all()) if ts else True
+        ok = ok and all(math.isfinite(float(v)) for v in metrics.values() if not isinstance(v, torch.Tensor))
+        if not ok:
+            bad = {k: float(v) for k, v in metrics.items() if not math.isfinite(float(v))}
+            raise self._diverged(step, "non-finite loss " + ", ".join(f"{k} = {v}" for k, v in bad.items()))
+
+    def _check_weights(self) -> None:
+        for name, m in self.modules.items():
+            for k, v in m.state_dict().items():
+                if v.is_floating_point() and not bool(v.isfinite().all()):
+                    raise self._diverged(self.step, f"non-finite weights in {name}.{k}")
 
     def _load(self) -> None:
         try:
@@ -180,6 +199,7 @@ class Run:
 
     # -- loop ---------------------------------------------------------------------------------------
     def log_metrics(self, step: int, metrics: dict) -> None:
+        # an append-only log (one line per logged step), so not rewritten atomically
         rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -196,6 +216,11 @@ class Run:
         ran = 0
         while self.step < total_steps:
             metrics = step_fn(self.step)
+            try:
+                self._check_losses(self.step + 1, metrics)
+            except TrainingDiverged:
+                bar.close()
+                raise
             self.step += 1
             ran += 1
             bar.update(1)

@@ -5,10 +5,11 @@ import torch
 from torch import Tensor
 
 from .. import rng
-from ..data import TOY, load_fashion_mnist, toy
+from ..data import IMAGE_SETS as _IMAGE_SHAPES
+from ..data import TOY, load_fashion_mnist, sample_shape, toy
 from ..errors import OptionError
 
-IMAGE_SETS = ("fashion-mnist",)
+IMAGE_SETS = tuple(_IMAGE_SHAPES)
 
 
 class DataSource:
@@ -31,12 +32,8 @@ class DataSource:
 
     @staticmethod
     def shape_of(name: str) -> tuple:
-        """Per-sample shape of dataset ``name`` without loading it."""
-        if name in TOY:
-            return (2,)
-        if name == "fashion-mnist":
-            return (1, 28, 28)
-        raise OptionError(f'Unknown dataset "{name}". Available: {", ".join(sorted(TOY) + list(IMAGE_SETS))}.')
+        """Per-sample shape of dataset ``name`` without loading it (``latentflow.data.sample_shape``)."""
+        return sample_shape(name)
 
     def sample(self, n: int, gen: torch.Generator) -> Tensor:
         if self.toy is not None:

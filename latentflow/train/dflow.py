@@ -1,4 +1,4 @@
-"""Discriminator Flow trainer: seed 000 Algorithm 3 (discretised, batched; spec §3.3).
+"""Discriminator Flow trainer: Franceschi et al. 2023, Algorithm 3 (discretised, batched).
 
 Each iteration draws ``x_0 ~ N(0, I)``, simulates the current flow with Euler on the grid ``t_i = i/N``
 (``x_{i+1} = x_i - (η/N) ∇_x c(f(x_i, t_i))``, no gradient through the simulation), picks one step
@@ -7,7 +7,7 @@ for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
 
 * ``ns``: ``softplus(f(fake)) + softplus(-f(real))`` (f high on real data);
 * ``ipm``: ``E f(real) - E f(fake) + λ E ||∇_x f(x̂, t)||²`` on interpolates ``x̂`` (zero-centred GP;
-  f high on *generated* data, spec §0.2);
+  f high on *generated* data, the paper's sign convention);
 * ``hinge``: ``relu(1 - f(real)) + relu(1 + f(fake))``.
 
 A sample only needs the trajectory up to its own ``i_b``, so particles leave the simulation once their
@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import rng
+from .._io import atomic_write_json
 from ..errors import OptionError
-from ..models.zoo import build
+from ..nets import build
 from ..samplers.dflow import LOSSES, generator_loss, time_grid
-from . import nets  # noqa: F401  (registers the time-conditioned architectures)
-from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config
 from .data_source import DataSource
 
 
@@ -75,6 +76,7 @@ class DFlowConfig:
     device: str = "cpu"
 
     def validate(self) -> "DFlowConfig":
+        check_config(self)
         if self.loss not in LOSSES:
             raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
         _pos_int(self, "flow_steps", "batch_size", "steps", "reuse")
@@ -95,7 +97,7 @@ class DFlowConfig:
 
 
 def d_loss(loss: str, f_real: torch.Tensor, f_fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator loss to *minimise* (``-L_d`` of spec §1.6, without the regulariser)."""
+    """The discriminator loss to *minimise* (``-L_d``, without the regulariser)."""
     if loss == "ns":
         return F.softplus(-f_real).mean() + F.softplus(f_fake).mean()
     if loss == "ipm":
@@ -161,7 +163,7 @@ class _TrajectoryCache(torch.nn.Module):
 
 def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bool = True,
                 ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
-    """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (seed 000 Alg. 3); writes
+    """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (Franceschi et al. 2023, Alg. 3); writes
     ``D.safetensors``, ``latentflow.json``, checkpoints and ``metrics.jsonl`` to ``out``. Returns D (eval;
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
     simulation always uses the live D)."""
@@ -246,5 +248,5 @@ def write_dflow(out, cfg: DFlowConfig, D) -> dict:
         "recipe": {"trainer": "dflow", "config": config_dict(cfg)},
     }
     save_weights(D, out / "D.safetensors", spec)
-    atomic_write_bytes(out / "latentflow.json", json.dumps(spec, indent=2).encode())
+    atomic_write_json(out / "latentflow.json", spec)
     return spec

@@ -1,12 +1,12 @@
-"""Seed 002 (2306.01654 v1) trainers: FloWGAN and the noise-conditioned discriminator for
-discriminator-guided Langevin (spec §6.3, §6.4; a reconstruction, S2 gives no equations).
+"""Trainers of arXiv 2306.01654 v1: FloWGAN and the noise-conditioned discriminator for
+discriminator-guided Langevin (a reconstruction: the paper gives no equations).
 
 FloWGAN: the generator follows the kernel "push-pull" field of the optimal IPM discriminator
 ``D* = (p_data - p_g) ⋆ κ``,
 
     v(x) = mean_j ∇_x κ(x, y_j) - mean_m ∇_x κ(x, x_m)      (pull to data, push from own samples),
 
-through the surrogate loss ``-(1/B) Σ_b <G(z_b), sg(v_b)>`` (spec §1.5). ``+v`` is the steepest descent
+through the surrogate loss ``-(1/B) Σ_b <G(z_b), sg(v_b)>`` (a particle model's generator step, Franceschi et al. 2023). ``+v`` is the steepest descent
 of the empirical squared MMD with kernel κ. Kernels (``u = x - y``, ``r_ε = sqrt(||u||² + ε²)``):
 ``gaussian`` ``exp(-r²/(2ℓ²))``; ``imq`` ``(c² + r²)^(-β)``; ``polyharmonic`` of order ``m`` in dimension
 ``n`` (``β = 2m - n``): ``r^β`` (β < 0), ``(-1)^⌈β/2⌉ r^β`` (β odd), ``(-1)^(1+β/2) r^β log r``
@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng
+from .._io import atomic_write_json
 from ..errors import OptionError
-from ..models.zoo import build
-from . import nets  # noqa: F401
-from ._loop import Run, atomic_write_bytes, config_dict, save_weights
+from ..nets import build
+from ._loop import Run, config_dict, save_weights
+from .config import check_config
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .score_gan import surrogate_loss
@@ -123,6 +124,7 @@ class FloWGANConfig:
     device: str = "cpu"
 
     def validate(self) -> "FloWGANConfig":
+        check_config(self)
         if self.kernel not in KERNELS:
             raise OptionError(f'kernel must be one of {", ".join(KERNELS)}; got {self.kernel!r}')
         _pos_int(self, "latent_dim", "n_data", "batch_size", "steps")
@@ -173,7 +175,7 @@ def train_flowgan(cfg: FloWGANConfig, out: str, *, progress: bool = True, resume
                 "latent": {"dim": cfg.latent_dim, "prior": "normal"},
                 "recipe": {"trainer": "flowgan", "config": config_dict(cfg)}}
         save_weights(G, Path(out) / "G.safetensors", spec)
-        atomic_write_bytes(Path(out) / "latentflow.json", json.dumps(spec, indent=2).encode())
+        atomic_write_json(Path(out) / "latentflow.json", spec)
     return G
 
 
@@ -207,6 +209,7 @@ class NoiseDConfig:
     step_size: float = 1e-3          # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
 
     def validate(self) -> "NoiseDConfig":
+        check_config(self)
         _pos_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
         _pos_float(self, "sigma_min", "sigma_max", "lr", "step_size")
         _betas(self)
@@ -262,5 +265,5 @@ def train_noise_d(cfg: NoiseDConfig, out: str, *, progress: bool = True, resume:
                                              "step_size": cfg.step_size, "d_output": "logit"}},
                 "recipe": {"trainer": "dgd", "config": config_dict(cfg)}}
         save_weights(D, Path(out) / "D.safetensors", spec)
-        atomic_write_bytes(Path(out) / "latentflow.json", json.dumps(spec, indent=2).encode())
+        atomic_write_json(Path(out) / "latentflow.json", spec)
     return D

@@ -1,6 +1,6 @@
 """GAN trainer for the small models the project ships (2-D MLPs, DCGANs).
 
-Losses (the discriminator is high on real data in all three; spec §1.6):
+Losses (the discriminator is high on real data in all three):
 
 * ``wgan-gp``: ``L_D = E[D(fake)] - E[D(real)] + λ E[(||∇D(x̂)|| - 1)²]`` on random interpolates,
   ``L_G = -E[D(G(z))]``; D is a critic (``d_output: critic``).
@@ -8,7 +8,7 @@ Losses (the discriminator is high on real data in all three; spec §1.6):
   D returns a logit.
 * ``hinge``: ``L_D = relu(1 - D(real)) + relu(1 + D(fake))``, ``L_G = -D(G(z))``.
 
-Seed 001 §5.1 trains its 2-D models with WGAN-GP, Adam(1e-4, β = (0.5, 0.9)), normal prior, DOT's MLPs;
+Che et al. 2020 (§5.1) train their 2-D models with WGAN-GP, Adam(1e-4, β = (0.5, 0.9)), normal prior, DOT's MLPs;
 those are the defaults.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 from .. import rng
 from ..errors import OptionError
-from ..models.zoo import build
+from ..nets import build
 from ._loop import Run, config_dict
+from .config import check_config
 from .data_source import DataSource
 
 LOSSES = ("wgan-gp", "ns", "hinge")
@@ -52,6 +53,7 @@ class GANConfig:
     device: str = "cpu"
 
     def validate(self) -> "GANConfig":
+        check_config(self)
         if self.loss not in LOSSES:
             raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
         if self.prior not in ("normal", "uniform"):
@@ -150,7 +152,7 @@ def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool =
 def write_pair(out, cfg: GANConfig, G, D) -> dict:
     """Write ``G.safetensors``, ``D.safetensors`` and ``latentflow.json`` (the ``export`` layout, so
     ``latentflow.load(out)`` and ``latentflow sample --model out`` read it back)."""
-    from ..models.hub import export, make_pair
+    from ..models import export, make_pair
 
     shape = list(DataSource.shape_of(cfg.data))
     pair = make_pair(G, D, arch_g={"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},

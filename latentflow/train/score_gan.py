@@ -1,16 +1,16 @@
-"""Score GAN trainer: seed 000 Algorithm 1 (spec §4.5), a generator trained with diffusion scores.
+"""Score GAN trainer: Franceschi et al. 2023, Algorithm 1: a generator trained with diffusion scores.
 
-Both distributions are noised at a random level ``σ ~ p_σ`` (S0-Eq.28,
+Both distributions are noised at a random level ``σ ~ p_σ`` (Franceschi et al. 2023, Eq. 28,
 ``σ = (σ_max^{1/ρ} + α (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ``, ``α ~ U[0, 1]``). A generated-score network
 ``den_φ`` learns ``∇ log(ρ ⋆ k^σ)`` by denoising score matching on generator samples (one step per
-iteration); every ``K`` iterations the generator takes one step on the surrogate loss (S0-Eq.27)
+iteration); every ``K`` iterations the generator takes one step on the surrogate loss (ibid., Eq. 27)
 
     L_G = -(1/B) Σ_b < g(z_b), sg(σ_b (μ_data s_data(x̃_b, σ_b) - μ_ρ s_φ(x̃_b, σ_b))) >,  x̃ = g(z) + σ ε.
 
 The data score is a callable ``score(x, sigma [B]) -> [B, *X]``: for the 2-D mixtures, the exact score
 of the Gaussian-smoothed mixture (``mixture_score``); otherwise pass one (e.g. a denoiser's
 ``(den(x, σ) - x)/σ²``) as ``train_score_gan(..., data_score=...)``. ``steps`` counts φ updates
-(S0's Gaussians: 31,500 = 3,150 generator steps × K = 10).
+(the paper's Gaussians: 31,500 = 3,150 generator steps × K = 10).
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ import torch
 from torch import Tensor
 
 from .. import rng
+from .._io import atomic_write_json
 from ..errors import OptionError
-from ..models.zoo import build
-from . import nets  # noqa: F401
-from ._loop import Run, atomic_write_bytes, check_ema, config_dict, ema_update, make_ema, save_weights
+from ..nets import build
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 
@@ -34,14 +35,14 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def p_sigma_at(alpha: Tensor, sigma_min: float = 0.1, sigma_max: float = 10.0, rho: float = 3.0) -> Tensor:
-    """S0-Eq.28 at ``alpha`` in [0, 1]: ``(σ_max^{1/ρ} + α (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ`` (α = 0 -> σ_max)."""
+    """Franceschi et al. 2023, Eq. 28 at ``alpha`` in [0, 1]: ``(σ_max^{1/ρ} + α (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ`` (α = 0 -> σ_max)."""
     a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     return (a + alpha * (b - a)) ** rho
 
 
 def sample_p_sigma(n: int, gen: torch.Generator, sigma_min: float = 0.1, sigma_max: float = 10.0,
                    rho: float = 3.0, device="cpu", dtype=torch.float32) -> Tensor:
-    """``n`` noise levels ``σ ~ p_σ`` (S0-Eq.28): EDM's inference schedule at a uniform random position."""
+    """``n`` noise levels ``σ ~ p_σ`` (Franceschi et al. 2023, Eq. 28): EDM's inference schedule at a uniform random position."""
     return p_sigma_at(rng.rand((n,), gen, device, dtype), sigma_min, sigma_max, rho)
 
 
@@ -81,14 +82,14 @@ def denoiser_score(den: Callable[[Tensor, Tensor], Tensor]) -> ScoreFn:
 
 def score_gan_direction(x_noisy: Tensor, sigma: Tensor, s_data: ScoreFn, s_gen: ScoreFn,
                         mu_data: float = 1.0, mu_rho: float = 1.0) -> Tensor:
-    """``σ (μ_data s_data - μ_ρ s_gen)`` at ``(x̃, σ)``, detached (S0-Eq.27)."""
+    """``σ (μ_data s_data - μ_ρ s_gen)`` at ``(x̃, σ)``, detached (ibid., Eq. 27)."""
     with torch.no_grad():
         sr = sigma.reshape(-1, *([1] * (x_noisy.dim() - 1)))
         return sr * (mu_data * s_data(x_noisy, sigma) - mu_rho * s_gen(x_noisy, sigma))
 
 
 def surrogate_loss(x: Tensor, v: Tensor) -> Tensor:
-    """``-(1/B) Σ_b <x_b, sg(v_b)>`` (spec §1.5): its θ-gradient is ``-(1/B) Σ_b J_θᵀ v_b``."""
+    """``-(1/B) Σ_b <x_b, sg(v_b)>`` : its θ-gradient is ``-(1/B) Σ_b J_θᵀ v_b``."""
     return -(x * v.detach()).flatten(1).sum(1).mean()
 
 
@@ -119,6 +120,7 @@ class ScoreGANConfig:
     device: str = "cpu"
 
     def validate(self) -> "ScoreGANConfig":
+        check_config(self)
         _pos_int(self, "latent_dim", "k", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
         _betas(self)
@@ -146,7 +148,7 @@ def default_data_score(data: DataSource, n_ref: int = 4096, seed: int = 0) -> Sc
 def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None = None, progress: bool = True,
                     resume: bool = True, ckpt_every: int = 1000, log_every: int = 100,
                     stop_after: int | None = None):
-    """Train a generator with the Score-GAN flow (S0 Alg. 1); writes ``G.safetensors``,
+    """Train a generator with the Score-GAN flow (Franceschi et al. 2023, Alg. 1); writes ``G.safetensors``,
     ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
     (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds)."""
     cfg.validate()
@@ -228,5 +230,5 @@ def write_score_gan(out, cfg: ScoreGANConfig, G, S) -> dict:
     }
     save_weights(G, out / "G.safetensors", spec)
     save_weights(S, out / "S.safetensors", spec)
-    atomic_write_bytes(out / "latentflow.json", json.dumps(spec, indent=2).encode())
+    atomic_write_json(out / "latentflow.json", spec)
     return spec

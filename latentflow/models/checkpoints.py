@@ -1,0 +1,177 @@
+"""Reading checkpoint files into state dicts, and the key-layout adapters of pickled checkpoints.
+
+* ``.safetensors`` through ``safetensors`` only (no pickle involved);
+* pickled ``.pt/.pth/.ckpt`` files only through ``torch.load(weights_only=True)`` (tensors, containers and
+  plain scalars, never code). :func:`read_state_dict` unpickles such a file ONCE: the state dict it holds is
+  cached as ``<cache_dir>/converted/<sha256 of the pickle>.safetensors`` and read from there afterwards;
+* checkpoints nest their state dicts (``{"state_dict": ...}``, StudioGAN's ``state_dict`` + optimizer) and
+  prefix their keys (``module.`` from DataParallel, ``_orig_mod.`` from ``torch.compile``):
+  :func:`extract_state_dict` and :func:`split_pair` undo that.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+from .._io import atomic_save_safetensors, cache_dir
+from ..errors import IntegrityError, ManifestError
+
+log = logging.getLogger("latentflow")
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
+
+__all__ = ["PICKLE_SUFFIXES", "read_safetensors", "read_pickle_weights_only", "read_state_dict",
+           "extract_state_dict", "split_pair", "strip_prefixes", "converted_path"]
+
+
+def read_safetensors(path: str | Path) -> dict:
+    """A state dict from a ``.safetensors`` file, on the CPU (no pickle involved)."""
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        raise ManifestError(f"{path} is a pickled checkpoint; only latentflow.models.convert reads those "
+                            "(through torch.load(weights_only=True))")
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises SafetensorError, OSError, ...
+        raise IntegrityError(f"{path} is not a valid safetensors file: {e}", path=str(path)) from e
+
+
+def read_pickle_weights_only(path: str | Path):
+    """Unpickle ``path`` with ``torch.load(weights_only=True)``: tensors, containers and plain scalars only,
+    never code. NumPy scalars (some training scripts store a best FID that way) are allowed explicitly."""
+    import pickle
+
+    import torch
+    path = Path(path)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise IntegrityError(f"{path} is not a readable PyTorch checkpoint: {e}", path=str(path)) from e
+    try:
+        import numpy as np
+        allowed = [np.dtype, type(np.dtype("float64")), type(np.dtype("float32")), type(np.dtype("int64"))]
+        try:
+            from numpy.core.multiarray import scalar as np_scalar
+        except ImportError:  # numpy >= 2 keeps it in numpy._core
+            from numpy._core.multiarray import scalar as np_scalar  # type: ignore
+        allowed.append(np_scalar)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        pass
+    raise IntegrityError(f"refused to unpickle {path}: it needs more than tensors and plain containers "
+                         f"(torch.load(weights_only=True) said: {first}). latentflow never runs code from a "
+                         "checkpoint; re-save it as a plain state dict, or as safetensors.", path=str(path)) from first
+
+
+# -- key-layout adapters -----------------------------------------------------------------------------
+
+_PAIR_KEYS = (("G", "D"), ("netG", "netD"), ("generator", "discriminator"), ("gen", "dis"), ("Gen", "Dis"),
+              ("G_state_dict", "D_state_dict"), ("generator_state_dict", "discriminator_state_dict"),
+              ("state_dict_G", "state_dict_D"), ("model_G", "model_D"))
+_EMA_KEYS = ("G_ema", "netG_ema", "generator_ema", "ema_G", "Gen_ema", "g_ema")
+_NEST_KEYS = ("state_dict", "model", "model_state_dict", "params", "module")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _is_tensor_dict(d) -> bool:
+    import torch
+    return isinstance(d, Mapping) and len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def _unnest(obj, where: str):
+    """Descend through ``{"state_dict": ...}``-style wrappers (StudioGAN stores ``state_dict`` + optimizer + misc)."""
+    for _ in range(4):
+        if _is_tensor_dict(obj):
+            return obj
+        if isinstance(obj, Mapping):
+            for k in _NEST_KEYS:
+                if k in obj and isinstance(obj[k], Mapping):
+                    obj = obj[k]
+                    break
+            else:
+                break
+        else:
+            break
+    if not _is_tensor_dict(obj):
+        keys = list(obj)[:12] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ManifestError(f"{where}: no state dict found (expected a mapping of tensors, or one under "
+                            f"{', '.join(_NEST_KEYS)}); got keys {keys}")
+    return obj
+
+
+def strip_prefixes(sd: Mapping) -> dict:
+    """Remove ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) prefixes shared by every key."""
+    sd = dict(sd)
+    changed = True
+    while changed:
+        changed = False
+        for p in _PREFIXES:
+            if sd and all(k.startswith(p) for k in sd):
+                sd = {k[len(p):]: v for k, v in sd.items()}
+                changed = True
+    return sd
+
+
+def extract_state_dict(obj, where: str = "checkpoint") -> dict:
+    """One model's state dict from a loaded checkpoint object (nesting and prefixes undone)."""
+    return strip_prefixes(_unnest(obj, where))
+
+
+def split_pair(obj, where: str = "checkpoint", *, use_ema: bool = False) -> dict[str, dict]:
+    """``{"G": sd, "D": sd}`` from a checkpoint holding both models under ``G``/``D``, ``netG``/``netD``,
+    ``generator``/``discriminator`` (and similar) keys, possibly nested under ``state_dict``."""
+    cur = obj
+    for _ in range(3):
+        if not isinstance(cur, Mapping):
+            break
+        for g, d in _PAIR_KEYS:
+            if g in cur and d in cur:
+                gsrc = cur[g]
+                if use_ema:
+                    ema = next((cur[k] for k in _EMA_KEYS if k in cur), None)
+                    if ema is None:
+                        raise ManifestError(f"{where}: use_ema=True but no EMA generator ({', '.join(_EMA_KEYS)}) found")
+                    gsrc = ema
+                return {"G": extract_state_dict(gsrc, f"{where}[{g}]"), "D": extract_state_dict(cur[d], f"{where}[{d}]")}
+        nxt = next((cur[k] for k in _NEST_KEYS if k in cur and isinstance(cur[k], Mapping)), None)
+        if nxt is None:
+            break
+        cur = nxt
+    keys = list(obj)[:12] if isinstance(obj, Mapping) else type(obj).__name__
+    raise ManifestError(f"{where}: cannot find a G/D pair; expected keys like "
+                        f"{', '.join('/'.join(p) for p in _PAIR_KEYS[:3])} (or pass d_path= for StudioGAN-style "
+                        f"separate G and D files); got keys {keys}")
+
+
+def converted_path(sha256: str) -> Path:
+    """Where the safetensors copy of the pickled checkpoint with this SHA-256 is cached."""
+    return cache_dir() / "converted" / f"{sha256}.safetensors"
+
+
+def read_state_dict(path: str | Path, sha256: str, what: str = "checkpoint") -> dict:
+    """One model's state dict from ``path`` (already hash-checked to ``sha256``): a safetensors file is read
+    as it is; a pickled one is unpickled with ``weights_only=True`` the first time only, its state dict
+    (nesting and prefixes undone) saved to :func:`converted_path` and read from there on every later load."""
+    path = Path(path)
+    if path.suffix not in PICKLE_SUFFIXES:
+        return read_safetensors(path)
+    cached = converted_path(sha256)
+    if cached.is_file():
+        try:
+            return read_safetensors(cached)
+        except IntegrityError as e:   # a damaged cache entry: convert again
+            log.warning("rebuilding the converted copy of %s: %s", path, e)
+    sd = extract_state_dict(read_pickle_weights_only(path), f"{what} ({path})")
+    try:
+        # clones: safetensors refuses tensors that share memory (tied weights, views of one storage)
+        atomic_save_safetensors({k: v.clone() for k, v in sd.items()}, cached,
+                                metadata={"converted_from": path.name, "sha256": sha256})
+        log.info("cached %s as safetensors at %s", path.name, cached)
+    except OSError as e:   # a read-only cache must not stop the load
+        log.warning("cannot cache the converted copy of %s at %s: %s", path, cached, e)
+    return sd

@@ -1,0 +1,153 @@
+"""Loading a model: resolve -> fetch -> verify -> read -> build -> load -> finish, one function each.
+
+Every file is hash-checked (:func:`~latentflow.models.pins.verify`) before it is deserialised; networks are
+built from :mod:`latentflow.nets` with the caller's global RNG untouched, loaded with ``strict=True`` (an
+error lists missing, unexpected and mis-shaped keys) and finished with ``eval().requires_grad_(False)`` on the
+requested device and dtype.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Mapping, Sequence
+
+from ..errors import IntegrityError, ManifestError, OptionError
+from ..nets import build as _build
+from ..nets import settle_spectral_norm, spectral_norm_buffer_keys
+from .checkpoints import read_state_dict
+from .pair import ModelPair
+from .pins import pin_key, verify
+from .resolve import resolve
+from .sources import fetch
+from .spec import ArchSpec, ModelEntry
+
+log = logging.getLogger("latentflow")
+
+__all__ = ["load", "build", "load_state", "finish", "check_device", "pair_meta"]
+
+
+def build(arch: ArchSpec):
+    import torch
+    # the random initial weights are overwritten by the checkpoint: don't let them consume the
+    # caller's global RNG (loading a model must not change what torch.randn gives next)
+    with torch.random.fork_rng(devices=[]):
+        return _build(arch.name, **dict(arch.kwargs))
+
+
+def _fmt_keys(keys: Sequence[str], limit: int = 12) -> str:
+    keys = list(keys)
+    s = ", ".join(keys[:limit])
+    return s + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_state(model, state_dict: Mapping, *, what: str = "model", settle_iterations: int = 20) -> None:
+    """``model.load_state_dict(state_dict, strict=True)``, with an error listing missing, unexpected and
+    mis-shaped keys. Spectral-norm power-iteration vectors (``*_u``/``*_v``) and BatchNorm's
+    ``num_batches_tracked`` may be absent; the former are then settled by power iteration."""
+    own = model.state_dict()
+    sd = dict(state_dict)
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    misshaped = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own
+                 if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    sn_keys = spectral_norm_buffer_keys(model)
+    tolerated = [k for k in missing if k in sn_keys or k.endswith("num_batches_tracked")]
+    missing = [k for k in missing if k not in tolerated]
+    if missing or unexpected or misshaped:
+        parts = [f"the state dict does not fit {what} ({type(model).__name__}):"]
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+        if misshaped:
+            parts.append(f"mis-shaped keys ({len(misshaped)}): " + _fmt_keys(
+                [f"{k} (checkpoint {a}, model {b})" for k, a, b in misshaped]))
+        parts.append("check the architecture name and kwargs in the manifest / latentflow.json")
+        raise IntegrityError("\n  ".join(parts))
+    for k in tolerated:
+        sd[k] = own[k]
+    model.load_state_dict(sd, strict=True)
+    if any(k in sn_keys for k in tolerated):
+        n = settle_spectral_norm(model, settle_iterations)
+        log.info("%s: the checkpoint had no spectral-norm vectors; settled %d weights with %d power iterations",
+                 what, n, settle_iterations)
+
+
+def check_device(device) -> None:
+    """Refuse, in one line, a device this machine does not have (before any file is read)."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise OptionError(f'device must be a torch device such as "cpu" or "cuda:0"; got {device!r}') from e
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise OptionError(f'device "{device}": CUDA is not available on this machine (torch {torch.__version__}); '
+                              'use device="cpu"')
+        if dev.index is not None and dev.index >= n:
+            raise OptionError(f'device "{device}": this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}')
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise OptionError(f'device "{device}": MPS is not available on this machine; use device="cpu"')
+
+
+def finish(model, device="cpu", dtype=None):
+    """Inference state: ``eval()``, no parameter gradients, on ``device`` (and ``dtype`` if given)."""
+    model = model.to(device=device) if dtype is None else model.to(device=device, dtype=dtype)
+    return model.eval().requires_grad_(False)
+
+
+# -------------------------------------------------------------------------------------------------
+# the whole pipeline
+# -------------------------------------------------------------------------------------------------
+
+def _trainer_of(recipe: str | None) -> str | None:
+    """The ``trainer`` of a recipe written as JSON (as ``latentflow train gan`` does), else None."""
+    try:
+        r = json.loads(recipe) if recipe else None
+    except ValueError:
+        return None
+    t = r.get("trainer") if isinstance(r, dict) else None
+    return t if isinstance(t, str) else None
+
+
+def pair_meta(entry: ModelEntry, hashes: Mapping[str, str], G) -> dict:
+    roles = entry.roles
+    trained = not entry.is_pair
+    return {"name": entry.name, "latent_dim": entry.latent_dim, "prior": entry.prior, "d_output": entry.d_output,
+            "output_shape": entry.output["shape"], "output_range": entry.output["range"],
+            "sampling": {k: dict(v) for k, v in entry.sampling.items()}, "verified": entry.verified,
+            "num_classes": int(getattr(G, "num_classes", 0) or 0),
+            "license": entry.license, "citation": entry.citation, "recipe": entry.recipe, "dataset": entry.dataset,
+            "roles": list(roles), "trainer": entry.trainer if trained else _trainer_of(entry.recipe),
+            "d_conditioning": entry.d_conditioning if trained else None,
+            "x0": dict(entry.x0) if trained and entry.x0 is not None else None,
+            "source": dict(entry.source),
+            "files": {r: {"path": entry.files[r].path, "sha256": hashes[r]} for r in roles},
+            "spec": entry.spec()}
+
+
+def load(ref, device="cpu", dtype=None) -> ModelPair:
+    """Load a model by manifest name, ``hf:owner/repo[@revision]``, local folder or ``(G, D)`` file pair.
+
+    Every file is hash-checked before any is read; the networks come back in eval mode without gradients.
+    A G/D pair fills ``G`` and ``D``; a ``latentflow train`` folder of another kind fills the roles it has
+    (``G=None`` for ``dflow`` and ``dgd``, ``D=None`` for ``scoregan`` and ``flowgan``, Score GAN's score
+    net in ``pair.extra["S"]``; see :class:`ModelPair`)."""
+    check_device(device)
+    entry = resolve(ref)
+    paths, hashes = {}, {}
+    for role in entry.roles:
+        paths[role] = fetch(entry, role)
+        hashes[role] = verify(paths[role], entry.files[role].sha256, key=pin_key(entry, role))
+    models = {}
+    for role in entry.roles:
+        # StudioGAN-style .pth files named by the manifest are unpickled (weights_only=True) once, then cached
+        sd = read_state_dict(paths[role], hashes[role], what=f"{role} of {entry.name}")
+        m = build(entry.arch[role])
+        where = "" if entry.is_pair else f" ({paths[role]})"
+        load_state(m, sd, what=f'{role} of "{entry.name}"{where}')
+        models[role] = finish(m, device, dtype)
+    log.info('loaded "%s" (%s; roles %s)', entry.name, entry.source["kind"], ", ".join(entry.roles))
+    G, D = models.pop("G", None), models.pop("D", None)
+    return ModelPair(G, D, pair_meta(entry, hashes, G), extra=models)

@@ -1,0 +1,76 @@
+"""The type every load returns: a generator, a discriminator, what is known about them, and any further
+networks of a trained model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from .. import rng
+from ..errors import ManifestError, OptionError
+
+__all__ = ["ModelPair"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelPair:
+    """A loaded generator and discriminator (eval mode, no gradients) and what is known about them.
+
+    ``meta`` holds ``name``, ``latent_dim``, ``prior``, ``d_output``, ``output_shape``, ``output_range``,
+    ``sampling`` (recommended per-method options), ``verified``, ``source``, ``files`` (with the SHA-256
+    actually read) and ``spec`` (what :func:`export` writes), and for every model ``roles`` (the networks
+    loaded, e.g. ``["G", "D"]``), ``trainer`` (the ``latentflow train`` kind that wrote it, if known),
+    ``d_conditioning`` (``"time"`` for ``D(x, t)``, ``"sigma"`` for ``D(x, σ)``, ``None`` for ``D(x)``) and
+    ``x0`` (``{prior, std, shape}``: where a generator-free model's particles start; ``None`` with a generator).
+    ``G, D, meta = pair`` unpacks it.
+
+    Models from ``latentflow train`` that are not G/D pairs load into the same type: ``G`` is ``None`` for
+    the generator-free Discriminator Flow (``dflow``) and noise-conditioned D (``dgd``), ``D`` is ``None``
+    for Score GAN and FloWGAN. ``extra`` holds any further networks by role: Score GAN's ``"S"``, the
+    denoiser ``S(x̃, σ)`` of the *generated* distribution (its score is ``(S(x̃, σ) - x̃)/σ²``).
+    :meth:`initial_state` draws what ``refine(pair.G, pair.D, ·)`` starts from.
+    """
+    G: Any
+    D: Any
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator:
+        return iter((self.G, self.D, self.meta))
+
+    @property
+    def latent_dim(self) -> int:
+        dim = self.meta.get("latent_dim")
+        if dim is None:
+            raise ManifestError(f'model "{self.meta.get("name")}" has no generator, so no latent; its samplers '
+                                f'start from x0 = {self.meta.get("x0")} (draw it with pair.initial_state(n))')
+        return int(dim)
+
+    def initial_state(self, n: int, generator=None, device=None, dtype=None):
+        """``n`` starting points for ``refine(pair.G, pair.D, ·)``: latents ``[n, latent_dim]`` from the prior
+        when there is a generator, else particles ``x0 [n, *shape]`` (``std · N(0, I)``, ``meta["x0"]``).
+        ``device`` and ``dtype`` default to the models'; ``generator`` is a ``torch.Generator`` or an int seed."""
+        import torch
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise OptionError(f"n must be an int >= 1; got {n!r}")
+        p = next((q for m in (self.G, self.D, *self.extra.values()) if isinstance(m, torch.nn.Module)
+                  for q in m.parameters()), None)
+        device = device if device is not None else (p.device if p is not None else "cpu")
+        dtype = dtype if dtype is not None else (p.dtype if p is not None else torch.float32)
+        if self.G is not None:
+            return rng.sample_latents(n, self.latent_dim, self.meta.get("prior") or "normal", generator=generator,
+                                      device=device, dtype=dtype)
+        x0 = self.meta.get("x0") or {}
+        if not x0.get("shape"):
+            raise ManifestError(f'model "{self.meta.get("name")}" has neither a generator nor an x0 shape')
+        gen = rng.resolve(generator, device)
+        return float(x0.get("std", 1.0)) * rng.randn((n, *x0["shape"]), gen, device, dtype)
+
+    def set_class(self, label) -> "ModelPair":
+        """Choose the class of a class-conditional pair (an int, or a ``[B]`` tensor of labels) for G and D."""
+        n = self.meta.get("num_classes") or 0
+        if n <= 0:
+            raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; set_class does not apply')
+        for m in (self.G, self.D):
+            if getattr(m, "num_classes", 0):
+                m.class_label = label
+        return self

@@ -1,0 +1,113 @@
+"""The model-spec records: a file reference, an architecture reference and the one model record.
+
+:class:`ModelEntry` is what a manifest entry, an exported folder, a Hub repo and a ``latentflow train``
+folder (of any kind) become. Validation lives in :mod:`latentflow.models.manifest` (G/D pairs) and
+:mod:`latentflow.models.trained` (training folders of other kinds).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SCHEMA = 1
+ROLES = ("G", "D")
+#: every role a model may have, in load order (S: Score GAN's denoiser of the generated distribution)
+ALL_ROLES = ("G", "D", "S")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One checkpoint file: its path (relative to the source), full SHA-256 (None: pinned on first use), size."""
+    path: str
+    sha256: str | None = None
+    bytes: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture of the zoo and the keyword arguments that build it."""
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kwargs": _plain(self.kwargs)}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model: the single source of truth for how it is fetched, checked, built and read.
+
+    A G/D pair (a manifest entry, an exported folder) has ``arch`` with exactly ``G`` and ``D``, a
+    ``latent`` and a ``d_output``. A ``latentflow train`` folder of another kind has the roles it holds
+    (``D`` alone for dflow/dgd, ``G`` (+ ``S``) for flowgan/scoregan): ``latent`` only with a generator,
+    ``d_output`` and ``d_conditioning`` only with a discriminator, ``x0`` (where the particles start) only
+    without a generator, and ``raw`` keeps its ``latentflow.json`` as read."""
+    name: str
+    source: Mapping[str, Any]
+    files: Mapping[str, FileRef]          # one per role
+    arch: Mapping[str, ArchSpec]          # one per role: "G", "D" (a pair) or the roles of a trained folder
+    latent: Mapping[str, Any] | None      # dim, prior (None without a generator)
+    output: Mapping[str, Any]             # shape (list or None), range ([lo, hi] or None)
+    d_output: str | None                  # logit, prob or critic (None without a discriminator)
+    license: str | None = None
+    citation: str | None = None
+    recipe: str | None = None
+    verified: bool = False
+    sampling: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dataset: str | None = None
+    d_conditioning: str | None = None     # with D: "time" for D(x, t), "sigma" for D(x, σ), None for D(x)
+    x0: Mapping[str, Any] | None = None   # without G: prior, std, shape
+    trainer: str | None = None            # the ``latentflow train`` kind that wrote a trained folder
+    raw: Mapping[str, Any] | None = None  # a trained folder's latentflow.json as read
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The networks, in load order (``("G", "D")`` for a pair)."""
+        return tuple(r for r in ALL_ROLES if r in self.arch)
+
+    @property
+    def is_pair(self) -> bool:
+        return self.roles == ROLES
+
+    @property
+    def latent_dim(self) -> int | None:
+        return None if self.latent is None else int(self.latent["dim"])
+
+    @property
+    def prior(self) -> str | None:
+        return None if self.latent is None else str(self.latent["prior"])
+
+    def spec(self) -> dict:
+        """The entry without its files and source: what ``export`` writes into safetensors metadata (a
+        trained folder: its ``latentflow.json`` as the trainer wrote it, without ``files``)."""
+        if self.raw is not None:
+            return {k: copy.deepcopy(v) for k, v in self.raw.items() if k != "files"}
+        return {"schema": SCHEMA, "name": self.name,
+                "arch": {r: self.arch[r].to_dict() for r in self.roles},
+                "latent": _plain(self.latent), "output": _plain(self.output), "d_output": self.d_output,
+                "license": self.license, "citation": self.citation, "recipe": self.recipe,
+                "dataset": self.dataset, "sampling": _plain(self.sampling)}
+
+    def to_dict(self) -> dict:
+        d = self.spec()
+        d.pop("schema", None)
+        d.update(source=_plain(self.source), files={r: self.files[r].to_dict() for r in self.roles},
+                 verified=self.verified)
+        return d
+
+
+#: a trained folder's record is a :class:`ModelEntry` too (the name is kept for existing imports)
+TrainedEntry = ModelEntry
+
+
+def _plain(x):
+    """Mappings/tuples back to plain dicts/lists (JSON- and YAML-ready)."""
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x

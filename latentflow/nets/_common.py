@@ -1,0 +1,93 @@
+"""Pieces shared by the architecture families: MLP stacks, spectral normalisation and its bookkeeping
+(finding the power-iteration vectors a checkpoint may lack, and settling them), activations and class
+labels of conditional models."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ManifestError
+
+
+def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.LeakyReLU(slope) if slope > 0 else nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+
+def _sn(module: nn.Module, enabled: bool = True, eps: float = 1e-6) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) through ``torch.nn.utils.spectral_norm``, whose
+    state-dict keys (``weight_orig``, ``weight_u``, ``weight_v``) are what SN-GAN checkpoints store."""
+    return nn.utils.spectral_norm(module, eps=eps) if enabled else module
+
+
+def _act(slope: float) -> nn.Module:
+    # never in place: a shortcut that aliases the input must not see the activation by accident
+    return nn.LeakyReLU(slope) if slope > 0 else nn.ReLU()
+
+
+def _class_labels(module: nn.Module, y, batch: int, device) -> torch.Tensor:
+    """Labels for a class-conditional model: ``y`` if given, else ``module.class_label`` (an int or a
+    ``[B]`` tensor) broadcast to the batch. The samplers call ``G(z)``/``D(x)`` only, so the class of a
+    conditional pair is chosen by setting ``class_label`` (``ModelPair.set_class``)."""
+    if y is None:
+        y = module.class_label
+        if isinstance(y, int):                       # the common case: no host sync on the device
+            if not 0 <= y < module.num_classes:
+                raise ManifestError(f"class_label must lie in [0, {module.num_classes - 1}]; got {y}")
+            return torch.full((batch,), y, device=device, dtype=torch.long)
+    y = torch.as_tensor(y, device=device, dtype=torch.long)
+    if y.dim() == 0:
+        y = y.expand(batch)
+    if y.shape != (batch,):
+        raise ManifestError(f"class labels must be an int or a tensor of shape ({batch},); got shape {tuple(y.shape)}")
+    if int(y.min()) < 0 or int(y.max()) >= module.num_classes:
+        raise ManifestError(f"class labels must lie in [0, {module.num_classes - 1}]; got {y.min().item()}..{y.max().item()}")
+    return y
+
+
+
+def spectral_norm_modules(model: nn.Module):
+    """``(qualified_name, module, hook)`` for every module carrying a ``torch.nn.utils.spectral_norm`` hook."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    for name, mod in model.named_modules():
+        for hook in mod._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm):
+                yield name, mod, hook
+
+
+def spectral_norm_buffer_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the power-iteration vectors (``<name>_u``, ``<name>_v``), which a checkpoint may lack."""
+    keys = set()
+    for name, _mod, hook in spectral_norm_modules(model):
+        prefix = f"{name}." if name else ""
+        keys |= {f"{prefix}{hook.name}_u", f"{prefix}{hook.name}_v"}
+    return keys
+
+
+@torch.no_grad()
+def settle_spectral_norm(model: nn.Module, iterations: int = 20) -> int:
+    """Run ``iterations`` power iterations ``v = W^T u/|.|, u = W v/|.|`` on each spectrally normalised weight,
+    so that ``sigma = u^T W v`` is converged when a checkpoint came without its ``u``/``v`` vectors (eval mode
+    then uses them as they are). Returns the number of weights settled."""
+    n = 0
+    for _name, mod, hook in spectral_norm_modules(model):
+        w = getattr(mod, hook.name + "_orig")
+        if hook.dim != 0:
+            w = w.permute(hook.dim, *[d for d in range(w.dim()) if d != hook.dim])
+        w = w.reshape(w.shape[0], -1)
+        u, v = getattr(mod, hook.name + "_u"), getattr(mod, hook.name + "_v")
+        for _ in range(iterations):
+            v.copy_(F.normalize(w.t() @ u, dim=0, eps=hook.eps))
+            u.copy_(F.normalize(w @ v, dim=0, eps=hook.eps))
+        sigma = torch.dot(u, w @ v)
+        setattr(mod, hook.name, getattr(mod, hook.name + "_orig") / sigma)
+        n += 1
+    return n
