@@ -31,17 +31,20 @@ PAIRS = [
     ("sngan_cnn32_g", "sngan_cnn32_d", {"num_classes": 10}, {"num_classes": 10}, (3, 32, 32)),
     ("sngan_resnet32_g", "sngan_resnet32_d", {}, {}, (3, 32, 32)),
     ("sngan_resnet32_g", "sngan_resnet32_d", {"num_classes": 10}, {"num_classes": 10}, (3, 32, 32)),
+    ("xyfjason_simple_cnn_g", "xyfjason_simple_cnn_d", {"dim": 16}, {"dim": 16}, (3, 32, 32)),
 ]
 
 
 # architectures of the particle-model trainers (registered by latentflow.train.nets and .nets_images) are
 # tested in tests/test_train_dflow.py, tests/test_score_gan.py, tests/test_flowgan.py and tests/test_nets_images.py
 TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d", "tconv28_den"}
+# G(z, y) / D(x, y) with per-sample labels: tested against golden outputs in tests/test_studiogan_resnet.py
+LABELLED_NETS = {"studiogan_resnet32_g", "studiogan_resnet32_d"}
 
 
 def test_every_registered_arch_is_covered():
     names = {n for p in PAIRS for n in p[:2]}
-    assert names | TRAINER_NETS == set(zoo.ARCHITECTURES)
+    assert names | TRAINER_NETS | LABELLED_NETS == set(zoo.ARCHITECTURES)
 
 
 @pytest.mark.parametrize("g,d,kg,kd,shape", PAIRS, ids=[f"{p[0]}-{i}" for i, p in enumerate(PAIRS)])
