@@ -111,6 +111,12 @@ class Engine:
         self.diverged |= ~ok
         return ~self.diverged
 
+    def advance(self, i: int, new: Tensor, old: Tensor, *checks: Tensor) -> Tensor:
+        """``new`` for the chains whose ``new`` and ``checks`` are finite after step ``i`` (and that never
+        diverged), ``old`` for the others (frozen at their last finite state)."""
+        live = self.check_finite(i, new, *checks)
+        return torch.where(live.reshape((-1,) + (1,) * (new.dim() - 1)), new, old)
+
     # -- evaluation -------------------------------------------------------------------------------
     def G(self, G, z: Tensor) -> Tensor:
         if self._counting:

@@ -122,9 +122,8 @@ class DFlow(Kernel):
             x_new = x + 0.5 * h * (k1 + k2)
         if o.entropy_reg > 0 and i < self.n - 1:
             x_new = x_new + (o.entropy_reg * h) ** 0.5 * e.rng.normal(i, 0, x.shape[1:], x.dtype)
-        live = e.check_finite(i + 1, x_new, f)
-        x = torch.where(live.reshape((-1,) + (1,) * (x.dim() - 1)), x_new, x)
         self.f = f
+        x = e.advance(i + 1, x_new, x, f)
         return x, loop_step(i, x, f, None)
 
     def finish(self, e, x):

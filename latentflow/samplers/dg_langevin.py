@@ -92,9 +92,8 @@ class DGLangevin(Kernel):
             x_new = x_new + alpha ** 0.5 * e.rng.normal(it, 0, x.shape[1:], x.dtype)
         if o.clip is not None:
             x_new = x_new.clamp(-o.clip, o.clip)
-        live = e.check_finite(it + 1, d_val, x_new)
-        x = torch.where(live.reshape((-1,) + (1,) * (x.dim() - 1)), x_new, x)
         self.d_val = d_val
+        x = e.advance(it + 1, x_new, x, d_val)
         return x, loop_step(it, x, d_val, None)
 
     def finish(self, e, x):

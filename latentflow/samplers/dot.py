@@ -123,8 +123,7 @@ class DOT(Kernel):
             y_new = y_new.clamp(-1, 1)
         if o.space == "target" and o.clip is not None:
             y_new = y_new.clamp(-o.clip, o.clip)
-        live = e.check_finite(i + 1, H, y_new)
-        y = torch.where(live.reshape((-1,) + (1,) * (y.dim() - 1)), y_new, y)
+        y = e.advance(i + 1, y_new, y, H)
         return State(y, v, H), loop_step(i, y, H, None)
 
     def finish(self, e, s):
