@@ -160,3 +160,16 @@ def test_result_records_the_options_record():
     opts = res.info["options"]
     assert opts["steps"] == 2 and opts["mala"] is False and opts["batch_size"] == 5
     assert opts["on_divergence"] == "raise" and "generator" not in opts
+
+
+def test_a_lambda_around_a_batchnorm_d_samples_as_the_module_in_eval_mode():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1)).double()
+    z = _z()
+    with pytest.warns(UserWarning, match="train mode"):
+        a = lf.refine(Identity(), lambda x: net(x), z, method="ddls", steps=3, seed=0, progress=False)
+    assert net.training
+    net.eval()
+    b = lf.refine(Identity(), net, z, method="ddls", steps=3, seed=0, progress=False)
+    torch.testing.assert_close(a.x, b.x)
