@@ -52,7 +52,8 @@ def d_values(out, n: int, what: str = "D(x)") -> Tensor:
 
 def closed_over_modules(fn, depth: int = 2) -> list:
     """The ``nn.Module``s a plain callable reaches: itself, a bound method's ``__self__``, the func,
-    args and keywords of a ``functools.partial``, and the cells of a closure (``depth`` levels deep)."""
+    args and keywords of a ``functools.partial``, the cells of a closure and the module-level names a
+    function reads (``depth`` levels deep)."""
     found, todo = [], [(fn, 0)]
     while todo:
         obj, d = todo.pop()
@@ -65,12 +66,28 @@ def closed_over_modules(fn, depth: int = 2) -> list:
             todo += [(obj.func, d + 1)] + [(a, d + 1) for a in obj.args] + [(v, d + 1) for v in obj.keywords.values()]
         elif hasattr(obj, "__self__") and callable(obj):
             todo.append((obj.__self__, d + 1))
+        code, glob = getattr(obj, "__code__", None), getattr(obj, "__globals__", None)
+        if code is not None and glob is not None:   # module-level names a function reads
+            todo += [(glob[n], d + 1) for n in code.co_names if isinstance(glob.get(n), nn.Module)]
         for cell in getattr(obj, "__closure__", None) or ():
             try:
                 todo.append((cell.cell_contents, d + 1))
             except ValueError:   # an empty cell
                 pass
     return found
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` (called from the caller of this function) that points at
+    the first frame outside the latentflow package: the user's line, however deep the call came."""
+    import os
+    import sys
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    f, level = sys._getframe(2), 2
+    while f is not None and (os.path.abspath(f.f_code.co_filename).startswith(pkg)
+                             or f.f_code.co_filename.endswith("contextlib.py")):
+        f, level = f.f_back, level + 1
+    return level
 
 
 #: layers that compute differently in train mode (what the closed-over-module warning is about)
@@ -94,7 +111,7 @@ def frozen(*models):
             if not direct and any(x.training and isinstance(x, _MODE_DEPENDENT) for x in mod.modules()):
                 warnings.warn(f"a plain-function G/D closes over a {type(mod).__name__} in train mode; it is "
                               "put in eval mode for sampling (pass the module itself, in eval mode, to be explicit)",
-                              UserWarning, stacklevel=3)
+                              UserWarning, stacklevel=user_stacklevel())
             saved.append(([(x, x.training) for x in mod.modules()], [(p, p.requires_grad) for p in mod.parameters()]))
             mod.eval()
             mod.requires_grad_(False)

@@ -61,3 +61,19 @@ def test_a_lambda_around_a_batchnorm_d_warns_and_is_evaluated_in_eval_mode():
         warnings.simplefilter("error")       # in eval mode: nothing to warn about
         with frozen(D):
             pass
+
+
+_GLOBAL_NET = torch.nn.BatchNorm1d(2)
+
+
+def _reads_a_global(x):
+    return _GLOBAL_NET(x)[:, 0]
+
+
+def test_a_function_reading_a_module_level_net_is_found():
+    assert closed_over_modules(_reads_a_global) == [_GLOBAL_NET]
+    with pytest.warns(UserWarning, match="BatchNorm1d in train mode") as rec:
+        with frozen(_reads_a_global):
+            assert not _GLOBAL_NET.training
+    assert rec[0].filename == __file__          # points at the caller's line, not inside latentflow
+    assert _GLOBAL_NET.training

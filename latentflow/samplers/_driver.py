@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..energy import frozen
+from ..energy import frozen, user_stacklevel
 from ..errors import DivergenceError, DivergenceWarning, OptionError
 from ..options import ENGINE_FIELDS, EngineOptions, Options
 from ..result import Result, Step
@@ -152,7 +152,7 @@ class Driver:
             log.info("%s", msg)
             return
         log.warning("%s", msg)
-        warnings.warn(msg, DivergenceWarning, stacklevel=4)
+        warnings.warn(msg, DivergenceWarning, stacklevel=user_stacklevel())
 
     def finish(self, x: Tensor, z: Tensor | None, **info) -> Result:
         e = self.engine
