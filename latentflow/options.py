@@ -24,6 +24,8 @@ import math
 import typing
 from typing import Any, Callable, Literal, Union
 
+import torch
+
 from .errors import OptionError
 
 __all__ = ["field", "Options", "EngineOptions", "declare", "describe", "parse_cli_options",
@@ -172,7 +174,7 @@ class EngineOptions(Options):
     autocast: Union[Literal["bf16", "fp16"], None] = field(
         None, "evaluate G and D under torch.autocast; the chain state, energies and accept tests stay in "
               "z's dtype (fp16 has no gradient scaling: prefer bf16)")
-    generator: Any = field(None, "torch.Generator or int seed, the only source of randomness: it gives the "
+    generator: Union[torch.Generator, int, None] = field(None, "torch.Generator or int seed, the only source of randomness: it gives the "
                                  "key of the per-chain random streams")
     callback: Union[Callable, None] = field(None, "called with Step(i, state, energy, accepted) after every step")
     progress: bool = field(True, "show a tqdm bar on stderr")
@@ -184,12 +186,6 @@ class EngineOptions(Options):
                  '"keep": say nothing (the mask is in info["diverged"])')
     max_diverged_fraction: float = field(0.5, "with on_divergence=\"raise\": the fraction of diverged chains "
                                               "above which the run raises", ge=0, le=1)
-
-    def check(self):
-        import torch
-        g = self.generator
-        if not (g is None or isinstance(g, torch.Generator) or (isinstance(g, int) and not isinstance(g, bool))):
-            raise OptionError(f"generator must be a torch.Generator, an int seed or None; got {g!r}")
 
 
 ENGINE_FIELDS = tuple(f.name for f in dataclasses.fields(EngineOptions))
@@ -257,6 +253,11 @@ def _parse_one(name: str, text: str, tp):
                 pass
         elif a is str:
             return text
+        elif typing.get_origin(a) is not None and getattr(typing.get_origin(a), "__name__", "") == "Sequence":
+            try:   # a comma-separated list of numbers: sigmas=2,1,0.5
+                return [float(t) for t in text.split(",")]
+            except ValueError:
+                pass
     raise OptionError(f"option {name} must be {type_name(tp)}; got {text!r}")
 
 

@@ -118,3 +118,13 @@ def test_generated_signature_and_docstring():
     assert sig.parameters["step_size"].default == 0.01
     assert sig.parameters["step_size"].kind is inspect.Parameter.KEYWORD_ONLY
     assert "step_size (float, default 0.01)" in ddls.__doc__
+
+
+def test_cli_sequences_generator_type_and_listing():
+    assert options.parse_cli_options("dg_langevin", ["sigmas=2,1,0.5"]) == {"sigmas": [2.0, 1.0, 0.5]}
+    with pytest.raises(OptionError, match="generator must be Generator or int or None; got 'seed'"):
+        options.EngineOptions(generator="seed")
+    with pytest.raises(OptionError, match='has no option "generator"'):
+        options.parse_cli_options("ddls", ["generator=3"])
+    with pytest.raises(OptionError, match="callback must be Callable or None"):
+        options.EngineOptions(callback=3)

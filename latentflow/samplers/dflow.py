@@ -16,7 +16,7 @@ entropy noise of step i is slot 0 of the chain's stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +64,7 @@ class DFlowOptions(Options):
     eta: float = field(20.0, "η, the gradient strength (20 on 2-D Gaussians with N = 56, 2 on MNIST with N = 64)")
     loss: Literal["ns", "ipm", "hinge"] = field("ns", "the GAN loss D was trained with")
     solver: Literal["euler", "heun"] = field("euler", "Euler (NFE = steps) or Heun (NFE = 2 steps - 1)")
-    grid: Tensor | None = field(None, "increasing times [M + 1] to integrate over instead of the uniform grid")
+    grid: Union[Sequence[float], Tensor, None] = field(None, "increasing times [M + 1] to integrate over instead of the uniform grid")
     stop_step: int | None = field(None, "stop after this many steps (early stopping, output x_{M/N})", ge=1)
     entropy_reg: float = field(0.0, "adds sqrt(entropy_reg · h) ξ noise after every step but the last (0 = ODE)", ge=0)
 
