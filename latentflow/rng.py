@@ -174,7 +174,9 @@ class ChainStream:
         """Uniforms in [0, 1) of shape ``[n, *shape]`` (53 bits for float64, 24 otherwise)."""
         m = math.prod(shape)
         u = self._uniform_bits(self._bits(step, slot, m), dtype)
-        return u.reshape((self.ids.shape[0],) + tuple(shape)).to(dtype)
+        u = u.reshape((self.ids.shape[0],) + tuple(shape)).to(dtype)
+        # rounding 24 bits to a half dtype can reach 1.0: keep the draw in [0, 1)
+        return u if dtype in (torch.float32, torch.float64) else u.clamp_max(1 - torch.finfo(dtype).eps / 2)
 
     def normal(self, step: int, slot: int, shape=(), dtype=torch.float32) -> torch.Tensor:
         """Standard normals of shape ``[n, *shape]`` (Box–Muller on two uniforms per number)."""

@@ -95,3 +95,8 @@ def test_stream_key_from_int_generator_and_none():
     assert rng.stream_key(g) != rng.stream_key(g)        # one draw each: the generator advances
     with pytest.raises(OptionError, match="generator must be"):
         rng.stream_key("5")
+
+
+def test_half_precision_uniforms_stay_below_one():
+    u = rng.ChainStream(2, torch.arange(20000)).uniform(0, 1, (), torch.bfloat16)
+    assert u.dtype == torch.bfloat16 and float(u.max()) < 1 and float(u.min()) >= 0
