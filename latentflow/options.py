@@ -109,8 +109,16 @@ def _literal_message(name: str, tp, v) -> str | None:
     if len(lit) == 1 and all(a is _NONE or a is lit[0] for a in alts) and (not _is_union(tp) or isinstance(v, str)):
         ch = _args(lit[0])
         want = " or ".join(f'"{c}"' for c in ch) if len(ch) == 2 else "one of " + ", ".join(map(str, ch))
-        return f"{name} must be {want}; got {v!r}"
+        return f"{name} must be {want}{' or None' if _NONE in alts else ''}; got {v!r}"
     return None
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_value(name: str, v, tp, meta=None) -> None:
@@ -118,7 +126,7 @@ def check_value(name: str, v, tp, meta=None) -> None:
     if not _matches(v, tp):
         msg = _literal_message(name, tp, v)
         if msg is None:
-            hint = " (numbers are not given as strings in Python)" if isinstance(v, str) else ""
+            hint = " (numbers are not given as strings in Python)" if isinstance(v, str) and _numeric(v) else ""
             msg = f"{name} must be {type_name(tp)}; got {v!r} ({type(v).__name__}){hint}"
         raise OptionError(msg)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
