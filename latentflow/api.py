@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .errors import OptionError
 from .result import Result
 from .samplers import check_options, get, methods  # noqa: F401  (methods re-exported)
 
@@ -14,9 +15,10 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *,
            seed: int | None = None, **options) -> Result:
     """Refine samples of ``G`` with discriminator ``D`` using ``method``; returns a ``Result``.
 
-    ``options`` are the method's keyword options (``latentflow.methods()[method].options`` lists them
-    with their defaults); an unknown option is an ``OptionError`` naming the valid ones. ``seed`` is a
-    shortcut for ``generator=torch.Generator().manual_seed(seed)``.
+    ``options`` are the method's keyword options (``latentflow.methods()[method].fields`` lists them
+    with their types, defaults and help); an unknown option is an ``OptionError`` naming the valid
+    ones. ``seed`` is a shortcut for ``generator=torch.Generator().manual_seed(seed)`` (the same key of
+    the per-chain streams as ``generator=seed``). ``chain_offset=a`` gives rows [a, b) of a bigger run.
 
     Example::
 
@@ -28,7 +30,8 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *,
     check_options(method, options)
     if seed is not None:
         if "generator" in options and options["generator"] is not None:
-            from .errors import OptionError
             raise OptionError("pass either seed or generator, not both")
-        options["generator"] = torch.Generator("cpu").manual_seed(int(seed))
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise OptionError(f"seed must be an int or None; got {seed!r}")
+        options["generator"] = torch.Generator("cpu").manual_seed(seed)
     return fn(G, D, z, **options)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .energy import check_d_output, to_logit
 from .errors import OptionError, ShapeError
-from .samplers._engine import chunk_slices, d_values, frozen
+from .energy import chunk_slices, d_values, frozen
 
 
 class CalibratedD(nn.Module):

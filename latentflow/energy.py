@@ -13,16 +13,116 @@
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import math
+import warnings
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .errors import OptionError
+from .errors import OptionError, ShapeError
+
+log = logging.getLogger("latentflow")
 
 D_OUTPUTS = ("logit", "prob", "critic")
 PRIORS = ("normal", "uniform")
+
+
+def chunk_slices(n: int, batch_size: int) -> list[slice]:
+    """``[0, b), [b, 2b), ...`` covering ``n`` rows."""
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def d_values(out, n: int, what: str = "D(x)") -> Tensor:
+    """Check and flatten a discriminator output of one value per row: ``[n]``, ``[n, 1]``,
+    ``[n, 1, 1, 1]`` (any trailing ones) or, when ``n == 1``, a 0-d tensor -> ``[n]``."""
+    if not isinstance(out, Tensor):
+        raise ShapeError(f"{what} must return a tensor of shape ({n},) or ({n}, 1); got {type(out).__name__}")
+    if out.shape == (n,):
+        return out
+    if out.dim() == 0 and n == 1:
+        return out.reshape(1)
+    if out.dim() >= 2 and out.shape[0] == n and all(s == 1 for s in out.shape[1:]):
+        return out.reshape(n)
+    raise ShapeError(f"{what} returned shape {tuple(out.shape)}; expected ({n},) or ({n}, 1)")
+
+
+def closed_over_modules(fn, depth: int = 2) -> list:
+    """The ``nn.Module``s a plain callable reaches: itself, a bound method's ``__self__``, the func,
+    args and keywords of a ``functools.partial``, the cells of a closure and the module-level names a
+    function reads (``depth`` levels deep)."""
+    found, todo = [], [(fn, 0)]
+    while todo:
+        obj, d = todo.pop()
+        if isinstance(obj, nn.Module):
+            found.append(obj)
+            continue
+        if d > depth or obj is None:
+            continue
+        if isinstance(obj, functools.partial):
+            todo += [(obj.func, d + 1)] + [(a, d + 1) for a in obj.args] + [(v, d + 1) for v in obj.keywords.values()]
+        elif hasattr(obj, "__self__") and callable(obj):
+            todo.append((obj.__self__, d + 1))
+        code, glob = getattr(obj, "__code__", None), getattr(obj, "__globals__", None)
+        if code is not None and glob is not None:   # module-level names a function reads
+            todo += [(glob[n], d + 1) for n in code.co_names if isinstance(glob.get(n), nn.Module)]
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                todo.append((cell.cell_contents, d + 1))
+            except ValueError:   # an empty cell
+                pass
+    return found
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` (called from the caller of this function) that points at
+    the first frame outside the latentflow package: the user's line, however deep the call came."""
+    import os
+    import sys
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    f, level = sys._getframe(2), 2
+    while f is not None and (os.path.abspath(f.f_code.co_filename).startswith(pkg)
+                             or f.f_code.co_filename.endswith("contextlib.py")):
+        f, level = f.f_back, level + 1
+    return level
+
+
+#: layers that compute differently in train mode (what the closed-over-module warning is about)
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd,
+                   nn.modules.instancenorm._InstanceNorm)
+
+
+@contextlib.contextmanager
+def frozen(*models):
+    """Put every ``nn.Module`` among ``models`` (and those a plain function closes over, see
+    :func:`closed_over_modules`) in eval mode with ``requires_grad=False`` parameters, and restore
+    both afterwards. A closed-over module with a BatchNorm/Dropout/InstanceNorm layer in train mode is warned about
+    (once per call): those layers would otherwise behave as in training."""
+    saved, seen = [], set()
+    for m in models:
+        direct = isinstance(m, nn.Module)
+        for mod in ([m] if direct else closed_over_modules(m)):
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            if not direct and any(x.training and isinstance(x, _MODE_DEPENDENT) for x in mod.modules()):
+                warnings.warn(f"a plain-function G/D closes over a {type(mod).__name__} in train mode; it is "
+                              "put in eval mode for sampling (pass the module itself, in eval mode, to be explicit)",
+                              UserWarning, stacklevel=user_stacklevel())
+            saved.append(([(x, x.training) for x in mod.modules()], [(p, p.requires_grad) for p in mod.parameters()]))
+            mod.eval()
+            mod.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for modes, grads in saved:
+            for mod, tr in modes:
+                mod.training = tr
+            for p, rg in grads:
+                p.requires_grad_(rg)
 
 
 def check_d_output(d_output: str) -> str:

@@ -43,3 +43,19 @@ def test_dot_given_keff_is_deterministic_and_needs_G_for_latent():
         lf.refine(None, D, _z(), method="dot", progress=False)
     c = lf.refine(G, D, _z(), method="dot", k_eff=2.0, steps=10, optimizer="adam", seed=0, progress=False)
     assert torch.isfinite(c.x).all()
+
+
+def test_a_nan_row_does_not_freeze_the_other_chains_through_k_eff():
+    w = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    D = lambda x: torch.where(x[:, 0] < -2.0, torch.full_like(x[:, 0], float("nan")), x @ w)
+    x0 = _z()
+    bad = x0[:, 0] < -2.0   # chains move up w, away from the NaN region
+    assert bad.any()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = lf.refine(None, D, x0, method="dot", space="target", steps=10, lr=0.1, seed=0, progress=False)
+    assert 0 < float(res.info["k_eff"]) <= 5.0 + 1e-9          # K_eff over the finite pairs only
+    assert torch.equal(res.diverged, bad) and (res.info["diverged_step"][bad] == 0).all()
+    assert torch.equal(res.x[bad], x0[bad])
+    assert bool(((res.x[~bad] @ w) > (x0[~bad] @ w)).all())    # every other chain moved up the critic

@@ -75,3 +75,37 @@ def test_rejection_determinism():
     c = lf.refine(Identity(), RatioD(MEAN, STD), _z(200), method="drs", seed=3, progress=False)
     d = lf.refine(Identity(), RatioD(MEAN, STD), _z(200), method="drs", seed=3, progress=False)
     assert torch.equal(c.x, d.x)
+
+
+# -- non-finite D values ---------------------------------------------------------------------------
+
+def _odd_d(base):
+    """``base`` except NaN where x0 > 1.5 and +inf where x0 < -2.5."""
+    def D(x):
+        d = base(x)
+        d = torch.where(x[:, 0] > 1.5, torch.full_like(d, float("nan")), d)
+        return torch.where(x[:, 0] < -2.5, torch.full_like(d, float("inf")), d)
+    return D
+
+
+def test_drs_never_accepts_nan_and_always_accepts_plus_inf():
+    D = _odd_d(RatioD(MEAN, STD))
+    z = _z(400)
+    res = lf.refine(Identity(), D, z, method="drs", gamma_percentile=None, pilot=2000, seed=0, progress=False)
+    assert res.x.shape == (400, 2) and torch.isfinite(res.x).all()
+    assert not (res.x[:, 0] > 1.5).any()                     # a NaN row is never accepted
+    first_inf = z[:, 0] < -2.5                               # +inf on the first proposal: accepted at once
+    assert first_inf.any() and torch.equal(res.x[first_inf], z[first_inf])
+    nf = res.info["nonfinite_d"]
+    assert nf.shape == (400,) and res.info["n_nonfinite_d"] == int(nf.sum()) > 0
+    assert bool((nf[z[:, 0] > 1.5] >= 1).all())              # rows whose first proposal was NaN are counted
+
+
+def test_mh_never_moves_to_nan_and_always_to_plus_inf():
+    D = _odd_d(RatioD(MEAN, STD))
+    res = lf.refine(Identity(), D, _z(500), method="mh", k=30, seed=0, progress=False)
+    assert not (res.x[:, 0] > 1.5).any() or bool(torch.isnan(res.info["d"][res.x[:, 0] > 1.5]).all())
+    at_inf = res.x[:, 0] < -2.5
+    assert at_inf.any() and bool((res.info["d"][at_inf] == float("inf")).all())   # once there, kept
+    assert res.info["n_nonfinite_d"] == int(res.info["nonfinite_d"].sum()) > 0
+    assert not res.diverged[~(res.x[:, 0] > 1.5)].any()

@@ -9,7 +9,7 @@ import torch
 import latentflow as lf
 from latentflow.errors import OptionError
 from latentflow.models import zoo
-from latentflow.samplers import _engine
+from latentflow.samplers import _driver, _engine
 from latentflow import stream
 
 HAS_CUDA = torch.cuda.is_available()
@@ -235,12 +235,12 @@ def test_step_loops_do_no_host_sync(pair, monkeypatch, case):
     if tconditioned:
         G, D = None, _tD()
     trap = _SyncTrap(monkeypatch)
-    orig_finish = _engine.Runner.finish
+    orig_finish = _driver.Driver.finish
 
     def finish(self, *a, **k):
         trap.armed = False
         return orig_finish(self, *a, **k)
-    monkeypatch.setattr(_engine.Runner, "finish", finish)
+    monkeypatch.setattr(_driver.Driver, "finish", finish)
 
     def arm(step):
         trap.armed = True
@@ -334,13 +334,13 @@ def test_cuda_step_loop_has_no_synchronising_calls(gen_device):
         if not armed:
             torch.cuda.set_sync_debug_mode("error")
             armed.append(True)
-    orig_finish = _engine.Runner.finish
+    orig_finish = _driver.Driver.finish
 
     def finish(self, *a, **k):
         torch.cuda.set_sync_debug_mode("default")
         return orig_finish(self, *a, **k)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_engine.Runner, "finish", finish)
+        mp.setattr(_driver.Driver, "finish", finish)
         try:
             res = lf.refine(G, D, z, method="ddls", steps=5, d_output="critic", mala=True, generator=gen,
                             progress=False, callback=arm)

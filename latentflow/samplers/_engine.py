@@ -1,10 +1,9 @@
-"""The shared machinery of every sampler: input checks, counted and chunked G/D evaluation, gradients
-with respect to the chain state only, the on-device divergence mask, progress bars and timing.
+"""Evaluation for every sampler: counted and chunked G/D calls, gradients with respect to the chain
+state only, ``torch.compile`` / CUDA graphs / autocast, ``batch_size="auto"``, the per-chain random
+streams and the on-device divergence mask.
 
-The method modules hold the mathematics of one step; everything about chunking, counting, eval mode,
-progress and divergence lives here. Nothing in a sampler loop reads a device value back to the host:
-counters are host integers known in advance, the divergence mask and acceptance counts stay on the
-device and are read once when the ``Result`` is built.
+Nothing here reads a device value back to the host inside a step: counters are host integers known
+in advance, the divergence mask stays on the device and is read once by the driver at the end.
 """
 from __future__ import annotations
 
@@ -13,22 +12,20 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .. import rng as _rng
-from ..errors import LatentflowError, OptionError, ShapeError
-from ..result import Result, Step
+from ..energy import chunk_slices, d_values, frozen  # noqa: F401  (re-exported for callers)
+from ..errors import LatentflowError
+from ..rng import ChainStream
+from ._checks import AUTOCAST_DTYPES, check_batch_size, check_speed_options
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["Counter", "Runner", "frozen", "check_state", "check_batch_size", "check_speed_options", "d_values",
-           "chunk_slices", "AUTOCAST_DTYPES"]
+__all__ = ["Counter", "Engine", "frozen", "d_values", "chunk_slices", "AUTOCAST_DTYPES"]
 
-#: ``autocast=`` values and the dtypes G and D are evaluated in.
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: ``batch_size="auto"`` on the CPU never picks more rows than this per chunk (bigger chunks buy no
 #: speed there, only memory).
 AUTO_CPU_MAX_ROWS = 16384
@@ -47,73 +44,6 @@ class Counter:
     def as_dict(self) -> dict:
         return dict(n_G_forward=self.n_G_forward, n_G_backward=self.n_G_backward,
                     n_D_forward=self.n_D_forward, n_D_backward=self.n_D_backward)
-
-
-@contextlib.contextmanager
-def frozen(*models):
-    """Put every ``nn.Module`` among ``models`` in eval mode with ``requires_grad=False`` parameters,
-    and restore both afterwards. Plain callables pass through untouched."""
-    saved = []
-    seen = set()
-    for m in models:
-        if isinstance(m, nn.Module) and id(m) not in seen:
-            seen.add(id(m))
-            modes = [(mod, mod.training) for mod in m.modules()]
-            grads = [(p, p.requires_grad) for p in m.parameters()]
-            saved.append((modes, grads))
-            m.eval()
-            m.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for modes, grads in saved:
-            for mod, tr in modes:
-                mod.training = tr
-            for p, rg in grads:
-                p.requires_grad_(rg)
-
-
-def check_state(z, name: str = "z", *, ndim: int | None = 2) -> Tensor:
-    """Check that ``z`` is a floating tensor with a batch dimension (and ``ndim`` dims if given)."""
-    if not isinstance(z, Tensor):
-        raise ShapeError(f"{name} must be a torch.Tensor of shape [B, d]; got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise ShapeError(f"{name} must be a floating-point tensor; got dtype {z.dtype}")
-    if ndim is not None and z.dim() != ndim:
-        want = "[B, d]" if ndim == 2 else f"{ndim} dimensions"
-        raise ShapeError(f"{name} must have shape {want}; got shape {tuple(z.shape)}")
-    if z.dim() < 1 or z.shape[0] < 1:
-        raise ShapeError(f"{name} must have at least one row (chain); got shape {tuple(z.shape)}")
-    if not torch.isfinite(z).all():
-        bad = torch.nonzero(~torch.isfinite(z.reshape(z.shape[0], -1)).all(1)).flatten()[:10].tolist()
-        raise ShapeError(f"{name} contains non-finite values (rows {bad}); pass finite initial states")
-    return z
-
-
-def check_batch_size(batch_size, n: int) -> int | str:
-    """``None`` -> ``n`` (one chunk), an int -> ``min(batch_size, n)``, ``"auto"`` -> ``"auto"`` (resolved
-    by the ``Runner`` on its first evaluation, from a probe of the memory one row needs)."""
-    if batch_size is None:
-        return n
-    if batch_size == "auto":
-        return "auto"
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise OptionError(f'batch_size must be a positive int, "auto" or None; got {batch_size!r}')
-    return min(batch_size, n)
-
-
-def check_speed_options(device: torch.device, *, compile: bool = False, cuda_graph: bool = False,
-                        autocast: str | None = None) -> None:
-    """Validate the speed options shared by the gradient samplers (at the API boundary)."""
-    if not isinstance(compile, bool):
-        raise OptionError(f"compile must be True or False; got {compile!r}")
-    if not isinstance(cuda_graph, bool):
-        raise OptionError(f"cuda_graph must be True or False; got {cuda_graph!r}")
-    if cuda_graph and torch.device(device).type != "cuda":
-        raise OptionError(f"cuda_graph=True captures the step as a CUDA graph and needs CUDA tensors; z is on "
-                          f"{torch.device(device)}. Move z (and G, D) to a CUDA device or leave cuda_graph=False")
-    if autocast is not None and autocast not in AUTOCAST_DTYPES:
-        raise OptionError(f'autocast must be None, "bf16" or "fp16"; got {autocast!r}')
 
 
 def _available_ram_bytes() -> int | None:
@@ -135,56 +65,32 @@ def _nbytes(t) -> int:
     return t.numel() * t.element_size() if isinstance(t, Tensor) else 0
 
 
-def chunk_slices(n: int, batch_size: int) -> list[slice]:
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+class Engine:
+    """Per-call evaluation state shared by the kernels: the eval counter, the chunk size, the speed
+    options, the per-chain random streams and the divergence mask (see ``EngineOptions`` for the
+    options themselves).
 
-
-def d_values(out, n: int, what: str = "D(x)") -> Tensor:
-    """Check and flatten a discriminator output: ``[n]`` or ``[n, 1]`` -> ``[n]``."""
-    if not isinstance(out, Tensor):
-        raise ShapeError(f"{what} must return a tensor of shape ({n},) or ({n}, 1); got {type(out).__name__}")
-    if out.shape == (n,):
-        return out
-    if out.shape == (n, 1):
-        return out[:, 0]
-    raise ShapeError(f"{what} returned shape {tuple(out.shape)}; expected ({n},) or ({n}, 1)")
-
-
-class Runner:
-    """Per-call bookkeeping shared by the samplers.
-
-    Holds the eval counter, the batch size for chunked evaluation, the divergence mask and step, the
-    progress bar and the wall clock. ``method`` and ``options`` go into ``Result.info``.
-
-    Speed options (validated by :func:`check_speed_options`):
-
-    * ``compile``: evaluate the per-chunk energy through ``torch.compile`` (AOTAutograd compiles its
-      backward with it); falls back to eager with a logged warning where compiling fails.
-    * ``cuda_graph``: capture the per-chunk energy-and-gradient step as a CUDA graph per chunk shape
-      and replay it (CUDA only).
-    * ``autocast``: evaluate G and D under ``torch.autocast`` in bf16 or fp16; the chain state, the
-      returned energies, gradients and outputs stay in the state's dtype, so accept tests run in fp32.
+    * ``compile``: the per-chunk energy goes through ``torch.compile``; eager (with a logged warning)
+      where compiling fails.
+    * ``cuda_graph``: the per-chunk energy-and-gradient step is captured as a CUDA graph per chunk
+      shape and replayed.
+    * ``autocast``: G and D run under ``torch.autocast``; the state, energies and gradients stay in the
+      state's dtype.
     """
 
-    def __init__(self, method: str, options: dict, n: int, device: torch.device, *,
-                 batch_size=None, progress: bool = True, callback: Callable[[Step], None] | None = None,
-                 hint: str = "reduce step_size", compile: bool = False, cuda_graph: bool = False,
-                 autocast: str | None = None):
+    def __init__(self, method: str, n: int, device: torch.device, eng, key: int | None):
         self.method = method
-        self.options = options
         self.n = n
         self.device = torch.device(device)
-        self.batch_size = check_batch_size(batch_size, n)
-        self.progress = progress
-        self.callback = callback
-        if callback is not None and not callable(callback):
-            raise OptionError(f"callback must be callable or None; got {type(callback).__name__}")
-        check_speed_options(self.device, compile=compile, cuda_graph=cuda_graph, autocast=autocast)
-        self.compile = compile
-        self.cuda_graph = cuda_graph
-        self.autocast = autocast
-        self.hint = hint
+        self.batch_size = check_batch_size(eng.batch_size, n)
+        check_speed_options(self.device, eng.cuda_graph)
+        self.compile = eng.compile
+        self.cuda_graph = eng.cuda_graph
+        self.autocast = eng.autocast
         self.count = Counter()
+        ids = torch.arange(eng.chain_offset, eng.chain_offset + n, device=self.device, dtype=torch.int64)
+        #: the per-chain random streams (``None`` for a method that draws nothing with these options)
+        self.rng = ChainStream(key, ids) if key is not None else None
         self.diverged = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.diverged_step = torch.full((n,), -1, dtype=torch.long, device=self.device)
         self._auto: dict = {}          # fn key -> resolved chunk size (batch_size="auto")
@@ -192,6 +98,24 @@ class Runner:
         self._graphs: dict = {}        # (id(fn), shapes) -> _GraphedStep
         self._counting = True          # False while a step counts its rows itself (compiled/graphed)
         self.t0 = time.perf_counter()
+
+    def check_finite(self, i: int, *tensors: Tensor) -> Tensor:
+        """Mark chains with a non-finite value in any of ``tensors`` as diverged at step ``i`` (step 0:
+        the initial state). Returns the mask of chains that are fine now and never diverged. On the
+        device: no host synchronisation."""
+        ok = torch.ones(self.n, dtype=torch.bool, device=self.device)
+        for t in tensors:
+            ok &= torch.isfinite(t.reshape(self.n, -1)).all(1)
+        newly = ~ok & ~self.diverged
+        self.diverged_step = torch.where(newly, torch.full_like(self.diverged_step, i), self.diverged_step)
+        self.diverged |= ~ok
+        return ~self.diverged
+
+    def advance(self, i: int, new: Tensor, old: Tensor, *checks: Tensor) -> Tensor:
+        """``new`` for the chains whose ``new`` and ``checks`` are finite after step ``i`` (and that never
+        diverged), ``old`` for the others (frozen at their last finite state)."""
+        live = self.check_finite(i, new, *checks)
+        return torch.where(live.reshape((-1,) + (1,) * (new.dim() - 1)), new, old)
 
     # -- evaluation -------------------------------------------------------------------------------
     def G(self, G, z: Tensor) -> Tensor:
@@ -308,23 +232,6 @@ class Runner:
             self.count.n_D_forward += b if forward else 0
             self.count.n_D_backward += b if backward else 0
 
-    # -- randomness ----------------------------------------------------------------------------------
-    def randn(self, shape, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
-        """``rng.randn`` without a host synchronisation: a CPU generator serving CUDA tensors draws into
-        pinned memory and copies asynchronously (the caching host allocator keeps the buffer until the
-        copy is done). Same numbers as ``rng.randn``."""
-        if generator.device.type == "cpu" and self.device.type == "cuda":
-            t = torch.randn(tuple(shape), generator=generator, dtype=dtype, pin_memory=True)
-            return t.to(self.device, non_blocking=True)
-        return _rng.randn(shape, generator, self.device, dtype)
-
-    def rand(self, shape, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
-        """Uniform [0, 1) counterpart of :meth:`randn`."""
-        if generator.device.type == "cpu" and self.device.type == "cuda":
-            t = torch.rand(tuple(shape), generator=generator, dtype=dtype, pin_memory=True)
-            return t.to(self.device, non_blocking=True)
-        return _rng.rand(shape, generator, self.device, dtype)
-
     def map(self, fn: Callable[[Tensor], Tensor], *tensors: Tensor) -> Tensor:
         """Apply ``fn`` chunk by chunk under ``no_grad`` (and autocast, if asked) and concatenate."""
         bs = self._chunk_size(fn, tensors[0], tensors[1:], grad=False)
@@ -409,53 +316,6 @@ class Runner:
         cap = n if self.device.type == "cuda" else min(n, AUTO_CPU_MAX_ROWS)
         return max(1, min(chunk, cap))
 
-    # -- loop ---------------------------------------------------------------------------------------
-    def steps(self, n_steps: int, desc: str | None = None) -> Iterator[int]:
-        from tqdm.auto import tqdm
-        it = tqdm(range(n_steps), desc=desc or self.method, disable=None if self.progress else True,
-                  leave=False, dynamic_ncols=True)
-        return iter(it)
-
-    def check_finite(self, i: int, *tensors: Tensor) -> Tensor:
-        """Mark chains with a non-finite value in any of ``tensors`` as diverged (at step ``i``).
-
-        Returns the per-chain mask of chains that are fine now and were never diverged. Stays on the
-        device: no host synchronisation."""
-        ok = torch.ones(self.n, dtype=torch.bool, device=self.device)
-        for t in tensors:
-            ok &= torch.isfinite(t.reshape(self.n, -1)).all(1)
-        newly = ~ok & ~self.diverged
-        self.diverged_step = torch.where(newly, torch.full_like(self.diverged_step, i), self.diverged_step)
-        self.diverged |= ~ok
-        return ~self.diverged
-
-    def emit(self, i: int, state: Tensor, energy: Tensor | None = None, accepted: Tensor | None = None):
-        if self.callback is not None:
-            self.callback(Step(i, state, energy, accepted))
-
-    def finish(self, x: Tensor, z: Tensor | None, **info) -> Result:
-        n_div = int(self.diverged.sum().item())  # the one read-back of the run
-        if n_div:
-            idx = torch.nonzero(self.diverged).flatten().tolist()
-            steps = self.diverged_step[self.diverged].tolist()
-            shown = ", ".join(f"{c} (step {s})" for c, s in list(zip(idx, steps))[:10])
-            more = f" and {n_div - 10} more" if n_div > 10 else ""
-            log.warning("%s: %d of %d chains produced non-finite values and were frozen at their last "
-                        "finite state: chains %s%s. To avoid this, %s.",
-                        self.method, n_div, self.n, shown, more, self.hint)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        full = dict(method=self.method, options=self.options)
-        full.update(info)
-        full["diverged"] = self.diverged
-        full["diverged_step"] = self.diverged_step
-        full.update(self.count.as_dict())
-        if self._auto:   # what batch_size="auto" chose, per kind of evaluation
-            full["auto_batch_size"] = {("grad" if g else "forward"): bs for (_, g), bs in self._auto.items()}
-        full["wall_s"] = time.perf_counter() - self.t0
-        return Result(x=x, z=z, info=full)
-
-
 class _GraphedStep:
     """One chunk's energy-and-gradient step captured as a CUDA graph for fixed input shapes.
 
@@ -485,40 +345,3 @@ class _GraphedStep:
         self.graph.replay()
         v, g, aux = self.out
         return v.clone(), g.clone(), (aux.clone() if aux is not None else None)
-
-
-def probe(runner_or_none, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z") -> tuple:
-    """Run G and D once on (at most) two rows of ``z`` to check their shapes at the boundary.
-
-    Returns the per-sample shape of ``G(z)`` (or of ``z`` when ``G`` is None). Raises ``ShapeError``
-    with the shapes involved. Consumes no randomness."""
-    m = min(2, z.shape[0])
-    with torch.no_grad():
-        zz = z[:m]
-        if G is not None:
-            if not callable(G):
-                raise OptionError(f"G must be callable (an nn.Module or a function); got {type(G).__name__}")
-            try:
-                x = G(zz)
-            except Exception as e:  # a user's G that cannot take z: say so with shapes
-                raise ShapeError(f"G(z) failed on z of shape {tuple(zz.shape)}: {type(e).__name__}: {e}") from e
-            if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != m:
-                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ShapeError(f"G(z) returned {got} for z of shape {tuple(zz.shape)}; "
-                                 f"expected a tensor with {m} rows")
-            if runner_or_none is not None:
-                runner_or_none.count.n_G_forward += m
-        else:
-            x = zz
-        if D is not None:
-            if not callable(D):
-                raise OptionError(f"D must be callable (an nn.Module or a function); got {type(D).__name__}")
-            c = tuple(t[:m] for t in cond)
-            try:
-                out = D(x, *c)
-            except Exception as e:
-                raise ShapeError(f"D failed on x of shape {tuple(x.shape)}: {type(e).__name__}: {e}") from e
-            d_values(out, m, "D(x, t)" if cond else "D(x)")
-            if runner_or_none is not None:
-                runner_or_none.count.n_D_forward += m
-    return tuple(x.shape[1:])

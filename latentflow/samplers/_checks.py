@@ -1,0 +1,87 @@
+"""Checks at the samplers' boundary: the initial state, the speed options against the device, and a
+two-row probe of G and D that says what shapes they take and return."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..energy import d_values
+from ..errors import OptionError, ShapeError
+
+#: ``autocast=`` values and the dtypes G and D are evaluated in.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_state(z, name: str = "z", *, ndim: int | None = 2) -> Tensor:
+    """Check that ``z`` is a floating tensor with a batch dimension (and ``ndim`` dims if given)."""
+    if not isinstance(z, Tensor):
+        raise ShapeError(f"{name} must be a torch.Tensor of shape [B, d]; got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise ShapeError(f"{name} must be a floating-point tensor; got dtype {z.dtype}")
+    if ndim is not None and z.dim() != ndim:
+        want = "[B, d]" if ndim == 2 else f"{ndim} dimensions"
+        raise ShapeError(f"{name} must have shape {want}; got shape {tuple(z.shape)}")
+    if z.dim() < 1 or z.shape[0] < 1:
+        raise ShapeError(f"{name} must have at least one row (chain); got shape {tuple(z.shape)}")
+    if not torch.isfinite(z).all():
+        bad = torch.nonzero(~torch.isfinite(z.reshape(z.shape[0], -1)).all(1)).flatten()[:10].tolist()
+        raise ShapeError(f"{name} contains non-finite values (rows {bad}); pass finite initial states")
+    return z
+
+
+def check_batch_size(batch_size, n: int) -> int | str:
+    """``None`` -> ``n`` (one chunk), an int -> ``min(batch_size, n)``, ``"auto"`` -> ``"auto"`` (resolved
+    by the engine on its first evaluation, from a probe of the memory one row needs)."""
+    if batch_size is None:
+        return n
+    if batch_size == "auto":
+        return "auto"
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise OptionError(f'batch_size must be a positive int, "auto" or None; got {batch_size!r}')
+    return min(batch_size, n)
+
+
+def check_speed_options(device: torch.device, cuda_graph: bool) -> None:
+    """``cuda_graph=True`` needs CUDA tensors (the types are checked by the options record)."""
+    if cuda_graph and torch.device(device).type != "cuda":
+        raise OptionError(f"cuda_graph=True captures the step as a CUDA graph and needs CUDA tensors; z is on "
+                          f"{torch.device(device)}. Move z (and G, D) to a CUDA device or leave cuda_graph=False")
+
+
+def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z") -> tuple:
+    """Run G and D once on (at most) two rows of ``z`` to check their shapes at the boundary.
+
+    Returns the per-sample shape of ``G(z)`` (or of ``z`` when ``G`` is None). Raises ``ShapeError``
+    with the shapes involved. Consumes no randomness."""
+    m = min(2, z.shape[0])
+    with torch.no_grad():
+        zz = z[:m]
+        if G is not None:
+            if not callable(G):
+                raise OptionError(f"G must be callable (an nn.Module or a function); got {type(G).__name__}")
+            try:
+                x = G(zz)
+            except Exception as e:  # a user's G that cannot take z: say so with shapes
+                raise ShapeError(f"G(z) failed on z of shape {tuple(zz.shape)}: {type(e).__name__}: {e}") from e
+            if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != m:
+                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ShapeError(f"G(z) returned {got} for z of shape {tuple(zz.shape)}; "
+                                 f"expected a tensor with {m} rows")
+            if engine is not None:
+                engine.count.n_G_forward += m
+        else:
+            x = zz
+        if D is not None:
+            if not callable(D):
+                raise OptionError(f"D must be callable (an nn.Module or a function); got {type(D).__name__}")
+            c = tuple(t[:m] for t in cond)
+            try:
+                out = D(x, *c)
+            except Exception as e:
+                raise ShapeError(f"D failed on x of shape {tuple(x.shape)}: {type(e).__name__}: {e}") from e
+            d_values(out, m, "D(x, t)" if cond else "D(x)")
+            if engine is not None:
+                engine.count.n_D_forward += m
+    return tuple(x.shape[1:])
