@@ -1,4 +1,4 @@
-"""Benchmark harness: suites × models × methods at stated budgets -> one JSON document + a table.
+"""The 2-D suite (``latentflow bench toy2d``): models × methods at stated budgets -> one JSON document + a table.
 
 The JSON document is written first; the markdown table is built from it (never the other way round).
 Each row records the method's options, the G/D evaluations per sample (forward and backward), wall
@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from . import rng
-from .errors import LatentflowError, OptionError
+from ..errors import LatentflowError
+from ..rng import sample_latents
+from .._io import atomic_write_text
 from .report import env_info, write_json
 
 log = logging.getLogger("latentflow.bench")
@@ -67,11 +68,11 @@ def _mean_std(vals):
 
 def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bool = False):
     """Run one variant on latents ``z``; returns ``(x, info dict)``."""
-    from .api import refine
-    from .sample import generate, method_options
+    from ..api import refine
+    from .fit import generate, method_options
 
     if variant.method == "data":   # the metrics' floor: a fresh draw from the data distribution
-        from .data import toy
+        from ..data import toy
         t0 = time.perf_counter()
         x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
         return x, {"n_G_forward": 0, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0,
@@ -93,8 +94,8 @@ def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bo
 def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS, *, num: int = 5000,
           seeds=(0,), dataset_of=None, progress: bool = False, device: str = "cpu") -> dict:
     """The 2-D suite: each model × variant × seed, metrics averaged over seeds (mean and std)."""
-    from .metrics.toy2d import toy_metrics
-    from .models import load
+    from ..metrics import toy_metrics
+    from ..models import load
 
     doc: dict[str, Any] = {"schema": 1, "suite": "toy2d", "env": env_info(device), "num": num,
                            "seeds": list(seeds), "rows": []}
@@ -105,7 +106,7 @@ def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS,
             per_seed, infos, row = [], [], {"model": model, "label": v.label, "method": v.method}
             try:
                 for s in seeds:
-                    z = rng.sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"),
+                    z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"),
                                            generator=1000 + s, device=device)
                     x, info = run_variant(pair, v, z, s, progress)
                     per_seed.append(toy_metrics(x, dataset, generator=s))
@@ -170,6 +171,4 @@ def write_doc(doc: dict, out: str | Path, table: str) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, doc)
-    md = out.with_suffix(".md")
-    from .train._loop import atomic_write_bytes
-    atomic_write_bytes(md, (table + "\n").encode())
+    atomic_write_text(out.with_suffix(".md"), table + "\n")
