@@ -1,7 +1,7 @@
 """The image benchmark (``latentflow bench images``): refinement methods on an image GAN at an equal budget.
 
 For one model (default the bundled ``dcgan-fashion``) and a list of rows (the generator alone, DRS,
-MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of seed 001 §5.2), it
+MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of Che et al. 2020, §5.2), it
 
 1. draws the same ``num`` latents for every row (paired comparison) and runs each method at the same
    **budget**: ``budget`` discriminator forward evaluations per sample for the iterative methods
@@ -15,7 +15,7 @@ MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of seed 001 §5
    ``inception_num`` samples of the generator and of the best DDLS row. The Inception Score with the
    offline weights is recorded as an error, never a number;
 3. records FID-FMNIST every few steps of each DDLS row (the sampler's ``callback`` keeps the latents;
-   seed 001 Figure 5) and writes ``results.json`` first, then ``results.md`` built from it, a plot of
+   Che et al. 2020, Figure 5) and writes ``results.json`` first, then ``results.md`` built from it, a plot of
    FID-FMNIST against sampler steps (``fid_vs_steps.png``) and before/after grids (``grid_*.png``).
 
 Failing rows record ``error``; the run goes on and :func:`run_images_bench` returns 1 at the end.
@@ -39,10 +39,11 @@ from .images_report import TIE_PCT, curves_png, images_table, verdict, write_out
 from .images_rows import (ALIASES, DEFAULT_BUDGET, DEFAULT_METHODS, EVAL_KEYS, FULL, QUICK, VARIANTS, ImageVariant,
                           budget_options, parse_method, real_for_calibration, run_row)
 from .report import env_info
+from .runner import Suite, run
 
 log = logging.getLogger("latentflow.bench")
 
-__all__ = ["images", "run_images_bench", "images_table", "verdict", "write_outputs", "curves_png", "parse_method",
+__all__ = ["images", "run_images_bench", "IMAGES", "images_table", "verdict", "write_outputs", "curves_png", "parse_method",
            "budget_options", "run_row", "real_for_calibration", "fmnist_row_metrics", "inception_row_metrics",
            "ImageVariant", "VARIANTS", "DEFAULT_METHODS", "ALIASES", "QUICK", "FULL", "DEFAULT_BUDGET", "TIE_PCT",
            "EVAL_KEYS", "SCHEMA", "SUITE", "M_FID", "M_KID", "M_KID_STD", "M_CS", "M_CS_STD", "M_IFID", "M_IS"]
@@ -185,7 +186,6 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
         r["inception_wall_s"] = time.perf_counter() - t0
 
 
-
 def run_images_bench(model: str = "dcgan-fashion", methods=None, num: int | None = None, seed: int = 0,
                      out: str | Path = "results/images", quick: bool = False, inception: bool = False,
                      progress: bool = True, budget: int | None = None, inception_num: int | None = None,
@@ -193,7 +193,21 @@ def run_images_bench(model: str = "dcgan-fashion", methods=None, num: int | None
     """``latentflow bench images``: run, write ``out/results.{json,md}`` + PNGs, print the table.
 
     Returns the exit code: 0 when every row ran, 1 when any row failed (the others are still written)."""
-    from .suites import run_suite
-    return run_suite("images", out=out, seed=seed, echo=echo, models=(model,), methods=methods, num=num,
-                     budget=budget, quick=quick, inception=inception, inception_num=inception_num,
-                     progress=progress, device=device)
+    return run(IMAGES, out=out, seed=seed, echo=echo, models=(model,), methods=methods, num=num, budget=budget,
+               quick=quick, inception=inception, inception_num=inception_num, progress=progress, device=device)
+
+
+def _images_run(models=None, num=None, seed=0, methods=None, quick=False, inception=False, inception_num=None,
+                budget=None, progress=False, device="cpu", **unused) -> tuple[dict, dict]:
+    t0 = time.perf_counter()
+    doc, samples = images(models[0] if models else "dcgan-fashion", methods, num=num, seed=seed, budget=budget,
+                          quick=quick, inception=inception, inception_num=inception_num, progress=progress,
+                          device=device)
+    doc["total_wall_s"] = time.perf_counter() - t0
+    return doc, samples
+
+
+#: the suite as data (``latentflow bench images``)
+IMAGES = Suite(name="images", rows=DEFAULT_METHODS, metric=M_FID, run=_images_run, table=images_table,
+               write=write_outputs, default_out="results/images", out_is_file=False,
+               summary="an image GAN (dcgan-fashion) at an equal D budget: FID-FMNIST, KID, classifier score")

@@ -97,7 +97,7 @@ def images_table(doc: dict) -> str:
 
 
 def curves_png(path: Path, doc: dict) -> bool:
-    """FID-FMNIST against sampler steps (seed 001 Figure 5), one line per DDLS/DOT row."""
+    """FID-FMNIST against sampler steps (Che et al. 2020, Figure 5), one line per DDLS/DOT row."""
     curves = [c for c in doc.get("curves", []) if len(c["steps"]) >= 2]
     if not curves:
         return False

@@ -20,6 +20,7 @@ from ..errors import LatentflowError
 from ..rng import sample_latents
 from .._io import atomic_write_text
 from .report import env_info, write_json
+from .runner import Suite
 
 log = logging.getLogger("latentflow.bench")
 
@@ -32,7 +33,7 @@ class Variant:
     options: dict = field(default_factory=dict)
 
 
-# ≈ 200 discriminator evaluations per sample for every iterative method (seed 001 runs DDLS for
+# ≈ 200 discriminator evaluations per sample for every iterative method (Che et al. 2020 run DDLS for
 # 100-1000 steps); DDLS uses the model's recommended settings from the manifest (``sampling.ddls``);
 # DRS's cost is set by its acceptance rate and reported as measured.
 TOY2D_VARIANTS = [
@@ -45,7 +46,7 @@ TOY2D_VARIANTS = [
     Variant("DDLS (MALA)", "ddls", {"mala": True}),
 ]
 
-#: seed 001's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
+#: Che et al. 2020's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
 TOY2D_REFERENCE = {
     ("grid25-wgangp", "generator"): {"source": "S1 Table 1/2", "modes": 24.8, "high_quality_pct": 70, "emd": 0.043},
     ("grid25-wgangp", "DRS"): {"source": "S1 Table 1", "modes": 24.8, "high_quality_pct": 90},
@@ -143,7 +144,7 @@ def _fmt(v, nd=3):
 
 
 def toy2d_table(doc: dict) -> str:
-    """A markdown table of a ``toy2d`` document, with seed 001's numbers beside ours."""
+    """A markdown table of a ``toy2d`` document, with Che et al. 2020's numbers beside ours."""
     lines = ["| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | paper (S1) | wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
@@ -172,3 +173,20 @@ def write_doc(doc: dict, out: str | Path, table: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), table + "\n")
+
+
+def _toy2d_run(models=None, num=None, seeds=None, quick=False, progress=False, device="cpu",
+               **unused) -> tuple[dict, dict]:
+    n, s = (500, 1) if quick else (num or 5000, seeds or 3)
+    return toy2d(tuple(models or ()) or ("grid25-wgangp", "swissroll-wgangp"), num=n, seeds=tuple(range(s)),
+                 progress=progress, device=device), {}
+
+
+def _toy2d_write(doc: dict, samples: dict, out: Path) -> None:
+    write_doc(doc, out, toy2d_table(doc))
+
+
+#: the suite as data (``latentflow bench toy2d``)
+TOY2D = Suite(name="toy2d", rows=tuple(v.label for v in TOY2D_VARIANTS), metric="emd", run=_toy2d_run,
+              table=toy2d_table, write=_toy2d_write, default_out="results/toy2d.json", out_is_file=True,
+              summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD")
