@@ -121,9 +121,9 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"
     rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
-                       batch_size=batch_size, progress=not quiet, class_label=class_label)
+                           batch_size=batch_size, progress=not quiet, class_label=class_label)
     if as_json:
-        click.echo(json.dumps(rep, indent=2, default=str))
+        click.echo(app.json_text(rep))
         return
     r = rep["result"]
     click.echo(f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}")

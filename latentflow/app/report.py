@@ -7,6 +7,7 @@ Reports are strict JSON: a non-finite number becomes ``null`` and its place is l
 from __future__ import annotations
 
 import io
+import json
 import math
 import platform
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json
+from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json, strict_json
 
 
 def env_info(device: torch.device | str = "cpu") -> dict:
@@ -43,14 +44,25 @@ def _nonfinite(obj, where: str, found: dict) -> None:
             _nonfinite(v, f"{where}[{i}]", found)
 
 
-def write_json(path: Path, obj: dict) -> None:
-    """``obj`` as strict JSON: non-finite numbers as ``null``, their places and values under
-    ``null_reasons`` (added only when there are any); objects JSON cannot hold are written as ``str``."""
+def with_null_reasons(obj):
+    """``obj`` with a ``null_reasons`` entry naming each non-finite number (which strict JSON writes as
+    ``null``); ``obj`` itself when there are none."""
     found: dict = {}
     _nonfinite(obj, "", found)
     if found and isinstance(obj, dict):
         obj = {**obj, "null_reasons": {**obj.get("null_reasons", {}), **found}}
-    atomic_write_json(Path(path), obj, indent=2, default=str)
+    return obj
+
+
+def json_text(obj, indent: int = 2) -> str:
+    """Strict JSON text of a report (see :func:`write_json`), for printing."""
+    return json.dumps(strict_json(with_null_reasons(obj)), indent=indent, default=str, allow_nan=False)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """``obj`` as strict JSON: non-finite numbers as ``null``, their places and values under
+    ``null_reasons`` (added only when there are any); objects JSON cannot hold are written as ``str``."""
+    atomic_write_json(Path(path), with_null_reasons(obj), indent=2, default=str)
 
 
 def write_samples(path: Path, **tensors) -> None:
