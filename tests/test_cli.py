@@ -117,11 +117,17 @@ def _err(r):
 
 def test_opt_values_are_typed_by_the_method(tiny_model, tmp_path):
     base = ["sample", "--model", tiny_model, "-n", "10", "--steps", "2", "--json", "--quiet"]
-    for text in ("false", "False"):
-        rep = json.loads(run(base + ["--opt", f"mala={text}", "--out", str(tmp_path / text)]).output)
-        assert rep["result"]["options"]["mala"] is False and "accept_rate_mean" not in rep["result"]
-    rep = json.loads(run(base + ["--opt", "mala=TRUE", "--out", str(tmp_path / "t")]).output)
+    rep = json.loads(run(base + ["--opt", "mala=false", "--out", str(tmp_path / "f")]).output)
+    assert rep["result"]["options"]["mala"] is False and "accept_rate_mean" not in rep["result"]
+    rep = json.loads(run(base + ["--opt", "mala=true", "--out", str(tmp_path / "t")]).output)
     assert rep["result"]["options"]["mala"] is True
+    # "False" (which JSON-reading turned into the string "False", a true value) never turns MALA on:
+    # read as false, or refused in one line
+    r = CliRunner().invoke(main, base + ["--opt", "mala=False", "--out", str(tmp_path / "F")])
+    if r.exit_code == 0:
+        assert json.loads(r.output)["result"]["options"]["mala"] is False
+    else:
+        assert "mala" in _err(r)
     line = _err(CliRunner().invoke(main, base + ["--opt", "mala=maybe", "--out", str(tmp_path / "m")]))
     assert "mala" in line and "bool" in line and "'maybe'" in line
     line = _err(CliRunner().invoke(main, base + ["--opt", "adapt_steps=some", "--out", str(tmp_path / "m")]))
