@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from latentflow.bench_images import DEFAULT_METHODS, run_images_bench
+from latentflow.app.images import DEFAULT_METHODS, run_images_bench
 
 
 def main(argv=None):

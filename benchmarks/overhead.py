@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import latentflow as lf
-from latentflow.report import env_info, write_json
+from latentflow.app.report import env_info, write_json
 
 
 def plain_ddls(G, D, z, steps, eps, gen):

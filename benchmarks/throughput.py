@@ -38,7 +38,7 @@ import torch
 
 import latentflow as lf
 from latentflow.models import zoo
-from latentflow.report import env_info, write_json
+from latentflow.app.report import env_info, write_json
 
 
 # -- the loops compared ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from latentflow.bench import toy2d, toy2d_table, write_doc
+from latentflow.app.toy2d import toy2d, toy2d_table, write_doc
 
 
 def main(argv=None):

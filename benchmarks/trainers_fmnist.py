@@ -8,7 +8,7 @@ Each trainer runs in ``--evals`` chunks that resume bit-exactly from the checkpo
 one uninterrupted run; evaluation time is not counted in the training times), with FID-FMNIST after each
 chunk. At the end, on ``--n`` samples: FID-FMNIST, KID-FMNIST and the classifier score against the
 Fashion-MNIST test split (the bundled classifier's features, through
-``latentflow.bench_images.fmnist_row_metrics``; **not** Inception FID), an 8x8 sample grid, and
+``latentflow.app.images.fmnist_row_metrics``; **not** Inception FID), an 8x8 sample grid, and
 memorisation statistics: the L2 distance (pixels in [-1, 1], 784 of them) from each sample to its nearest
 training image, beside the same distance for held-out test images. The same metrics are computed for
 ``n`` real training images (the floor at this ``n``) and for the bundled ``dcgan-fashion`` generator.
@@ -139,7 +139,7 @@ def dflow_trajectory(cfg, D, n: int = 8, points: int = 8, seed: int = 99) -> tup
 
 def fid_metrics(x: torch.Tensor, seed: int, fid_only: bool = False) -> dict:
     """FID-FMNIST (+ KID-FMNIST and classifier score) against the test split, as the image benchmark does."""
-    from latentflow.bench_images import fmnist_row_metrics
+    from latentflow.app.images import fmnist_row_metrics
     from latentflow.metrics.fidelity import to_uint8
 
     return fmnist_row_metrics(to_uint8(x), rng_seed=seed, fid_only=fid_only)[0]
@@ -190,7 +190,7 @@ def save_grid(path: Path, x: torch.Tensor, nrow: int = 8, scale: int = 2) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from latentflow.report import image_grid
+    from latentflow.app.report import image_grid
 
     g = image_grid(x[: nrow * nrow] if x.shape[0] > nrow * nrow else x, nrow)[0]
     g = g.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
@@ -297,7 +297,7 @@ def run_trainer(kind: str, quick: bool, overrides: dict, bench: dict, seed: int,
 def reference_rows(n: int, seed: int, train_imgs: torch.Tensor, sets_fn, test_nn: dict, outdir: Path) -> list:
     """The real-data floor (``n`` training images) and the bundled dcgan-fashion generator, same metrics."""
     from latentflow import rng
-    from latentflow.sample import generate
+    from latentflow.app.fit import generate
 
     rows = []
     idx = torch.randperm(train_imgs.shape[0], generator=torch.Generator().manual_seed(seed + 11))[:n]
@@ -388,7 +388,7 @@ def main(argv=None, echo=None) -> dict:
     if "scoregan" in kinds:
         sets["score_set"] = score_subset(train_imgs, bench["score_m"], a.seed)
     test_nn = {name: nearest(test_sample, ref)[0] for name, ref in sets.items()}
-    from latentflow.report import env_info
+    from latentflow.app.report import env_info
     doc = {"suite": "trainers_fmnist", "quick": a.quick, "env": env_info("cpu"), "cpu_count": os.cpu_count(),
            "loadavg_start": os.getloadavg(), "seed": a.seed, "bench": bench,
            "metrics_info": {

@@ -1,8 +1,11 @@
-"""The ``latentflow`` command line: a thin click shell over the Python API.
+"""The ``latentflow`` command line: a thin click shell over the app layer (:mod:`latentflow.app`).
 
 Options left unset are not passed on, so the library's defaults (and a model's recommended sampler
-settings from the manifest) are the only defaults. Errors of the ``LatentflowError`` family become a
-one-line message and exit code 1.
+settings from the manifest) are the only defaults. Every error of the ``LatentflowError`` family (wrong
+option types, an unwritable ``--out``, a seed out of range, unknown names) is printed as one line
+``error: ...`` with exit code 1, no traceback; arguments are checked before any compute. Option names
+are chosen so that none is a prefix of a ``torchrun`` option (``-n``/``--num-samples``; ``--num`` is kept
+as an alias, see ``TORCHRUN_ALIASES``).
 """
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ import sys
 
 import click
 
-from .errors import LatentflowError
+from . import app
+from .app import LatentflowError
+
+#: options of ours that are prefixes of torchrun options (``--num`` of ``--numa-binding``): kept for
+#: compatibility, each beside a safe spelling of the same option; under ``torchrun`` use the safe one
+TORCHRUN_ALIASES = {"--num": "--num-samples"}
 
 
 def _parse_value(text: str):
@@ -23,13 +31,11 @@ def _parse_value(text: str):
 
 
 def _parse_opts(pairs) -> dict:
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--opt")
-        k, v = p.split("=", 1)
-        out[k.strip().replace("-", "_")] = _parse_value(v.strip())
-    return out
+    return {k: _parse_value(v) for k, v in app.split_pairs(pairs, name="--set")}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 class _Group(click.Group):
@@ -37,7 +43,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LatentflowError as e:
-            raise click.ClickException(str(e)) from e
+            click.echo(f"error: {_one_line(e)}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)
@@ -49,7 +56,7 @@ def main(verbose):
     \b
     Examples:
       latentflow sample                                  # DDLS on the bundled 25-Gaussians model
-      latentflow sample --model swissroll-wgangp --method dot --num 2000
+      latentflow sample --model swissroll-wgangp --method dot -n 2000
       latentflow sample --method ddls --opt mala=true --opt adapt_steps=50
       latentflow methods
       latentflow models
@@ -59,8 +66,7 @@ def main(verbose):
 
 
 def _method_names():
-    from .samplers import methods
-    return sorted(methods()) + ["none"]   # none: no refinement (latentflow.sample.NO_REFINEMENT)
+    return app.method_names()   # and "none": no refinement (latentflow.app.NO_REFINEMENT)
 
 
 @main.command()
@@ -69,7 +75,8 @@ def _method_names():
                    "(or one `latentflow train` wrote).")
 @click.option("--method", default="ddls", show_default=True, type=click.Choice(_method_names()),
               help="A sampler (see `latentflow methods`), or none: the generator's samples, unrefined.")
-@click.option("--num", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
+@click.option("-n", "--num-samples", "--num", "num", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Number of samples (--num is an alias; under torchrun use -n or --num-samples).")
 @click.option("--steps", default=None, type=click.IntRange(min=0), help="Sampler steps (methods that have steps).")
 @click.option("--step-size", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Step size ε (methods that have step_size).")
@@ -83,7 +90,7 @@ def _method_names():
 @click.option("--cuda-graph", is_flag=True, help="Capture the step as a CUDA graph (CUDA only).")
 @click.option("--class", "class_label", default=None, type=click.IntRange(min=0),
               help="Class of a class-conditional model (e.g. sngan-cifar).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -91,9 +98,7 @@ def _method_names():
 def sample(model, method, num, steps, step_size, opts, batch_size, compile_, autocast, cuda_graph, class_label, seed,
            device, out, quiet, as_json):
     """Refine samples of a model and write samples.safetensors, samples.png and report.json."""
-    from .sample import sample_model
-
-    options = _parse_opts(opts)
+    options = app.parse_method_options(method, opts)
     if steps is not None:
         options["steps"] = steps
     if step_size is not None:
@@ -108,16 +113,17 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
         try:
             batch_size = int(batch_size)
         except ValueError:
-            raise click.BadParameter(f"expected a positive int or 'auto', got {batch_size!r}", param_hint="--batch-size")
+            raise click.BadParameter(f"expected a positive int or 'auto', got {batch_size!r}",
+                                     param_hint="--batch-size") from None
         if batch_size < 1:
             raise click.BadParameter("must be >= 1", param_hint="--batch-size")
     if out is None:
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"
-    rep = sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
-                       batch_size=batch_size, progress=not quiet, class_label=class_label)
+    rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
+                           batch_size=batch_size, progress=not quiet, class_label=class_label)
     if as_json:
-        click.echo(json.dumps(rep, indent=2, default=str))
+        click.echo(app.json_text(rep))
         return
     r = rep["result"]
     click.echo(f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}")
@@ -138,16 +144,14 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
             b, a = m["before"].get(k), m["after"].get(k)
             fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
             click.echo(f"| {k} | {fmt(b)} | {fmt(a)} |")
-    click.echo(f"wrote {out}/samples.safetensors, {out}/samples.png, {out}/report.json")
+    click.echo("wrote " + ", ".join(f"{out}/{f}" for f in rep["files"].values()))
 
 
 @main.command("methods")
 @click.option("--json", "as_json", is_flag=True)
 def methods_cmd(as_json):
     """List the samplers with their options and defaults."""
-    from .samplers import methods
-
-    ms = methods()
+    ms = app.list_methods()
     if as_json:
         click.echo(json.dumps({n: m.to_dict() for n, m in ms.items()}, indent=2))
         return
@@ -163,9 +167,7 @@ def methods_cmd(as_json):
 @click.option("--json", "as_json", is_flag=True)
 def models_cmd(as_json):
     """List the models of the manifest: source, offline availability, size, verification."""
-    from .models import models_table
-
-    rows = models_table()
+    rows = app.models_table()
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -180,16 +182,17 @@ def models_cmd(as_json):
 
 
 @main.command("bench")
-@click.argument("suite", type=click.Choice(["toy2d", "images"]))
+@click.argument("suite", type=click.Choice(app.suite_names()))
 @click.option("--model", "models", multiple=True, help="Model(s) to benchmark [default: the suite's].")
-@click.option("--num", default=None, type=click.IntRange(min=1), help="Samples per method (and seed).")
+@click.option("-n", "--num-samples", "--num", "num", default=None, type=click.IntRange(min=1),
+              help="Samples per method (and seed); --num is an alias.")
 @click.option("--seeds", default=None, type=click.IntRange(min=1), help="Number of seeds (toy2d).")
 @click.option("--methods", "method_list", default=None, help="Comma-separated rows (images suite).")
 @click.option("--inception", is_flag=True, help="Also Inception FID with the offline weights (images).")
 @click.option("--inception-num", default=None, type=click.IntRange(min=2), help="Samples for Inception FID (images).")
 @click.option("--budget", default=None, type=click.IntRange(min=1),
               help="D evaluations per sample for every method (images) [default: the model's DDLS steps].")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)
@@ -198,31 +201,12 @@ def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, 
 
     \b
     Examples:
-      latentflow bench toy2d --num 5000 --seeds 3
-      latentflow bench images --model dcgan-fashion --num 2000
+      latentflow bench toy2d --num-samples 5000 --seeds 3
+      latentflow bench images --model dcgan-fashion -n 2000
     """
-    if suite == "toy2d":
-        from .bench import toy2d, toy2d_table, write_doc
-
-        n, s = (500, 1) if quick else (num or 5000, seeds or 3)
-        doc = toy2d(models or ("grid25-wgangp", "swissroll-wgangp"), num=n, seeds=tuple(range(s)),
-                    progress=not quiet)
-        table = toy2d_table(doc)
-        out = out or "results/toy2d.json"
-        write_doc(doc, out, table)
-        click.echo(table)
-        click.echo(f"wrote {out}")
-        if any("error" in r for r in doc["rows"]):
-            sys.exit(1)
-        return
-    try:
-        from .bench_images import run_images_bench
-    except ImportError as e:  # pragma: no cover
-        raise click.ClickException(f"the images suite is not available in this version: {e}")
-    code = run_images_bench(model=(models[0] if models else "dcgan-fashion"),
-                            methods=method_list.split(",") if method_list else None, num=num, seed=seed,
-                            out=out or "results/images", quick=quick, inception=inception, progress=not quiet,
-                            budget=budget, inception_num=inception_num)
+    code = app.run_suite(suite, out=out, seed=seed, echo=click.echo, models=models, num=num, seeds=seeds,
+                         methods=method_list.split(",") if method_list else None, quick=quick,
+                         inception=inception, inception_num=inception_num, budget=budget, progress=not quiet)
     sys.exit(code)
 
 
@@ -245,9 +229,9 @@ def _train_command(kind: str):
     def cmd(data, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
         import dataclasses
 
-        from .train import get_trainer
-
-        Config, train_fn = get_trainer(kind)
+        Config, train_fn = app.get_trainer(kind)
+        if seed is not None:
+            app.check_seed(seed)
         fields = {f.name for f in dataclasses.fields(Config)}
         kw = {k: v for k, v in dict(data=data, steps=steps, batch_size=batch_size, seed=seed,
                                      device=device).items() if v is not None}
@@ -270,8 +254,7 @@ def _train_command(kind: str):
 
 
 def _register_train_commands():
-    from .train import TRAINERS
-    for kind in TRAINERS:
+    for kind in app.trainer_kinds():
         train_group.command(kind)(_train_command(kind))
 
 
@@ -302,11 +285,9 @@ def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim
       latentflow convert netG_netD.pth --arch-g dcgan32_g --arch-d dcgan32_d --latent-dim 100 --out my-gan
       latentflow sample --model my-gan
     """
-    from .models import convert
-
     kg = json.loads(kwargs_g) if kwargs_g else None
     kd = json.loads(kwargs_d) if kwargs_d else None
-    convert(src, out, arch_g=arch_g, arch_d=arch_d, kwargs_g=kg, kwargs_d=kd, d_path=d_path,
+    app.convert(src, out, arch_g=arch_g, arch_d=arch_d, kwargs_g=kg, kwargs_d=kd, d_path=d_path,
             latent_dim=latent_dim, prior=prior, d_output=d_output, use_ema=use_ema, name=name, dataset=dataset)
     click.echo(f"wrote {out}")
 
@@ -316,9 +297,7 @@ def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim
 @click.option("--out", required=True, metavar="DIR")
 def export_cmd(model, out):
     """Write a model as G.safetensors + D.safetensors + latentflow.json (uploadable to the Hub)."""
-    from .models import export
-
-    export(model, out)
+    app.export(model, out)
     click.echo(f"wrote {out}")
 
 

@@ -3,7 +3,15 @@
 ``refine_to_disk(G, D, 50_000, "ddls", "out/ddls", chunk=4096, seed=0, steps=1000)`` runs the sampler on
 consecutive blocks of chains and writes one safetensors shard per block (``x``, ``z`` and the per-chain
 diagnostics), each written to a temporary file and moved into place with ``os.replace``, then an
-``index.json`` the same way. A shard that is already there with the same run key is kept (resume).
+``index.json`` the same way (through ``latentflow._io``: the umask's mode). A shard that is already
+there with the same run key is kept (resume).
+
+The run key: :func:`model_identity` of G and D (a SHA-256 of an ``nn.Module``'s state dict: names, dtypes,
+shapes and values; for a plain function its module and qualified name, so a closure whose captured
+values change is not told apart), the method, seed, N, chunk, the latents and every option except
+those that do not change the samples (``progress``, ``batch_size``, ``callback``). A folder holding a
+run with another key is refused (use a new folder, or ``overwrite=True`` to replace it), and a rerun
+removes ``index.json`` before its first shard, so a killed rerun never leaves a stale index behind.
 
 Determinism: the initial latents (when a count is given) come from one draw of
 ``sample_latents(n, dim, prior, generator=latent_generator(seed))``; block ``b`` runs with
@@ -17,19 +25,19 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ._io import atomic_save_safetensors, atomic_write_json
 from .errors import OptionError
 from .rng import sample_latents
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["refine_to_disk", "load_shards", "block_generator", "latent_generator", "block_seed"]
+__all__ = ["refine_to_disk", "load_shards", "block_generator", "latent_generator", "block_seed", "model_identity"]
 
 INDEX = "index.json"
 
@@ -52,22 +60,58 @@ def latent_generator(seed: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(block_seed(seed, 0, "latents"))
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+#: options that do not change the samples, left out of the run key
+NOT_IN_KEY = ("progress", "batch_size", "callback")
 
 
-def _run_key(method: str, seed: int, n: int, chunk: int, options: dict, z_hash: str) -> str:
-    enc = json.dumps({"method": method, "seed": int(seed), "n": n, "chunk": chunk, "z": z_hash,
-                      "options": {k: repr(v) for k, v in sorted(options.items())}}, sort_keys=True)
+def model_identity(f: Callable | None) -> str:
+    """What the run key knows of a G or D: ``"module:<sha256>"`` of an ``nn.Module``'s state dict (every
+    entry's name, dtype, shape and bytes, in order), ``"callable:<module>.<qualname>"`` for anything else
+    (a function is known by its name, not by what it computes), ``"none"`` for None."""
+    if f is None:
+        return "none"
+    if isinstance(f, nn.Module):
+        h = hashlib.sha256()
+        for name, t in f.state_dict().items():
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return "module:" + h.hexdigest()
+    fn = getattr(f, "__func__", f)
+    name = getattr(fn, "__qualname__", None) or type(f).__qualname__
+    return f"callable:{getattr(fn, '__module__', None) or type(f).__module__}.{name}"
+
+
+def _run_key(method: str, seed: int, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
+    enc = json.dumps({"method": method, "seed": int(seed), "n": n, "chunk": chunk, "z": z_hash, "models": models,
+                      "options": {k: repr(v) for k, v in sorted(options.items()) if k not in NOT_IN_KEY}},
+                     sort_keys=True)
     return hashlib.sha256(enc.encode()).hexdigest()[:32]
+
+
+def _keys_in(out: Path) -> set[str]:
+    """The run keys of what ``out`` already holds (its index and shards)."""
+    from safetensors import safe_open
+    keys = set()
+    idx = out / INDEX
+    if idx.exists():
+        try:
+            keys.add(str(json.loads(idx.read_text()).get("run_key")))
+        except (OSError, ValueError, AttributeError):
+            keys.add("unreadable index.json")
+    for p in sorted(out.glob("shard-*-of-*.safetensors")):
+        try:
+            with safe_open(str(p), "pt") as fh:
+                keys.add(str((fh.metadata() or {}).get("run_key")))
+        except Exception:  # noqa: BLE001  (unreadable: rewritten when its block comes)
+            pass
+    return keys
+
+
+def _clear(out: Path) -> None:
+    (out / INDEX).unlink(missing_ok=True)
+    for p in out.glob("shard-*-of-*.safetensors"):
+        p.unlink()
 
 
 def _shard_name(b: int, n_blocks: int) -> str:
@@ -77,7 +121,8 @@ def _shard_name(b: int, n_blocks: int) -> str:
 def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method: str = "ddls",
                    out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int = 0,
                    latent_dim: int | None = None, device: torch.device | str | None = None,
-                   dtype: torch.dtype = torch.float32, resume: bool = True, **options) -> dict:
+                   dtype: torch.dtype = torch.float32, resume: bool = True, overwrite: bool = False,
+                   **options) -> dict:
     """Run ``refine(G, D, z_block, method, generator=block_generator(seed, b), **options)`` over blocks
     of ``chunk`` chains and write each block's result as a safetensors shard under ``out_path``.
 
@@ -91,14 +136,14 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
             ``batch_size`` option (an int or ``"auto"``) still chunks the G/D evaluations.
         seed: the run's seed (see the module docstring for how blocks derive theirs).
         device, dtype: where and in what dtype latents drawn from a count live.
-        resume: keep shards already written by a run with the same key (method, seed, N, chunk,
-            options, latents), so an interrupted run continues where it stopped.
+        resume: keep shards already written by a run with the same key (G, D, method, seed, N, chunk,
+            options, latents; see the module docstring), so an interrupted run continues where it
+            stopped; ``resume=False`` rewrites them.
+        overwrite: replace a run with another key in ``out_path`` (otherwise refused).
         options: the method's options (``generator`` is not allowed: use ``seed``).
 
     Returns the index (also written to ``out_path/index.json``): shard files, N, and summed counters.
     """
-    from safetensors.torch import save_file
-
     from .api import refine
     from .samplers import check_options
 
@@ -124,9 +169,21 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
         raise OptionError(f"z_or_n must be a latent tensor [N, d] or a positive int count; got {z_or_n!r}")
 
     out = Path(out_path)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"out_path must be a folder; {str(out)!r} is a file")
     n_blocks = -(-n // chunk)
-    key = _run_key(method, seed, n, chunk, options, z_hash)
+    key = _run_key(method, seed, n, chunk, options, z_hash, {"G": model_identity(G), "D": model_identity(D)})
+    if out.is_dir():
+        other = _keys_in(out) - {key}
+        if other and not overwrite:
+            raise OptionError(f"out_path {str(out)!r} holds a refine_to_disk run with other settings (G, D, "
+                              f"method, seed, N, chunk, latents or options differ); use a new folder, or "
+                              f"overwrite=True to replace it")
+        if other:
+            log.info("refine_to_disk: overwrite=True, removing the other run in %s", out)
+            _clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INDEX).unlink(missing_ok=True)   # a killed rerun must not leave the old index behind
     totals: dict[str, float] = {}
     shards = []
     for b in range(n_blocks):
@@ -160,7 +217,7 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
                                              "wall_s") if k in res.info}
         meta["counters"] = json.dumps(counters)
         meta["options"] = json.dumps(res.info.get("options", {}), default=repr)
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        atomic_save_safetensors(tensors, path, metadata=meta)
         del res, tensors
         for k, v in counters.items():
             totals[k] = totals.get(k, 0) + v
@@ -169,7 +226,7 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
     index = {"schema": 1, "method": method, "seed": int(seed), "n": n, "chunk": chunk, "run_key": key,
              "shards": shards, "totals": totals,
              "options": json.loads(json.dumps(options, default=repr))}
-    _atomic_write(out / INDEX, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1)))
+    atomic_write_json(out / INDEX, index, indent=1)
     return index
 
 

@@ -1,4 +1,4 @@
-"""The image benchmark harness (``latentflow.bench_images``) on a tiny random-weight DCGAN pair.
+"""The image benchmark harness (``latentflow.app.images``) on a tiny random-weight DCGAN pair.
 
 One quick run is shared by the tests (module fixture): JSON schema, table built from the JSON, budgets,
 failing rows, the offline Inception Score recorded as an error, and the CLI entry point. Needs
@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from latentflow import bench_images as B
+from latentflow.app import images as B
 from latentflow.errors import LatentflowError
 
 NUM = 120

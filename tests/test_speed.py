@@ -286,11 +286,11 @@ def test_refine_to_disk_equals_in_memory_refine_per_block(pair, tmp_path):
     assert torch.equal(got["z"], torch.cat([p.z for p in parts]))
     assert torch.equal(got["info.accept_rate"], torch.cat([p.info["accept_rate"] for p in parts]))
     assert idx["totals"]["n_G_backward"] == sum(p.info["n_G_backward"] for p in parts)
-    # resume: the same run keeps its shards; a different seed rewrites them
+    # resume: the same run keeps its shards; a different seed rewrites them (with overwrite=True)
     mtimes = [(tmp_path / "run" / s["file"]).stat().st_mtime_ns for s in idx["shards"]]
     stream.refine_to_disk(G, D, z, "ddls", tmp_path / "run", chunk=20, seed=9, **opts)
     assert mtimes == [(tmp_path / "run" / s["file"]).stat().st_mtime_ns for s in idx["shards"]]
-    stream.refine_to_disk(G, D, z, "ddls", tmp_path / "run", chunk=20, seed=10, **opts)
+    stream.refine_to_disk(G, D, z, "ddls", tmp_path / "run", chunk=20, seed=10, overwrite=True, **opts)
     assert not torch.equal(stream.load_shards(tmp_path / "run")["x"], got["x"])
     assert not list((tmp_path / "run").glob("*.tmp"))
 

@@ -1,23 +1,27 @@
-"""What ``latentflow sample`` writes: samples (safetensors), a picture (PNG) and ``report.json``.
+"""What the app layer writes: samples (safetensors), pictures (PNG) and strict JSON reports.
 
-All files are written atomically (temporary file, then ``os.replace``).
+Every file goes through :mod:`latentflow._io` (temporary file, then ``os.replace``; the umask's mode).
+Reports are strict JSON: a non-finite number becomes ``null`` and its place is listed under
+``null_reasons`` (``{"result.accept_rate": "non-finite (nan)"}``). matplotlib is imported lazily.
 """
 from __future__ import annotations
 
 import io
 import json
-import os
+import math
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
-from .train._loop import atomic_save_safetensors, atomic_write_bytes
+from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json, strict_json
 
 
 def env_info(device: torch.device | str = "cpu") -> dict:
-    from . import __version__
+    # the package is imported before any of its modules; reading its version imports nothing
+    __version__ = sys.modules[__package__.rsplit('.', 1)[0]].__version__
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     try:
@@ -29,8 +33,36 @@ def env_info(device: torch.device | str = "cpu") -> dict:
             "device_name": name, "cpu_threads": torch.get_num_threads(), "git_commit": commit}
 
 
+def _nonfinite(obj, where: str, found: dict) -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        found[where] = f"non-finite ({obj})"
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _nonfinite(v, f"{where}.{k}" if where else str(k), found)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _nonfinite(v, f"{where}[{i}]", found)
+
+
+def with_null_reasons(obj):
+    """``obj`` with a ``null_reasons`` entry naming each non-finite number (which strict JSON writes as
+    ``null``); ``obj`` itself when there are none."""
+    found: dict = {}
+    _nonfinite(obj, "", found)
+    if found and isinstance(obj, dict):
+        obj = {**obj, "null_reasons": {**obj.get("null_reasons", {}), **found}}
+    return obj
+
+
+def json_text(obj, indent: int = 2) -> str:
+    """Strict JSON text of a report (see :func:`write_json`), for printing."""
+    return json.dumps(strict_json(with_null_reasons(obj)), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path: Path, obj: dict) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
+    """``obj`` as strict JSON: non-finite numbers as ``null``, their places and values under
+    ``null_reasons`` (added only when there are any); objects JSON cannot hold are written as ``str``."""
+    atomic_write_json(Path(path), with_null_reasons(obj), indent=2, default=str)
 
 
 def write_samples(path: Path, **tensors) -> None:

@@ -1,4 +1,4 @@
-"""Benchmark harness: suites × models × methods at stated budgets -> one JSON document + a table.
+"""The 2-D suite (``latentflow bench toy2d``): models × methods at stated budgets -> one JSON document + a table.
 
 The JSON document is written first; the markdown table is built from it (never the other way round).
 Each row records the method's options, the G/D evaluations per sample (forward and backward), wall
@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
-from . import rng
-from .errors import LatentflowError, OptionError
+from ..errors import LatentflowError
+from ..rng import sample_latents
+from .._io import atomic_write_text
 from .report import env_info, write_json
+from .runner import Suite
 
 log = logging.getLogger("latentflow.bench")
 
@@ -31,7 +33,7 @@ class Variant:
     options: dict = field(default_factory=dict)
 
 
-# ≈ 200 discriminator evaluations per sample for every iterative method (seed 001 runs DDLS for
+# ≈ 200 discriminator evaluations per sample for every iterative method (Che et al. 2020 run DDLS for
 # 100-1000 steps); DDLS uses the model's recommended settings from the manifest (``sampling.ddls``);
 # DRS's cost is set by its acceptance rate and reported as measured.
 TOY2D_VARIANTS = [
@@ -44,7 +46,7 @@ TOY2D_VARIANTS = [
     Variant("DDLS (MALA)", "ddls", {"mala": True}),
 ]
 
-#: seed 001's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
+#: Che et al. 2020's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
 TOY2D_REFERENCE = {
     ("grid25-wgangp", "generator"): {"source": "S1 Table 1/2", "modes": 24.8, "high_quality_pct": 70, "emd": 0.043},
     ("grid25-wgangp", "DRS"): {"source": "S1 Table 1", "modes": 24.8, "high_quality_pct": 90},
@@ -67,11 +69,11 @@ def _mean_std(vals):
 
 def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bool = False):
     """Run one variant on latents ``z``; returns ``(x, info dict)``."""
-    from .api import refine
-    from .sample import generate, method_options
+    from ..api import refine
+    from .fit import generate, method_options
 
     if variant.method == "data":   # the metrics' floor: a fresh draw from the data distribution
-        from .data import toy
+        from ..data import toy
         t0 = time.perf_counter()
         x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
         return x, {"n_G_forward": 0, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0,
@@ -93,8 +95,8 @@ def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bo
 def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS, *, num: int = 5000,
           seeds=(0,), dataset_of=None, progress: bool = False, device: str = "cpu") -> dict:
     """The 2-D suite: each model × variant × seed, metrics averaged over seeds (mean and std)."""
-    from .metrics.toy2d import toy_metrics
-    from .models import load
+    from ..metrics import toy_metrics
+    from ..models import load
 
     doc: dict[str, Any] = {"schema": 1, "suite": "toy2d", "env": env_info(device), "num": num,
                            "seeds": list(seeds), "rows": []}
@@ -105,7 +107,7 @@ def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS,
             per_seed, infos, row = [], [], {"model": model, "label": v.label, "method": v.method}
             try:
                 for s in seeds:
-                    z = rng.sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"),
+                    z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"),
                                            generator=1000 + s, device=device)
                     x, info = run_variant(pair, v, z, s, progress)
                     per_seed.append(toy_metrics(x, dataset, generator=s))
@@ -142,7 +144,7 @@ def _fmt(v, nd=3):
 
 
 def toy2d_table(doc: dict) -> str:
-    """A markdown table of a ``toy2d`` document, with seed 001's numbers beside ours."""
+    """A markdown table of a ``toy2d`` document, with Che et al. 2020's numbers beside ours."""
     lines = ["| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | paper (S1) | wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
@@ -170,6 +172,21 @@ def write_doc(doc: dict, out: str | Path, table: str) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, doc)
-    md = out.with_suffix(".md")
-    from .train._loop import atomic_write_bytes
-    atomic_write_bytes(md, (table + "\n").encode())
+    atomic_write_text(out.with_suffix(".md"), table + "\n")
+
+
+def _toy2d_run(models=None, num=None, seeds=None, quick=False, progress=False, device="cpu",
+               **unused) -> tuple[dict, dict]:
+    n, s = (500, 1) if quick else (num or 5000, seeds or 3)
+    return toy2d(tuple(models or ()) or ("grid25-wgangp", "swissroll-wgangp"), num=n, seeds=tuple(range(s)),
+                 progress=progress, device=device), {}
+
+
+def _toy2d_write(doc: dict, samples: dict, out: Path) -> None:
+    write_doc(doc, out, toy2d_table(doc))
+
+
+#: the suite as data (``latentflow bench toy2d``)
+TOY2D = Suite(name="toy2d", rows=tuple(v.label for v in TOY2D_VARIANTS), metric="emd", run=_toy2d_run,
+              table=toy2d_table, write=_toy2d_write, default_out="results/toy2d.json", out_is_file=True,
+              summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD")

@@ -1,0 +1,66 @@
+"""The app layer: what the ``latentflow`` commands run, on top of the library.
+
+``sample_model`` (``latentflow sample``) loads a model, refines a batch and writes its output set;
+benchmark suites are data (:data:`SUITES`: rows + a metric) run by one runner (:func:`run_suite`) that
+writes the JSON document first and the reports (markdown, figures) from it. The CLI imports only this
+package; nothing in the library imports it (the facade ``latentflow`` only lazily).
+
+Layout: ``fit`` (what a method needs of a model, options a run uses), ``options`` (typed ``--opt``),
+``outputs`` (checked, locked output folders written as one set), ``report`` (strict JSON, samples,
+figures), ``sample``, ``suites``, ``toy2d`` and ``images*`` (the two suites).
+"""
+from __future__ import annotations
+
+from ..errors import LatentflowError
+from .fit import NO_REFINEMENT, check_method_fits, fitting_methods, method_options, resolve_device
+from .options import parse_method_options, split_pairs
+from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
+from .report import json_text
+from .sample import OUTPUT_FILES, sample_model
+from .suites import SUITES, Suite, run_suite, suite_names
+
+__all__ = ["LatentflowError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
+           "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
+           "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
+           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer"]
+
+
+def list_methods() -> dict:
+    """``name -> MethodInfo`` of every registered sampler (``latentflow methods``)."""
+    from ..samplers import methods
+    return methods()
+
+
+def method_names() -> list[str]:
+    """The samplers' names and ``"none"`` (no refinement), for ``latentflow sample --method``."""
+    return sorted(list_methods()) + [NO_REFINEMENT]
+
+
+def models_table() -> list[dict]:
+    """One row per manifest model: source, offline availability, size, verification."""
+    from ..models import models_table as _table
+    return _table()
+
+
+def convert(*args, **kwargs):
+    """``latentflow.models.convert``: a .pt/.pth/.ckpt pair -> safetensors + latentflow.json."""
+    from ..models import convert as _convert
+    return _convert(*args, **kwargs)
+
+
+def export(*args, **kwargs):
+    """``latentflow.models.export``: a model -> G/D safetensors + latentflow.json."""
+    from ..models import export as _export
+    return _export(*args, **kwargs)
+
+
+def trainer_kinds() -> list[str]:
+    """The trainers ``latentflow train`` offers (``gan``, ``dflow``, ...)."""
+    from ..train import TRAINERS
+    return list(TRAINERS)
+
+
+def get_trainer(kind: str):
+    """``(Config class, train function)`` of trainer ``kind``."""
+    from ..train import get_trainer as _get
+    return _get(kind)

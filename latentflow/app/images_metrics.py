@@ -1,0 +1,59 @@
+"""Row metrics of the image suite: FID-FMNIST, KID and the classifier score in the bundled
+``fmnist-classifier`` feature space, and Inception FID / IS (torch-fidelity's dicts are kept as they are)."""
+from __future__ import annotations
+
+import torch
+
+# flat metric names of a row (the torch-fidelity dicts are kept as they are under fidelity_*)
+M_FID = "fid_fmnist"
+M_KID = "kid_fmnist"
+M_KID_STD = "kid_fmnist_std"
+M_CS = "classifier_score"
+M_CS_STD = "classifier_score_std"
+M_IFID = "inception_fid"
+M_IS = "inception_score"
+
+
+def fmnist_row_metrics(x_uint8: torch.Tensor, *, rng_seed: int = 0, verbose: bool = False,
+                       fid_only: bool = False) -> tuple[dict, dict]:
+    """(flat metrics, torch-fidelity's dict) with the ``fmnist-classifier`` features vs Fashion-MNIST test."""
+    # through the module, at call time (so that a patched metrics.fidelity.compute_metrics is the one called)
+    from ..metrics.fidelity import KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, FMNIST, compute_metrics
+
+    fd = compute_metrics(x_uint8, "fashion-mnist-test", fid=True, kid=not fid_only, isc=not fid_only,
+                         feature_extractor=FMNIST, rng_seed=rng_seed, verbose=verbose)
+    flat = {M_FID: fd.get(KEY_FID)}
+    if not fid_only:
+        flat.update({M_KID: fd.get(KEY_KID_MEAN), M_KID_STD: fd.get(KEY_KID_STD),
+                     M_CS: fd.get(KEY_IS_MEAN), M_CS_STD: fd.get(KEY_IS_STD)})
+    return flat, fd
+
+
+def inception_row_metrics(x_uint8: torch.Tensor, *, n_ref: int = 1000, offline: bool | None = None,
+                          rng_seed: int = 0, verbose: bool = False) -> tuple[dict, dict, dict]:
+    """(flat metrics, torch-fidelity's dict, errors) for Inception FID against the first ``n_ref``
+    Fashion-MNIST test images (cached as ``fashion-mnist-test-first{n_ref}``) and the Inception Score.
+
+    The IS is asked for first: with the offline weights (no logits) it raises before any image is
+    processed, and the error message goes into ``errors["inception_score"]``; the FID is then computed
+    alone. With torch-fidelity's own weights both come from one pass."""
+    from ..data import load_fashion_mnist
+    from ..errors import LatentflowError
+    from ..metrics.fidelity import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, compute_metrics
+
+    ref = load_fashion_mnist("test")[0][:n_ref]
+    kw = dict(feature_extractor=INCEPTION, offline=offline, rng_seed=rng_seed, verbose=verbose,
+              reference_name=f"fashion-mnist-test-first{ref.shape[0]}")
+    errors: dict = {}
+    try:
+        fd = compute_metrics(x_uint8, ref, fid=True, isc=True, **kw)
+    except LatentflowError as e:
+        if "inception_score" not in str(e):
+            raise
+        errors[M_IS] = f"{type(e).__name__}: {e}"
+        fd = compute_metrics(x_uint8, ref, fid=True, **kw)
+    flat = {M_IFID: fd.get(KEY_FID)}
+    if KEY_IS_MEAN in fd:
+        flat[M_IS], flat[M_IS + "_std"] = fd[KEY_IS_MEAN], fd.get(KEY_IS_STD)
+    return flat, fd, errors
+

@@ -1,0 +1,159 @@
+"""Reports of the image suite, always built from its JSON document: the markdown table with a verdict
+line, the FID-FMNIST-against-steps plot and before/after grids (matplotlib imported lazily)."""
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from pathlib import Path
+
+from .._io import atomic_write_bytes, atomic_write_text
+from .images_metrics import M_CS, M_FID, M_IFID, M_KID
+from .report import write_json
+
+log = logging.getLogger("latentflow.bench")
+
+TIE_PCT = 1.0        # a FID-FMNIST change within ±1% of the generator's is not counted as beating it
+
+
+def _f(v, nd=2):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.{nd}g}" if abs(v) >= 1e4 else f"{v:.{nd}f}"
+    return str(v)
+
+
+def verdict(doc: dict) -> str:
+    """One line: which rows beat the generator alone on FID-FMNIST, and the best row."""
+    ok = [r for r in doc["rows"] if "error" not in r]
+    gen = next((r for r in ok if r["method"] == "none"), None)
+    if gen is None:
+        return "no verdict: the generator row is missing or failed"
+    others = [r for r in ok if r is not gen]
+    if not others:
+        return "no verdict: only the generator ran"
+    g = gen["metrics"][M_FID]
+    better = [r for r in others if r["metrics"][M_FID] < g * (1 - TIE_PCT / 100)]
+    best = min(others, key=lambda r: r["metrics"][M_FID])
+    d = doc.get("budget", {}).get("d_forward_per_sample")
+    s = (f"At ≈{d} D evaluations per sample, " if d else "") + (
+        f"{len(better)} of {len(others)} methods beat the generator alone on FID-FMNIST by more than {TIE_PCT:g}% "
+        f"({', '.join(r['label'] for r in better) or 'none'}); best: {best['label']} "
+        f"({_f(best['metrics'][M_FID])} vs {_f(g)}, {best['vs_generator_pct'][M_FID]:+.1f}%).")
+    ddls = [r for r in others if r["method"] == "ddls"]
+    if ddls:
+        bd = min(ddls, key=lambda r: r["metrics"][M_FID])
+        pct = bd["vs_generator_pct"][M_FID]
+        s += (f" Best DDLS ({bd['label']}) {'meets' if pct <= -20 else 'does not meet'} the ≥20% FID-FMNIST "
+              f"reduction target ({pct:+.1f}%).")
+    failed = [r["label"] for r in doc["rows"] if "error" in r]
+    if failed:
+        s += f" Failed rows: {', '.join(failed)}."
+    return s
+
+
+def images_table(doc: dict) -> str:
+    """Markdown table of an ``images`` document (plus the verdict line under it)."""
+    inc = any(M_IFID in r.get("metrics", {}) or M_IFID in r.get("metric_errors", {}) for r in doc["rows"])
+    head = ["method", "G fwd/bwd per sample", "D fwd/bwd per sample", "FID-FMNIST ↓", "vs generator",
+            "KID-FMNIST ↓", "classifier score ↑"]
+    if inc:
+        head.append(f"Inception FID (n={doc.get('inception', {}).get('num', '?')}) ↓")
+    head += ["accept", "wall s"]
+    lines = [f"**{doc.get('model')}**, {doc.get('num')} samples per row, seed {doc.get('seed')}, "
+             f"budget ≈{doc.get('budget', {}).get('d_forward_per_sample')} D evaluations per sample "
+             f"({doc.get('env', {}).get('device_name') or doc.get('env', {}).get('device', '')}, "
+             f"torch {doc.get('env', {}).get('torch', '?')})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in doc["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['label']} | error: {r['error'].splitlines()[0][:200]} |" + " |" * (len(head) - 2))
+            continue
+        b, m = r["budget_per_sample"], r["metrics"]
+        kid = m.get(M_KID)
+        delta = r.get("vs_generator_pct", {}).get(M_FID)
+        cells = [r["label"], f"{b['n_G_forward']:.1f} / {b['n_G_backward']:.1f}",
+                 f"{b['n_D_forward']:.1f} / {b['n_D_backward']:.1f}", _f(m.get(M_FID)),
+                 "–" if r["method"] == "none" or delta is None else f"{delta:+.1f}%",
+                 _f(kid, 3), _f(m.get(M_CS))]
+        if inc:
+            if M_IFID in m:
+                cells.append(_f(m[M_IFID]))
+            else:
+                cells.append("error" if M_IFID in r.get("metric_errors", {}) else "")
+        acc = r.get("accept_rate_mean", r.get("accept_rate"))
+        cells += [_f(acc) if isinstance(acc, float) else "", f"{r['wall_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", doc.get("verdict") or verdict(doc)]
+    errs = {(r["label"], k): v for r in doc["rows"] for k, v in r.get("metric_errors", {}).items()}
+    if errs:
+        lines.append("")
+        for (label, k), v in errs.items():
+            lines.append(f"- {label}, {k}: {v.splitlines()[0][:300]}")
+    return "\n".join(lines)
+
+
+def curves_png(path: Path, doc: dict) -> bool:
+    """FID-FMNIST against sampler steps (Che et al. 2020, Figure 5), one line per DDLS/DOT row."""
+    curves = [c for c in doc.get("curves", []) if len(c["steps"]) >= 2]
+    if not curves:
+        return False
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for c in curves:
+        ax.plot(c["steps"], c[M_FID], marker="o", label=c["label"])
+    gen = next((r for r in doc["rows"] if r["method"] == "none" and "error" not in r), None)
+    if gen:
+        ax.axhline(gen["metrics"][M_FID], color="grey", ls="--", lw=1, label="generator")
+    ax.set_xlabel("sampler steps (D evaluations per sample)")
+    ax.set_ylabel("FID-FMNIST")
+    ax.set_title(f"{doc.get('model')}: FID-FMNIST vs steps (n={doc.get('num')})")
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return True
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in label.lower()).strip("_").replace("__", "_")
+
+
+def write_outputs(doc: dict, samples: dict, out: str | Path, n_grid: int = 64) -> dict:
+    """Write ``results.json`` (first), ``results.md``, ``fid_vs_steps.png`` and before/after grids."""
+    from .report import grid_png
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": "results.json", "md": "results.md"}
+    gen_label = next((r["label"] for r in doc["rows"] if r["method"] == "none" and "error" not in r), None)
+    vr = (-1.0, 1.0)
+    grids = {}
+    if gen_label and gen_label in samples:
+        for label, x in samples.items():
+            if label == gen_label:
+                continue
+            grids[label] = f"grid_{_slug(label)}.png"
+    doc["files"] = {**files, **({"plot": "fid_vs_steps.png"} if doc.get("curves") else {}), "grids": grids}
+    write_json(out / "results.json", doc)
+    table = images_table(doc)
+    atomic_write_text(out / "results.md", table + "\n")
+    try:
+        if doc.get("curves"):
+            curves_png(out / "fid_vs_steps.png", doc)
+        for label, fname in grids.items():
+            grid_png(out / fname, samples[gen_label][:n_grid], samples[label][:n_grid], label,
+                     value_range=vr, max_images=n_grid)
+    except Exception:  # noqa: BLE001  (figures are extras; the JSON and table are written)
+        log.error("writing figures failed: %s", traceback.format_exc())
+    return doc["files"]
+

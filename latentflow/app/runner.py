@@ -1,0 +1,51 @@
+"""One runner for every benchmark suite: check, run, write the JSON first, the reports from it.
+
+A :class:`Suite` is data: its rows (the methods it compares by default), its headline metric, a
+function that runs the rows into a JSON document, and the report built from that document (a markdown
+table, plus figures for the image suite). :func:`run` checks the output path and seed before any
+compute, runs the suite, writes the JSON first and the reports from it, prints the table and returns
+the exit code: 0 when every row ran, 1 when any row failed (the other rows are still written).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .outputs import check_out_file, check_seed, check_writable
+
+__all__ = ["Suite", "run"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One benchmark suite. ``run(**kw) -> (doc, samples)``; ``write(doc, samples, out)`` writes the
+    JSON document first, then the reports built from it; ``table(doc)`` is the printed markdown."""
+    name: str
+    rows: tuple[str, ...]
+    metric: str
+    run: Callable[..., tuple[dict, dict]]
+    table: Callable[[dict], str]
+    write: Callable[[dict, dict, Path], None]
+    default_out: str
+    out_is_file: bool      # toy2d: a JSON path (the table beside it as .md); images: a folder
+    summary: str
+
+
+def run(suite: Suite, *, out: str | Path | None = None, seed: int = 0, echo: Callable | None = print, **kw) -> int:
+    """Run ``suite`` (keyword options as its ``run`` takes them: ``models``, ``num``, ``seeds``, ``methods``,
+    ``quick``, ...), write its JSON and reports to ``out`` (default the suite's), print the table with
+    ``echo``; returns the exit code (1 when any row failed)."""
+    seed = check_seed(seed)
+    out = Path(out or suite.default_out)
+    (check_out_file if suite.out_is_file else check_writable)(out, name="out")   # before any compute
+    doc, samples = suite.run(seed=seed, **kw)
+    suite.write(doc, samples, out)
+    if echo is not None:
+        echo(suite.table(doc))
+        if suite.out_is_file:
+            echo(f"wrote {out}")
+        else:
+            echo(f"\nwrote {out / 'results.json'} and results.md, figures in {out} "
+                 f"({doc.get('total_wall_s', 0):.0f} s)")
+    return 1 if any("error" in r for r in doc["rows"]) else 0
