@@ -285,7 +285,7 @@ def parse_cli_options(method: str, pairs: list[str]) -> dict:
         key = key.strip()
         if key not in hints or key in ("generator", "callback"):
             valid = sorted(k for k in hints if k not in ("generator", "callback"))
-            raise OptionError(f'method "{method}" has no option "{key}".' + suggest(key, valid)
+            raise OptionError(f'method "{method}" got unknown option(s) {key}.' + suggest(key, valid)
                               + f' Valid options: {", ".join(valid)}.')
         value = _parse_one(key, text, hints[key])
         check_value(key, value, hints[key], metas[key])
