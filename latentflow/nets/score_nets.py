@@ -5,8 +5,10 @@
 * ``EDMDenoiserMLP`` (``den_mlp``): ``D(x, σ) = c_skip(σ) x + c_out(σ) F(c_in(σ) x, c_noise(σ))`` on ``[B, n]``
   with Karras et al. 2022, Table 1: ``c_skip = σ_d²/(σ² + σ_d²)``, ``c_out = σ σ_d/sqrt(σ² + σ_d²)``,
   ``c_in = 1/sqrt(σ² + σ_d²)``, ``c_noise = log(σ)/4``; ``F`` is a SiLU MLP on ``concat(c_in x, e(c_noise))``.
-  The last layer starts at zero, so the untrained denoiser is ``c_skip x``.
-* ``NoiseDiscMLP`` (``dg_mlp``) and ``NoiseDiscConv28`` (``dg_conv28``): time-conditioned discriminators
+  The last layer starts at zero, so the untrained denoiser is ``c_skip x``. ``x_freq > 0`` adds random Fourier
+  features ``[cos 2π c_in x Ω, sin 2π c_in x Ω]``, ``Ω ~ N(0, x_scale²)``, of the input (an MLP on raw 2-D
+  coordinates learns the sharp snap-to-mode of small σ slowly).
+* ``NoiseDiscMLP`` (``dg_mlp``, the same input features) and ``NoiseDiscConv28`` (``dg_conv28``): time-conditioned discriminators
   ``d(x, σ) -> logit [B]`` (Kim et al. 2023) for 2-D points and ``[B, C, 28, 28]`` images; the conv net is three
   strided convs (28 -> 14 -> 7 -> 4) with GroupNorm and FiLM ``h <- (1 + γ(σ)) h + β(σ)``; the input is scaled
   by ``c_in(σ)`` so that every noise level reaches the network at unit scale.
@@ -59,6 +61,24 @@ class FourierFeatures(nn.Module):
         return torch.cat([torch.cos(a), torch.sin(a)], 1)
 
 
+class InputFeatures(nn.Module):
+    """``u [B, n] -> [u, cos 2π uΩ, sin 2π uΩ]`` with ``Ω [n, k] ~ N(0, scale²)`` fixed (``k = 0``: ``u``)."""
+
+    def __init__(self, in_dim: int, k: int = 0, scale: float = 1.0, seed: int = 0):
+        super().__init__()
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0 or not scale > 0:
+            raise OptionError(f"x_freq must be an int >= 0 and x_scale > 0; got {k!r}, {scale!r}")
+        g = torch.Generator("cpu").manual_seed(int(seed) + 1)
+        self.register_buffer("freqs", torch.randn(in_dim, k, generator=g) * scale)
+        self.dim = in_dim + 2 * k
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if self.freqs.shape[1] == 0:
+            return u
+        a = 2 * math.pi * u @ self.freqs.to(u.dtype)
+        return torch.cat([u, torch.cos(a), torch.sin(a)], 1)
+
+
 def _mlp(dims: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(dims) - 1):
@@ -80,19 +100,21 @@ class EDMDenoiserMLP(nn.Module):
     output = "denoised"
 
     def __init__(self, in_dim: int = 2, width: int = 128, depth: int = 4, n_freq: int = 32,
-                 freq_scale: float = 4.0, sigma_data: float = 0.5, seed: int = 0):
+                 freq_scale: float = 4.0, sigma_data: float = 0.5, seed: int = 0, x_freq: int = 0,
+                 x_scale: float = 1.0):
         super().__init__()
         _check_dims(in_dim=in_dim, width=width, depth=depth)
         self.in_dim, self.sigma_data = in_dim, float(sigma_data)
         self.embed = FourierFeatures(n_freq, freq_scale, seed)
-        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [in_dim])
+        self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
+        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [in_dim])
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = sigma_rows(sigma, x)
         c_skip, c_out, c_in, c_noise = edm_precond(s[:, None], self.sigma_data)
-        F = self.net(torch.cat([c_in * x, self.embed(c_noise[:, 0]).to(x.dtype)], 1))
+        F = self.net(torch.cat([self.feat(c_in * x), self.embed(c_noise[:, 0]).to(x.dtype)], 1))
         return c_skip * x + c_out * F
 
 
@@ -100,17 +122,19 @@ class NoiseDiscMLP(nn.Module):
     """``d(x [B, in_dim], σ) -> [B]`` logit: a SiLU MLP on ``concat(c_in(σ) x, e(log(σ)/4))``."""
 
     def __init__(self, in_dim: int = 2, width: int = 128, depth: int = 4, n_freq: int = 32,
-                 freq_scale: float = 4.0, sigma_data: float = 0.5, seed: int = 0):
+                 freq_scale: float = 4.0, sigma_data: float = 0.5, seed: int = 0, x_freq: int = 0,
+                 x_scale: float = 1.0):
         super().__init__()
         _check_dims(in_dim=in_dim, width=width, depth=depth)
         self.in_dim, self.sigma_data = in_dim, float(sigma_data)
         self.embed = FourierFeatures(n_freq, freq_scale, seed)
-        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [1])
+        self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
+        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [1])
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = sigma_rows(sigma, x)
         _, _, c_in, c_noise = edm_precond(s[:, None], self.sigma_data)
-        return self.net(torch.cat([c_in * x, self.embed(c_noise[:, 0]).to(x.dtype)], 1))[:, 0]
+        return self.net(torch.cat([self.feat(c_in * x), self.embed(c_noise[:, 0]).to(x.dtype)], 1))[:, 0]
 
 
 def _groups(c: int) -> int:

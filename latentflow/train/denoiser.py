@@ -34,7 +34,7 @@ from .dflow import _betas, _pos_float, _pos_int
 DEFAULT_ARCH = {
     "fashion-mnist": ("tconv28_den", {"channels": 1, "ch": 16}, 0.5),
 }
-DEFAULT_2D = ("den_mlp", {"in_dim": 2, "width": 128, "depth": 4}, 1.0)
+DEFAULT_2D = ("den_mlp", {"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32, "x_scale": 1.0}, 1.0)
 
 
 def build_net(name: str, kwargs: dict) -> nn.Module:

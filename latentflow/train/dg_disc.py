@@ -34,7 +34,7 @@ from .dflow import _betas, _pos_float, _pos_int
 log = logging.getLogger("latentflow.train")
 
 DEFAULT_ARCH = {"fashion-mnist": ("dg_conv28", {"channels": 1, "ch": 16, "sigma_data": 0.5})}
-DEFAULT_2D = ("dg_mlp", {"in_dim": 2, "width": 128, "depth": 4, "sigma_data": 1.0})
+DEFAULT_2D = ("dg_mlp", {"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32, "x_scale": 1.0, "sigma_data": 1.0})
 
 
 @dataclass
