@@ -211,3 +211,23 @@ def test_guided_score_sigma_range():
     torch.testing.assert_close(got[:, 0], torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64))
     with pytest.raises(OptionError, match="sigma_range"):
         guided_score(base, logit, 1.0, sigma_range=(2.0, 1.0))
+
+
+@pytest.mark.rng_ok   # nn.Linear initialises from the global RNG
+def test_score_nets_shapes_and_errors():
+    from latentflow.nets.score_nets import SCORE_NETS, build_score_net
+    assert set(SCORE_NETS) == {"den_mlp", "dg_mlp", "dg_conv28"}
+    x2 = torch.randn(3, 2, generator=torch.Generator().manual_seed(6))
+    den = build_score_net("den_mlp", in_dim=2, width=8, depth=2, x_freq=4)
+    assert den(x2, torch.tensor([0.1, 1.0, 10.0])).shape == (3, 2)
+    assert build_score_net("dg_mlp", in_dim=2, width=8, depth=2)(x2, 0.5).shape == (3,)
+    d28 = build_score_net("dg_conv28", channels=1, ch=4)
+    assert d28(torch.zeros(2, 1, 28, 28), torch.tensor([0.5, 5.0])).shape == (2,)
+    with pytest.raises(ShapeError, match=r"sigma must be .* shape \(3,\)"):
+        den(x2, torch.ones(2))
+    with pytest.raises(ShapeError, match=r"\[B, C, 28, 28\]"):
+        d28(torch.zeros(2, 1, 32, 32), 1.0)
+    with pytest.raises(OptionError, match="Unknown score network"):
+        build_score_net("unet9000")
+    with pytest.raises(OptionError, match="x_freq"):
+        build_score_net("den_mlp", x_freq=-1)
