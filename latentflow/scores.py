@@ -151,10 +151,12 @@ def heun_step(score: ScoreFn, x: Tensor, sigma: float, sigma_next: float, d: Ten
     return x + h * (d + d2) / 2, nfe + 1
 
 
+@torch.no_grad()
 def edm_heun_sample(score: ScoreFn, x_init: Tensor, sigmas: Tensor, *, batch_size: int | None = None) -> Tensor:
     """Integrate ``dx/dσ = -σ s(x, σ)`` from ``x_init`` (at ``σ_0 = sigmas[0]``, e.g. ``σ_max n``) along
     ``sigmas`` (ending at 0) with :func:`heun_step`; ``2(len(sigmas) - 1) - 1`` score evaluations per sample.
-    ``batch_size`` splits the samples into chunks (the result does not depend on it)."""
+    ``batch_size`` splits the samples into chunks (the result does not depend on it). Runs without autograd
+    (:func:`dg_correction` turns it back on for its own gradient)."""
     sig = [float(v) for v in torch.as_tensor(sigmas).flatten()]
     if len(sig) < 2 or any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
         raise OptionError(f"sigmas must decrease strictly to a value >= 0 (edm_sigmas); got {sig[:4]}...")
