@@ -16,7 +16,7 @@ reads it back. Checkpoints and ``metrics.jsonl`` as every trainer (``latentflow.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

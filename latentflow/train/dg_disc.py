@@ -14,7 +14,7 @@ d_conditioning: sigma, score: <denoiser folder or null>, recipe}`` (read back by
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -106,6 +106,7 @@ def train_dg_disc(cfg: DGDiscConfig, out: str, *, score_model: nn.Module | None 
                                   "or pass score_model=")
             score_model = load_denoiser(cfg.score, device)
         gen0 = torch.Generator("cpu").manual_seed(cfg.seed + 2)
+        log.info("drawing the pool: %d samples, Heun N = %d", cfg.n_fake, cfg.heun_steps)
         fake = generate(score_model, cfg.n_fake, data.shape, heun_steps=cfg.heun_steps, sigma_min=cfg.sigma_min,
                         sigma_max=cfg.sigma_max, rho=cfg.rho, generator=gen0, batch_size=cfg.gen_batch,
                         device=device)
