@@ -24,6 +24,8 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "scoregan": ("latentflow.train.score_gan", "ScoreGANConfig", "train_score_gan"),
     "flowgan": ("latentflow.train.flowgan", "FloWGANConfig", "train_flowgan"),
     "dgd": ("latentflow.train.flowgan", "NoiseDConfig", "train_noise_d"),
+    "denoiser": ("latentflow.train.denoiser", "DenoiserConfig", "train_denoiser"),
+    "dgdisc": ("latentflow.train.dg_disc", "DGDiscConfig", "train_dg_disc"),
 }
 
 
