@@ -100,10 +100,12 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     num_classes = resolve_num_classes(eng.num_classes, G, D)
-    need_labels = eng.y is None and num_classes > 0
+    y = resolve_labels(eng.y, z.shape[0], num_classes, z.device, None) if eng.y is not None else None
+    need_labels = y is None and num_classes > 0
     key = stream_key(eng.generator) if kernel.draws() or need_labels else None
     engine = Engine(kernel_cls.name, z.shape[0], z.device, eng, key)
-    engine.set_labels(resolve_labels(eng.y, z.shape[0], num_classes, z.device, engine.rng), num_classes)
+    engine.set_labels(resolve_labels(None, z.shape[0], num_classes, z.device, engine.rng) if need_labels else y,
+                      num_classes)
     driver = Driver(kernel, engine, eng)
     n = kernel.n_steps()
     with frozen(G, D), driver.bar(n) as bar:
