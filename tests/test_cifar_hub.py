@@ -128,3 +128,71 @@ def test_loaded_pair_matches_the_checkpoint(cifar_cache, tmp_path, monkeypatch):
     for k, v in d.items():
         torch.testing.assert_close(pair.D.state_dict()[k], v)
     assert pair.meta["num_classes"] == 0
+
+
+# -- readers: StudioGAN files in both layouts, the xyfJASON pair file, and the schema rules ---------------------
+
+def _studiogan_small():
+    kg, kd = dict(z_dim=8, g_conv_dim=4, num_classes=10), dict(d_conv_dim=4, num_classes=10)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        G, D = build("studiogan_resnet32_g", **kg), build("studiogan_resnet32_d", **kd)
+    with torch.no_grad():   # non-trivial cBN tables (a fresh gain table is ones/zeros: the upgrade would be vacuous)
+        for k, v in G.state_dict().items():
+            if ".bn" in k and v.dim() == 2:
+                v.copy_(torch.randn(v.shape, generator=torch.Generator().manual_seed(len(k))))
+    return G.eval(), D.eval(), kg, kd
+
+
+def _local_entry(raw_files, reader, arch, name="reader-test"):
+    from latentflow.models.validate import ALL_SOURCE_KINDS, validate_entry
+    raw = {"source": {"kind": "local", "root": ""}, "files": raw_files, "reader": reader, "arch": arch,
+           "latent": {"dim": arch["G"].get("kwargs", {}).get("z_dim", 100)}, "output": {"shape": [3, 32, 32], "range": [-1, 1]},
+           "d_output": "critic", "verified": False}
+    return validate_entry(name, raw, allow_sources=ALL_SOURCE_KINDS)
+
+
+@pytest.mark.parametrize("layout", ["current", "pre-2022"])
+def test_studiogan_reader_loads_both_layouts(tmp_path, monkeypatch, layout):
+    from latentflow.models import load
+    from latentflow.nets.studiogan_resnet import studiogan_downgrade_state_dict
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path / "lf"))
+    G, D, kg, kd = _studiogan_small()
+    gsd = G.state_dict() if layout == "current" else studiogan_downgrade_state_dict(G.state_dict())
+    assert any(".embed0." in k for k in gsd) == (layout == "pre-2022")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in gsd.items()}, "optimizer": {}, "seed": 0}, tmp_path / "G.pth")
+    torch.save({"state_dict": D.state_dict(), "optimizer": {}}, tmp_path / "D.pth")
+    arch = {"G": {"name": "studiogan_resnet32_g", "kwargs": kg}, "D": {"name": "studiogan_resnet32_d", "kwargs": kd}}
+    entry = _local_entry({"G": {"path": str(tmp_path / "G.pth")}, "D": {"path": str(tmp_path / "D.pth")}},
+                         "studiogan", arch)
+    for _ in range(2):   # the second load reads the cached safetensors conversion
+        pair = load(entry)
+        z, y = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 4, 9])
+        with torch.no_grad():
+            torch.testing.assert_close(pair.G(z, y), G(z, y))
+            torch.testing.assert_close(pair.D(G(z, y), y), D(G(z, y), y))
+    assert pair.meta["num_classes"] == pair.num_classes == 10
+    assert len(list((tmp_path / "lf" / "converted").glob("*.studiogan.safetensors"))) == 2
+
+
+def test_files_and_reader_schema_rules():
+    from latentflow.errors import ManifestError
+    arch = {"G": {"name": "xyfjason_simple_cnn_g"}, "D": {"name": "xyfjason_simple_cnn_d"}}
+    with pytest.raises(ManifestError, match=r"reader 'xyfjason' reads G and D from one file: give files: \{GD"):
+        _local_entry({"G": {"path": "a.pt"}, "D": {"path": "a.pt"}}, "xyfjason", arch)
+    with pytest.raises(ManifestError, match=r"files\.GD \(one file holding G and D\) needs a reader that reads both"):
+        _local_entry({"GD": {"path": "a.pt"}}, "state_dict", arch)
+    with pytest.raises(ManifestError, match=r"\.reader: expected one of state_dict, studiogan, xyfjason; got 'pickle'"):
+        _local_entry({"GD": {"path": "a.pt"}}, "pickle", arch)
+    e = _local_entry({"GD": {"path": "a.pt"}}, "xyfjason", arch)
+    assert e.combined and e.files["G"] is e.files["D"]
+
+
+def test_xyfjason_reader_refuses_a_file_without_both_networks(tmp_path, monkeypatch):
+    from latentflow.errors import IntegrityError
+    from latentflow.models import load
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path / "lf"))
+    torch.save({"G": {"w": torch.zeros(1)}}, tmp_path / "model.pt")
+    arch = {"G": {"name": "xyfjason_simple_cnn_g"}, "D": {"name": "xyfjason_simple_cnn_d"}}
+    with pytest.raises(IntegrityError, match=r"expected an xyfJASON dict\(G=state_dict, D=state_dict\)"):
+        load(_local_entry({"GD": {"path": str(tmp_path / "model.pt")}}, "xyfjason", arch))
