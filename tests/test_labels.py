@@ -231,3 +231,22 @@ def test_pair_labels_helper(tmp_path):
     res = lf.refine(pair.G, pair.D, pair.initial_state(200, generator=0), y=y, method="drs", pilot=50,
                     d_output="critic", seed=0, progress=False)
     assert torch.equal(res.y, y)
+
+
+def test_data_space_samplers_pass_labels_last(model):
+    G, D = model
+    z = torch.randn(8, 2, generator=torch.Generator().manual_seed(4))
+    y = torch.arange(8) % K
+    res = lf.refine(G, D, z, method="dg_langevin", y=y, steps=3, step_size=1e-3, seed=0, progress=False)
+    assert torch.equal(res.y, y)
+    # no label term would pull x away from its class mean: D(x, y) = -||x - m_y||²/2 pulls it in
+    assert (res.x - G.means[y]).norm(dim=1).mean() < (G(z, y) - G.means[y]).norm(dim=1).mean()
+    seen = []
+
+    def Dt(x, t, yy):   # a time-conditioned, class-conditional D(x, t, y)
+        seen.append(yy)
+        return -(x - G.means[yy]).pow(2).sum(1)
+    x0 = torch.zeros(8, 2)
+    res = lf.refine(None, Dt, x0, method="dflow", y=y, steps=4, eta=0.5, seed=0, progress=False)
+    assert torch.equal(res.y, y) and all(torch.equal(s, y[:s.shape[0]]) for s in seen)   # the probe: 2 rows
+    assert (res.x - G.means[y]).norm(dim=1).max() < (x0 - G.means[y]).norm(dim=1).min()
