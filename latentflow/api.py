@@ -11,7 +11,7 @@ from .result import Result
 from .samplers import check_options, get, methods  # noqa: F401  (methods re-exported)
 
 
-def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *,
+def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *, y: Tensor | int | None = None,
            seed: int | None = None, **options) -> Result:
     """Refine samples of ``G`` with discriminator ``D`` using ``method``; returns a ``Result``.
 
@@ -20,13 +20,24 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *,
     ones. ``seed`` is a shortcut for ``generator=torch.Generator().manual_seed(seed)`` (the same key of
     the per-chain streams as ``generator=seed``). ``chain_offset=a`` gives rows [a, b) of a bigger run.
 
+    ``y``: class labels of a class-conditional model, one per row of ``z`` (``[B]`` integers, or one int for
+    every row). G is then called as ``G(z, y)`` and D as ``D(x, y)`` in every chunk; each chain keeps its label
+    and DRS/MH proposals for chain c use ``y[c]``. With ``y=None`` a conditional model (G or D has a
+    ``num_classes`` attribute > 0, or ``num_classes=`` is passed) gets uniform labels drawn per chain from its
+    random stream, so chunking and ``chain_offset`` splits keep them. The labels come back as ``Result.y``.
+
     Example::
 
         z = latentflow.sample_latents(1000, 2, generator=0)
         res = latentflow.refine(G, D, z, method="ddls", steps=100, step_size=0.01, d_output="critic")
         res.x, res.info["diverged"]
+
+        pair = latentflow.load("studiogan-sngan-cifar10")       # class-conditional: G(z, y), D(x, y)
+        res = latentflow.refine(pair.G, pair.D, z, y=3)           # every chain of class 3 (res.y)
     """
     fn = get(method)
+    if y is not None:
+        options["y"] = y
     check_options(method, options)
     if seed is not None:
         if "generator" in options and options["generator"] is not None:

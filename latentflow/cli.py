@@ -88,8 +88,9 @@ def _method_names():
 @click.option("--autocast", default=None, type=click.Choice(["bf16", "fp16"]),
               help="Evaluate G/D in low precision; chain state stays in float32.")
 @click.option("--cuda-graph", is_flag=True, help="Capture the step as a CUDA graph (CUDA only).")
-@click.option("--class", "class_label", default=None, type=click.IntRange(min=0),
-              help="Class of a class-conditional model (e.g. sngan-cifar).")
+@click.option("--class", "class_label", default=None, metavar="K|random",
+              help="Class of a class-conditional model (e.g. studiogan-sngan-cifar10): K for every sample, or "
+                   "random (the default): uniform classes drawn per sample.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
@@ -117,6 +118,14 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
                                      param_hint="--batch-size") from None
         if batch_size < 1:
             raise click.BadParameter("must be >= 1", param_hint="--batch-size")
+    if class_label is not None and class_label != "random":
+        try:
+            class_label = int(class_label)
+        except ValueError:
+            raise click.BadParameter(f"expected a class index K >= 0 or 'random', got {class_label!r}",
+                                     param_hint="--class") from None
+        if class_label < 0:
+            raise click.BadParameter("must be >= 0 or 'random'", param_hint="--class")
     if out is None:
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"

@@ -185,15 +185,16 @@ class LatentEnergy:
         self.inv_t = 1.0 / float(temperature)
         self.eps_n = float(output_noise)
 
-    def decode(self, state: Tensor) -> Tensor:
+    def decode(self, state: Tensor, *ys: Tensor) -> Tensor:
         z = latent_from_u(state[:, :self.k], self.prior)
-        x = self.runner.G(self.G, z)
+        x = self.runner.G(self.G, z, *ys)
         if self.eps_n > 0:
             x = x + self.eps_n * state[:, self.k:].reshape(x.shape)
         return x
 
-    def __call__(self, state: Tensor):
-        x = self.decode(state)
-        d = to_logit(self.runner.D(self.D, x), self.d_output)
+    def __call__(self, state: Tensor, *ys: Tensor):
+        """``(E, x)`` of the chains ``state``; ``ys = (y,)``: a class-conditional model, ``G(z, y)``, ``D(x, y)``."""
+        x = self.decode(state, *ys)
+        d = to_logit(self.runner.D(self.D, x, *ys), self.d_output)
         e = 0.5 * state.pow(2).sum(1) - d * self.inv_t
         return e, x

@@ -188,6 +188,13 @@ class EngineOptions(Options):
     progress: bool = field(True, "show a tqdm bar on stderr")
     chain_offset: int = field(0, "global index of row 0: rows [a, b) of a bigger run with chain_offset=a "
                                  "draw exactly the numbers that run gives them", ge=0)
+    y: Union[torch.Tensor, int, None] = field(
+        None, "class labels of a class-conditional model, one per chain ([B] integers, or one int for all): G is "
+              "called as G(z, y) and D as D(x, ..., y); chains keep their label, DRS/MH proposals for chain c use "
+              "y[c]. None: uniform labels drawn per chain from its random stream when the model is conditional")
+    num_classes: Union[int, None] = field(
+        None, "classes of a conditional model; None: G's (else D's) num_classes attribute, 0 (unconditional) "
+              "when neither has one. With num_classes > 0, labels are checked to lie in [0, num_classes)", ge=0)
     on_divergence: Literal["raise", "warn", "keep"] = field(
         "raise", '"raise": DivergenceError when more than max_diverged_fraction of the chains diverge (or '
                  'G/D is non-finite on an initial state), else a warning; "warn": always only warn; '

@@ -44,10 +44,12 @@ class Result:
         info: per-chain tensors (``diverged [B]`` bool, ``diverged_step [B]`` long, ``accept_rate [B]``,
             traces) and scalars (``method``, ``options``, ``n_G_forward``, ``n_G_backward``,
             ``n_D_forward``, ``n_D_backward``, ``wall_s``).
+        y: the class label of each sample ``[B]`` (long) for a class-conditional model, else ``None``.
     """
     x: torch.Tensor
     z: torch.Tensor | None
     info: dict = field(default_factory=dict)
+    y: torch.Tensor | None = None
 
     @property
     def diverged(self) -> torch.Tensor:

@@ -188,6 +188,14 @@ class ChainStream:
         z = torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos((2 * math.pi) * u2)
         return z.reshape((self.ids.shape[0],) + tuple(shape)).to(dtype)
 
+    def labels(self, step: int, slot: int, num_classes: int) -> torch.Tensor:
+        """Class labels ``[n]`` (long), uniform over ``0..num_classes-1``: ``floor(K u)`` for a 53-bit uniform
+        ``u`` (bias below ``K · 2^-53``)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise OptionError(f"num_classes must be an int >= 1; got {num_classes!r}")
+        u = self.uniform(step, slot, (), torch.float64)
+        return (u * num_classes).floor().long().clamp_max(num_classes - 1)
+
     def latents(self, step: int, slot: int, dim: int, prior: str, dtype=torch.float32) -> torch.Tensor:
         """Prior draws ``[n, dim]``: N(0, I) or U[-1, 1]^dim."""
         if prior == "normal":
@@ -195,3 +203,18 @@ class ChainStream:
         if prior == "uniform":
             return self.uniform(step, slot, (dim,), dtype) * 2 - 1
         raise OptionError(f'prior must be "normal" or "uniform"; got {prior!r}')
+
+
+#: the (step, slot) of a chain's stream its default class label is drawn from (no sampler uses this slot)
+LABEL_STEP, LABEL_SLOT = 0, 31
+
+
+def sample_labels(n: int, num_classes: int, *, generator: GeneratorLike = None, chain_offset: int = 0,
+                  device="cpu") -> torch.Tensor:
+    """Uniform class labels ``[n]`` (long) for chains ``chain_offset .. chain_offset + n - 1``: what a sampler
+    draws for a class-conditional model given no labels, from the per-chain streams keyed by
+    :func:`stream_key` of ``generator`` (so a chain's label does not depend on how the chains are split)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise OptionError(f"n must be an int >= 1; got {n!r}")
+    ids = torch.arange(chain_offset, chain_offset + n, device=torch.device(device), dtype=torch.int64)
+    return ChainStream(stream_key(generator), ids).labels(LABEL_STEP, LABEL_SLOT, num_classes)

@@ -1,8 +1,8 @@
 """Refine many samples in blocks and stream them to disk, so that N samples never sit in memory at once.
 
 ``refine_to_disk(G, D, 50_000, "ddls", "out/ddls", chunk=4096, seed=0, steps=1000)`` runs the sampler on
-consecutive blocks of chains and writes one safetensors shard per block (``x``, ``z`` and the per-chain
-diagnostics), each written to a temporary file and moved into place with ``os.replace``, then an
+consecutive blocks of chains and writes one safetensors shard per block (``x``, ``z``, the class labels
+``y`` of a conditional model and the per-chain diagnostics), each written to a temporary file and moved into place with ``os.replace``, then an
 ``index.json`` the same way (through ``latentflow._io``: the umask's mode). A shard that is already
 there with the same run key is kept (resume).
 
@@ -140,7 +140,9 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
             options, latents; see the module docstring), so an interrupted run continues where it
             stopped; ``resume=False`` rewrites them.
         overwrite: replace a run with another key in ``out_path`` (otherwise refused).
-        options: the method's options (``generator`` is not allowed: use ``seed``).
+        options: the method's options (``generator`` is not allowed: use ``seed``). ``y`` (class labels of a
+            conditional model, ``[N]`` or one int) is cut into blocks with the latents; without it, each block
+            draws uniform labels per chain. Each shard holds its block's labels as ``y``.
 
     Returns the index (also written to ``out_path/index.json``): shard files, N, and summed counters.
     """
@@ -168,11 +170,20 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
     else:
         raise OptionError(f"z_or_n must be a latent tensor [N, d] or a positive int count; got {z_or_n!r}")
 
+    y_all = options.pop("y", None)
+    if isinstance(y_all, Tensor):
+        if tuple(y_all.shape) != (n,):
+            raise OptionError(f"y must hold one label per sample, shape ({n},); got shape {tuple(y_all.shape)}")
+        y_key = hashlib.sha256(y_all.detach().to("cpu", torch.long).contiguous().numpy().tobytes()).hexdigest()[:16]
+    else:
+        y_key = repr(y_all)
+
     out = Path(out_path)
     if out.exists() and not out.is_dir():
         raise OptionError(f"out_path must be a folder; {str(out)!r} is a file")
     n_blocks = -(-n // chunk)
-    key = _run_key(method, seed, n, chunk, options, z_hash, {"G": model_identity(G), "D": model_identity(D)})
+    key = _run_key(method, seed, n, chunk, {**options, "y": y_key} if y_all is not None else options, z_hash,
+                   {"G": model_identity(G), "D": model_identity(D)})
     if out.is_dir():
         other = _keys_in(out) - {key}
         if other and not overwrite:
@@ -205,10 +216,13 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
                     continue
             except Exception:  # unreadable or foreign: rewrite it
                 pass
-        res = refine(G, D, z_all[lo:hi], method=method, generator=block_generator(seed, b), **options)
+        y_b = y_all[lo:hi] if isinstance(y_all, Tensor) else y_all
+        res = refine(G, D, z_all[lo:hi], method=method, generator=block_generator(seed, b), y=y_b, **options)
         tensors = {"x": res.x}
         if res.z is not None:
             tensors["z"] = res.z
+        if res.y is not None:
+            tensors["y"] = res.y
         for k, v in res.info.items():
             if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == hi - lo:
                 tensors["info." + k] = v
@@ -226,6 +240,8 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
     index = {"schema": 1, "method": method, "seed": int(seed), "n": n, "chunk": chunk, "run_key": key,
              "shards": shards, "totals": totals,
              "options": json.loads(json.dumps(options, default=repr))}
+    if y_all is not None:
+        index["y"] = y_key if isinstance(y_all, Tensor) else y_all
     atomic_write_json(out / INDEX, index, indent=1)
     return index
 

@@ -301,7 +301,7 @@ def test_resolve_errors_and_models_table(tmp_path):
     with pytest.raises(ManifestError, match="has no latentflow.json"):
         load(tmp_path / "empty")
     rows = models_table()
-    row = next(r for r in rows if r["name"] == "sngan-cifar")
+    row = next(r for r in rows if r["name"] == "studiogan-sngan-cifar10")
     assert set(row) == {"name", "source", "offline", "bytes", "verified", "pinned"}
     assert row["source"].startswith("hf:Mingguksky/PyTorch-StudioGAN@") and row["verified"] is False
     assert isinstance(row["offline"], bool)

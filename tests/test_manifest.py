@@ -66,9 +66,10 @@ def test_every_entry_builds_and_matches_its_latent_and_output():
     for name in list_models():
         e = get_entry(name)
         G, D = build(e.arch["G"]).eval(), build(e.arch["D"]).eval()
+        y = (torch.tensor([0, 1]),) if getattr(G, "num_classes", 0) else ()   # class-conditional: G(z, y), D(x, y)
         with torch.no_grad():
-            x = G(torch.zeros(2, e.latent_dim))
-            d = D(x)
+            x = G(torch.zeros(2, e.latent_dim), *y)
+            d = D(x, *y)
         if e.output["shape"] is not None:
             assert list(x.shape[1:]) == e.output["shape"], name
         assert d.shape in ((2,), (2, 1)), name
@@ -83,12 +84,14 @@ def test_hub_entries_pin_a_commit_and_unhashed_entries_are_unverified():
             assert e.verified is False
 
 
-def test_sngan_cifar_entry_names_studiogan_files():
-    e = get_entry("sngan-cifar")
+def test_studiogan_cifar_entry_names_studiogan_files():
+    # sngan-cifar is now the unconditional xyfJASON model of Che et al. 2020 (tests/test_cifar_hub.py);
+    # StudioGAN's conditional SN-GAN has its own entry
+    e = get_entry("studiogan-sngan-cifar10")
     assert e.source["repo_id"] == "Mingguksky/PyTorch-StudioGAN"
     assert e.files["G"].path.endswith(".pth") and "model=G-" in e.files["G"].path
     assert e.files["D"].path.endswith(".pth") and "model=D-" in e.files["D"].path
-    assert e.arch["G"].name == "sngan_resnet32_g" and e.latent_dim == 128
+    assert e.arch["G"].name == "studiogan_resnet32_g" and e.latent_dim == 128
     assert e.sampling["ddls"]["step_size"] > 0
 
 

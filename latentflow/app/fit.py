@@ -51,15 +51,45 @@ def meta_get(meta: Any, key: str, default=None):
     return getattr(meta, key, default)
 
 
-def generate(G, z: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``G(z)`` in chunks of ``batch_size`` latents, without gradients and with every ``nn.Module`` in
-    eval mode (restored afterwards)."""
+def num_classes_of(G) -> int:
+    """Classes of a class-conditional generator (its ``num_classes`` attribute), 0 when unconditional."""
+    k = getattr(G, "num_classes", 0)
+    return k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 0
+
+
+def labels_for(G, n: int, class_label=None, *, generator=None, device="cpu") -> torch.Tensor | None:
+    """The labels ``[n]`` a run of a class-conditional ``G`` uses: ``class_label`` (an int) for every sample, or
+    uniform per sample (``None`` or ``"random"``) from the per-chain streams of ``generator`` (as the
+    samplers draw them); ``None`` for an unconditional G, where an int ``class_label`` is an ``OptionError``."""
+    from ..rng import sample_labels
+    k = num_classes_of(G)
+    if class_label == "random":
+        class_label = None
+    if k == 0:
+        if class_label is not None:
+            raise OptionError(f"class {class_label!r} was given, but the model is not class-conditional "
+                              "(its G has no num_classes); drop --class")
+        return None
+    if class_label is None:
+        return sample_labels(n, k, generator=generator, device=device)
+    if isinstance(class_label, bool) or not isinstance(class_label, int) or not 0 <= class_label < k:
+        raise OptionError(f'class must be an int in [0, {k - 1}] or "random"; got {class_label!r}')
+    return torch.full((n,), class_label, dtype=torch.long, device=device)
+
+
+def generate(G, z: torch.Tensor, batch_size: int = 1024, y: torch.Tensor | None = None) -> torch.Tensor:
+    """``G(z)`` (``G(z, y)`` with labels ``y [B]``) in chunks of ``batch_size`` latents, without gradients and
+    with every ``nn.Module`` in eval mode (restored afterwards). A class-conditional G given no labels gets
+    uniform ones (:func:`labels_for` with seed 0: a fixed, class-balanced draw)."""
+    if y is None and num_classes_of(G):
+        y = labels_for(G, z.shape[0], generator=0, device=z.device)
     modes = [(m, m.training) for m in G.modules()] if isinstance(G, nn.Module) else []
     for m, _ in modes:
         m.eval()
     try:
         with torch.no_grad():
-            return torch.cat([G(z[i:i + batch_size]) for i in range(0, z.shape[0], batch_size)])
+            return torch.cat([G(z[i:i + batch_size], *(() if y is None else (y[i:i + batch_size],)))
+                              for i in range(0, z.shape[0], batch_size)])
     finally:
         for m, t in modes:
             m.train(t)

@@ -20,7 +20,7 @@ from ..api import refine
 from ..errors import LatentflowError, OptionError
 from ..result import Result
 from ..rng import sample_latents
-from .fit import NO_REFINEMENT, check_method_fits, generate, meta_get, method_options, resolve_device
+from .fit import NO_REFINEMENT, check_method_fits, generate, labels_for, meta_get, method_options, resolve_device
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
 
@@ -39,8 +39,11 @@ def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float) -> Result
 
 def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int = 1000, seed: int = 0,
                  device: str | None = "auto", out: str | Path | None = None, options: dict | None = None,
-                 batch_size: int | None = None, progress: bool = True, class_label: int | None = None) -> dict:
+                 batch_size: int | None = None, progress: bool = True, class_label: int | str | None = None) -> dict:
     """Refine ``num`` samples of ``model`` with ``method``; write samples, PNG and report to ``out``.
+
+    A class-conditional model samples class ``class_label`` (an int), or uniform classes drawn per sample
+    (``None`` or ``"random"``, the default); the labels ``y`` are written beside ``x`` and ``z``.
 
     ``method="none"`` keeps the generator's samples as they are. A model without a generator (a
     ``latentflow train dflow`` or ``dgd`` folder) starts from ``x0`` drawn per its ``meta["x0"]``, and the
@@ -62,8 +65,6 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
     from ..models import load
 
     pair = load(model, device=dev)
-    if class_label is not None:
-        pair.set_class(class_label)
     meta = pair.meta
     if method == NO_REFINEMENT:
         given = sorted(k for k, v in (options or {}).items() if v is not None)
@@ -82,20 +83,26 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
         dim = int(meta_get(meta, "latent_dim"))
         prior = meta_get(meta, "prior") or "normal"
         z = sample_latents(num, dim, prior, generator=gen, device=dev)
-        x0 = generate(pair.G, z)
+        y = labels_for(pair.G, num, class_label, generator=gen, device=dev)   # None: unconditional
+        x0 = generate(pair.G, z, y=y)
         start, state = "generator", z
     else:   # a generator-free model: the particles start from x0
-        z = None
+        z = y = None
+        if class_label is not None and class_label != "random":
+            raise OptionError(f"class {class_label!r} was given, but the model has no generator to condition")
         x0 = pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32)
         start, state = "x0", x0
     t_gen = time.perf_counter() - t0
     if method == NO_REFINEMENT:
         res = _unrefined(x0, z, t_gen)
     else:
-        res = refine(pair.G, pair.D, state, method=method, generator=gen, **opts)
+        res = refine(pair.G, pair.D, state, method=method, generator=gen, y=y, **opts)
 
     report: dict = {"schema": 1, "model": model, "method": method, "num": num, "seed": seed, "start": start,
                     "env": env_info(dev), "result": res.to_dict(), "generator_wall_s": t_gen}
+    if y is not None:
+        report["classes"] = {"class": class_label if isinstance(class_label, int) else "random",
+                             "counts": torch.bincount(y.cpu(), minlength=int(pair.G.num_classes)).tolist()}
     dataset = meta_get(meta, "dataset")
     report["metrics"] = _metrics(dataset, x0, res.x)
     report["evaluations_per_sample"] = {k: res.info[k] / num for k in
@@ -103,7 +110,8 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
     if folder is not None:
         folder = Path(folder)
         write_samples(folder / SAMPLES, x=res.x.detach().float().cpu(), x_before=x0.detach().float().cpu(),
-                      z=None if res.z is None else res.z.detach().float().cpu())
+                      z=None if res.z is None else res.z.detach().float().cpu(),
+                      y=None if y is None else y.detach().cpu())
         files = {"samples": SAMPLES, "report": REPORT}
         if x0.dim() == 2 and x0.shape[1] == 2:
             from ..data import TOY

@@ -6,7 +6,13 @@
   cached as ``<cache_dir>/converted/<sha256 of the pickle>.safetensors`` and read from there afterwards;
 * checkpoints nest their state dicts (``{"state_dict": ...}``, StudioGAN's ``state_dict`` + optimizer) and
   prefix their keys (``module.`` from DataParallel, ``_orig_mod.`` from ``torch.compile``):
-  :func:`extract_state_dict` and :func:`split_pair` undo that.
+  :func:`extract_state_dict` and :func:`split_pair` undo that;
+* a manifest entry's ``reader`` says how its files become state dicts (:func:`read_role_states`):
+  ``state_dict`` (the above), ``studiogan`` (:func:`latentflow.nets.read_studiogan_checkpoint`, pre-2022
+  layouts upgraded by :func:`latentflow.nets.studiogan_upgrade_state_dict`) or ``xyfjason`` (one file
+  ``dict(G=..., D=...)`` read by :func:`latentflow.nets.read_xyfjason_checkpoint`). The converted copy of a
+  pickle read by a named reader is cached as ``<sha256>.<reader>.safetensors`` (keys ``G/...``, ``D/...`` for
+  a file holding both networks).
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ log = logging.getLogger("latentflow")
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
 __all__ = ["PICKLE_SUFFIXES", "read_safetensors", "read_pickle_weights_only", "read_state_dict",
-           "extract_state_dict", "split_pair", "strip_prefixes", "converted_path"]
+           "extract_state_dict", "split_pair", "strip_prefixes", "converted_path", "read_role_states"]
 
 
 def read_safetensors(path: str | Path) -> dict:
@@ -148,9 +154,72 @@ def split_pair(obj, where: str = "checkpoint", *, use_ema: bool = False) -> dict
                         f"separate G and D files); got keys {keys}")
 
 
-def converted_path(sha256: str) -> Path:
-    """Where the safetensors copy of the pickled checkpoint with this SHA-256 is cached."""
-    return cache_dir() / "converted" / f"{sha256}.safetensors"
+def converted_path(sha256: str, reader: str | None = None) -> Path:
+    """Where the safetensors copy of the pickled checkpoint with this SHA-256 is cached (one file per reader:
+    ``reader=None`` is the plain state-dict reading of :func:`read_state_dict`)."""
+    return cache_dir() / "converted" / (f"{sha256}.safetensors" if reader is None else f"{sha256}.{reader}.safetensors")
+
+
+def _cached_conversion(path: Path, sha256: str, reader: str, produce) -> dict[str, dict]:
+    """``{part: state dict}`` of a pickled ``path``: ``produce(unpickled object)`` the first time (the result
+    saved as safetensors, parts prefixed ``<part>/``), the cached copy afterwards."""
+    cached = converted_path(sha256, reader)
+    if cached.is_file():
+        try:
+            flat = read_safetensors(cached)
+            parts: dict[str, dict] = {}
+            for k, v in flat.items():
+                part, _, key = k.partition("/")
+                parts.setdefault(part, {})[key] = v
+            return parts
+        except IntegrityError as e:   # a damaged cache entry: convert again
+            log.warning("rebuilding the converted copy of %s: %s", path, e)
+    parts = produce(read_pickle_weights_only(path))
+    try:
+        flat = {f"{part}/{k}": v.clone() for part, sd in parts.items() for k, v in sd.items()}
+        atomic_save_safetensors(flat, cached, metadata={"converted_from": path.name, "sha256": sha256, "reader": reader})
+        log.info("cached %s as safetensors at %s (reader %s)", path.name, cached, reader)
+    except OSError as e:   # a read-only cache must not stop the load
+        log.warning("cannot cache the converted copy of %s at %s: %s", path, cached, e)
+    return parts
+
+
+def _studiogan(obj) -> dict:
+    from ..nets import read_studiogan_checkpoint, studiogan_upgrade_state_dict
+    return studiogan_upgrade_state_dict(read_studiogan_checkpoint(obj))
+
+
+def read_role_states(reader: str, files: Mapping[str, tuple], what: str = "model") -> dict[str, dict]:
+    """``{role: state dict}`` from ``files`` (``{role: (path, sha256)}``, already hash-checked), read as
+    ``reader`` says (see the module docstring). With ``xyfjason`` every role names the same file, which is
+    unpickled once."""
+    from ..nets import read_xyfjason_checkpoint
+    if reader == "state_dict":
+        return {r: read_state_dict(p, h, what=f"{r} of {what}") for r, (p, h) in files.items()}
+    if reader == "studiogan":
+        out = {}
+        for r, (p, h) in files.items():
+            p = Path(p)
+            if p.suffix in PICKLE_SUFFIXES:
+                out[r] = _cached_conversion(p, h, reader, lambda obj: {r: _studiogan(obj)})[r]
+            else:
+                out[r] = _studiogan(read_safetensors(p))
+        return out
+    if reader == "xyfjason":
+        paths = {(str(p), h) for p, h in files.values()}
+        if len(paths) != 1:
+            raise ManifestError(f"{what}: reader xyfjason reads G and D from one file; got {len(paths)} files")
+        (p, h), = paths
+        p = Path(p)
+        if p.suffix not in PICKLE_SUFFIXES:
+            raise ManifestError(f"{what}: reader xyfjason reads a torch.save(dict(G=..., D=...)) pickle; got {p.name}")
+
+        def produce(obj):
+            g, d = read_xyfjason_checkpoint(obj)
+            return {"G": strip_prefixes(g), "D": strip_prefixes(d)}
+        parts = _cached_conversion(p, h, reader, produce)
+        return {r: parts[r] for r in files}
+    raise ManifestError(f'{what}: unknown reader "{reader}"')
 
 
 def read_state_dict(path: str | Path, sha256: str, what: str = "checkpoint") -> dict:

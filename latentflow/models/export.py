@@ -65,8 +65,10 @@ def _output_shape(G, latent_dim: int, arch: ArchSpec) -> list[int]:
     p = next(iter(G.parameters()), None)
     try:
         with torch.no_grad():
-            x = G(torch.zeros(1, int(latent_dim), device=p.device if p is not None else "cpu",
-                              dtype=p.dtype if p is not None else torch.float32))
+            dev = p.device if p is not None else "cpu"
+            k = getattr(G, "num_classes", 0)
+            y = (torch.zeros(1, dtype=torch.long, device=dev),) if isinstance(k, int) and k > 0 else ()  # G(z, y)
+            x = G(torch.zeros(1, int(latent_dim), device=dev, dtype=p.dtype if p is not None else torch.float32), *y)
     except (RuntimeError, ValueError, TypeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ShapeError(f"latent_dim={latent_dim} does not fit G ({arch.name}): G(z [1, {latent_dim}]) failed: "

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 from ..errors import IntegrityError, ManifestError, OptionError
 from ..nets import build as _build
 from ..nets import settle_spectral_norm, spectral_norm_buffer_keys
-from .checkpoints import read_state_dict
+from .checkpoints import read_role_states
 from .pair import ModelPair
 from .pins import pin_key, verify
 from .resolve import resolve
@@ -138,12 +138,16 @@ def load(ref, device="cpu", dtype=None) -> ModelPair:
     entry = resolve(ref)
     paths, hashes = {}, {}
     for role in entry.roles:
+        if entry.combined and role != entry.roles[0]:   # one file holds G and D: fetched and hashed once
+            paths[role], hashes[role] = paths[entry.roles[0]], hashes[entry.roles[0]]
+            continue
         paths[role] = fetch(entry, role)
         hashes[role] = verify(paths[role], entry.files[role].sha256, key=pin_key(entry, role))
+    # pickled files (StudioGAN .pth, xyfJASON model.pt) are unpickled (weights_only=True) once, then cached
+    states = read_role_states(entry.reader, {r: (paths[r], hashes[r]) for r in entry.roles}, what=entry.name)
     models = {}
     for role in entry.roles:
-        # StudioGAN-style .pth files named by the manifest are unpickled (weights_only=True) once, then cached
-        sd = read_state_dict(paths[role], hashes[role], what=f"{role} of {entry.name}")
+        sd = states[role]
         m = build(entry.arch[role])
         where = "" if entry.is_pair else f" ({paths[role]})"
         load_state(m, sd, what=f'{role} of "{entry.name}"{where}')

@@ -10,6 +10,9 @@ Schema (``schema: 1``)::
         source:   {kind: bundled} | {kind: hub, repo_id: owner/repo, revision: <40-hex commit>}
                   | {kind: url, base_url: https://...}
         files:    {G: {path, sha256: <64 hex> | null, bytes: <int> | null}, D: {...}}
+                  | {GD: {...}}   one file holding both networks (needs reader: xyfjason)
+        reader:   state_dict | studiogan | xyfjason   how the files become state dicts (default state_dict;
+                  see latentflow.models.checkpoints)
         arch:     {G: {name: <zoo name>, kwargs: {...}}, D: {...}}
         latent:   {dim: <int>, prior: normal | uniform}
         output:   {shape: [..] | null, range: [lo, hi] | null}   (or channels + size instead of shape)

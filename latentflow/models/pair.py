@@ -65,8 +65,31 @@ class ModelPair:
         gen = rng.resolve(generator, device)
         return float(x0.get("std", 1.0)) * rng.randn((n, *x0["shape"]), gen, device, dtype)
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of a class-conditional pair (``G(z, y)``, ``D(x, y)``), 0 when unconditional."""
+        return int(self.meta.get("num_classes") or 0)
+
+    def labels(self, n: int, class_label: int | None = None, generator=None, device=None):
+        """Labels ``[n]`` (long) for ``refine(pair.G, pair.D, z, y=...)``: ``class_label`` for every sample, or
+        uniform classes per sample (``None``) drawn as the samplers draw them (per-chain streams of ``generator``)."""
+        import torch
+        k = self.num_classes
+        if k <= 0:
+            raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; it takes no labels')
+        p = next((q for m in (self.G, self.D) if isinstance(m, torch.nn.Module) for q in m.parameters()), None)
+        device = device if device is not None else (p.device if p is not None else "cpu")
+        if class_label is None:
+            return rng.sample_labels(n, k, generator=generator, device=device)
+        if isinstance(class_label, bool) or not isinstance(class_label, int) or not 0 <= class_label < k:
+            raise OptionError(f"class_label must be an int in [0, {k - 1}] or None; got {class_label!r}")
+        return torch.full((n,), class_label, dtype=torch.long, device=device)
+
     def set_class(self, label) -> "ModelPair":
-        """Choose the class of a class-conditional pair (an int, or a ``[B]`` tensor of labels) for G and D."""
+        """Set the label that direct calls ``G(z)`` / ``D(x)`` WITHOUT labels use, on the networks that read a
+        ``class_label`` attribute (the ``sngan_resnet32_*`` zoo classes); a thin way of fixing a constant ``y``
+        for such calls. The samplers always pass labels: use ``refine(..., y=label)`` (or
+        :meth:`labels`) there."""
         n = self.meta.get("num_classes") or 0
         if n <= 0:
             raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; set_class does not apply')

@@ -12,6 +12,14 @@ from typing import Any, Mapping
 
 SCHEMA = 1
 ROLES = ("G", "D")
+#: how a model's files are read into state dicts (manifest field ``reader``):
+#: ``state_dict`` one state dict per file (a safetensors file, or a pickle nesting it under ``state_dict`` and
+#: similar keys); ``studiogan`` PyTorch-StudioGAN ``{"state_dict": ...}`` files, the pre-2022 conditional-BatchNorm
+#: layout upgraded to the current one; ``xyfjason`` ONE file ``dict(G=state_dict, D=state_dict)`` holding both
+#: networks (xyfJASON/GANs-Implementations), named under the ``GD`` key of ``files``.
+READERS = ("state_dict", "studiogan", "xyfjason")
+#: the readers of files that hold both G and D (``files: {GD: ...}``)
+PAIR_READERS = ("xyfjason",)
 #: every role a model may have, in load order (S: Score GAN's denoiser of the generated distribution)
 ALL_ROLES = ("G", "D", "S")
 
@@ -63,6 +71,12 @@ class ModelEntry:
     x0: Mapping[str, Any] | None = None   # without G: prior, std, shape
     trainer: str | None = None            # the ``latentflow train`` kind that wrote a trained folder
     raw: Mapping[str, Any] | None = None  # a trained folder's latentflow.json as read
+    reader: str = "state_dict"            # how the files are read (READERS); a pair reader: G and D share a file
+
+    @property
+    def combined(self) -> bool:
+        """True when one file holds both G and D (``files: {GD: ...}`` with a pair reader)."""
+        return self.reader in PAIR_READERS
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -95,8 +109,11 @@ class ModelEntry:
     def to_dict(self) -> dict:
         d = self.spec()
         d.pop("schema", None)
-        d.update(source=_plain(self.source), files={r: self.files[r].to_dict() for r in self.roles},
-                 verified=self.verified)
+        files = ({"GD": self.files["G"].to_dict()} if self.combined
+                 else {r: self.files[r].to_dict() for r in self.roles})
+        d.update(source=_plain(self.source), files=files, verified=self.verified)
+        if self.reader != "state_dict":
+            d["reader"] = self.reader
         return d
 
 

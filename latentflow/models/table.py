@@ -45,7 +45,7 @@ def checkpoint_state(entry, pins: dict[str, str] | None = None) -> str:
     """One of :data:`CHECKPOINT_STATES` for ``entry``'s files, found by hashing the files on disk."""
     pins = _safe_pins() if pins is None else pins
     states = []
-    for role in ROLES:
+    for role in _file_roles(entry):
         try:
             p = local_path(entry, role)
         except Exception as e:  # a broken cache must not break the listing
@@ -65,9 +65,14 @@ def checkpoint_state(entry, pins: dict[str, str] | None = None) -> str:
     return "verified"
 
 
+def _file_roles(entry) -> tuple[str, ...]:
+    """One role per file: ``("G",)`` when one file holds G and D (``files: {GD: ...}``)."""
+    return ROLES[:1] if getattr(entry, "combined", False) else ROLES
+
+
 def _row(name: str, pins: dict[str, str]) -> dict:
     e = _packaged()[name]
-    sizes = [e.files[r].bytes for r in ROLES]
+    sizes = [e.files[r].bytes for r in _file_roles(e)]
     try:
         offline = is_available_offline(e)
     except Exception as exc:  # a broken cache must not break the listing
@@ -75,7 +80,7 @@ def _row(name: str, pins: dict[str, str]) -> dict:
         offline = False
     if None in sizes and offline:
         try:
-            sizes = [fetch(e, r).stat().st_size for r in ROLES]
+            sizes = [fetch(e, r).stat().st_size for r in _file_roles(e)]
         except LatentflowError:
             pass
     keys = [pin_key(e, r) for r in ROLES]

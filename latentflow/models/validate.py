@@ -11,10 +11,10 @@ from typing import Callable, Iterable, Mapping
 
 from ..errors import ManifestError
 from ..nets import ARCHITECTURES
-from .spec import ROLES, ArchSpec, FileRef, ModelEntry
+from .spec import PAIR_READERS, READERS, ROLES, ArchSpec, FileRef, ModelEntry
 
 __all__ = ["SOURCE_KINDS", "ALL_SOURCE_KINDS", "D_OUTPUTS", "PRIORS", "validate_source", "validate_file",
-           "validate_arch", "validate_output", "validate_sampling", "validate_entry", "set_method_table"]
+           "validate_arch", "validate_output", "validate_files", "validate_sampling", "validate_entry", "set_method_table"]
 
 SOURCE_KINDS = ("bundled", "hub", "url")
 #: kinds ``resolve`` also makes for refs that are not manifest names (never valid inside the manifest)
@@ -189,7 +189,25 @@ def validate_sampling(s, where: str, check_methods: bool = True) -> dict:
 
 
 _ENTRY_REQUIRED = ("source", "files", "arch", "latent", "output", "d_output")
-_ENTRY_OPTIONAL = ("license", "citation", "recipe", "verified", "sampling", "dataset")
+_ENTRY_OPTIONAL = ("license", "citation", "recipe", "verified", "sampling", "dataset", "reader")
+
+
+def validate_files(raw_files, reader: str, where: str, *, local: bool = False) -> dict[str, FileRef]:
+    """``{G: FileRef, D: FileRef}``: from ``files: {G: ..., D: ...}``, or, with a reader of files holding both
+    networks (``reader: xyfjason``), from ``files: {GD: ...}`` (G and D then share one FileRef)."""
+    files = _mapping(raw_files, f"{where}.files")
+    if reader in PAIR_READERS:
+        if set(files) & set(ROLES):
+            _fail(f"{where}.files", f"reader {reader!r} reads G and D from one file: give files: {{GD: {{path, "
+                                    f"sha256, bytes}}}}, not separate G/D files; got keys {sorted(map(str, files))}")
+        _keys(files, f"{where}.files", ("GD",))
+        f = validate_file(files["GD"], f"{where}.files.GD", local=local)
+        return {"G": f, "D": f}
+    if "GD" in files:
+        _fail(f"{where}.files", f"files.GD (one file holding G and D) needs a reader that reads both: reader: "
+                                f"{' | '.join(PAIR_READERS)}; got reader {reader!r}")
+    _keys(files, f"{where}.files", ROLES)
+    return {r: validate_file(files[r], f"{where}.files.{r}", local=local) for r in ROLES}
 
 
 def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources: tuple[str, ...] = SOURCE_KINDS,
@@ -202,9 +220,10 @@ def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources
     _keys(raw, where, _ENTRY_REQUIRED, _ENTRY_OPTIONAL)
     source = validate_source(raw["source"], f"{where}.source", allow_sources=allow_sources,
                              pinned_revision=pinned_revision)
-    files = _mapping(raw["files"], f"{where}.files")
-    _keys(files, f"{where}.files", ROLES)
-    files = {r: validate_file(files[r], f"{where}.files.{r}", local=source["kind"] == "local") for r in ROLES}
+    reader = raw.get("reader", "state_dict")
+    if reader not in READERS:
+        _fail(f"{where}.reader", f"expected one of {', '.join(READERS)}; got {reader!r}")
+    files = validate_files(raw["files"], reader, where, local=source["kind"] == "local")
     arch = _mapping(raw["arch"], f"{where}.arch")
     _keys(arch, f"{where}.arch", ROLES)
     arch = {r: validate_arch(arch[r], f"{where}.arch.{r}", check_registry) for r in ROLES}
@@ -216,7 +235,7 @@ def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources
     output = validate_output(raw["output"], f"{where}.output")
     if raw["d_output"] not in D_OUTPUTS:
         _fail(f"{where}.d_output", f"expected one of {', '.join(D_OUTPUTS)}; got {raw['d_output']!r}")
-    unhashed = [r for r in ROLES if files[r].sha256 is None]
+    unhashed = list(dict.fromkeys("GD" if reader in PAIR_READERS else r for r in ROLES if files[r].sha256 is None))
     verified = raw.get("verified", not unhashed)
     if not isinstance(verified, bool):
         _fail(f"{where}.verified", f"expected true or false; got {verified!r}")
@@ -230,4 +249,4 @@ def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources
                       d_output=raw["d_output"], license=_opt_str(raw.get("license"), f"{where}.license"),
                       citation=_opt_str(raw.get("citation"), f"{where}.citation"),
                       recipe=_opt_str(raw.get("recipe"), f"{where}.recipe"), verified=verified, sampling=sampling,
-                      dataset=_opt_str(raw.get("dataset"), f"{where}.dataset"))
+                      dataset=_opt_str(raw.get("dataset"), f"{where}.dataset"), reader=reader)

@@ -35,8 +35,8 @@ def _act(slope: float) -> nn.Module:
 
 def _class_labels(module: nn.Module, y, batch: int, device) -> torch.Tensor:
     """Labels for a class-conditional model: ``y`` if given, else ``module.class_label`` (an int or a
-    ``[B]`` tensor) broadcast to the batch. The samplers call ``G(z)``/``D(x)`` only, so the class of a
-    conditional pair is chosen by setting ``class_label`` (``ModelPair.set_class``)."""
+    ``[B]`` tensor) broadcast to the batch. The samplers always pass ``y`` (per-chain labels); the
+    ``class_label`` fallback only serves direct calls ``G(z)`` / ``D(x)`` (``ModelPair.set_class``)."""
     if y is None:
         y = module.class_label
         if isinstance(y, int):                       # the common case: no host sync on the device

@@ -50,21 +50,59 @@ def check_speed_options(device: torch.device, cuda_graph: bool) -> None:
                           f"{torch.device(device)}. Move z (and G, D) to a CUDA device or leave cuda_graph=False")
 
 
-def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z") -> tuple:
+def resolve_num_classes(num_classes, G, D) -> int:
+    """``num_classes`` if given, else G's (then D's) ``num_classes`` attribute (an int), else 0."""
+    if num_classes is not None:
+        return int(num_classes)
+    for m in (G, D):
+        k = getattr(m, "num_classes", None)
+        if isinstance(k, int) and not isinstance(k, bool) and k > 0:
+            return k
+    return 0
+
+
+def resolve_labels(y, n: int, num_classes: int, device, stream) -> Tensor | None:
+    """The labels ``[n]`` (long, on ``device``) the chains carry: ``y`` checked (an int is one label for all
+    chains), or, when ``y`` is None and ``num_classes > 0``, uniform labels from each chain's stream
+    (:data:`latentflow.rng.LABEL_SLOT`, so chunking and ``chain_offset`` splits keep them); None for an
+    unconditional model. Labels are checked against ``num_classes`` when it is known (> 0)."""
+    from ..rng import LABEL_SLOT, LABEL_STEP
+    if y is None:
+        return stream.labels(LABEL_STEP, LABEL_SLOT, num_classes) if num_classes > 0 else None
+    if isinstance(y, int) and not isinstance(y, bool):
+        y = torch.full((n,), y, dtype=torch.long, device=device)
+    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        got = f"dtype {y.dtype}" if isinstance(y, Tensor) else type(y).__name__
+        raise OptionError(f"y must be integer class labels (a [B] long tensor or an int); got {got}")
+    if tuple(y.shape) != (n,):
+        raise ShapeError(f"y must have one label per chain, shape ({n},); got shape {tuple(y.shape)}")
+    y = y.to(device=device, dtype=torch.long)
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or (num_classes > 0 and hi >= num_classes):
+        bound = f"[0, {num_classes - 1}]" if num_classes > 0 else ">= 0"
+        raise OptionError(f"y must hold class labels in {bound}; got values {lo}..{hi}")
+    return y
+
+
+def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z",
+          ys: Sequence[Tensor] = ()) -> tuple:
     """Run G and D once on (at most) two rows of ``z`` to check their shapes at the boundary.
 
-    Returns the per-sample shape of ``G(z)`` (or of ``z`` when ``G`` is None). Raises ``ShapeError``
-    with the shapes involved. Consumes no randomness."""
+    ``ys`` (``()`` or ``(y,)``): class labels, passed last to G and D. Returns the per-sample shape of ``G(z)``
+    (or of ``z`` when ``G`` is None). Raises ``ShapeError`` with the shapes involved. Consumes no randomness."""
     m = min(2, z.shape[0])
     with torch.no_grad():
         zz = z[:m]
+        yy = tuple(t[:m] for t in ys)
+        lab = " and y" if ys else ""
         if G is not None:
             if not callable(G):
                 raise OptionError(f"G must be callable (an nn.Module or a function); got {type(G).__name__}")
             try:
-                x = G(zz)
+                x = G(zz, *yy)
             except Exception as e:  # a user's G that cannot take z: say so with shapes
-                raise ShapeError(f"G(z) failed on z of shape {tuple(zz.shape)}: {type(e).__name__}: {e}") from e
+                raise ShapeError(f"G(z{', y' if ys else ''}) failed on z of shape {tuple(zz.shape)}{lab}: "
+                                 f"{type(e).__name__}: {e}") from e
             if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != m:
                 got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                 raise ShapeError(f"G(z) returned {got} for z of shape {tuple(zz.shape)}; "
@@ -78,9 +116,9 @@ def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str =
                 raise OptionError(f"D must be callable (an nn.Module or a function); got {type(D).__name__}")
             c = tuple(t[:m] for t in cond)
             try:
-                out = D(x, *c)
+                out = D(x, *c, *yy)
             except Exception as e:
-                raise ShapeError(f"D failed on x of shape {tuple(x.shape)}: {type(e).__name__}: {e}") from e
+                raise ShapeError(f"D failed on x of shape {tuple(x.shape)}{lab}: {type(e).__name__}: {e}") from e
             d_values(out, m, "D(x, t)" if cond else "D(x)")
             if engine is not None:
                 engine.count.n_D_forward += m

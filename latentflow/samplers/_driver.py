@@ -5,6 +5,10 @@ the divergence policy and builds the ``Result``.
 A kernel's ``step(engine, i, state) -> (state, Step)`` maps the state after step ``i - 1`` to the state
 after step ``i``; the driver hands the ``Step`` to the callback. ``finish`` maps the chain state back
 to what callers see (``x`` and ``z``, never an unconstrained ``u``) plus the method's info.
+
+Class labels (engine options ``y`` and ``num_classes``): :func:`run` resolves them once, before the loop
+(:func:`~latentflow.samplers._checks.resolve_labels`); the kernels pass ``engine.ys`` (``()`` or
+``(y,)``) as per-chain rows beside the state, so every chunk of G/D calls gets the labels of its chains.
 """
 from __future__ import annotations
 
@@ -22,12 +26,13 @@ from ..errors import DivergenceError, DivergenceWarning, OptionError
 from ..options import ENGINE_FIELDS, EngineOptions, Options
 from ..result import Result, Step
 from ..rng import stream_key
+from ._checks import resolve_labels, resolve_num_classes
 from ._engine import Engine
 
 log = logging.getLogger("latentflow")
 
 #: engine options that are not recorded in ``info["options"]`` (objects, not settings)
-_UNRECORDED = ("generator", "callback", "progress")
+_UNRECORDED = ("generator", "callback", "progress", "y")
 
 
 class Kernel:
@@ -94,8 +99,13 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     opts, eng = split_options(kernel_cls, options)
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
-    key = stream_key(eng.generator) if kernel.draws() else None
+    num_classes = resolve_num_classes(eng.num_classes, G, D)
+    y = resolve_labels(eng.y, z.shape[0], num_classes, z.device, None) if eng.y is not None else None
+    need_labels = y is None and num_classes > 0
+    key = stream_key(eng.generator) if kernel.draws() or need_labels else None
     engine = Engine(kernel_cls.name, z.shape[0], z.device, eng, key)
+    engine.set_labels(resolve_labels(None, z.shape[0], num_classes, z.device, engine.rng) if need_labels else y,
+                      num_classes)
     driver = Driver(kernel, engine, eng)
     n = kernel.n_steps()
     with frozen(G, D), driver.bar(n) as bar:
@@ -118,6 +128,8 @@ class Driver:
         self.kernel, self.engine, self.eng = kernel, engine, eng
         rec = {k: _recorded(v) for k, v in kernel.o.as_dict().items()}
         rec.update({k: getattr(eng, k) for k in kernel.engine_fields if k not in _UNRECORDED})
+        if "num_classes" in rec:
+            rec["num_classes"] = engine.num_classes     # as resolved (from the model when not given)
         self.options = rec
 
     def bar(self, n: int | None):
@@ -169,7 +181,7 @@ class Driver:
         if e._auto:   # what batch_size="auto" chose, per kind of evaluation
             full["auto_batch_size"] = {("grad" if g else "forward"): bs for (_, g), bs in e._auto.items()}
         full["wall_s"] = time.perf_counter() - e.t0
-        return Result(x=x, z=z, info=full)
+        return Result(x=x, z=z, info=full, y=e.y)
 
 
 def loop_step(i: int, state: Tensor, energy=None, accepted=None) -> Step:

@@ -97,7 +97,28 @@ class Engine:
         self._compiled: dict = {}      # id(fn) -> (fn, compiled fn or None after a failure)
         self._graphs: dict = {}        # (id(fn), shapes) -> _GraphedStep
         self._counting = True          # False while a step counts its rows itself (compiled/graphed)
+        self.y: Tensor | None = None   # the chains' class labels (set_labels), None when unconditional
+        self.num_classes = 0
         self.t0 = time.perf_counter()
+
+    def set_labels(self, y: Tensor | None, num_classes: int) -> None:
+        self.y, self.num_classes = y, int(num_classes)
+
+    @property
+    def ys(self) -> tuple:
+        """``()`` or ``(y,)``: the labels as per-chain rows, passed last to G and D (chunked with the state)."""
+        return () if self.y is None else (self.y,)
+
+    def aux_labels(self, stream: ChainStream, n: int) -> tuple:
+        """Labels for ``n`` auxiliary draws (a DRS pilot run, DOT's K_eff pairs) from their own ``stream``:
+        ``()`` when unconditional; uniform per draw when ``num_classes`` is known; else the chains' labels
+        cycled (row j gets ``y[j mod B]``)."""
+        if self.y is None:
+            return ()
+        if self.num_classes > 0:
+            from ..rng import LABEL_SLOT, LABEL_STEP
+            return (stream.labels(LABEL_STEP, LABEL_SLOT, self.num_classes),)
+        return (self.y[torch.arange(n, device=self.y.device) % self.y.shape[0]],)
 
     def check_finite(self, i: int, *tensors: Tensor) -> Tensor:
         """Mark chains with a non-finite value in any of ``tensors`` as diverged at step ``i`` (step 0:
@@ -118,10 +139,11 @@ class Engine:
         return torch.where(live.reshape((-1,) + (1,) * (new.dim() - 1)), new, old)
 
     # -- evaluation -------------------------------------------------------------------------------
-    def G(self, G, z: Tensor) -> Tensor:
+    def G(self, G, z: Tensor, *ys: Tensor) -> Tensor:
+        """``G(z)``, or ``G(z, y)`` with labels ``ys = (y,)``."""
         if self._counting:
             self.count.n_G_forward += z.shape[0]
-        return G(z)
+        return G(z, *ys)
 
     def D(self, D, x: Tensor, *cond) -> Tensor:
         if self._counting:

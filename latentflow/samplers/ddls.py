@@ -8,7 +8,8 @@ default, so the Langevin temperature ``T_L = τ² / ε`` is 1. MALA proposes the
 with the Metropolis–Hastings ratio of the Gaussian proposal, which removes ULA's O(ε) bias; its step
 size can adapt per chain towards a target acceptance during the first ``adapt_steps`` steps.
 Random draws per chain: the noise ``ξ`` (slot 0 of step i), the accept uniform (slot 1), the
-output-noise start ``z'`` (slot 2 of step 0).
+output-noise start ``z'`` (slot 2 of step 0). A class-conditional model keeps each chain's label ``y[c]``
+fixed: the chain samples ``p(z | y) ∝ exp(-E(z; y))`` with ``G(z, y)`` and ``D(x, y)``.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ class DDLS(Kernel):
     def init(self, e, z):
         o = self.o
         B, k = z.shape
-        x_shape = probe(e, self.G, self.D, z)
+        x_shape = probe(e, self.G, self.D, z, ys=e.ys)
         self.t_l = o.tau ** 2 / o.step_size
         self.energy = LatentEnergy(self.G, self.D, e, latent_dim=k, x_shape=x_shape, prior=o.prior,
                                    d_output=o.d_output, temperature=o.temperature, output_noise=o.output_noise)
@@ -94,7 +95,7 @@ class DDLS(Kernel):
         if o.output_noise > 0:
             u = torch.cat([u, e.rng.normal(0, 2, (math.prod(x_shape),), z.dtype)], 1)
         u = u.detach()
-        E, g, x = e.value_and_grad(self.energy, u)
+        E, g, x = e.value_and_grad(self.energy, u, *e.ys)
         e.check_finite(0, E, g, x)
         # drift a = ε/2 and noise b = τ per chain: adaptation scales both, keeping T_L = b²/(2a)
         a = torch.full((B, 1), 0.5 * o.step_size, device=z.device, dtype=z.dtype)
@@ -104,7 +105,7 @@ class DDLS(Kernel):
     def step(self, e, i, s):
         o = self.o
         prop = s.u - s.a * s.g + s.b * e.rng.normal(i, 0, s.u.shape[1:], s.u.dtype)
-        E_p, g_p, x_p = e.value_and_grad(self.energy, prop)
+        E_p, g_p, x_p = e.value_and_grad(self.energy, prop, *e.ys)
         live = e.check_finite(i + 1, E_p, g_p, prop, x_p)
         a, b, accepted = s.a, s.b, s.accepted
         if o.mala:

@@ -52,8 +52,8 @@ def generator_loss(f: Tensor, loss: str) -> Tensor:
 def loss_of_d(engine, D: Callable, loss: str):
     """``(x, t) -> (c(f(x, t)), f)`` for ``Engine.value_and_grad`` (one function per run, so that a
     compiled or graphed step is built once)."""
-    def c_of(xx, tr):
-        f = engine.D(D, xx, tr)
+    def c_of(xx, tr, *ys):   # ys: (y,) for a class-conditional D(x, t, y)
+        f = engine.D(D, xx, tr, *ys)
         return generator_loss(f, loss), f
     return c_of
 
@@ -96,10 +96,10 @@ class DFlow(Kernel):
         return self.n
 
     def init(self, e, z):
-        probe(e, self.G, None, z)
-        x = (e.map(lambda t: e.G(self.G, t), z) if self.G is not None else z).detach()
+        probe(e, self.G, None, z, ys=e.ys)
+        x = (e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys) if self.G is not None else z).detach()
         B = x.shape[0]
-        probe(e, None, self.D, x, cond=(torch.zeros(B, device=x.device, dtype=x.dtype),))
+        probe(e, None, self.D, x, cond=(torch.zeros(B, device=x.device, dtype=x.dtype),), ys=e.ys)
         self.c_of = loss_of_d(e, self.D, self.o.loss)
         self.f = None
         return x
@@ -107,7 +107,7 @@ class DFlow(Kernel):
     def velocity(self, e, x, t):
         """``v(x, t) = -η ∇_x c(f(x, t))`` and ``f``; one forward and one backward of D per particle."""
         tt = torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
-        _, g, f = e.value_and_grad(self.c_of, x, tt, uses_G=False)
+        _, g, f = e.value_and_grad(self.c_of, x, tt, *e.ys, uses_G=False)
         return -self.o.eta * g, f
 
     def step(self, e, i, x):

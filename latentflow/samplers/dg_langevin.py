@@ -5,7 +5,7 @@ For noise levels ``σ_1 > ... > σ_L`` and ``steps`` iterations per level, with 
 The discriminator's logit gradient stands in for the score of a score network. If the discriminator
 tracks the current particles (a score *difference*), turn the noise off (``noise=False``): the noisy
 update would then double-count diffusion. The noise ``ξ`` of global step ``it`` is slot 0 of the
-chain's stream.
+chain's stream. Class labels ``y`` (a conditional model) go last: ``G(z, y)``, ``D(x, y)`` or ``D(x, σ, y)``.
 """
 from __future__ import annotations
 
@@ -72,19 +72,19 @@ class DGLangevin(Kernel):
     def init(self, e, z):
         B, dev, dt = z.shape[0], z.device, z.dtype
         self.sig_rows = [None if lv is None else torch.full((B,), lv, device=dev, dtype=dt) for lv in self.levels]
-        probe(e, self.G, self.D, z, cond=() if self.levels[0] is None else (self.sig_rows[0],))
+        probe(e, self.G, self.D, z, cond=() if self.levels[0] is None else (self.sig_rows[0],), ys=e.ys)
         self.d_val = None
 
-        def logit(xx, *sig):
-            return to_logit(e.D(self.D, xx, *sig), self.o.d_output), None
+        def logit(xx, *rows):   # rows: (σ,) with sigmas, then (y,) for a class-conditional D
+            return to_logit(e.D(self.D, xx, *rows), self.o.d_output), None
         self.logit = logit
-        return (e.map(lambda t: e.G(self.G, t), z) if self.G is not None else z).detach()
+        return (e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys) if self.G is not None else z).detach()
 
     def step(self, e, it, x):
         o = self.o
         level = it // o.steps
         alpha, sig = self.alphas[level], self.sig_rows[level]
-        d_val, g, _ = e.value_and_grad(self.logit, x, *(() if sig is None else (sig,)), uses_G=False)
+        d_val, g, _ = e.value_and_grad(self.logit, x, *(() if sig is None else (sig,)), *e.ys, uses_G=False)
         if it == 0:   # D at the initial state: a non-finite value there is the model's
             e.check_finite(0, d_val)
         x_new = x + (0.5 * alpha * o.guidance) * g

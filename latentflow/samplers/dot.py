@@ -5,7 +5,9 @@ Each sample moves by gradient descent on ``H(y) = ||y - y0 + δ||₂ - d(y) / K_
 ``K_eff = max |d(a) - d(b)| / ||a - b||`` estimates D's Lipschitz constant over random pairs (those
 whose D values are finite). Normal prior: the radial part of the latent gradient is removed (keeps
 ``||z||`` on its shell); uniform prior: ``z`` is clipped to [-1, 1]. Deterministic given ``K_eff``; the
-pairs come from their own counter-based stream (pair j, slot 10/11), not from the chains'.
+pairs come from their own counter-based stream (pair j, slot 10/11), not from the chains'. A
+class-conditional model moves each sample under its own label (``G(z, y[b])``, ``D(x, y[b])``); the two
+ends of a K_eff pair share a label, uniform from the pairs' stream.
 """
 from __future__ import annotations
 
@@ -67,11 +69,14 @@ class DOT(Kernel):
     def draws(self):
         return self.o.k_eff is None
 
-    def _dval(self, e, x):
-        return to_logit(e.D(self.D, x), self.o.d_output)
+    def _dval(self, e, x, *ys):
+        return to_logit(e.D(self.D, x, *ys), self.o.d_output)
 
-    def _gmap(self, e, z):
-        return e.map(lambda t: e.G(self.G, t), z)
+    def _gmap(self, e, z, *ys):
+        return e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *ys)
+
+    def _dmap(self, e, x, *ys):
+        return e.map(lambda t, *yy: self._dval(e, t, *yy), x, *ys)
 
     def _k_eff(self, e, z):
         o, dev, dt = self.o, z.device, z.dtype
@@ -80,8 +85,9 @@ class DOT(Kernel):
         pairs = ChainStream(e.rng.key, torch.arange(o.k_eff_pairs, device=dev))
         if self.G is not None:
             za, zb = (pairs.latents(0, slot, z.shape[1], o.prior, dt) for slot in (10, 11))
-            xa, xb = self._gmap(e, za), self._gmap(e, zb)
-            da, db = (e.map(lambda t: self._dval(e, t), x) for x in (xa, xb))
+            yp = e.aux_labels(pairs, o.k_eff_pairs)   # both ends of a pair share a label
+            xa, xb = self._gmap(e, za, *yp), self._gmap(e, zb, *yp)
+            da, db = (self._dmap(e, x, *yp) for x in (xa, xb))
             ka, kb = (za, zb) if o.space == "latent" else (xa, xb)
         else:
             B = z.shape[0]
@@ -89,27 +95,28 @@ class DOT(Kernel):
             ka, kb = z[ia], z[ib]
             keep = (ka - kb).flatten(1).norm(dim=1) > 0
             ka, kb = ka[keep], kb[keep]
-            da, db = (e.map(lambda t: self._dval(e, t), x) for x in (ka, kb))
+            ya, yb = (tuple(t[i][keep] for t in e.ys) for i in (ia, ib))
+            da, db = self._dmap(e, ka, *ya), self._dmap(e, kb, *yb)
         return estimate_k_eff(ka, kb, da, db)
 
     def init(self, e, z):
         o = self.o
-        probe(e, self.G, self.D, z)
+        probe(e, self.G, self.D, z, ys=e.ys)
         self.k_est = self._k_eff(e, z)
         inv_k = 1.0 / self.k_est.clamp_min(1e-12)
         latent = o.space == "latent"
-        self.y0 = z.detach() if latent else (self._gmap(e, z) if self.G is not None else z).detach()
+        self.y0 = z.detach() if latent else (self._gmap(e, z, *e.ys) if self.G is not None else z).detach()
         self.z = z
 
-        def objective(y, y0_rows):
+        def objective(y, y0_rows, *labels):
             dist = (y - y0_rows + o.delta).flatten(1).norm(dim=1)
-            return dist - self._dval(e, e.G(self.G, y) if latent else y) * inv_k, None
+            return dist - self._dval(e, e.G(self.G, y, *labels) if latent else y, *labels) * inv_k, None
         self.objective = objective
         return State(self.y0.clone(), torch.zeros_like(self.y0) if o.optimizer == "adam" else None, None)
 
     def step(self, e, i, s):
         o = self.o
-        H, g, _ = e.value_and_grad(self.objective, s.y, self.y0, uses_G=o.space == "latent")
+        H, g, _ = e.value_and_grad(self.objective, s.y, self.y0, *e.ys, uses_G=o.space == "latent")
         y, v = s.y, s.v
         if i == 0:   # H at the initial state: a non-finite value there is the model's
             e.check_finite(0, H)
@@ -129,7 +136,7 @@ class DOT(Kernel):
     def finish(self, e, s):
         info = dict(k_eff=self.k_est, objective=s.H if s.H is not None else torch.zeros(s.y.shape[0]))
         if self.o.space == "latent":
-            return self._gmap(e, s.y), s.y, info
+            return self._gmap(e, s.y, *e.ys), s.y, info
         return s.y, (self.z if self.G is not None else None), info
 
 

@@ -13,6 +13,11 @@ Non-finite D values: a NaN is never accepted (the rows are counted in ``info["no
 per row from the prior by the counter-based streams (row b, round/step r, slot 0; accept uniform slot
 1; the pilot run has its own stream, slot 3), so results do not depend on chunking or on how rows are
 split across calls.
+
+Class-conditional models (labels ``y``): output row ``b`` keeps its label, and every proposal of row (chain)
+``b`` is ``G(z', y[b])`` scored by ``D(x', y[b])``, so DRS samples ``p(x | y[b])`` and each MH chain targets
+it. The DRS pilot run draws uniform labels from its own stream (the chains' labels cycled when the number of
+classes is not known), so ``d_M`` is the maximum over the classes.
 """
 from __future__ import annotations
 
@@ -40,9 +45,10 @@ class _GX(Kernel):
     engine_fields = NO_SPEED
     hint = "check that D returns finite values"
 
-    def gx(self, e, z: Tensor):
-        x = e.map(lambda t: e.G(self.G, t), z)
-        return x, e.map(lambda t: to_logit(e.D(self.D, t), self.o.d_output), x)
+    def gx(self, e, z: Tensor, *ys: Tensor):
+        """``(G(z), d(G(z)))`` chunked; ``ys = (y,)``: the labels of these rows, ``G(z, y)``, ``D(x, y)``."""
+        x = e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *ys)
+        return x, e.map(lambda t, *yy: to_logit(e.D(self.D, t, *yy), self.o.d_output), x, *ys)
 
     def validate(self, z):
         check_state(z)
@@ -88,9 +94,10 @@ class DRS(_GX):
     def init(self, e, z):
         o = self.o
         B, k = z.shape
-        probe(e, self.G, self.D, z)
-        zp = ChainStream(e.rng.key, torch.arange(o.pilot, device=z.device)).latents(0, 3, k, o.prior, z.dtype)
-        _, dp = self.gx(e, zp)
+        probe(e, self.G, self.D, z, ys=e.ys)
+        pilot = ChainStream(e.rng.key, torch.arange(o.pilot, device=z.device))
+        zp = pilot.latents(0, 3, k, o.prior, z.dtype)
+        _, dp = self.gx(e, zp, *e.aux_labels(pilot, o.pilot))
         dp = dp[torch.isfinite(dp)]
         if dp.numel() == 0:
             raise OptionError("drs: D returned no finite value on the pilot run; check D and d_output")
@@ -110,7 +117,7 @@ class DRS(_GX):
                               "proposals (max_proposals); lower gamma_percentile or raise max_proposals")
         stream = e.rng.subset(rows)
         zb = self.z0[rows] if r == 0 else stream.latents(r, 0, self.k, o.prior, self.z0.dtype)
-        x, d = self.gx(e, zb)
+        x, d = self.gx(e, zb, *(t[rows] for t in e.ys))
         nan = torch.isnan(d)
         p = torch.where(d == float("inf"), torch.ones_like(d), torch.sigmoid(self.f_of(d, self.d_max) - self.g))
         acc = ~nan & (stream.uniform(r, 1, (), self.z0.dtype) < p)
@@ -154,10 +161,10 @@ class MH(_GX):
     def n_steps(self):
         return self.o.k
 
-    def move(self, e, stream, i, s: MHState) -> tuple[MHState, Tensor]:
-        """One independence-MH step of the chains of ``stream`` (step ``i``)."""
+    def move(self, e, stream, i, s: MHState, ys: tuple = ()) -> tuple[MHState, Tensor]:
+        """One independence-MH step of the chains of ``stream`` (step ``i``; ``ys``: their labels)."""
         zp = stream.latents(i, 0, s.z.shape[1], self.o.prior, s.z.dtype)
-        xp, dp = self.gx(e, zp)
+        xp, dp = self.gx(e, zp, *ys)
         log_u = torch.log(stream.uniform(i, 1, (), s.z.dtype))
         nan = torch.isnan(dp)
         acc = ~nan & ((log_u < dp - s.d) | torch.isnan(s.d) | (dp == float("inf")))
@@ -168,22 +175,22 @@ class MH(_GX):
 
     def init(self, e, z):
         B = z.shape[0]
-        shape = probe(e, self.G, self.D, z)
+        shape = probe(e, self.G, self.D, z, ys=e.ys)
         x0 = self.o.x_init
         if x0 is not None:
             check_state(x0, "x_init", ndim=None)
             if tuple(x0.shape) != (B,) + tuple(shape):
                 raise OptionError(f"x_init must have shape {(B,) + tuple(shape)}; got {tuple(x0.shape)}")
             x0 = x0.to(device=z.device, dtype=z.dtype)
-            d0 = e.map(lambda t: to_logit(e.D(self.D, t), self.o.d_output), x0)
+            d0 = e.map(lambda t, *yy: to_logit(e.D(self.D, t, *yy), self.o.d_output), x0, *e.ys)
         else:
-            x0, d0 = self.gx(e, z)
+            x0, d0 = self.gx(e, z, *e.ys)
         zeros = torch.zeros(B, device=z.device)
         self.z0 = z
         return MHState(x0, d0, z.clone(), zeros.bool(), zeros, zeros.long())
 
     def step(self, e, i, s):
-        s, acc = self.move(e, e.rng, i, s)
+        s, acc = self.move(e, e.rng, i, s, e.ys)
         return s, loop_step(i, s.z, s.d, acc)
 
     def finish(self, e, s):
@@ -191,11 +198,12 @@ class MH(_GX):
         if self.o.x_init is not None and not bool(s.moved.all()):
             idx = torch.nonzero(~s.moved).flatten()
             stream = e.rng.subset(idx)
-            xr, dr = self.gx(e, self.z0[idx])
+            ys = tuple(t[idx] for t in e.ys)
+            xr, dr = self.gx(e, self.z0[idx], *ys)
             zeros = torch.zeros(idx.numel(), device=xr.device)
             sub = MHState(xr, dr, self.z0[idx].clone(), zeros.bool(), zeros, zeros.long())
             for i in range(k, 2 * k):   # the rerun continues each chain's own stream
-                sub, _ = self.move(e, stream, i, sub)
+                sub, _ = self.move(e, stream, i, sub, ys)
             s.x[idx], s.d[idx], s.z[idx], s.counts[idx] = sub.x, sub.d, sub.z, sub.counts
             s.nonfinite[idx] += sub.nonfinite
         e.check_finite(k, s.x, torch.where(torch.isnan(s.d), s.d, torch.zeros_like(s.d)))
