@@ -93,11 +93,18 @@ def _method_names():
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
+@click.option("--format", "formats", multiple=True, metavar="safetensors|png|npz",
+              help="Sample files: safetensors (default), png (a folder samples/ of uint8 PNGs), npz (uint8 "
+                   "arr_0, NHWC); repeat or comma-separate.")
+@click.option("--real", default=None, metavar="DIR|FILE.npz|cifar10-train",
+              help="Real images for Inception FID/KID/IS [default: the model's dataset's, e.g. cifar10-train].")
+@click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2),
+              help="Use the first N real images [default: all].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def sample(model, method, num, steps, step_size, opts, batch_size, compile_, autocast, cuda_graph, class_label, seed,
-           device, out, quiet, as_json):
-    """Refine samples of a model and write samples.safetensors, samples.png and report.json."""
+           device, out, formats, real, num_real, quiet, as_json):
+    """Refine samples of a model and write samples.safetensors (or --format png/npz), samples.png and report.json."""
     options = app.parse_method_options(method, opts)
     if steps is not None:
         options["steps"] = steps
@@ -121,7 +128,8 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"
     rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
-                           batch_size=batch_size, progress=not quiet, class_label=class_label)
+                           batch_size=batch_size, progress=not quiet, class_label=class_label,
+                           formats=list(formats) or None, real=real, num_real=num_real)
     if as_json:
         click.echo(app.json_text(rep))
         return
@@ -144,6 +152,15 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
             b, a = m["before"].get(k), m["after"].get(k)
             fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
             click.echo(f"| {k} | {fmt(b)} | {fmt(a)} |")
+    ref = m.get("real") or {}
+    if "error" in ref:
+        click.echo(f"real-data metrics failed: {ref['error']}")
+    elif ref:
+        click.echo(f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
+                   f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)")
+        for k, why in (ref.get("null_reasons") or {}).items():
+            if k == "is":
+                click.echo(f"IS not computed: {why}")
     click.echo("wrote " + ", ".join(f"{out}/{f}" for f in rep["files"].values()))
 
 

@@ -65,8 +65,9 @@ def write_json(path: Path, obj: dict) -> None:
     atomic_write_json(Path(path), with_null_reasons(obj), indent=2, default=str)
 
 
-def write_samples(path: Path, **tensors) -> None:
-    atomic_save_safetensors({k: v for k, v in tensors.items() if v is not None}, Path(path))
+def write_samples(path: Path, metadata: dict[str, str] | None = None, **tensors) -> None:
+    """The tensors that are not None as safetensors, with string ``metadata``."""
+    atomic_save_safetensors({k: v for k, v in tensors.items() if v is not None}, Path(path), metadata=metadata)
 
 
 def _save_fig(fig, path: Path) -> None:
