@@ -209,11 +209,15 @@ def models_cmd(as_json):
 @click.option("--inception-num", default=None, type=click.IntRange(min=2), help="Samples for Inception FID (images).")
 @click.option("--budget", default=None, type=click.IntRange(min=1),
               help="D evaluations per sample for every method (images) [default: the model's DDLS steps].")
+@click.option("--real", default=None, metavar="DIR|FILE.npz|cifar10-train",
+              help="Real images for Inception FID/KID/IS (images; implies --inception).")
+@click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2), help="Use the first N real images.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)
-def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, budget, seed, quick, out, quiet):
+def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, real, num_real, budget, seed, quick,
+              out, quiet):
     """Run a benchmark suite; writes JSON and a markdown table, prints the table.
 
     \b
@@ -221,7 +225,12 @@ def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, 
       latentflow bench toy2d --num-samples 5000 --seeds 3
       latentflow bench images --model dcgan-fashion -n 2000
     """
-    code = app.run_suite(suite, out=out, seed=seed, echo=click.echo, models=models, num=num, seeds=seeds,
+    extra = {}
+    if real is not None or num_real is not None:
+        if suite != "images":
+            raise app.OptionError(f"--real: only the images suite compares with real images; got suite {suite}")
+        extra = {"real": real, "num_real": num_real}
+    code = app.run_suite(suite, out=out, seed=seed, echo=click.echo, models=models, num=num, seeds=seeds, **extra,
                          methods=method_list.split(",") if method_list else None, quick=quick,
                          inception=inception, inception_num=inception_num, budget=budget, progress=not quiet)
     sys.exit(code)
@@ -312,9 +321,21 @@ def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim
 @main.command("export")
 @click.argument("model")
 @click.option("--out", required=True, metavar="DIR")
-def export_cmd(model, out):
-    """Write a model as G.safetensors + D.safetensors + latentflow.json (uploadable to the Hub)."""
-    app.export(model, out)
+@click.option("--metric", "metric_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A measured metric for the model card, e.g. --metric fid=12.3 (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="An extra Hub tag for the model card (repeatable).")
+@click.option("--repo-id", default=None, metavar="OWNER/REPO", help="The Hub repo, for the card's usage lines.")
+@click.option("--no-card", is_flag=True, help="Do not write the model card README.md.")
+def export_cmd(model, out, metric_pairs, tags, repo_id, no_card):
+    """Write a model as G.safetensors + D.safetensors + latentflow.json and a model card README.md
+    (uploadable to the Hub)."""
+    metrics = {}
+    for k, v in app.split_pairs(metric_pairs, name="--metric"):
+        try:
+            metrics[k] = float(v)
+        except ValueError:
+            raise app.OptionError(f"--metric {k}: expected a number; got {v!r}") from None
+    app.export(model, out, card=not no_card, metrics=metrics or None, tags=list(tags), repo_id=repo_id)
     click.echo(f"wrote {out}")
 
 
