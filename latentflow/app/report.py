@@ -19,9 +19,13 @@ import torch
 from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json, strict_json
 
 
+def package_version() -> str:
+    """latentflow's version (the package is imported before any of its modules: this imports nothing)."""
+    return sys.modules[__package__.rsplit('.', 1)[0]].__version__
+
+
 def env_info(device: torch.device | str = "cpu") -> dict:
-    # the package is imported before any of its modules; reading its version imports nothing
-    __version__ = sys.modules[__package__.rsplit('.', 1)[0]].__version__
+    __version__ = package_version()
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     try:

@@ -214,7 +214,7 @@ def _real_metrics(metrics: dict, extras: dict, before: torch.Tensor, after: torc
 
 def _write_sample_files(folder: Path, extras: dict, model, method, opts, seed, num, start, meta, x0, res) -> dict:
     """The samples in each chosen format; returns ``{kind: file name}`` for the report's ``files``."""
-    from .. import __version__
+    from .report import package_version
     from .sample_files import samples_metadata, to_nhwc_uint8, write_npz, write_png_folder
 
     files: dict = {}
@@ -225,7 +225,7 @@ def _write_sample_files(folder: Path, extras: dict, model, method, opts, seed, n
         labels = res.info.get("labels") if isinstance(res.info, dict) else None
         if torch.is_tensor(labels):
             tensors["labels"] = labels.detach().cpu()
-        meta_s = samples_metadata(model=model, method=method, options=opts, seed=seed, num=num, version=__version__,
+        meta_s = samples_metadata(model=model, method=method, options=opts, seed=seed, num=num, version=package_version(),
                                   value_range=meta_get(meta, "output_range"), labels="labels" in tensors,
                                   start=start)
         write_samples(folder / SAMPLES, metadata=meta_s, **tensors)
