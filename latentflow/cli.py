@@ -94,11 +94,18 @@ def _method_names():
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
+@click.option("--format", "formats", multiple=True, metavar="safetensors|png|npz",
+              help="Sample files: safetensors (default), png (a folder samples/ of uint8 PNGs), npz (uint8 "
+                   "arr_0, NHWC); repeat or comma-separate.")
+@click.option("--real", default=None, metavar="DIR|FILE.npz|cifar10-train",
+              help="Real images for Inception FID/KID/IS [default: the model's dataset's, e.g. cifar10-train].")
+@click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2),
+              help="Use the first N real images [default: all].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def sample(model, method, num, steps, step_size, opts, batch_size, compile_, autocast, cuda_graph, class_label, seed,
-           device, out, quiet, as_json):
-    """Refine samples of a model and write samples.safetensors, samples.png and report.json."""
+           device, out, formats, real, num_real, quiet, as_json):
+    """Refine samples of a model and write samples.safetensors (or --format png/npz), samples.png and report.json."""
     options = app.parse_method_options(method, opts)
     if steps is not None:
         options["steps"] = steps
@@ -130,7 +137,8 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"
     rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
-                           batch_size=batch_size, progress=not quiet, class_label=class_label)
+                           batch_size=batch_size, progress=not quiet, class_label=class_label,
+                           formats=list(formats) or None, real=real, num_real=num_real)
     if as_json:
         click.echo(app.json_text(rep))
         return
@@ -153,6 +161,15 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
             b, a = m["before"].get(k), m["after"].get(k)
             fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
             click.echo(f"| {k} | {fmt(b)} | {fmt(a)} |")
+    ref = m.get("real") or {}
+    if "error" in ref:
+        click.echo(f"real-data metrics failed: {ref['error']}")
+    elif ref:
+        click.echo(f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
+                   f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)")
+        for k, why in (ref.get("null_reasons") or {}).items():
+            if k == "is":
+                click.echo(f"IS not computed: {why}")
     click.echo("wrote " + ", ".join(f"{out}/{f}" for f in rep["files"].values()))
 
 
@@ -201,11 +218,15 @@ def models_cmd(as_json):
 @click.option("--inception-num", default=None, type=click.IntRange(min=2), help="Samples for Inception FID (images).")
 @click.option("--budget", default=None, type=click.IntRange(min=1),
               help="D evaluations per sample for every method (images) [default: the model's DDLS steps].")
+@click.option("--real", default=None, metavar="DIR|FILE.npz|cifar10-train",
+              help="Real images for Inception FID/KID/IS (images; implies --inception).")
+@click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2), help="Use the first N real images.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)
-def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, budget, seed, quick, out, quiet):
+def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, real, num_real, budget, seed, quick,
+              out, quiet):
     """Run a benchmark suite; writes JSON and a markdown table, prints the table.
 
     \b
@@ -213,7 +234,12 @@ def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, 
       latentflow bench toy2d --num-samples 5000 --seeds 3
       latentflow bench images --model dcgan-fashion -n 2000
     """
-    code = app.run_suite(suite, out=out, seed=seed, echo=click.echo, models=models, num=num, seeds=seeds,
+    extra = {}
+    if real is not None or num_real is not None:
+        if suite != "images":
+            raise app.OptionError(f"--real: only the images suite compares with real images; got suite {suite}")
+        extra = {"real": real, "num_real": num_real}
+    code = app.run_suite(suite, out=out, seed=seed, echo=click.echo, models=models, num=num, seeds=seeds, **extra,
                          methods=method_list.split(",") if method_list else None, quick=quick,
                          inception=inception, inception_num=inception_num, budget=budget, progress=not quiet)
     sys.exit(code)
@@ -304,9 +330,21 @@ def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim
 @main.command("export")
 @click.argument("model")
 @click.option("--out", required=True, metavar="DIR")
-def export_cmd(model, out):
-    """Write a model as G.safetensors + D.safetensors + latentflow.json (uploadable to the Hub)."""
-    app.export(model, out)
+@click.option("--metric", "metric_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A measured metric for the model card, e.g. --metric fid=12.3 (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="An extra Hub tag for the model card (repeatable).")
+@click.option("--repo-id", default=None, metavar="OWNER/REPO", help="The Hub repo, for the card's usage lines.")
+@click.option("--no-card", is_flag=True, help="Do not write the model card README.md.")
+def export_cmd(model, out, metric_pairs, tags, repo_id, no_card):
+    """Write a model as G.safetensors + D.safetensors + latentflow.json and a model card README.md
+    (uploadable to the Hub)."""
+    metrics = {}
+    for k, v in app.split_pairs(metric_pairs, name="--metric"):
+        try:
+            metrics[k] = float(v)
+        except ValueError:
+            raise app.OptionError(f"--metric {k}: expected a number; got {v!r}") from None
+    app.export(model, out, card=not no_card, metrics=metrics or None, tags=list(tags), repo_id=repo_id)
     click.echo(f"wrote {out}")
 
 

@@ -12,8 +12,11 @@ MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of Che et al. 2
 2. computes FID-FMNIST, KID and the classifier score with the ``fmnist-classifier`` features against
    Fashion-MNIST test (torch-fidelity's dict kept untouched under ``fidelity_fmnist``); with
    ``inception=True`` also Inception FID (offline weights where torch-fidelity's are absent) on at most
-   ``inception_num`` samples of the generator and of the best DDLS row. The Inception Score with the
-   offline weights is recorded as an error, never a number;
+   ``inception_num`` samples of the generator and of the best DDLS row, against the first
+   ``inception_num`` Fashion-MNIST test images or, with ``real=`` (``--real``: a folder of images, an
+   ``.npz`` or ``cifar10-train``), against that real set (``num_real`` images; cached reference
+   statistics; also KID). The Inception Score with the offline weights is recorded as an error, never a
+   number;
 3. records FID-FMNIST every few steps of each DDLS row (the sampler's ``callback`` keeps the latents;
    Che et al. 2020, Figure 5) and writes ``results.json`` first, then ``results.md`` built from it, a plot of
    FID-FMNIST against sampler steps (``fid_vs_steps.png``) and before/after grids (``grid_*.png``).
@@ -33,8 +36,8 @@ import torch
 
 from ..errors import OptionError
 from ..rng import sample_latents
-from .images_metrics import (M_CS, M_CS_STD, M_FID, M_IFID, M_IS, M_KID, M_KID_STD, fmnist_row_metrics,
-                             inception_row_metrics)
+from .images_metrics import (M_CS, M_CS_STD, M_FID, M_IFID, M_IKID, M_IS, M_KID, M_KID_STD, fmnist_row_metrics,
+                             inception_row_metrics, real_row_metrics)
 from .images_report import TIE_PCT, curves_png, images_table, verdict, write_outputs
 from .images_rows import (ALIASES, DEFAULT_BUDGET, DEFAULT_METHODS, EVAL_KEYS, FULL, QUICK, VARIANTS, ImageVariant,
                           budget_options, parse_method, real_for_calibration, run_row)
@@ -46,7 +49,8 @@ log = logging.getLogger("latentflow.bench")
 __all__ = ["images", "run_images_bench", "IMAGES", "images_table", "verdict", "write_outputs", "curves_png", "parse_method",
            "budget_options", "run_row", "real_for_calibration", "fmnist_row_metrics", "inception_row_metrics",
            "ImageVariant", "VARIANTS", "DEFAULT_METHODS", "ALIASES", "QUICK", "FULL", "DEFAULT_BUDGET", "TIE_PCT",
-           "EVAL_KEYS", "SCHEMA", "SUITE", "M_FID", "M_KID", "M_KID_STD", "M_CS", "M_CS_STD", "M_IFID", "M_IS"]
+           "EVAL_KEYS", "SCHEMA", "SUITE", "M_FID", "M_KID", "M_KID_STD", "M_CS", "M_CS_STD", "M_IFID", "M_IS",
+           "M_IKID", "real_row_metrics"]
 
 SCHEMA = 1
 SUITE = "images"
@@ -56,16 +60,18 @@ def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed:
            budget: int | None = None, quick: bool = False, inception: bool = False,
            inception_num: int | None = None, inception_offline: bool | None = None, n_cal: int | None = None,
            curve_points: int | None = None, progress: bool = False, device: str = "cpu",
-           keep_samples: bool = True) -> tuple[dict, dict]:
+           keep_samples: bool = True, real=None, num_real: int | None = None) -> tuple[dict, dict]:
     """Run the image suite; returns ``(doc, samples)`` with ``samples[label] = float images`` (for grids).
 
     ``model`` is a name, folder or ``hf:`` reference (anything ``latentflow.load`` takes) or a ModelPair.
     ``budget`` defaults to the model's recommended DDLS ``steps`` (manifest ``sampling.ddls``), else 50
-    (quick: 5)."""
-    from ..metrics import to_uint8
+    (quick: 5). ``real``: the real set for the Inception metrics (implies ``inception``), checked first."""
+    from ..metrics import resolve_real, to_uint8
     from ..models import ModelPair, load
     from .fit import generate, meta_get
 
+    rs = resolve_real(real, num_real) if real is not None else None      # before any compute
+    inception = inception or rs is not None
     size = QUICK if quick else FULL
     num = int(num or size["num"])
     if num < 2:
@@ -142,7 +148,7 @@ def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed:
             c["steps"], c[M_FID] = c["steps"][1:], c[M_FID][1:]
     _add_deltas(doc)
     if inception:
-        _add_inception(doc, samples, inception_num, inception_offline, seed, vr)
+        _add_inception(doc, samples, inception_num, inception_offline, seed, vr, rs)
     doc["verdict"] = verdict(doc)
     doc["failed"] = any("error" in r for r in doc["rows"])
     return doc, samples
@@ -158,9 +164,10 @@ def _add_deltas(doc: dict) -> None:
             r["vs_generator_pct"] = {M_FID: 100.0 * (r["metrics"][M_FID] - g) / g}
 
 
-def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: int, vr) -> None:
+def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: int, vr, rs=None) -> None:
     """Inception FID for the generator and the best DDLS row (lowest FID-FMNIST) on ``inception_num``
-    samples; errors (IS offline, or a failure) go into the row's ``metric_errors``."""
+    samples, against Fashion-MNIST test or the real set ``rs``; errors (IS offline, or a failure) go
+    into the row's ``metric_errors``."""
     from ..metrics import to_uint8
 
     ok = [r for r in doc["rows"] if "error" not in r]
@@ -170,12 +177,19 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
         picks.append(min(ddls, key=lambda r: r["metrics"][M_FID]))
     doc["inception"] = {"num": inception_num, "reference": f"Fashion-MNIST test, first {inception_num} images",
                         "rows": [r["label"] for r in picks]}
+    if rs is not None:
+        doc["inception"]["reference"] = f"{rs.spec} ({rs.split or rs.kind}, {rs.num} images)"
+        doc["inception"]["real"] = rs.to_dict()
     for r in picks:
         t0 = time.perf_counter()
         try:
             x = samples[r["label"]][:inception_num]
-            flat, fd, errs = inception_row_metrics(to_uint8(x, vr), n_ref=inception_num, offline=offline,
-                                                   rng_seed=seed)
+            if rs is None:
+                flat, fd, errs = inception_row_metrics(to_uint8(x, vr), n_ref=inception_num, offline=offline,
+                                                       rng_seed=seed)
+            else:
+                flat, fd, errs = real_row_metrics(to_uint8(x, vr), rs, offline=offline, rng_seed=seed)
+                doc["inception"]["real"] = fd["reference"]
             r["metrics"].update(flat)
             r["fidelity_inception"] = fd
             if errs:
@@ -189,20 +203,21 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
 def run_images_bench(model: str = "dcgan-fashion", methods=None, num: int | None = None, seed: int = 0,
                      out: str | Path = "results/images", quick: bool = False, inception: bool = False,
                      progress: bool = True, budget: int | None = None, inception_num: int | None = None,
-                     device: str = "cpu", echo=print) -> int:
+                     device: str = "cpu", echo=print, real=None, num_real: int | None = None) -> int:
     """``latentflow bench images``: run, write ``out/results.{json,md}`` + PNGs, print the table.
 
     Returns the exit code: 0 when every row ran, 1 when any row failed (the others are still written)."""
     return run(IMAGES, out=out, seed=seed, echo=echo, models=(model,), methods=methods, num=num, budget=budget,
-               quick=quick, inception=inception, inception_num=inception_num, progress=progress, device=device)
+               quick=quick, inception=inception, inception_num=inception_num, progress=progress, device=device,
+               real=real, num_real=num_real)
 
 
 def _images_run(models=None, num=None, seed=0, methods=None, quick=False, inception=False, inception_num=None,
-                budget=None, progress=False, device="cpu", **unused) -> tuple[dict, dict]:
+                budget=None, progress=False, device="cpu", real=None, num_real=None, **unused) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     doc, samples = images(models[0] if models else "dcgan-fashion", methods, num=num, seed=seed, budget=budget,
                           quick=quick, inception=inception, inception_num=inception_num, progress=progress,
-                          device=device)
+                          device=device, real=real, num_real=num_real)
     doc["total_wall_s"] = time.perf_counter() - t0
     return doc, samples
 

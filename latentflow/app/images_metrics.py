@@ -1,5 +1,6 @@
 """Row metrics of the image suite: FID-FMNIST, KID and the classifier score in the bundled
-``fmnist-classifier`` feature space, and Inception FID / IS (torch-fidelity's dicts are kept as they are)."""
+``fmnist-classifier`` feature space, and Inception FID / KID / IS against Fashion-MNIST test or a real set
+(``--real``; torch-fidelity's dicts are kept as they are)."""
 from __future__ import annotations
 
 import torch
@@ -12,6 +13,7 @@ M_CS = "classifier_score"
 M_CS_STD = "classifier_score_std"
 M_IFID = "inception_fid"
 M_IS = "inception_score"
+M_IKID = "inception_kid"
 
 
 def fmnist_row_metrics(x_uint8: torch.Tensor, *, rng_seed: int = 0, verbose: bool = False,
@@ -57,3 +59,19 @@ def inception_row_metrics(x_uint8: torch.Tensor, *, n_ref: int = 1000, offline: 
         flat[M_IS], flat[M_IS + "_std"] = fd[KEY_IS_MEAN], fd.get(KEY_IS_STD)
     return flat, fd, errors
 
+
+
+def real_row_metrics(x_uint8: torch.Tensor, real, *, offline: bool | None = None,
+                     rng_seed: int = 0) -> tuple[dict, dict, dict]:
+    """(flat metrics, :func:`latentflow.metrics.real_metrics`'s dict, errors) for Inception FID / KID / IS
+    against the real set ``real`` (cached reference statistics); IS offline goes into ``errors``."""
+    from ..metrics import real_metrics
+
+    m = real_metrics(x_uint8, real, offline=offline, rng_seed=rng_seed)
+    flat = {M_IFID: m["fid"], M_IKID: m["kid"], M_IKID + "_std": m["kid_std"]}
+    errors: dict = {}
+    if m.get("is") is not None:
+        flat[M_IS], flat[M_IS + "_std"] = m["is"], m["is_std"]
+    elif "is" in m.get("null_reasons", {}):
+        errors[M_IS] = m["null_reasons"]["is"]
+    return flat, m, errors

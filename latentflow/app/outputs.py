@@ -84,12 +84,15 @@ class OutputSet:
     """Lock ``out``, give a staging folder for the set's files, and rename it into place on :meth:`commit`.
 
     Use as a context manager: ``with OutputSet(out, names) as s: write(s.staging / name) ...; s.commit()``.
-    ``names`` are the files of a set: a folder holding other files is refused before any compute.
+    ``names`` are the files of this set (all must be written before :meth:`commit`); a folder holding
+    files other than ``names`` and ``allowed`` (those a previous set may hold) is refused before any compute.
     Leaving the block without :meth:`commit` removes the staging folder; the lock is always released."""
 
-    def __init__(self, out: str | os.PathLike, names: tuple[str, ...], what: str = "latentflow sample"):
+    def __init__(self, out: str | os.PathLike, names: tuple[str, ...], what: str = "latentflow sample",
+                 allowed: tuple[str, ...] = ()):
         self.out = check_writable(out)
         self.names, self.what = tuple(names), what
+        self.allowed = set(self.names) | set(allowed)      # names a previous set may hold (other formats)
         self.run_id = uuid.uuid4().hex[:12]
         parent, base = self.out.parent, self.out.name
         self.lock = parent / f".{base}.lock"
@@ -97,7 +100,7 @@ class OutputSet:
         self._old = parent / f".{base}.old-{self.run_id}"
         self._locked = False
         if self.out.is_dir():
-            foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.names)
+            foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.allowed)
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise OptionError(f"out {str(self.out)!r} holds files that are not a previous {what} output "

@@ -19,9 +19,13 @@ import torch
 from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json, strict_json
 
 
+def package_version() -> str:
+    """latentflow's version (the package is imported before any of its modules: this imports nothing)."""
+    return sys.modules[__package__.rsplit('.', 1)[0]].__version__
+
+
 def env_info(device: torch.device | str = "cpu") -> dict:
-    # the package is imported before any of its modules; reading its version imports nothing
-    __version__ = sys.modules[__package__.rsplit('.', 1)[0]].__version__
+    __version__ = package_version()
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     try:
@@ -65,8 +69,9 @@ def write_json(path: Path, obj: dict) -> None:
     atomic_write_json(Path(path), with_null_reasons(obj), indent=2, default=str)
 
 
-def write_samples(path: Path, **tensors) -> None:
-    atomic_save_safetensors({k: v for k, v in tensors.items() if v is not None}, Path(path))
+def write_samples(path: Path, metadata: dict[str, str] | None = None, **tensors) -> None:
+    """The tensors that are not None as safetensors, with string ``metadata``."""
+    atomic_save_safetensors({k: v for k, v in tensors.items() if v is not None}, Path(path), metadata=metadata)
 
 
 def _save_fig(fig, path: Path) -> None:

@@ -5,9 +5,15 @@ samplers, ``method="none"`` (:data:`NO_REFINEMENT`) writes the generator's sampl
 without a generator (``latentflow train dflow`` / ``dgd``) starts from ``x0`` drawn as its ``meta["x0"]``
 says; :func:`check_method_fits` refuses a method the model cannot serve, naming what it lacks.
 
-Every argument (``num``, ``seed``, ``out``, the device) is checked before the model is loaded; the three
-output files are written into a staging folder and renamed into place together
+Every argument (``num``, ``seed``, ``out``, the device, ``formats``, ``real``) is checked before the model is
+loaded; the output files (samples in the chosen formats, see :mod:`latentflow.app.sample_files`, the PNG
+picture and the report) are written into a staging folder and renamed into place together
 (:class:`~latentflow.app.outputs.OutputSet`), under a lock that refuses a concurrent run into ``out``.
+
+Image models also get Inception FID / KID / IS against a real set (:func:`latentflow.metrics.real_metrics`):
+``real`` (a folder of images, an ``.npz``, or a torch-fidelity name such as ``cifar10-train``), by default
+the model's dataset's (``cifar10`` -> ``cifar10-train``); the report's ``metrics.real`` names the set, its
+split, the number of real images and whether the cached reference statistics were used.
 """
 from __future__ import annotations
 
@@ -23,10 +29,13 @@ from ..rng import sample_latents
 from .fit import NO_REFINEMENT, check_method_fits, generate, labels_for, meta_get, method_options, resolve_device
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
+from .sample_files import NPZ, SAMPLES_DIR, parse_formats
 
 #: the files of one ``sample`` output set
 SAMPLES, PNG, REPORT = "samples.safetensors", "samples.png", "report.json"
 OUTPUT_FILES = (SAMPLES, PNG, REPORT)
+#: every name a ``sample`` output set may hold (the formats' files): a folder holding only these is a previous set
+ALL_OUTPUT_FILES = (SAMPLES, SAMPLES_DIR, NPZ, PNG, REPORT)
 
 
 def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float) -> Result:
@@ -39,7 +48,8 @@ def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float) -> Result
 
 def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int = 1000, seed: int = 0,
                  device: str | None = "auto", out: str | Path | None = None, options: dict | None = None,
-                 batch_size: int | None = None, progress: bool = True, class_label: int | str | None = None) -> dict:
+                 batch_size: int | None = None, progress: bool = True, class_label: int | str | None = None,
+                 formats=None, real=None, num_real: int | None = None) -> dict:
     """Refine ``num`` samples of ``model`` with ``method``; write samples, PNG and report to ``out``.
 
     A class-conditional model samples class ``class_label`` (an int), or uniform classes drawn per sample
@@ -47,25 +57,32 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
 
     ``method="none"`` keeps the generator's samples as they are. A model without a generator (a
     ``latentflow train dflow`` or ``dgd`` folder) starts from ``x0`` drawn per its ``meta["x0"]``, and the
-    report's ``start`` says ``"x0"`` instead of ``"generator"``. Returns the report (``report.json``)."""
+    report's ``start`` says ``"x0"`` instead of ``"generator"``. ``formats``: ``"safetensors"`` (default),
+    ``"png"``, ``"npz"`` (a list or a comma list). ``real`` / ``num_real``: the real images for Inception
+    FID/KID/IS of image models (default: the model's dataset's, where it has one). Returns the report
+    (``report.json``)."""
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise OptionError(f"num must be an int >= 1; got {num!r}")
     seed = check_seed(seed)
     dev = resolve_device(device)
-    outset = OutputSet(out, OUTPUT_FILES) if out is not None else None   # checks out, before any compute
+    extras = _check_extras(formats, real, num_real)
+    names = tuple(n for n in ALL_OUTPUT_FILES if n in extras["files"] + (PNG, REPORT))
+    outset = OutputSet(out, names, allowed=ALL_OUTPUT_FILES) if out is not None else None   # before any compute
     if outset is None:
-        return _run(model, method, num, seed, dev, options, batch_size, progress, class_label, None)
+        return _run(model, method, num, seed, dev, options, batch_size, progress, class_label, None, extras)
     with outset:
-        report = _run(model, method, num, seed, dev, options, batch_size, progress, class_label, outset.staging)
+        report = _run(model, method, num, seed, dev, options, batch_size, progress, class_label, outset.staging,
+                      extras)
         outset.commit()
     return report
 
 
-def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder) -> dict:
+def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder, extras=None) -> dict:
     from ..models import load
 
     pair = load(model, device=dev)
     meta = pair.meta
+    extras = _fit_extras(extras or _check_extras(None, None, None), meta)
     if method == NO_REFINEMENT:
         given = sorted(k for k, v in (options or {}).items() if v is not None)
         if given:
@@ -105,14 +122,13 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
                              "counts": torch.bincount(y.cpu(), minlength=int(pair.G.num_classes)).tolist()}
     dataset = meta_get(meta, "dataset")
     report["metrics"] = _metrics(dataset, x0, res.x)
+    _real_metrics(report["metrics"], extras, x0, res.x, meta)
     report["evaluations_per_sample"] = {k: res.info[k] / num for k in
                                         ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")}
     if folder is not None:
         folder = Path(folder)
-        write_samples(folder / SAMPLES, x=res.x.detach().float().cpu(), x_before=x0.detach().float().cpu(),
-                      z=None if res.z is None else res.z.detach().float().cpu(),
-                      y=None if y is None else y.detach().cpu())
-        files = {"samples": SAMPLES, "report": REPORT}
+        files = {**_write_sample_files(folder, extras, model, method, opts, seed, num, start, meta, x0, res, y),
+                 "report": REPORT}
         if x0.dim() == 2 and x0.shape[1] == 2:
             from ..data import TOY
             data = TOY[dataset].sample(2000, generator=1) if dataset in TOY else None
@@ -144,3 +160,89 @@ def _metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> 
         except LatentflowError as e:  # e.g. Fashion-MNIST not installed: the samples are still written
             return {"error": str(e)}
     return {}
+
+
+# ---------------------------------------------------------------------------------------------------
+# output formats and real-data metrics (kept apart from the sampling above)
+
+def _check_extras(formats, real, num_real) -> dict:
+    """The formats and the real set, checked before any compute (one-line ``OptionError`` otherwise)."""
+    from .sample_files import format_files
+    fmts = parse_formats(formats)
+    rs = None
+    if real is not None:
+        from ..metrics import resolve_real
+        rs = resolve_real(real, num_real)
+    elif num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
+        raise OptionError(f"num_real: expected an int >= 2 (FID needs two real images); got {num_real!r}")
+    return {"formats": fmts, "files": format_files(fmts), "real": rs, "num_real": num_real,
+            "real_given": real is not None}
+
+
+def _fit_extras(extras: dict, meta) -> dict:
+    """Refuse formats / a real set the model cannot serve; pick the default real set of its dataset."""
+    from .sample_files import check_formats_fit
+    shape = meta_get(meta, "output_shape")
+    check_formats_fit(extras["formats"], shape)
+    images = shape is not None and len(shape) == 3 and shape[0] in (1, 3)
+    if extras["real"] is not None and not images:
+        raise OptionError(f"real: expected an image model (samples [C, H, W], C = 1 or 3) for FID against real "
+                          f"images; this model's samples have shape {list(shape) if shape is not None else None}")
+    if extras["real"] is None and images:
+        from ..metrics import DEFAULT_REAL, resolve_real
+        default = DEFAULT_REAL.get(meta_get(meta, "dataset"))
+        if default is not None:
+            extras = {**extras, "real": resolve_real(default, extras["num_real"])}
+    return extras
+
+
+def _real_metrics(metrics: dict, extras: dict, before: torch.Tensor, after: torch.Tensor, meta) -> None:
+    """Inception FID/KID/IS of ``before`` and ``after`` vs the real set, into ``metrics`` (``before``,
+    ``after`` gain ``fid``, ``kid``, ``kid_std``, ``is``, ``is_std``; ``real`` describes the reference).
+    A failure (e.g. CIFAR-10 not downloadable) is recorded under ``real.error``: the samples are written."""
+    rs = extras["real"]
+    if rs is None:
+        return
+    from ..metrics import real_metrics, to_uint8
+    vr = tuple(meta_get(meta, "output_range") or (-1.0, 1.0))
+    try:
+        b = real_metrics(to_uint8(before, vr), rs)
+        a = real_metrics(to_uint8(after, vr), rs)
+    except LatentflowError as e:
+        metrics["real"] = {**rs.to_dict(), "error": " ".join(str(e).split())}
+        return
+    keys = ("fid", "kid", "kid_std", "is", "is_std")
+    for side, m in (("before", b), ("after", a)):
+        metrics.setdefault(side, {}).update({k: m[k] for k in keys if k in m})
+    metrics["real"] = {**a["reference"], "cache_hit": b["reference"]["cache_hit"], "n": a["num"],
+                       "metric": "Inception (pool3) FID / KID; IS from its logits",
+                       **({"null_reasons": a["null_reasons"]} if "null_reasons" in a else {})}
+
+
+def _write_sample_files(folder: Path, extras: dict, model, method, opts, seed, num, start, meta, x0, res,
+                        y: torch.Tensor | None = None) -> dict:
+    """The samples in each chosen format; returns ``{kind: file name}`` for the report's ``files``."""
+    from .report import package_version
+    from .sample_files import samples_metadata, to_nhwc_uint8, write_npz, write_png_folder
+
+    files: dict = {}
+    fmts = extras["formats"]
+    if "safetensors" in fmts:
+        tensors = {"x": res.x.detach().float().cpu(), "x_before": x0.detach().float().cpu(),
+                   "z": None if res.z is None else res.z.detach().float().cpu()}
+        if y is not None:   # the class labels of a conditional model, beside x and z
+            tensors["y"] = y.detach().cpu()
+        meta_s = samples_metadata(model=model, method=method, options=opts, seed=seed, num=num, version=package_version(),
+                                  value_range=meta_get(meta, "output_range"), labels="y" in tensors,
+                                  start=start)
+        write_samples(folder / SAMPLES, metadata=meta_s, **tensors)
+        files["samples"] = SAMPLES
+    if "png" in fmts or "npz" in fmts:
+        nhwc = to_nhwc_uint8(res.x, meta_get(meta, "output_range") or (-1.0, 1.0))
+        if "png" in fmts:
+            write_png_folder(folder / SAMPLES_DIR, nhwc)
+            files["png_folder"] = SAMPLES_DIR
+        if "npz" in fmts:
+            write_npz(folder / NPZ, nhwc)
+            files["npz"] = NPZ
+    return files

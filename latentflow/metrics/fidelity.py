@@ -59,7 +59,8 @@ def use_cuda(cuda: bool | None = None) -> bool:
 
 
 def to_uint8(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
-    """Float images in ``value_range`` -> uint8 ``[N, C, H, W]`` on the CPU (clamped, rounded).
+    """Float images in ``value_range`` -> uint8 ``[N, C, H, W]`` on the CPU:
+    ``clamp(round((x - lo) * 255 / (hi - lo)), 0, 255)`` (round half to even; NaN -> 0).
 
     uint8 input is returned unchanged (on the CPU)."""
     if not torch.is_tensor(x):
@@ -73,7 +74,7 @@ def to_uint8(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tenso
     lo, hi = float(value_range[0]), float(value_range[1])
     if not hi > lo:
         raise OptionError(f"value_range: expected (low, high) with high > low; got {value_range!r}")
-    y = (x.detach().float() - lo) * (255.0 / (hi - lo))
+    y = torch.nan_to_num((x.detach().float() - lo) * (255.0 / (hi - lo)), nan=0.0)   # NaN -> 0
     return y.round().clamp(0, 255).to(torch.uint8).cpu()
 
 

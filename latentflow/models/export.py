@@ -2,7 +2,8 @@
 
 :func:`make_pair` wraps modules built from :mod:`latentflow.nets` with the spec that rebuilds them;
 :func:`export` writes ``G.safetensors``, ``D.safetensors`` and ``latentflow.json`` (atomically, with the
-umask's file mode); :func:`convert` turns a pickled checkpoint (read with ``weights_only=True``) into that
+umask's file mode; with ``card=True`` also the model card ``README.md``, :mod:`latentflow.models.card`);
+:func:`convert` turns a pickled checkpoint (read with ``weights_only=True``) into that
 layout.
 """
 from __future__ import annotations
@@ -104,11 +105,13 @@ def make_pair(G, D, *, arch_g, arch_d, kwargs_g=None, kwargs_d=None, name: str =
     return ModelPair(G, D, pair_meta(entry, {r: None for r in ROLES}, G))
 
 
-def export(pair_or_ref, out_dir: str | Path) -> Path:
+def export(pair_or_ref, out_dir: str | Path, *, card: bool = False, metrics: Mapping | None = None,
+           tags=None, repo_id: str | None = None) -> Path:
     """Write ``G.safetensors``, ``D.safetensors`` (each with ``metadata={"latentflow": json.dumps(spec)}``) and
     ``latentflow.json`` (the spec plus file hashes) into ``out_dir``: the layout ``load(folder)`` and
     ``load("hf:user/repo")`` read. ``pair_or_ref`` is a :class:`ModelPair` (from ``load`` or ``make_pair``)
-    or anything ``load`` accepts."""
+    or anything ``load`` accepts. ``card=True`` also writes ``README.md`` with Hugging Face Hub front matter
+    (library_name, tags, license, the ``sampling:`` block, and ``metrics`` such as ``{"fid": 12.3}`` when given)."""
     pair = pair_or_ref if isinstance(pair_or_ref, ModelPair) else load(pair_or_ref)
     if pair.G is None or pair.D is None or pair.extra:
         raise ManifestError(f'export writes G/D pairs; "{pair.meta.get("name")}" has roles '
@@ -126,6 +129,9 @@ def export(pair_or_ref, out_dir: str | Path) -> Path:
         atomic_save_safetensors(sd, target, metadata={"latentflow": json.dumps(spec), "latentflow_role": role})
         files[role] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
     atomic_write_json(out / SPEC_FILE, {**spec, "files": files})
+    if card:
+        from .card import write_card
+        write_card(out, spec, metrics=metrics, tags=tags, repo_id=repo_id)
     log.info("exported %s to %s", spec.get("name"), out)
     return out
 
