@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import latentflow as lf
-from latentflow.errors import DivergenceError, OptionError, ShapeError
+from latentflow.errors import DivergenceError, DivergenceWarning, OptionError, ShapeError
 from analytic import Identity, LinearG, log_normal
 
 N = 4000
@@ -155,7 +155,7 @@ def test_divergence_is_reported_and_chains_frozen(caplog):
     # d = 50 relu(x0)^2: chains with x0 > 0 are pushed out exponentially and blow up; the others do not move
     D = lambda x: 50 * torch.relu(x[:, 0]) ** 2
     z = torch.stack([torch.linspace(-3, 3, 32), torch.zeros(32)], 1).double()
-    with caplog.at_level(logging.WARNING, logger="latentflow"):
+    with caplog.at_level(logging.WARNING, logger="latentflow"), pytest.warns(DivergenceWarning):
         res = lf.refine(Identity(), D, z, method="dgflow", steps=200, step_size=0.1, gamma=0.0, progress=False,
                         on_divergence="warn")
     div = res.diverged
