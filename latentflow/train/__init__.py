@@ -24,6 +24,7 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "scoregan": ("latentflow.train.score_gan", "ScoreGANConfig", "train_score_gan"),
     "flowgan": ("latentflow.train.flowgan", "FloWGANConfig", "train_flowgan"),
     "dgd": ("latentflow.train.flowgan", "NoiseDConfig", "train_noise_d"),
+    "corrector": ("latentflow.train.corrector", "CorrectorConfig", "train_corrector"),
 }
 
 
