@@ -143,3 +143,21 @@ def test_contract_errors():
         lf.refine(G, D, _z(4), method="ex2mcmc", d_output="score", progress=False)
     with pytest.raises(OptionError, match="prior='uniform' needs z in"):
         lf.refine(G, D, 3 + _z(4), method="ex2mcmc", prior="uniform", progress=False)
+
+
+def test_image_benchmark_rows_spend_the_ddls_budget():
+    """The bench's dgflow and ex2mcmc rows, at budget 50, evaluate D (forward) per sample no more often than
+    the DDLS row, and ex2mcmc within one of its iterations (9 evaluations) of it."""
+    from latentflow.app.images_rows import VARIANTS, budget_options, ex2mcmc_evals_per_step
+
+    G, D, *_ = gaussian_problem()
+    B, budget = 6, 50
+
+    def per_sample(key):
+        v = VARIANTS[key]
+        opts = {**budget_options(v.method, budget, v.options), **v.options}
+        res = lf.refine(G, D, _z(B), method=v.method, seed=0, progress=False, **opts)
+        return (res.info["n_D_forward"] - 2) / B      # less the two-row probe
+    ddls, dg, ex2 = per_sample("ddls"), per_sample("dgflow"), per_sample("ex2mcmc")
+    assert ddls == budget + 1 and dg == budget
+    assert ddls - ex2mcmc_evals_per_step(VARIANTS["ex2mcmc"].options) <= ex2 <= ddls
