@@ -21,7 +21,8 @@ def _z(n=N, k=2, seed=1):
 def _shift_ratio(m):
     """d(x) = log N(x; m, I) - log N(x; 0, I) = m·x - |m|²/2: the exact logit of N(m, I) against N(0, I)."""
     m = torch.as_tensor(m, dtype=torch.float64)
-    return lambda x: x @ m.to(x.dtype) - 0.5 * float(m @ m)
+    half = 0.5 * float(m @ m)
+    return lambda x: x @ m.to(x.dtype) - half
 
 
 class AffineRatioD(torch.nn.Module):
@@ -185,3 +186,22 @@ def test_contract_errors():
         lf.refine(Identity(), D, 3 + _z(4), method="dgflow", prior="uniform", progress=False)
     with pytest.raises(ShapeError, match=r"D\(x\) returned shape \(2, 10\)"):
         lf.refine(Identity(), lambda x: torch.zeros(x.shape[0], 10), _z(4), method="dgflow", progress=False)
+
+
+@pytest.mark.parametrize("opts", [dict(gamma=0.1, divergence="JS"), dict(gamma=0.0, batch_size=7, prior="uniform")],
+                         ids=["noisy-js", "chunked-uniform"])
+def test_step_loop_does_no_host_sync(monkeypatch, opts):
+    from latentflow.samplers import _driver
+    from test_speed import _SyncTrap
+
+    trap = _SyncTrap(monkeypatch)
+    orig_finish = _driver.Driver.finish
+
+    def finish(self, *a, **k):
+        trap.armed = False
+        return orig_finish(self, *a, **k)
+    monkeypatch.setattr(_driver.Driver, "finish", finish)
+    z = _z(20).clamp(-1, 1)
+    res = lf.refine(Identity(), _shift_ratio([0.5, 0.2]), z, method="dgflow", steps=4, seed=0, progress=False,
+                    callback=lambda s: setattr(trap, "armed", True), **opts)
+    assert trap.hits == [] and res.x.shape[0] == 20

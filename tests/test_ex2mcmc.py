@@ -161,3 +161,23 @@ def test_image_benchmark_rows_spend_the_ddls_budget():
     ddls, dg, ex2 = per_sample("ddls"), per_sample("dgflow"), per_sample("ex2mcmc")
     assert ddls == budget + 1 and dg == budget
     assert ddls - ex2mcmc_evals_per_step(VARIANTS["ex2mcmc"].options) <= ex2 <= ddls
+
+
+@pytest.mark.parametrize("opts", [dict(mala_steps=2), dict(mala_steps=0, batch_size=7)], ids=["mala", "isir-chunked"])
+def test_step_loop_does_no_host_sync(monkeypatch, opts):
+    """Armed from the first step's callback until the kernel's ``finish`` (which counts the non-finite
+    candidates on the host, once, as MH does)."""
+    from latentflow.samplers.ex2mcmc import Ex2MCMC
+    from test_speed import _SyncTrap
+
+    G, D, *_ = gaussian_problem()
+    trap = _SyncTrap(monkeypatch)
+    orig_finish = Ex2MCMC.finish
+
+    def finish(self, *a, **k):
+        trap.armed = False
+        return orig_finish(self, *a, **k)
+    monkeypatch.setattr(Ex2MCMC, "finish", finish)
+    res = lf.refine(G, D, _z(20), method="ex2mcmc", steps=4, n_particles=4, seed=0, progress=False,
+                    callback=lambda s: setattr(trap, "armed", True), **opts)
+    assert trap.hits == [] and res.x.shape[0] == 20
