@@ -1,6 +1,6 @@
 """Ex2MCMC: i-SIR global moves from the prior interleaved with MALA local moves in latent space
-(Samsonov, Lagutin, Gabrié, Durmus, Naumov & Moulines 2022, "Local-Global MCMC kernels: the best of
-both worlds", Algorithm 2 with a prior proposal).
+(Samsonov et al. 2022, "Local-Global MCMC kernels: the best of both worlds"; the Ex2MCMC kernel with the
+prior as its global proposal, without the flow-fitted proposal of FlEx2MCMC).
 
 Target on the chain variable ``u`` (``= z`` for a normal prior, as in DDLS):
 ``π(u) ∝ exp(-E(u))``, ``E(u) = 1/2 ||u||^2 - d(G(z(u))) / T``. One iteration:

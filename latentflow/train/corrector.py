@@ -6,8 +6,8 @@ D is a logit trained by logistic regression of real data against the generator's
 
 ``L(D) = E_real[softplus(-D(x))] + E_z[softplus(D(G(z)))]``,
 
-whose minimiser is ``D*(x) = log p_data(x) / p_G(x)`` (Ansari et al. 2021, §3.3; Che et al. 2020,
-Thm. 1): exactly the logit ``ddls``, ``dgflow``, ``ex2mcmc``, ``drs`` and ``mh`` read. G is frozen. The
+whose minimiser is ``D*(x) = log p_data(x) / p_G(x)`` (Goodfellow et al. 2014, Prop. 1; the density-ratio
+view of Ansari et al. 2021): exactly the logit ``ddls``, ``dgflow``, ``ex2mcmc``, ``drs`` and ``mh`` read. G is frozen. The
 output folder holds G (unchanged) and the new D in the ``export`` layout, with ``d_output: logit``, so
 ``latentflow.load(out)`` and ``latentflow sample --model out`` read it back.
 
