@@ -247,11 +247,15 @@ def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, 
 
 @main.group("train")
 def train_group():
-    """Train the models the project ships (GANs, Discriminator Flow, Score GAN)."""
+    """Train the models the project ships (GANs, Discriminator Flow, Score GAN) or a corrector D for any G."""
 
 
 def _train_command(kind: str):
     @click.option("--data", default=None, help="Dataset: grid25, ring8, swissroll, fashion-mnist (per trainer).")
+    @click.option("--model", "model_ref", default=None, metavar="M",
+                  help="corrector: the model whose generator gets a new D (name, hf:owner/repo or folder).")
+    @click.option("--real", default=None, metavar="PATH",
+                  help="corrector: real samples, a dataset name or a .safetensors/.npy/.npz/.pt file.")
     @click.option("--steps", default=None, type=click.IntRange(min=1), help="Training steps.")
     @click.option("--batch-size", default=None, type=click.IntRange(min=1))
     @click.option("--seed", default=None, type=int)
@@ -261,15 +265,15 @@ def _train_command(kind: str):
     @click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
     @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
     @click.option("--quiet", is_flag=True, help="No progress bar.")
-    def cmd(data, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
+    def cmd(data, model_ref, real, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
         import dataclasses
 
         Config, train_fn = app.get_trainer(kind)
         if seed is not None:
             app.check_seed(seed)
         fields = {f.name for f in dataclasses.fields(Config)}
-        kw = {k: v for k, v in dict(data=data, steps=steps, batch_size=batch_size, seed=seed,
-                                     device=device).items() if v is not None}
+        kw = {k: v for k, v in dict(data=data, model=model_ref, real=real, steps=steps, batch_size=batch_size,
+                                     seed=seed, device=device).items() if v is not None}
         kw.update(_parse_opts(sets))
         bad = sorted(set(kw) - fields)
         if bad:

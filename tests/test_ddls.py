@@ -154,7 +154,7 @@ def test_contract_errors():
     bad_D = lambda x: torch.zeros(x.shape[0], 10)
     with pytest.raises(ShapeError, match=r"D\(x\) returned shape \(2, 10\); expected \(2,\) or \(2, 1\)"):
         lf.refine(G, bad_D, _z(64), method="ddls", progress=False)
-    with pytest.raises(OptionError, match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dot, drs, mh'):
+    with pytest.raises(OptionError, match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dgflow, dot, drs, ex2mcmc, mh'):
         lf.refine(G, D, _z(4), method="ddsl")
     with pytest.raises(OptionError, match=r"unknown option\(s\) stepsize. Valid options: .*step_size"):
         lf.refine(G, D, _z(4), method="ddls", stepsize=0.1)
@@ -187,3 +187,73 @@ def test_callback_sees_every_step():
               callback=lambda s: seen.append((s.i, s.state.shape, s.energy.shape)))
     assert [s[0] for s in seen] == list(range(5))
     assert seen[0][1] == (8, 2) and seen[0][2] == (8,)
+
+
+# -- step-size / noise schedules (StudioGAN's lgv_decay) ---------------------------------------------------
+
+def _ula_moments(Lam, mu, schedule):
+    """Exact mean and covariance of ULA z <- z - (eps_i/2) Lam (z - mu) + tau_i xi from z0 ~ N(0, I)."""
+    I = torch.eye(2, dtype=torch.float64)
+    m, S = torch.zeros(2, dtype=torch.float64), I.clone()
+    for eps, tau in schedule:
+        M = I - 0.5 * eps * Lam
+        m = mu + M @ (m - mu)
+        S = M @ S @ M.T + tau ** 2 * I
+    return m, S
+
+
+def _studiogan_schedule(rate, std, decay, decay_steps, steps):
+    """(rate_i, noise std_i) of PyTorch-StudioGAN's langevin_sampling, written as StudioGAN does: the noise is
+    sqrt(rate) * N(0, std I) * scaler, and rate and scaler are both multiplied by decay every decay_steps."""
+    out, scaler = [], 1.0
+    for i in range(steps):
+        out.append((rate, math.sqrt(rate) * math.sqrt(std) * scaler))
+        if decay > 0 and decay_steps > 0 and (i + 1) % decay_steps == 0:
+            rate *= decay
+            scaler *= decay
+    return out
+
+
+def test_studiogan_schedule_matches_exact_ula_moments():
+    from latentflow.samplers.ddls import studiogan_options
+
+    G, D, mu, cov, Lam = gaussian_problem()
+    sg = dict(lgv_rate=0.3, lgv_std=0.5, lgv_decay=0.6, lgv_decay_steps=8, lgv_steps=30)
+    opts = studiogan_options(**sg)
+    assert opts["decay_every"] == 8 and opts["noise_decay"] == pytest.approx(0.6 ** 1.5)
+    res = lf.refine(G, D, _z(), method="ddls", seed=0, progress=False, **opts)
+    m_ref, S_ref = _ula_moments(Lam, mu, _studiogan_schedule(sg["lgv_rate"], sg["lgv_std"], sg["lgv_decay"],
+                                                              sg["lgv_decay_steps"], sg["lgv_steps"]))
+    tol_m, tol_c = _mc_tolerances(S_ref, N)
+    assert torch.all((res.z.mean(0) - m_ref).abs() < tol_m)
+    assert torch.all((torch.cov(res.z.T) - S_ref).abs() < tol_c)
+    assert float(res.info["step_size_final"][0]) == pytest.approx(0.3 * 0.6 ** 3)
+    assert float(res.info["noise_scale_final"][0]) == pytest.approx(math.sqrt(0.3 * 0.5) * 0.6 ** 4.5)
+    # the decay is really there: the same run without it has a measurably different covariance
+    _, S_flat = _ula_moments(Lam, mu, _studiogan_schedule(0.3, 0.5, -1, -1, 30))
+    assert torch.any((torch.cov(res.z.T) - S_flat).abs() > tol_c)
+    # no decay options when StudioGAN applies none
+    assert "decay_every" not in studiogan_options(0.1, 1.0)
+
+
+def test_default_noise_decay_keeps_temperature_and_mala_stays_exact():
+    G, D, mu, cov, _ = gaussian_problem()
+    res = lf.refine(G, D, _z(), method="ddls", steps=200, step_size=0.4, mala=True, decay_every=50,
+                    step_decay=0.5, seed=0, progress=False)
+    assert float(res.info["step_size_final"][0]) == pytest.approx(0.4 * 0.5 ** 4)
+    T = res.info["noise_scale_final"][0] ** 2 / res.info["step_size_final"][0]
+    assert float(T) == pytest.approx(1.0)
+    tol_m, tol_c = _mc_tolerances(cov, N)
+    assert torch.all((res.z.mean(0) - mu).abs() < tol_m)
+    assert torch.all((torch.cov(res.z.T) - cov).abs() < tol_c)
+
+
+def test_schedule_option_errors():
+    G, D, *_ = gaussian_problem()
+    with pytest.raises(OptionError, match=r"noise_decay must be None or sqrt\(step_decay\)"):
+        lf.refine(G, D, _z(4), method="ddls", mala=True, decay_every=5, step_decay=0.5, noise_decay=0.5,
+                  progress=False)
+    with pytest.raises(OptionError, match="decay_every must be >= 0"):
+        lf.refine(G, D, _z(4), method="ddls", decay_every=-1, progress=False)
+    with pytest.raises(OptionError, match="step_decay must be > 0"):
+        lf.refine(G, D, _z(4), method="ddls", step_decay=0.0, progress=False)

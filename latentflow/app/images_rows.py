@@ -39,6 +39,10 @@ VARIANTS = {
     "drs-cal": ImageVariant("drs-cal", "DRS (cal)", "drs", calibrated=True),
     "mh-cal": ImageVariant("mh-cal", "MH-GAN (cal)", "mh", calibrated=True),
     "ddls-cal": ImageVariant("ddls-cal", "DDLS (cal, MALA)", "ddls", {"mala": True}, calibrated=True),
+    # the peers: DGflow (Ansari et al. 2021) at the paper's η, γ; Ex2MCMC (Samsonov et al. 2022) with
+    # N = 5 candidates and 4 MALA steps per iteration (9 D evaluations: budget_options counts them)
+    "dgflow": ImageVariant("dgflow", "DGflow (KL)", "dgflow"),
+    "ex2mcmc": ImageVariant("ex2mcmc", "Ex2MCMC", "ex2mcmc", {"n_particles": 5, "mala_steps": 4}),
 }
 DEFAULT_METHODS = tuple(VARIANTS)
 ALIASES = {"none": "generator", "g": "generator", "mh-gan": "mh", "ddls-ula": "ddls", "ula": "ddls",
@@ -95,12 +99,26 @@ def parse_method(spec: str) -> ImageVariant:
     return base
 
 
-def budget_options(method: str, budget: int) -> dict:
-    """The options that put ``method`` at ``budget`` D forward evaluations per sample."""
-    if method in ("ddls", "dot", "dg_langevin"):
+def ex2mcmc_evals_per_step(options: dict | None = None) -> int:
+    """D forward evaluations per chain in one Ex2MCMC iteration: ``N - 1`` candidates, and ``L + 1`` energy
+    evaluations when there are ``L > 0`` MALA steps (defaults from the method's record)."""
+    from ..samplers import methods
+
+    defaults = methods()["ex2mcmc"].options
+    o = {**defaults, **(options or {})}
+    n, L = int(o["n_particles"]), int(o["mala_steps"])
+    return n - 1 + (L + 1 if L else 0)
+
+
+def budget_options(method: str, budget: int, options: dict | None = None) -> dict:
+    """The options that put ``method`` at ``budget`` D forward evaluations per sample (``options``: the
+    row's own, for methods whose cost per step depends on them; Ex2MCMC runs at least one iteration)."""
+    if method in ("ddls", "dot", "dg_langevin", "dgflow"):
         return {"steps": int(budget)}
     if method == "mh":
         return {"k": int(budget)}
+    if method == "ex2mcmc":
+        return {"steps": max(1, int(budget) // ex2mcmc_evals_per_step(options))}
     return {}
 
 
@@ -157,7 +175,7 @@ def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n
         x = generate(pair.G, z)
         return x, {"options": {}, "evals": {"n_G_forward": num, "n_G_backward": 0, "n_D_forward": 0,
                                             "n_D_backward": 0}, "wall_s": time.perf_counter() - t0}, {}
-    user = {**budget_options(v.method, budget), **({"pilot": drs_pilot} if v.method == "drs" else {}),
+    user = {**budget_options(v.method, budget, v.options), **({"pilot": drs_pilot} if v.method == "drs" else {}),
             **v.options}
     opts = method_options(v.method, pair.meta, user)
     D, extra, fields = pair.D, None, {}

@@ -10,6 +10,25 @@ size can adapt per chain towards a target acceptance during the first ``adapt_st
 Random draws per chain: the noise ``ξ`` (slot 0 of step i), the accept uniform (slot 1), the
 output-noise start ``z'`` (slot 2 of step 0). A class-conditional model keeps each chain's label ``y[c]``
 fixed: the chain samples ``p(z | y) ∝ exp(-E(z; y))`` with ``G(z, y)`` and ``D(x, y)``.
+
+Schedules: with ``decay_every = k > 0``, after every k-th step ``ε <- step_decay · ε`` and
+``τ <- noise_decay · τ`` (``noise_decay=None``: ``sqrt(step_decay)``, which keeps ``T_L = τ²/ε`` fixed, the
+only choice MALA takes). PyTorch-StudioGAN's ``langevin_sampling`` (its ``-lgv`` evaluation option)
+runs ``z <- z - (rate/2) ∇E + sqrt(rate) · scaler · n``, ``n ~ N(0, lgv_std · I)`` (``lgv_std`` is passed
+as the *covariance* of ``n``), on ``E = -log N(z; 0, I) - D(G(z))``, and after every ``lgv_decay_steps``
+steps multiplies both ``rate`` and ``scaler`` by ``lgv_decay``; so its noise std ``sqrt(rate · lgv_std) ·
+scaler`` shrinks by ``lgv_decay^1.5`` per decay. :func:`studiogan_options` gives the equivalent options:
+
+=====================  ==========================================================================
+StudioGAN              latentflow ``ddls``
+=====================  ==========================================================================
+``lgv_rate``           ``step_size`` (ε)
+``lgv_std``            ``noise_scale = sqrt(lgv_rate · lgv_std)`` (τ)
+``lgv_decay``          ``step_decay = lgv_decay``, ``noise_decay = lgv_decay ** 1.5``
+``lgv_decay_steps``    ``decay_every`` (StudioGAN decays only when lgv_decay > 0 and lgv_decay_steps > 0)
+``lgv_steps``          ``steps``
+(energy)               ``d_output="logit"`` (D's raw output), ``temperature=1``, ``mala=False``
+=====================  ==========================================================================
 """
 from __future__ import annotations
 
@@ -48,6 +67,11 @@ class DDLSOptions(Options):
     output_noise: float = field(0.0, "ε_n of Che et al. 2020, Corollary 1: sample G(z) + ε_n z' jointly "
                                      "over (z, z')", ge=0)
     record_trace: bool = field(False, 'keep the energy of every chain at every step in info["energy_trace"]')
+    decay_every: int = field(0, "k: after every k-th step multiply ε by step_decay and τ by noise_decay "
+                                "(StudioGAN's lgv_decay_steps); 0: a constant step", ge=0)
+    step_decay: float = field(1.0, "factor on ε every decay_every steps (StudioGAN's lgv_decay)", gt=0)
+    noise_decay: float | None = field(None, "factor on τ every decay_every steps; None: sqrt(step_decay), which "
+                                            "keeps T_L = τ²/ε fixed (StudioGAN: lgv_decay ** 1.5)", gt=0)
 
     def check(self):
         if self.adapt_steps and not self.mala:
@@ -56,6 +80,14 @@ class DDLSOptions(Options):
             raise OptionError(f"adapt_steps must be an int in [0, steps]; got {self.adapt_steps!r}")
         if self.mala and self.noise_scale == 0:
             raise OptionError("mala=True needs noise_scale > 0")
+        if self.mala and self.noise_decay is not None and not math.isclose(self.noise_decay,
+                                                                            math.sqrt(self.step_decay)):
+            raise OptionError(f"mala=True keeps the Langevin temperature fixed: noise_decay must be None or "
+                              f"sqrt(step_decay) = {math.sqrt(self.step_decay):g}; got {self.noise_decay!r}")
+
+    @property
+    def noise_factor(self) -> float:
+        return math.sqrt(self.step_decay) if self.noise_decay is None else float(self.noise_decay)
 
     @property
     def tau(self) -> float:
@@ -124,6 +156,8 @@ class DDLS(Kernel):
         else:
             acc = live
             accepted = accepted + acc.float()
+        if o.decay_every and (i + 1) % o.decay_every == 0:
+            a, b = a * o.step_decay, b * o.noise_factor
         u = torch.where(acc.unsqueeze(1), prop, s.u)
         E = torch.where(acc, E_p, s.E)
         x = torch.where(acc.reshape((-1,) + (1,) * (s.x.dim() - 1)), x_p, s.x)
@@ -136,12 +170,29 @@ class DDLS(Kernel):
         info = dict(energy=s.E, langevin_temperature=self.t_l)
         if o.mala:
             info["accept_rate"] = s.accepted / max(o.steps - o.adapt_steps, 1)
+        if o.mala or o.decay_every:
             info["step_size_final"] = 2 * s.a[:, 0]
+        if o.decay_every:
+            info["noise_scale_final"] = s.b[:, 0]
         if o.output_noise > 0:
             info["output_noise_z"] = s.u[:, self.k:]
         if o.record_trace:
             info["energy_trace"] = torch.stack(s.trace)
         return s.x, latent_from_u(s.u[:, :self.k], o.prior), info
+
+
+def studiogan_options(lgv_rate: float, lgv_std: float, lgv_decay: float = -1, lgv_decay_steps: int = -1,
+                      lgv_steps: int = 1000) -> dict:
+    """The ``ddls`` options that run PyTorch-StudioGAN's ``langevin_sampling`` with its ``-lgv_rate -lgv_std
+    -lgv_decay -lgv_decay_steps -lgv_steps`` (see the table in this module's docstring)."""
+    if not lgv_rate > 0 or not lgv_std > 0:
+        raise OptionError(f"lgv_rate and lgv_std must be > 0; got lgv_rate={lgv_rate!r}, lgv_std={lgv_std!r}")
+    out = dict(steps=int(lgv_steps), step_size=float(lgv_rate), noise_scale=math.sqrt(lgv_rate * lgv_std),
+               d_output="logit", temperature=1.0, mala=False)
+    if lgv_decay > 0 and lgv_decay_steps > 0:
+        out.update(decay_every=int(lgv_decay_steps), step_decay=float(lgv_decay),
+                   noise_decay=float(lgv_decay) ** 1.5)
+    return out
 
 
 ddls = register("ddls", DDLS)

@@ -26,6 +26,7 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "dgd": ("latentflow.train.flowgan", "NoiseDConfig", "train_noise_d"),
     "denoiser": ("latentflow.train.denoiser", "DenoiserConfig", "train_denoiser"),
     "dgdisc": ("latentflow.train.dg_disc", "DGDiscConfig", "train_dg_disc"),
+    "corrector": ("latentflow.train.corrector", "CorrectorConfig", "train_corrector"),
 }
 
 

@@ -1,0 +1,144 @@
+"""Ex2MCMC: i-SIR global moves from the prior interleaved with MALA local moves in latent space
+(Samsonov et al. 2022, "Local-Global MCMC kernels: the best of both worlds"; the Ex2MCMC kernel with the
+prior as its global proposal, without the flow-fitted proposal of FlEx2MCMC).
+
+Target on the chain variable ``u`` (``= z`` for a normal prior, as in DDLS):
+``π(u) ∝ exp(-E(u))``, ``E(u) = 1/2 ||u||^2 - d(G(z(u))) / T``. One iteration:
+
+1. **i-SIR** (iterated sampling–importance–resampling): keep the current state ``u_1 = u`` and draw
+   ``N - 1`` candidates ``u_2..u_N ~ N(0, I)`` (the prior); pick ``u_J`` with probability
+   ``w_j / Σ_k w_k``, ``w_j = π(u_j) / p(u_j) ∝ exp(d(G(z(u_j))) / T)``. This kernel leaves ``π`` invariant
+   for any ``N >= 2`` and jumps between modes the local moves cannot cross.
+2. **MALA** rejuvenation: ``mala_steps`` Metropolis-adjusted Langevin steps ``u' = u - (ε/2) ∇E(u) +
+   sqrt(ε) ξ`` accepted with the Metropolis–Hastings ratio.
+
+Candidates whose D value is not finite get weight 0 (counted in ``info["nonfinite_d"]``). Random draws
+per chain at iteration i: candidates slot 0, the resampling uniform slot 1, MALA step j's noise slot
+2 + 2j and accept uniform slot 3 + 2j. D evaluations per chain and iteration: ``N - 1`` forwards
+(candidates) plus ``mala_steps + 1`` forwards and backwards (when ``mala_steps > 0``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..energy import LatentEnergy, latent_from_u, to_logit, u_from_latent
+from ..options import Options, field
+from ._checks import check_state, probe
+from ._driver import Kernel, loop_step
+from ._registry import register
+
+
+@dataclass(frozen=True)
+class Ex2MCMCOptions(Options):
+    steps: int = field(50, "iterations; each is one i-SIR global step and mala_steps MALA steps", ge=0)
+    n_particles: int = field(10, "N, the i-SIR candidates per chain, the current state included (N - 1 fresh "
+                                 "prior draws per iteration)", ge=2)
+    mala_steps: int = field(5, "local MALA steps after each i-SIR step (0: i-SIR alone)", ge=0)
+    step_size: float = field(0.01, "ε of the MALA steps: drift (ε/2) ∇E, noise sqrt(ε)", gt=0)
+    d_output: Literal["logit", "prob", "critic"] = field("logit", "what D returns (as in DDLS)")
+    prior: Literal["normal", "uniform"] = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (through the normal CDF)")
+    temperature: float = field(1.0, "T dividing the discriminator term: weights exp(d/T)", gt=0)
+
+
+class State(NamedTuple):
+    u: Tensor          # chain state [B, k]
+    logw: Tensor       # d(G(z(u)))/T at the state [B]
+    E: Tensor          # energy at the state [B]
+    mala_acc: Tensor   # MALA accept counts [B]
+    moves: Tensor      # i-SIR steps that picked a fresh candidate [B]
+    nonfinite: Tensor  # candidates with a non-finite D value [B]
+
+
+class Ex2MCMC(Kernel):
+    """Ex2MCMC: i-SIR proposals from the prior (weights exp(d(G(z))/T)) interleaved with MALA steps in latent space."""
+
+    Options = Ex2MCMCOptions
+    needs = {"generator": "required", "discriminator": "D(x)"}
+    hint = "reduce step_size"
+
+    def validate(self, z):
+        check_state(z)
+
+    def init(self, e, z):
+        o = self.o
+        B, k = z.shape
+        x_shape = probe(e, self.G, self.D, z)
+        self.k = k
+        self.energy = LatentEnergy(self.G, self.D, e, latent_dim=k, x_shape=x_shape, prior=o.prior,
+                                   d_output=o.d_output, temperature=o.temperature)
+        u = u_from_latent(z, o.prior).detach()
+        E, g, _ = e.value_and_grad(self.energy, u)
+        e.check_finite(0, E, g)
+        zeros = torch.zeros(B, device=z.device)
+        return State(u, self._logw(u, E), E, zeros, zeros, zeros.long())
+
+    @staticmethod
+    def _logw(u, E):
+        """``d/T = 1/2 ||u||² - E``: the log importance weight against the prior."""
+        return 0.5 * u.pow(2).sum(1) - E
+
+    def _candidate_logw(self, e, u):
+        o = self.o
+
+        def logw(t):
+            d = to_logit(e.D(self.D, e.G(self.G, latent_from_u(t, o.prior))), o.d_output)
+            return d / o.temperature
+        return e.map(logw, u)
+
+    def _isir(self, e, i, s):
+        o = self.o
+        B, k, n = s.u.shape[0], self.k, o.n_particles - 1
+        cand = e.rng.normal(i, 0, (n, k), s.u.dtype)                      # [B, N-1, k]
+        lw = self._candidate_logw(e, cand.reshape(B * n, k)).reshape(B, n)
+        bad = ~torch.isfinite(lw)
+        lw = torch.where(bad, torch.full_like(lw, -float("inf")), lw)
+        logits = torch.cat([s.logw.unsqueeze(1), lw], 1)                  # the current state is candidate 0
+        p = torch.softmax(logits, 1)
+        cum = torch.cumsum(p, 1)
+        v = e.rng.uniform(i, 1, (), cum.dtype).unsqueeze(1) * cum[:, -1:]
+        j = (cum <= v).sum(1).clamp_max(n)                                # inverse CDF of the weights
+        rows = torch.arange(B, device=s.u.device)
+        pick = torch.cat([s.u.unsqueeze(1), cand], 1)[rows, j]
+        return pick, logits[rows, j], j > 0, bad.sum(1)
+
+    def step(self, e, i, s):
+        o = self.o
+        u, logw, moved, n_bad = self._isir(e, i, s)
+        acc_total = s.mala_acc
+        if o.mala_steps == 0:
+            E = 0.5 * u.pow(2).sum(1) - logw
+        else:
+            E, g, _ = e.value_and_grad(self.energy, u)
+            a, b = 0.5 * o.step_size, o.step_size ** 0.5
+            for j in range(o.mala_steps):
+                prop = u - a * g + b * e.rng.normal(i, 2 + 2 * j, u.shape[1:], u.dtype)
+                E_p, g_p, _ = e.value_and_grad(self.energy, prop)
+                live = e.check_finite(i + 1, E_p, g_p, prop)
+                fwd = (prop - u + a * g).pow(2).sum(1)
+                bwd = (u - prop + a * g_p).pow(2).sum(1)
+                log_alpha = -(E_p - E) + (fwd - bwd) / (2 * b * b)
+                acc = live & (torch.log(e.rng.uniform(i, 3 + 2 * j, (), u.dtype)) < log_alpha)
+                u = torch.where(acc.unsqueeze(1), prop, u)
+                E = torch.where(acc, E_p, E)
+                g = torch.where(acc.unsqueeze(1), g_p, g)
+                acc_total = acc_total + acc.float()
+            logw = self._logw(u, E)
+        new = State(u, logw, E, acc_total, s.moves + moved.float(), s.nonfinite + n_bad)
+        return new, loop_step(i, u, E, moved)
+
+    def finish(self, e, s):
+        o = self.o
+        z = latent_from_u(s.u, o.prior)
+        x = e.map(lambda t: e.G(self.G, t), z)
+        info = dict(energy=s.E, global_accept_rate=s.moves / max(o.steps, 1), nonfinite_d=s.nonfinite,
+                    n_nonfinite_d=int(s.nonfinite.sum()))
+        if o.mala_steps:
+            info["accept_rate"] = s.mala_acc / max(o.steps * o.mala_steps, 1)
+        return x, z, info
+
+
+ex2mcmc = register("ex2mcmc", Ex2MCMC)
