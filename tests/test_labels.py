@@ -85,7 +85,9 @@ def test_sample_labels_is_uniform_and_split_invariant():
 @pytest.mark.parametrize("method,opts", [("ddls", dict(steps=3, step_size=0.05, mala=True)),
                                          ("dot", dict(steps=3, lr=0.05)),
                                          ("drs", dict(pilot=200, gamma_percentile=50.0)),
-                                         ("mh", dict(k=5))])
+                                         ("mh", dict(k=5)),
+                                         ("dgflow", dict(steps=3, step_size=0.05)),
+                                         ("ex2mcmc", dict(steps=2, n_particles=4, mala_steps=1, step_size=0.05))])
 def test_labels_survive_chunking_and_chain_offset_splits(model, method, opts):
     G, D = model
     z = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
@@ -97,13 +99,14 @@ def test_labels_survive_chunking_and_chain_offset_splits(model, method, opts):
     a = lf.refine(G, D, z[:11], method=method, seed=5, progress=False, **opts)
     b = lf.refine(G, D, z[11:], method=method, seed=5, progress=False, chain_offset=11, **opts)
     assert torch.equal(torch.cat([a.y, b.y]), full.y)
-    if method in ("ddls", "mh"):   # per-chain maths and streams: the split run is the full run
+    if method in ("ddls", "mh", "dgflow", "ex2mcmc"):   # per-chain maths and streams: the split is the full run
         torch.testing.assert_close(torch.cat([a.x, b.x]), full.x)
     torch.testing.assert_close(full.x, G(full.z, full.y), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("method,opts", [("drs", dict(pilot=200, gamma_percentile=50.0)), ("mh", dict(k=8)),
-                                         ("ddls", dict(steps=2)), ("dot", dict(steps=2))])
+                                         ("ddls", dict(steps=2)), ("dot", dict(steps=2)),
+                                         ("dgflow", dict(steps=2)), ("ex2mcmc", dict(steps=2, n_particles=6))])
 def test_given_labels_are_kept_and_proposals_use_them(model, method, opts):
     G, D = model
     z = torch.randn(40, 2, generator=torch.Generator().manual_seed(2))

@@ -78,11 +78,11 @@ class DGflow(Kernel):
 
     def init(self, e, z):
         o = self.o
-        probe(e, self.G, self.D, z)
+        probe(e, self.G, self.D, z, ys=e.ys)
         self.noise = math.sqrt(2.0 * o.step_size * o.gamma)
 
-        def f_prime(zz):
-            d = to_logit(e.D(self.D, e.G(self.G, zz)), o.d_output)
+        def f_prime(zz, *ys):   # ys: the chains' labels of a conditional model, chunked with zz
+            d = to_logit(e.D(self.D, e.G(self.G, zz, *ys), *ys), o.d_output)
             return f_prime_of_ratio(d, o.divergence), None
         self.f_prime = f_prime
         self.last = None
@@ -90,7 +90,7 @@ class DGflow(Kernel):
 
     def step(self, e, i, z):
         o = self.o
-        fp, g, _ = e.value_and_grad(self.f_prime, z)
+        fp, g, _ = e.value_and_grad(self.f_prime, z, *e.ys)
         if i == 0:   # f' at the initial state: a non-finite value there is the model's
             e.check_finite(0, fp)
         z_new = z - o.step_size * g
@@ -103,7 +103,7 @@ class DGflow(Kernel):
         return z, loop_step(i, z, fp, None)
 
     def finish(self, e, z):
-        x = e.map(lambda t: e.G(self.G, t), z)
+        x = e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys)
         fp = self.last if self.last is not None else torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
         return x, z, dict(f_prime=fp, noise_std=self.noise)
 

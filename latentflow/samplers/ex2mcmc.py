@@ -66,12 +66,12 @@ class Ex2MCMC(Kernel):
     def init(self, e, z):
         o = self.o
         B, k = z.shape
-        x_shape = probe(e, self.G, self.D, z)
+        x_shape = probe(e, self.G, self.D, z, ys=e.ys)
         self.k = k
         self.energy = LatentEnergy(self.G, self.D, e, latent_dim=k, x_shape=x_shape, prior=o.prior,
                                    d_output=o.d_output, temperature=o.temperature)
         u = u_from_latent(z, o.prior).detach()
-        E, g, _ = e.value_and_grad(self.energy, u)
+        E, g, _ = e.value_and_grad(self.energy, u, *e.ys)
         e.check_finite(0, E, g)
         zeros = torch.zeros(B, device=z.device)
         return State(u, self._logw(u, E), E, zeros, zeros, zeros.long())
@@ -81,19 +81,22 @@ class Ex2MCMC(Kernel):
         """``d/T = 1/2 ||u||² - E``: the log importance weight against the prior."""
         return 0.5 * u.pow(2).sum(1) - E
 
-    def _candidate_logw(self, e, u):
+    def _candidate_logw(self, e, u, n: int):
+        """Log weights of ``n`` candidates per chain (rows of ``u`` grouped by chain); a candidate of chain
+        ``c`` of a conditional model is drawn for, and weighed with, ``c``'s label."""
         o = self.o
+        ys = tuple(y.repeat_interleave(n) for y in e.ys)
 
-        def logw(t):
-            d = to_logit(e.D(self.D, e.G(self.G, latent_from_u(t, o.prior))), o.d_output)
+        def logw(t, *yy):
+            d = to_logit(e.D(self.D, e.G(self.G, latent_from_u(t, o.prior), *yy), *yy), o.d_output)
             return d / o.temperature
-        return e.map(logw, u)
+        return e.map(logw, u, *ys)
 
     def _isir(self, e, i, s):
         o = self.o
         B, k, n = s.u.shape[0], self.k, o.n_particles - 1
         cand = e.rng.normal(i, 0, (n, k), s.u.dtype)                      # [B, N-1, k]
-        lw = self._candidate_logw(e, cand.reshape(B * n, k)).reshape(B, n)
+        lw = self._candidate_logw(e, cand.reshape(B * n, k), n).reshape(B, n)
         bad = ~torch.isfinite(lw)
         lw = torch.where(bad, torch.full_like(lw, -float("inf")), lw)
         logits = torch.cat([s.logw.unsqueeze(1), lw], 1)                  # the current state is candidate 0
@@ -112,11 +115,11 @@ class Ex2MCMC(Kernel):
         if o.mala_steps == 0:
             E = 0.5 * u.pow(2).sum(1) - logw
         else:
-            E, g, _ = e.value_and_grad(self.energy, u)
+            E, g, _ = e.value_and_grad(self.energy, u, *e.ys)
             a, b = 0.5 * o.step_size, o.step_size ** 0.5
             for j in range(o.mala_steps):
                 prop = u - a * g + b * e.rng.normal(i, 2 + 2 * j, u.shape[1:], u.dtype)
-                E_p, g_p, _ = e.value_and_grad(self.energy, prop)
+                E_p, g_p, _ = e.value_and_grad(self.energy, prop, *e.ys)
                 live = e.check_finite(i + 1, E_p, g_p, prop)
                 fwd = (prop - u + a * g).pow(2).sum(1)
                 bwd = (u - prop + a * g_p).pow(2).sum(1)
@@ -133,7 +136,7 @@ class Ex2MCMC(Kernel):
     def finish(self, e, s):
         o = self.o
         z = latent_from_u(s.u, o.prior)
-        x = e.map(lambda t: e.G(self.G, t), z)
+        x = e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys)
         info = dict(energy=s.E, global_accept_rate=s.moves / max(o.steps, 1), nonfinite_d=s.nonfinite,
                     n_nonfinite_d=int(s.nonfinite.sum()))
         if o.mala_steps:
