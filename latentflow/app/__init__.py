@@ -1,0 +1,1 @@
+"""Applications built on the library: sampling runs, benchmarks, reports and ``tune``."""
