@@ -11,6 +11,7 @@ on 2-D data, FID-FMNIST (10k Fashion-MNIST test images) on images. A second tabl
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -59,7 +60,7 @@ class Scorer:
             from latentflow.metrics import KEY_FID, fid_fmnist, to_uint8
             return {"fid_fmnist": fid_fmnist(to_uint8(x), verbose=False)[KEY_FID]}
         from latentflow.metrics import toy_metrics
-        return toy_metrics(x, self.spec["data"], reference=self.ref, generator=0)
+        return toy_metrics(x, self.spec["data"], reference=self.ref, n_emd=self.ref.shape[0], generator=0)
 
 
 def _row(label, res, x, n, cpu_s, scorer, **extra):
@@ -151,6 +152,18 @@ def tables(doc: dict) -> tuple[str, str]:
     return "\n".join(out) + "\n", "\n".join(dfl) + "\n"
 
 
+def _merge(doc: dict, mine: list, partial: bool) -> list:
+    """This run's GANs, plus (for a partial run) the other GANs of results.json when its settings match."""
+    old = OUT / "results.json"
+    others = []
+    if partial and old.exists():
+        prev = json.loads(old.read_text())
+        if all(prev.get(k) == doc[k] for k in ("n_real", "budget", "n_test")):
+            names = {g["name"] for g in mine}
+            others = [g for g in prev["gans"] if g["name"] not in names]
+    return sorted(others + mine, key=lambda g: list(fg.SPECS).index(g["name"]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, choices=sorted(fg.SPECS))
@@ -164,9 +177,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("latentflow.samplers").setLevel(logging.ERROR)
     doc = {"n_real": args.n_real, "budget": args.budget, "n_test": args.n_test, "gans": []}
+    mine = []
     for name in args.only or list(fg.SPECS):
         logging.info("=== %s", name)
-        doc["gans"].append(bench_one(name, args.n_test, args.n_real, args.budget, not args.no_defaults, args.retrain))
+        mine.append(bench_one(name, args.n_test, args.n_real, args.budget, not args.no_defaults, args.retrain))
+        doc["gans"] = _merge(doc, mine, bool(args.only))
         atomic_write_json(OUT / "results.json", doc)
     md, dmd = tables(doc)
     atomic_write_text(OUT / "results.md", md)

@@ -2,7 +2,7 @@
 
 The real samples are split into a calibration part (Platt scaling of D, ``latentflow.calibrate``) and a
 validation part. Every candidate (DDLS ULA/MALA over temperature, step size and steps; DOT in latent and
-target space; DRS; MH-GAN; raw and calibrated D; and ``"none"``, the generator alone) is scored on the
+target space; DRS; MH-GAN; raw and calibrated D; data-space Langevin on D (``dg_langevin``); and ``"none"``, the generator alone) is scored on the
 validation metric with few samples; the best third go on with twice the samples (successive halving,
 Jamieson & Talwalkar 2016), until the survivors and ``"none"`` meet on the largest sample, from the
 same initial latents, and the best survivor is confirmed on fresh latents. A candidate whose D evaluations per sample exceed ``budget`` is refused.
@@ -36,7 +36,7 @@ from .tune_metrics import EMD_MAX_N, default_features, frechet, kid, scorer  # n
 
 log = logging.getLogger(__name__)
 METRICS = ("fid", "kid", "emd")
-SEARCHED = ("ddls", "dot", "drs", "mh")
+SEARCHED = ("ddls", "dot", "drs", "mh", "dg_langevin")
 CONFIRM = 3             # paired confirmation draws of the best survivor against "none"
 ETA = 3                 # successive halving keeps the best 1/ETA of the candidates at each rung
 
@@ -60,7 +60,7 @@ def candidates(budget: int, methods=None, calibrated: bool = True) -> list[Candi
     out = [Candidate("none", {})]
     want = set(methods or SEARCHED)
     if "ddls" in want:
-        for T in (1.0, 0.3, 0.1):
+        for T in (1.0, 0.3, 0.1, 0.03):
             for eps in (0.01, 0.03, 0.1):
                 out += [Candidate("ddls", dict(steps=s, step_size=eps, temperature=T)) for s in steps]
             if steps:
@@ -75,6 +75,9 @@ def candidates(budget: int, methods=None, calibrated: bool = True) -> list[Candi
         for space in ("latent", "target"):
             out += [Candidate("dot", dict(steps=s, lr=lr, space=space)) for lr in (0.003, 0.01, 0.03, 0.1)
                     for s in steps]
+    if "dg_langevin" in want:
+        out += [Candidate("dg_langevin", dict(steps=s, step_size=eps)) for eps in (0.001, 0.003, 0.01)
+                for s in steps[-2:]]
     for cal in ((False, True) if calibrated else (False,)):
         if "drs" in want:
             out += [Candidate("drs", dict(gamma_percentile=g, pilot=1000), cal) for g in (95.0, 80.0, 50.0)]
@@ -86,6 +89,7 @@ def candidates(budget: int, methods=None, calibrated: bool = True) -> list[Candi
 
 def _predicted_cost(c: Candidate) -> float:
     return {"none": 0, "ddls": c.options.get("steps", 0) + 1, "dot": c.options.get("steps", 0) + 1,
+            "dg_langevin": c.options.get("steps", 0) + 1,
             "mh": c.options.get("k", 0) + 1}.get(c.method, 0)
 
 
