@@ -68,6 +68,25 @@ def _row(label, res, x, n, cpu_s, scorer, **extra):
             "cpu_s": cpu_s, **extra}
 
 
+def ddls_defaults(name: str, n_test: int) -> list:
+    """Part 4: DDLS settings (DDLS_GRID) on one GAN's test latents."""
+    G, D, _ = fg.load_gan(name)
+    s = fg.SPECS[name]
+    scorer = Scorer(name, n_test)
+    z = latentflow.sample_latents(n_test, s["latent_dim"], s["prior"], generator=999)
+    drows = []
+    for label, o in DDLS_GRID.items():
+        t = time.process_time()
+        res = latentflow.refine(G, D, z, method="ddls", seed=5, progress=False, d_output=s["d_output"],
+                                prior=s["prior"], **o)
+        extra = {}
+        if "accept_rate" in res.info:
+            extra = {"accept_rate": float(res.info["accept_rate"].mean()),
+                     "eps_final_median": float(res.info["step_size_final"].median())}
+        drows.append(_row(label, res, res.x, n_test, time.process_time() - t, scorer, **extra))
+    return drows
+
+
 def bench_one(name: str, n_test: int, n_real: int, budget: int, defaults: bool, retrain: bool) -> dict:
     G, D, meta = fg.load_gan(name, retrain=retrain)
     s = fg.SPECS[name]
@@ -98,17 +117,8 @@ def bench_one(name: str, n_test: int, n_real: int, budget: int, defaults: bool, 
     rows.append(_row(f"tune -> {tr.summary['winner']}", res if tr.method != "none" else None, res.x, n_test,
                      time.process_time() - t, scorer, tune_cpu_s=tune_cpu))
     tr.save(OUT / "recipes" / name)
-    drows = []
-    if defaults:
-        for label, o in DDLS_GRID.items():
-            t = time.process_time()
-            res = latentflow.refine(G, D, z, method="ddls", seed=5, progress=False, d_output=d_out, prior=prior, **o)
-            extra = {}
-            if "accept_rate" in res.info:
-                extra = {"accept_rate": float(res.info["accept_rate"].mean()),
-                         "eps_final_median": float(res.info["step_size_final"].median())}
-            drows.append(_row(label, res, res.x, n_test, time.process_time() - t, scorer, **extra))
-    return {"name": name, "train_cpu_s": meta.get("train_cpu_s"), "d_output": d_out, "prior": prior,
+    drows = ddls_defaults(name, n_test) if defaults else []
+    return {"name": name, "n_real": n_real, "n_test": n_test, "budget": budget, "train_cpu_s": meta.get("train_cpu_s"), "d_output": d_out, "prior": prior,
             "rows": rows, "tune": tr.summary, "tune_cpu_s": tune_cpu, "calibration": tr.calibration,
             "ddls_defaults": drows}
 
@@ -136,7 +146,9 @@ def tables(doc: dict) -> tuple[str, str]:
         hdr = f"| {' | '.join(cols)} |\n|{'---|' * len(cols)}"
         tu = g["tune"]
         out += [f"## {g['name']} (d_output {g['d_output']}, prior {g['prior']}; trained in "
-                f"{_fmt(g['train_cpu_s'], 3)} CPU s; tune {g['tune_cpu_s']:.0f} CPU s)", "",
+                f"{_fmt(g['train_cpu_s'], 3)} CPU s; tune {g['tune_cpu_s']:.0f} CPU s on {g['n_real']} real samples, budget "
+                f"{g.get('budget', doc['budget'])}; "
+                f"test n {g['n_test']})", "",
                 f"tune validation: none {_fmt(tu['none'])}, winner {_fmt(tu['winner_metric'])} "
                 f"({tu['improvement_pct']:.1f} %, mean of {len(tu['confirm'])} confirmation draws); {tu['verdict']}.", "", hdr]
         dfl += [f"## {g['name']}", "", hdr.replace("| row |", "| setting |")]
@@ -154,7 +166,7 @@ def tables(doc: dict) -> tuple[str, str]:
 
 def _merge(doc: dict, mine: list, partial: bool) -> list:
     """This run's GANs, plus (for a partial run) the other GANs of results.json when its settings match."""
-    old = OUT / "results.json"
+    old = OUT / doc["json"]
     others = []
     if partial and old.exists():
         prev = json.loads(old.read_text())
@@ -172,23 +184,45 @@ def main(argv=None) -> int:
     ap.add_argument("--n-real", type=int, default=5000)
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--no-defaults", action="store_true")
+    ap.add_argument("--json", default="results.json", help="file under results/tune for this run's GANs")
+    ap.add_argument("--defaults-only", action="store_true", help="only add the DDLS defaults rows to --json")
+    ap.add_argument("--tables", action="store_true",
+                    help="only rebuild results.md / defaults_measured.md from every results*.json")
     args = ap.parse_args(argv)
+    if args.defaults_only:   # add part 4's DDLS rows to GANs already in --json
+        torch.set_num_threads(1)
+        doc = json.loads((OUT / args.json).read_text())
+        for g in doc["gans"]:
+            if not args.only or g["name"] in args.only:
+                g["ddls_defaults"] = ddls_defaults(g["name"], g.get("n_test", args.n_test))
+                atomic_write_json(OUT / args.json, doc)
+        return main(["--tables"])
+    if args.tables:
+        gans = {}
+        for f in sorted(OUT.glob("results*.json")):
+            d = json.loads(f.read_text())
+            for g in d["gans"]:
+                g.setdefault("n_real", d["n_real"])
+                g.setdefault("n_test", d["n_test"])
+                gans[g["name"]] = g
+        doc = {"n_real": max(g["n_real"] for g in gans.values()), "budget": args.budget,
+               "gans": sorted(gans.values(), key=lambda g: list(fg.SPECS).index(g["name"]))}
+        md, dmd = tables(doc)
+        atomic_write_text(OUT / "results.md", md)
+        atomic_write_text(OUT / "defaults_measured.md", dmd)
+        print(md)
+        return 0
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("latentflow.samplers").setLevel(logging.ERROR)
     doc = {"n_real": args.n_real, "budget": args.budget, "n_test": args.n_test, "gans": []}
-    mine = []
+    mine, doc["json"] = [], args.json
     for name in args.only or list(fg.SPECS):
         logging.info("=== %s", name)
         mine.append(bench_one(name, args.n_test, args.n_real, args.budget, not args.no_defaults, args.retrain))
         doc["gans"] = _merge(doc, mine, bool(args.only))
-        atomic_write_json(OUT / "results.json", doc)
-    md, dmd = tables(doc)
-    atomic_write_text(OUT / "results.md", md)
-    if not args.no_defaults:
-        atomic_write_text(OUT / "defaults_measured.md", dmd)
-    print(md)
-    return 0
+        atomic_write_json(OUT / args.json, doc)
+    return main(["--tables"])
 
 
 if __name__ == "__main__":

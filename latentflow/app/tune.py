@@ -28,7 +28,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .. import calibrate, methods as _methods, refine, sample_latents
+from ..api import refine
+from ..calibration import calibrate
+from ..rng import sample_latents
+from ..samplers import methods as _methods
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..result import Result
@@ -369,7 +372,7 @@ def plot_tune(res: TuneResult, path) -> bool:
 def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
     """``latentflow tune``: load ``model`` (``latentflow.load``), read ``real_path`` (see ``read_real``), tune,
     write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict."""
-    from .. import load
+    from ..models import load
     pair = load(model)
     meta = pair.meta
     real = read_real(real_path)
