@@ -41,12 +41,18 @@ def load_shards(*args, **kwargs):
     return _l(*args, **kwargs)
 
 
+def tune(*args, **kwargs):
+    """Pick the method and settings that improve a GAN on held-out real samples (see ``latentflow.app.tune``)."""
+    from .app.tune import tune as _tune
+    return _tune(*args, **kwargs)
+
+
 def list_models():
     """Names of the models in the manifest, sorted."""
     from .models import list_models as _list
     return _list()
 
 
-__all__ = ["refine", "methods", "load", "list_models", "refine_to_disk", "load_shards", "calibrate", "sample_latents", "Result", "Step",
+__all__ = ["refine", "methods", "load", "list_models", "refine_to_disk", "load_shards", "tune", "calibrate", "sample_latents", "Result", "Step",
            "LatentflowError", "ShapeError", "OptionError", "ManifestError", "IntegrityError",
            "DivergenceError", "DivergenceWarning", "__version__"]

@@ -1,0 +1,389 @@
+"""``tune``: pick the method and settings that improve a given GAN, by successive halving on held-out data.
+
+The real samples are split into a calibration part (Platt scaling of D, ``latentflow.calibrate``) and a
+validation part. Every candidate (DDLS ULA/MALA over temperature, step size and steps; DOT in latent and
+target space; DRS; MH-GAN; raw and calibrated D; data-space Langevin on D (``dg_langevin``); and ``"none"``, the generator alone) is scored on the
+validation metric with few samples; the best third go on with twice the samples (successive halving,
+Jamieson & Talwalkar 2016), until the survivors and ``"none"`` meet on the largest sample, from the
+same initial latents, and the best survivor is confirmed on fresh latents. A candidate whose D evaluations per sample exceed ``budget`` is refused.
+
+Metrics: ``"fid"`` — Fréchet distance ``||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` between
+feature Gaussians; ``"kid"`` — unbiased MMD² with the kernel ``(a·b / F + 1)³`` over subsets; ``"emd"`` —
+exact W1 on 2-D points (``latentflow.metrics.emd``). The winner must beat ``"none"`` on three fresh
+paired latent draws, each time and on average by more than two standard errors of the paired differences;
+otherwise ``"none"`` is recommended, so the recipe is never worse than the generator on validation.
+
+Calibrated DDLS needs no wrapped D: with ``d_cal = a·s + b`` the energy ``-d_cal/T`` has the gradient of
+``-s/(T/a)``, so it runs as raw DDLS at temperature ``T/a`` (and saves as plain options).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..api import refine
+from ..calibration import calibrate
+from ..rng import sample_latents
+from ..samplers import methods as _methods
+from .._io import atomic_write_json, atomic_write_text
+from ..errors import LatentflowError, OptionError, ShapeError
+from ..result import Result
+from .tune_metrics import EMD_MAX_N, default_features, frechet, kid, scorer  # noqa: F401
+
+log = logging.getLogger(__name__)
+METRICS = ("fid", "kid", "emd")
+SEARCHED = ("ddls", "dot", "drs", "mh", "dg_langevin")
+CONFIRM = 3             # paired confirmation draws of the best survivor against "none"
+ETA = 3                 # successive halving keeps the best 1/ETA of the candidates at each rung
+
+
+@dataclass(frozen=True)
+class Candidate:
+    method: str
+    options: dict
+    calibrated: bool = False
+
+    @property
+    def label(self) -> str:
+        o = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options.items())
+        return f"{self.method}{'(cal)' if self.calibrated else ''}[{o}]"
+
+
+def candidates(budget: int, methods=None, calibrated: bool = True) -> list[Candidate]:
+    """The search grid, restricted to ``methods`` and to at most ``budget`` D evaluations per sample."""
+    top = min(100, budget - 2)
+    steps = sorted({s for s in (10, 30, top) if 1 <= s <= top})
+    out = [Candidate("none", {})]
+    want = set(methods or SEARCHED)
+    if "ddls" in want:
+        for T in (1.0, 0.3, 0.1, 0.03):
+            for eps in (0.01, 0.03, 0.1):
+                out += [Candidate("ddls", dict(steps=s, step_size=eps, temperature=T)) for s in steps]
+            if steps:
+                s = steps[-1]
+                out.append(Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True,
+                                                  adapt_steps=s // 2)))
+                if calibrated:
+                    out.append(Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True,
+                                                      adapt_steps=s // 2), True))
+                    out += [Candidate("ddls", dict(steps=s, step_size=0.03, temperature=T), True) for s in steps]
+    if "dot" in want:
+        for space in ("latent", "target"):
+            out += [Candidate("dot", dict(steps=s, lr=lr, space=space)) for lr in (0.003, 0.01, 0.03, 0.1)
+                    for s in steps]
+    if "dg_langevin" in want:
+        out += [Candidate("dg_langevin", dict(steps=s, step_size=eps)) for eps in (0.001, 0.003, 0.01)
+                for s in steps[-2:]]
+    for cal in ((False, True) if calibrated else (False,)):
+        if "drs" in want:
+            out += [Candidate("drs", dict(gamma_percentile=g, pilot=1000), cal) for g in (95.0, 80.0, 50.0)]
+        if "mh" in want:
+            out += [Candidate("mh", dict(k=k), cal) for k in sorted({min(10, budget - 1), 30, budget - 1})
+                    if 1 <= k <= budget - 1]
+    return out
+
+
+def _predicted_cost(c: Candidate) -> float:
+    return {"none": 0, "ddls": c.options.get("steps", 0) + 1, "dot": c.options.get("steps", 0) + 1,
+            "dg_langevin": c.options.get("steps", 0) + 1,
+            "mh": c.options.get("k", 0) + 1}.get(c.method, 0)
+
+
+def _generate(G, z: Tensor) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([G(z[i:i + 4096]) for i in range(0, z.shape[0], 4096)])
+
+
+@dataclass
+class TuneResult:
+    """The winner of ``tune`` and every candidate's score (``table``)."""
+    method: str
+    options: dict
+    calibrated: bool
+    calibration: dict | None
+    table: list
+    G: Callable = field(repr=False)
+    D: Callable = field(repr=False)
+    cal_D: Callable | None = field(repr=False)
+    d_output: str = "logit"
+    prior: str = "normal"
+    metric: str = "fid"
+    summary: dict = field(default_factory=dict)
+
+    def run_options(self) -> dict:
+        """The options ``refine`` gets for the winner (``d_output``/``prior`` included)."""
+        if self.method == "none":
+            return {}
+        valid = _methods()[self.method].options
+        opts = dict(self.options)
+        if "d_output" in valid:
+            opts["d_output"] = "logit" if (self.calibrated and self.method in ("mh", "drs")) else self.d_output
+        if "prior" in valid:
+            opts["prior"] = self.prior
+        return opts
+
+    def refine(self, z: Tensor, seed: int | None = 0) -> Result:
+        """Run the winner on latents ``z`` (calibration included); ``"none"`` returns ``G(z)``."""
+        cand = Candidate(self.method, self.options, self.calibrated)
+        return _run(self.G, self.D, self.cal_D, cand, z, seed, self.d_output, self.prior)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "options": dict(self.options), "run_options": self.run_options(),
+                "calibrated": self.calibrated, "calibration": self.calibration, "metric": self.metric,
+                "summary": self.summary, "table": self.table}
+
+    def save(self, folder) -> Path:
+        """Write ``tune.json`` into ``folder``; when it holds a model (``latentflow.json``), also set the
+        winner's options as that model's ``sampling`` block, which ``latentflow sample --model FOLDER
+        --method M`` applies. ``none`` and calibrated DRS/MH-GAN (not expressible as options) leave it."""
+        import json
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / "tune.json", self.to_dict())
+        spec = folder / "latentflow.json"
+        if spec.exists() and self.method != "none":
+            if self.calibrated and self.method in ("mh", "drs"):
+                log.warning("tune: calibrated %s cannot be written as sampling options; see tune.json", self.method)
+            else:
+                doc = json.loads(spec.read_text())
+                opts = {k: v for k, v in self.run_options().items() if k not in ("progress", "generator")}
+                doc["sampling"] = {**(doc.get("sampling") or {}), self.method: opts}
+                atomic_write_text(spec, json.dumps(doc, indent=2) + "\n")
+        return folder
+
+
+def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str) -> Result:
+    if c.method == "none":
+        x = _generate(G, z)
+        return Result(x=x, z=z, info={"method": "none", "options": {}, "n_D_forward": 0, "n_D_backward": 0,
+                                      "diverged": torch.zeros(z.shape[0], dtype=torch.bool)})
+    valid = _methods()[c.method].options
+    opts = dict(c.options)
+    use_cal = c.calibrated and c.method in ("mh", "drs")
+    if "d_output" in valid:
+        opts["d_output"] = "logit" if use_cal else d_output
+    if "prior" in valid:
+        opts["prior"] = prior
+    return refine(G, cal_D if use_cal else D, z, method=c.method, seed=seed, progress=False, **opts)
+
+
+def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods):
+    if not callable(G) or not callable(D):
+        raise OptionError(f"G and D must be callables; got {type(G).__name__} and {type(D).__name__}")
+    if not isinstance(real, Tensor) or real.dim() < 2 or real.shape[0] < 20:
+        got = tuple(real.shape) if isinstance(real, Tensor) else type(real).__name__
+        raise ShapeError(f"real must be a tensor [N, *X] with N >= 20; got {got}")
+    if not torch.isfinite(real).all():
+        raise ShapeError("real must hold finite values only")
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise OptionError(f"latent_dim must be an int >= 1; got {latent_dim!r}")
+    if prior not in ("normal", "uniform"):
+        raise OptionError(f'prior must be "normal" or "uniform"; got {prior!r}')
+    if d_output not in ("logit", "prob", "critic"):
+        raise OptionError(f'd_output must be "logit", "prob" or "critic"; got {d_output!r}')
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise OptionError(f"budget must be an int >= 1 (D evaluations per sample); got {budget!r}")
+    if metric not in METRICS:
+        raise OptionError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    if features is not None and not callable(features):
+        raise OptionError(f"features must be a callable x -> [B, F] or None; got {type(features).__name__}")
+    bad = sorted(set(methods or ()) - set(SEARCHED))
+    if bad:
+        raise OptionError(f"methods must be a subset of {', '.join(SEARCHED)}; got {', '.join(bad)}")
+
+
+def tune(G, D, real: Tensor, *, latent_dim: int, prior: str = "normal", d_output: str = "logit",
+         budget: int = 100, features: Callable | None = None, metric: str = "fid", methods=None,
+         seed: int = 0, progress: bool = True) -> TuneResult:
+    """Search methods and settings for ``G``/``D`` on the metric against ``real``; returns a ``TuneResult``.
+
+    ``budget`` caps D evaluations per sample (``n_D_forward / n``); ``features`` maps samples to feature
+    rows for ``"fid"``/``"kid"`` (default: raw coordinates for low-dimensional data, the Fashion-MNIST
+    classifier for 28x28 grey images); ``methods`` restricts the search (``"none"`` always competes).
+    Deterministic for a ``seed``. Logs one line per rung when ``progress``."""
+    _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods)
+    t_start = time.process_time()
+    perm = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))
+    n_cal = max(10, int(0.3 * real.shape[0]))
+    real_cal, real_val = real[perm[:n_cal]], real[perm[n_cal:]]
+    if features is None and metric != "emd":
+        features = default_features(real)
+        if features is None:
+            raise OptionError(f"features is needed for samples of shape {tuple(real.shape[1:])}: "
+                              "pass a callable x -> [B, F]")
+    score = scorer(metric, features, real_val, seed)
+    cal_D, calib = None, None
+    z_cal = sample_latents(n_cal, latent_dim, prior, generator=seed + 7919)
+    try:
+        cal_D = calibrate(D, real_cal, _generate(G, z_cal), d_output=d_output)
+        calib = dict(cal_D.fit_info)
+    except LatentflowError as e:
+        log.warning("tune: calibration failed (%s); calibrated candidates are skipped", e)
+    a = calib["a"] if calib else 0.0
+    cands = candidates(budget, methods, calibrated=a > 1e-8)
+    cands = [Candidate(c.method, {**c.options, "temperature": c.options["temperature"] / a}, True)
+             if c.calibrated and c.method == "ddls" else c for c in cands]
+    table, over = [], [c for c in cands if _predicted_cost(c) > budget]
+    for c in over:
+        table.append(dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0,
+                          n=0, metric=None, d_evals_per_sample=_predicted_cost(c), cpu_s=0.0, status="over_budget"))
+    alive = [c for c in cands if c not in over]
+    n_final = min(real_val.shape[0], EMD_MAX_N) if metric == "emd" else real_val.shape[0]
+    sizes = [n_final]
+    while len(sizes) < 4 and sizes[0] // 2 >= 64:
+        sizes.insert(0, sizes[0] // 2)
+    none = cands[0]
+    for rung, n in enumerate(sizes):
+        z = sample_latents(n, latent_dim, prior, generator=seed * 1009 + rung + 1)
+        scores = {}
+        for c in alive:
+            t0 = time.process_time()
+            row = dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=rung, n=n)
+            try:
+                res = _run(G, D, cal_D, c, z, seed + rung, d_output, prior)
+                evals = float(res.info.get("n_D_forward", 0)) / n
+                ok = bool(torch.isfinite(res.x).all())
+                status = "ok" if ok and evals <= budget else ("over_budget" if ok else "diverged")
+                m = score(res.x) if status == "ok" else None
+            except LatentflowError as e:
+                evals, status, m = None, f"error: {e}", None
+            row.update(metric=m, d_evals_per_sample=evals, cpu_s=time.process_time() - t0, status=status)
+            table.append(row)
+            if m is not None and math.isfinite(m):
+                scores[c.label] = m
+        ranked = sorted((c for c in alive if c.label in scores and c != none), key=lambda c: scores[c.label])
+        if progress:
+            best = ranked[0].label if ranked else "-"
+            log.info("tune rung %d: n=%d, %d candidates, best %s (%.4g), none %.4g", rung, n, len(alive), best,
+                     scores[ranked[0].label] if ranked else float("nan"), scores.get(none.label, float("nan")))
+        if rung < len(sizes) - 1:
+            keep = max(1, math.ceil(len(ranked) / ETA)) if rung < len(sizes) - 2 else min(3, len(ranked))
+            alive = [none] + ranked[:keep]
+    # confirmation on fresh latents (not used for selection): the best survivor must beat "none" on each of
+    # CONFIRM paired draws and on average by more than 2 standard errors of the paired differences
+    n, m_none = sizes[-1], scores[none.label]
+    best = ranked[0] if ranked else none
+    diffs, conf = [], []
+    if best != none:
+        for r in range(CONFIRM):
+            z = sample_latents(n, latent_dim, prior, generator=seed * 1009 + 100 + r)
+            a_, b_ = score(_generate(G, z)), score(_run(G, D, cal_D, best, z, seed + 100 + r, d_output, prior).x)
+            conf.append((a_, b_))
+            diffs.append(a_ - b_)
+    mean = sum(diffs) / len(diffs) if diffs else 0.0
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else math.inf
+    win = best if diffs and min(diffs) > 0 and mean > 2 * se else none
+    m_none_c = sum(c[0] for c in conf) / len(conf) if conf else m_none
+    m_win_c = (sum(c[1] for c in conf) / len(conf)) if (conf and win != none) else m_none_c
+    summary = dict(metric=metric, n_validation=n, none=m_none_c, best_candidate=best.label,
+                   best_metric=scores[best.label], confirm=[list(c) for c in conf], diff_mean=mean, diff_se=se,
+                   winner=win.label, winner_metric=m_win_c,
+                   improvement_pct=100 * (1 - m_win_c / m_none_c) if m_none_c else 0.0,
+                   n_candidates=len(cands), rung_sizes=sizes, cpu_s=time.process_time() - t_start,
+                   verdict=("refinement beats the generator alone beyond noise" if win != none else
+                            "nothing beats the generator alone beyond noise: use none"))
+    log.info("tune: %s", summary["verdict"])
+    return TuneResult(method=win.method, options=dict(win.options), calibrated=win.calibrated, calibration=calib,
+                      table=table, G=G, D=D, cal_D=cal_D, d_output=d_output, prior=prior, metric=metric,
+                      summary=summary)
+
+
+def read_real(path) -> Tensor:
+    """Real samples from a ``.npz`` (key ``x``, ``real`` or the first array), ``.pt`` (a tensor or a dict
+    with ``x``; ``torch.load(weights_only=True)``), ``.safetensors`` (``x`` or the first tensor) or a folder
+    of images (PNG/JPEG, to ``[N, C, H, W]`` in [-1, 1]); uint8 arrays are mapped to [-1, 1]."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        import numpy as np
+        from PIL import Image
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not files:
+            raise OptionError(f"real_path: folder {p} holds no .png/.jpg images")
+        arr = np.stack([np.asarray(Image.open(f)) for f in files])
+        x = torch.from_numpy(arr)
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    elif p.suffix == ".npz":
+        import numpy as np
+        with np.load(p) as f:
+            key = next((k for k in ("x", "real") if k in f.files), f.files[0] if f.files else None)
+            if key is None:
+                raise OptionError(f"real_path: {p} holds no array")
+            x = torch.from_numpy(f[key].copy())
+    elif p.suffix in (".pt", ".pth"):
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+        x = obj.get("x") if isinstance(obj, dict) else obj
+    elif p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        d = load_file(str(p))
+        x = d.get("x", next(iter(d.values()), None))
+    else:
+        raise OptionError(f"real_path must be a .npz, .pt, .safetensors file or an image folder; got {p}")
+    if not isinstance(x, Tensor):
+        raise OptionError(f"real_path: {p} holds no tensor of real samples")
+    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
+def tune_table(res: TuneResult, max_rows: int = 30) -> str:
+    """A markdown table of the candidates at their last rung, best first."""
+    last = {}
+    for row in res.table:
+        last[row["label"]] = row
+    rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r["metric"] is not None else math.inf))
+    out = [f"winner: **{res.summary['winner']}** ({res.summary['verdict']})", "",
+           f"| candidate | rung | n | {res.metric} | D evals/sample | CPU s | status |", "|---|---|---|---|---|---|---|"]
+    for r in rows[:max_rows]:
+        m = "-" if r["metric"] is None else f"{r['metric']:.4g}"
+        e = "-" if r["d_evals_per_sample"] is None else f"{r['d_evals_per_sample']:.1f}"
+        out.append(f"| {r['label']} | {r['rung']} | {r['n']} | {m} | {e} | {r['cpu_s']:.2f} | {r['status']} |")
+    return "\n".join(out) + "\n"
+
+
+def plot_tune(res: TuneResult, path) -> bool:
+    """Metric against D evaluations per sample (steps) at the first rung, one series per method."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot")
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for meth in ("none",) + SEARCHED:
+        pts = [(r["d_evals_per_sample"], r["metric"]) for r in res.table
+               if r["rung"] == 0 and r["method"] == meth and r["metric"] is not None]
+        if pts:
+            ax.scatter(*zip(*pts), label=meth, s=14)
+    ax.set_xlabel("D evaluations per sample")
+    ax.set_ylabel(f"{res.metric} (rung 0)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
+    """``latentflow tune``: load ``model`` (``latentflow.load``), read ``real_path`` (see ``read_real``), tune,
+    write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict."""
+    from ..models import load
+    pair = load(model)
+    meta = pair.meta
+    real = read_real(real_path)
+    metric = "emd" if real.dim() == 2 and real.shape[1] == 2 else "fid"
+    res = tune(pair.G, pair.D, real, latent_dim=int(meta["latent_dim"]), prior=meta.get("prior") or "normal",
+               d_output=meta.get("d_output") or "logit", budget=budget, metric=metric, seed=seed, progress=not quiet)
+    doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "tune.json", doc)
+        atomic_write_text(out / "tune.md", tune_table(res))
+        plot_tune(res, out / "tune.png")
+    return doc
