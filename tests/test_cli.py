@@ -206,3 +206,25 @@ def test_no_option_is_a_prefix_of_a_torchrun_option():
     sample = main.commands["sample"]
     num = next(p for p in sample.params if p.name == "num")
     assert "-n" in num.opts and "--num-samples" in num.opts and "--num" in num.opts
+
+
+def test_tune_command_wires_the_app_and_checks_real_first(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from latentflow import app
+    from latentflow.cli import main
+    r = CliRunner().invoke(main, ["tune", "--model", "grid25-wgangp", "--real", str(tmp_path / "missing.npz")])
+    assert r.exit_code == 1 and "--real: no such file or folder" in r.output
+    real = tmp_path / "real.npz"
+    real.write_bytes(b"")
+    seen = {}
+
+    def fake(model, real_path, **kw):
+        seen.update(model=model, real=real_path, **kw)
+        return {"method": "dot", "options": {"steps": 10}, "table_md": "| candidate |"}
+    monkeypatch.setattr(app, "run_tune", fake)
+    r = CliRunner().invoke(main, ["tune", "--model", "grid25-wgangp", "--real", str(real), "--budget", "30",
+                                  "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"model": "grid25-wgangp", "real": str(real), "budget": 30, "out": None, "seed": 0, "quiet": True}
+    assert 'recommended: dot {"steps": 10}' in r.output

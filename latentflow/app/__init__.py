@@ -22,7 +22,13 @@ from .suites import SUITES, Suite, run_suite, suite_names
 __all__ = ["LatentflowError", "OptionError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
-           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer"]
+           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "run_tune"]
+
+
+def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
+    """``latentflow tune``: :func:`latentflow.app.tune.run_tune_command` (writes tune.json/.md/.png)."""
+    from .tune import run_tune_command
+    return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
 
 
 def list_methods() -> dict:

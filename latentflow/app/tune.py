@@ -380,10 +380,11 @@ def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 
     res = tune(pair.G, pair.D, real, latent_dim=int(meta["latent_dim"]), prior=meta.get("prior") or "normal",
                d_output=meta.get("d_output") or "logit", budget=budget, metric=metric, seed=seed, progress=not quiet)
     doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
+    table = tune_table(res)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "tune.json", doc)
-        atomic_write_text(out / "tune.md", tune_table(res))
+        atomic_write_text(out / "tune.md", table)
         plot_tune(res, out / "tune.png")
-    return doc
+    return {**doc, "table_md": table}
