@@ -16,10 +16,12 @@ from .result import Result, Step
 from .rng import sample_latents
 from .samplers import methods
 from .models import set_method_table as _set_method_table
+from .models import set_sampler as _set_sampler
 
 # the manifest checks its per-method sampling defaults against the samplers' registry (models cannot import
 # samplers: they sit on the same level), so the facade, above both, connects them
 _set_method_table(lambda: {name: info.options for name, info in methods().items()})
+_set_sampler(refine)      # ModelPair.refine runs latentflow.refine through this hook, for the same reason
 
 
 def load(ref, **kwargs):

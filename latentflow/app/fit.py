@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError
+from ..models import sampling_options
 from ..samplers import methods
 
 #: the ``method`` of :func:`sample_model` (``latentflow sample --method none``) that refines nothing
@@ -97,17 +98,10 @@ def generate(G, z: torch.Tensor, batch_size: int = 1024, y: torch.Tensor | None 
 
 def method_options(method: str, meta: Any, user: dict) -> dict:
     """The options a run uses: the model's recommended ones for ``method`` (manifest ``sampling``),
-    the model's ``d_output`` and prior where the method takes them, then the user's on top."""
-    valid = methods()[method].options
-    opts: dict = {}
-    rec = (meta_get(meta, "sampling") or {}).get(method, {})
-    opts.update(rec)
-    if "d_output" in valid and meta_get(meta, "d_output"):
-        opts["d_output"] = meta_get(meta, "d_output")
-    if "prior" in valid and meta_get(meta, "prior"):
-        opts["prior"] = meta_get(meta, "prior")
-    opts.update({k: v for k, v in user.items() if v is not None})
-    return opts
+    the model's ``d_output`` and prior where the method takes them, then the user's on top (``None``: not
+    given). One rule with :meth:`ModelPair.refine <latentflow.models.ModelPair.refine>`:
+    :func:`latentflow.models.sampling_options`."""
+    return sampling_options(method, meta, user, methods()[method].options)
 
 
 def _roles(meta: Any) -> list[str]:

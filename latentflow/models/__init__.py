@@ -17,6 +17,7 @@ from .manifest import get_entry, list_models
 from .pair import ModelPair
 from .pins import verify
 from .resolve import resolve
+from .sampling import sampling_options, set_sampler
 from .sources import fetch
 from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
 from .table import model_rows, models_table
@@ -24,4 +25,4 @@ from .validate import set_method_table
 
 __all__ = ["load", "ModelPair", "list_models", "get_entry", "convert", "export", "make_pair", "models_table",
            "model_rows", "resolve", "fetch", "verify", "cache_dir", "ArchSpec", "FileRef", "ModelEntry",
-           "TrainedEntry", "set_method_table"]
+           "TrainedEntry", "set_method_table", "sampling_options", "set_sampler"]

@@ -27,7 +27,8 @@ class ModelPair:
     the generator-free Discriminator Flow (``dflow``) and noise-conditioned D (``dgd``), ``D`` is ``None``
     for Score GAN and FloWGAN. ``extra`` holds any further networks by role: Score GAN's ``"S"``, the
     denoiser ``S(x̃, σ)`` of the *generated* distribution (its score is ``(S(x̃, σ) - x̃)/σ²``).
-    :meth:`initial_state` draws what ``refine(pair.G, pair.D, ·)`` starts from.
+    :meth:`initial_state` draws what ``refine(pair.G, pair.D, ·)`` starts from; :meth:`refine` runs a method
+    with the model's recommended settings, as ``latentflow sample`` does.
     """
     G: Any
     D: Any
@@ -97,3 +98,44 @@ class ModelPair:
             if getattr(m, "num_classes", 0):
                 m.class_label = label
         return self
+
+    def refine(self, z=None, method: str = "ddls", *, n: int | None = None, seed: int | None = None,
+               generator=None, y=None, class_label: int | None = None, **overrides):
+        """Run ``latentflow.refine(pair.G, pair.D, z, method, ...)`` with this model's recommended settings:
+        ``meta["sampling"][method]`` (manifest entry or the folder's ``latentflow.json``), the model's
+        ``d_output`` and prior where the method takes them, then ``overrides`` on top (a ``None`` override is a
+        value, e.g. ``noise_scale=None``); the same merge as ``latentflow sample``
+        (:func:`~latentflow.models.sampling_options`).
+
+        ``z=None``: ``n`` starting points from the model's prior (:meth:`initial_state`: latents, or the
+        particles ``x0`` of a generator-free model). ``seed`` (or a ``torch.Generator`` ``generator``) draws
+        ``z``, the labels and the sampler's streams in that order, as ``latentflow sample --seed`` does, so
+        ``pair.refine(n=64, method="ddls", seed=0)`` gives ``latentflow sample --num 64 --seed 0``'s samples.
+        A class-conditional model gets ``y`` (labels ``[n]`` or one int), else ``class_label`` for every
+        sample, else uniform labels per sample (:meth:`labels`). Returns the ``Result``."""
+        import torch
+        from .sampling import sampler, sampling_options
+        from .validate import _method_table
+        if seed is not None and generator is not None:
+            raise OptionError("pass either seed or generator, not both")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise OptionError(f"seed must be an int or None; got {seed!r}")
+            generator = torch.Generator("cpu").manual_seed(seed)
+        elif generator is None or isinstance(generator, int):
+            generator = torch.Generator("cpu").manual_seed(0 if generator is None else int(generator))
+        table = _method_table() if _method_table is not None else {}
+        if method not in table:
+            raise OptionError(f'Unknown method "{method}". Available: {", ".join(sorted(table))}')
+        if z is None:
+            if n is None:
+                raise OptionError("pass z (the starting points) or n (how many to draw from the prior)")
+            z = self.initial_state(n, generator=generator)
+        elif n is not None and n != z.shape[0]:
+            raise OptionError(f"n must be None or z.shape[0] = {z.shape[0]} when z is given; got {n!r}")
+        if y is None and self.num_classes > 0 and self.G is not None:
+            y = self.labels(z.shape[0], class_label, generator=generator, device=z.device)
+        elif class_label is not None and y is None:
+            raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; it takes no class_label')
+        opts = sampling_options(method, self.meta, overrides, table[method], none_is_unset=False)
+        return sampler()(self.G, self.D, z, method=method, generator=generator, y=y, **opts)

@@ -46,6 +46,9 @@ from ._checks import check_state, probe
 from ._driver import Kernel, loop_step
 from ._registry import register
 
+#: step-size adaptation: gain γ0 t^-κ on log ε (see :meth:`DDLS._adapt`)
+ADAPT_GAIN, ADAPT_DECAY = 4.0, 0.6
+
 D_OUTPUT = Literal["logit", "prob", "critic"]
 PRIOR = Literal["normal", "uniform"]
 
@@ -61,7 +64,8 @@ class DDLSOptions(Options):
     temperature: float = field(1.0, "T dividing the discriminator term of the energy", gt=0)
     mala: bool = field(False, "accept/reject each move with the Metropolis–Hastings ratio (MALA)")
     adapt_steps: int = field(0, "MALA only: adapt each chain's step size towards target_accept during the "
-                                "first adapt_steps steps (Robbins–Monro on log ε, T_L fixed)", ge=0)
+                                "first adapt_steps steps (Robbins–Monro on log ε with a decaying gain, then frozen at the average "
+                                "of its second half; T_L fixed)", ge=0)
     target_accept: float = field(0.574, "acceptance rate the adaptation aims at (0.574 is optimal for MALA)",
                                  gt=0, lt=1)
     output_noise: float = field(0.0, "ε_n of Che et al. 2020, Corollary 1: sample G(z) + ε_n z' jointly "
@@ -103,6 +107,7 @@ class State(NamedTuple):
     b: Tensor          # noise τ per chain [B, 1]
     accepted: Tensor   # accept counts [B]
     trace: tuple
+    log_eps_bar: Tensor  # adaptation: running average of log ε per chain [B, 1]
 
 
 class DDLS(Kernel):
@@ -132,14 +137,15 @@ class DDLS(Kernel):
         # drift a = ε/2 and noise b = τ per chain: adaptation scales both, keeping T_L = b²/(2a)
         a = torch.full((B, 1), 0.5 * o.step_size, device=z.device, dtype=z.dtype)
         b = torch.full((B, 1), o.tau, device=z.device, dtype=z.dtype)
-        return State(u, E, g, x, a, b, torch.zeros(B, device=z.device), (E,) if o.record_trace else ())
+        return State(u, E, g, x, a, b, torch.zeros(B, device=z.device), (E,) if o.record_trace else (),
+                     torch.log(2 * a))
 
     def step(self, e, i, s):
         o = self.o
         prop = s.u - s.a * s.g + s.b * e.rng.normal(i, 0, s.u.shape[1:], s.u.dtype)
         E_p, g_p, x_p = e.value_and_grad(self.energy, prop, *e.ys)
         live = e.check_finite(i + 1, E_p, g_p, prop, x_p)
-        a, b, accepted = s.a, s.b, s.accepted
+        a, b, accepted, log_eps_bar = s.a, s.b, s.accepted, s.log_eps_bar
         if o.mala:
             # log q(s | s') - log q(s' | s) for q(s' | s) = N(s - a ∇E(s), b² I)
             fwd = (prop - s.u + a * s.g).pow(2).sum(1)
@@ -147,9 +153,7 @@ class DDLS(Kernel):
             log_alpha = -(E_p - s.E) / self.t_l + (fwd - bwd) / (2 * b[:, 0].pow(2))
             acc = live & (torch.log(e.rng.uniform(i, 1, (), s.u.dtype)) < log_alpha)
             if i < o.adapt_steps:
-                p_acc = torch.exp(torch.clamp(torch.nan_to_num(log_alpha, nan=-1e4), max=0.0))
-                fac = torch.exp(0.05 * (p_acc - o.target_accept)).unsqueeze(1)
-                a = torch.where(live.unsqueeze(1), a * fac, a)
+                a, log_eps_bar = self._adapt(i, live, log_alpha, s)
                 b = torch.sqrt(2 * a * self.t_l)
             else:
                 accepted = accepted + acc.float()
@@ -162,8 +166,28 @@ class DDLS(Kernel):
         E = torch.where(acc, E_p, s.E)
         x = torch.where(acc.reshape((-1,) + (1,) * (s.x.dim() - 1)), x_p, s.x)
         new = State(u, E, torch.where(acc.unsqueeze(1), g_p, s.g), x, a, b, accepted,
-                    s.trace + (E,) if o.record_trace else ())
+                    s.trace + (E,) if o.record_trace else (), log_eps_bar)
         return new, loop_step(i, u, E, acc)
+
+    def _adapt(self, i, live, log_alpha, s):
+        """One Robbins–Monro update of each chain's log ε with a decaying gain, at t = i + 1::
+
+            log ε_t = log ε_{t-1} + γ0 t^-κ (α_t - δ),      γ0 = 4, κ = 0.6
+
+        (α_t: the MH acceptance probability of step t, 0 for a chain whose proposal was not finite; δ =
+        target_accept). The gain sums to ≫ 1 over tens of steps, so ε travels decades from any ε0 (α ∈ [0, 1]
+        moves log ε by up to 4 per step at first), and shrinks, so the iterates settle. The last adaptation
+        step freezes ε at the Polyak–Ruppert average of log ε_t over the second half of the adaptation
+        (Robbins & Monro 1951; Polyak & Juditsky 1992). Returns (drift a = ε/2, averaged log ε), [B, 1]."""
+        o, t = self.o, i + 1
+        p_acc = torch.exp(torch.clamp(torch.nan_to_num(log_alpha, nan=-math.inf), max=0.0))
+        p_acc = torch.where(live, p_acc, torch.zeros_like(p_acc)).unsqueeze(1).to(s.a.dtype)
+        log_eps = torch.log(2 * s.a) + ADAPT_GAIN * t ** -ADAPT_DECAY * (p_acc - o.target_accept)
+        log_eps = torch.clamp(log_eps, min=-60.0, max=20.0)     # keep exp() and the proposal finite
+        n_avg = t - o.adapt_steps // 2
+        log_eps_bar = s.log_eps_bar + (log_eps - s.log_eps_bar) / n_avg if n_avg >= 1 else s.log_eps_bar
+        a = 0.5 * torch.exp(log_eps_bar if t == o.adapt_steps else log_eps)
+        return a, log_eps_bar
 
     def finish(self, e, s):
         o = self.o
