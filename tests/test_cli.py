@@ -77,9 +77,9 @@ def test_methods_and_models_listing():
     r = run(["methods", "--json"])
     ms = json.loads(r.output)
     assert set(ms) == {"ddls", "dflow", "dg_langevin", "dgflow", "dot", "drs", "ex2mcmc", "mh"}
-    assert ms["ddls"]["options"]["step_size"] == 0.01
+    assert ms["ddls"]["options"]["step_size"] == 0.003
     r = run(["methods"])
-    assert "ddls:" in r.output and "step_size = 0.01" in r.output
+    assert "ddls:" in r.output and "step_size = 0.003" in r.output
     r = run(["models", "--json"])
     rows = json.loads(r.output)
     assert {"name", "source", "offline", "verified"} <= set(rows[0])

@@ -115,9 +115,9 @@ def test_generated_signature_and_docstring():
     from latentflow.samplers.ddls import ddls
     sig = inspect.signature(ddls)
     assert list(sig.parameters)[:3] == ["G", "D", "z"]
-    assert sig.parameters["step_size"].default == 0.01
+    assert sig.parameters["step_size"].default == 0.003
     assert sig.parameters["step_size"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert "step_size (float, default 0.01)" in ddls.__doc__
+    assert "step_size (float, default 0.003)" in ddls.__doc__
 
 
 def test_cli_sequences_generator_type_and_listing():

@@ -6,7 +6,21 @@ Target on the chain variable ``u`` (``= z`` for a normal prior):
 ULA step (Che et al. 2020, Alg. 1): ``u <- u - (ε/2) ∇E(u) + τ ξ``, ``ξ ~ N(0, I)``, ``τ = sqrt(ε)`` by
 default, so the Langevin temperature ``T_L = τ² / ε`` is 1. MALA proposes the same move and accepts it
 with the Metropolis–Hastings ratio of the Gaussian proposal, which removes ULA's O(ε) bias; its step
-size can adapt per chain towards a target acceptance during the first ``adapt_steps`` steps.
+size can adapt per chain towards a target acceptance during the first ``adapt_steps`` steps
+(:meth:`DDLS._adapt`: Robbins–Monro on ``log ε`` with gain ``4 t^-0.6``, frozen at the average of the
+second half; from ε0 = 1e-4, 1e-2 or 1 it lands at one ε, which scales with the target's variance).
+
+Defaults (ULA, ε = 0.003, 100 steps, T = 1), chosen by ``benchmarks/defaults.py`` on four GANs built
+unlike latentflow's own (``benchmarks/foreign_gans.py``) at ~100 D evaluations per sample, by the rule
+"least worst-case change of EMD / FID-FMNIST against the generator alone; among candidates within the
+noise of that (7.3 %), the best median change". Changes (grid25-ns-bn, ring8-wgp-unif,
+swiss-hinge-strongd, fmnist-mlp-ns; worst, median): ULA ε 0.003: −5.9, −6.6, −2.9, −6.5 % (worst −2.9,
+median −6.2); ULA ε 0.01 (the old default): +4.9, −10.1, −8.6, −9.0 % (worst +4.9); ULA ε 0.001: worst
+−0.8, median −3.0; MALA adapted from ε0 0.01 (adapt 50 of 100): +57.9, −12.7, −9.3, −17.3 %. MALA samples
+``exp(-E)`` more exactly, which helps where D's logit tracks the density ratio and hurts where it does
+not (grid25-ns-bn's BatchNorm D); a short ULA run stays near the generator's samples. T = 1 is the only
+temperature that targets ``p_data`` when D is exact. A model's own ``sampling:`` settings (manifest or
+folder), used by ``latentflow sample`` and :meth:`ModelPair.refine`, override these.
 Random draws per chain: the noise ``ξ`` (slot 0 of step i), the accept uniform (slot 1), the
 output-noise start ``z'`` (slot 2 of step 0). A class-conditional model keeps each chain's label ``y[c]``
 fixed: the chain samples ``p(z | y) ∝ exp(-E(z; y))`` with ``G(z, y)`` and ``D(x, y)``.
@@ -56,7 +70,8 @@ PRIOR = Literal["normal", "uniform"]
 @dataclass(frozen=True)
 class DDLSOptions(Options):
     steps: int = field(100, "number of Langevin steps, n in Alg. 1", ge=0)
-    step_size: float = field(0.01, "ε in Alg. 1; the drift is (ε/2) ∇E", gt=0)
+    step_size: float = field(0.003, "ε in Alg. 1; the drift is (ε/2) ∇E (default chosen on GANs latentflow did "
+                                    "not make: see the module docstring)", gt=0)
     noise_scale: float | None = field(None, "τ, the noise std per step; None means sqrt(ε) (Langevin "
                                             "temperature 1); the CIFAR-10 run of Che et al. uses ε = 0.01, τ = 0.1", ge=0)
     d_output: D_OUTPUT = field("logit", 'what D returns: "logit", "prob" (converted back stably) or "critic" (WGAN)')
