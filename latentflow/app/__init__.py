@@ -11,7 +11,7 @@ figures), ``sample``, ``suites``, ``toy2d`` and ``images*`` (the two suites).
 """
 from __future__ import annotations
 
-from ..errors import LatentflowError
+from ..errors import LatentflowError, OptionError
 from .fit import NO_REFINEMENT, check_method_fits, fitting_methods, method_options, resolve_device
 from .options import parse_method_options, split_pairs
 from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
@@ -19,7 +19,7 @@ from .report import json_text
 from .sample import OUTPUT_FILES, sample_model
 from .suites import SUITES, Suite, run_suite, suite_names
 
-__all__ = ["LatentflowError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
+__all__ = ["LatentflowError", "OptionError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
            "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer"]

@@ -131,13 +131,34 @@ class OutputSet:
         raise OptionError(f"could not take the lock {self.lock}; another run is starting into {str(self.out)!r}")
 
     def __enter__(self) -> "OutputSet":
-        self._take_lock()
         try:
+            self._take_lock()
+        except OSError as e:   # os.access said yes, the file system says no (read-only mounts, /proc, ...)
+            raise OptionError(f"out {str(self.out)!r} is not writable: {e.strerror or e} "
+                              f"({e.filename or self.lock})") from None
+        try:
+            self._tidy()
             self.staging.mkdir()
+        except OSError as e:
+            self._release()
+            raise OptionError(f"out {str(self.out)!r} is not writable: {e.strerror or e} "
+                              f"({e.filename or self.staging})") from None
         except BaseException:
             self._release()
             raise
         return self
+
+    def _tidy(self) -> None:
+        """With the lock held, remove what killed runs left beside ``out``: staging folders, and a previous
+        set moved aside (put back when the kill came before the new set was renamed into place)."""
+        parent, base = self.out.parent, self.out.name
+        for p in parent.glob(f".{base}.staging-*"):
+            shutil.rmtree(p, ignore_errors=True)
+        olds = sorted(parent.glob(f".{base}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds and not self.out.exists():
+            os.rename(olds.pop(), self.out)
+        for p in olds:
+            shutil.rmtree(p, ignore_errors=True)
 
     def commit(self) -> Path:
         """Rename the staging folder to ``out`` (a previous set is moved aside first, then removed)."""

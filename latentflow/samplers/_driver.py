@@ -92,6 +92,9 @@ def split_options(kernel_cls, options: dict) -> tuple[Options, EngineOptions]:
 def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     """Run ``kernel_cls`` on ``z`` with the keyword ``options``: the loop every sampler shares."""
     opts, eng = split_options(kernel_cls, options)
+    if G is None and kernel_cls.needs.get("generator") == "required":
+        raise OptionError(f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
+                          'latentflow.methods()[name].needs says which methods run without one')
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     key = stream_key(eng.generator) if kernel.draws() else None
