@@ -197,14 +197,16 @@ def models_cmd(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    click.echo("| name | source | offline | size | verified |")
+    click.echo("| name | source | offline | size | checkpoints |")
     click.echo("|---|---|---|---|---|")
-    # verified: the manifest pins the hash; pinned: the hash was pinned on this machine's first download
+    # checkpoints: the files on disk, hashed now: verified (manifest hash), pinned (hash pinned on this
+    # machine's first download), not downloaded, unpinned, or mismatch
     for r in rows:
         size = r.get("size") or r.get("bytes")
         size_s = f"{size / 1e6:.2f} MB" if isinstance(size, (int, float)) and size else "?"
+        state = r.get("checkpoints") or "?"
         click.echo(f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
-                   f"{'yes' if r.get('verified') else ('pinned here' if r.get('pinned') else 'UNVERIFIED')} |")
+                   f"{state.upper() if state == 'mismatch' else state} |")
 
 
 @main.command("bench")
