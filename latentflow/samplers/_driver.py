@@ -95,6 +95,9 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     if G is None and kernel_cls.needs.get("generator") == "required":
         raise OptionError(f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
                           'latentflow.methods()[name].needs says which methods run without one')
+    if D is None and not str(kernel_cls.needs.get("discriminator", "")).startswith(("none", "optional")):
+        raise OptionError(f'method "{kernel_cls.name}" needs a discriminator D '
+                          f'({kernel_cls.needs.get("discriminator")}); got D=None')
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     key = stream_key(eng.generator) if kernel.draws() else None
