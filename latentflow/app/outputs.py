@@ -8,6 +8,10 @@ set, never a mix. When ``DIR`` already holds a previous set it is first renamed 
 is briefly absent (never half written). A folder holding anything but a previous set is refused, so
 that replacing it cannot delete a user's files.
 
+A run killed by a signal leaves its staging folder (and, between the two renames, the previous set moved
+aside) beside ``DIR``: the next run into ``DIR``, once it holds the lock, removes the staging folders and
+puts a previous set that was moved aside back when ``DIR`` is absent, then writes as above.
+
 A lock file beside the folder (``.DIR.lock``, holding the writer's pid and host) refuses a second
 concurrent run into the same ``DIR``; a lock left by a process that no longer runs is taken over.
 """
@@ -179,5 +183,7 @@ class OutputSet:
             self._locked = False
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self._release()
+        try:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        finally:   # the lock goes even when the clean-up is interrupted
+            self._release()
