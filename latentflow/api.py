@@ -44,5 +44,7 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *, 
             raise OptionError("pass either seed or generator, not both")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise OptionError(f"seed must be an int or None; got {seed!r}")
+        if not -2**63 <= seed < 2**64:   # what torch.Generator.manual_seed takes
+            raise OptionError(f"seed must be in -2**63..2**64-1; got {seed}")
         options["generator"] = torch.Generator("cpu").manual_seed(seed)
     return fn(G, D, z, **options)

@@ -50,6 +50,11 @@ def _run(case, z, **kw):
     return lf.refine(G, D, z, method=case.split("-")[0], seed=4, progress=False, **opts, **kw)
 
 
+def test_every_registered_method_has_a_chunking_case():
+    # the two tests below cover each sampler; a new method in methods() needs a case in CASES
+    assert {c.split("-")[0] for c in CASES} == set(lf.methods())
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_batch_size_1_7_and_all_give_the_same_samples(case):
     z = _z()

@@ -43,9 +43,10 @@ def method_names() -> list[str]:
 
 
 def models_table() -> list[dict]:
-    """One row per manifest model: source, offline availability, size, verification."""
-    from ..models import models_table as _table
-    return _table()
+    """One row per manifest model: source, offline availability, size, verification (hashes in the
+    manifest), and ``checkpoints``: the files on disk hashed against the manifest or the pins."""
+    from ..models import model_rows as _rows
+    return _rows()
 
 
 def convert(*args, **kwargs):

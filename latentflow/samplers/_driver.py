@@ -97,6 +97,12 @@ def split_options(kernel_cls, options: dict) -> tuple[Options, EngineOptions]:
 def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     """Run ``kernel_cls`` on ``z`` with the keyword ``options``: the loop every sampler shares."""
     opts, eng = split_options(kernel_cls, options)
+    if G is None and kernel_cls.needs.get("generator") == "required":
+        raise OptionError(f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
+                          'latentflow.methods()[name].needs says which methods run without one')
+    if D is None and not str(kernel_cls.needs.get("discriminator", "")).startswith(("none", "optional")):
+        raise OptionError(f'method "{kernel_cls.name}" needs a discriminator D '
+                          f'({kernel_cls.needs.get("discriminator")}); got D=None')
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     num_classes = resolve_num_classes(eng.num_classes, G, D)
