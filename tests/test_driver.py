@@ -30,6 +30,8 @@ CASES = {
     "dflow": ("flow", dict(steps=4, eta=1.0, entropy_reg=0.1)),
     "drs": ("ratio", dict(pilot=200, gamma_percentile=None)),
     "mh": ("ratio", dict(k=6)),
+    "dgflow": ("gauss", dict(steps=5, step_size=0.1, gamma=0.05)),
+    "ex2mcmc": ("gauss", dict(steps=3, n_particles=4, mala_steps=2, step_size=0.1)),
 }
 
 
