@@ -22,7 +22,7 @@ from .errors import OptionError
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "is_main"]
+__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "gather_objects", "is_main"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,12 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_objects(obj) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a world of one)."""
+    if not _initialized():
+        return [obj]
+    box = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(box, obj)
+    return box
