@@ -63,6 +63,7 @@ def main(verbose):
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    app.init_distributed()   # under torchrun: join its process group (NCCL on CUDA, gloo on CPU)
 
 
 def _method_names():
@@ -122,6 +123,8 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
         out = f"out/{safe}-{method}"
     rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
                            batch_size=batch_size, progress=not quiet, class_label=class_label)
+    if not app.is_main():    # under torchrun rank 0 prints
+        return
     if as_json:
         click.echo(app.json_text(rep))
         return

@@ -22,7 +22,7 @@ from .errors import OptionError
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "gather_objects", "is_main"]
+__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "gather_objects", "agree", "is_main"]
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,26 @@ def gather_objects(obj) -> list:
     box = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(box, obj)
     return box
+
+
+def agree(fn, everyone: bool = False):
+    """Run ``fn`` on rank 0 (``everyone=True``: on every rank) and share the outcome: rank 0's return
+    value on every rank, or the first failure raised on every rank as an ``OptionError`` (a peer's
+    failure named by its rank), so that no rank waits forever in a collective for a peer that failed.
+    A world of one just runs ``fn`` (its exceptions unchanged)."""
+    w = world()
+    if not w.distributed:
+        return fn()
+    value, err = None, None
+    if everyone or w.main:
+        try:
+            value = fn()
+        except Exception as e:  # noqa: BLE001  (shared, then raised on every rank)
+            err = str(e) if isinstance(e, OptionError) else f"rank {w.rank}: {type(e).__name__}: {e}"
+            if not isinstance(e, OptionError):
+                log.exception("rank %d failed", w.rank)
+    errs = gather_objects(err) if everyone else [broadcast_object(err)]
+    first = next((e for e in errs if e is not None), None)
+    if first is not None:
+        raise OptionError(first)
+    return broadcast_object(value)

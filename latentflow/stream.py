@@ -208,35 +208,13 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
     out = Path(out_path)
     n_blocks = -(-n // chunk)
     key = _run_key(method, seed, n, chunk, options, z_hash, {"G": model_identity(G), "D": model_identity(D)})
-    _agree(lambda: _prepare(out, key, overwrite))     # rank 0 checks and clears; every rank learns the outcome
+    dist.agree(lambda: _prepare(out, key, overwrite))     # rank 0 checks and clears; every rank learns the outcome
     dist.barrier()                                     # nobody writes before the old index is gone
     mine = dist.shard(n_blocks)
-    _agree(lambda: _write_blocks(G, D, rows, method, out, key, seed, n, chunk, range(mine.start, mine.stop),
+    dist.agree(lambda: _write_blocks(G, D, rows, method, out, key, seed, n, chunk, range(mine.start, mine.stop),
                                  resume, options), everyone=True)
-    index = _agree(lambda: _write_index(out, key, method, seed, n, chunk, options))
+    index = dist.agree(lambda: _write_index(out, key, method, seed, n, chunk, options))
     return index
-
-
-def _agree(fn, everyone: bool = False):
-    """Run ``fn`` on rank 0 (``everyone``: on every rank) and share the outcome: its return value (rank
-    0's), or the first failure as an ``OptionError`` on every rank, so that no rank waits forever on a
-    peer that failed. A world of one just runs ``fn``."""
-    w = dist.world()
-    if not w.distributed:
-        return fn()
-    value, err = None, None
-    if everyone or w.main:
-        try:
-            value = fn()
-        except Exception as e:  # noqa: BLE001  (shared, then raised on every rank)
-            err = f"rank {w.rank}: {e}" if not isinstance(e, OptionError) else str(e)
-            if not isinstance(e, OptionError):
-                log.exception("refine_to_disk: rank %d failed", w.rank)
-    errs = dist.gather_objects(err) if everyone else [dist.broadcast_object(err)]
-    first = next((e for e in errs if e is not None), None)
-    if first is not None:
-        raise OptionError(first)
-    return dist.broadcast_object(value)
 
 
 def _prepare(out: Path, key: str, overwrite: bool) -> None:

@@ -22,7 +22,21 @@ from .suites import SUITES, Suite, run_suite, suite_names
 __all__ = ["LatentflowError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
-           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer"]
+           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "init_distributed",
+           "is_main"]
+
+
+def init_distributed():
+    """Join the process group ``torchrun`` describes (``latentflow.dist.init_from_env``; a world of one
+    outside torchrun)."""
+    from ..dist import init_from_env
+    return init_from_env()
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0 (or the only one): the one that prints."""
+    from ..dist import is_main as _is_main
+    return _is_main()
 
 
 def list_methods() -> dict:

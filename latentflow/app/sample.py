@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from ..api import refine
+from ..dist import world
 from ..errors import LatentflowError, OptionError
 from ..result import Result
-from ..rng import sample_latents
+from ..stream import block_seed, chain_latents
 from .fit import NO_REFINEMENT, check_method_fits, generate, meta_get, method_options, resolve_device
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
@@ -49,6 +50,9 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
         raise OptionError(f"num must be an int >= 1; got {num!r}")
     seed = check_seed(seed)
     dev = resolve_device(device)
+    if world().distributed:   # under torchrun: every rank takes its blocks, rank 0 writes the set
+        from .sample_dist import sample_distributed
+        return sample_distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out)
     outset = OutputSet(out, OUTPUT_FILES) if out is not None else None   # checks out, before any compute
     if outset is None:
         return _run(model, method, num, seed, dev, options, batch_size, progress, class_label, None)
@@ -58,7 +62,8 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
     return report
 
 
-def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder) -> dict:
+def _prepare(model, method, dev, options, batch_size, progress, class_label):
+    """Load the model and settle the options a run uses: ``(pair, meta, opts)``."""
     from ..models import load
 
     pair = load(model, device=dev)
@@ -76,24 +81,42 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
     if batch_size is not None:
         opts["batch_size"] = batch_size
     opts["progress"] = progress
-    gen = torch.Generator("cpu").manual_seed(seed)
-    t0 = time.perf_counter()
+    return pair, meta, opts
+
+
+def initial_state(pair, num: int, seed: int, dev, rows: slice | None = None):
+    """``(start, z, x0_or_None)`` of chains ``rows`` (default all) of a run with ``seed``: a model with a
+    generator starts from per-chain latents (``latentflow.stream.chain_latents``, the same rows
+    however the chains are split); a generator-free one from ``x0`` drawn for all ``num`` chains from
+    ``block_seed(seed, 0, "x0")`` and sliced."""
+    rows = rows if rows is not None else slice(0, num)
+    meta = pair.meta
     if pair.G is not None:
         dim = int(meta_get(meta, "latent_dim"))
         prior = meta_get(meta, "prior") or "normal"
-        z = sample_latents(num, dim, prior, generator=gen, device=dev)
+        return "generator", chain_latents(seed, rows.start, rows.stop, dim, prior, device=dev), None
+    gen = torch.Generator("cpu").manual_seed(block_seed(seed, 0, "x0"))
+    x0 = pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32)
+    return "x0", None, x0[rows]
+
+
+def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder) -> dict:
+    pair, meta, opts = _prepare(model, method, dev, options, batch_size, progress, class_label)
+    t0 = time.perf_counter()
+    start, z, x0 = initial_state(pair, num, seed, dev)
+    if z is not None:
         x0 = generate(pair.G, z)
-        start, state = "generator", z
-    else:   # a generator-free model: the particles start from x0
-        z = None
-        x0 = pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32)
-        start, state = "x0", x0
+    state = z if z is not None else x0
     t_gen = time.perf_counter() - t0
     if method == NO_REFINEMENT:
         res = _unrefined(x0, z, t_gen)
     else:
-        res = refine(pair.G, pair.D, state, method=method, generator=gen, **opts)
+        res = refine(pair.G, pair.D, state, method=method, seed=seed, **opts)
+    return write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder)
 
+
+def write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder) -> dict:
+    """The report of a run (and, with ``folder``, its samples, picture and report files)."""
     report: dict = {"schema": 1, "model": model, "method": method, "num": num, "seed": seed, "start": start,
                     "env": env_info(dev), "result": res.to_dict(), "generator_wall_s": t_gen}
     dataset = meta_get(meta, "dataset")

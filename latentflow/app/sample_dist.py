@@ -1,0 +1,103 @@
+"""``latentflow sample`` over ``torch.distributed``: every rank refines its blocks of the chains, rank 0
+writes the one output set a single process writes.
+
+Under ``torchrun --nproc-per-node N -m latentflow sample ...`` (or from Python with a process group
+initialised) :func:`sample_distributed` runs on every rank with the same arguments:
+
+1. rank 0 checks and locks ``out`` (:class:`~latentflow.app.outputs.OutputSet`); a failure there is
+   raised on every rank;
+2. every rank draws the initial state (per-chain latents: cheap, ``num × latent_dim`` numbers) and
+   calls ``latentflow.stream.refine_to_disk`` into a shard folder beside ``out`` (``.OUT.shards``, on a
+   file system all ranks see); the blocks are numbered globally and split between the ranks, each
+   block runs with the run's seed and ``chain_offset`` = its first row, so the samples are those of a
+   single process up to round-off;
+3. rank 0 reads the shards back (``load_result``: per-chain info concatenated, evaluation counts summed
+   over all ranks), writes ``samples.safetensors``, the PNG and ``report.json`` exactly as the single
+   process does, commits the set and removes the shard folder.
+
+A killed rank (torchrun stops the others) leaves the shard folder behind: the same command again keeps
+every finished shard and computes only the missing blocks (the resume of ``refine_to_disk``).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from .. import dist
+from ..errors import OptionError
+from ..stream import load_result, refine_to_disk
+from .fit import NO_REFINEMENT, generate
+from .outputs import OutputSet
+from .sample import OUTPUT_FILES, _prepare, initial_state, write_report
+
+log = logging.getLogger("latentflow")
+
+#: the most chains per shard (block) of a distributed ``sample`` run
+MAX_BLOCK = 4096
+
+
+def shard_folder(out: str | Path) -> Path:
+    """Where the ranks of a distributed run into ``out`` write their shards: ``.OUT.shards`` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.shards"
+
+
+def block_size(num: int, size: int) -> int:
+    """Chains per block: every rank gets at least one block, none more than :data:`MAX_BLOCK` chains."""
+    return max(1, min(MAX_BLOCK, -(-num // size)))
+
+
+def sample_distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out) -> dict:
+    """``sample_model`` on every rank of the process group; every rank returns rank 0's report."""
+    w = dist.world()
+    if method == NO_REFINEMENT:
+        raise OptionError(f'method "{NO_REFINEMENT}" has nothing to split over processes; run it in one process')
+    if out is None:
+        raise OptionError("a distributed sample run needs out= (a folder every rank can see)")
+    outset = dist.agree(lambda: OutputSet(out, OUTPUT_FILES))   # checked on rank 0, before any compute
+    staged = None
+    if w.main:
+        staged = outset.__enter__()                              # lock + staging folder
+    try:
+        report = _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out,
+                         staged, w)
+        if w.main:
+            dist.agree(outset.commit)
+            shutil.rmtree(shard_folder(out), ignore_errors=True)
+        else:
+            dist.agree(lambda: None)
+    finally:
+        if w.main:
+            outset.__exit__(None, None, None)
+    dist.barrier()
+    return report
+
+
+def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w) -> dict:
+    pair, meta, opts = _prepare(model, method, dev, options, batch_size, progress and w.main, class_label)
+    t0 = time.perf_counter()
+    start, z, x0 = initial_state(pair, num, seed, dev)
+    t_gen = time.perf_counter() - t0
+    state = z if z is not None else x0
+    chunk = block_size(num, w.size)
+    t1 = time.perf_counter()
+    refine_to_disk(pair.G, pair.D, state, method, shard_folder(out), chunk=chunk, seed=seed, overwrite=True,
+                   **opts)
+    wall = time.perf_counter() - t1
+
+    def assemble():
+        res = load_result(shard_folder(out))
+        res.info["wall_s_summed"] = res.info.get("wall_s")   # rank-seconds over all blocks
+        res.info["wall_s"] = wall                            # elapsed, as a single process reports it
+        res.info["world_size"] = w.size
+        x_before = x0
+        if z is not None:
+            t = time.perf_counter()
+            x_before = generate(pair.G, z)
+            res.info.setdefault("generator_wall_s", time.perf_counter() - t)
+        report = write_report(model, method, num, seed, dev, meta, start, x_before, res,
+                              t_gen + res.info.pop("generator_wall_s", 0.0), staged.staging)
+        return report
+    return dist.agree(assemble)
