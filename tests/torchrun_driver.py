@@ -3,7 +3,8 @@
 Jobs: ``{"kind": "sample", "out": DIR, "method": M, "num": N, "options": {...}}`` runs
 ``latentflow.app.sample_model`` (the process group comes from ``dist.init_from_env``);
 ``{"kind": "disk", "out": DIR, "n": N, "chunk": C, "options": {...}, "die_on_rank": r, "die_after": k}``
-runs ``refine_to_disk`` on grid25-wgangp, and rank ``r`` exits hard (``os._exit``, as a killed process)
+runs ``refine_to_disk`` on grid25-wgangp; ``{"kind": "train", "trainer": T, "cfg": {...}, "out": DIR,
+"stop_after": k}`` trains (``stop_after``: stop after k steps, as a kill between checkpoints would), and rank ``r`` exits hard (``os._exit``, as a killed process)
 when it is about to refine its block number ``k`` (counting its own blocks from 0).
 """
 import json
@@ -26,6 +27,11 @@ def main():
             from latentflow.app import sample_model
             sample_model("grid25-wgangp", job["method"], num=job["num"], seed=job.get("seed", 0), device="cpu",
                          out=job["out"], options=job.get("options", {}), progress=False)
+        elif job["kind"] == "train":
+            from latentflow.train import get_trainer, make_config
+            Config, train = get_trainer(job["trainer"])
+            train(make_config(Config, job["cfg"]), job["out"], progress=False, ckpt_every=job.get("ckpt_every", 1000),
+                  stop_after=job.get("stop_after"))
         else:
             import latentflow as lf
             import latentflow.api as api
