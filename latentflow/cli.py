@@ -249,8 +249,10 @@ def _train_command(kind: str):
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
             return
+        app.check_parallel_trainer(kind)   # under torchrun: gan and scoregan run data-parallel
         train_fn(cfg, out, progress=not quiet, resume=not no_resume)
-        click.echo(f"wrote {out}")
+        if app.is_main():
+            click.echo(f"wrote {out}")
 
     cmd.__doc__ = f"Train a {kind} model (resumable from DIR's checkpoint; --dry-run shows the config)."
     return cmd

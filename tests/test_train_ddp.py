@@ -47,3 +47,18 @@ def test_two_processes_with_batch_b_match_one_process_with_2b_and_resume_alike(t
     # and the run really trains (the weights moved from their initialisation)
     init = _one_process(tmp_path / "init", 16, stop_after=0)[0].state_dict()
     assert any(not torch.allclose(init[k], one_g[k]) for k in one_g)
+
+
+@pytest.mark.rng_ok
+@pytest.mark.slow
+def test_wgan_gp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
+    cfg = {"arch_g_kwargs": {"latent_dim": 2, "hidden": [16, 16], "out_dim": 2},
+           "arch_d_kwargs": {"in_dim": 2, "hidden": [16, 16]}, "n_critic": 2, "steps": 3, "seed": 1}
+    torchrun(DRIVER, json.dumps([{"kind": "train", "trainer": "gan", "cfg": {**cfg, "batch_size": 8},
+                                  "out": str(tmp_path / "two")}]))
+    Config, train = get_trainer("gan")
+    train(make_config(Config, {**cfg, "batch_size": 16}), str(tmp_path / "one"), progress=False)
+    for name in ("G", "D"):
+        a, b = _weights(tmp_path / "two", name), _weights(tmp_path / "one", name)
+        for k in b:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)

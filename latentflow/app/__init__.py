@@ -22,7 +22,7 @@ from .suites import SUITES, Suite, run_suite, suite_names
 __all__ = ["LatentflowError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
-           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "init_distributed",
+           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "check_parallel_trainer", "init_distributed",
            "is_main"]
 
 
@@ -78,3 +78,9 @@ def get_trainer(kind: str):
     """``(Config class, train function)`` of trainer ``kind``."""
     from ..train import get_trainer as _get
     return _get(kind)
+
+
+def check_parallel_trainer(kind: str) -> None:
+    """Refuse a trainer that does not run data-parallel when this process is one of several (torchrun)."""
+    from ..train import check_parallel
+    check_parallel(kind)
