@@ -38,11 +38,18 @@ JOBS = {
 }
 
 
+# refine_split (the image benchmark's rows under torchrun): 51 rows, 26 + 25
+SPLIT = {"ddls": dict(steps=10, mala=True, d_output="critic"), "mh": dict(k=5, d_output="critic"),
+         "drs": dict(pilot=500, d_output="critic")}
+
+
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("torchrun")
     jobs = [{"kind": "sample", "method": m.split("-")[0], "num": 200, "options": o, "out": str(root / m)}
             for m, o in JOBS.items()]
+    jobs += [{"kind": "split", "method": m, "n": 51, "options": o, "out": str(root / f"split-{m}.safetensors")}
+             for m, o in SPLIT.items()]
     torchrun(DRIVER, json.dumps(jobs))
     return root
 
@@ -77,6 +84,25 @@ def test_two_processes_write_what_one_process_writes(two_process_runs, tmp_path,
         assert rep2["result"]["accept_rate_mean"] == pytest.approx(rep1["result"]["accept_rate_mean"], abs=1 / 200 / 40)
     # no shard folder is left behind
     assert not list(two_process_runs.glob(".*.shards"))
+
+
+@pytest.mark.parametrize("method", sorted(SPLIT))
+def test_refine_split_over_two_ranks_gathers_what_one_call_returns(two_process_runs, method):
+    import latentflow as lf
+    from safetensors import safe_open
+    pair = lf.load("grid25-wgangp")
+    ref = lf.refine(pair.G, pair.D, lf.sample_latents(51, 2, generator=0), method, seed=0, progress=False,
+                    **SPLIT[method])
+    path = two_process_runs / f"split-{method}.safetensors"
+    got = load_file(str(path))
+    torch.testing.assert_close(got["x"], ref.x, rtol=1e-5, atol=1e-5)
+    for k, v in ref.info.items():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == 51:
+            torch.testing.assert_close(got["info." + k], v, rtol=1e-5, atol=1e-5)
+    with safe_open(str(path), "pt") as fh:
+        meta = fh.metadata()
+    # summed over the ranks: a few more than one call (each rank's call has its own fixed overhead)
+    assert int(meta["n_D_backward"]) >= ref.info["n_D_backward"]
 
 
 @pytest.mark.slow

@@ -27,6 +27,18 @@ def main():
             from latentflow.app import sample_model
             sample_model("grid25-wgangp", job["method"], num=job["num"], seed=job.get("seed", 0), device="cpu",
                          out=job["out"], options=job.get("options", {}), progress=False)
+        elif job["kind"] == "split":
+            import latentflow as lf
+            from latentflow.app.sample_dist import refine_split
+            pair = lf.load("grid25-wgangp")
+            z = lf.sample_latents(job["n"], 2, generator=0)
+            res = refine_split(pair.G, pair.D, z, job["method"], 0, progress=False, **job.get("options", {}))
+            if w.main:
+                from safetensors.torch import save_file
+                out = {"x": res.x.contiguous(), **{"info." + k: v.contiguous() for k, v in res.info.items()
+                                                   if isinstance(v, torch.Tensor) and v.dim() >= 1}}
+                save_file(out, job["out"], metadata={k: str(res.info[k]) for k in
+                                                     ("n_G_forward", "n_D_backward") if k in res.info})
         elif job["kind"] == "train":
             from latentflow.train import get_trainer, make_config
             Config, train = get_trainer(job["trainer"])

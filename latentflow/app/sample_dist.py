@@ -101,3 +101,46 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
                               t_gen + res.info.pop("generator_wall_s", 0.0), staged.staging)
         return report
     return dist.agree(assemble)
+
+
+# -- one refine call split over the ranks (the image benchmark's rows) ----------------------------------
+
+def refine_split(G, D, z, method: str, seed: int, **options):
+    """``refine(G, D, z, method, seed=seed, **options)`` with the rows split over the ranks: each rank
+    refines its contiguous slice (``chain_offset`` = the slice's start, so the rows are those of one
+    call) and every rank gets the whole ``Result`` back: ``x``, ``z`` and per-chain info concatenated
+    in row order, the evaluation counters summed over the ranks, the other info of rank 0. A world of
+    one is one plain ``refine`` call."""
+    from ..api import refine
+    w = dist.world()
+    if not w.distributed:
+        return refine(G, D, z, method=method, seed=seed, **options)
+    sl = dist.shard(z.shape[0])
+    res = refine(G, D, z[sl], method=method, seed=seed, chain_offset=sl.start, **options)
+    return gather_result(res, z.shape[0], sl.stop - sl.start)
+
+
+def gather_rows(t):
+    """Every rank's rows of ``t`` (contiguous slices in rank order) concatenated, on ``t``'s device."""
+    import torch
+    parts = dist.gather_objects(t.detach().cpu())
+    return torch.cat(parts).to(t.device)
+
+
+def gather_result(res, n: int, rows: int):
+    """The whole ``Result`` from every rank's part (see :func:`refine_split`)."""
+    from ..result import Result
+    from ..stream import COUNTERS
+    mine = sorted(k for k, v in res.info.items() if hasattr(v, "dim") and v.dim() >= 1 and v.shape[0] == rows)
+    per_chain = set.intersection(*(set(ks) for ks in dist.gather_objects(mine)))   # the same keys on every rank
+    info = {}
+    for k in sorted(res.info):
+        v = res.info[k]
+        if k in per_chain:
+            info[k] = gather_rows(v)
+        elif k in COUNTERS:
+            info[k] = sum(dist.gather_objects(v)) if k != "wall_s" else max(dist.gather_objects(v))
+        else:
+            info[k] = v
+    z = gather_rows(res.z) if res.z is not None else None
+    return Result(x=gather_rows(res.x), z=z, info=info)
