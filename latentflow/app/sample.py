@@ -5,6 +5,11 @@ samplers, ``method="none"`` (:data:`NO_REFINEMENT`) writes the generator's sampl
 without a generator (``latentflow train dflow`` / ``dgd``) starts from ``x0`` drawn as its ``meta["x0"]``
 says; :func:`check_method_fits` refuses a method the model cannot serve, naming what it lacks.
 
+The initial latents are per chain (``latentflow.stream.chain_latents``) and the sampler runs with
+``seed=seed``, so ``sample_model(num=n, seed=s)`` gives the samples of ``refine_to_disk(G, D, n,
+seed=s)`` and of the same command under ``torchrun`` (:mod:`latentflow.app.sample_dist`, which takes
+over when a process group of more than one rank is initialised).
+
 Every argument (``num``, ``seed``, ``out``, the device) is checked before the model is loaded; the three
 output files are written into a staging folder and renamed into place together
 (:class:`~latentflow.app.outputs.OutputSet`), under a lock that refuses a concurrent run into ``out``.
@@ -51,8 +56,7 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
     seed = check_seed(seed)
     dev = resolve_device(device)
     if world().distributed:   # under torchrun: every rank takes its blocks, rank 0 writes the set
-        from .sample_dist import sample_distributed
-        return sample_distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out)
+        return _distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out)
     outset = OutputSet(out, OUTPUT_FILES) if out is not None else None   # checks out, before any compute
     if outset is None:
         return _run(model, method, num, seed, dev, options, batch_size, progress, class_label, None)
@@ -60,6 +64,13 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
         report = _run(model, method, num, seed, dev, options, batch_size, progress, class_label, outset.staging)
         outset.commit()
     return report
+
+
+def _distributed(*args) -> dict:
+    """``sample_model`` under a process group (``latentflow.app.sample_dist``), with this module's steps."""
+    from . import sample_dist
+    return sample_dist.sample_distributed(*args, steps={"files": OUTPUT_FILES, "prepare": _prepare,
+                                                        "initial": initial_state, "report": write_report})
 
 
 def _prepare(model, method, dev, options, batch_size, progress, class_label):

@@ -30,7 +30,6 @@ from ..errors import OptionError
 from ..stream import load_result, refine_to_disk
 from .fit import NO_REFINEMENT, generate
 from .outputs import OutputSet
-from .sample import OUTPUT_FILES, _prepare, initial_state, write_report
 
 log = logging.getLogger("latentflow")
 
@@ -49,20 +48,25 @@ def block_size(num: int, size: int) -> int:
     return max(1, min(MAX_BLOCK, -(-num // size)))
 
 
-def sample_distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out) -> dict:
-    """``sample_model`` on every rank of the process group; every rank returns rank 0's report."""
+def sample_distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out, *,
+                       steps) -> dict:
+    """``sample_model`` on every rank of the process group; every rank returns rank 0's report.
+
+    ``steps`` are the single-process run's own pieces (so that both write the same set):
+    ``files`` (the set's file names), ``prepare`` (load the model, settle the options), ``initial``
+    (the initial state of chosen rows) and ``report`` (write the report and files)."""
     w = dist.world()
     if method == NO_REFINEMENT:
         raise OptionError(f'method "{NO_REFINEMENT}" has nothing to split over processes; run it in one process')
     if out is None:
         raise OptionError("a distributed sample run needs out= (a folder every rank can see)")
-    outset = dist.agree(lambda: OutputSet(out, OUTPUT_FILES))   # checked on rank 0, before any compute
+    outset = dist.agree(lambda: OutputSet(out, steps["files"]))   # checked on rank 0, before any compute
     staged = None
     if w.main:
         staged = outset.__enter__()                              # lock + staging folder
     try:
         report = _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out,
-                         staged, w)
+                         staged, w, steps)
         if w.main:
             dist.agree(outset.commit)
             shutil.rmtree(shard_folder(out), ignore_errors=True)
@@ -75,10 +79,11 @@ def sample_distributed(model, method, num, seed, dev, options, batch_size, progr
     return report
 
 
-def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w) -> dict:
-    pair, meta, opts = _prepare(model, method, dev, options, batch_size, progress and w.main, class_label)
+def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w,
+            steps) -> dict:
+    pair, meta, opts = steps["prepare"](model, method, dev, options, batch_size, progress and w.main, class_label)
     t0 = time.perf_counter()
-    start, z, x0 = initial_state(pair, num, seed, dev)
+    start, z, x0 = steps["initial"](pair, num, seed, dev)
     t_gen = time.perf_counter() - t0
     state = z if z is not None else x0
     chunk = block_size(num, w.size)
@@ -97,7 +102,7 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
             t = time.perf_counter()
             x_before = generate(pair.G, z)
             res.info.setdefault("generator_wall_s", time.perf_counter() - t)
-        report = write_report(model, method, num, seed, dev, meta, start, x_before, res,
+        report = steps["report"](model, method, num, seed, dev, meta, start, x_before, res,
                               t_gen + res.info.pop("generator_wall_s", 0.0), staged.staging)
         return report
     return dist.agree(assemble)
