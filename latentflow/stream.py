@@ -109,8 +109,8 @@ def model_identity(f: Callable | None) -> str:
     return f"callable:{getattr(fn, '__module__', None) or type(f).__module__}.{name}"
 
 
-def _run_key(method: str, seed: int, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
-    enc = json.dumps({"method": method, "seed": int(seed), "n": n, "chunk": chunk, "z": z_hash, "models": models,
+def _run_key(method: str, seed: int | str, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
+    enc = json.dumps({"method": method, "seed": seed, "n": n, "chunk": chunk, "z": z_hash, "models": models,
                       "options": {k: repr(v) for k, v in sorted(options.items()) if k not in NOT_IN_KEY}},
                      sort_keys=True)
     return hashlib.sha256(enc.encode()).hexdigest()[:32]
@@ -146,7 +146,7 @@ def _shard_name(b: int, n_blocks: int) -> str:
 
 
 def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method: str = "ddls",
-                   out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int = 0,
+                   out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int | torch.Generator = 0,
                    latent_dim: int | None = None, device: torch.device | str | None = None,
                    dtype: torch.dtype = torch.float32, resume: bool = True, overwrite: bool = False,
                    **options) -> dict:
@@ -162,7 +162,10 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
         out_path: a directory; it receives ``shard-BBBBB-of-NNNNN.safetensors`` and ``index.json``.
         chunk: chains per block (which rows each shard holds; the samples do not depend on it). Within a
             block the sampler's own ``batch_size`` option (an int or ``"auto"``) chunks the G/D calls.
-        seed: the run's seed (the key of the per-chain streams; see the module docstring).
+        seed: the run's seed (the key of the per-chain streams; see the module docstring), or a
+            ``torch.Generator``: every block then samples with a copy of its present state (as one
+            ``refine(..., generator=g)`` call would; ``g`` itself is not advanced), the run key holds a
+            hash of that state, and latents drawn from a count use ``stream_key(copy)`` as their seed.
         device, dtype: where and in what dtype latents drawn from a count live.
         resume: keep shards already written by a run with the same key (G, D, method, seed, N, chunk,
             options, latents; see the module docstring), so an interrupted run continues where it
@@ -182,8 +185,22 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
             raise OptionError(f"refine_to_disk takes seed=, not {bad}= (every block uses {why})")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise OptionError(f"chunk must be a positive int; got {chunk!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise OptionError(f"seed must be an int; got {seed!r}")
+    if isinstance(seed, torch.Generator):
+        state = seed.get_state()
+        gen_device = seed.device
+
+        def make_gen():
+            g = torch.Generator(gen_device)
+            g.set_state(state)
+            return g
+        seed_id: int | str = "generator:" + hashlib.sha256(state.numpy().tobytes()).hexdigest()[:16]
+        latent_seed = stream_key(make_gen())
+    elif isinstance(seed, int) and not isinstance(seed, bool):
+        def make_gen():
+            return torch.Generator("cpu").manual_seed(seed)
+        seed_id = latent_seed = int(seed)
+    else:
+        raise OptionError(f"seed must be an int or a torch.Generator; got {seed!r}")
     prior = options.get("prior", "normal")
     if isinstance(z_or_n, Tensor):
         z_all = z_or_n
@@ -201,19 +218,20 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
         z_hash = f"chain-latents:{dim}:{prior}:{dtype}"
 
         def rows(lo, hi):
-            return chain_latents(seed, lo, hi, dim, prior, device=dev, dtype=dtype)
+            return chain_latents(latent_seed, lo, hi, dim, prior, device=dev, dtype=dtype)
     else:
         raise OptionError(f"z_or_n must be a latent tensor [N, d] or a positive int count; got {z_or_n!r}")
 
     out = Path(out_path)
     n_blocks = -(-n // chunk)
-    key = _run_key(method, seed, n, chunk, options, z_hash, {"G": model_identity(G), "D": model_identity(D)})
+    key = _run_key(method, seed_id, n, chunk, options, z_hash, {"G": model_identity(G), "D": model_identity(D)})
     dist.agree(lambda: _prepare(out, key, overwrite))     # rank 0 checks and clears; every rank learns the outcome
     dist.barrier()                                     # nobody writes before the old index is gone
     mine = dist.shard(n_blocks)
-    dist.agree(lambda: _write_blocks(G, D, rows, method, out, key, seed, n, chunk, range(mine.start, mine.stop),
+    dist.agree(lambda: _write_blocks(G, D, rows, method, out, key, make_gen, seed_id, n, chunk,
+                                 range(mine.start, mine.stop),
                                  resume, options), everyone=True)
-    index = dist.agree(lambda: _write_index(out, key, method, seed, n, chunk, options))
+    index = dist.agree(lambda: _write_index(out, key, method, seed_id, n, chunk, options))
     return index
 
 
@@ -242,7 +260,7 @@ def _shard_meta(path: Path) -> dict | None:
         return None
 
 
-def _write_blocks(G, D, rows, method, out, key, seed, n, chunk, blocks, resume, options) -> None:
+def _write_blocks(G, D, rows, method, out, key, make_gen, seed, n, chunk, blocks, resume, options) -> None:
     from .api import refine
     n_blocks = -(-n // chunk)
     for b in blocks:
@@ -251,7 +269,7 @@ def _write_blocks(G, D, rows, method, out, key, seed, n, chunk, blocks, resume, 
         if resume and path.exists() and (_shard_meta(path) or {}).get("run_key") == key:
             log.info("refine_to_disk: keeping %s (same run)", path.name)
             continue
-        res = refine(G, D, rows(lo, hi), method=method, seed=seed, chain_offset=lo, **options)
+        res = refine(G, D, rows(lo, hi), method=method, generator=make_gen(), chain_offset=lo, **options)
         tensors = {"x": res.x}
         if res.z is not None:
             tensors["z"] = res.z
@@ -287,7 +305,7 @@ def _write_index(out, key, method, seed, n, chunk, options) -> dict:
         for k, v in counters.items():
             totals[k] = totals.get(k, 0) + v
         shards.append({"file": name, "start": lo, "stop": hi, "counters": counters})
-    index = {"schema": 1, "method": method, "seed": int(seed), "n": n, "chunk": chunk, "run_key": key,
+    index = {"schema": 1, "method": method, "seed": seed, "n": n, "chunk": chunk, "run_key": key,
              "shards": shards, "totals": totals,
              "options": json.loads(json.dumps(options, default=repr))}
     atomic_write_json(out / INDEX, index, indent=1)

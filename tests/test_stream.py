@@ -156,3 +156,22 @@ def test_load_result_matches_one_refine_call_in_counts_and_info(toys, tmp_path):
     assert torch.equal(got.info["diverged"], ref.info["diverged"])
     torch.testing.assert_close(got.info["accept_rate"], ref.info["accept_rate"])
     assert got.to_dict()["n"] == 20
+
+
+def test_a_generator_as_seed_samples_every_block_from_its_state_and_keys_the_run(toys, tmp_path):
+    grid, _ = toys
+    z = lf.sample_latents(20, 2, generator=5)
+    g = torch.Generator().manual_seed(11)
+    torch.rand(3, generator=g)                      # some state other than a fresh seed's
+    before = g.get_state()
+    ref = lf.refine(grid.G, grid.D, z, "ddls", generator=g, **OPTS)   # what one call gives (advances g)
+    g.set_state(before)
+    idx = stream.refine_to_disk(grid.G, grid.D, z, "ddls", tmp_path / "a", chunk=6, seed=g, **OPTS)
+    assert torch.equal(g.get_state(), before)       # not advanced
+    torch.testing.assert_close(stream.load_result(tmp_path / "a").x, ref.x, rtol=1e-5, atol=1e-6)
+    assert str(idx["seed"]).startswith("generator:")
+    other = torch.Generator().manual_seed(12)
+    with pytest.raises(OptionError, match="other settings"):
+        stream.refine_to_disk(grid.G, grid.D, z, "ddls", tmp_path / "a", chunk=6, seed=other, **OPTS)
+    with pytest.raises(OptionError, match="seed must be"):
+        stream.refine_to_disk(grid.G, grid.D, z, "ddls", tmp_path / "b", chunk=6, seed="0", **OPTS)

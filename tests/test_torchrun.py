@@ -74,8 +74,15 @@ def test_two_processes_write_what_one_process_writes(two_process_runs, tmp_path,
     from latentflow.app import method_options
     pair = lf.load("grid25-wgangp")
     opts = method_options(case.split("-")[0], pair.meta, dict(JOBS[case]))
-    z = stream.chain_latents(0, 0, 200, 2)
-    blocks = [lf.refine(pair.G, pair.D, z[lo:lo + 100], case.split("-")[0], seed=0, chain_offset=lo,
+    gen = torch.Generator().manual_seed(0)        # as sample_model draws: latents first, then the key
+    z = lf.sample_latents(200, 2, generator=gen)
+    state = gen.get_state()
+
+    def at_state():
+        g = torch.Generator()
+        g.set_state(state)
+        return g
+    blocks = [lf.refine(pair.G, pair.D, z[lo:lo + 100], case.split("-")[0], generator=at_state(), chain_offset=lo,
                         progress=False, **opts) for lo in (0, 100)]
     for k in EVAL_KEYS:
         assert rep2["result"][k] == sum(b.info[k] for b in blocks), k

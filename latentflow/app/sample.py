@@ -5,10 +5,8 @@ samplers, ``method="none"`` (:data:`NO_REFINEMENT`) writes the generator's sampl
 without a generator (``latentflow train dflow`` / ``dgd``) starts from ``x0`` drawn as its ``meta["x0"]``
 says; :func:`check_method_fits` refuses a method the model cannot serve, naming what it lacks.
 
-The initial latents are per chain (``latentflow.stream.chain_latents``) and the sampler runs with
-``seed=seed``, so ``sample_model(num=n, seed=s)`` gives the samples of ``refine_to_disk(G, D, n,
-seed=s)`` and of the same command under ``torchrun`` (:mod:`latentflow.app.sample_dist`, which takes
-over when a process group of more than one rank is initialised).
+Under ``torchrun`` (a process group of more than one rank) :mod:`latentflow.app.sample_dist` takes
+over and writes the same set: the per-chain random streams make every rank's rows those of one process.
 
 Every argument (``num``, ``seed``, ``out``, the device) is checked before the model is loaded; the three
 output files are written into a staging folder and renamed into place together
@@ -25,7 +23,7 @@ from ..api import refine
 from ..dist import world
 from ..errors import LatentflowError, OptionError
 from ..result import Result
-from ..stream import block_seed, chain_latents
+from ..rng import sample_latents
 from .fit import NO_REFINEMENT, check_method_fits, generate, meta_get, method_options, resolve_device
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
@@ -95,26 +93,22 @@ def _prepare(model, method, dev, options, batch_size, progress, class_label):
     return pair, meta, opts
 
 
-def initial_state(pair, num: int, seed: int, dev, rows: slice | None = None):
-    """``(start, z, x0_or_None)`` of chains ``rows`` (default all) of a run with ``seed``: a model with a
-    generator starts from per-chain latents (``latentflow.stream.chain_latents``, the same rows
-    however the chains are split); a generator-free one from ``x0`` drawn for all ``num`` chains from
-    ``block_seed(seed, 0, "x0")`` and sliced."""
-    rows = rows if rows is not None else slice(0, num)
+def initial_state(pair, num: int, gen: torch.Generator, dev):
+    """``(start, z, x0_or_None)`` of the ``num`` chains of a run, drawn from ``gen`` (``Generator(seed)``):
+    latents from the prior for a model with a generator, else ``x0`` as its ``meta["x0"]`` says."""
     meta = pair.meta
     if pair.G is not None:
         dim = int(meta_get(meta, "latent_dim"))
         prior = meta_get(meta, "prior") or "normal"
-        return "generator", chain_latents(seed, rows.start, rows.stop, dim, prior, device=dev), None
-    gen = torch.Generator("cpu").manual_seed(block_seed(seed, 0, "x0"))
-    x0 = pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32)
-    return "x0", None, x0[rows]
+        return "generator", sample_latents(num, dim, prior, generator=gen, device=dev), None
+    return "x0", None, pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32)
 
 
 def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder) -> dict:
     pair, meta, opts = _prepare(model, method, dev, options, batch_size, progress, class_label)
+    gen = torch.Generator("cpu").manual_seed(seed)
     t0 = time.perf_counter()
-    start, z, x0 = initial_state(pair, num, seed, dev)
+    start, z, x0 = initial_state(pair, num, gen, dev)
     if z is not None:
         x0 = generate(pair.G, z)
     state = z if z is not None else x0
@@ -122,7 +116,7 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
     if method == NO_REFINEMENT:
         res = _unrefined(x0, z, t_gen)
     else:
-        res = refine(pair.G, pair.D, state, method=method, seed=seed, **opts)
+        res = refine(pair.G, pair.D, state, method=method, generator=gen, **opts)
     return write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder)
 
 

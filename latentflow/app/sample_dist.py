@@ -6,11 +6,12 @@ initialised) :func:`sample_distributed` runs on every rank with the same argumen
 
 1. rank 0 checks and locks ``out`` (:class:`~latentflow.app.outputs.OutputSet`); a failure there is
    raised on every rank;
-2. every rank draws the initial state (per-chain latents: cheap, ``num × latent_dim`` numbers) and
-   calls ``latentflow.stream.refine_to_disk`` into a shard folder beside ``out`` (``.OUT.shards``, on a
-   file system all ranks see); the blocks are numbered globally and split between the ranks, each
-   block runs with the run's seed and ``chain_offset`` = its first row, so the samples are those of a
-   single process up to round-off;
+2. every rank draws the initial states of all chains from ``Generator(seed)`` as one process does
+   (cheap: ``num × latent_dim`` numbers) and calls ``latentflow.stream.refine_to_disk`` with that
+   generator (each block samples with a copy of its state, as the one process's ``refine`` does) into a
+   shard folder beside ``out`` (``.OUT.shards``, on a file system all ranks see); the blocks are
+   numbered globally and split between the ranks, each runs with ``chain_offset`` = its first row, so
+   the samples are those of a single process up to round-off;
 3. rank 0 reads the shards back (``load_result``: per-chain info concatenated, evaluation counts summed
    over all ranks), writes ``samples.safetensors``, the PNG and ``report.json`` exactly as the single
    process does, commits the set and removes the shard folder.
@@ -82,13 +83,17 @@ def sample_distributed(model, method, num, seed, dev, options, batch_size, progr
 def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w,
             steps) -> dict:
     pair, meta, opts = steps["prepare"](model, method, dev, options, batch_size, progress and w.main, class_label)
+    import torch
+    gen = torch.Generator("cpu").manual_seed(seed)
     t0 = time.perf_counter()
-    start, z, x0 = steps["initial"](pair, num, seed, dev)
+    # every rank draws all initial states as one process does (num x latent_dim numbers: cheap), then
+    # samples its blocks with the generator in the state one process's refine would find it in
+    start, z, x0 = steps["initial"](pair, num, gen, dev)
     t_gen = time.perf_counter() - t0
     state = z if z is not None else x0
     chunk = block_size(num, w.size)
     t1 = time.perf_counter()
-    refine_to_disk(pair.G, pair.D, state, method, shard_folder(out), chunk=chunk, seed=seed, overwrite=True,
+    refine_to_disk(pair.G, pair.D, state, method, shard_folder(out), chunk=chunk, seed=gen, overwrite=True,
                    **opts)
     wall = time.perf_counter() - t1
 
