@@ -77,9 +77,25 @@ def init_from_env(backend: str | None = None) -> World:
     if backend == "nccl":
         torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend=backend)
+    import atexit
+    atexit.register(_leave)
     w = world()
     log.info("torch.distributed: rank %d of %d (%s)", w.rank, w.size, backend)
     return w
+
+
+def _leave() -> None:
+    """At exit of a process that joined a group here: free what still holds the group (a
+    ``DistributedDataParallel`` wrapper kept alive by a reference cycle), wait for the peers, leave.
+    Destroying the group while such an object lives aborts the process in gloo's destructor."""
+    import gc
+    if not _initialized():
+        return
+    gc.collect()
+    try:
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def shard(n: int, rank: int | None = None, size: int | None = None) -> slice:

@@ -60,7 +60,7 @@ def main():
             pair = lf.load("grid25-wgangp")
             stream.refine_to_disk(pair.G, pair.D, job["n"], "ddls", job["out"], chunk=job["chunk"], seed=0,
                                   progress=False, **job.get("options", {}))
-    torch.distributed.destroy_process_group()
+    # leaving the group: latentflow.dist's exit handler (gc, barrier, destroy)
 
 
 if __name__ == "__main__":
