@@ -89,6 +89,7 @@ def main(verbose):
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    app.init_distributed()   # under torchrun: join its process group (NCCL on CUDA, gloo on CPU)
 
 
 def _method_names():
@@ -165,6 +166,8 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
     rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
                            batch_size=batch_size, progress=not quiet, class_label=class_label,
                            formats=list(formats) or None, real=real, num_real=num_real)
+    if not app.is_main():    # under torchrun rank 0 prints
+        return
     if as_json:
         click.echo(app.json_text(rep))
         return
@@ -342,8 +345,10 @@ def _train_command(kind: str):
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
             return
+        app.check_parallel_trainer(kind)   # under torchrun: gan and scoregan run data-parallel
         train_fn(cfg, out, progress=not quiet, resume=not no_resume)
-        click.echo(f"wrote {out}")
+        if app.is_main():
+            click.echo(f"wrote {out}")
 
     cmd.__doc__ = f"Train a {kind} model (resumable from DIR's checkpoint; --dry-run shows the config)."
     return cmd

@@ -22,13 +22,27 @@ from .suites import SUITES, Suite, run_suite, suite_names
 __all__ = ["LatentflowError", "OptionError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
-           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "run_tune"]
+           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "run_tune",
+           "check_parallel_trainer", "init_distributed", "is_main"]
 
 
 def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
     """``latentflow tune``: :func:`latentflow.app.tune.run_tune_command` (writes tune.json/.md/.png)."""
     from .tune import run_tune_command
     return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
+
+
+def init_distributed():
+    """Join the process group ``torchrun`` describes (``latentflow.dist.init_from_env``; a world of one
+    outside torchrun)."""
+    from ..dist import init_from_env
+    return init_from_env()
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0 (or the only one): the one that prints."""
+    from ..dist import is_main as _is_main
+    return _is_main()
 
 
 def list_methods() -> dict:
@@ -71,3 +85,9 @@ def get_trainer(kind: str):
     """``(Config class, train function)`` of trainer ``kind``."""
     from ..train import get_trainer as _get
     return _get(kind)
+
+
+def check_parallel_trainer(kind: str) -> None:
+    """Refuse a trainer that does not run data-parallel when this process is one of several (torchrun)."""
+    from ..train import check_parallel
+    check_parallel(kind)
