@@ -171,35 +171,8 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
     if as_json:
         click.echo(app.json_text(rep))
         return
-    r = rep["result"]
-    click.echo(f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}")
-    ev = rep["evaluations_per_sample"]
-    click.echo(f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
-               f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd")
-    for key in ("accept_rate", "accept_rate_mean"):
-        if key in r:
-            click.echo(f"acceptance: {r[key]:.3f}")
-    if r.get("n_diverged"):
-        click.echo(f"diverged chains: {r['n_diverged']} (see report.json)")
-    m = rep.get("metrics") or {}
-    if "before" in m and "after" in m:
-        keys = list(m["after"])
-        click.echo(f"| metric | {rep.get('start', 'generator')} | {method} |")
-        click.echo("|---|---|---|")
-        for k in keys:
-            b, a = m["before"].get(k), m["after"].get(k)
-            fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
-            click.echo(f"| {k} | {fmt(b)} | {fmt(a)} |")
-    ref = m.get("real") or {}
-    if "error" in ref:
-        click.echo(f"real-data metrics failed: {ref['error']}")
-    elif ref:
-        click.echo(f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
-                   f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)")
-        for k, why in (ref.get("null_reasons") or {}).items():
-            if k == "is":
-                click.echo(f"IS not computed: {why}")
-    click.echo("wrote " + ", ".join(f"{out}/{f}" for f in rep["files"].values()))
+    for line in app.sample_summary(rep, out):
+        click.echo(line)
 
 
 @main.command("tune")

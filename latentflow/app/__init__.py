@@ -15,7 +15,7 @@ from ..errors import LatentflowError, OptionError
 from .fit import NO_REFINEMENT, check_method_fits, fitting_methods, method_options, resolve_device
 from .options import parse_method_options, split_pairs
 from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
-from .report import json_text
+from .report import json_text, sample_summary
 from .sample import OUTPUT_FILES, sample_model
 from .suites import SUITES, Suite, run_suite, suite_names
 
@@ -23,12 +23,12 @@ __all__ = ["LatentflowError", "OptionError", "sample_model", "NO_REFINEMENT", "O
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
            "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "run_tune",
-           "check_parallel_trainer", "init_distributed", "is_main"]
+           "check_parallel_trainer", "init_distributed", "is_main", "sample_summary"]
 
 
 def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
-    """``latentflow tune``: :func:`latentflow.app.tune.run_tune_command` (writes tune.json/.md/.png)."""
-    from .tune import run_tune_command
+    """``latentflow tune``: :func:`latentflow.app.tune_cmd.run_tune_command` (writes tune.json/.md/.png)."""
+    from .tune_cmd import run_tune_command
     return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
 
 

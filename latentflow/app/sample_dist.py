@@ -61,7 +61,7 @@ def sample_distributed(model, method, num, seed, dev, options, batch_size, progr
         raise OptionError(f'method "{NO_REFINEMENT}" has nothing to split over processes; run it in one process')
     if out is None:
         raise OptionError("a distributed sample run needs out= (a folder every rank can see)")
-    outset = dist.agree(lambda: OutputSet(out, steps["files"], allowed=steps.get("allowed")))   # rank 0, before compute
+    outset = dist.agree(lambda: OutputSet(out, steps["files"], allowed=steps.get("allowed", ())))   # rank 0, before compute
     staged = None
     if w.main:
         staged = outset.__enter__()                              # lock + staging folder
