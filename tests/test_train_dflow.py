@@ -1,5 +1,6 @@
 """Discriminator Flow trainer (seed 000 Alg. 3) and the conditioned networks of train/nets.py."""
 import json
+import math
 
 import pytest
 import torch
@@ -191,3 +192,84 @@ def test_uniform_time_sampling_trains_d_off_the_grid(tmp_path, monkeypatch):
     train_dflow(DFlowConfig(**{**cfg.__dict__, "time_sampling": "grid"}), tmp_path / "g", progress=False)
     t = torch.cat(seen)
     assert torch.allclose(t * N, (t * N).round())            # Algorithm 3: on the grid only
+
+
+# ---- image critic (latentflow/nets/dflow_images.py) and the presets --------------------------------------
+
+def test_time_embedding_fourier_and_learned():
+    from latentflow.errors import OptionError
+    from latentflow.nets.dflow_images import TimeEmbedding
+
+    t = torch.linspace(0, 1, 33)
+    lo, hi = TimeEmbedding("fourier", 64, 1.0), TimeEmbedding("fourier", 64, 16.0)
+    a, b = lo(t), hi(t)
+    assert a.shape == b.shape == (33, 128)
+    assert torch.allclose(a[:, :64] ** 2 + a[:, 64:] ** 2, torch.ones(33, 64), atol=1e-6)
+    # one step h of a 32-step grid moves e by sqrt(Σ 2 - 2 cos 2πωh) <= 2πh sqrt(Σ ω²): small at scale 1,
+    # of the order of |e| itself at seed 000's scale 16 (neighbouring grid times look unrelated)
+    step_lo = (a[1:] - a[:-1]).norm(dim=1).max()
+    step_hi = (b[1:] - b[:-1]).norm(dim=1).max()
+    h = 1 / 32
+    assert step_lo <= 2 * math.pi * h * lo.freqs.pow(2).sum().sqrt() + 1e-5
+    assert step_lo < 0.25 * a.norm(dim=1).max() and step_hi > 0.5 * b.norm(dim=1).max()
+    emb = TimeEmbedding("learned", 4, n_knots=5)
+    assert emb.dim == 8 and any(p is emb.table for p in emb.parameters())
+    knots = torch.linspace(0, 1, 5)
+    assert torch.allclose(emb(knots), emb.table, atol=1e-6)                       # exact at the knots
+    mid = emb(torch.tensor([0.125, 0.6]))
+    assert torch.allclose(mid[0], 0.5 * (emb.table[0] + emb.table[1]), atol=1e-6)   # linear between them
+    assert torch.allclose(mid[1], 0.6 * emb.table[2] + 0.4 * emb.table[3], atol=1e-5)
+    for kw, msg in (({"kind": "sine"}, "embed must be one of"), ({"scale": 0.0}, "freq_scale must be"),
+                    ({"kind": "learned", "n_knots": 1}, "n_knots must be")):
+        with pytest.raises(OptionError, match=msg):
+            TimeEmbedding(**kw)
+
+
+def test_tconv_d_shapes_init_and_registry():
+    import latentflow.train.dflow  # noqa: F401  (registers tconv_d)
+    from latentflow.errors import OptionError
+    from latentflow.nets.dflow_images import TimeConvDiscriminator
+
+    assert ARCHITECTURES["tconv_d"] is TimeConvDiscriminator
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        D28 = build("tconv_d", ch=8)
+        D32 = build("tconv_d", size=32, ch=8, embed="learned", n_freq=4)
+        Dn = build("tconv_d", ch=8, init="normal", gain=0.02)
+    x28, x32 = torch.randn(3, 1, 28, 28, generator=g), torch.randn(3, 1, 32, 32, generator=g)
+    assert D28(x28, 0.5).shape == (3,) and D32(x32, torch.rand(3, generator=g)).shape == (3,)
+    # FiLM starts at zero: the untrained critic does not depend on t
+    assert torch.equal(D28(x28, 0.0), D28(x28, 0.9)) and torch.equal(D32(x32, 0.1), D32(x32, 0.7))
+    # orthogonal init with gain 1.41: the flattened kernel has orthogonal rows of norm 1.41
+    W = D28.convs[1].weight.detach().flatten(1)          # [16, 8*16]
+    assert torch.allclose(W @ W.T, 1.41 ** 2 * torch.eye(16), atol=1e-4)
+    w = torch.cat([c.weight.detach().flatten() for c in Dn.convs])
+    assert abs(float(w.std()) - 0.02) < 4e-3
+    with pytest.raises(ShapeError, match=r"x must have shape \[B, 1, 28, 28\]"):
+        D28(x32, 0.5)
+    with pytest.raises(ShapeError, match="t must be a scalar or a tensor of shape"):
+        D28(x28, torch.zeros(4))
+    for kw, msg in (({"size": 64}, "size must be 28 or 32"), ({"init": "xavier"}, "init must be"),
+                    ({"ch": 0}, "ch must be an int >= 1")):
+        with pytest.raises(OptionError, match=msg):
+            TimeConvDiscriminator(**kw)
+
+
+def test_presets():
+    from latentflow.errors import OptionError
+    from latentflow.train.dflow import PRESETS, preset
+
+    cfg = preset("fmnist-cpu").validate()
+    assert cfg.data == "fashion-mnist" and cfg.arch == "tconv_d" and cfg.time_sampling == "uniform"
+    assert cfg.arch_kwargs["freq_scale"] <= 2       # a smooth time embedding: any sampling grid
+    s = preset("mnist32-seed000").validate()        # seed 000 Table 4, MNIST column
+    assert (s.loss, s.gp, s.eta, s.flow_steps, s.batch_size, s.steps, s.lr, tuple(s.betas)) == \
+        ("ipm", 0.04, 2.0, 64, 128, 200_000, 2e-4, (0.5, 0.999))
+    assert s.arch_kwargs == {"channels": 1, "size": 32, "ch": 64, "embed": "fourier", "n_freq": 64,
+                             "freq_scale": 16.0, "init": "orthogonal", "gain": 1.41}
+    assert preset("fmnist-cpu", steps=7, arch_kwargs={"ch": 4}).arch_kwargs["ch"] == 4
+    assert preset("fmnist-cpu", arch_kwargs={"ch": 4}).arch_kwargs["size"] == 28
+    assert PRESETS["fmnist-cpu"]["arch_kwargs"]["ch"] != 4          # the preset itself is untouched
+    with pytest.raises(OptionError, match="preset must be one of"):
+        preset("cifar")
