@@ -273,3 +273,42 @@ def test_presets():
     assert PRESETS["fmnist-cpu"]["arch_kwargs"]["ch"] != 4          # the preset itself is untouched
     with pytest.raises(OptionError, match="preset must be one of"):
         preset("cifar")
+
+
+def test_lr_schedules():
+    from latentflow.errors import OptionError
+    from latentflow.train.dflow import lr_at
+
+    c = DFlowConfig(lr=1e-3, steps=100)
+    assert [lr_at(c, k) for k in (0, 50, 99)] == [1e-3] * 3
+    c = DFlowConfig(lr=1e-3, steps=100, lr_schedule="linear")
+    assert lr_at(c, 0) == 1e-3 and abs(lr_at(c, 50) - 5e-4) < 1e-12 and abs(lr_at(c, 99) - 1e-5) < 1e-12
+    c = DFlowConfig(lr=1e-3, steps=100, lr_schedule="cosine")
+    assert lr_at(c, 0) == 1e-3 and abs(lr_at(c, 50) - 5e-4) < 1e-12 and lr_at(c, 100) < 1e-18
+    with pytest.raises(OptionError, match="lr_schedule must be one of"):
+        DFlowConfig(lr_schedule="step").validate()
+
+
+@pytest.mark.rng_ok
+def test_lr_schedule_resumes_bit_exactly(tmp_path):
+    kw = dict(data="ring8", steps=6, batch_size=16, flow_steps=4, eta=2.0, lr_schedule="linear", lr=1e-2,
+              arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    full = train_dflow(DFlowConfig(**kw), tmp_path / "a", progress=False)
+    train_dflow(DFlowConfig(**kw), tmp_path / "b", progress=False, stop_after=3)
+    resumed = train_dflow(DFlowConfig(**kw), tmp_path / "b", progress=False)
+    for p, q in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_tconv_d_avgpool_variant():
+    from latentflow.nets.dflow_images import TimeConvDiscriminator
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for size in (28, 32):
+            D = TimeConvDiscriminator(size=size, ch=4, down="avgpool")
+            x = torch.randn(2, 1, size, size, generator=g, requires_grad=True)
+            (gx,) = torch.autograd.grad(D(x, 0.3).sum(), x)
+            assert D(x, 0.3).shape == (2,) and gx.shape == x.shape and bool(torch.isfinite(gx).all())
+    with pytest.raises(Exception, match="down must be"):
+        TimeConvDiscriminator(down="maxpool")

@@ -15,7 +15,9 @@
   -> 8 -> 4 with kernel 4) of widths ``ch, 2ch, 4ch``, each output modulated channel-wise before the
   LeakyReLU, ``h <- (1 + γ(t)) ⊙ h + β(t)``, by a depth-2 SiLU MLP (hidden width twice the embedding's) on
   ``e(t)``; a last 4x4 convolution to one value (DCGAN's head). No normalisation layer (BatchNorm would
-  couple the particles of one batch). ``init="orthogonal"`` with ``gain = 1.41`` is seed 000's MNIST
+  couple the particles of one batch). ``down="avgpool"`` replaces each strided convolution by a 3x3
+  convolution and a 2x2 average pool: the input gradient, the particles' velocity, then upsamples by
+  box filters instead of stride-2 transposed convolutions (no checkerboard pattern). ``init="orthogonal"`` with ``gain = 1.41`` is seed 000's MNIST
   choice (Table 4) and gives D an O(1) input gradient from the first step; ``"normal"`` draws
   ``N(0, gain²)`` (0.02 for the seed's other settings). The FiLM output layer starts at zero, so the
   untrained critic does not depend on ``t``.
@@ -98,7 +100,7 @@ class TimeConvDiscriminator(nn.Module):
 
     def __init__(self, channels: int = 1, size: int = 28, ch: int = 32, embed: str = "fourier",
                  n_freq: int = 64, freq_scale: float = 1.0, n_knots: int = 17, init: str = "orthogonal",
-                 gain: float = 1.41, slope: float = 0.2, seed: int = 0):
+                 gain: float = 1.41, slope: float = 0.2, down: str = "stride", seed: int = 0):
         super().__init__()
         for k, v in (("channels", channels), ("ch", ch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -107,14 +109,21 @@ class TimeConvDiscriminator(nn.Module):
             raise OptionError(f"size must be 28 or 32; got {size!r}")
         if init not in ("orthogonal", "normal"):
             raise OptionError(f'init must be "orthogonal" or "normal"; got {init!r}')
+        if down not in ("stride", "avgpool"):
+            raise OptionError(f'down must be "stride" or "avgpool"; got {down!r}')
         if not (isinstance(gain, (int, float)) and gain > 0):
             raise OptionError(f"gain must be a number > 0; got {gain!r}")
         self.channels, self.size = channels, size
         self.embed = TimeEmbedding(embed, n_freq, freq_scale, n_knots, seed)
         w = [ch, 2 * ch, 4 * ch]
         k3 = 3 if size == 28 else 4
-        self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1),
-                                    nn.Conv2d(w[1], w[2], k3, 2, 1)])
+        if down == "stride":
+            self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1),
+                                        nn.Conv2d(w[1], w[2], k3, 2, 1)])
+        else:   # 3x3 stride-1 convolutions, each followed by a 2x2 average pool (ceil: 7 -> 4)
+            self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 3, 1, 1), nn.Conv2d(w[0], w[1], 3, 1, 1),
+                                        nn.Conv2d(w[1], w[2], 3, 1, 1)])
+        self.pool = nn.AvgPool2d(2, ceil_mode=True) if down == "avgpool" else None
         self.head = nn.Conv2d(w[2], 1, 4, 1, 0)
         self.widths = w
         self.act = nn.LeakyReLU(slope)
@@ -136,4 +145,6 @@ class TimeConvDiscriminator(nn.Module):
             g, b = mod[:, o:o + w, None, None], mod[:, o + w:o + 2 * w, None, None]
             o += 2 * w
             h = self.act((1 + g) * h + b)
+            if self.pool is not None:
+                h = self.pool(h)
         return self.head(h).flatten(1)[:, 0]

@@ -58,6 +58,20 @@ def _betas(cfg):
         raise OptionError(f"betas must be two numbers in [0, 1); got {b!r}")
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_at(cfg, k: int) -> float:
+    """The learning rate of D update ``k`` (0-based) of ``cfg.steps``: ``lr``, ``lr (1 - k/steps)`` or
+    ``lr (1 + cos(π k/steps))/2``; a function of ``k`` only, so a resumed run gets the same rates."""
+    u = min(max(k / cfg.steps, 0.0), 1.0)
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * (1.0 - u)
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * u))
+    return cfg.lr
+
+
 @dataclass
 class DFlowConfig:
     data: str = "grid25"
@@ -72,6 +86,7 @@ class DFlowConfig:
     reuse: int = 1                  # D updates per simulated batch of trajectories (1 = Algorithm 3)
     time_sampling: str = "grid"     # "grid": t_b = i/N (Algorithm 3); "uniform": t_b ~ U[0, 1) (Algorithm 2)
     lr: float = 2e-4
+    lr_schedule: str = "constant"   # "constant", "linear" (lr (1 - k/steps)) or "cosine" (lr (1 + cos πk/steps)/2)
     betas: tuple = (0.5, 0.999)
     batch_size: int = 128
     steps: int = 4000
@@ -85,6 +100,8 @@ class DFlowConfig:
         if self.time_sampling not in ("grid", "uniform"):
             raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
         _pos_float(self, "eta", "lr")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise OptionError(f'lr_schedule must be one of {", ".join(LR_SCHEDULES)}; got {self.lr_schedule!r}')
         _betas(self)
         check_ema(self)
         if self.gp_weight is not None and (not isinstance(self.gp_weight, (int, float)) or self.gp_weight < 0):
@@ -256,6 +273,9 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
             metrics["gp"] = gp.detach()
         opt.zero_grad(set_to_none=True)
         ld.backward()
+        if cfg.lr_schedule != "constant":
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, i)
         opt.step()
         if cfg.ema > 0:
             ema_update(D_ema, D, cfg.ema)
