@@ -312,3 +312,25 @@ def test_tconv_d_avgpool_variant():
             assert D(x, 0.3).shape == (2,) and gx.shape == x.shape and bool(torch.isfinite(gx).all())
     with pytest.raises(Exception, match="down must be"):
         TimeConvDiscriminator(down="maxpool")
+
+
+def test_time_balance_weights_and_running_mean():
+    from latentflow.errors import OptionError
+    from latentflow.train.dflow import _TimeBalance
+
+    tb = _TimeBalance(4, decay=0.5)
+    k = torch.tensor([0, 1, 3, 3])
+    assert torch.equal(tb.weights(k), torch.ones(4))                 # nothing seen yet: plain mean
+    tb.update(k, torch.tensor([4.0, 16.0, 1.0, 3.0]))
+    assert torch.equal(tb.s, torch.tensor([4.0, 16.0, 0.0, 2.0]))    # first value of a bin taken as is
+    tb.update(torch.tensor([0]), torch.tensor([8.0]))
+    assert torch.equal(tb.s, torch.tensor([6.0, 16.0, 0.0, 2.0]))    # 0.5 * 4 + 0.5 * 8
+    inv = torch.tensor([6.0, 16.0, 2.0]).rsqrt()
+    inv = torch.cat([inv[:2], inv.mean()[None], inv[2:]])           # an unseen bin gets the seen bins' mean
+    assert torch.allclose(tb.weights(torch.arange(4)), inv / inv.mean(), atol=1e-6)
+    w = tb.weights(torch.tensor([0, 1]))
+    assert torch.allclose(w[0] / w[1], torch.tensor((16.0 / 6.0) ** 0.5))   # w ∝ s^(-1/2)
+    with pytest.raises(OptionError, match='time_weight="balanced" needs loss="ipm"'):
+        DFlowConfig(loss="ns", time_weight="balanced").validate()
+    with pytest.raises(OptionError, match="time_weight must be"):
+        DFlowConfig(time_weight="yes").validate()
