@@ -56,8 +56,8 @@ from latentflow.train.dflow import PRESETS as DFLOW_PRESETS
 #   2e-4 the generator stayed dark after 1,200 steps (FID 390). The conv denoiser tconv28_den (ch 8)
 #   cost twice the MLP's time per step and did worse (FID 244 vs 140 at 1,200 steps).
 PRESETS = {
-    "bench": dict(n=2000, evals=4, score_m=5000, euler_steps=[8, 12, 16, 24, 32, 48],
-                  heun_steps=[4, 5, 6, 7, 8, 10, 13, 17]),
+    "bench": dict(n=2000, evals=4, score_m=5000, euler_steps=[8, 12, 16, 24, 32],
+                  heun_steps=[5, 7, 9, 10, 13, 17]),
     "dflow": {k: v for k, v in DFLOW_PRESETS["fmnist-cpu"].items() if k != "data"},
     "scoregan": dict(arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 64, "ch": 32}, latent_dim=64,
                      arch_s="mlp_den", arch_s_kwargs={"in_dim": 784, "width": 512, "depth": 4},
@@ -441,6 +441,8 @@ def main(argv=None, echo=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--data-root", default=None, help="folder with Fashion-MNIST's IDX files (default: found)")
     ap.add_argument("--workdir", default=None, help="where runs go (default: a temporary folder)")
+    ap.add_argument("--keep-runs", default=None, metavar="RESULTS.json",
+                    help="copy the runs of trainers not trained now from an earlier results.json (marked as such)")
     ap.add_argument("--no-references", action="store_true", help="skip the real-data and dcgan-fashion rows")
     ap.add_argument("--out", default="results/trainers_fmnist", help="output folder (JSON, table, PNG grids)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
@@ -482,6 +484,11 @@ def main(argv=None, echo=None) -> dict:
         echo(f"{kind}: training")
         doc["runs"].append(run_trainer(kind, a.quick, overrides, bench, a.seed, work, outdir, train_imgs, test_nn,
                                        a.data_root, echo))
+    if a.keep_runs:
+        old = json.loads(Path(a.keep_runs).read_text())
+        for r in old.get("runs", []):
+            if r["trainer"] not in kinds:
+                doc["runs"].append({**r, "kept_from": {"file": str(a.keep_runs), "git_commit": old.get("env", {}).get("git_commit")}})
     if not a.no_references:
         doc["references"] = reference_rows(n, a.seed, train_imgs, lambda: {"train": train_imgs}, test_nn, outdir)
         save_grid(outdir / "grid_real_train.png", train_imgs[torch.randperm(train_imgs.shape[0],

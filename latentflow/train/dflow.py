@@ -132,7 +132,7 @@ PRESETS: dict[str, dict] = {
     "fmnist-cpu": dict(data="fashion-mnist", arch="tconv_d",
                        arch_kwargs={"channels": 1, "size": 28, "ch": 32, "freq_scale": 1.0},
                        loss="ipm", eta=2.0, flow_steps=32, reuse=8, time_sampling="uniform",
-                       batch_size=64, steps=4500, lr=2e-4),
+                       batch_size=64, steps=5000, lr=2e-4, lr_schedule="linear"),
     "mnist32-seed000": dict(data="mnist32", arch="tconv_d",
                             arch_kwargs={"channels": 1, "size": 32, "ch": 64, "embed": "fourier", "n_freq": 64,
                                          "freq_scale": 16.0, "init": "orthogonal", "gain": 1.41},
