@@ -43,12 +43,12 @@ from latentflow.train.dflow import PRESETS as DFLOW_PRESETS
 # ---------------------------------------------------------------------------------------------------
 # presets. "bench" holds the benchmark's own settings; the others are trainer config fields.
 # Chosen from short runs (1,000-1,500 steps, FID-FMNIST on 1,000 samples, 2 shared CPU cores):
-# * dflow: IPM + zero-centred GP 0.04 as S0's MNIST, η/N = 2/32 = 1/16. EMA of D (0.999) gave a flow that
-#   left the noise almost untouched (FID-FMNIST 467 after 1,000 steps), so it is off; the NS loss left the
-#   particles in place (the D separates noise with flat gradients; FID 470); GP 1 with η = 10 or GP 0.2
-#   with η = 2 were no better (225-355, oscillating between evaluations). The full 4,500 steps with GP 1,
-#   η = 10, N = 16, reuse 4 gave FID-FMNIST 254, 219, 188, 241 at the four evaluations (this preset: 394,
-#   242, 207, 227): neither has converged, and FID moves by ±20 between evaluations.
+# * dflow: latentflow.train.dflow.PRESETS["fmnist-cpu"]: IPM + zero-centred GP 0.04 as S0's MNIST, η = 2,
+#   N = 32, the tconv_d critic (orthogonal init, smooth Fourier time embedding ω ~ N(0, 1)), continuous time,
+#   linear lr decay. How it was chosen, and why the flow still stalls: results/trainers_fmnist/experiments.md.
+#   Earlier (tconv28_d, grid times): EMA of D (0.999) left the noise almost untouched (FID-FMNIST 467 after
+#   1,000 steps); the NS loss left the particles in place (FID 470); GP 1 with η = 10 or GP 0.2 with η = 2
+#   were no better (225-355).
 # * scoregan: σ ∈ [1, 10] (S0's [0.32, 40] is for its EDM denoiser; with the exact empirical score a small
 #   σ_min snaps samples to their nearest training image and the run collapsed onto tops: FID 256 at
 #   σ_min 0.5, 281 at [0.32, 40], 140 at [1, 10] after 1,200 steps); σ_max 10 is ample for [-1, 1] images
