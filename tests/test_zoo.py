@@ -10,6 +10,7 @@ from latentflow.errors import IntegrityError, ManifestError
 from latentflow.models import convert, load
 from latentflow.models import hub, zoo
 from latentflow.models.manifest import ALL_SOURCE_KINDS, validate_entry
+import latentflow.train.dflow  # noqa: F401  (registers tconv_d, latentflow/nets/dflow_images.py)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ PAIRS = [
 
 # architectures of the particle-model trainers (registered by latentflow.train.nets and .nets_images) are
 # tested in tests/test_train_dflow.py, tests/test_score_gan.py, tests/test_flowgan.py and tests/test_nets_images.py
-TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d", "tconv28_den"}
+TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d", "tconv28_den", "tconv_d"}
 
 
 def test_every_registered_arch_is_covered():
