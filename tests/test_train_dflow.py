@@ -334,3 +334,28 @@ def test_time_balance_weights_and_running_mean():
         DFlowConfig(loss="ns", time_weight="balanced").validate()
     with pytest.raises(OptionError, match="time_weight must be"):
         DFlowConfig(time_weight="yes").validate()
+
+
+@pytest.mark.rng_ok
+def test_simulate_with_ema_moves_particles_by_the_ema_critic(tmp_path, monkeypatch):
+    from latentflow.errors import OptionError
+    import latentflow.train.dflow as mod
+
+    used = []
+    orig = mod.simulate_all
+
+    def spy(D, *a):
+        used.append(D)
+        return orig(D, *a)
+
+    monkeypatch.setattr(mod, "simulate_all", spy)
+    kw = dict(data="ring8", steps=4, batch_size=16, flow_steps=4, reuse=2, ema=0.9, loss="ipm",
+              arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    D = train_dflow(DFlowConfig(**kw, simulate_with="ema"), tmp_path / "e", progress=False)
+    assert len(used) == 2 and all(not any(p.requires_grad for p in m.parameters()) for m in used)
+    assert all(m is used[0] for m in used) and D is used[0]          # the EMA critic, also the written model
+    used.clear()
+    D2 = train_dflow(DFlowConfig(**kw), tmp_path / "l", progress=False)
+    assert len(used) == 2 and used[0] is used[1] and used[0] is not D2   # the live critic, not the EMA written
+    with pytest.raises(OptionError, match='simulate_with must be "live" or "ema"'):
+        DFlowConfig(simulate_with="ema").validate()

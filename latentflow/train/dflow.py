@@ -91,6 +91,7 @@ class DFlowConfig:
     flow_steps: int = 56            # N, the training grid (sampling uses the same)
     gp_weight: float | None = None  # zero-centred GP strength; None: 0.04 for ipm, 0 otherwise
     ema: float = 0.0                # decay of an EMA of D's weights, written as the output D (0 = off)
+    simulate_with: str = "live"     # "ema": trajectories by the EMA of D (needs ema > 0), the live D trains on them
     reuse: int = 1                  # D updates per simulated batch of trajectories (1 = Algorithm 3)
     time_sampling: str = "grid"     # "grid": t_b = i/N (Algorithm 3); "uniform": t_b ~ U[0, 1) (Algorithm 2)
     time_weight: str = "none"       # "balanced": each time bin's loss divided by its running RMS ‖∇f‖ (ipm + GP)
@@ -109,6 +110,9 @@ class DFlowConfig:
         if self.time_sampling not in ("grid", "uniform"):
             raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
         _pos_float(self, "eta", "lr")
+        if self.simulate_with not in ("live", "ema") or (self.simulate_with == "ema" and not self.ema > 0):
+            raise OptionError(f'simulate_with must be "live" or "ema" (with ema > 0); got {self.simulate_with!r} '
+                              f"with ema={self.ema!r}")
         if self.time_weight not in ("none", "balanced"):
             raise OptionError(f'time_weight must be "none" or "balanced"; got {self.time_weight!r}')
         if self.time_weight == "balanced" and (self.loss != "ipm" or self.gp <= 0):
@@ -287,7 +291,10 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
     gp_w = cfg.gp
 
     def simulate(fn, *args):
-        """``fn(D, *args)`` with D in eval mode and its parameters out of autograd (a simulation)."""
+        """``fn(D, *args)`` with D in eval mode and its parameters out of autograd (a simulation); with
+        ``simulate_with="ema"`` the EMA critic (always frozen) moves the particles."""
+        if cfg.simulate_with == "ema":
+            return fn(D_ema, *args)
         D.eval()
         for p in D.parameters():
             p.requires_grad_(False)
