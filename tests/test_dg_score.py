@@ -242,3 +242,24 @@ def test_methods_declare_the_score_role_and_results_serialise():
     res = lf.refine(None, logit, _z(6, 2), method="dg_score", score=s_q, steps=3, progress=False)
     d = json.loads(json.dumps(res.to_dict()))
     assert d["options"]["score"].startswith("<function") and d["nfe"] == 5 and "d_mean" in d
+
+
+@pytest.mark.rng_ok   # the conv layers initialise from the global RNG
+def test_image_shaped_state_with_a_conv_discriminator():
+    from latentflow.nets.score_nets import build_score_net
+    torch.manual_seed(0)
+    D = build_score_net("dg_conv28", channels=1, ch=4).eval()
+    score = lambda x, s: -x / (0.25 + s[:, None, None, None] ** 2)      # data N(0, 0.25 I) in [1, 28, 28]
+    z = _z(5, 1, 28, 28, dtype=torch.float32)
+    kw = dict(method="dg_score", score=score, w=2.0, steps=4, sigma_max=10.0, guide_range=(0.002, 5.0),
+              progress=False)
+    res = lf.refine(None, D, z, **kw)
+    assert res.x.shape == z.shape and torch.isfinite(res.x).all()
+    # 7 score evaluations per sample (σ_0..σ_3 and the Heun corrections at σ_1..σ_3); D at the 6 with σ <= 5
+    sig = edm_sigmas(4, 0.002, 10.0).tolist()
+    guided = sum(0.002 <= s <= 5.0 for s in sig[:-1] + sig[1:-1])
+    assert guided == 6
+    assert res.info["n_D_backward"] == guided * 5 and res.info["n_score_forward"] == 7 * 5 + 2
+    torch.testing.assert_close(lf.refine(None, D, z, batch_size=2, **kw).x, res.x, rtol=0, atol=1e-4)
+    plain = lf.refine(None, D, z, **{**kw, "w": 0.0})
+    assert not torch.allclose(plain.x, res.x)
