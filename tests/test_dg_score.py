@@ -115,8 +115,9 @@ def test_annealed_langevin_with_the_exact_ratio_recovers_the_mixture_weights():
     kw = dict(method="dg_score", score=s_q, solver="langevin", steps=10, sigma_max=10.0, sigma_min=0.1,
               langevin_steps=20, step_size=0.01, seed=0, progress=False)
     left, mean0, var1 = _moments(lf.refine(None, logit, z, **kw).x)
-    # p_{σ_L} has Var x1 = 0.25 + 0.01; ULA's O(α) bias at ε/σ_L² = 1 adds about 0.26²/(4 · 0.26 / α_L) ≈ 0.0025
-    # per unit of α/v, and the annealing leaves the weights within a few per cent (measured 0.77 ± 0.009)
+    # p_{σ_L} has Var x1 = 0.25 + 0.01. At this budget (T = 20, ε/σ_L² = 1) annealed Langevin is not converged:
+    # measured P(left) 0.77 and Var x1 0.28 (MC errors 0.009, 0.009); the bounds are loose on purpose, the exact
+    # check of the Langevin step is the single-level test above. Unguided, P(left) stays near q's 0.3.
     assert abs(left - 0.8) < 0.06, left
     assert abs(var1 - 0.26) < 0.04, var1
     left0 = _moments(lf.refine(None, None, z, **{**kw, "w": 0.0}).x)[0]
@@ -263,3 +264,9 @@ def test_image_shaped_state_with_a_conv_discriminator():
     torch.testing.assert_close(lf.refine(None, D, z, batch_size=2, **kw).x, res.x, rtol=0, atol=1e-4)
     plain = lf.refine(None, D, z, **{**kw, "w": 0.0})
     assert not torch.allclose(plain.x, res.x)
+
+
+def test_model_folders_do_not_claim_to_fit_dg_score():
+    from latentflow.app.fit import fitting_methods, misfit
+    meta = {"name": "dgd", "roles": ["D"], "d_conditioning": "sigma"}
+    assert "score model" in misfit("dg_score", meta) and "dg_score" not in fitting_methods(meta)

@@ -16,7 +16,8 @@ There is no generator: ``G`` is None, ``z ~ N(0, I)`` [B, *X] is the starting no
   noise level ``σ̂ = σ_i (1 + γ_i)``, ``γ_i = min(S_churn/N, √2 - 1)`` for ``S_tmin <= σ_i <= S_tmax``, by
   ``x̂ = x + sqrt(σ̂² - σ_i²) S_noise ξ`` (slot 0 of step i), then takes the Heun step from ``σ̂``.
 * ``solver="langevin"`` (annealed Langevin, Song & Ermon 2019, Alg. 1): for the levels ``σ_1 > ... > σ_L``
-  and ``langevin_steps`` T steps per level, ``α_i = ε σ_i²/σ_L²`` and ``x <- x + (α_i/2) s̃(x, σ_i) + sqrt(α_i) ξ``
+  and ``langevin_steps`` T steps per level, ``α_i = ε σ_i²/σ_L²`` and
+  ``x <- x + (α_i/2) s̃(x, σ_i) + sqrt(α_i) ξ``
   (ξ: slot 0 of global step ``it``); ``L T`` evaluations per sample.
 
 The score model runs without gradients through the engine (chunked, counted in ``n_score_forward``); the
@@ -60,7 +61,8 @@ class DGScoreOptions(Options):
                            "σ_max ... σ_min)", ge=2)
     sigma_min: float = field(0.002, "σ_min of the EDM grid", gt=0)
     sigma_max: float = field(80.0, "σ_max of the EDM grid; the start is x_T = σ_max z", gt=0)
-    rho: float = field(7.0, "ρ of the EDM grid σ_i = (σ_max^{1/ρ} + i/(N-1) (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ", gt=0)
+    rho: float = field(7.0, "ρ of the EDM grid σ_i = (σ_max^{1/ρ} + i/(N-1) (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ",
+                       gt=0)
     sigmas: Union[Sequence[float], Tensor, None] = field(
         None, "an explicit grid instead of (steps, sigma_min, sigma_max, rho): Heun: strictly decreasing to a "
               "last value >= 0; Langevin: positive, non-increasing levels")
@@ -69,8 +71,8 @@ class DGScoreOptions(Options):
     s_tmax: float | None = field(None, "S_tmax: churn only at σ_i <= S_tmax (None: no upper bound)", ge=0)
     s_noise: float = field(1.0, "S_noise: std multiplier of the churn noise", ge=0)
     langevin_steps: int = field(10, "T, Langevin steps per noise level (solver=\"langevin\")", ge=1)
-    step_size: float = field(1e-6, "ε of annealed Langevin: α_i = ε σ_i²/σ_L², so ε/σ_L² is the step relative to "
-                                   "the noise variance (keep it well below 1)", gt=0)
+    step_size: float = field(1e-6, "ε of annealed Langevin: α_i = ε σ_i²/σ_L², so ε/σ_L² is the step relative "
+                                   "to the noise variance (keep it well below 1)", gt=0)
 
     def check(self):
         if self.score_output == "raw" and self.sigma_data is None:
