@@ -52,6 +52,10 @@ class Kernel:
     def __init__(self, G, D, opts, engine_opts: EngineOptions):
         self.G, self.D, self.o, self.eo = G, D, opts, engine_opts
 
+    def models(self) -> tuple:
+        """The callables held in eval mode without parameter gradients during the run (``frozen``)."""
+        return (self.G, self.D)
+
     def validate(self, z: Tensor) -> None:
         """Check ``z`` and the options together (shapes, G given or not)."""
 
@@ -78,6 +82,8 @@ class Kernel:
 def _recorded(v: Any) -> Any:
     if isinstance(v, Tensor):
         return f"tensor{list(v.shape)}"
+    if callable(v) and not isinstance(v, type):   # a model given as an option (score=S): its name only
+        return f"<{type(v).__name__} {getattr(v, '__qualname__', '')}>".replace(" >", ">")
     return v
 
 
@@ -114,7 +120,7 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
                       num_classes)
     driver = Driver(kernel, engine, eng)
     n = kernel.n_steps()
-    with frozen(G, D), driver.bar(n) as bar:
+    with frozen(*kernel.models()), driver.bar(n) as bar:
         state = kernel.init(engine, z)
         i = 0
         while i < n if n is not None else not kernel.done(state):
