@@ -104,7 +104,7 @@ class DGScore(Kernel):
     Options = DGScoreOptions
     needs = {"generator": "none (G=None: z ~ N(0, I) [B, *X] is the starting noise, x_T = σ_max z)",
              "score": "score=S(x, σ) -> [B, *X] (score, denoised or eps, see score_output)",
-             "discriminator": "noise-conditioned D(x, σ) (None with w=0)"}
+             "discriminator": "optional with w=0; else a noise-conditioned D(x, σ)"}
     hint = "use more steps, a smaller w or guide_range (Langevin: a smaller step_size)"
 
     def __init__(self, *a):
