@@ -8,15 +8,15 @@ For each dataset: train an EDM denoiser (``latentflow.train.denoiser``), draw a 
 EDM Heun sampler and train the time-conditioned discriminator ``d(x, σ)`` on real vs pool, both noised
 (``latentflow.train.dg_disc``); then sample the denoiser with the same Heun grid (``--heun-steps`` N, 2N - 1
 score evaluations) from the same starting noise, without guidance (w = 0) and with the correction
-``w ∇x d`` (``latentflow.scores.guided_score``) on the noise levels ``--guide-range`` the discriminator was
-trained on. Equal NFE: the score network is evaluated 2N - 1 times per sample in every row; a guided row also
-evaluates ``d`` and its input gradient at each of those points (its wall time is reported).
+``w ∇x d`` on the noise levels ``--guide-range`` the discriminator was trained on, all through
+``latentflow.refine(None, D, z, method="dg_score", score=den, score_output="denoised", ...)``. Equal NFE: the
+score network is evaluated 2N - 1 times per sample in every row; a guided row also evaluates ``d`` and its
+input gradient at those of the points that lie in the guide range (``d_evals``; its wall time is reported).
 
 Metrics: EMD (exact W1 on 2,000-point subsets, against a fresh draw of the data) and mode metrics on grid25;
 FID-FMNIST (the bundled Fashion-MNIST classifier's features against the test split, through
 ``latentflow.metrics.fid_fmnist``; **not** Inception FID) on ``--n`` samples for Fashion-MNIST. All on a CPU
 with one thread, sized to minutes; the numbers are not comparable with the paper's (CIFAR-10, ImageNet, GPUs).
-The sampler proper (``dg_score``) will replace the explicit Heun loop here.
 """
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import torch
 
+import latentflow as lf
 from latentflow._io import atomic_write_json, atomic_write_text
-from latentflow.scores import as_score, edm_heun_sample, edm_sigmas, guided_score
+from latentflow.scores import edm_sigmas
 from latentflow.train import get_trainer, parse_overrides
 
 # Presets, from short runs on the shared 2-core CPU (one thread):
@@ -67,12 +68,14 @@ QUICK = {
 SIGMA_MAX = 80.0
 
 
-def sample(den, D, w: float, x0: torch.Tensor, sigmas: torch.Tensor, guide_range, batch: int = 500):
-    """``(samples, wall seconds)`` of the Heun sampler on the (guided) score of ``den``."""
-    s = guided_score(as_score(den, "denoised"), D, w, sigma_range=tuple(guide_range))
+def sample(den, D, w: float, z: torch.Tensor, sigmas: torch.Tensor, guide_range, batch: int = 500):
+    """``(samples, wall seconds, sampler info)``: the ``dg_score`` Heun sampler on the (guided) score of the
+    denoiser ``den`` from ``x_T = σ_0 z``."""
     t0 = time.perf_counter()
-    x = edm_heun_sample(s, x0, sigmas, batch_size=batch)
-    return x, time.perf_counter() - t0
+    res = lf.refine(None, D, z, method="dg_score", score=den, score_output="denoised", w=w,
+                    sigmas=[float(v) for v in sigmas], guide_range=tuple(guide_range), batch_size=batch,
+                    progress=False)
+    return res.x, time.perf_counter() - t0, res.info
 
 
 def metrics(data: str, x: torch.Tensor) -> dict:
@@ -103,12 +106,13 @@ def run_one(data: str, cfgs: dict, bench: dict, work: Path, seed: int, log) -> d
     shape = (2,) if data != "fashion-mnist" else (1, 28, 28)
     n = int(bench["n"])
     sig = edm_sigmas(N, 0.002, SIGMA_MAX, 7.0).float()
-    x0 = SIGMA_MAX * torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed + 1000))
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed + 1000))   # x_T = σ_max z
     rows = []
     for w in [0.0] + [float(v) for v in bench["w"]]:
-        x, secs = sample(den, D, w, x0, sig, bench["guide_range"])
+        x, secs, info = sample(den, D, w, z, sig, bench["guide_range"])
         m = metrics(data, x)
-        rows.append({"w": w, "nfe_score": 2 * N - 1, "d_evals": (2 * N - 1) if w else 0, "sample_seconds": secs, **m})
+        rows.append({"w": w, "nfe_score": info["nfe"], "d_evals": info["n_D_backward"] / n, "sample_seconds": secs,
+                     **m})
         log(f"  w={w:g}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + f" ({secs:.1f} s)")
     key = "fid_fmnist" if data == "fashion-mnist" else "emd"
     base = rows[0][key]
@@ -124,18 +128,19 @@ def markdown(res: dict) -> str:
     lines = ["# Discriminator guidance for EDM denoisers (CPU presets)", "",
              f"torch {res['torch']}, {res['threads']} thread(s); total CPU {res['cpu_seconds_total']:.0f} s. "
              "Equal NFE: every row evaluates the score network 2N - 1 times per sample from the same starting "
-             "noise; a guided row also evaluates d(x, σ) and its input gradient at those points.", ""]
+             "noise; a guided row also evaluates d(x, σ) and its input gradient at those of the points in its "
+             "guide range (d evals per sample in the table).", ""]
     for r in res["results"]:
         k = r["metric"]
         lines += [f"## {r['data']} ({k}, n = {r['n']}, Heun N = {r['heun_steps']}, NFE {r['nfe_score']})", "",
                   f"Denoiser {r['cpu_seconds']['denoiser']:.0f} s CPU, discriminator {r['cpu_seconds']['dgdisc']:.0f} s "
                   f"CPU (pool + training, last train accuracy {r['disc_train_acc_last']:.3f}); guidance on "
                   f"σ ∈ [{r['guide_range'][0]:g}, {r['guide_range'][1]:g}].", "",
-                  "| w | " + k + " | other | sampling s |", "|---|---|---|---|"]
+                  "| w | " + k + " | other | d evals | sampling s |", "|---|---|---|---|---|"]
         for row in r["rows"]:
             other = ", ".join(f"{a} {b:.4g}" for a, b in row.items()
                               if a not in ("w", k, "nfe_score", "d_evals", "sample_seconds"))
-            lines.append(f"| {row['w']:g} | {row[k]:.4g} | {other} | {row['sample_seconds']:.1f} |")
+            lines.append(f"| {row['w']:g} | {row[k]:.4g} | {other} | {row['d_evals']:g} | {row['sample_seconds']:.1f} |")
         lines += ["", f"Best w = {r['best_w']:g}: {100 * r['relative_change_best']:+.1f} % {k} against w = 0.", ""]
     return "\n".join(lines) + "\n"
 

@@ -13,15 +13,23 @@ Loops compared on the same G, D, chains and step size (per-step time: median ove
   the hand loops do n. The per-step times below divide the whole call by n, so short runs
   (``--quick``) charge latentflow (n + 1) / n; use 40+ steps for the per-step ratio.
 
-Models: the SN-GAN CIFAR-10 ResNet (``sngan_resnet32_g``/``_d``, random weights; paper widths unless
-``--quick``) and the bundled 2-D model ``grid25-wgangp`` (random ``mlp_g``/``mlp_d`` of the same
-shape if it is not installed). Reports chain-steps/s (= samples advanced one step per second),
+Models (random weights): ``sngan`` the SN-GAN CIFAR-10 ResNet (``sngan_resnet32_g``/``_d``; paper widths
+unless ``--quick``), ``simplecnn`` xyfJASON's SN-GAN CIFAR-10 SimpleCNN (``xyfjason_simple_cnn_g``/``_d``,
+``with_sn=True``), ``studiogan`` StudioGAN's CIFAR-10 SNGAN ResNet (``studiogan_resnet32_g``/``_d``, class
+0), and ``mlp`` the bundled 2-D model ``grid25-wgangp`` (random ``mlp_g``/``mlp_d`` of the same shape if
+it is not installed). ``--batches 1024,8192`` runs every image model at each number of chains. Reports chain-steps/s (= samples advanced one step per second),
 G+D evaluations/s (one G and one D forward+backward per chain-step: 2 per chain-step), ratios against
 ``plain``, peak memory (CUDA ``max_memory_allocated``; CPU: peak RSS above the start, sampled every
 2 ms), and the projected time for 50,000 samples x 1,000 steps.
 
+Checks (optional): ``--check-compile`` (max |x| difference of compiled / graphed / bf16 samples against
+eager on the same chains and seed), ``--auto-50k`` (one DDLS step on 50,000 chains with
+``batch_size="auto"``: the chunk it chose, the time and whether it ran out of memory), and
+``--time-budget S`` (configurations not started within S seconds are recorded as skipped).
+
     python benchmarks/throughput.py --quick                     # CI size, CPU, < 1 min
     python benchmarks/throughput.py --device cuda --compile --autocast bf16 --cuda-graph --estimate-50k
+    benchmarks/gpu_check.sh                                     # the whole GPU check (results/gpu/)
 """
 from __future__ import annotations
 
@@ -134,9 +142,32 @@ def timed(fn, dev):
     return time.perf_counter() - t, 0
 
 
+class FixedClass(torch.nn.Module):
+    """``m(x, y)`` of a class-conditional net with ``y`` fixed to one class: the ``G(z)`` / ``D(x)`` the
+    loops call."""
+
+    def __init__(self, m, label: int = 0):
+        super().__init__()
+        self.m, self.label = m, int(label)
+
+    def forward(self, x):
+        return self.m(x, torch.full((x.shape[0],), self.label, dtype=torch.long, device=x.device))
+
+
 def build_models(name, dev, a):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
+        if name == "simplecnn":
+            dim = a.sngan_g_ch if a.quick else 256
+            G = zoo.build("xyfjason_simple_cnn_g", z_dim=128, dim=dim)
+            D = zoo.build("xyfjason_simple_cnn_d", dim=dim, with_sn=True)
+            return G.to(dev), D.to(dev), 128, "critic", f"xyfjason_simple_cnn (SN-GAN CIFAR-10, dim={dim}), random weights"
+        if name == "studiogan":
+            cd = max(a.sngan_d_ch // 2, 4) if a.quick else 64
+            G = zoo.build("studiogan_resnet32_g", z_dim=128, g_conv_dim=cd)
+            D = zoo.build("studiogan_resnet32_d", d_conv_dim=cd)
+            G, D = FixedClass(G), FixedClass(D)
+            return G.to(dev), D.to(dev), 128, "critic", f"studiogan_resnet32 (SNGAN CIFAR-10, conv_dim={cd}, class 0), random weights"
         if name == "sngan":
             G = zoo.build("sngan_resnet32_g", latent_dim=128, ch=a.sngan_g_ch)
             D = zoo.build("sngan_resnet32_d", ch=a.sngan_d_ch)
@@ -150,10 +181,11 @@ def build_models(name, dev, a):
             return G.to(dev), D.to(dev), 2, "critic", "random mlp_g/mlp_d 3x512 (grid25-wgangp not installed)"
 
 
-def bench_model(name, a, dev):
+def bench_model(name, a, dev, chains=None):
     G, D, k, d_output, desc = build_models(name, dev, a)
-    chains = a.sngan_chains if name == "sngan" else a.mlp_chains
-    steps = a.sngan_steps if name == "sngan" else a.mlp_steps
+    if chains is None:
+        chains = a.sngan_chains if name != "mlp" else a.mlp_chains
+    steps = a.sngan_steps if name != "mlp" else a.mlp_steps
     eps = 0.01
     z0 = lf.sample_latents(chains, k, generator=0, device=dev)
     gen_dev = dev if dev.type == "cuda" else torch.device("cpu")
@@ -220,15 +252,70 @@ def bench_model(name, a, dev):
                      "gd_evals_per_s": 2 * chains / s, "ratio_vs_plain": base / s,
                      "peak_mem_bytes": mem[v], "all_s_per_step": times[v],
                      "est_50k_x_1000_s": 50_000 * 1000 * s / chains})
-    return {"model": name, "desc": desc, "chains": chains, "steps": steps, "rows": rows,
-            "compile_warmup_s": compile_s}
+    out = {"model": name, "desc": desc, "chains": chains, "steps": steps, "rows": rows,
+           "compile_warmup_s": compile_s}
+    checked = a.__dict__.setdefault("_checked", set())
+    if a.check_compile and name not in checked:    # once per model (its first batch)
+        checked.add(name)
+        out["equal_to_eager"] = check_equal(G, D, k, d_output, a, dev)
+    return out
+
+
+def check_equal(G, D, k, d_output, a, dev, n=256, steps=5):
+    """Max |x - x_eager| (and |z - z_eager|) of the speed paths on the same chains and seed; the
+    compiled and graphed paths should agree to float round-off, bf16 to its precision."""
+    z0 = lf.sample_latents(n, k, generator=1, device=dev)
+
+    def run(**opts):
+        return lf.refine(G, D, z0, method="ddls", steps=steps, step_size=0.01, d_output=d_output, seed=0,
+                         progress=False, **opts)
+    ref = run()
+    paths = {}
+    if a.compile:
+        paths["compile"] = dict(compile=True)
+    if a.cuda_graph and dev.type == "cuda":
+        paths["cuda_graph"] = dict(cuda_graph=True)
+    if a.autocast:
+        paths[a.autocast] = dict(autocast=a.autocast)
+    out = {}
+    for p, o in paths.items():
+        try:
+            r = run(**o)
+            out[p] = {"max_abs_dx": float((r.x - ref.x).abs().max()), "max_abs_dz": float((r.z - ref.z).abs().max()),
+                      "x_scale": float(ref.x.abs().max())}
+        except Exception as e:  # noqa: BLE001  (recorded, the benchmark goes on)
+            out[p] = {"error": f"{type(e).__name__}: {e}"}
+    return out
+
+
+def auto_50k(name, a, dev, n=50_000):
+    """One DDLS step on ``n`` chains with ``batch_size="auto"``: the chunk chosen, the time, OOM or not."""
+    G, D, k, d_output, desc = build_models(name, dev, a)
+    try:
+        z0 = lf.sample_latents(n, k, generator=2, device=dev)
+        t = time.perf_counter()
+        r = lf.refine(G, D, z0, method="ddls", steps=1, step_size=0.01, d_output=d_output, seed=0,
+                      batch_size="auto", progress=False)
+        sync(dev)
+        return {"model": name, "desc": desc, "chains": n, "ok": True, "oom": False, "s": time.perf_counter() - t,
+                "auto_batch_size": r.info.get("auto_batch_size"),
+                "peak_mem_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None}
+    except torch.cuda.OutOfMemoryError as e:
+        return {"model": name, "chains": n, "ok": False, "oom": True, "error": str(e).splitlines()[0]}
+    except Exception as e:  # noqa: BLE001
+        return {"model": name, "chains": n, "ok": False, "oom": False, "error": f"{type(e).__name__}: {e}"}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="CI size on the CPU (< 1 min)")
-    p.add_argument("--models", default="mlp,sngan", help="comma list of mlp (2-D model), sngan")
+    p.add_argument("--models", default="mlp,sngan", help="comma list of mlp (2-D model), sngan, simplecnn, studiogan")
+    p.add_argument("--batches", default=None, help="comma list of chain counts for the image models (e.g. 1024,8192)")
+    p.add_argument("--check-compile", action="store_true", help="record compiled/graphed/bf16 vs eager differences")
+    p.add_argument("--auto-50k", action="store_true", help='one step on 50,000 chains with batch_size="auto" per image model')
+    p.add_argument("--auto-n", type=int, default=50_000, help="chains of the --auto-50k check")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds; later configurations are skipped")
     p.add_argument("--mlp-chains", type=int, default=None)
     p.add_argument("--mlp-steps", type=int, default=None)
     p.add_argument("--sngan-chains", type=int, default=None)
@@ -258,9 +345,32 @@ def main(argv=None):
         if getattr(a, k) is None:
             setattr(a, k, v)
     t_start = time.perf_counter()
-    results = [bench_model(m.strip(), a, dev) for m in a.models.split(",") if m.strip()]
+    batches = [int(b) for b in a.batches.split(",")] if a.batches else [None]
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    images = [m for m in models if m != "mlp"]
+    # the order keeps the most telling runs inside a time budget: the 2-D model, every image model at
+    # the first batch, the 50k-chain auto check, then the larger batches
+    tasks = [("bench", "mlp", None)] if "mlp" in models else []
+    tasks += [("bench", m, batches[0]) for m in images]
+    tasks += [("auto", m, a.auto_n) for m in images] if a.auto_50k else []
+    tasks += [("bench", m, b) for b in batches[1:] for m in images]
+    results, skipped, auto = [], [], []
+    for kind, name, b in tasks:
+        if a.time_budget is not None and time.perf_counter() - t_start >= a.time_budget:
+            skipped.append({"model": name, "chains": b, "why": f"{kind}: time budget {a.time_budget:.0f} s"})
+            continue
+        if kind == "auto":
+            auto.append(auto_50k(name, a, dev, b))
+        else:
+            try:
+                results.append(bench_model(name, a, dev, b))
+            except Exception as e:  # noqa: BLE001  (an OOM or a failing path: recorded, the rest goes on)
+                skipped.append({"model": name, "chains": b,
+                                "why": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     doc = {"schema": 1, "suite": "throughput", "env": env_info(dev), "quick": q,
-           "torch_threads": torch.get_num_threads(), "results": results,
+           "torch_threads": torch.get_num_threads(), "results": results, "skipped": skipped, "auto_50k": auto,
            "total_s": time.perf_counter() - t_start}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(a.out), doc)
@@ -281,6 +391,11 @@ def main(argv=None):
             print(f"\nestimate-50k ({res['model']}): 50,000 samples x 1,000 steps at the measured rate "
                   f"(batch {res['chains']}): latentflow {lfr['est_50k_x_1000_s'] / 3600:.2f} h; "
                   f"fastest ({best['loop']}) {best['est_50k_x_1000_s'] / 3600:.2f} h")
+    for r in auto:
+        print(f"\nauto-{r['chains']} ({r['model']}): " + (f"ok in {r['s']:.1f} s, chunks {r['auto_batch_size']}"
+                                                        if r["ok"] else f"FAILED ({r['error']})"))
+    for r in skipped:
+        print(f"skipped {r['model']} chains={r['chains']}: {r['why']}")
     print(f"\nwrote {a.out} ({doc['total_s']:.0f} s)")
     return 0
 

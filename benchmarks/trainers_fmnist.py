@@ -36,17 +36,19 @@ from pathlib import Path
 import torch
 
 import latentflow
+from latentflow._io import atomic_write_text
 from latentflow.train import get_trainer, parse_overrides
+from latentflow.train.dflow import PRESETS as DFLOW_PRESETS
 
 # ---------------------------------------------------------------------------------------------------
 # presets. "bench" holds the benchmark's own settings; the others are trainer config fields.
 # Chosen from short runs (1,000-1,500 steps, FID-FMNIST on 1,000 samples, 2 shared CPU cores):
-# * dflow: IPM + zero-centred GP 0.04 as S0's MNIST, η/N = 2/32 = 1/16. EMA of D (0.999) gave a flow that
-#   left the noise almost untouched (FID-FMNIST 467 after 1,000 steps), so it is off; the NS loss left the
-#   particles in place (the D separates noise with flat gradients; FID 470); GP 1 with η = 10 or GP 0.2
-#   with η = 2 were no better (225-355, oscillating between evaluations). The full 4,500 steps with GP 1,
-#   η = 10, N = 16, reuse 4 gave FID-FMNIST 254, 219, 188, 241 at the four evaluations (this preset: 394,
-#   242, 207, 227): neither has converged, and FID moves by ±20 between evaluations.
+# * dflow: latentflow.train.dflow.PRESETS["fmnist-cpu"]: IPM + zero-centred GP 0.04 as S0's MNIST, η = 2,
+#   N = 32, the tconv_d critic (orthogonal init, smooth Fourier time embedding ω ~ N(0, 1)), continuous time,
+#   linear lr decay. How it was chosen, and why the flow still stalls: results/trainers_fmnist/experiments.md.
+#   Earlier (tconv28_d, grid times): EMA of D (0.999) left the noise almost untouched (FID-FMNIST 467 after
+#   1,000 steps); the NS loss left the particles in place (FID 470); GP 1 with η = 10 or GP 0.2 with η = 2
+#   were no better (225-355).
 # * scoregan: σ ∈ [1, 10] (S0's [0.32, 40] is for its EDM denoiser; with the exact empirical score a small
 #   σ_min snaps samples to their nearest training image and the run collapsed onto tops: FID 256 at
 #   σ_min 0.5, 281 at [0.32, 40], 140 at [1, 10] after 1,200 steps); σ_max 10 is ample for [-1, 1] images
@@ -54,18 +56,18 @@ from latentflow.train import get_trainer, parse_overrides
 #   2e-4 the generator stayed dark after 1,200 steps (FID 390). The conv denoiser tconv28_den (ch 8)
 #   cost twice the MLP's time per step and did worse (FID 244 vs 140 at 1,200 steps).
 PRESETS = {
-    "bench": dict(n=2000, evals=4, score_m=5000),
-    "dflow": dict(arch="tconv28_d", arch_kwargs={"channels": 1, "ch": 32}, loss="ipm", eta=2.0, flow_steps=32,
-                  reuse=8, ema=0.0, batch_size=64, steps=4500, lr=2e-4),
+    "bench": dict(n=2000, evals=4, score_m=5000, euler_steps=[8, 12, 16, 24, 32],
+                  heun_steps=[5, 7, 9, 10, 13, 17]),
+    "dflow": {k: v for k, v in DFLOW_PRESETS["fmnist-cpu"].items() if k != "data"},
     "scoregan": dict(arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 64, "ch": 32}, latent_dim=64,
                      arch_s="mlp_den", arch_s_kwargs={"in_dim": 784, "width": 512, "depth": 4},
                      sigma_min=1.0, sigma_max=10.0, k=1, lr_s=2e-3, lr_g=1e-3, batch_size=128, steps=4500,
                      ema=0.0),
 }
 QUICK = {
-    "bench": dict(n=200, evals=1, score_m=256),
-    "dflow": dict(arch="tconv28_d", arch_kwargs={"channels": 1, "ch": 8, "n_freq": 8}, loss="ipm", eta=2.0,
-                  flow_steps=4, reuse=2, ema=0.9, batch_size=16, steps=20, lr=2e-4),
+    "bench": dict(n=200, evals=1, score_m=256, euler_steps=[2, 4], heun_steps=[2, 3]),
+    "dflow": dict(arch="tconv_d", arch_kwargs={"channels": 1, "ch": 8, "n_freq": 8}, loss="ipm", eta=2.0,
+                  flow_steps=4, reuse=2, ema=0.9, time_sampling="uniform", batch_size=16, steps=20, lr=2e-4),
     "scoregan": dict(arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 16, "ch": 8}, latent_dim=16,
                      arch_s="mlp_den", arch_s_kwargs={"in_dim": 784, "width": 64, "depth": 3, "n_freq": 8},
                      sigma_min=1.0, sigma_max=10.0, k=1, lr_s=2e-3, lr_g=1e-3, batch_size=16, steps=20, ema=0.9),
@@ -105,15 +107,18 @@ def image_data_score(images: torch.Tensor):
 # ---------------------------------------------------------------------------------------------------
 # sampling
 
-def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500) -> tuple[torch.Tensor, float, int]:
-    """``(samples [n, 1, 28, 28], wall seconds, NFE per sample)`` from a trained model."""
+def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: str = "euler",
+           steps: int | None = None) -> tuple[torch.Tensor, float, int]:
+    """``(samples [n, 1, 28, 28], wall seconds, NFE per sample)`` from a trained model; a Discriminator
+    Flow integrates with ``solver`` on ``steps`` uniform steps (default: its training grid N)."""
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     if kind == "dflow":
         x0 = torch.randn((n,) + SHAPE, generator=g)
-        xs = [latentflow.refine(None, model, x0[i:i + batch], method="dflow", eta=cfg.eta, steps=cfg.flow_steps,
-                                loss=cfg.loss, progress=False).x for i in range(0, n, batch)]
-        x, nfe = torch.cat(xs), cfg.flow_steps
+        steps = steps or cfg.flow_steps
+        res = [latentflow.refine(None, model, x0[i:i + batch], method="dflow", eta=cfg.eta, steps=steps,
+                                 loss=cfg.loss, solver=solver, progress=False) for i in range(0, n, batch)]
+        x, nfe = torch.cat([r.x for r in res]), (2 * steps - 1 if solver == "heun" else steps)
     elif kind == "scoregan":
         G = model[0]
         with torch.no_grad():
@@ -132,6 +137,50 @@ def dflow_trajectory(cfg, D, n: int = 8, points: int = 8, seed: int = 99) -> tup
     rows = [x0] + [latentflow.refine(None, D, x0, method="dflow", eta=cfg.eta, steps=N, loss=cfg.loss,
                                      stop_step=s, progress=False).x for s in stops]
     return torch.cat(rows[:points]), [0] + stops[:points - 1]
+
+
+def solver_sweep(cfg, D, n: int, seed: int, euler_steps, heun_steps, echo=print) -> list[dict]:
+    """FID-FMNIST of the flow integrated by Euler and by Heun on several uniform grids, the same ``x_0``
+    for every row: ``[{solver, steps, nfe, fid_fmnist, sample_wall_s}]`` (Heun: NFE = 2 steps - 1)."""
+    rows = []
+    for solver, steps_list in (("euler", euler_steps), ("heun", heun_steps)):
+        for k in steps_list:
+            x, wall, nfe = sample("dflow", cfg, D, n, seed, solver=solver, steps=int(k))
+            fid = fid_metrics(x, seed, fid_only=True)["fid_fmnist"] if torch.isfinite(x).all() else float("nan")
+            rows.append({"solver": solver, "steps": int(k), "nfe": nfe, "fid_fmnist": fid,
+                         "sample_wall_s": round(wall, 1)})
+            echo(f"  dflow     {solver:5s} steps {k:3d}  NFE {nfe:3d}  FID-FMNIST {fid:.2f}")
+    return rows
+
+
+def solver_table(rows: list[dict], summary: dict, n: int) -> str:
+    """Markdown: FID-FMNIST (n samples, the same x_0 for every row) against NFE for Euler and Heun."""
+    lines = [f"FID-FMNIST (n = {n}) of the trained Discriminator Flow integrated on uniform grids; Heun's "
+             "last step is Euler (NFE = 2 steps - 1).", "",
+             "| solver | steps | NFE | FID-FMNIST | sampling wall s |", "|---|---|---|---|---|"]
+    lines += [f"| {r['solver']} | {r['steps']} | {r['nfe']} | {r['fid_fmnist']:.2f} | {r['sample_wall_s']} |"
+              for r in rows]
+    if summary:
+        if summary.get("heun_nfe") is None:
+            lines += ["", f"No Heun row reached Euler's FID-FMNIST {summary['euler_fid_fmnist']:.2f} "
+                          f"(NFE {summary['euler_nfe']}, the training grid)."]
+        else:
+            lines += ["", f"Euler on the training grid (NFE {summary['euler_nfe']}): {summary['euler_fid_fmnist']:.2f}; "
+                          f"Heun reaches it at NFE {summary['heun_nfe']} ({summary['heun_fid_fmnist']:.2f}), "
+                          f"{summary['nfe_ratio']:.2f}x the NFE."]
+    return "\n".join(lines) + "\n"
+
+
+def heun_vs_euler(rows: list[dict], N: int) -> dict:
+    """Heun's smallest NFE that reaches Euler's FID at the training grid ``N`` (``None`` if none does)."""
+    ref = next((r for r in rows if r["solver"] == "euler" and r["steps"] == N), None)
+    if ref is None:
+        return {}
+    ok = [r for r in rows if r["solver"] == "heun" and r["fid_fmnist"] <= ref["fid_fmnist"]]
+    best = min(ok, key=lambda r: r["nfe"]) if ok else None
+    return {"euler_steps": N, "euler_nfe": ref["nfe"], "euler_fid_fmnist": ref["fid_fmnist"],
+            "heun_nfe": best["nfe"] if best else None, "heun_fid_fmnist": best["fid_fmnist"] if best else None,
+            "nfe_ratio": round(best["nfe"] / ref["nfe"], 3) if best else None}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,6 +245,30 @@ def save_grid(path: Path, x: torch.Tensor, nrow: int = 8, scale: int = 2) -> Non
     g = g.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(str(path), g.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+
+
+def plot_curves(path: Path, doc: dict) -> None:
+    """FID-FMNIST against training CPU seconds for each trainer, the references as horizontal lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in doc["runs"]:
+        pts = [(c["cpu_s"] / 60, c["fid_fmnist"]) for c in r["curve"] if "fid_fmnist" in c]
+        ax.plot(*zip(*pts), "o-", label=r["label"])
+    for r in doc["references"]:
+        if "metrics" in r:
+            ax.axhline(r["metrics"]["fid_fmnist"], ls="--", lw=1, color="grey" if r["key"] == "real_train" else "k")
+            ax.text(0, r["metrics"]["fid_fmnist"], r["label"], fontsize=7, va="bottom")
+    ax.set_xlabel("training CPU minutes (1 thread)")
+    ax.set_ylabel("FID-FMNIST")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), dpi=120)
+    plt.close(fig)
 
 
 def save_pairs(path: Path, x: torch.Tensor, nn_imgs: torch.Tensor, n: int = 32, scale: int = 2) -> None:
@@ -283,6 +356,11 @@ def run_trainer(kind: str, quick: bool, overrides: dict, bench: dict, seed: int,
         files["trajectory"] = f"trajectory_{kind}.png"
         save_grid(outdir / files["trajectory"], traj, nrow=8)
         res["trajectory_rows_stop_steps"] = stops
+        res["solvers"] = solver_sweep(cfg, model, n, seed + 7, bench.get("euler_steps", []),
+                                      bench.get("heun_steps", []), echo)
+        res["heun_vs_euler"] = heun_vs_euler(res["solvers"], cfg.flow_steps)
+        files["solvers"] = "dflow_solvers.md"
+        atomic_write_text(outdir / files["solvers"], solver_table(res["solvers"], res["heun_vs_euler"], n))
     from latentflow.train._loop import config_dict
     final = curve[-1]
     res.update({"config": config_dict(cfg), "steps": cfg.steps, "train_cpu_s": final["cpu_s"],
@@ -363,6 +441,8 @@ def main(argv=None, echo=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--data-root", default=None, help="folder with Fashion-MNIST's IDX files (default: found)")
     ap.add_argument("--workdir", default=None, help="where runs go (default: a temporary folder)")
+    ap.add_argument("--keep-runs", default=None, metavar="RESULTS.json",
+                    help="copy the runs of trainers not trained now from an earlier results.json (marked as such)")
     ap.add_argument("--no-references", action="store_true", help="skip the real-data and dcgan-fashion rows")
     ap.add_argument("--out", default="results/trainers_fmnist", help="output folder (JSON, table, PNG grids)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
@@ -404,16 +484,22 @@ def main(argv=None, echo=None) -> dict:
         echo(f"{kind}: training")
         doc["runs"].append(run_trainer(kind, a.quick, overrides, bench, a.seed, work, outdir, train_imgs, test_nn,
                                        a.data_root, echo))
+    if a.keep_runs:
+        old = json.loads(Path(a.keep_runs).read_text())
+        for r in old.get("runs", []):
+            if r["trainer"] not in kinds:
+                doc["runs"].append({**r, "kept_from": {"file": str(a.keep_runs), "git_commit": old.get("env", {}).get("git_commit")}})
     if not a.no_references:
         doc["references"] = reference_rows(n, a.seed, train_imgs, lambda: {"train": train_imgs}, test_nn, outdir)
         save_grid(outdir / "grid_real_train.png", train_imgs[torch.randperm(train_imgs.shape[0],
                   generator=torch.Generator().manual_seed(a.seed + 11))[:64]])
     doc["loadavg_end"] = os.getloadavg()
     doc["total_wall_s"] = round(time.perf_counter() - t_start, 1)
+    plot_curves(outdir / "fid_vs_cpu.png", doc)
     md = table(doc)
     doc["table_md"] = md
-    (outdir / "results.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    (outdir / "results.md").write_text(md + "\n")
+    atomic_write_text(outdir / "results.json", json.dumps(doc, indent=1, default=str) + "\n")
+    atomic_write_text(outdir / "results.md", md + "\n")
     print(md)
     echo(f"wrote {outdir}/results.json, results.md and the PNG grids")
     return doc

@@ -19,6 +19,8 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *, 
     with their types, defaults and help); an unknown option is an ``OptionError`` naming the valid
     ones. ``seed`` is a shortcut for ``generator=torch.Generator().manual_seed(seed)`` (the same key of
     the per-chain streams as ``generator=seed``). ``chain_offset=a`` gives rows [a, b) of a bigger run.
+    A method that samples a score model takes it as the option ``score=S`` with ``G=None`` (``"dg_score"``:
+    ``S(x, σ) -> [B, *X]``, ``z`` the starting noise; ``methods()[method].needs`` says what each method needs).
 
     ``y``: class labels of a class-conditional model, one per row of ``z`` (``[B]`` integers, or one int for
     every row). G is then called as ``G(z, y)`` and D as ``D(x, y)`` in every chunk; each chain keeps its label
@@ -44,5 +46,7 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *, 
             raise OptionError("pass either seed or generator, not both")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise OptionError(f"seed must be an int or None; got {seed!r}")
+        if not -2**63 <= seed < 2**64:   # what torch.Generator.manual_seed takes
+            raise OptionError(f"seed must be in -2**63..2**64-1; got {seed}")
         options["generator"] = torch.Generator("cpu").manual_seed(seed)
     return fn(G, D, z, **options)

@@ -9,6 +9,7 @@ as an alias, see ``TORCHRUN_ALIASES``).
 """
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import sys
@@ -16,7 +17,7 @@ import sys
 import click
 
 from . import app
-from .app import LatentflowError
+from .app import LatentflowError, OptionError
 
 #: options of ours that are prefixes of torchrun options (``--num`` of ``--numa-binding``): kept for
 #: compatibility, each beside a safe spelling of the same option; under ``torchrun`` use the safe one
@@ -34,8 +35,33 @@ def _parse_opts(pairs) -> dict:
     return {k: _parse_value(v) for k, v in app.split_pairs(pairs, name="--set")}
 
 
+def _json_arg(text: str | None, name: str):
+    """A JSON option's value (``None`` when not given); ``OptionError`` naming ``name`` when not JSON."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise OptionError(f"{name} must be JSON (e.g. '{{\"latent_dim\": 100}}'); got {text!r} ({e})") from None
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f' Did you mean "{close[0]}"?' if close else ""
+
+
+class _Choice(click.Choice):
+    """``click.Choice`` whose refusal adds a close-match suggestion (a usage error: exit code 2)."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message + _suggest(value, self.choices), ctx=ctx, param=param) from None
 
 
 class _Group(click.Group):
@@ -63,6 +89,7 @@ def main(verbose):
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    app.init_distributed()   # under torchrun: join its process group (NCCL on CUDA, gloo on CPU)
 
 
 def _method_names():
@@ -73,7 +100,7 @@ def _method_names():
 @click.option("--model", default="grid25-wgangp", show_default=True, metavar="NAME|hf:REPO|DIR",
               help="Manifest name, hf:owner/repo[@revision], or a folder with G/D safetensors "
                    "(or one `latentflow train` wrote).")
-@click.option("--method", default="ddls", show_default=True, type=click.Choice(_method_names()),
+@click.option("--method", default="ddls", show_default=True, type=_Choice(_method_names()),
               help="A sampler (see `latentflow methods`), or none: the generator's samples, unrefined.")
 @click.option("-n", "--num-samples", "--num", "num", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Number of samples (--num is an alias; under torchrun use -n or --num-samples).")
@@ -139,38 +166,13 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
     rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
                            batch_size=batch_size, progress=not quiet, class_label=class_label,
                            formats=list(formats) or None, real=real, num_real=num_real)
+    if not app.is_main():    # under torchrun rank 0 prints
+        return
     if as_json:
         click.echo(app.json_text(rep))
         return
-    r = rep["result"]
-    click.echo(f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}")
-    ev = rep["evaluations_per_sample"]
-    click.echo(f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
-               f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd")
-    for key in ("accept_rate", "accept_rate_mean"):
-        if key in r:
-            click.echo(f"acceptance: {r[key]:.3f}")
-    if r.get("n_diverged"):
-        click.echo(f"diverged chains: {r['n_diverged']} (see report.json)")
-    m = rep.get("metrics") or {}
-    if "before" in m and "after" in m:
-        keys = list(m["after"])
-        click.echo(f"| metric | {rep.get('start', 'generator')} | {method} |")
-        click.echo("|---|---|---|")
-        for k in keys:
-            b, a = m["before"].get(k), m["after"].get(k)
-            fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
-            click.echo(f"| {k} | {fmt(b)} | {fmt(a)} |")
-    ref = m.get("real") or {}
-    if "error" in ref:
-        click.echo(f"real-data metrics failed: {ref['error']}")
-    elif ref:
-        click.echo(f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
-                   f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)")
-        for k, why in (ref.get("null_reasons") or {}).items():
-            if k == "is":
-                click.echo(f"IS not computed: {why}")
-    click.echo("wrote " + ", ".join(f"{out}/{f}" for f in rep["files"].values()))
+    for line in app.sample_summary(rep, out):
+        click.echo(line)
 
 
 @main.command("tune")
@@ -225,18 +227,20 @@ def models_cmd(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    click.echo("| name | source | offline | size | verified |")
+    click.echo("| name | source | offline | size | checkpoints |")
     click.echo("|---|---|---|---|---|")
-    # verified: the manifest pins the hash; pinned: the hash was pinned on this machine's first download
+    # checkpoints: the files on disk, hashed now: verified (manifest hash), pinned (hash pinned on this
+    # machine's first download), not downloaded, unpinned, or mismatch
     for r in rows:
         size = r.get("size") or r.get("bytes")
         size_s = f"{size / 1e6:.2f} MB" if isinstance(size, (int, float)) and size else "?"
+        state = r.get("checkpoints") or "?"
         click.echo(f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
-                   f"{'yes' if r.get('verified') else ('pinned here' if r.get('pinned') else 'UNVERIFIED')} |")
+                   f"{state.upper() if state == 'mismatch' else state} |")
 
 
 @main.command("bench")
-@click.argument("suite", type=click.Choice(app.suite_names()))
+@click.argument("suite", type=_Choice(app.suite_names()))
 @click.option("--model", "models", multiple=True, help="Model(s) to benchmark [default: the suite's].")
 @click.option("-n", "--num-samples", "--num", "num", default=None, type=click.IntRange(min=1),
               help="Samples per method (and seed); --num is an alias.")
@@ -305,16 +309,19 @@ def _train_command(kind: str):
         kw.update(_parse_opts(sets))
         bad = sorted(set(kw) - fields)
         if bad:
-            raise click.BadParameter(f"unknown config field(s) {', '.join(bad)} for {kind}; "
-                                     f"valid: {', '.join(sorted(fields))}", param_hint="--set")
+            raise click.BadParameter(f"unknown config field(s) {', '.join(bad)} for {kind}."
+                                     f"{_suggest(bad[0], fields)} Valid: {', '.join(sorted(fields))}",
+                                     param_hint="--set")
         cfg = Config(**kw)
         if hasattr(cfg, "validate"):
             cfg.validate()
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
             return
+        app.check_parallel_trainer(kind)   # under torchrun: gan and scoregan run data-parallel
         train_fn(cfg, out, progress=not quiet, resume=not no_resume)
-        click.echo(f"wrote {out}")
+        if app.is_main():
+            click.echo(f"wrote {out}")
 
     cmd.__doc__ = f"Train a {kind} model (resumable from DIR's checkpoint; --dry-run shows the config)."
     return cmd
@@ -352,8 +359,7 @@ def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim
       latentflow convert netG_netD.pth --arch-g dcgan32_g --arch-d dcgan32_d --latent-dim 100 --out my-gan
       latentflow sample --model my-gan
     """
-    kg = json.loads(kwargs_g) if kwargs_g else None
-    kd = json.loads(kwargs_d) if kwargs_d else None
+    kg, kd = _json_arg(kwargs_g, "--kwargs-g"), _json_arg(kwargs_d, "--kwargs-d")
     app.convert(src, out, arch_g=arch_g, arch_d=arch_d, kwargs_g=kg, kwargs_d=kd, d_path=d_path,
             latent_dim=latent_dim, prior=prior, d_output=d_output, use_ema=use_ema, name=name, dataset=dataset)
     click.echo(f"wrote {out}")

@@ -22,7 +22,7 @@ from .errors import OptionError
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "is_main"]
+__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "gather_objects", "agree", "is_main"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,25 @@ def init_from_env(backend: str | None = None) -> World:
     if backend == "nccl":
         torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend=backend)
+    import atexit
+    atexit.register(_leave)
     w = world()
     log.info("torch.distributed: rank %d of %d (%s)", w.rank, w.size, backend)
     return w
+
+
+def _leave() -> None:
+    """At exit of a process that joined a group here: free what still holds the group (a
+    ``DistributedDataParallel`` wrapper kept alive by a reference cycle), wait for the peers, leave.
+    Destroying the group while such an object lives aborts the process in gloo's destructor."""
+    import gc
+    if not _initialized():
+        return
+    gc.collect()
+    try:
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def shard(n: int, rank: int | None = None, size: int | None = None) -> slice:
@@ -121,3 +137,35 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_objects(obj) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a world of one)."""
+    if not _initialized():
+        return [obj]
+    box = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(box, obj)
+    return box
+
+
+def agree(fn, everyone: bool = False):
+    """Run ``fn`` on rank 0 (``everyone=True``: on every rank) and share the outcome: rank 0's return
+    value on every rank, or the first failure raised on every rank as an ``OptionError`` (a peer's
+    failure named by its rank), so that no rank waits forever in a collective for a peer that failed.
+    A world of one just runs ``fn`` (its exceptions unchanged)."""
+    w = world()
+    if not w.distributed:
+        return fn()
+    value, err = None, None
+    if everyone or w.main:
+        try:
+            value = fn()
+        except Exception as e:  # noqa: BLE001  (shared, then raised on every rank)
+            err = str(e) if isinstance(e, OptionError) else f"rank {w.rank}: {type(e).__name__}: {e}"
+            if not isinstance(e, OptionError):
+                log.exception("rank %d failed", w.rank)
+    errs = gather_objects(err) if everyone else [broadcast_object(err)]
+    first = next((e for e in errs if e is not None), None)
+    if first is not None:
+        raise OptionError(first)
+    return broadcast_object(value)

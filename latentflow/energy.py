@@ -41,6 +41,9 @@ def d_values(out, n: int, what: str = "D(x)") -> Tensor:
     ``[n, 1, 1, 1]`` (any trailing ones) or, when ``n == 1``, a 0-d tensor -> ``[n]``."""
     if not isinstance(out, Tensor):
         raise ShapeError(f"{what} must return a tensor of shape ({n},) or ({n}, 1); got {type(out).__name__}")
+    if not out.is_floating_point():
+        raise ShapeError(f"{what} must return floating-point values (a logit, probability or critic); "
+                         f"got dtype {out.dtype}")
     if out.shape == (n,):
         return out
     if out.dim() == 0 and n == 1:

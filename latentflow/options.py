@@ -174,7 +174,7 @@ class EngineOptions(Options):
     """Options every sampler shares; the driver owns them (documented once, here)."""
     batch_size: Union[int, Literal["auto"], None] = field(
         None, 'evaluate G and D in chunks of this many chains; "auto": the largest chunk that fits in free '
-              'memory (from a probe on a few rows); results do not depend on it', ge=1)
+              'memory (from a probe on a few rows); results agree up to round-off (per-chain random streams)', ge=1)
     compile: bool = field(False, "evaluate the energy through torch.compile (its backward too); falls back "
                                  "to eager with a logged warning")
     cuda_graph: bool = field(False, "capture each chunk's energy-and-gradient step as a CUDA graph and "

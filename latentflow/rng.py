@@ -68,6 +68,9 @@ def randint(high: int, shape: Sequence[int], generator: torch.Generator, device=
 def sample_latents(n: int, dim: int, prior: str = "normal", *, generator: GeneratorLike = None,
                    device="cpu", dtype=torch.float32) -> torch.Tensor:
     """Draw ``n`` latents ``[n, dim]`` from the prior: ``"normal"`` N(0, I) or ``"uniform"`` U[-1, 1]^dim."""
+    for name, v in (("n", n), ("dim", dim)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise OptionError(f"sample_latents: {name} must be an int >= 1; got {v!r} ({type(v).__name__})")
     if n < 1 or dim < 1:
         raise OptionError(f"sample_latents needs n >= 1 and dim >= 1; got n={n}, dim={dim}")
     gen = resolve(generator, device)
@@ -137,6 +140,8 @@ def stream_key(generator: GeneratorLike) -> int:
     (advancing it by one draw); ``None`` one draw from the global RNG. So ``generator=s`` and
     ``generator=torch.Generator().manual_seed(s)`` give the same samples."""
     if isinstance(generator, int) and not isinstance(generator, bool):
+        if not -2**63 <= generator < 2**64:   # what torch.Generator.manual_seed takes
+            raise OptionError(f"generator (an int seed) must be in -2**63..2**64-1; got {generator}")
         generator = torch.Generator("cpu").manual_seed(generator)
     if generator is None:
         return int(torch.randint(0, 2**63 - 1, (1,)).item())

@@ -27,14 +27,13 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import rng
 from .errors import OptionError, ShapeError
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 OUTPUTS = ("score", "denoised", "eps", "raw")
 D_OUTPUTS = ("logit", "prob")
 
-__all__ = ["as_score", "edm_sigmas", "edm_precond", "edm_loss_weight", "sample_sigma_lognormal", "noised",
+__all__ = ["as_score", "edm_sigmas", "edm_precond", "edm_loss_weight",
            "heun_step", "edm_heun_sample", "dg_correction", "guided_score", "diffusers_score",
            "OUTPUTS", "D_OUTPUTS"]
 
@@ -68,17 +67,6 @@ def edm_precond(sigma: Tensor, sigma_data: float):
 def edm_loss_weight(sigma: Tensor, sigma_data: float) -> Tensor:
     """EDM's loss weight ``λ(σ) = (σ² + σ_d²)/(σ σ_d)²`` (``λ c_out² = 1``)."""
     return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
-
-
-def sample_sigma_lognormal(n: int, generator: torch.Generator, p_mean: float = -1.2, p_std: float = 1.2,
-                           device="cpu", dtype=torch.float32) -> Tensor:
-    """Training noise levels ``ln σ ~ N(P_mean, P_std²)`` (Karras et al. 2022, Table 1), shape ``[n]``."""
-    return (p_mean + p_std * rng.randn((n,), generator, device, dtype)).exp()
-
-
-def noised(y: Tensor, sigma: Tensor, generator: torch.Generator) -> Tensor:
-    """``y + σ n`` with ``n ~ N(0, I)`` from ``generator`` (``σ`` of shape ``[B]``)."""
-    return y + _col(sigma, y) * rng.randn(tuple(y.shape), generator, y.device, y.dtype)
 
 
 def as_score(model: Callable, output: str = "score", sigma_data: float | None = None) -> ScoreFn:

@@ -1,8 +1,8 @@
 """Refine many samples in blocks and stream them to disk, so that N samples never sit in memory at once.
 
 ``refine_to_disk(G, D, 50_000, "ddls", "out/ddls", chunk=4096, seed=0, steps=1000)`` runs the sampler on
-consecutive blocks of chains and writes one safetensors shard per block (``x``, ``z``, the class labels
-``y`` of a conditional model and the per-chain diagnostics), each written to a temporary file and moved into place with ``os.replace``, then an
+consecutive blocks of chains and writes one safetensors shard per block (``x``, ``z`` and the per-chain
+diagnostics), each written to a temporary file and moved into place with ``os.replace``, then an
 ``index.json`` the same way (through ``latentflow._io``: the umask's mode). A shard that is already
 there with the same run key is kept (resume).
 
@@ -13,11 +13,22 @@ those that do not change the samples (``progress``, ``batch_size``, ``callback``
 run with another key is refused (use a new folder, or ``overwrite=True`` to replace it), and a rerun
 removes ``index.json`` before its first shard, so a killed rerun never leaves a stale index behind.
 
-Determinism: the initial latents (when a count is given) come from one draw of
-``sample_latents(n, dim, prior, generator=latent_generator(seed))``; block ``b`` runs with
-``block_generator(seed, b)``. Block 0 uses ``seed`` itself, so one block equals
-``refine(..., seed=seed)``; later blocks use seeds derived by hashing ``(seed, b)``. The samples depend
-on the seed and the block layout (``chunk``), not on ``batch_size``.
+Determinism (chunk-independent): chain ``c`` (its global row index) is the same whatever block, batch
+or process computes it. Every block runs ``refine(..., seed=seed, chain_offset=block_start)``, so the
+sampler's per-chain streams are keyed by ``(seed, c)`` (``latentflow.rng``); the initial latents, when
+a count is given, are per-chain too: :func:`chain_latents` draws row ``c`` from its own stream under a
+key derived from the seed (:func:`latent_key`), so a block draws only its own rows. One block therefore
+equals ``refine(G, D, chain_latents(seed, 0, n, d), seed=seed)``, and ``chunk=8`` and ``chunk=24`` give
+the same samples up to the round-off of evaluating G and D on other batch shapes (MALA: the same
+accept decisions, except where round-off moves a log-ratio across its uniform). ``chunk`` still enters
+the run key: it sets which rows each shard file holds.
+
+Processes: under ``torch.distributed`` (``torchrun``, or a process group set up by the caller) every
+rank calls ``refine_to_disk`` with the same arguments; the blocks (numbered globally, as in a single
+process) are split into contiguous balanced runs (``latentflow.dist.shard``), each rank writes its own
+shards into ``out_path`` (a folder every rank can see), and rank 0 writes ``index.json`` once all are
+there. Every rank returns the index. Resume works the same: a rerun after a killed rank keeps every
+finished shard of the same key, whatever the number of processes.
 """
 from __future__ import annotations
 
@@ -33,13 +44,18 @@ from torch import Tensor, nn
 
 from ._io import atomic_save_safetensors, atomic_write_json
 from .errors import OptionError
-from .rng import sample_latents
+from . import dist
+from .result import Result
+from .rng import ChainStream, stream_key
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["refine_to_disk", "load_shards", "block_generator", "latent_generator", "block_seed", "model_identity"]
+__all__ = ["refine_to_disk", "load_shards", "load_result", "chain_latents", "latent_key", "block_seed",
+           "model_identity"]
 
 INDEX = "index.json"
+#: counters summed over the shards (and so over processes) into the index's ``totals``
+COUNTERS = ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward", "wall_s")
 
 
 def block_seed(seed: int, block: int, purpose: str = "block") -> int:
@@ -50,14 +66,25 @@ def block_seed(seed: int, block: int, purpose: str = "block") -> int:
     return int.from_bytes(h[:8], "little") >> 1
 
 
-def block_generator(seed: int, block: int) -> torch.Generator:
-    """The CPU generator block ``block`` of a streamed run with ``seed`` samples with."""
-    return torch.Generator("cpu").manual_seed(block_seed(seed, block))
+def latent_key(seed: int) -> int:
+    """The key of the per-chain streams the initial latents of a run with ``seed`` come from: the
+    stream key (``latentflow.rng.stream_key``) of the seed derived by ``block_seed(seed, 0, "latents")``,
+    so it differs from the key the sampler draws its noise with (``stream_key(seed)``)."""
+    return stream_key(block_seed(seed, 0, "latents"))
 
 
-def latent_generator(seed: int) -> torch.Generator:
-    """The CPU generator the initial latents of a streamed run (given a count) are drawn from."""
-    return torch.Generator("cpu").manual_seed(block_seed(seed, 0, "latents"))
+def chain_latents(seed: int, start: int, stop: int, dim: int, prior: str = "normal", *,
+                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Initial latents ``[stop - start, dim]`` of chains ``start .. stop - 1`` of a run with ``seed``: row
+    ``c`` is ``ChainStream(latent_key(seed), c).latents(step 0, slot 0, dim, prior)`` (N(0, I) or
+    U[-1, 1]^dim), the same whichever rows are drawn together."""
+    if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop):
+        raise OptionError(f"chain_latents needs ints 0 <= start < stop; got start={start!r}, stop={stop!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise OptionError(f"dim must be an int >= 1; got {dim!r}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    ids = torch.arange(start, stop, device=dev, dtype=torch.int64)
+    return ChainStream(latent_key(seed), ids).latents(0, 0, dim, prior, dtype)
 
 
 #: options that do not change the samples, left out of the run key
@@ -82,8 +109,8 @@ def model_identity(f: Callable | None) -> str:
     return f"callable:{getattr(fn, '__module__', None) or type(f).__module__}.{name}"
 
 
-def _run_key(method: str, seed: int, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
-    enc = json.dumps({"method": method, "seed": int(seed), "n": n, "chunk": chunk, "z": z_hash, "models": models,
+def _run_key(method: str, seed: int | str, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
+    enc = json.dumps({"method": method, "seed": seed, "n": n, "chunk": chunk, "z": z_hash, "models": models,
                       "options": {k: repr(v) for k, v in sorted(options.items()) if k not in NOT_IN_KEY}},
                      sort_keys=True)
     return hashlib.sha256(enc.encode()).hexdigest()[:32]
@@ -119,57 +146,86 @@ def _shard_name(b: int, n_blocks: int) -> str:
 
 
 def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method: str = "ddls",
-                   out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int = 0,
+                   out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int | torch.Generator = 0,
                    latent_dim: int | None = None, device: torch.device | str | None = None,
                    dtype: torch.dtype = torch.float32, resume: bool = True, overwrite: bool = False,
                    **options) -> dict:
-    """Run ``refine(G, D, z_block, method, generator=block_generator(seed, b), **options)`` over blocks
-    of ``chunk`` chains and write each block's result as a safetensors shard under ``out_path``.
+    """Run ``refine(G, D, z[lo:hi], method, seed=seed, chain_offset=lo, **options)`` over blocks of
+    ``chunk`` chains and write each block's result as a safetensors shard under ``out_path``.
 
     Args:
-        z_or_n: initial latents ``[N, d]`` (kept on their device), or a count N: the latents are then
-            drawn from the prior (``options["prior"]``, default normal) with ``latent_generator(seed)``
-            and need ``latent_dim`` (or a ``G.latent_dim`` attribute).
+        z_or_n: initial latents ``[N, d]`` (kept on their device; every process passes all of them and
+            takes its blocks' rows), or a count N: the latents are then drawn per chain,
+            ``chain_latents(seed, lo, hi, latent_dim, prior)`` per block (``options["prior"]``, default
+            normal), which needs ``latent_dim`` (or a ``G.latent_dim`` attribute).
         method: a registered method name (``latentflow.methods()``).
         out_path: a directory; it receives ``shard-BBBBB-of-NNNNN.safetensors`` and ``index.json``.
-        chunk: chains per block (the layout the samples depend on). Within a block the sampler's own
-            ``batch_size`` option (an int or ``"auto"``) still chunks the G/D evaluations.
-        seed: the run's seed (see the module docstring for how blocks derive theirs).
+        chunk: chains per block (which rows each shard holds; the samples do not depend on it). Within a
+            block the sampler's own ``batch_size`` option (an int or ``"auto"``) chunks the G/D calls.
+        seed: the run's seed (the key of the per-chain streams; see the module docstring), or a
+            ``torch.Generator``: every block then samples with a copy of its present state (as one
+            ``refine(..., generator=g)`` call would; ``g`` itself is not advanced), the run key holds a
+            hash of that state, and latents drawn from a count use ``stream_key(copy)`` as their seed.
         device, dtype: where and in what dtype latents drawn from a count live.
         resume: keep shards already written by a run with the same key (G, D, method, seed, N, chunk,
             options, latents; see the module docstring), so an interrupted run continues where it
             stopped; ``resume=False`` rewrites them.
         overwrite: replace a run with another key in ``out_path`` (otherwise refused).
-        options: the method's options (``generator`` is not allowed: use ``seed``). ``y`` (class labels of a
-            conditional model, ``[N]`` or one int) is cut into blocks with the latents; without it, each block
-            draws uniform labels per chain. Each shard holds its block's labels as ``y``.
+        options: the method's options (``generator`` and ``chain_offset`` are not allowed: the run
+            sets both from ``seed`` and the block). ``y`` (class labels of a conditional model, ``[N]`` or
+            one int) is cut into blocks with the latents; without it, each chain draws a uniform label from
+            its own stream (so the labels, too, do not depend on ``chunk``). Each shard holds its block's
+            labels as ``y``.
 
-    Returns the index (also written to ``out_path/index.json``): shard files, N, and summed counters.
-    """
-    from .api import refine
+    Under ``torch.distributed`` every rank calls this with the same arguments and writes its own blocks
+    (module docstring). Returns the index (also written to ``out_path/index.json``): shard files, N, and
+    the counters summed over all shards."""
     from .samplers import check_options
 
     check_options(method, options)
-    if "generator" in options:
-        raise OptionError("refine_to_disk takes seed=, not generator= (each block derives its own generator)")
+    for bad, why in (("generator", "seed="), ("chain_offset", "the block's start")):
+        if bad in options:
+            raise OptionError(f"refine_to_disk takes seed=, not {bad}= (every block uses {why})")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise OptionError(f"chunk must be a positive int; got {chunk!r}")
+    if isinstance(seed, torch.Generator):
+        state = seed.get_state()
+        gen_device = seed.device
+
+        def make_gen():
+            g = torch.Generator(gen_device)
+            g.set_state(state)
+            return g
+        seed_id: int | str = "generator:" + hashlib.sha256(state.numpy().tobytes()).hexdigest()[:16]
+        latent_seed = stream_key(make_gen())
+    elif isinstance(seed, int) and not isinstance(seed, bool):
+        def make_gen():
+            return torch.Generator("cpu").manual_seed(seed)
+        seed_id = latent_seed = int(seed)
+    else:
+        raise OptionError(f"seed must be an int or a torch.Generator; got {seed!r}")
+    prior = options.get("prior", "normal")
     if isinstance(z_or_n, Tensor):
         z_all = z_or_n
         n = z_all.shape[0]
         z_hash = hashlib.sha256(z_all.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+        def rows(lo, hi):
+            return z_all[lo:hi]
     elif isinstance(z_or_n, int) and not isinstance(z_or_n, bool) and z_or_n >= 1:
         n = z_or_n
         dim = latent_dim if latent_dim is not None else getattr(G, "latent_dim", None)
         if not isinstance(dim, int) or dim < 1:
             raise OptionError("refine_to_disk with a count needs latent_dim= (G has no int latent_dim attribute)")
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        z_all = sample_latents(n, dim, options.get("prior", "normal"), generator=latent_generator(seed),
-                               device=dev, dtype=dtype)
-        z_hash = f"drawn:{dim}:{options.get('prior', 'normal')}:{dtype}"
+        z_hash = f"chain-latents:{dim}:{prior}:{dtype}"
+
+        def rows(lo, hi):
+            return chain_latents(latent_seed, lo, hi, dim, prior, device=dev, dtype=dtype)
     else:
         raise OptionError(f"z_or_n must be a latent tensor [N, d] or a positive int count; got {z_or_n!r}")
 
+    options = dict(options)
     y_all = options.pop("y", None)
     if isinstance(y_all, Tensor):
         if tuple(y_all.shape) != (n,):
@@ -179,11 +235,23 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
         y_key = repr(y_all)
 
     out = Path(out_path)
+    n_blocks = -(-n // chunk)
+    key = _run_key(method, seed_id, n, chunk, {**options, "y": y_key} if y_all is not None else options, z_hash,
+                   {"G": model_identity(G), "D": model_identity(D)})
+    dist.agree(lambda: _prepare(out, key, overwrite))     # rank 0 checks and clears; every rank learns the outcome
+    dist.barrier()                                     # nobody writes before the old index is gone
+    mine = dist.shard(n_blocks)
+    dist.agree(lambda: _write_blocks(G, D, rows, method, out, key, make_gen, seed_id, n, chunk,
+                                 range(mine.start, mine.stop),
+                                 resume, options, y_all), everyone=True)
+    index = dist.agree(lambda: _write_index(out, key, method, seed_id, n, chunk, options,
+                                            None if y_all is None else (y_key if isinstance(y_all, Tensor) else y_all)))
+    return index
+
+
+def _prepare(out: Path, key: str, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OptionError(f"out_path must be a folder; {str(out)!r} is a file")
-    n_blocks = -(-n // chunk)
-    key = _run_key(method, seed, n, chunk, {**options, "y": y_key} if y_all is not None else options, z_hash,
-                   {"G": model_identity(G), "D": model_identity(D)})
     if out.is_dir():
         other = _keys_in(out) - {key}
         if other and not overwrite:
@@ -195,53 +263,70 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
             _clear(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / INDEX).unlink(missing_ok=True)   # a killed rerun must not leave the old index behind
-    totals: dict[str, float] = {}
-    shards = []
-    for b in range(n_blocks):
+
+
+def _shard_meta(path: Path) -> dict | None:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return fh.metadata() or {}
+    except Exception:  # noqa: BLE001  (unreadable or foreign: rewritten)
+        return None
+
+
+def _write_blocks(G, D, rows, method, out, key, make_gen, seed, n, chunk, blocks, resume, options, y_all=None) -> None:
+    from .api import refine
+    n_blocks = -(-n // chunk)
+    for b in blocks:
         lo, hi = b * chunk, min((b + 1) * chunk, n)
         path = out / _shard_name(b, n_blocks)
-        meta = {"run_key": key, "block": str(b), "start": str(lo), "stop": str(hi), "method": method,
-                "seed": str(seed)}
-        if resume and path.exists():
-            try:
-                from safetensors import safe_open
-                with safe_open(str(path), "pt") as fh:
-                    old = fh.metadata() or {}
-                if old.get("run_key") == key:
-                    log.info("refine_to_disk: keeping %s (same run)", path.name)
-                    shards.append({"file": path.name, "start": lo, "stop": hi,
-                                   "counters": json.loads(old.get("counters", "{}"))})
-                    for k, v in shards[-1]["counters"].items():
-                        totals[k] = totals.get(k, 0) + v
-                    continue
-            except Exception:  # unreadable or foreign: rewrite it
-                pass
+        if resume and path.exists() and (_shard_meta(path) or {}).get("run_key") == key:
+            log.info("refine_to_disk: keeping %s (same run)", path.name)
+            continue
         y_b = y_all[lo:hi] if isinstance(y_all, Tensor) else y_all
-        res = refine(G, D, z_all[lo:hi], method=method, generator=block_generator(seed, b), y=y_b, **options)
+        res = refine(G, D, rows(lo, hi), method=method, generator=make_gen(), chain_offset=lo, y=y_b, **options)
         tensors = {"x": res.x}
         if res.z is not None:
             tensors["z"] = res.z
         if res.y is not None:
             tensors["y"] = res.y
+        scalars = {}
         for k, v in res.info.items():
             if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == hi - lo:
                 tensors["info." + k] = v
+            elif k not in COUNTERS and k != "options" and not isinstance(v, Tensor):
+                scalars[k] = v
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        counters = {k: res.info[k] for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward",
-                                             "wall_s") if k in res.info}
-        meta["counters"] = json.dumps(counters)
-        meta["options"] = json.dumps(res.info.get("options", {}), default=repr)
+        counters = {k: res.info[k] for k in COUNTERS if k in res.info}
+        meta = {"run_key": key, "block": str(b), "start": str(lo), "stop": str(hi), "method": method,
+                "seed": str(seed), "counters": json.dumps(counters),
+                "options": json.dumps(res.info.get("options", {}), default=repr),
+                "info": json.dumps(scalars, default=repr)}
         atomic_save_safetensors(tensors, path, metadata=meta)
         del res, tensors
+        log.info("refine_to_disk: wrote %s (%d/%d)", path.name, b + 1, n_blocks)
+
+
+def _write_index(out, key, method, seed, n, chunk, options, y=None) -> dict:
+    n_blocks = -(-n // chunk)
+    totals: dict[str, float] = {}
+    shards = []
+    for b in range(n_blocks):
+        lo, hi = b * chunk, min((b + 1) * chunk, n)
+        name = _shard_name(b, n_blocks)
+        meta = _shard_meta(out / name)
+        if meta is None or meta.get("run_key") != key:
+            raise OptionError(f"refine_to_disk: shard {name} of this run is missing in {str(out)!r} "
+                              f"(a process stopped early?); run again to resume")
+        counters = json.loads(meta.get("counters", "{}"))
         for k, v in counters.items():
             totals[k] = totals.get(k, 0) + v
-        shards.append({"file": path.name, "start": lo, "stop": hi, "counters": counters})
-        log.info("refine_to_disk: wrote %s (%d/%d)", path.name, b + 1, n_blocks)
-    index = {"schema": 1, "method": method, "seed": int(seed), "n": n, "chunk": chunk, "run_key": key,
+        shards.append({"file": name, "start": lo, "stop": hi, "counters": counters})
+    index = {"schema": 1, "method": method, "seed": seed, "n": n, "chunk": chunk, "run_key": key,
              "shards": shards, "totals": totals,
              "options": json.loads(json.dumps(options, default=repr))}
-    if y_all is not None:
-        index["y"] = y_key if isinstance(y_all, Tensor) else y_all
+    if y is not None:
+        index["y"] = y
     atomic_write_json(out / INDEX, index, indent=1)
     return index
 
@@ -262,3 +347,21 @@ def load_shards(out_path: str | os.PathLike, keys: tuple[str, ...] | None = None
             if keys is None or k in keys:
                 parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def load_result(out_path: str | os.PathLike) -> Result:
+    """The ``Result`` of a finished ``refine_to_disk`` run, as one ``refine`` call over all N chains would
+    return it: ``x``, ``z`` and the per-chain info concatenated, the counters summed over the shards
+    (``wall_s``: summed over blocks, i.e. processor time when processes ran in parallel) and the other
+    scalars of the first block (``method``, ``options``, ...). Loads everything into memory."""
+    from safetensors import safe_open
+    out = Path(out_path)
+    parts = load_shards(out)
+    index = json.loads((out / INDEX).read_text())
+    with safe_open(str(out / index["shards"][0]["file"]), "pt") as fh:
+        meta = fh.metadata() or {}
+    info: dict = json.loads(meta.get("info", "{}"))
+    info["options"] = json.loads(meta.get("options", "{}"))
+    info.update({k[len("info."):]: v for k, v in parts.items() if k.startswith("info.")})
+    info.update(index["totals"])
+    return Result(x=parts["x"], z=parts.get("z"), info=info, y=parts.get("y"))

@@ -10,7 +10,7 @@ from analytic import gaussian_problem
 
 def test_methods_lists_every_sampler_with_real_defaults():
     ms = lf.methods()
-    assert list(ms) == sorted(ms) == ["ddls", "dflow", "dg_langevin", "dgflow", "dot", "drs", "ex2mcmc", "mh"]
+    assert list(ms) == sorted(ms) == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh"]
     assert ms["ddls"].options["step_size"] == 0.003
     assert ms["ddls"].options["mala"] is False
     assert ms["drs"].options["gamma_percentile"] == 50.0

@@ -154,7 +154,7 @@ def test_contract_errors():
     bad_D = lambda x: torch.zeros(x.shape[0], 10)
     with pytest.raises(ShapeError, match=r"D\(x\) returned shape \(2, 10\); expected \(2,\) or \(2, 1\)"):
         lf.refine(G, bad_D, _z(64), method="ddls", progress=False)
-    with pytest.raises(OptionError, match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dgflow, dot, drs, ex2mcmc, mh'):
+    with pytest.raises(OptionError, match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dg_score, dgflow, dot, drs, ex2mcmc, mh'):
         lf.refine(G, D, _z(4), method="ddsl")
     with pytest.raises(OptionError, match=r"unknown option\(s\) stepsize. Valid options: .*step_size"):
         lf.refine(G, D, _z(4), method="ddls", stepsize=0.1)

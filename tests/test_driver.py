@@ -30,7 +30,20 @@ CASES = {
     "dflow": ("flow", dict(steps=4, eta=1.0, entropy_reg=0.1)),
     "drs": ("ratio", dict(pilot=200, gamma_percentile=None)),
     "mh": ("ratio", dict(k=6)),
+    "dgflow": ("gauss", dict(steps=5, step_size=0.1, gamma=0.05)),
+    "ex2mcmc": ("gauss", dict(steps=3, n_particles=4, mala_steps=2, step_size=0.1)),
+    "dg_score": ("score", dict(steps=4, w=0.5, sigma_max=2.0, s_churn=1.0)),
+    "dg_score-langevin": ("score", dict(steps=3, w=0.5, sigma_max=2.0, solver="langevin", langevin_steps=2,
+                                        step_size=0.05)),
 }
+
+
+def _score(x, sigma):       # the exact score of N(0, (1 + σ²) I)
+    return -x / (1 + sigma.reshape(-1, *([1] * (x.dim() - 1))) ** 2)
+
+
+def _sigma_d(x, sigma):     # a noise-conditioned logit
+    return -0.5 * ((x - 1) ** 2).sum(1) / (1 + sigma ** 2)
 
 
 def _problem(kind):
@@ -41,13 +54,21 @@ def _problem(kind):
         return None, lambda x: -0.5 * ((x - 1) ** 2).sum(1)
     if kind == "flow":
         return None, _tf
+    if kind == "score":
+        return None, _sigma_d
     return Identity(), RatioD([0.5, -0.3], 0.8)
 
 
 def _run(case, z, **kw):
     kind, opts = CASES[case]
     G, D = _problem(kind)
-    return lf.refine(G, D, z, method=case.split("-")[0], seed=4, progress=False, **opts, **kw)
+    extra = {"score": _score} if kind == "score" else {}
+    return lf.refine(G, D, z, method=case.split("-")[0], seed=4, progress=False, **opts, **extra, **kw)
+
+
+def test_every_registered_method_has_a_chunking_case():
+    # the two tests below cover each sampler; a new method in methods() needs a case in CASES
+    assert {c.split("-")[0] for c in CASES} == set(lf.methods())
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -280,8 +280,8 @@ def test_refine_to_disk_equals_in_memory_refine_per_block(pair, tmp_path):
     idx = stream.refine_to_disk(G, D, z, "ddls", tmp_path / "run", chunk=20, seed=9, **opts)
     assert [s["stop"] - s["start"] for s in idx["shards"]] == [20, 20, 10]
     got = stream.load_shards(tmp_path / "run")
-    parts = [lf.refine(G, D, z[lo:lo + 20], method="ddls", generator=stream.block_generator(9, b), **opts)
-             for b, lo in enumerate(range(0, 50, 20))]
+    parts = [lf.refine(G, D, z[lo:lo + 20], method="ddls", seed=9, chain_offset=lo, **opts)
+             for lo in range(0, 50, 20)]
     assert torch.equal(got["x"], torch.cat([p.x for p in parts]))
     assert torch.equal(got["z"], torch.cat([p.z for p in parts]))
     assert torch.equal(got["info.accept_rate"], torch.cat([p.info["accept_rate"] for p in parts]))
@@ -300,7 +300,7 @@ def test_refine_to_disk_one_block_equals_refine_with_the_seed_and_counts_draw_la
     opts = dict(steps=3, d_output="critic", progress=False)
     stream.refine_to_disk(G, D, 12, "ddls", tmp_path / "a", chunk=100, seed=5, **opts)   # G.latent_dim = 2
     got = stream.load_shards(tmp_path / "a")
-    z = lf.sample_latents(12, 2, generator=stream.latent_generator(5))
+    z = stream.chain_latents(5, 0, 12, 2)
     ref = lf.refine(G, D, z, method="ddls", seed=5, **opts)
     assert torch.equal(got["x"], ref.x)
     # the layout, not batch_size, is what the samples depend on
@@ -312,6 +312,8 @@ def test_refine_to_disk_checks_its_arguments(pair, tmp_path):
     G, D = pair
     with pytest.raises(OptionError, match="seed="):
         stream.refine_to_disk(G, D, _z(4), "ddls", tmp_path, generator=0)
+    with pytest.raises(OptionError, match="chain_offset"):
+        stream.refine_to_disk(G, D, _z(4), "ddls", tmp_path, chain_offset=3)
     with pytest.raises(OptionError, match="chunk"):
         stream.refine_to_disk(G, D, _z(4), "ddls", tmp_path, chunk=0)
     with pytest.raises(OptionError, match="latent_dim"):

@@ -1,5 +1,6 @@
 """Discriminator Flow trainer (seed 000 Alg. 3) and the conditioned networks of train/nets.py."""
 import json
+import math
 
 import pytest
 import torch
@@ -191,3 +192,170 @@ def test_uniform_time_sampling_trains_d_off_the_grid(tmp_path, monkeypatch):
     train_dflow(DFlowConfig(**{**cfg.__dict__, "time_sampling": "grid"}), tmp_path / "g", progress=False)
     t = torch.cat(seen)
     assert torch.allclose(t * N, (t * N).round())            # Algorithm 3: on the grid only
+
+
+# ---- image critic (latentflow/nets/dflow_images.py) and the presets --------------------------------------
+
+def test_time_embedding_fourier_and_learned():
+    from latentflow.errors import OptionError
+    from latentflow.nets.dflow_images import TimeEmbedding
+
+    t = torch.linspace(0, 1, 33)
+    lo, hi = TimeEmbedding("fourier", 64, 1.0), TimeEmbedding("fourier", 64, 16.0)
+    a, b = lo(t), hi(t)
+    assert a.shape == b.shape == (33, 128)
+    assert torch.allclose(a[:, :64] ** 2 + a[:, 64:] ** 2, torch.ones(33, 64), atol=1e-6)
+    # one step h of a 32-step grid moves e by sqrt(Σ 2 - 2 cos 2πωh) <= 2πh sqrt(Σ ω²): small at scale 1,
+    # of the order of |e| itself at seed 000's scale 16 (neighbouring grid times look unrelated)
+    step_lo = (a[1:] - a[:-1]).norm(dim=1).max()
+    step_hi = (b[1:] - b[:-1]).norm(dim=1).max()
+    h = 1 / 32
+    assert step_lo <= 2 * math.pi * h * lo.freqs.pow(2).sum().sqrt() + 1e-5
+    assert step_lo < 0.25 * a.norm(dim=1).max() and step_hi > 0.5 * b.norm(dim=1).max()
+    emb = TimeEmbedding("learned", 4, n_knots=5)
+    assert emb.dim == 8 and any(p is emb.table for p in emb.parameters())
+    knots = torch.linspace(0, 1, 5)
+    assert torch.allclose(emb(knots), emb.table, atol=1e-6)                       # exact at the knots
+    mid = emb(torch.tensor([0.125, 0.6]))
+    assert torch.allclose(mid[0], 0.5 * (emb.table[0] + emb.table[1]), atol=1e-6)   # linear between them
+    assert torch.allclose(mid[1], 0.6 * emb.table[2] + 0.4 * emb.table[3], atol=1e-5)
+    for kw, msg in (({"kind": "sine"}, "embed must be one of"), ({"scale": 0.0}, "freq_scale must be"),
+                    ({"kind": "learned", "n_knots": 1}, "n_knots must be")):
+        with pytest.raises(OptionError, match=msg):
+            TimeEmbedding(**kw)
+
+
+def test_tconv_d_shapes_init_and_registry():
+    import latentflow.train.dflow  # noqa: F401  (registers tconv_d)
+    from latentflow.errors import OptionError
+    from latentflow.nets.dflow_images import TimeConvDiscriminator
+
+    assert ARCHITECTURES["tconv_d"] is TimeConvDiscriminator
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        D28 = build("tconv_d", ch=8)
+        D32 = build("tconv_d", size=32, ch=8, embed="learned", n_freq=4)
+        Dn = build("tconv_d", ch=8, init="normal", gain=0.02)
+    x28, x32 = torch.randn(3, 1, 28, 28, generator=g), torch.randn(3, 1, 32, 32, generator=g)
+    assert D28(x28, 0.5).shape == (3,) and D32(x32, torch.rand(3, generator=g)).shape == (3,)
+    # FiLM starts at zero: the untrained critic does not depend on t
+    assert torch.equal(D28(x28, 0.0), D28(x28, 0.9)) and torch.equal(D32(x32, 0.1), D32(x32, 0.7))
+    # orthogonal init with gain 1.41: the flattened kernel has orthogonal rows of norm 1.41
+    W = D28.convs[1].weight.detach().flatten(1)          # [16, 8*16]
+    assert torch.allclose(W @ W.T, 1.41 ** 2 * torch.eye(16), atol=1e-4)
+    w = torch.cat([c.weight.detach().flatten() for c in Dn.convs])
+    assert abs(float(w.std()) - 0.02) < 4e-3
+    with pytest.raises(ShapeError, match=r"x must have shape \[B, 1, 28, 28\]"):
+        D28(x32, 0.5)
+    with pytest.raises(ShapeError, match="t must be a scalar or a tensor of shape"):
+        D28(x28, torch.zeros(4))
+    for kw, msg in (({"size": 64}, "size must be 28 or 32"), ({"init": "xavier"}, "init must be"),
+                    ({"ch": 0}, "ch must be an int >= 1")):
+        with pytest.raises(OptionError, match=msg):
+            TimeConvDiscriminator(**kw)
+
+
+def test_presets():
+    from latentflow.errors import OptionError
+    from latentflow.train.dflow import PRESETS, preset
+
+    cfg = preset("fmnist-cpu").validate()
+    assert cfg.data == "fashion-mnist" and cfg.arch == "tconv_d" and cfg.time_sampling == "uniform"
+    assert cfg.arch_kwargs["freq_scale"] <= 2       # a smooth time embedding: any sampling grid
+    s = preset("mnist32-seed000").validate()        # seed 000 Table 4, MNIST column
+    assert (s.loss, s.gp, s.eta, s.flow_steps, s.batch_size, s.steps, s.lr, tuple(s.betas)) == \
+        ("ipm", 0.04, 2.0, 64, 128, 200_000, 2e-4, (0.5, 0.999))
+    assert s.arch_kwargs == {"channels": 1, "size": 32, "ch": 64, "embed": "fourier", "n_freq": 64,
+                             "freq_scale": 16.0, "init": "orthogonal", "gain": 1.41}
+    assert preset("fmnist-cpu", steps=7, arch_kwargs={"ch": 4}).arch_kwargs["ch"] == 4
+    assert preset("fmnist-cpu", arch_kwargs={"ch": 4}).arch_kwargs["size"] == 28
+    assert PRESETS["fmnist-cpu"]["arch_kwargs"]["ch"] != 4          # the preset itself is untouched
+    with pytest.raises(OptionError, match="preset must be one of"):
+        preset("cifar")
+
+
+def test_lr_schedules():
+    from latentflow.errors import OptionError
+    from latentflow.train.dflow import lr_at
+
+    c = DFlowConfig(lr=1e-3, steps=100)
+    assert [lr_at(c, k) for k in (0, 50, 99)] == [1e-3] * 3
+    c = DFlowConfig(lr=1e-3, steps=100, lr_schedule="linear")
+    assert lr_at(c, 0) == 1e-3 and abs(lr_at(c, 50) - 5e-4) < 1e-12 and abs(lr_at(c, 99) - 1e-5) < 1e-12
+    c = DFlowConfig(lr=1e-3, steps=100, lr_schedule="cosine")
+    assert lr_at(c, 0) == 1e-3 and abs(lr_at(c, 50) - 5e-4) < 1e-12 and lr_at(c, 100) < 1e-18
+    with pytest.raises(OptionError, match="lr_schedule must be one of"):
+        DFlowConfig(lr_schedule="step").validate()
+
+
+@pytest.mark.rng_ok
+def test_lr_schedule_resumes_bit_exactly(tmp_path):
+    kw = dict(data="ring8", steps=6, batch_size=16, flow_steps=4, eta=2.0, lr_schedule="linear", lr=1e-2,
+              arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    full = train_dflow(DFlowConfig(**kw), tmp_path / "a", progress=False)
+    train_dflow(DFlowConfig(**kw), tmp_path / "b", progress=False, stop_after=3)
+    resumed = train_dflow(DFlowConfig(**kw), tmp_path / "b", progress=False)
+    for p, q in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_tconv_d_avgpool_variant():
+    from latentflow.nets.dflow_images import TimeConvDiscriminator
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for size in (28, 32):
+            D = TimeConvDiscriminator(size=size, ch=4, down="avgpool")
+            x = torch.randn(2, 1, size, size, generator=g, requires_grad=True)
+            (gx,) = torch.autograd.grad(D(x, 0.3).sum(), x)
+            assert D(x, 0.3).shape == (2,) and gx.shape == x.shape and bool(torch.isfinite(gx).all())
+    with pytest.raises(Exception, match="down must be"):
+        TimeConvDiscriminator(down="maxpool")
+
+
+def test_time_balance_weights_and_running_mean():
+    from latentflow.errors import OptionError
+    from latentflow.train.dflow import _TimeBalance
+
+    tb = _TimeBalance(4, decay=0.5)
+    k = torch.tensor([0, 1, 3, 3])
+    assert torch.equal(tb.weights(k), torch.ones(4))                 # nothing seen yet: plain mean
+    tb.update(k, torch.tensor([4.0, 16.0, 1.0, 3.0]))
+    assert torch.equal(tb.s, torch.tensor([4.0, 16.0, 0.0, 2.0]))    # first value of a bin taken as is
+    tb.update(torch.tensor([0]), torch.tensor([8.0]))
+    assert torch.equal(tb.s, torch.tensor([6.0, 16.0, 0.0, 2.0]))    # 0.5 * 4 + 0.5 * 8
+    inv = torch.tensor([6.0, 16.0, 2.0]).rsqrt()
+    inv = torch.cat([inv[:2], inv.mean()[None], inv[2:]])           # an unseen bin gets the seen bins' mean
+    assert torch.allclose(tb.weights(torch.arange(4)), inv / inv.mean(), atol=1e-6)
+    w = tb.weights(torch.tensor([0, 1]))
+    assert torch.allclose(w[0] / w[1], torch.tensor((16.0 / 6.0) ** 0.5))   # w ∝ s^(-1/2)
+    with pytest.raises(OptionError, match='time_weight="balanced" needs loss="ipm"'):
+        DFlowConfig(loss="ns", time_weight="balanced").validate()
+    with pytest.raises(OptionError, match="time_weight must be"):
+        DFlowConfig(time_weight="yes").validate()
+
+
+@pytest.mark.rng_ok
+def test_simulate_with_ema_moves_particles_by_the_ema_critic(tmp_path, monkeypatch):
+    from latentflow.errors import OptionError
+    import latentflow.train.dflow as mod
+
+    used = []
+    orig = mod.simulate_all
+
+    def spy(D, *a):
+        used.append(D)
+        return orig(D, *a)
+
+    monkeypatch.setattr(mod, "simulate_all", spy)
+    kw = dict(data="ring8", steps=4, batch_size=16, flow_steps=4, reuse=2, ema=0.9, loss="ipm",
+              arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    D = train_dflow(DFlowConfig(**kw, simulate_with="ema"), tmp_path / "e", progress=False)
+    assert len(used) == 2 and all(not any(p.requires_grad for p in m.parameters()) for m in used)
+    assert all(m is used[0] for m in used) and D is used[0]          # the EMA critic, also the written model
+    used.clear()
+    D2 = train_dflow(DFlowConfig(**kw), tmp_path / "l", progress=False)
+    assert len(used) == 2 and used[0] is used[1] and used[0] is not D2   # the live critic, not the EMA written
+    with pytest.raises(OptionError, match='simulate_with must be "live" or "ema"'):
+        DFlowConfig(simulate_with="ema").validate()

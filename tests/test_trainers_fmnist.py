@@ -81,3 +81,29 @@ def test_quick_mode_writes_results(quick_run):
     md = (out / "results.md").read_text()
     assert md.count("\n") == 2 + len(doc["runs"]) + len(doc["references"])
     assert "Discriminator Flow" in md and "Score GAN" in md and "dcgan-fashion" in md
+
+
+def test_heun_vs_euler_picks_the_smallest_heun_nfe_that_reaches_euler():
+    rows = [{"solver": "euler", "steps": 32, "nfe": 32, "fid_fmnist": 50.0},
+            {"solver": "euler", "steps": 16, "nfe": 16, "fid_fmnist": 60.0},
+            {"solver": "heun", "steps": 5, "nfe": 9, "fid_fmnist": 70.0},
+            {"solver": "heun", "steps": 9, "nfe": 17, "fid_fmnist": 49.0},
+            {"solver": "heun", "steps": 17, "nfe": 33, "fid_fmnist": 45.0}]
+    got = TF.heun_vs_euler(rows, 32)
+    assert (got["euler_fid_fmnist"], got["heun_nfe"], got["heun_fid_fmnist"]) == (50.0, 17, 49.0)
+    assert got["nfe_ratio"] == round(17 / 32, 3)
+    assert TF.heun_vs_euler(rows, 64) == {}
+    none = TF.heun_vs_euler([r for r in rows if r["fid_fmnist"] >= 50 or r["solver"] == "euler"], 32)
+    assert none["heun_nfe"] is None and none["nfe_ratio"] is None
+
+
+def test_quick_mode_dflow_solver_sweep_and_curve_plot(quick_run):
+    out, doc, _ = quick_run
+    df = doc["runs"][0]
+    b = doc["bench"]
+    assert [(r["solver"], r["steps"]) for r in df["solvers"]] == \
+        [("euler", k) for k in b["euler_steps"]] + [("heun", k) for k in b["heun_steps"]]
+    assert all(r["nfe"] == (2 * r["steps"] - 1 if r["solver"] == "heun" else r["steps"]) for r in df["solvers"])
+    assert all(math.isfinite(r["fid_fmnist"]) for r in df["solvers"])
+    assert (out / "fid_vs_cpu.png").stat().st_size > 0
+    assert df["config"]["arch"] == "tconv_d" and df["config"]["time_sampling"] == "uniform"

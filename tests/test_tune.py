@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import latentflow
-from latentflow.app.tune import TuneResult, candidates, read_real, tune
+from latentflow.app.tune import TuneResult, candidates, tune
+from latentflow.app.tune_cmd import read_real
 from latentflow.app.tune_metrics import frechet, kid
 from latentflow.errors import LatentflowError
 

@@ -77,7 +77,14 @@ def imports_of(mod: str, path: Path, mods: dict) -> set[str]:
     return out
 
 
+#: modules counted in another unit: ``python -m latentflow`` (``__main__``) is the command line's entry
+#: point, as the ``latentflow`` console script is, so it belongs to the ``cli`` unit
+UNIT_OF = {"latentflow.__main__": "cli"}
+
+
 def unit(mod: str) -> str:
+    if mod in UNIT_OF:
+        return UNIT_OF[mod]
     parts = mod.split(".")
     return parts[1] if len(parts) > 1 else "latentflow"
 

@@ -15,20 +15,34 @@ from ..errors import LatentflowError, OptionError
 from .fit import NO_REFINEMENT, check_method_fits, fitting_methods, method_options, resolve_device
 from .options import parse_method_options, split_pairs
 from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
-from .report import json_text
+from .report import json_text, sample_summary
 from .sample import OUTPUT_FILES, sample_model
 from .suites import SUITES, Suite, run_suite, suite_names
 
 __all__ = ["LatentflowError", "OptionError", "sample_model", "NO_REFINEMENT", "OUTPUT_FILES", "run_suite", "SUITES", "Suite", "suite_names",
            "parse_method_options", "split_pairs", "check_seed", "check_writable", "MAX_SEED", "OutputSet",
            "json_text", "check_method_fits", "fitting_methods", "method_options", "resolve_device", "list_methods",
-           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "run_tune"]
+           "method_names", "models_table", "convert", "export", "trainer_kinds", "get_trainer", "run_tune",
+           "check_parallel_trainer", "init_distributed", "is_main", "sample_summary"]
 
 
 def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
-    """``latentflow tune``: :func:`latentflow.app.tune.run_tune_command` (writes tune.json/.md/.png)."""
-    from .tune import run_tune_command
+    """``latentflow tune``: :func:`latentflow.app.tune_cmd.run_tune_command` (writes tune.json/.md/.png)."""
+    from .tune_cmd import run_tune_command
     return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
+
+
+def init_distributed():
+    """Join the process group ``torchrun`` describes (``latentflow.dist.init_from_env``; a world of one
+    outside torchrun)."""
+    from ..dist import init_from_env
+    return init_from_env()
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0 (or the only one): the one that prints."""
+    from ..dist import is_main as _is_main
+    return _is_main()
 
 
 def list_methods() -> dict:
@@ -43,9 +57,10 @@ def method_names() -> list[str]:
 
 
 def models_table() -> list[dict]:
-    """One row per manifest model: source, offline availability, size, verification."""
-    from ..models import models_table as _table
-    return _table()
+    """One row per manifest model: source, offline availability, size, verification (hashes in the
+    manifest), and ``checkpoints``: the files on disk hashed against the manifest or the pins."""
+    from ..models import model_rows as _rows
+    return _rows()
 
 
 def convert(*args, **kwargs):
@@ -70,3 +85,9 @@ def get_trainer(kind: str):
     """``(Config class, train function)`` of trainer ``kind``."""
     from ..train import get_trainer as _get
     return _get(kind)
+
+
+def check_parallel_trainer(kind: str) -> None:
+    """Refuse a trainer that does not run data-parallel when this process is one of several (torchrun)."""
+    from ..train import check_parallel
+    check_parallel(kind)

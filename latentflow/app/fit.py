@@ -119,6 +119,9 @@ def describe_model(meta: Any) -> str:
 
 def misfit(method: str, meta: Any, options: dict | None = None) -> str | None:
     """Why ``method`` cannot sample the model ``meta`` describes (with ``options``), or None when it can."""
+    if method == "dg_score":
+        return ("samples a score model (refine(None, D, z, method=\"dg_score\", score=S) in Python); "
+                "model folders do not load score models yet")
     if method not in _NEEDS:
         return None
     needs_g, needs_d, calls = _NEEDS[method]

@@ -166,8 +166,9 @@ class _Snapshots:
 def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n_cal: int,
             drs_pilot: int, curve_points: int = 0, progress: bool = False, cal_cache: dict | None = None):
     """Run one row; returns ``(x, row fields, snapshots {step: z})``."""
-    from ..api import refine
+    from ..dist import world
     from .fit import generate, method_options
+    from .sample_dist import gather_rows, refine_split
 
     num = z.shape[0]
     if v.method == "none":
@@ -200,8 +201,10 @@ def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n
                                opts.get("prior", pair.meta.get("prior", "normal")))
             opts["callback"] = snaps
     t1 = time.perf_counter()
-    res = refine(pair.G, D, z, method=v.method, generator=torch.Generator().manual_seed(seed),
-                 progress=progress, **opts)
+    # under torch.distributed the rows are split over the ranks and gathered back (sample_dist)
+    res = refine_split(pair.G, D, z, v.method, seed, progress=progress, **opts)
+    if snaps is not None and world().distributed:
+        snaps.states = {k: gather_rows(t) for k, t in snaps.states.items()}
     wall = time.perf_counter() - t1
     info = res.to_dict()
     evals = {k: int(info[k]) for k in EVAL_KEYS}

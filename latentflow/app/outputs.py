@@ -8,6 +8,10 @@ set, never a mix. When ``DIR`` already holds a previous set it is first renamed 
 is briefly absent (never half written). A folder holding anything but a previous set is refused, so
 that replacing it cannot delete a user's files.
 
+A run killed by a signal leaves its staging folder (and, between the two renames, the previous set moved
+aside) beside ``DIR``: the next run into ``DIR``, once it holds the lock, removes the staging folders and
+puts a previous set that was moved aside back when ``DIR`` is absent, then writes as above.
+
 A lock file beside the folder (``.DIR.lock``, holding the writer's pid and host) refuses a second
 concurrent run into the same ``DIR``; a lock left by a process that no longer runs is taken over.
 """
@@ -134,13 +138,34 @@ class OutputSet:
         raise OptionError(f"could not take the lock {self.lock}; another run is starting into {str(self.out)!r}")
 
     def __enter__(self) -> "OutputSet":
-        self._take_lock()
         try:
+            self._take_lock()
+        except OSError as e:   # os.access said yes, the file system says no (read-only mounts, /proc, ...)
+            raise OptionError(f"out {str(self.out)!r} is not writable: {e.strerror or e} "
+                              f"({e.filename or self.lock})") from None
+        try:
+            self._tidy()
             self.staging.mkdir()
+        except OSError as e:
+            self._release()
+            raise OptionError(f"out {str(self.out)!r} is not writable: {e.strerror or e} "
+                              f"({e.filename or self.staging})") from None
         except BaseException:
             self._release()
             raise
         return self
+
+    def _tidy(self) -> None:
+        """With the lock held, remove what killed runs left beside ``out``: staging folders, and a previous
+        set moved aside (put back when the kill came before the new set was renamed into place)."""
+        parent, base = self.out.parent, self.out.name
+        for p in parent.glob(f".{base}.staging-*"):
+            shutil.rmtree(p, ignore_errors=True)
+        olds = sorted(parent.glob(f".{base}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds and not self.out.exists():
+            os.rename(olds.pop(), self.out)
+        for p in olds:
+            shutil.rmtree(p, ignore_errors=True)
 
     def commit(self) -> Path:
         """Rename the staging folder to ``out`` (a previous set is moved aside first, then removed)."""
@@ -161,5 +186,7 @@ class OutputSet:
             self._locked = False
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self._release()
+        try:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        finally:   # the lock goes even when the clean-up is interrupted
+            self._release()

@@ -139,3 +139,35 @@ def grid_png(path: Path, before: torch.Tensor, after: torch.Tensor, title_after:
         ax.axis("off")
     _save_fig(fig, path)
     plt.close(fig)
+
+
+def sample_summary(rep: dict, out) -> list[str]:
+    """The lines ``latentflow sample`` prints for its report ``rep`` (written to ``out``)."""
+    model, method, num = rep["model"], rep["method"], rep["num"]
+    r = rep["result"]
+    lines = [f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}"]
+    ev = rep["evaluations_per_sample"]
+    lines.append(f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
+                 f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd")
+    for key in ("accept_rate", "accept_rate_mean"):
+        if key in r:
+            lines.append(f"acceptance: {r[key]:.3f}")
+    if r.get("n_diverged"):
+        lines.append(f"diverged chains: {r['n_diverged']} (see report.json)")
+    m = rep.get("metrics") or {}
+    if "before" in m and "after" in m:
+        lines += [f"| metric | {rep.get('start', 'generator')} | {method} |", "|---|---|---|"]
+        fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+        for k in m["after"]:
+            lines.append(f"| {k} | {fmt(m['before'].get(k))} | {fmt(m['after'].get(k))} |")
+    ref = m.get("real") or {}
+    if "error" in ref:
+        lines.append(f"real-data metrics failed: {ref['error']}")
+    elif ref:
+        lines.append(f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
+                     f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)")
+        for k, why in (ref.get("null_reasons") or {}).items():
+            if k == "is":
+                lines.append(f"IS not computed: {why}")
+    lines.append("wrote " + ", ".join(f"{out}/{f}" for f in rep["files"].values()))
+    return lines

@@ -5,6 +5,9 @@ samplers, ``method="none"`` (:data:`NO_REFINEMENT`) writes the generator's sampl
 without a generator (``latentflow train dflow`` / ``dgd``) starts from ``x0`` drawn as its ``meta["x0"]``
 says; :func:`check_method_fits` refuses a method the model cannot serve, naming what it lacks.
 
+Under ``torchrun`` (a process group of more than one rank) :mod:`latentflow.app.sample_dist` takes
+over and writes the same set: the per-chain random streams make every rank's rows those of one process.
+
 Every argument (``num``, ``seed``, ``out``, the device, ``formats``, ``real``) is checked before the model is
 loaded; the output files (samples in the chosen formats, see :mod:`latentflow.app.sample_files`, the PNG
 picture and the report) are written into a staging folder and renamed into place together
@@ -17,16 +20,19 @@ split, the number of real images and whether the cached reference statistics wer
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
 import torch
 
 from ..api import refine
+from ..dist import world
 from ..errors import LatentflowError, OptionError
 from ..result import Result
 from ..rng import sample_latents
-from .fit import NO_REFINEMENT, check_method_fits, generate, labels_for, meta_get, method_options, resolve_device
+from .fit import (NO_REFINEMENT, check_method_fits, generate, labels_for, meta_get, method_options, num_classes_of,
+                  resolve_device)
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
 from .sample_files import NPZ, SAMPLES_DIR, parse_formats
@@ -38,12 +44,12 @@ OUTPUT_FILES = (SAMPLES, PNG, REPORT)
 ALL_OUTPUT_FILES = (SAMPLES, SAMPLES_DIR, NPZ, PNG, REPORT)
 
 
-def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float) -> Result:
+def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float, y: torch.Tensor | None = None) -> Result:
     n = x.shape[0]
     info = {"method": NO_REFINEMENT, "options": {}, "n_G_forward": n if z is not None else 0, "n_G_backward": 0,
             "n_D_forward": 0, "n_D_backward": 0, "wall_s": wall_s,
             "diverged": torch.zeros(n, dtype=torch.bool, device=x.device)}
-    return Result(x=x.clone(), z=z, info=info)   # a copy: x_before and x are written as separate tensors
+    return Result(x=x.clone(), z=z, info=info, y=y)   # a copy: x_before and x are written as separate tensors
 
 
 def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int = 1000, seed: int = 0,
@@ -67,6 +73,9 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
     dev = resolve_device(device)
     extras = _check_extras(formats, real, num_real)
     names = tuple(n for n in ALL_OUTPUT_FILES if n in extras["files"] + (PNG, REPORT))
+    if world().distributed:   # under torchrun: every rank takes its blocks, rank 0 writes the set
+        return _distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out,
+                            extras=extras, names=names)
     outset = OutputSet(out, names, allowed=ALL_OUTPUT_FILES) if out is not None else None   # before any compute
     if outset is None:
         return _run(model, method, num, seed, dev, options, batch_size, progress, class_label, None, extras)
@@ -77,7 +86,18 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
     return report
 
 
-def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder, extras=None) -> dict:
+def _distributed(*args, extras: dict, names: tuple) -> dict:
+    """``sample_model`` under a process group (``latentflow.app.sample_dist``), with this module's steps."""
+    from . import sample_dist
+    prepare = functools.partial(_prepare, extras=extras)
+    return sample_dist.sample_distributed(*args, steps={"files": names, "allowed": ALL_OUTPUT_FILES,
+                                                        "prepare": prepare, "initial": initial_state,
+                                                        "report": write_report})
+
+
+def _prepare(model, method, dev, options, batch_size, progress, class_label, extras=None):
+    """Load the model and settle the options a run uses: ``(pair, meta, opts, extras)``; ``extras`` are the
+    output formats and real set, checked against what the model can serve (before any sampling)."""
     from ..models import load
 
     pair = load(model, device=dev)
@@ -94,32 +114,54 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
     if batch_size is not None:
         opts["batch_size"] = batch_size
     opts["progress"] = progress
-    gen = torch.Generator("cpu").manual_seed(seed)
-    t0 = time.perf_counter()
+    return pair, meta, opts, extras
+
+
+def initial_state(pair, num: int, gen: torch.Generator, dev, class_label=None):
+    """``(start, z, x0_or_None, y)`` of the ``num`` chains of a run, drawn from ``gen`` (``Generator(seed)``):
+    latents from the prior (and labels ``y`` for a class-conditional model) for a model with a generator,
+    else ``x0`` as its ``meta["x0"]`` says."""
+    meta = pair.meta
     if pair.G is not None:
         dim = int(meta_get(meta, "latent_dim"))
         prior = meta_get(meta, "prior") or "normal"
         z = sample_latents(num, dim, prior, generator=gen, device=dev)
         y = labels_for(pair.G, num, class_label, generator=gen, device=dev)   # None: unconditional
+        return "generator", z, None, y
+    if class_label is not None and class_label != "random":
+        raise OptionError(f"class {class_label!r} was given, but the model has no generator to condition")
+    return "x0", None, pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32), None
+
+
+def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder, extras=None) -> dict:
+    pair, meta, opts, extras = _prepare(model, method, dev, options, batch_size, progress, class_label, extras)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    t0 = time.perf_counter()
+    start, z, x0, y = initial_state(pair, num, gen, dev, class_label)
+    if z is not None:
         x0 = generate(pair.G, z, y=y)
-        start, state = "generator", z
-    else:   # a generator-free model: the particles start from x0
-        z = y = None
-        if class_label is not None and class_label != "random":
-            raise OptionError(f"class {class_label!r} was given, but the model has no generator to condition")
-        x0 = pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32)
-        start, state = "x0", x0
+    state = z if z is not None else x0
     t_gen = time.perf_counter() - t0
     if method == NO_REFINEMENT:
-        res = _unrefined(x0, z, t_gen)
+        res = _unrefined(x0, z, t_gen, y)
     else:
         res = refine(pair.G, pair.D, state, method=method, generator=gen, y=y, **opts)
+    return write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder, pair=pair, opts=opts,
+                        extras=extras, class_label=class_label)
 
+
+def write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder, *, pair=None,
+                 opts=None, extras=None, class_label=None) -> dict:
+    """The report of a run (and, with ``folder``, its samples in the chosen formats, picture and report)."""
+    if extras is None:
+        extras = _fit_extras(_check_extras(None, None, None), meta)
     report: dict = {"schema": 1, "model": model, "method": method, "num": num, "seed": seed, "start": start,
                     "env": env_info(dev), "result": res.to_dict(), "generator_wall_s": t_gen}
+    y = res.y
     if y is not None:
+        k = num_classes_of(pair.G) if pair is not None and pair.G is not None else int(y.max()) + 1
         report["classes"] = {"class": class_label if isinstance(class_label, int) else "random",
-                             "counts": torch.bincount(y.cpu(), minlength=int(pair.G.num_classes)).tolist()}
+                             "counts": torch.bincount(y.cpu(), minlength=int(k)).tolist()}
     dataset = meta_get(meta, "dataset")
     report["metrics"] = _metrics(dataset, x0, res.x)
     _real_metrics(report["metrics"], extras, x0, res.x, meta)
@@ -127,7 +169,7 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
                                         ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")}
     if folder is not None:
         folder = Path(folder)
-        files = {**_write_sample_files(folder, extras, model, method, opts, seed, num, start, meta, x0, res, y),
+        files = {**_write_sample_files(folder, extras, model, method, opts or {}, seed, num, start, meta, x0, res, y),
                  "report": REPORT}
         if x0.dim() == 2 and x0.shape[1] == 2:
             from ..data import TOY

@@ -105,6 +105,19 @@ def make_pair(G, D, *, arch_g, arch_d, kwargs_g=None, kwargs_d=None, name: str =
     return ModelPair(G, D, pair_meta(entry, {r: None for r in ROLES}, G))
 
 
+def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
+    """``out_dir`` as a Path, refused (``OptionError``) when it, or the nearest existing folder above it, is
+    a file; checked before anything is read or built."""
+    out = Path(out_dir).expanduser()
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise OptionError(f"{name} must be a folder; {str(p)!r} is a file"
+                          + ("" if p == out else f" (so {str(out)!r} cannot be created)"))
+    return out
+
+
 def export(pair_or_ref, out_dir: str | Path, *, card: bool = False, metrics: Mapping | None = None,
            tags=None, repo_id: str | None = None) -> Path:
     """Write ``G.safetensors``, ``D.safetensors`` (each with ``metadata={"latentflow": json.dumps(spec)}``) and
@@ -112,6 +125,7 @@ def export(pair_or_ref, out_dir: str | Path, *, card: bool = False, metrics: Map
     ``load("hf:user/repo")`` read. ``pair_or_ref`` is a :class:`ModelPair` (from ``load`` or ``make_pair``)
     or anything ``load`` accepts. ``card=True`` also writes ``README.md`` with Hugging Face Hub front matter
     (library_name, tags, license, the ``sampling:`` block, and ``metrics`` such as ``{"fid": 12.3}`` when given)."""
+    _check_out_dir(out_dir)
     pair = pair_or_ref if isinstance(pair_or_ref, ModelPair) else load(pair_or_ref)
     if pair.G is None or pair.D is None or pair.extra:
         raise ManifestError(f'export writes G/D pairs; "{pair.meta.get("name")}" has roles '
@@ -147,6 +161,7 @@ def convert(in_path: str | Path, out_dir: str | Path, *, arch_g, arch_d, d_path:
     possibly nested under ``state_dict`` and with ``module.`` prefixes), or only G when ``d_path`` gives D's file
     (StudioGAN's ``model=G-...pth`` / ``model=D-...pth``). Files are read with ``torch.load(weights_only=True)``
     only: a pickle that would run code is refused. The state dicts must fit ``arch_g``/``arch_d`` exactly."""
+    _check_out_dir(out_dir)
     ag, ad = _arch_spec(arch_g, kwargs_g, "G"), _arch_spec(arch_d, kwargs_d, "D")
     in_path = Path(in_path).expanduser()
     sources = [in_path] + ([Path(d_path).expanduser()] if d_path is not None else [])

@@ -5,12 +5,12 @@ lists them. Families: ``mlp`` (2-D G/D), ``dcgan`` (DCGAN 28/32/64), ``resnet_sn
 CNN in PyTorch-StudioGAN's layout), ``time_cond`` (time/noise-conditioned D and MLP denoisers of the
 particle-model trainers), ``denoiser28`` (a small conv U-Net denoiser), ``simple_cnn`` (xyfJASON's SimpleCNN GAN),
 ``studiogan_resnet`` (PyTorch-StudioGAN's ResNet SN-GAN, post-2022 conditional-BatchNorm layout),
-``score_nets`` (EDM-preconditioned denoiser MLP and noise-conditioned discriminators for guidance). This package imports only torch and
+``dflow_images`` (the time-conditioned image critic of the Discriminator Flow trainer), ``score_nets`` (EDM-preconditioned denoiser MLP and noise-conditioned discriminators for guidance). This package imports only torch and
 ``latentflow.errors``: loading a model never imports trainer code.
 """
 from __future__ import annotations
 
-from . import dcgan, denoiser28, mlp, resnet_sngan, score_nets, simple_cnn, studiogan_resnet, time_cond  # noqa: F401  (registers the architectures)
+from . import dcgan, denoiser28, dflow_images, mlp, resnet_sngan, score_nets, simple_cnn, studiogan_resnet, time_cond  # noqa: F401  (registers the architectures)
 from ._common import settle_spectral_norm, spectral_norm_buffer_keys, spectral_norm_modules
 from .dcgan import (DCGAN28Discriminator, DCGAN28Generator, DCGAN32Discriminator, DCGAN32Generator,
                     DCGAN64Discriminator, DCGAN64Generator, DCGANDiscriminator, DCGANGenerator)

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from ._registry import KERNELS, METHODS, POSITIONAL, MethodInfo, check_options, get, methods, register
-from . import ddls, dflow, dg_langevin, dgflow, dot, ex2mcmc, rejection  # noqa: F401,E402  (registers the methods)
+from . import ddls, dflow, dg_langevin, dg_score, dgflow, dot, ex2mcmc, rejection  # noqa: F401,E402  (registers the methods)
 
 __all__ = ["KERNELS", "METHODS", "POSITIONAL", "MethodInfo", "check_options", "get", "methods", "register"]

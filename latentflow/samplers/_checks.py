@@ -84,6 +84,20 @@ def resolve_labels(y, n: int, num_classes: int, device, stream) -> Tensor | None
     return y
 
 
+def _expected(G, z: Tensor) -> str:
+    """What ``G`` expects where it can be read off the module: its parameters' dtype, ``latent_dim``."""
+    want = []
+    if isinstance(G, torch.nn.Module):
+        dtypes = {p.dtype for p in G.parameters() if p.is_floating_point()}
+        if len(dtypes) == 1 and z.dtype not in dtypes:
+            d = dtypes.pop()
+            want.append(f"G's parameters are {d} (pass z.to({d}))")
+    dim = getattr(G, "latent_dim", None)
+    if isinstance(dim, int) and z.dim() >= 2:
+        want.append(f"G.latent_dim is {dim}")
+    return " (" + "; ".join(want) + ")" if want else ""
+
+
 def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z",
           ys: Sequence[Tensor] = ()) -> tuple:
     """Run G and D once on (at most) two rows of ``z`` to check their shapes at the boundary.
@@ -98,11 +112,15 @@ def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str =
         if G is not None:
             if not callable(G):
                 raise OptionError(f"G must be callable (an nn.Module or a function); got {type(G).__name__}")
+            dim = getattr(G, "latent_dim", None)
+            if isinstance(dim, int) and not isinstance(dim, bool) and zz.dim() == 2 and zz.shape[1] != dim:
+                raise ShapeError(f"{name_z} has latent size {zz.shape[1]} but G expects {dim} (G.latent_dim); "
+                                 f"pass {name_z} of shape [B, {dim}]")
             try:
                 x = G(zz, *yy)
-            except Exception as e:  # a user's G that cannot take z: say so with shapes
-                raise ShapeError(f"G(z{', y' if ys else ''}) failed on z of shape {tuple(zz.shape)}{lab}: "
-                                 f"{type(e).__name__}: {e}") from e
+            except Exception as e:  # a user's G that cannot take z: say so with shapes (and what G expects)
+                raise ShapeError(f"G(z{', y' if ys else ''}) failed on {name_z} of shape {tuple(zz.shape)} and dtype "
+                                 f"{zz.dtype}{lab}{_expected(G, zz)}: {type(e).__name__}: {e}") from e
             if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != m:
                 got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                 raise ShapeError(f"G(z) returned {got} for z of shape {tuple(zz.shape)}; "

@@ -52,6 +52,10 @@ class Kernel:
     def __init__(self, G, D, opts, engine_opts: EngineOptions):
         self.G, self.D, self.o, self.eo = G, D, opts, engine_opts
 
+    def models(self) -> tuple:
+        """The callables held in eval mode without parameter gradients during the run (``frozen``)."""
+        return (self.G, self.D)
+
     def validate(self, z: Tensor) -> None:
         """Check ``z`` and the options together (shapes, G given or not)."""
 
@@ -78,6 +82,8 @@ class Kernel:
 def _recorded(v: Any) -> Any:
     if isinstance(v, Tensor):
         return f"tensor{list(v.shape)}"
+    if callable(v) and not isinstance(v, type):   # a model given as an option (score=S): its name only
+        return f"<{type(v).__name__} {getattr(v, '__qualname__', '')}>".replace(" >", ">")
     return v
 
 
@@ -97,6 +103,12 @@ def split_options(kernel_cls, options: dict) -> tuple[Options, EngineOptions]:
 def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     """Run ``kernel_cls`` on ``z`` with the keyword ``options``: the loop every sampler shares."""
     opts, eng = split_options(kernel_cls, options)
+    if G is None and kernel_cls.needs.get("generator") == "required":
+        raise OptionError(f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
+                          'latentflow.methods()[name].needs says which methods run without one')
+    if D is None and not str(kernel_cls.needs.get("discriminator", "")).startswith(("none", "optional")):
+        raise OptionError(f'method "{kernel_cls.name}" needs a discriminator D '
+                          f'({kernel_cls.needs.get("discriminator")}); got D=None')
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     num_classes = resolve_num_classes(eng.num_classes, G, D)
@@ -108,7 +120,7 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
                       num_classes)
     driver = Driver(kernel, engine, eng)
     n = kernel.n_steps()
-    with frozen(G, D), driver.bar(n) as bar:
+    with frozen(*kernel.models()), driver.bar(n) as bar:
         state = kernel.init(engine, z)
         i = 0
         while i < n if n is not None else not kernel.done(state):

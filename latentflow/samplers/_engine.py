@@ -35,15 +35,18 @@ AUTO_MEMORY_FRACTION = 0.7
 
 @dataclass
 class Counter:
-    """Evaluations of G and D, counted in samples (rows), forward and backward separately."""
+    """Evaluations of G and D, counted in samples (rows), forward and backward separately, and of a
+    score model (forward only: samplers evaluate it without gradients)."""
     n_G_forward: int = 0
     n_G_backward: int = 0
     n_D_forward: int = 0
     n_D_backward: int = 0
+    n_score_forward: int = 0
 
     def as_dict(self) -> dict:
         return dict(n_G_forward=self.n_G_forward, n_G_backward=self.n_G_backward,
-                    n_D_forward=self.n_D_forward, n_D_backward=self.n_D_backward)
+                    n_D_forward=self.n_D_forward, n_D_backward=self.n_D_backward,
+                    n_score_forward=self.n_score_forward)
 
 
 def _available_ram_bytes() -> int | None:
@@ -149,6 +152,12 @@ class Engine:
         if self._counting:
             self.count.n_D_forward += x.shape[0]
         return d_values(D(x, *cond), x.shape[0], "D(x, t)" if cond else "D(x)")
+
+    def score(self, S, x: Tensor, sigma: Tensor) -> Tensor:
+        """``S(x, σ)`` of a score model, counted in ``n_score_forward``."""
+        if self._counting:
+            self.count.n_score_forward += x.shape[0]
+        return S(x, sigma)
 
     def _amp(self):
         if self.autocast is None:

@@ -95,6 +95,9 @@ class DOT(Kernel):
             ka, kb = z[ia], z[ib]
             keep = (ka - kb).flatten(1).norm(dim=1) > 0
             ka, kb = ka[keep], kb[keep]
+            if ka.shape[0] == 0:
+                raise OptionError(f"dot without G estimates K_eff on pairs of distinct rows of z, and the "
+                                  f"{B} row(s) of z give none (one row, or all rows equal); pass k_eff=")
             ya, yb = (tuple(t[i][keep] for t in e.ys) for i in (ia, ib))
             da, db = self._dmap(e, ka, *ya), self._dmap(e, kb, *yb)
         return estimate_k_eff(ka, kb, da, db)

@@ -16,7 +16,7 @@ from ..errors import OptionError
 from ._loop import TrainingDiverged
 from .config import check_config, make_config
 
-__all__ = ["TRAINERS", "get_trainer", "parse_overrides", "make_config", "check_config", "TrainingDiverged"]
+__all__ = ["TRAINERS", "PARALLEL_TRAINERS", "check_parallel", "get_trainer", "parse_overrides", "make_config", "check_config", "TrainingDiverged"]
 
 TRAINERS: dict[str, tuple[str, str, str]] = {
     "gan": ("latentflow.train.gan", "GANConfig", "train_gan"),
@@ -28,6 +28,19 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "dgdisc": ("latentflow.train.dg_disc", "DGDiscConfig", "train_dg_disc"),
     "corrector": ("latentflow.train.corrector", "CorrectorConfig", "train_corrector"),
 }
+
+#: the trainers that run data-parallel under torchrun (``latentflow.train.parallel``)
+PARALLEL_TRAINERS = ("gan", "scoregan")
+
+
+def check_parallel(kind: str) -> None:
+    """Refuse, under a process group of more than one rank, a trainer that does not run data-parallel
+    (it would train the same model once per rank, every rank writing the same files)."""
+    from ..dist import world
+    w = world()
+    if w.distributed and kind not in PARALLEL_TRAINERS:
+        raise OptionError(f'trainer "{kind}" does not run data-parallel (torchrun with {w.size} processes); '
+                          f'run it in one process, or use one of {", ".join(PARALLEL_TRAINERS)}')
 
 
 def get_trainer(kind: str):

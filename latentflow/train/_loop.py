@@ -6,6 +6,9 @@
   (EDM's ``stats.jsonl``); a tqdm bar with the latest losses.
 * Resuming reads the checkpoint back, so a run killed at any point and restarted with the same config
   continues bit-for-bit where the checkpoint left it (tested).
+* Under ``torch.distributed`` (``latentflow.train.parallel``) rank 0 alone writes the checkpoint, the
+  metrics and the bar; every rank resumes from the same checkpoint, and the losses a step returns are
+  averaged over the ranks (``parallel.mean``) before they are checked and logged.
 * ``save_weights`` writes final model weights as safetensors with their config in the metadata.
 * A step whose losses are not finite, or a checkpoint whose weights are not, stops the run with
   :class:`TrainingDiverged` before anything non-finite is written: the last checkpoint stays the last
@@ -28,6 +31,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from .. import dist
 from .._io import atomic_save_safetensors, atomic_write_bytes
 from ..errors import DivergenceError, LatentflowError, OptionError
 
@@ -87,14 +91,17 @@ class Run:
 
     def __init__(self, out: str | os.PathLike, config, modules: dict[str, nn.Module],
                  optimizers: dict[str, torch.optim.Optimizer], generator: torch.Generator, *,
-                 ckpt_every: int = 1000, log_every: int = 100, progress: bool = True, resume: bool = True):
+                 ckpt_every: int = 1000, log_every: int = 100, progress: bool = True, resume: bool = True,
+                 parallel=None):
         if ckpt_every < 1 or log_every < 1:
             raise OptionError("ckpt_every and log_every must be >= 1")
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.modules, self.optimizers, self.generator = modules, optimizers, generator
-        self.ckpt_every, self.log_every, self.progress = ckpt_every, log_every, progress
+        self.main = dist.is_main()      # the one writer under torch.distributed
+        self.parallel = parallel
+        self.ckpt_every, self.log_every, self.progress = ckpt_every, log_every, progress and self.main
         self.step = 0
         self.saved_step: int | None = None
         self.ckpt_path = self.out / "checkpoint.safetensors"
@@ -104,7 +111,7 @@ class Run:
             self._load()
             self.saved_step = self.step
             log.info("resumed %s at step %d", self.out, self.step)
-        elif self.metrics_path.exists():
+        elif self.metrics_path.exists() and self.main:
             self.metrics_path.unlink()
 
     # -- checkpoint ---------------------------------------------------------------------------------
@@ -128,8 +135,9 @@ class Run:
                                         "state_ids": list(sd["state"].keys())}
         tensors["rng/generator"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
-        atomic_save_safetensors(tensors, self.ckpt_path)
-        atomic_write_bytes(self.meta_path, json.dumps(meta, indent=1, default=str).encode())
+        if self.main:
+            atomic_save_safetensors(tensors, self.ckpt_path)
+            atomic_write_bytes(self.meta_path, json.dumps(meta, indent=1, default=str).encode())
         self.saved_step = self.step
 
     # -- divergence ---------------------------------------------------------------------------------
@@ -200,6 +208,8 @@ class Run:
     # -- loop ---------------------------------------------------------------------------------------
     def log_metrics(self, step: int, metrics: dict) -> None:
         # an append-only log (one line per logged step), so not rewritten atomically
+        if not self.main:
+            return
         rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -216,6 +226,8 @@ class Run:
         ran = 0
         while self.step < total_steps:
             metrics = step_fn(self.step)
+            if self.parallel is not None:
+                metrics = self.parallel.mean(metrics)
             try:
                 self._check_losses(self.step + 1, metrics)
             except TrainingDiverged:

@@ -25,7 +25,8 @@ from torch import nn
 from .._io import atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..nets import build
-from ..scores import edm_loss_weight, noised, sample_sigma_lognormal
+from ..scores import edm_loss_weight
+from .edm import noised, sample_sigma_lognormal
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int

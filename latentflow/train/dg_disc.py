@@ -25,7 +25,8 @@ from torch import nn
 from .. import rng
 from .._io import atomic_save_safetensors, atomic_write_json
 from ..errors import LatentflowError, OptionError
-from ..scores import as_score, edm_heun_sample, edm_sigmas, noised, sample_sigma_lognormal
+from ..scores import as_score, edm_heun_sample, edm_sigmas
+from .edm import noised, sample_sigma_lognormal
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role

@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import rng
+from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict
 from .config import check_config
 from .data_source import DataSource
+from .parallel import Parallel
 
 LOSSES = ("wgan-gp", "ns", "hinge")
 
@@ -74,9 +75,12 @@ class GANConfig:
         return "critic" if self.loss == "wgan-gp" else "logit"
 
 
-def gradient_penalty(D, real, fake, gen: torch.Generator) -> torch.Tensor:
-    """``E[(||∇_x D(x̂)||₂ - 1)²]`` on ``x̂ = α real + (1 - α) fake``, ``α ~ U(0, 1)`` per sample."""
-    a = rng.rand((real.shape[0],) + (1,) * (real.dim() - 1), gen, real.device, real.dtype)
+def gradient_penalty(D, real, fake, gen: torch.Generator, par: Parallel | None = None) -> torch.Tensor:
+    """``E[(||∇_x D(x̂)||₂ - 1)²]`` on ``x̂ = α real + (1 - α) fake``, ``α ~ U(0, 1)`` per sample (with
+    ``par``: α drawn for the global batch, this rank's rows kept)."""
+    n = par.batch(real.shape[0]) if par is not None else real.shape[0]
+    a = rng.rand((n,) + (1,) * (real.dim() - 1), gen, real.device, real.dtype)
+    a = par.mine(a) if par is not None else a
     xh = (a * real + (1 - a) * fake).requires_grad_(True)
     out = D(xh)
     (g,) = torch.autograd.grad(out.sum(), xh, create_graph=True)
@@ -110,30 +114,32 @@ def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool =
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    par = Parallel(device)   # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
     run = Run(out, cfg, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, gen, ckpt_every=ckpt_every,
-              log_every=log_every, progress=progress, resume=resume)
-    B = cfg.batch_size
+              log_every=log_every, progress=progress, resume=resume, parallel=par)
+    B = par.batch(cfg.batch_size)    # every draw is made at the global batch size, then sliced
+    G_par, D_par = par.wrap(G), par.wrap(D)
 
     def latents(n):
-        return rng.sample_latents(n, cfg.latent_dim, cfg.prior, generator=gen, device=device)
+        return par.mine(rng.sample_latents(n, cfg.latent_dim, cfg.prior, generator=gen, device=device))
 
     def step(_i):
         G.train()
         D.train()
         for _ in range(cfg.n_critic):
-            real = data.sample(B, gen)
+            real = par.mine(data.sample(B, gen))
             with torch.no_grad():
                 fake = G(latents(B))
-            ld = d_loss(cfg.loss, D(real), D(fake))
+            ld = d_loss(cfg.loss, D_par(real), D_par(fake))
             if cfg.loss == "wgan-gp" and cfg.gp_weight > 0:
-                gp = gradient_penalty(D, real, fake, gen)
+                gp = gradient_penalty(D_par, real, fake, gen, par)
                 ld = ld + cfg.gp_weight * gp
             opt_d.zero_grad(set_to_none=True)
             ld.backward()
             opt_d.step()
         for p in D.parameters():
             p.requires_grad_(False)
-        lg = g_loss(cfg.loss, D(G(latents(B))))
+        lg = g_loss(cfg.loss, D(G_par(latents(B))))
         opt_g.zero_grad(set_to_none=True)
         lg.backward()
         opt_g.step()
@@ -144,8 +150,9 @@ def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool =
     run.loop(cfg.steps, step, desc=f"gan {cfg.data}", stop_after=stop_after)
     G.eval()
     D.eval()
-    if run.step >= cfg.steps:
+    if run.step >= cfg.steps and par.main:
         write_pair(out, cfg, G, D)
+    dist.barrier()
     return G, D
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .. import rng
+from .. import dist, rng
 from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
@@ -30,6 +30,7 @@ from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weigh
 from .config import check_config
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
+from .parallel import Parallel
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -164,16 +165,18 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
     modules = {"G": G, "S": S}
     if cfg.ema > 0:
         modules["G_ema"] = G_ema = make_ema(G)
+    par = Parallel(device)   # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
     run = Run(out, cfg, modules, {"G": opt_g, "S": opt_s}, gen, ckpt_every=ckpt_every,
-              log_every=log_every, progress=progress, resume=resume)
-    B = cfg.batch_size
+              log_every=log_every, progress=progress, resume=resume, parallel=par)
+    B = par.batch(cfg.batch_size)    # every draw is made at the global batch size, then sliced
+    G_par, S_par = par.wrap(G), par.wrap(S)
     sd = float(getattr(S, "sigma_data", 0.5))
     s_gen = denoiser_score(S)
 
     def noised(x):
-        sig = sample_p_sigma(B, gen, cfg.sigma_min, cfg.sigma_max, cfg.rho, device, x.dtype)
+        sig = par.mine(sample_p_sigma(B, gen, cfg.sigma_min, cfg.sigma_max, cfg.rho, device, x.dtype))
         sr = sig.reshape(-1, *([1] * (x.dim() - 1)))
-        return sig, x + sr * rng.randn(x.shape, gen, device, x.dtype)
+        return sig, x + sr * par.mine(rng.randn((B, *x.shape[1:]), gen, device, x.dtype))
 
     last = {}
 
@@ -181,9 +184,9 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
         G.train()
         S.train()
         with torch.no_grad():
-            x = G(rng.randn((B, cfg.latent_dim), gen, device))
+            x = G(par.mine(rng.randn((B, cfg.latent_dim), gen, device)))
         sig, xn = noised(x)
-        err = (S(xn, sig) - x).flatten(1).pow(2).sum(1)
+        err = (S_par(xn, sig) - x).flatten(1).pow(2).sum(1)
         if cfg.dsm_weight == "edm":
             err = err * (sig ** 2 + sd ** 2) / (sig * sd) ** 2
         ls = err.mean()
@@ -195,7 +198,7 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
             S.eval()
             for p in S.parameters():
                 p.requires_grad_(False)
-            x = G(rng.randn((B, cfg.latent_dim), gen, device))
+            x = G_par(par.mine(rng.randn((B, cfg.latent_dim), gen, device)))
             sig, xn = noised(x.detach())
             v = score_gan_direction(xn, sig, s_data, s_gen, cfg.mu_data, cfg.mu_rho)
             lg = surrogate_loss(x, v)
@@ -215,8 +218,9 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
     G.eval()
     S.eval()
     final = G_ema if cfg.ema > 0 else G
-    if run.step >= cfg.steps:
+    if run.step >= cfg.steps and par.main:
         write_score_gan(out, cfg, final, S)
+    dist.barrier()
     return final, S
 
 

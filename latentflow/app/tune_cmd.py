@@ -1,0 +1,111 @@
+"""``latentflow tune`` on the command line: read the real samples, run :func:`latentflow.app.tune.tune` on a
+loaded model, write ``tune.json``, a markdown table and a metric-vs-steps plot."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .._io import atomic_write_json, atomic_write_text
+from ..errors import OptionError
+from .tune import SEARCHED, TuneResult, tune
+
+log = logging.getLogger("latentflow")
+
+
+def read_real(path) -> Tensor:
+    """Real samples from a ``.npz`` (key ``x``, ``real`` or the first array), ``.pt`` (a tensor or a dict
+    with ``x``; ``torch.load(weights_only=True)``), ``.safetensors`` (``x`` or the first tensor) or a folder
+    of images (PNG/JPEG, to ``[N, C, H, W]`` in [-1, 1]); uint8 arrays are mapped to [-1, 1]."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        import numpy as np
+        from PIL import Image
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not files:
+            raise OptionError(f"real_path: folder {p} holds no .png/.jpg images")
+        arr = np.stack([np.asarray(Image.open(f)) for f in files])
+        x = torch.from_numpy(arr)
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    elif p.suffix == ".npz":
+        import numpy as np
+        with np.load(p) as f:
+            key = next((k for k in ("x", "real") if k in f.files), f.files[0] if f.files else None)
+            if key is None:
+                raise OptionError(f"real_path: {p} holds no array")
+            x = torch.from_numpy(f[key].copy())
+    elif p.suffix in (".pt", ".pth"):
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+        x = obj.get("x") if isinstance(obj, dict) else obj
+    elif p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        d = load_file(str(p))
+        x = d.get("x", next(iter(d.values()), None))
+    else:
+        raise OptionError(f"real_path must be a .npz, .pt, .safetensors file or an image folder; got {p}")
+    if not isinstance(x, Tensor):
+        raise OptionError(f"real_path: {p} holds no tensor of real samples")
+    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
+def tune_table(res: TuneResult, max_rows: int = 30) -> str:
+    """A markdown table of the candidates at their last rung, best first."""
+    last = {}
+    for row in res.table:
+        last[row["label"]] = row
+    rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r["metric"] is not None else math.inf))
+    out = [f"winner: **{res.summary['winner']}** ({res.summary['verdict']})", "",
+           f"| candidate | rung | n | {res.metric} | D evals/sample | CPU s | status |", "|---|---|---|---|---|---|---|"]
+    for r in rows[:max_rows]:
+        m = "-" if r["metric"] is None else f"{r['metric']:.4g}"
+        e = "-" if r["d_evals_per_sample"] is None else f"{r['d_evals_per_sample']:.1f}"
+        out.append(f"| {r['label']} | {r['rung']} | {r['n']} | {m} | {e} | {r['cpu_s']:.2f} | {r['status']} |")
+    return "\n".join(out) + "\n"
+
+
+def plot_tune(res: TuneResult, path) -> bool:
+    """Metric against D evaluations per sample (steps) at the first rung, one series per method."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot")
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for meth in ("none",) + SEARCHED:
+        pts = [(r["d_evals_per_sample"], r["metric"]) for r in res.table
+               if r["rung"] == 0 and r["method"] == meth and r["metric"] is not None]
+        if pts:
+            ax.scatter(*zip(*pts), label=meth, s=14)
+    ax.set_xlabel("D evaluations per sample")
+    ax.set_ylabel(f"{res.metric} (rung 0)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
+    """``latentflow tune``: load ``model`` (``latentflow.load``), read ``real_path`` (see ``read_real``), tune,
+    write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict."""
+    from ..models import load
+    pair = load(model)
+    meta = pair.meta
+    real = read_real(real_path)
+    metric = "emd" if real.dim() == 2 and real.shape[1] == 2 else "fid"
+    res = tune(pair.G, pair.D, real, latent_dim=int(meta["latent_dim"]), prior=meta.get("prior") or "normal",
+               d_output=meta.get("d_output") or "logit", budget=budget, metric=metric, seed=seed, progress=not quiet)
+    doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
+    table = tune_table(res)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "tune.json", doc)
+        atomic_write_text(out / "tune.md", table)
+        plot_tune(res, out / "tune.png")
+    return {**doc, "table_md": table}

@@ -1,0 +1,152 @@
+"""Time-conditioned conv discriminators for Discriminator Flow on images (seed 000 App. D.2).
+
+* ``TimeEmbedding``: ``t [B] -> [B, dim]`` for ``t ∈ [0, 1]``, one of
+
+  - ``"fourier"``: ``e(t) = [cos 2πωt, sin 2πωt]`` with ``n_freq`` fixed ``ω ~ N(0, scale²)`` (a buffer).
+    Seed 000 uses ``scale = 16``: neighbouring grid times ``i/N`` then get unrelated embeddings (the phase
+    moves by about ``2π·16/N`` per step), so D learns ``N`` separate critics and is undefined between
+    grid times. ``scale ≈ 1`` (a few periods over ``[0, 1]`` at most) keeps ``e`` smooth in ``t``, so one
+    critic is shared across times and any sampling grid works.
+  - ``"learned"``: ``e(t) = Σ_k hat_k(t) E_k``, the piecewise-linear interpolation of a learned table
+    ``E [n_knots, dim]`` at the knots ``k/(n_knots - 1)``: continuous in ``t``, learned from the data.
+
+* ``TimeConvDiscriminator`` (``tconv_d``): DCGAN-style critic ``f(x [B, C, S, S], t [B]) -> [B]`` for
+  ``S ∈ {28, 32}``: three strided convolutions (28: 28 -> 14 -> 7 -> 4 with kernels 4, 4, 3; 32: 32 -> 16
+  -> 8 -> 4 with kernel 4) of widths ``ch, 2ch, 4ch``, each output modulated channel-wise before the
+  LeakyReLU, ``h <- (1 + γ(t)) ⊙ h + β(t)``, by a depth-2 SiLU MLP (hidden width twice the embedding's) on
+  ``e(t)``; a last 4x4 convolution to one value (DCGAN's head). No normalisation layer (BatchNorm would
+  couple the particles of one batch). ``down="avgpool"`` replaces each strided convolution by a 3x3
+  convolution and a 2x2 average pool: the input gradient, the particles' velocity, then upsamples by
+  box filters instead of stride-2 transposed convolutions (no checkerboard pattern). ``init="orthogonal"`` with ``gain = 1.41`` is seed 000's MNIST
+  choice (Table 4) and gives D an O(1) input gradient from the first step; ``"normal"`` draws
+  ``N(0, gain²)`` (0.02 for the seed's other settings). The FiLM output layer starts at zero, so the
+  untrained critic does not depend on ``t``.
+
+Pure torch modules; they import nothing of latentflow but its errors.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import OptionError, ShapeError
+from .registry import register_arch
+
+EMBEDDINGS = ("fourier", "learned")
+
+
+def _rows(c, x: torch.Tensor, name: str) -> torch.Tensor:
+    """A time as a ``[B]`` tensor on ``x``'s device and dtype (a scalar broadcasts)."""
+    B = x.shape[0]
+    c = torch.as_tensor(c, device=x.device, dtype=x.dtype)
+    if c.dim() == 0:
+        return c.expand(B)
+    if c.dim() == 2 and c.shape[1] == 1:
+        c = c[:, 0]
+    if c.shape != (B,):
+        raise ShapeError(f"{name} must be a scalar or a tensor of shape ({B},); got shape {tuple(c.shape)}")
+    return c
+
+
+class TimeEmbedding(nn.Module):
+    """``t [B] -> [B, dim]``: ``"fourier"`` (``dim = 2 n_freq``, ``ω ~ N(0, scale²)`` from ``seed``) or
+    ``"learned"`` (``dim = 2 n_freq``, a table of ``n_knots`` rows interpolated linearly in ``t``)."""
+
+    def __init__(self, kind: str = "fourier", n_freq: int = 64, scale: float = 1.0, n_knots: int = 17,
+                 seed: int = 0):
+        super().__init__()
+        if kind not in EMBEDDINGS:
+            raise OptionError(f'embed must be one of {", ".join(EMBEDDINGS)}; got {kind!r}')
+        if isinstance(n_freq, bool) or not isinstance(n_freq, int) or n_freq < 1:
+            raise OptionError(f"n_freq must be an int >= 1; got {n_freq!r}")
+        self.kind, self.dim = kind, 2 * n_freq
+        if kind == "fourier":
+            if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+                raise OptionError(f"freq_scale must be a finite number > 0; got {scale!r}")
+            g = torch.Generator("cpu").manual_seed(int(seed))
+            self.register_buffer("freqs", torch.randn(n_freq, generator=g) * float(scale))
+        else:
+            if isinstance(n_knots, bool) or not isinstance(n_knots, int) or n_knots < 2:
+                raise OptionError(f"n_knots must be an int >= 2; got {n_knots!r}")
+            g = torch.Generator("cpu").manual_seed(int(seed))
+            self.table = nn.Parameter(torch.randn(n_knots, self.dim, generator=g))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1)
+        if self.kind == "fourier":
+            a = 2 * math.pi * t[:, None].to(self.freqs.dtype) * self.freqs
+            return torch.cat([torch.cos(a), torch.sin(a)], 1)
+        K = self.table.shape[0]
+        u = t.to(self.table.dtype).clamp(0.0, 1.0) * (K - 1)
+        lo = u.floor().clamp(max=K - 2).long()
+        w = (u - lo.to(u.dtype))[:, None]
+        return (1 - w) * self.table[lo] + w * self.table[lo + 1]
+
+
+def _init(modules, init: str, gain: float) -> None:
+    for m in modules:
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if init == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain)
+            else:
+                nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+@register_arch("tconv_d")
+class TimeConvDiscriminator(nn.Module):
+    """``f(x [B, C, S, S], t [B]) -> [B]`` (``S`` = ``size``, 28 or 32): a FiLM-modulated DCGAN critic."""
+
+    def __init__(self, channels: int = 1, size: int = 28, ch: int = 32, embed: str = "fourier",
+                 n_freq: int = 64, freq_scale: float = 1.0, n_knots: int = 17, init: str = "orthogonal",
+                 gain: float = 1.41, slope: float = 0.2, down: str = "stride", seed: int = 0):
+        super().__init__()
+        for k, v in (("channels", channels), ("ch", ch)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise OptionError(f"{k} must be an int >= 1; got {v!r}")
+        if size not in (28, 32):
+            raise OptionError(f"size must be 28 or 32; got {size!r}")
+        if init not in ("orthogonal", "normal"):
+            raise OptionError(f'init must be "orthogonal" or "normal"; got {init!r}')
+        if down not in ("stride", "avgpool"):
+            raise OptionError(f'down must be "stride" or "avgpool"; got {down!r}')
+        if not (isinstance(gain, (int, float)) and gain > 0):
+            raise OptionError(f"gain must be a number > 0; got {gain!r}")
+        self.channels, self.size = channels, size
+        self.embed = TimeEmbedding(embed, n_freq, freq_scale, n_knots, seed)
+        w = [ch, 2 * ch, 4 * ch]
+        k3 = 3 if size == 28 else 4
+        if down == "stride":
+            self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1),
+                                        nn.Conv2d(w[1], w[2], k3, 2, 1)])
+        else:   # 3x3 stride-1 convolutions, each followed by a 2x2 average pool (ceil: 7 -> 4)
+            self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 3, 1, 1), nn.Conv2d(w[0], w[1], 3, 1, 1),
+                                        nn.Conv2d(w[1], w[2], 3, 1, 1)])
+        self.pool = nn.AvgPool2d(2, ceil_mode=True) if down == "avgpool" else None
+        self.head = nn.Conv2d(w[2], 1, 4, 1, 0)
+        self.widths = w
+        self.act = nn.LeakyReLU(slope)
+        e = self.embed.dim
+        self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(w)))
+        _init(list(self.convs) + [self.head], init, float(gain))
+        nn.init.zeros_(self.film[-1].weight)   # the untrained critic does not depend on t
+        nn.init.zeros_(self.film[-1].bias)
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):
+            raise ShapeError(f"x must have shape [B, {self.channels}, {self.size}, {self.size}]; "
+                             f"got {tuple(x.shape)}")
+        c = _rows(t, x, "t")
+        mod = self.film(self.embed(c).to(x.dtype))
+        h, o = x, 0
+        for conv, w in zip(self.convs, self.widths):
+            h = conv(h)
+            g, b = mod[:, o:o + w, None, None], mod[:, o + w:o + 2 * w, None, None]
+            o += 2 * w
+            h = self.act((1 + g) * h + b)
+            if self.pool is not None:
+                h = self.pool(h)
+        return self.head(h).flatten(1)[:, 0]
