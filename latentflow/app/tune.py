@@ -36,64 +36,12 @@ from .._io import atomic_write_json, atomic_write_text
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..result import Result
 from .tune_metrics import EMD_MAX_N, default_features, frechet, kid, scorer  # noqa: F401
+from .tune_space import SEARCHED, Candidate, _predicted_cost, candidates  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 METRICS = ("fid", "kid", "emd")
-SEARCHED = ("ddls", "dot", "drs", "mh", "dg_langevin")
 CONFIRM = 3             # paired confirmation draws of the best survivor against "none"
 ETA = 3                 # successive halving keeps the best 1/ETA of the candidates at each rung
-
-
-@dataclass(frozen=True)
-class Candidate:
-    method: str
-    options: dict
-    calibrated: bool = False
-
-    @property
-    def label(self) -> str:
-        o = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options.items())
-        return f"{self.method}{'(cal)' if self.calibrated else ''}[{o}]"
-
-
-def candidates(budget: int, methods=None, calibrated: bool = True) -> list[Candidate]:
-    """The search grid, restricted to ``methods`` and to at most ``budget`` D evaluations per sample."""
-    top = min(100, budget - 2)
-    steps = sorted({s for s in (10, 30, top) if 1 <= s <= top})
-    out = [Candidate("none", {})]
-    want = set(methods or SEARCHED)
-    if "ddls" in want:
-        for T in (1.0, 0.3, 0.1, 0.03):
-            for eps in (0.01, 0.03, 0.1):
-                out += [Candidate("ddls", dict(steps=s, step_size=eps, temperature=T)) for s in steps]
-            if steps:
-                s = steps[-1]
-                out.append(Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True,
-                                                  adapt_steps=s // 2)))
-                if calibrated:
-                    out.append(Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True,
-                                                      adapt_steps=s // 2), True))
-                    out += [Candidate("ddls", dict(steps=s, step_size=0.03, temperature=T), True) for s in steps]
-    if "dot" in want:
-        for space in ("latent", "target"):
-            out += [Candidate("dot", dict(steps=s, lr=lr, space=space)) for lr in (0.003, 0.01, 0.03, 0.1)
-                    for s in steps]
-    if "dg_langevin" in want:
-        out += [Candidate("dg_langevin", dict(steps=s, step_size=eps)) for eps in (0.001, 0.003, 0.01)
-                for s in steps[-2:]]
-    for cal in ((False, True) if calibrated else (False,)):
-        if "drs" in want:
-            out += [Candidate("drs", dict(gamma_percentile=g, pilot=1000), cal) for g in (95.0, 80.0, 50.0)]
-        if "mh" in want:
-            out += [Candidate("mh", dict(k=k), cal) for k in sorted({min(10, budget - 1), 30, budget - 1})
-                    if 1 <= k <= budget - 1]
-    return out
-
-
-def _predicted_cost(c: Candidate) -> float:
-    return {"none": 0, "ddls": c.options.get("steps", 0) + 1, "dot": c.options.get("steps", 0) + 1,
-            "dg_langevin": c.options.get("steps", 0) + 1,
-            "mh": c.options.get("k", 0) + 1}.get(c.method, 0)
 
 
 def _generate(G, z: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..energy import d_values
+from ..energy import LatentEnergy, d_values
 from ..errors import OptionError, ShapeError
 
 #: ``autocast=`` values and the dtypes G and D are evaluated in.
@@ -141,3 +141,12 @@ def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str =
             if engine is not None:
                 engine.count.n_D_forward += m
     return tuple(x.shape[1:])
+
+
+def latent_energy(engine, G, D, z: Tensor, o, **extra) -> tuple[LatentEnergy, tuple]:
+    """Probe G and D on ``z`` (with the chains' labels) and build the DDLS energy of the options record
+    ``o`` (its ``prior``, ``d_output`` and ``temperature``): ``(energy, per-sample shape of G(z))``."""
+    x_shape = probe(engine, G, D, z, ys=engine.ys)
+    energy = LatentEnergy(G, D, engine, latent_dim=z.shape[1], x_shape=x_shape, prior=o.prior,
+                          d_output=o.d_output, temperature=o.temperature, **extra)
+    return energy, x_shape

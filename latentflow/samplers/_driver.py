@@ -26,7 +26,7 @@ from ..errors import DivergenceError, DivergenceWarning, OptionError
 from ..options import ENGINE_FIELDS, EngineOptions, Options
 from ..result import Result, Step
 from ..rng import stream_key
-from ._checks import resolve_labels, resolve_num_classes
+from ._checks import check_state, resolve_labels, resolve_num_classes
 from ._engine import Engine
 
 log = logging.getLogger("latentflow")
@@ -57,7 +57,8 @@ class Kernel:
         return (self.G, self.D)
 
     def validate(self, z: Tensor) -> None:
-        """Check ``z`` and the options together (shapes, G given or not)."""
+        """Check ``z`` and the options together (shapes, G given or not); by default ``z`` is ``[B, d]``."""
+        check_state(z)
 
     def draws(self) -> bool:
         return True

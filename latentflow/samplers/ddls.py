@@ -53,10 +53,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ..energy import LatentEnergy, latent_from_u, u_from_latent
+from ..energy import latent_from_u, u_from_latent
 from ..errors import OptionError
 from ..options import Options, field
-from ._checks import check_state, probe
+from ._checks import latent_energy
 from ._driver import Kernel, loop_step
 from ._registry import register
 
@@ -132,16 +132,11 @@ class DDLS(Kernel):
     needs = {"generator": "required", "discriminator": "D(x)"}
     hint = "reduce step_size (or use mala=True)"
 
-    def validate(self, z):
-        check_state(z)
-
     def init(self, e, z):
         o = self.o
         B, k = z.shape
-        x_shape = probe(e, self.G, self.D, z, ys=e.ys)
+        self.energy, x_shape = latent_energy(e, self.G, self.D, z, o, output_noise=o.output_noise)
         self.t_l = o.tau ** 2 / o.step_size
-        self.energy = LatentEnergy(self.G, self.D, e, latent_dim=k, x_shape=x_shape, prior=o.prior,
-                                   d_output=o.d_output, temperature=o.temperature, output_noise=o.output_noise)
         self.k = k
         u = u_from_latent(z, o.prior)
         if o.output_noise > 0:

@@ -32,7 +32,7 @@ from torch import Tensor
 from ..energy import to_logit
 from ..errors import OptionError
 from ..options import Options, field
-from ._checks import check_state, probe
+from ._checks import probe
 from ._driver import Kernel, loop_step
 from ._registry import register
 
@@ -69,7 +69,7 @@ class DGflow(Kernel):
     hint = "reduce step_size"
 
     def validate(self, z):
-        check_state(z)
+        super().validate(z)
         if self.o.prior == "uniform" and bool((z.abs() > 1).any()):
             raise OptionError("prior='uniform' needs z in [-1, 1]; some entries of z lie outside")
 

@@ -25,9 +25,9 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ..energy import LatentEnergy, latent_from_u, to_logit, u_from_latent
+from ..energy import latent_from_u, to_logit, u_from_latent
 from ..options import Options, field
-from ._checks import check_state, probe
+from ._checks import latent_energy
 from ._driver import Kernel, loop_step
 from ._registry import register
 
@@ -60,16 +60,11 @@ class Ex2MCMC(Kernel):
     needs = {"generator": "required", "discriminator": "D(x)"}
     hint = "reduce step_size"
 
-    def validate(self, z):
-        check_state(z)
-
     def init(self, e, z):
         o = self.o
         B, k = z.shape
-        x_shape = probe(e, self.G, self.D, z, ys=e.ys)
+        self.energy, _ = latent_energy(e, self.G, self.D, z, o)
         self.k = k
-        self.energy = LatentEnergy(self.G, self.D, e, latent_dim=k, x_shape=x_shape, prior=o.prior,
-                                   d_output=o.d_output, temperature=o.temperature)
         u = u_from_latent(z, o.prior).detach()
         E, g, _ = e.value_and_grad(self.energy, u, *e.ys)
         e.check_finite(0, E, g)

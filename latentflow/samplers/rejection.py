@@ -50,9 +50,6 @@ class _GX(Kernel):
         x = e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *ys)
         return x, e.map(lambda t, *yy: to_logit(e.D(self.D, t, *yy), self.o.d_output), x, *ys)
 
-    def validate(self, z):
-        check_state(z)
-
 
 @dataclass(frozen=True)
 class DRSOptions(Options):
