@@ -38,7 +38,8 @@ _UNRECORDED = ("generator", "callback", "progress", "y")
 class Kernel:
     """One sampling method: ``Options`` (its record), what it ``needs`` from the model, and its maths.
 
-    Subclasses set ``Options``, ``needs`` and ``hint`` (the advice when chains diverge) and write
+    Subclasses set ``Options`` and, where the defaults below do not fit, ``needs`` and ``hint`` (the advice
+    when chains diverge), and write
     ``init``, ``step`` and ``finish``; ``validate`` checks the options against the inputs; ``draws``
     says whether these options use randomness (so that nothing is drawn that is not used)."""
 

@@ -128,8 +128,7 @@ class State(NamedTuple):
 class DDLS(Kernel):
     """Langevin dynamics in latent space on the GAN energy E(z) = -log p0(z) - d(G(z))/T (Che et al. 2020)."""
 
-    Options = DDLSOptions
-    needs = {"generator": "required", "discriminator": "D(x)"}
+    Options = DDLSOptions         # needs: the default (a generator and D(x))
     hint = "reduce step_size (or use mala=True)"
 
     def init(self, e, z):

@@ -56,19 +56,16 @@ class State(NamedTuple):
 class Ex2MCMC(Kernel):
     """Ex2MCMC: i-SIR proposals from the prior (weights exp(d(G(z))/T)) interleaved with MALA steps in latent space."""
 
-    Options = Ex2MCMCOptions
-    needs = {"generator": "required", "discriminator": "D(x)"}
-    hint = "reduce step_size"
+    Options = Ex2MCMCOptions      # needs (a generator and D(x)) and hint (a smaller step size): the defaults
 
     def init(self, e, z):
         o = self.o
-        B, k = z.shape
         self.energy, _ = latent_energy(e, self.G, self.D, z, o)
-        self.k = k
+        self.k = z.shape[1]
         u = u_from_latent(z, o.prior).detach()
         E, g, _ = e.value_and_grad(self.energy, u, *e.ys)
         e.check_finite(0, E, g)
-        zeros = torch.zeros(B, device=z.device)
+        zeros = torch.zeros(z.shape[0], device=z.device)
         return State(u, self._logw(u, E), E, zeros, zeros, zeros.long())
 
     @staticmethod
