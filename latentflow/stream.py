@@ -263,6 +263,8 @@ def _prepare(out: Path, key: str, overwrite: bool) -> None:
             _clear(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / INDEX).unlink(missing_ok=True)   # a killed rerun must not leave the old index behind
+    for stale in [*out.glob(".shard-*.tmp"), *out.glob(f".{INDEX}.*.tmp")]:   # half-written by a killed run
+        stale.unlink(missing_ok=True)
 
 
 def _shard_meta(path: Path) -> dict | None:

@@ -175,3 +175,18 @@ def test_a_generator_as_seed_samples_every_block_from_its_state_and_keys_the_run
         stream.refine_to_disk(grid.G, grid.D, z, "ddls", tmp_path / "a", chunk=6, seed=other, **OPTS)
     with pytest.raises(OptionError, match="seed must be"):
         stream.refine_to_disk(grid.G, grid.D, z, "ddls", tmp_path / "b", chunk=6, seed="0", **OPTS)
+
+
+def test_a_rerun_removes_the_temporary_files_of_a_killed_write(toys, tmp_path):
+    grid, _ = toys
+    out = tmp_path / "run"
+    stream.refine_to_disk(grid.G, grid.D, 16, "ddls", out, chunk=8, seed=0, **OPTS)
+    stale = [out / ".shard-00001-of-00002.safetensors.k1l2.tmp", out / ".index.json.x9.tmp"]
+    for p in stale:                       # what a SIGKILL inside an atomic write leaves behind
+        p.write_bytes(b"partial")
+    keep = out / "notes.txt"
+    keep.write_text("mine")
+    stream.refine_to_disk(grid.G, grid.D, 16, "ddls", out, chunk=8, seed=0, **OPTS)
+    assert not any(p.exists() for p in stale)
+    assert keep.read_text() == "mine"
+    assert stream.load_shards(out)["x"].shape == (16, 2)
