@@ -178,3 +178,10 @@ def test_cli_bench_images(tiny, tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [x["label"] for x in doc["rows"]] == ["generator", "MH-GAN"] and doc["num"] == 24
     assert "| MH-GAN |" in r.output
+
+
+def test_a_model_that_is_not_1x28x28_is_refused_before_any_compute():
+    from latentflow.app.images import images
+    from latentflow.errors import OptionError
+    with pytest.raises(OptionError, match=r"1x28x28.*\[2\].*latentflow sample --real"):
+        images("grid25-wgangp", quick=True)

@@ -81,6 +81,12 @@ def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed:
     inception_num = int(inception_num or size["inception_num"])
     pair = model if isinstance(model, ModelPair) else load(model, device=device)
     name = pair.meta.get("name") if isinstance(model, ModelPair) else str(model)
+    shape = meta_get(pair.meta, "output_shape")
+    if pair.G is None or shape is None or tuple(shape) != (1, 28, 28):
+        raise OptionError(f'bench images measures FID-FMNIST and calibrates on Fashion-MNIST: it takes a 1x28x28 G/D '
+                          f'model; "{name}" gives {list(shape) if shape is not None else "no generator samples"}. '
+                          f'For other image models use `latentflow sample --real DIR|FILE.npz|cifar10-train` '
+                          f'(Inception FID/KID/IS) or `latentflow tune`')
     rec = (meta_get(pair.meta, "sampling") or {}).get("ddls", {})
     if budget is None:
         budget = size["budget"] or int(rec.get("steps") or DEFAULT_BUDGET)
