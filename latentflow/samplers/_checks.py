@@ -150,3 +150,12 @@ def latent_energy(engine, G, D, z: Tensor, o, **extra) -> tuple[LatentEnergy, tu
     energy = LatentEnergy(G, D, engine, latent_dim=z.shape[1], x_shape=x_shape, prior=o.prior,
                           d_output=o.d_output, temperature=o.temperature, **extra)
     return energy, x_shape
+
+
+def mala_log_alpha(u: Tensor, E: Tensor, g: Tensor, prop: Tensor, E_p: Tensor, g_p: Tensor, a, b2, t_l=1.0) -> Tensor:
+    """Metropolis–Hastings log acceptance ratio of the Langevin proposal ``q(s' | s) = N(s - a ∇E(s), b² I)``
+    on the target ``exp(-E / T_L)``: ``-(E' - E)/T_L + (||s' - s + a g||² - ||s - s' + a g'||²) / (2 b²)``.
+    ``a`` and ``b2`` are scalars or per-chain ``[B]``/``[B, 1]`` tensors."""
+    fwd = (prop - u + a * g).pow(2).sum(1)
+    bwd = (u - prop + a * g_p).pow(2).sum(1)
+    return -(E_p - E) / t_l + (fwd - bwd) / (2 * b2)

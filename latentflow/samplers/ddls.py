@@ -56,7 +56,7 @@ from torch import Tensor
 from ..energy import latent_from_u, u_from_latent
 from ..errors import OptionError
 from ..options import Options, field
-from ._checks import latent_energy
+from ._checks import latent_energy, mala_log_alpha
 from ._driver import Kernel, loop_step
 from ._registry import register
 
@@ -157,9 +157,7 @@ class DDLS(Kernel):
         a, b, accepted, log_eps_bar = s.a, s.b, s.accepted, s.log_eps_bar
         if o.mala:
             # log q(s | s') - log q(s' | s) for q(s' | s) = N(s - a ∇E(s), b² I)
-            fwd = (prop - s.u + a * s.g).pow(2).sum(1)
-            bwd = (s.u - prop + a * g_p).pow(2).sum(1)
-            log_alpha = -(E_p - s.E) / self.t_l + (fwd - bwd) / (2 * b[:, 0].pow(2))
+            log_alpha = mala_log_alpha(s.u, s.E, s.g, prop, E_p, g_p, a, b[:, 0].pow(2), self.t_l)
             acc = live & (torch.log(e.rng.uniform(i, 1, (), s.u.dtype)) < log_alpha)
             if i < o.adapt_steps:
                 a, log_eps_bar = self._adapt(i, live, log_alpha, s)

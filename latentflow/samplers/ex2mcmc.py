@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..energy import latent_from_u, to_logit, u_from_latent
 from ..options import Options, field
-from ._checks import latent_energy
+from ._checks import latent_energy, mala_log_alpha
 from ._driver import Kernel, loop_step
 from ._registry import register
 
@@ -113,9 +113,7 @@ class Ex2MCMC(Kernel):
                 prop = u - a * g + b * e.rng.normal(i, 2 + 2 * j, u.shape[1:], u.dtype)
                 E_p, g_p, _ = e.value_and_grad(self.energy, prop, *e.ys)
                 live = e.check_finite(i + 1, E_p, g_p, prop)
-                fwd = (prop - u + a * g).pow(2).sum(1)
-                bwd = (u - prop + a * g_p).pow(2).sum(1)
-                log_alpha = -(E_p - E) + (fwd - bwd) / (2 * b * b)
+                log_alpha = mala_log_alpha(u, E, g, prop, E_p, g_p, a, b * b)
                 acc = live & (torch.log(e.rng.uniform(i, 3 + 2 * j, (), u.dtype)) < log_alpha)
                 u = torch.where(acc.unsqueeze(1), prop, u)
                 E = torch.where(acc, E_p, E)
