@@ -33,21 +33,9 @@ from torch import nn
 
 from ..errors import OptionError, ShapeError
 from .registry import register_arch
+from .time_cond import _rows
 
 EMBEDDINGS = ("fourier", "learned")
-
-
-def _rows(c, x: torch.Tensor, name: str) -> torch.Tensor:
-    """A time as a ``[B]`` tensor on ``x``'s device and dtype (a scalar broadcasts)."""
-    B = x.shape[0]
-    c = torch.as_tensor(c, device=x.device, dtype=x.dtype)
-    if c.dim() == 0:
-        return c.expand(B)
-    if c.dim() == 2 and c.shape[1] == 1:
-        c = c[:, 0]
-    if c.shape != (B,):
-        raise ShapeError(f"{name} must be a scalar or a tensor of shape ({B},); got shape {tuple(c.shape)}")
-    return c
 
 
 class TimeEmbedding(nn.Module):

@@ -25,18 +25,12 @@ from torch import nn
 
 from ..errors import OptionError, ShapeError
 from .registry import register_arch
+from .time_cond import FourierEmbedding, _rows
 
 
 def sigma_rows(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     """A noise level as a ``[B]`` tensor on ``x``'s device and dtype (a scalar is broadcast)."""
-    B = x.shape[0]
-    s = torch.as_tensor(sigma, device=x.device, dtype=x.dtype)
-    if s.dim() == 0:
-        return s.expand(B)
-    s = s.reshape(-1) if s.dim() == 2 and s.shape[1] == 1 else s
-    if s.shape != (B,):
-        raise ShapeError(f"{name} must be a scalar or a tensor of shape ({B},); got shape {tuple(s.shape)}")
-    return s
+    return _rows(sigma, x, name)
 
 
 def edm_precond(sigma: torch.Tensor, sigma_data: float):
@@ -46,20 +40,12 @@ def edm_precond(sigma: torch.Tensor, sigma_data: float):
     return sd2 / (sigma ** 2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
 
 
-class FourierFeatures(nn.Module):
-    """``[B] -> [B, 2 n_freq]``: ``[cos 2πωc, sin 2πωc]`` with ``n_freq`` frequencies drawn from ``seed``."""
+class FourierFeatures(FourierEmbedding):
+    """``[B] -> [B, 2 n_freq]``: ``[cos 2πωc, sin 2πωc]`` with ``n_freq`` frequencies drawn from ``seed``
+    (:class:`~latentflow.nets.time_cond.FourierEmbedding` with this family's defaults)."""
 
     def __init__(self, n_freq: int = 32, scale: float = 4.0, seed: int = 0):
-        super().__init__()
-        if n_freq < 1 or not scale > 0:
-            raise OptionError(f"FourierFeatures needs n_freq >= 1 and scale > 0; got {n_freq}, {scale}")
-        g = torch.Generator("cpu").manual_seed(int(seed))
-        self.register_buffer("freqs", torch.randn(n_freq, generator=g) * scale)
-        self.dim = 2 * n_freq
-
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        a = 2 * math.pi * c.reshape(-1, 1).to(self.freqs.dtype) * self.freqs
-        return torch.cat([torch.cos(a), torch.sin(a)], 1)
+        super().__init__(n_freq, scale, seed)
 
 
 class InputFeatures(nn.Module):
