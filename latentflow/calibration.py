@@ -1,4 +1,4 @@
-"""Discriminator calibration (seed 001 §5.2, the "(cal)" rows; DRS and MH-GAN do the same).
+"""Discriminator calibration (Che et al. 2020 §5.2, the "(cal)" rows; DRS and MH-GAN do the same).
 
 Fits ``d_cal(x) = a · s(x) + b`` by logistic regression (binary cross-entropy, real = 1, generated = 0)
 on held-out real and generated samples, where ``s(x)`` is D's raw output turned into a logit (or the

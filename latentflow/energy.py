@@ -1,15 +1,15 @@
 """Latent energies for DDLS and friends, built once before the loop so the loop never branches.
 
-``E(u) = 1/2 ||u||^2 - d(G(z(u))) / T`` (seed 001, Thm. 1 and §3.4), where
+``E(u) = 1/2 ||u||^2 - d(G(z(u))) / T`` (Che et al. 2020, Thm. 1 and §3.4), where
 
 * ``d`` is the discriminator's logit (``d_output="logit"``), the logit of its probability
   (``"prob"``, computed as ``log p - log(1 - p)`` in a stable way) or the raw WGAN critic
-  (``"critic"``, seed 001 §3.4);
+  (``"critic"``, Che et al. 2020 §3.4);
 * the prior is N(0, I) on ``u`` itself (``prior="normal"``, ``z = u``), or the uniform prior on
   [-1, 1]^k reached through the normal CDF, ``z = 2 Phi(u) - 1 = erf(u / sqrt 2)``, so that a
   uniform-prior GAN is sampled exactly without the chain ever leaving the box;
 * with ``output_noise = eps_n > 0`` the state carries ``z'`` too and ``x = G(z) + eps_n z'``
-  (seed 001, Corollary 1), again with a N(0, I) prior on ``z'``.
+  (Che et al. 2020, Corollary 1), again with a N(0, I) prior on ``z'``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Time-conditioned conv discriminators for Discriminator Flow on images (seed 000 App. D.2).
+"""Time-conditioned conv discriminators for Discriminator Flow on images (Franceschi et al. 2023, App. D.2).
 
 * ``TimeEmbedding``: ``t [B] -> [B, dim]`` for ``t ∈ [0, 1]``, one of
 
@@ -17,7 +17,7 @@
   ``e(t)``; a last 4x4 convolution to one value (DCGAN's head). No normalisation layer (BatchNorm would
   couple the particles of one batch). ``down="avgpool"`` replaces each strided convolution by a 3x3
   convolution and a 2x2 average pool: the input gradient, the particles' velocity, then upsamples by
-  box filters instead of stride-2 transposed convolutions (no checkerboard pattern). ``init="orthogonal"`` with ``gain = 1.41`` is seed 000's MNIST
+  box filters instead of stride-2 transposed convolutions (no checkerboard pattern). ``init="orthogonal"`` with ``gain = 1.41`` is Franceschi et al. 2023's MNIST
   choice (Table 4) and gives D an O(1) input gradient from the first step; ``"normal"`` draws
   ``N(0, gain²)`` (0.02 for the seed's other settings). The FiLM output layer starts at zero, so the
   untrained critic does not depend on ``t``.

@@ -15,7 +15,7 @@ carried part of an Euler step past its grid time, so that a critic with a smooth
 between grid times and Euler or Heun can sample on any grid), ``reuse`` (one simulated batch of
 trajectories serves several D updates), ``time_weight="balanced"`` (each time bin's IPM + GP objective
 divided by its running RMS ``‖∇f‖``), ``lr_schedule`` (constant, linear or cosine decay of Adam's rate)
-and an EMA of D's weights. ``PRESETS`` holds named recipes (Fashion-MNIST on a CPU core; seed 000's MNIST
+and an EMA of D's weights. ``PRESETS`` holds named recipes (Fashion-MNIST on a CPU core; Franceschi et al. 2023's MNIST
 32x32 configuration for a GPU).
 
 A sample only needs the trajectory up to its own ``i_b``, so particles leave the simulation once their
@@ -133,7 +133,7 @@ class DFlowConfig:
 # Named recipes: ``DFlowConfig(**PRESETS[name])`` (``preset(name, **overrides)``).
 # * "fmnist-cpu": Fashion-MNIST 28x28 on one CPU thread, about 9.5 CPU-minutes: FID-FMNIST 190 (2,000
 #   samples; the bundled DCGAN: 85), see results/trainers_fmnist/experiments.md for the runs behind it.
-# * "mnist32-seed000": seed 000 Table 4, MNIST padded to 32x32 (IPM, GP 0.04 centred at 0, η = 2, N = 64,
+# * "mnist32-seed000": Franceschi et al. 2023, Table 4, MNIST padded to 32x32 (IPM, GP 0.04 centred at 0, η = 2, N = 64,
 #   DCGAN critic of width 64 with orthogonal init gain 1.41, Fourier time embedding of size 128 and
 #   frequency scale 16, batch 128, 200k Adam steps at 2e-4, betas (0.5, 0.999)); a GPU config, never run
 #   here. Its ``data`` needs a 32x32 MNIST source in ``DataSource`` (not part of the package yet).
