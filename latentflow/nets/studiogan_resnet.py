@@ -34,6 +34,7 @@ from torch.nn.utils import spectral_norm
 
 from ..errors import IntegrityError, ShapeError
 from .registry import register_arch
+from .resnet_sngan import _SNGANDiscBlock, _SNGANOptBlock
 
 __all__ = ["StudioGANResNetGenerator", "StudioGANResNetDiscriminator", "studiogan_upgrade_state_dict",
            "studiogan_downgrade_state_dict", "read_studiogan_checkpoint"]
@@ -112,37 +113,8 @@ def _sn(module: nn.Module) -> nn.Module:
     return spectral_norm(module, eps=1e-6)
 
 
-class _DiscOptBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv2d0 = _sn(nn.Conv2d(cin, cout, 1, 1, 0))
-        self.conv2d1 = _sn(nn.Conv2d(cin, cout, 3, 1, 1))
-        self.conv2d2 = _sn(nn.Conv2d(cout, cout, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.avg_pool2d(self.conv2d2(F.relu(self.conv2d1(x))), 2)
-        return h + self.conv2d0(F.avg_pool2d(x, 2))
-
-
-class _DiscBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, downsample: bool, shortcut_relu: bool):
-        super().__init__()
-        self.downsample, self.shortcut_relu = downsample, shortcut_relu
-        self.learnable_sc = downsample or cin != cout
-        if self.learnable_sc:
-            self.conv2d0 = _sn(nn.Conv2d(cin, cout, 1, 1, 0))
-        self.conv2d1 = _sn(nn.Conv2d(cin, cout, 3, 1, 1))
-        self.conv2d2 = _sn(nn.Conv2d(cout, cout, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = F.relu(x)
-        h = self.conv2d2(F.relu(self.conv2d1(a)))
-        sc = a if self.shortcut_relu else x
-        if self.learnable_sc:
-            sc = self.conv2d0(sc)
-        if self.downsample:
-            h, sc = F.avg_pool2d(h, 2), F.avg_pool2d(sc, 2)
-        return h + sc
+# the D blocks are those of the pre-2022 layout (the 2022 change touched only G's conditional BatchNorm)
+_DiscOptBlock, _DiscBlock = _SNGANOptBlock, _SNGANDiscBlock
 
 
 @register_arch("studiogan_resnet32_d")
