@@ -107,6 +107,24 @@ def image_data_score(images: torch.Tensor):
 # ---------------------------------------------------------------------------------------------------
 # sampling
 
+_PRIORS: dict = {}
+
+
+def dflow_x0(cfg, n: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` starting particles of a Discriminator Flow: ``N(0, I)``, or with ``prior="gaussian"`` the
+    trainer's fitted Gaussian (refitted here by ``latentflow.train.dflow.fit_prior``: deterministic, the
+    same net the trainer writes as ``P.safetensors``) applied to ``N(0, I)`` draws."""
+    z = torch.randn((n,) + SHAPE, generator=g)
+    if getattr(cfg, "prior", "normal") != "gaussian":
+        return z
+    key = (cfg.data, cfg.data_root, cfg.prior_eps)
+    if key not in _PRIORS:
+        from latentflow.train.data_source import DataSource
+        from latentflow.train.dflow import fit_prior
+        _PRIORS[key] = fit_prior(cfg, DataSource(cfg.data, cfg.data_root))
+    with torch.no_grad():
+        return _PRIORS[key](z.reshape(n, -1))
+
 def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: str = "euler",
            steps: int | None = None) -> tuple[torch.Tensor, float, int]:
     """``(samples [n, 1, 28, 28], wall seconds, NFE per sample)`` from a trained model; a Discriminator
@@ -114,7 +132,7 @@ def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: s
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     if kind == "dflow":
-        x0 = torch.randn((n,) + SHAPE, generator=g)
+        x0 = dflow_x0(cfg, n, g)
         steps = steps or cfg.flow_steps
         res = [latentflow.refine(None, model, x0[i:i + batch], method="dflow", eta=cfg.eta, steps=steps,
                                  loss=cfg.loss, solver=solver, progress=False) for i in range(0, n, batch)]
@@ -131,7 +149,7 @@ def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: s
 
 def dflow_trajectory(cfg, D, n: int = 8, points: int = 8, seed: int = 99) -> tuple[torch.Tensor, list]:
     """``x_{M/N}`` of ``n`` particles at ``points`` stopping steps M (seed 000's early stopping), rows = times."""
-    x0 = torch.randn((n,) + SHAPE, generator=torch.Generator().manual_seed(seed))
+    x0 = dflow_x0(cfg, n, torch.Generator().manual_seed(seed))
     N = cfg.flow_steps
     stops = sorted({max(1, round(N * (k + 1) / points)) for k in range(points - 1)} | {N})
     rows = [x0] + [latentflow.refine(None, D, x0, method="dflow", eta=cfg.eta, steps=N, loss=cfg.loss,
@@ -382,6 +400,15 @@ def reference_rows(n: int, seed: int, train_imgs: torch.Tensor, sets_fn, test_nn
     real = train_imgs[idx]
     rows.append({"label": f"real training images (n = {n})", "key": "real_train", "n": n,
                  "metrics": fid_metrics(real, seed)})
+    # the Discriminator Flow's fitted starting distribution on its own (what the flow starts from)
+    from latentflow.nets import build
+    P = build("gaussian_prior", shape=list(SHAPE)).fit(train_imgs, DFLOW_PRESETS["fmnist-cpu"].get("prior_eps", 1e-3))
+    with torch.no_grad():
+        xg = P(torch.randn(n, P.dim, generator=torch.Generator().manual_seed(seed + 12))).clamp(-1, 1)
+    rows.append({"label": "Gaussian fit to the training images (the flow's x_0, no flow)", "key": "gaussian_fit",
+                 "n": n, "metrics": fid_metrics(xg, seed), "memorisation": memorisation(xg, sets_fn(), test_nn)})
+    save_grid(outdir / "grid_gaussian_fit.png", xg[:64])
+    rows[-1]["files"] = {"grid": "grid_gaussian_fit.png"}
     try:
         pair = latentflow.load("dcgan-fashion")
         z = rng.sample_latents(n, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + seed)

@@ -293,19 +293,29 @@ def _train_command(kind: str):
     @click.option("--seed", default=None, type=int)
     @click.option("--device", default=None, metavar="cpu|cuda")
     @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (see --dry-run).")
+    @click.option("--preset", default=None, metavar="NAME",
+                  help="A named recipe to start from (dflow: fmnist-cpu, ...); the other options override it.")
     @click.option("--out", required=True, metavar="DIR")
     @click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
     @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
     @click.option("--quiet", is_flag=True, help="No progress bar.")
-    def cmd(data, model_ref, real, steps, batch_size, seed, device, sets, out, no_resume, dry_run, quiet):
+    def cmd(data, model_ref, real, steps, batch_size, seed, device, sets, preset, out, no_resume, dry_run, quiet):
         import dataclasses
 
         Config, train_fn = app.get_trainer(kind)
         if seed is not None:
             app.check_seed(seed)
         fields = {f.name for f in dataclasses.fields(Config)}
-        kw = {k: v for k, v in dict(data=data, model=model_ref, real=real, steps=steps, batch_size=batch_size,
-                                     seed=seed, device=device).items() if v is not None}
+        kw = {}
+        if preset is not None:
+            presets = app.trainer_presets(kind)
+            if preset not in presets:
+                raise click.BadParameter(f'unknown preset "{preset}" for {kind}.{_suggest(preset, presets)} '
+                                         f'Valid: {", ".join(presets) or "none (this trainer has no presets)"}',
+                                         param_hint="--preset")
+            kw.update(presets[preset])
+        kw.update({k: v for k, v in dict(data=data, model=model_ref, real=real, steps=steps, batch_size=batch_size,
+                                     seed=seed, device=device).items() if v is not None})
         kw.update(_parse_opts(sets))
         bad = sorted(set(kw) - fields)
         if bad:

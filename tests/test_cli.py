@@ -93,6 +93,20 @@ def test_train_dry_run_and_bad_field(tmp_path):
     assert r.exit_code == 2 and "unknown config field(s) lr" in r.output
 
 
+def test_train_preset_then_overrides(tmp_path):
+    from latentflow.train.dflow import PRESETS
+    r = run(["train", "dflow", "--preset", "fmnist-cpu", "--steps", "7", "--set", "eta=3", "--out", str(tmp_path),
+             "--dry-run"])
+    cfg = json.loads(r.output)
+    want = PRESETS["fmnist-cpu"]
+    assert cfg["steps"] == 7 and cfg["eta"] == 3 and cfg["prior"] == want["prior"] == "gaussian"
+    assert cfg["gp_weight"] == want["gp_weight"] and cfg["arch_kwargs"] == want["arch_kwargs"]
+    r = CliRunner().invoke(main, ["train", "dflow", "--preset", "fmnist", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and 'unknown preset "fmnist"' in r.output and 'Did you mean "fmnist-cpu"' in r.output
+    r = CliRunner().invoke(main, ["train", "gan", "--preset", "x", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "this trainer has no presets" in r.output
+
+
 @pytest.mark.rng_ok   # a trainer seeds the global RNG for weight init (torch.manual_seed)
 def test_train_gan_tiny_then_sample(tmp_path):
     out = tmp_path / "g"

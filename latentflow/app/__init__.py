@@ -87,6 +87,12 @@ def get_trainer(kind: str):
     return _get(kind)
 
 
+def trainer_presets(kind: str) -> dict[str, dict]:
+    """Named recipes of trainer ``kind`` (``latentflow train dflow --preset fmnist-cpu``)."""
+    from ..train import trainer_presets as _p
+    return _p(kind)
+
+
 def check_parallel_trainer(kind: str) -> None:
     """Refuse a trainer that does not run data-parallel when this process is one of several (torchrun)."""
     from ..train import check_parallel

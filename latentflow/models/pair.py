@@ -26,7 +26,8 @@ class ModelPair:
     Models from ``latentflow train`` that are not G/D pairs load into the same type: ``G`` is ``None`` for
     the generator-free Discriminator Flow (``dflow``) and noise-conditioned D (``dgd``), ``D`` is ``None``
     for Score GAN and FloWGAN. ``extra`` holds any further networks by role: Score GAN's ``"S"``, the
-    denoiser ``S(x̃, σ)`` of the *generated* distribution (its score is ``(S(x̃, σ) - x̃)/σ²``).
+    denoiser ``S(x̃, σ)`` of the *generated* distribution (its score is ``(S(x̃, σ) - x̃)/σ²``), and a
+    Discriminator Flow's fitted starting distribution ``"P"`` (``x0: {prior: gaussian}``).
     :meth:`initial_state` draws what ``refine(pair.G, pair.D, ·)`` starts from; :meth:`refine` runs a method
     with the model's recommended settings, as ``latentflow sample`` does.
     """
@@ -48,7 +49,9 @@ class ModelPair:
 
     def initial_state(self, n: int, generator=None, device=None, dtype=None):
         """``n`` starting points for ``refine(pair.G, pair.D, ·)``: latents ``[n, latent_dim]`` from the prior
-        when there is a generator, else particles ``x0 [n, *shape]`` (``std · N(0, I)``, ``meta["x0"]``).
+        when there is a generator, else particles ``x0 [n, *shape]`` as ``meta["x0"]`` says: ``std · N(0, I)``
+        (prior ``normal``) or ``P(std · z)``, ``z ~ N(0, I)``, with the model's fitted prior network
+        ``extra["P"]`` (prior ``gaussian``).
         ``device`` and ``dtype`` default to the models'; ``generator`` is a ``torch.Generator`` or an int seed."""
         import torch
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -64,7 +67,14 @@ class ModelPair:
         if not x0.get("shape"):
             raise ManifestError(f'model "{self.meta.get("name")}" has neither a generator nor an x0 shape')
         gen = rng.resolve(generator, device)
-        return float(x0.get("std", 1.0)) * rng.randn((n, *x0["shape"]), gen, device, dtype)
+        z = float(x0.get("std", 1.0)) * rng.randn((n, *x0["shape"]), gen, device, dtype)
+        if x0.get("prior") == "gaussian":
+            P = self.extra.get("P")
+            if P is None:
+                raise ManifestError(f'model "{self.meta.get("name")}" starts from a fitted Gaussian but has no P network')
+            with torch.no_grad():
+                return P.to(device)(z.reshape(n, -1)).to(dtype)
+        return z
 
     @property
     def num_classes(self) -> int:

@@ -21,7 +21,7 @@ READERS = ("state_dict", "studiogan", "xyfjason")
 #: the readers of files that hold both G and D (``files: {GD: ...}``)
 PAIR_READERS = ("xyfjason",)
 #: every role a model may have, in load order (S: Score GAN's denoiser of the generated distribution)
-ALL_ROLES = ("G", "D", "S")
+ALL_ROLES = ("G", "D", "S", "P")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
   noise-conditioned D of discriminator-guided Langevin: ``D(x, σ)``, ``d_conditioning: sigma``) with its
   ``d_output``; without a generator the spec has ``x0: {prior: normal, std}``, the distribution the
   particles start from;
-* ``S``: Score GAN's generated-distribution denoiser ``S(x̃, σ)`` (an auxiliary of ``G``, not a discriminator).
+* ``S``: Score GAN's generated-distribution denoiser ``S(x̃, σ)`` (an auxiliary of ``G``, not a discriminator);
+* ``P``: the starting distribution of a generator-free model when it is not ``N(0, std² I)``: a
+  ``gaussian_prior`` (``x0 = mean + L z``, fitted to the training data), with ``x0: {prior: gaussian}``.
 
 Schema (every field but ``arch`` is optional or depends on the roles)::
 
@@ -16,7 +18,7 @@ Schema (every field but ``arch`` is optional or depends on the roles)::
     latent:    {dim: <int>, prior: normal | uniform}           with G (required), never without
     d_output:  logit | prob | critic                          with D (required)
     d_conditioning: time | sigma | null                       with D (null: an unconditioned D(x))
-    x0:        {prior: normal, std: <float > 0> (default 1)}   without G (required)
+    x0:        {prior: normal | gaussian, std: <float > 0> (default 1)}   without G (required; gaussian: x0 = P(std·z))
     output:    {shape, range}                                 default: the shape of recipe.config.data
     sampling:  {<method>: {<option>: <value>}}                recommended per-method options
     recipe:    {trainer: <str>, config: {...}} | <str> | null  what wrote it (config.data: the dataset)
@@ -44,7 +46,7 @@ __all__ = ["TRAINED_ROLES", "CONDITIONINGS", "is_pair_spec", "validate_trained",
 #: the roles a training folder may hold, in load order
 TRAINED_ROLES = ALL_ROLES
 CONDITIONINGS = ("time", "sigma")
-X0_PRIORS = ("normal",)
+X0_PRIORS = ("normal", "gaussian")
 
 _OPTIONAL = ("latent", "d_output", "d_conditioning", "x0", "output", "sampling", "recipe", "dataset", "name",
              "license", "citation", "files", "schema", "verified")
@@ -78,13 +80,16 @@ def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: st
     arch = _mapping(raw["arch"], f"{where}.arch")
     unknown = sorted(set(map(str, arch)) - set(TRAINED_ROLES))
     if unknown or not arch:
-        _fail(f"{where}.arch", f"roles are G (generator), D (discriminator) and S (Score GAN's score net); "
+        _fail(f"{where}.arch", f"roles are G (generator), D (discriminator), S (Score GAN's score net) and P "
+                               f"(a generator-free model's starting distribution); "
                                f"got {', '.join(map(str, arch)) or 'none'}")
     roles = tuple(r for r in TRAINED_ROLES if r in arch)
     if "G" not in roles and "D" not in roles:
         _fail(f"{where}.arch", f"a model needs a generator G or a discriminator D; got only {', '.join(roles)}")
     if "S" in roles and "G" not in roles:
         _fail(f"{where}.arch", "S (the score net of the generated distribution) comes with a generator G")
+    if "P" in roles and "G" in roles:
+        _fail(f"{where}.arch", "P (where the particles start) is for models without a generator G")
     archs = {r: validate_arch(arch[r], f"{where}.arch.{r}", check_registry) for r in roles}
 
     def forbidden(key: str, why: str):
@@ -153,6 +158,9 @@ def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: st
         if output["shape"] is None:
             _fail(where, f"cannot tell the shape of x0: dataset {dataset!r} is not one latentflow knows; "
                          "give output: {shape: [...]} in latentflow.json")
+        if (prior == "gaussian") != ("P" in roles):
+            _fail(f"{where}.x0.prior", f'prior "gaussian" and a P network in arch go together; got prior {prior!r} '
+                                       f'with roles {", ".join(roles)}')
         x0 = {"prior": prior, "std": float(std), "shape": list(output["shape"])}
 
     files = raw.get("files") if files is None else files

@@ -10,7 +10,7 @@ particle-model trainers), ``denoiser28`` (a small conv U-Net denoiser), ``simple
 """
 from __future__ import annotations
 
-from . import dcgan, denoiser28, dflow_images, mlp, resnet_sngan, score_nets, simple_cnn, studiogan_resnet, time_cond  # noqa: F401  (registers the architectures)
+from . import dcgan, denoiser28, dflow_images, mlp, priors, resnet_sngan, score_nets, simple_cnn, studiogan_resnet, time_cond  # noqa: F401  (registers the architectures)
 from ._common import settle_spectral_norm, spectral_norm_buffer_keys, spectral_norm_modules
 from .dcgan import (DCGAN28Discriminator, DCGAN28Generator, DCGAN32Discriminator, DCGAN32Generator,
                     DCGAN64Discriminator, DCGAN64Generator, DCGANDiscriminator, DCGANGenerator)

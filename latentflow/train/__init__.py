@@ -55,6 +55,13 @@ def get_trainer(kind: str):
         raise OptionError(f'trainer "{kind}" is not available in this version: {e}') from e
 
 
+def trainer_presets(kind: str) -> dict[str, dict]:
+    """The named recipes of trainer ``kind`` (its module's ``PRESETS``; ``{}`` when it has none)."""
+    get_trainer(kind)
+    m = importlib.import_module(TRAINERS[kind][0])
+    return dict(getattr(m, "PRESETS", {}) or {})
+
+
 def parse_overrides(items) -> dict[str, dict]:
     """``["dflow.lr=1e-3", 'dflow.arch_kwargs={"width": 64}']`` -> ``{"dflow": {"lr": 0.001, ...}}``: the
     benchmarks' ``--set TRAINER.KEY=VALUE`` (a value is JSON where it parses, else the plain string)."""

@@ -63,6 +63,8 @@ def _betas(cfg):
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
+PRIORS = ("normal", "gaussian")
+PRIOR_FIT_N = 60_000   # "gaussian" prior: fitted to at most this many training samples (toy sets: drawn)
 
 
 def lr_at(cfg, k: int) -> float:
@@ -83,6 +85,8 @@ class DFlowConfig:
     arch: str = "tmlp_d"
     arch_kwargs: dict = field(default_factory=lambda: {"in_dim": 2, "width": 512, "depth": 4})
     loss: str = "ns"
+    prior: str = "normal"           # x_0: "normal" N(0, I) (the paper) or "gaussian" N(mean, cov) of the data
+    prior_eps: float = 1e-3         # "gaussian": cov + prior_eps I
     eta: float = 20.0
     flow_steps: int = 56            # N, the training grid (sampling uses the same)
     gp_weight: float | None = None  # zero-centred GP strength; None: 0.04 for ipm, 0 otherwise
@@ -104,6 +108,9 @@ class DFlowConfig:
         if self.loss not in LOSSES:
             raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
         _pos_int(self, "flow_steps", "batch_size", "steps", "reuse")
+        if self.prior not in PRIORS:
+            raise OptionError(f'prior must be one of {", ".join(PRIORS)}; got {self.prior!r}')
+        _pos_float(self, "prior_eps")
         if self.time_sampling not in ("grid", "uniform"):
             raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
         _pos_float(self, "eta", "lr")
@@ -130,24 +137,7 @@ class DFlowConfig:
         return (0.04 if self.loss == "ipm" else 0.0) if self.gp_weight is None else float(self.gp_weight)
 
 
-# Named recipes: ``DFlowConfig(**PRESETS[name])`` (``preset(name, **overrides)``).
-# * "fmnist-cpu": Fashion-MNIST 28x28 on one CPU thread, about 9.5 CPU-minutes: FID-FMNIST 190 (2,000
-#   samples; the bundled DCGAN: 85), see results/trainers_fmnist/experiments.md for the runs behind it.
-# * "mnist32-seed000": Franceschi et al. 2023, Table 4, MNIST padded to 32x32 (IPM, GP 0.04 centred at 0, η = 2, N = 64,
-#   DCGAN critic of width 64 with orthogonal init gain 1.41, Fourier time embedding of size 128 and
-#   frequency scale 16, batch 128, 200k Adam steps at 2e-4, betas (0.5, 0.999)); a GPU config, never run
-#   here. Its ``data`` needs a 32x32 MNIST source in ``DataSource`` (not part of the package yet).
-PRESETS: dict[str, dict] = {
-    "fmnist-cpu": dict(data="fashion-mnist", arch="tconv_d",
-                       arch_kwargs={"channels": 1, "size": 28, "ch": 32, "freq_scale": 1.0},
-                       loss="ipm", eta=2.0, flow_steps=32, reuse=8, time_sampling="uniform",
-                       batch_size=64, steps=5000, lr=2e-4, lr_schedule="linear"),
-    "mnist32-seed000": dict(data="mnist32", arch="tconv_d",
-                            arch_kwargs={"channels": 1, "size": 32, "ch": 64, "embed": "fourier", "n_freq": 64,
-                                         "freq_scale": 16.0, "init": "orthogonal", "gain": 1.41},
-                            loss="ipm", gp_weight=0.04, eta=2.0, flow_steps=64, reuse=1, time_sampling="grid",
-                            batch_size=128, steps=200_000, lr=2e-4, betas=(0.5, 0.999), ema=0.0, device="cuda"),
-}
+from .dflow_presets import PRESETS  # noqa: E402  (named recipes; data only)
 
 
 def preset(name: str, **overrides) -> DFlowConfig:
@@ -277,6 +267,16 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     modules = {"D": D}
     B, N, shape = cfg.batch_size, cfg.flow_steps, data.shape
+    P = fit_prior(cfg, data) if cfg.prior == "gaussian" else None
+    if P is not None:
+        modules["P"] = P = P.to(device)
+
+    def draw_x0():
+        z = rng.randn((B,) + tuple(shape), gen, device)
+        if P is None:
+            return z
+        with torch.no_grad():
+            return P(z.reshape(B, -1))
     if cfg.reuse > 1:
         modules["trajectories"] = cache = _TrajectoryCache(N, B, shape).to(device)
     if cfg.ema > 0:
@@ -305,12 +305,12 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
     def step(i):
         real = data.sample(B, gen)
         if cfg.reuse == 1:   # Algorithm 3: fresh particles, each simulated only up to its own step
-            x0 = rng.randn((B,) + tuple(shape), gen, device)
+            x0 = draw_x0()
             i_b = rng.randint(N, (B,), gen, device)
             fake = simulate(simulate_at, x0, i_b, cfg.eta, cfg.loss, N)
         else:                # one simulated batch of trajectories serves `reuse` updates
             if i % cfg.reuse == 0:
-                x0 = rng.randn((B,) + tuple(shape), gen, device)
+                x0 = draw_x0()
                 cache.traj.copy_(simulate(simulate_all, x0, cfg.eta, cfg.loss, N))
             i_b = rng.randint(N, (B,), gen, device)
             fake = cache.traj[i_b, torch.arange(B, device=device)]
@@ -348,21 +348,37 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
     D.eval()
     final = D_ema if cfg.ema > 0 else D
     if run.step >= cfg.steps:
-        write_dflow(out, cfg, final)
+        write_dflow(out, cfg, final, P)
     return final
 
 
-def write_dflow(out, cfg: DFlowConfig, D) -> dict:
-    """``D.safetensors`` and ``latentflow.json`` (architecture, sampling options, recipe)."""
+def fit_prior(cfg: DFlowConfig, data: DataSource):
+    """``prior="gaussian"``: a ``gaussian_prior`` net fitted to the training data (all images, or
+    ``PRIOR_FIT_N`` draws of a toy set from a generator seeded by ``cfg.seed``), on the CPU."""
+    if data.images is not None:
+        x = data.images[:PRIOR_FIT_N].cpu()
+    else:
+        x = data.sample(PRIOR_FIT_N, torch.Generator("cpu").manual_seed(cfg.seed + 7)).cpu()
+    return build("gaussian_prior", shape=list(data.shape)).fit(x, cfg.prior_eps)
+
+
+def write_dflow(out, cfg: DFlowConfig, D, P=None) -> dict:
+    """``D.safetensors`` (and ``P.safetensors``, the fitted prior) and ``latentflow.json`` (architecture,
+    sampling options, recipe)."""
     out = Path(out)
+    arch = {"D": {"name": cfg.arch, "kwargs": cfg.arch_kwargs}}
+    if P is not None:
+        arch["P"] = {"name": "gaussian_prior", "kwargs": {"shape": list(P.shape)}}
     spec = {
-        "arch": {"D": {"name": cfg.arch, "kwargs": cfg.arch_kwargs}},
+        "arch": arch,
         "d_output": "critic" if cfg.loss == "ipm" else "logit",
         "d_conditioning": "time",
-        "x0": {"prior": "normal"},
+        "x0": {"prior": cfg.prior},
         "sampling": {"dflow": {"eta": cfg.eta, "steps": cfg.flow_steps, "loss": cfg.loss}},
         "recipe": {"trainer": "dflow", "config": config_dict(cfg)},
     }
     save_weights(D, out / "D.safetensors", spec)
+    if P is not None:
+        save_weights(P, out / "P.safetensors", spec)
     atomic_write_json(out / "latentflow.json", spec)
     return spec

@@ -1,0 +1,80 @@
+"""The fitted Gaussian starting distribution of a Discriminator Flow (``prior="gaussian"``, role ``P``)."""
+import json
+
+import pytest
+import torch
+
+import latentflow
+from latentflow.errors import LatentflowError, OptionError, ShapeError
+from latentflow.nets import build
+from latentflow.train.dflow import DFlowConfig, train_dflow
+
+pytestmark = pytest.mark.rng_ok   # building networks draws their initial weights from the global RNG
+
+
+def test_gaussian_prior_fit_reproduces_mean_and_covariance():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 6, generator=g)
+    cov = A @ A.T + 0.5 * torch.eye(6)
+    mu = torch.randn(6, generator=g)
+    n = 200_000
+    x = (mu + torch.randn(n, 6, generator=g) @ torch.linalg.cholesky(cov).T).reshape(n, 1, 2, 3)
+    P = build("gaussian_prior", shape=[1, 2, 3]).fit(x, eps=1e-6)
+    y = P(torch.randn(n, 6, generator=g))
+    assert y.shape == (n, 1, 2, 3)
+    flat = y.reshape(n, 6)
+    # sample mean / covariance of n draws: standard errors sqrt(diag(cov)/n) and about sqrt(2/n)·cov scale
+    se = (torch.diag(cov) / n).sqrt()
+    assert ((flat.mean(0) - mu).abs() < 6 * se).all()
+    rel = (torch.cov(flat.T) - cov).abs().max() / cov.abs().max()
+    assert rel < 6 * (2 / n) ** 0.5 * 3
+    # the fitted factor is lower-triangular with L Lᵀ = cov + eps I of the sample
+    assert torch.equal(P.scale_tril, torch.tril(P.scale_tril))
+
+
+def test_gaussian_prior_checks_its_inputs():
+    P = build("gaussian_prior", shape=[2, 2])
+    with pytest.raises(ShapeError, match=r"z must have shape \[n, 4\]"):
+        P(torch.zeros(3, 5))
+    with pytest.raises(ShapeError, match="x must have shape"):
+        P.fit(torch.zeros(10, 3))
+    with pytest.raises(ShapeError, match="at least 2 samples"):
+        P.fit(torch.zeros(1, 2, 2))
+    with pytest.raises(OptionError, match="shape must be"):
+        build("gaussian_prior", shape=[0])
+    with pytest.raises(OptionError, match="prior must be one of"):
+        DFlowConfig(prior="uniform").validate()
+
+
+def test_train_dflow_with_gaussian_prior_writes_P_and_loads_it(tmp_path):
+    cfg = DFlowConfig(data="ring8", steps=4, batch_size=16, flow_steps=4, eta=2.0, prior="gaussian",
+                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    train_dflow(cfg, tmp_path, progress=False)
+    spec = json.loads((tmp_path / "latentflow.json").read_text())
+    assert spec["x0"] == {"prior": "gaussian"} and spec["arch"]["P"]["name"] == "gaussian_prior"
+    assert (tmp_path / "P.safetensors").exists()
+    pair = latentflow.load(str(tmp_path))
+    assert pair.G is None and "P" in pair.extra and pair.meta["x0"]["prior"] == "gaussian"
+    x0 = pair.initial_state(20_000, generator=0)
+    assert x0.shape == (20_000, 2)
+    # ring8: radius-2 ring of 8 modes, centred at 0 -> the fitted prior has mean ≈ 0 and a wide,
+    # isotropic covariance (2 per axis plus the modes' spread), unlike N(0, I)
+    ring = latentflow.data.toy("ring8").sample(20_000, torch.Generator().manual_seed(1), "cpu")
+    assert (x0.mean(0) - ring.mean(0)).abs().max() < 0.1
+    assert ((x0.var(0) / ring.var(0)) - 1).abs().max() < 0.1
+    a = pair.initial_state(8, generator=3)
+    assert torch.equal(a, pair.initial_state(8, generator=3))
+    r = pair.refine(n=16, method="dflow", seed=0)
+    assert r.x.shape == (16, 2) and torch.isfinite(r.x).all()
+
+
+def test_trained_spec_needs_P_and_gaussian_prior_together(tmp_path):
+    from latentflow.models.trained import validate_trained
+
+    base = {"arch": {"D": {"name": "tmlp_d", "kwargs": {"in_dim": 2, "width": 8, "depth": 2}}},
+            "d_output": "critic", "d_conditioning": "time", "recipe": {"trainer": "dflow", "config": {"data": "ring8"}}}
+    with pytest.raises(LatentflowError, match="go together"):
+        validate_trained({**base, "x0": {"prior": "gaussian"}}, "m", source={"kind": "local", "path": str(tmp_path)})
+    with pytest.raises(LatentflowError, match="go together"):
+        validate_trained({**base, "arch": {**base["arch"], "P": {"name": "gaussian_prior", "kwargs": {"shape": [2]}}},
+                          "x0": {"prior": "normal"}}, "m", source={"kind": "local", "path": str(tmp_path)})
