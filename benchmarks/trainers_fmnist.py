@@ -43,12 +43,13 @@ from latentflow.train.dflow import PRESETS as DFLOW_PRESETS
 # ---------------------------------------------------------------------------------------------------
 # presets. "bench" holds the benchmark's own settings; the others are trainer config fields.
 # Chosen from short runs (1,000-1,500 steps, FID-FMNIST on 1,000 samples, 2 shared CPU cores):
-# * dflow: latentflow.train.dflow.PRESETS["fmnist-cpu"]: IPM + zero-centred GP 0.04 as S0's MNIST, η = 2,
-#   N = 32, the tconv_d critic (orthogonal init, smooth Fourier time embedding ω ~ N(0, 1)), continuous time,
-#   linear lr decay. How it was chosen, and why the flow still stalls: results/trainers_fmnist/experiments.md.
-#   Earlier (tconv28_d, grid times): EMA of D (0.999) left the noise almost untouched (FID-FMNIST 467 after
-#   1,000 steps); the NS loss left the particles in place (FID 470); GP 1 with η = 10 or GP 0.2 with η = 2
-#   were no better (225-355).
+# * dflow: latentflow.train.dflow.PRESETS["fmnist-cpu"]: x_0 from a Gaussian fitted to the training images
+#   (prior="gaussian"), IPM + zero-centred GP 0.33, η = 4, N = 32, the tconv_d critic (orthogonal init, smooth
+#   Fourier time embedding ω ~ N(0, 1)), continuous time, lr 4e-4 with linear decay, 14,000 steps. How it was
+#   chosen (and the earlier N(0, I) recipes, best 190): results/trainers_fmnist/experiments.md.
+#   Earlier still (tconv28_d, grid times, N(0, I)): EMA of D (0.999) left the noise almost untouched (FID-FMNIST
+#   467 after 1,000 steps); the NS loss left the particles in place (FID 470); GP 1 with η = 10 or GP 0.2
+#   with η = 2 were no better (225-355).
 # * scoregan: σ ∈ [1, 10] (S0's [0.32, 40] is for its EDM denoiser; with the exact empirical score a small
 #   σ_min snaps samples to their nearest training image and the run collapsed onto tops: FID 256 at
 #   σ_min 0.5, 281 at [0.32, 40], 140 at [1, 10] after 1,200 steps); σ_max 10 is ample for [-1, 1] images
@@ -66,7 +67,7 @@ PRESETS = {
 }
 QUICK = {
     "bench": dict(n=200, evals=1, score_m=256, euler_steps=[2, 4], heun_steps=[2, 3]),
-    "dflow": dict(arch="tconv_d", arch_kwargs={"channels": 1, "ch": 8, "n_freq": 8}, loss="ipm", eta=2.0,
+    "dflow": dict(arch="tconv_d", arch_kwargs={"channels": 1, "ch": 8, "n_freq": 8}, loss="ipm", prior="gaussian", eta=2.0,
                   flow_steps=4, reuse=2, ema=0.9, time_sampling="uniform", batch_size=16, steps=20, lr=2e-4),
     "scoregan": dict(arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 16, "ch": 8}, latent_dim=16,
                      arch_s="mlp_den", arch_s_kwargs={"in_dim": 784, "width": 64, "depth": 3, "n_freq": 8},

@@ -78,3 +78,24 @@ def test_trained_spec_needs_P_and_gaussian_prior_together(tmp_path):
     with pytest.raises(LatentflowError, match="go together"):
         validate_trained({**base, "arch": {**base["arch"], "P": {"name": "gaussian_prior", "kwargs": {"shape": [2]}}},
                           "x0": {"prior": "normal"}}, "m", source={"kind": "local", "path": str(tmp_path)})
+
+
+def test_cli_samples_a_gaussian_prior_dflow_from_its_fitted_x0(tmp_path):
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from latentflow.cli import main
+
+    cfg = DFlowConfig(data="grid25", steps=3, batch_size=16, flow_steps=4, eta=2.0, prior="gaussian",
+                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 2})
+    with torch.random.fork_rng(devices=[]):
+        train_dflow(cfg, tmp_path / "m", progress=False)
+    out = tmp_path / "s"
+    r = CliRunner().invoke(main, ["sample", "--model", str(tmp_path / "m"), "--method", "dflow", "--num", "40",
+                                  "--seed", "3", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    s = load_file(str(out / "samples.safetensors"))
+    pair = latentflow.load(str(tmp_path / "m"))
+    z = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(s["x_before"], pair.extra["P"](z))
+    assert json.loads((out / "report.json").read_text())["start"] == "x0"

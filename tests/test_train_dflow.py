@@ -268,6 +268,13 @@ def test_presets():
         ("ipm", 0.04, 2.0, 64, 128, 200_000, 2e-4, (0.5, 0.999))
     assert s.arch_kwargs == {"channels": 1, "size": 32, "ch": 64, "embed": "fourier", "n_freq": 64,
                              "freq_scale": 16.0, "init": "orthogonal", "gain": 1.41}
+    assert cfg.prior == "gaussian" and preset("fmnist-cpu-normal").validate().prior == "normal"
+    # the README / results numbers come from a run of exactly this preset (benchmarks/trainers_fmnist.py)
+    import pathlib
+    res = pathlib.Path(__file__).resolve().parents[1] / "results" / "trainers_fmnist" / "results.json"
+    if res.exists():
+        run = next(r for r in json.loads(res.read_text())["runs"] if r["trainer"] == "dflow")
+        assert run["preset"] == {k: v for k, v in PRESETS["fmnist-cpu"].items() if k != "data"}
     assert preset("fmnist-cpu", steps=7, arch_kwargs={"ch": 4}).arch_kwargs["ch"] == 4
     assert preset("fmnist-cpu", arch_kwargs={"ch": 4}).arch_kwargs["size"] == 28
     assert PRESETS["fmnist-cpu"]["arch_kwargs"]["ch"] != 4          # the preset itself is untouched

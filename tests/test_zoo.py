@@ -38,7 +38,8 @@ PAIRS = [
 # architectures of the particle-model trainers (registered by latentflow.train.nets and .nets_images) are
 # tested in tests/test_train_dflow.py, tests/test_score_gan.py, tests/test_flowgan.py and tests/test_nets_images.py
 TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d", "tconv28_den",
-                "den_mlp", "dg_mlp", "dg_conv28", "tconv_d"}   # the last three: tests/test_scores.py, test_train_denoiser.py, test_train_dg_disc.py
+                "den_mlp", "dg_mlp", "dg_conv28", "tconv_d",   # den_mlp..dg_conv28: tests/test_scores.py, test_train_denoiser.py, test_train_dg_disc.py
+                "gaussian_prior"}                             # a dflow model's fitted x0: tests/test_dflow_prior.py
 # G(z, y) / D(x, y) with per-sample labels: tested against golden outputs in tests/test_studiogan_resnet.py
 LABELLED_NETS = {"studiogan_resnet32_g", "studiogan_resnet32_d"}
 

@@ -1,6 +1,6 @@
 """Discriminator Flow trainer: Franceschi et al. 2023, Algorithm 3 (discretised, batched).
 
-Each iteration draws ``x_0 ~ N(0, I)``, simulates the current flow with Euler on the grid ``t_i = i/N``
+Each iteration draws ``x_0`` from the prior (``N(0, I)`` by default), simulates the current flow with Euler on the grid ``t_i = i/N``
 (``x_{i+1} = x_i - (η/N) ∇_x c(f(x_i, t_i))``, no gradient through the simulation), picks one step
 ``i_b ~ U{0..N-1}`` per sample and takes one optimiser step on the discriminator loss at ``t_b = i_b/N``
 for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
@@ -10,7 +10,9 @@ for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
   f high on *generated* data, the paper's sign convention);
 * ``hinge``: ``relu(1 - f(real)) + relu(1 + f(fake))``.
 
-Options beyond Algorithm 3: ``time_sampling="uniform"`` (Algorithm 2: ``t_b ~ U[0, 1)``, the particle
+Options beyond Algorithm 3: ``prior="gaussian"`` (``x_0 ~ N(mean, cov)`` of the training data instead of
+``N(0, I)``: a ``gaussian_prior`` net fitted once, written as ``P.safetensors``; loaded models draw ``x_0``
+from it, see ``ModelPair.initial_state``), ``time_sampling="uniform"`` (Algorithm 2: ``t_b ~ U[0, 1)``, the particle
 carried part of an Euler step past its grid time, so that a critic with a smooth time embedding is trained
 between grid times and Euler or Heun can sample on any grid), ``reuse`` (one simulated batch of
 trajectories serves several D updates), ``time_weight="balanced"`` (each time bin's IPM + GP objective
@@ -21,7 +23,8 @@ and an EMA of D's weights. ``PRESETS`` holds named recipes (Fashion-MNIST on a C
 A sample only needs the trajectory up to its own ``i_b``, so particles leave the simulation once their
 step is reached: the same result as simulating all ``N - 1`` steps for every particle, at about half the
 cost. The output folder gets ``D.safetensors`` and ``latentflow.json`` whose ``sampling.dflow`` entry
-holds ``eta``, ``steps`` and ``loss`` for ``latentflow.refine(None, D, x0, method="dflow", ...)``.
+holds ``eta``, ``steps`` and ``loss`` for ``latentflow.refine(None, D, x0, method="dflow", ...)``, and
+``x0`` says where the particles start (``{prior: normal}`` or ``{prior: gaussian}`` with ``P``).
 """
 from __future__ import annotations
 
