@@ -283,7 +283,7 @@ def train_group():
 
 
 def _train_command(kind: str):
-    @click.option("--data", default=None, help="Dataset: grid25, ring8, swissroll, fashion-mnist (per trainer).")
+    @click.option("--data", default=None, help="Dataset: grid25, ring8, swissroll, fashion-mnist, mnist32 (per trainer).")
     @click.option("--model", "model_ref", default=None, metavar="M",
                   help="corrector: the model whose generator gets a new D (name, hf:owner/repo or folder).")
     @click.option("--real", default=None, metavar="PATH",

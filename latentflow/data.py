@@ -95,23 +95,31 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
-def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
-    """The folder holding Fashion-MNIST's IDX files: ``root``, ``$LATENTFLOW_FASHION_MNIST``, or Debian's."""
-    cands = [root] if root is not None else [os.environ.get("LATENTFLOW_FASHION_MNIST"), *FASHION_MNIST_DIRS]
+def _find_idx_folder(what: str, root, env: str, defaults, hint: str) -> Path:
+    cands = [root] if root is not None else [os.environ.get(env), *defaults]
     for c in cands:
-        if c and (Path(c) / "t10k-images-idx3-ubyte.gz").exists() or (c and (Path(c) / "t10k-images-idx3-ubyte").exists()):
+        if c and ((Path(c) / "t10k-images-idx3-ubyte.gz").exists() or (Path(c) / "t10k-images-idx3-ubyte").exists()):
             return Path(c)
     raise LatentflowError(
-        "Fashion-MNIST not found (looked in: " + ", ".join(str(c) for c in cands if c) + "). "
-        "Install Debian's package (apt-get install dataset-fashion-mnist) or pass the folder that holds "
-        "train-images-idx3-ubyte.gz and friends.")
+        f"{what} not found (looked in: " + (", ".join(str(c) for c in cands if c) or f"nowhere: ${env} is unset")
+        + f"). {hint} the folder that holds train-images-idx3-ubyte.gz and friends.")
 
 
-def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST ``(images uint8 [N, 1, 28, 28], labels int64 [N])`` for ``split`` in train / test."""
+def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding Fashion-MNIST's IDX files: ``root``, ``$LATENTFLOW_FASHION_MNIST``, or Debian's."""
+    return _find_idx_folder("Fashion-MNIST", root, "LATENTFLOW_FASHION_MNIST", FASHION_MNIST_DIRS,
+                            "Install Debian's package (apt-get install dataset-fashion-mnist) or pass")
+
+
+def find_mnist(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding MNIST's IDX files (the same names as Fashion-MNIST's): ``root`` or ``$LATENTFLOW_MNIST``.
+    latentflow does not download it."""
+    return _find_idx_folder("MNIST", root, "LATENTFLOW_MNIST", (), "Set $LATENTFLOW_MNIST (or pass data_root) to")
+
+
+def _load_idx_set(folder: Path, split: str) -> tuple[Tensor, Tensor]:
     if split not in ("train", "test"):
         raise OptionError(f'split must be "train" or "test"; got {split!r}')
-    folder = find_fashion_mnist(root)
     stem = "train" if split == "train" else "t10k"
 
     def pick(name):
@@ -123,7 +131,29 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     return torch.from_numpy(imgs.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-IMAGE_SETS = {"fashion-mnist": (1, 28, 28)}
+def load_mnist32(split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
+    """MNIST zero-padded to 32x32 as in Franceschi et al. 2023 (``(images uint8 [N, 1, 32, 32], labels)``)."""
+    imgs, labels = _load_idx_set(find_mnist(root), split)
+    return torch.nn.functional.pad(imgs, (2, 2, 2, 2)), labels
+
+
+def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
+    """Fashion-MNIST ``(images uint8 [N, 1, 28, 28], labels int64 [N])`` for ``split`` in train / test."""
+    if split not in ("train", "test"):
+        raise OptionError(f'split must be "train" or "test"; got {split!r}')
+    return _load_idx_set(find_fashion_mnist(root), split)
+
+
+def load_image_set(name: str, split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
+    """The uint8 images and labels of image set ``name`` (a key of :data:`IMAGE_SETS`)."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(split, root)
+    if name == "mnist32":
+        return load_mnist32(split, root)
+    raise OptionError(f'Unknown image set "{name}". Available: {", ".join(IMAGE_SETS)}.')
+
+
+IMAGE_SETS = {"fashion-mnist": (1, 28, 28), "mnist32": (1, 32, 32)}
 
 
 def sample_shape(name: str) -> tuple:

@@ -99,3 +99,42 @@ def test_cli_samples_a_gaussian_prior_dflow_from_its_fitted_x0(tmp_path):
     z = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(s["x_before"], pair.extra["P"](z))
     assert json.loads((out / "report.json").read_text())["start"] == "x0"
+
+
+def _write_idx(path, arr):
+    import gzip
+    import struct
+
+    import numpy as np
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.tobytes())
+
+
+def test_mnist32_source_pads_to_32_and_the_seed_preset_trains_on_it(tmp_path, monkeypatch):
+    import numpy as np
+
+    from latentflow.data import find_mnist, load_mnist32
+    from latentflow.train.data_source import DataSource
+    from latentflow.train.dflow import preset
+
+    rs = np.random.RandomState(0)
+    for stem, n in (("train", 12), ("t10k", 6)):
+        _write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", rs.randint(1, 256, size=(n, 28, 28)))
+        _write_idx(tmp_path / f"{stem}-labels-idx1-ubyte.gz", rs.randint(0, 10, size=(n,)))
+    monkeypatch.delenv("LATENTFLOW_MNIST", raising=False)
+    with pytest.raises(LatentflowError, match="MNIST not found"):
+        find_mnist()
+    x, y = load_mnist32("test", tmp_path)
+    assert x.shape == (6, 1, 32, 32) and y.shape == (6,)
+    assert (x[:, :, :2] == 0).all() and (x[:, :, :, -2:] == 0).all() and (x[:, :, 2:30, 2:30] > 0).all()
+    monkeypatch.setenv("LATENTFLOW_MNIST", str(tmp_path))
+    d = DataSource("mnist32")
+    assert d.shape == (1, 32, 32) and d.images.min() == -1.0 and d.images.max() <= 1.0
+    # seed 000's MNIST configuration, shrunk to seconds on a CPU: the same code path as the GPU run
+    cfg = preset("mnist32-seed000", device="cpu", steps=2, batch_size=4, flow_steps=3,
+                 arch_kwargs={"ch": 4, "n_freq": 4})
+    train_dflow(cfg, tmp_path / "m", progress=False)
+    pair = latentflow.load(str(tmp_path / "m"))
+    assert pair.meta["output_shape"] == [1, 32, 32] and pair.initial_state(3, generator=0).shape == (3, 1, 32, 32)

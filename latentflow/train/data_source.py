@@ -6,7 +6,7 @@ from torch import Tensor
 
 from .. import rng
 from ..data import IMAGE_SETS as _IMAGE_SHAPES
-from ..data import TOY, load_fashion_mnist, sample_shape, toy
+from ..data import TOY, load_image_set, sample_shape, toy
 from ..errors import OptionError
 
 IMAGE_SETS = tuple(_IMAGE_SHAPES)
@@ -23,7 +23,7 @@ class DataSource:
             self.images = None
             self.shape = (2,)
         elif name in IMAGE_SETS:
-            imgs, _ = load_fashion_mnist("train", root)
+            imgs, _ = load_image_set(name, "train", root)
             self.images = (imgs.float() / 127.5 - 1.0).to(self.device)
             self.toy = None
             self.shape = tuple(self.images.shape[1:])

@@ -1,8 +1,8 @@
 """Discriminator Flow trainer: Franceschi et al. 2023, Algorithm 3 (discretised, batched).
 
-Each iteration draws ``x_0`` from the prior (``N(0, I)`` by default), simulates the current flow with Euler on the grid ``t_i = i/N``
-(``x_{i+1} = x_i - (η/N) ∇_x c(f(x_i, t_i))``, no gradient through the simulation), picks one step
-``i_b ~ U{0..N-1}`` per sample and takes one optimiser step on the discriminator loss at ``t_b = i_b/N``
+Each iteration draws ``x_0`` from the prior (``N(0, I)`` by default), simulates the current flow with Euler
+on the grid ``t_i = i/N`` (``x_{i+1} = x_i - (η/N) ∇_x c(f(x_i, t_i))``, no gradient through the
+simulation), picks one step ``i_b ~ U{0..N-1}`` per sample and takes one optimiser step on the discriminator loss at ``t_b = i_b/N``
 for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
 
 * ``ns``: ``softplus(f(fake)) + softplus(-f(real))`` (f high on real data);

@@ -10,7 +10,8 @@
 # * "mnist32-seed000": Franceschi et al. 2023, Table 4, MNIST padded to 32x32 (IPM, GP 0.04 centred at 0, η = 2, N = 64,
 #   DCGAN critic of width 64 with orthogonal init gain 1.41, Fourier time embedding of size 128 and
 #   frequency scale 16, batch 128, 200k Adam steps at 2e-4, betas (0.5, 0.999)); a GPU config, never run
-#   here. Its ``data`` needs a 32x32 MNIST source in ``DataSource`` (not part of the package yet).
+#   here. ``data="mnist32"`` is MNIST zero-padded to 32x32, read from the IDX files in ``data_root`` or
+#   ``$LATENTFLOW_MNIST`` (latentflow does not download it).
 PRESETS: dict[str, dict] = {
     "fmnist-cpu": dict(data="fashion-mnist", arch="tconv_d",
                        arch_kwargs={"channels": 1, "size": 28, "ch": 32, "freq_scale": 1.0},
