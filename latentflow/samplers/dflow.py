@@ -1,8 +1,9 @@
 """Discriminator Flow (Franceschi et al. 2023, §4.2 and Algorithm 3): a generator-free GAN sampled as a
 particle ODE.
 
-``dx/dt = v(x, t) = -η ∇_x c(f(x, t))`` from ``x_0 ~ N(0, I)`` over ``t ∈ [0, 1]``, where ``f(x, t)`` is
-a time-conditioned discriminator and ``c`` the generator loss of its GAN loss:
+``dx/dt = v(x, t) = -η ∇_x c(f(x, t))`` from ``x_0`` (``N(0, I)`` in the paper; a trained model's own
+starting distribution is ``pair.initial_state(n)``) over ``t ∈ [0, 1]``, where ``f(x, t)`` is a
+time-conditioned discriminator and ``c`` the generator loss of its GAN loss:
 
 * ``"ns"`` (non-saturating): ``c(u) = softplus(-u)``, so ``v = η sigmoid(-f) ∇f``;
 * ``"ipm"``: ``c(u) = u``, so ``v = -η ∇f`` (an IPM critic is high on *generated* data);
