@@ -117,9 +117,11 @@ def find_mnist(root: str | os.PathLike | None = None) -> Path:
     return _find_idx_folder("MNIST", root, "LATENTFLOW_MNIST", (), "Set $LATENTFLOW_MNIST (or pass data_root) to")
 
 
-def _load_idx_set(folder: Path, split: str) -> tuple[Tensor, Tensor]:
+def _load_idx_set(find, root, split: str) -> tuple[Tensor, Tensor]:
+    """Images and labels of ``split`` from the IDX folder ``find(root)`` (the split is checked first)."""
     if split not in ("train", "test"):
         raise OptionError(f'split must be "train" or "test"; got {split!r}')
+    folder = find(root)
     stem = "train" if split == "train" else "t10k"
 
     def pick(name):
@@ -133,27 +135,24 @@ def _load_idx_set(folder: Path, split: str) -> tuple[Tensor, Tensor]:
 
 def load_mnist32(split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
     """MNIST zero-padded to 32x32 as in Franceschi et al. 2023 (``(images uint8 [N, 1, 32, 32], labels)``)."""
-    imgs, labels = _load_idx_set(find_mnist(root), split)
+    imgs, labels = _load_idx_set(find_mnist, root, split)
     return torch.nn.functional.pad(imgs, (2, 2, 2, 2)), labels
 
 
 def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
     """Fashion-MNIST ``(images uint8 [N, 1, 28, 28], labels int64 [N])`` for ``split`` in train / test."""
-    if split not in ("train", "test"):
-        raise OptionError(f'split must be "train" or "test"; got {split!r}')
-    return _load_idx_set(find_fashion_mnist(root), split)
+    return _load_idx_set(find_fashion_mnist, root, split)
 
 
 def load_image_set(name: str, split: str = "train", root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
     """The uint8 images and labels of image set ``name`` (a key of :data:`IMAGE_SETS`)."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(split, root)
-    if name == "mnist32":
-        return load_mnist32(split, root)
-    raise OptionError(f'Unknown image set "{name}". Available: {", ".join(IMAGE_SETS)}.')
+    if name not in _IMAGE_LOADERS:
+        raise OptionError(f'Unknown image set "{name}". Available: {", ".join(IMAGE_SETS)}.')
+    return _IMAGE_LOADERS[name](split, root)
 
 
 IMAGE_SETS = {"fashion-mnist": (1, 28, 28), "mnist32": (1, 32, 32)}
+_IMAGE_LOADERS = {"fashion-mnist": load_fashion_mnist, "mnist32": load_mnist32}
 
 
 def sample_shape(name: str) -> tuple:

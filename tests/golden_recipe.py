@@ -30,6 +30,15 @@ LAYOUT_DIRS = [os.path.join(HERE, "data", "layouts"),
 TOL = 1e-4
 
 
+@pytest.fixture(autouse=True)
+def own_rng():
+    """Autouse in the modules that import it: building modules initialises weights (and spectral-norm
+    vectors) from the global RNG; keep it out of the tests."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
 def load_layout(name: str) -> dict:
     """The JSON facts ``name`` from ``tests/data/layouts`` or else ``../shared/layouts``; skips when neither has it."""
     for folder in LAYOUT_DIRS:

@@ -191,16 +191,9 @@ def test_contract_errors():
 @pytest.mark.parametrize("opts", [dict(gamma=0.1, divergence="JS"), dict(gamma=0.0, batch_size=7, prior="uniform")],
                          ids=["noisy-js", "chunked-uniform"])
 def test_step_loop_does_no_host_sync(monkeypatch, opts):
-    from latentflow.samplers import _driver
     from test_speed import _SyncTrap
 
-    trap = _SyncTrap(monkeypatch)
-    orig_finish = _driver.Driver.finish
-
-    def finish(self, *a, **k):
-        trap.armed = False
-        return orig_finish(self, *a, **k)
-    monkeypatch.setattr(_driver.Driver, "finish", finish)
+    trap = _SyncTrap(monkeypatch).disarm_at_finish(monkeypatch)
     z = _z(20).clamp(-1, 1)
     res = lf.refine(Identity(), _shift_ratio([0.5, 0.2]), z, method="dgflow", steps=4, seed=0, progress=False,
                     callback=lambda s: setattr(trap, "armed", True), **opts)

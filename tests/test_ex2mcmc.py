@@ -171,13 +171,7 @@ def test_step_loop_does_no_host_sync(monkeypatch, opts):
     from test_speed import _SyncTrap
 
     G, D, *_ = gaussian_problem()
-    trap = _SyncTrap(monkeypatch)
-    orig_finish = Ex2MCMC.finish
-
-    def finish(self, *a, **k):
-        trap.armed = False
-        return orig_finish(self, *a, **k)
-    monkeypatch.setattr(Ex2MCMC, "finish", finish)
+    trap = _SyncTrap(monkeypatch).disarm_at_finish(monkeypatch, Ex2MCMC)
     res = lf.refine(G, D, _z(20), method="ex2mcmc", steps=4, n_particles=4, seed=0, progress=False,
                     callback=lambda s: setattr(trap, "armed", True), **opts)
     assert trap.hits == [] and res.x.shape[0] == 20

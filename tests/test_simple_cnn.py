@@ -7,19 +7,11 @@ import copy
 import pytest
 import torch
 
-from golden_recipe import TOL, layout_of, load_layout, recipe_state_dict, recipe_x, recipe_z
+from golden_recipe import TOL, layout_of, load_layout, own_rng, recipe_state_dict, recipe_x, recipe_z  # noqa: F401  (own_rng: autouse)
 from latentflow.errors import IntegrityError, ShapeError
 from latentflow.nets.simple_cnn import SimpleCNNDiscriminator, SimpleCNNGenerator, read_xyfjason_checkpoint
 
 LAYOUT = "xyfjason_sngan_cifar10.json"
-
-
-@pytest.fixture(autouse=True)
-def _own_rng():
-    # building modules initialises weights (and spectral-norm vectors) from the global RNG: keep it out of the tests
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        yield
 
 
 @pytest.fixture(scope="module")

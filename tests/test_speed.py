@@ -206,6 +206,19 @@ class _SyncTrap:
         orig_nz = torch.nonzero
         monkeypatch.setattr(torch, "nonzero", self._wrap("torch.nonzero", orig_nz))
 
+    def disarm_at_finish(self, monkeypatch, owner=None) -> "_SyncTrap":
+        """Disarm when ``owner.finish`` (the driver's by default; a kernel class for a kernel's own finish)
+        starts: the run's one read-back happens there."""
+        from latentflow.samplers import _driver
+        owner = owner or _driver.Driver
+        orig, trap = owner.finish, self
+
+        def finish(obj, *a, **k):
+            trap.armed = False
+            return orig(obj, *a, **k)
+        monkeypatch.setattr(owner, "finish", finish)
+        return self
+
     def _wrap(self, name, orig):
         trap = self
 
@@ -234,13 +247,7 @@ def test_step_loops_do_no_host_sync(pair, monkeypatch, case):
     tconditioned, opts = SYNC_CASES[case]
     if tconditioned:
         G, D = None, _tD()
-    trap = _SyncTrap(monkeypatch)
-    orig_finish = _driver.Driver.finish
-
-    def finish(self, *a, **k):
-        trap.armed = False
-        return orig_finish(self, *a, **k)
-    monkeypatch.setattr(_driver.Driver, "finish", finish)
+    trap = _SyncTrap(monkeypatch).disarm_at_finish(monkeypatch)
 
     def arm(step):
         trap.armed = True

@@ -9,21 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golden_recipe import TOL, layout_of, load_layout, recipe_state_dict, recipe_x, recipe_z
+from golden_recipe import TOL, layout_of, load_layout, own_rng, recipe_state_dict, recipe_x, recipe_z  # noqa: F401  (own_rng: autouse)
 from latentflow.errors import IntegrityError, ShapeError
 from latentflow.nets.studiogan_resnet import (StudioGANResNetDiscriminator, StudioGANResNetGenerator,
                                               read_studiogan_checkpoint, studiogan_downgrade_state_dict,
                                               studiogan_upgrade_state_dict)
 
 LAYOUT = "studiogan_sngan_cifar10.json"
-
-
-@pytest.fixture(autouse=True)
-def _own_rng():
-    # building modules initialises weights (and spectral-norm vectors) from the global RNG: keep it out of the tests
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -72,8 +72,9 @@ class ModelPair:
             P = self.extra.get("P")
             if P is None:
                 raise ManifestError(f'model "{self.meta.get("name")}" starts from a fitted Gaussian but has no P network')
+            where = P.mean.device      # the net stays where it was loaded; only its output moves
             with torch.no_grad():
-                return P.to(device)(z.reshape(n, -1)).to(dtype)
+                return P(z.reshape(n, -1).to(where)).to(device=device, dtype=dtype)
         return z
 
     @property

@@ -2,8 +2,9 @@
 
 Each iteration draws ``x_0`` from the prior (``N(0, I)`` by default), simulates the current flow with Euler
 on the grid ``t_i = i/N`` (``x_{i+1} = x_i - (η/N) ∇_x c(f(x_i, t_i))``, no gradient through the
-simulation), picks one step ``i_b ~ U{0..N-1}`` per sample and takes one optimiser step on the discriminator loss at ``t_b = i_b/N``
-for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
+simulation), picks one step ``i_b ~ U{0..N-1}`` per sample and takes one optimiser step on the
+discriminator loss at ``t_b = i_b/N`` for the fake ``x_{i_b}`` against a real sample evaluated at the same
+``t_b``:
 
 * ``ns``: ``softplus(f(fake)) + softplus(-f(real))`` (f high on real data);
 * ``ipm``: ``E f(real) - E f(fake) + λ E ||∇_x f(x̂, t)||²`` on interpolates ``x̂`` (zero-centred GP;
@@ -12,12 +13,12 @@ for the fake ``x_{i_b}`` against a real sample evaluated at the same ``t_b``:
 
 Options beyond Algorithm 3: ``prior="gaussian"`` (``x_0 ~ N(mean, cov)`` of the training data instead of
 ``N(0, I)``: a ``gaussian_prior`` net fitted once, written as ``P.safetensors``; loaded models draw ``x_0``
-from it, see ``ModelPair.initial_state``), ``time_sampling="uniform"`` (Algorithm 2: ``t_b ~ U[0, 1)``, the particle
-carried part of an Euler step past its grid time, so that a critic with a smooth time embedding is trained
-between grid times and Euler or Heun can sample on any grid), ``reuse`` (one simulated batch of
-trajectories serves several D updates), ``time_weight="balanced"`` (each time bin's IPM + GP objective
-divided by its running RMS ``‖∇f‖``), ``lr_schedule`` (constant, linear or cosine decay of Adam's rate)
-and an EMA of D's weights. ``PRESETS`` holds named recipes (Fashion-MNIST on a CPU core; Franceschi et al. 2023's MNIST
+from it, see ``ModelPair.initial_state``), ``time_sampling="uniform"`` (Algorithm 2: ``t_b ~ U[0, 1)``, the
+particle carried part of an Euler step past its grid time, so that a critic with a smooth time embedding is
+trained between grid times and Euler or Heun can sample on any grid), ``reuse`` (one simulated batch of
+trajectories serves several D updates), ``time_weight="balanced"`` (each time bin's IPM + GP objective divided
+by its running RMS ``‖∇f‖``), ``lr_schedule`` (constant, linear or cosine decay of Adam's rate) and an EMA of
+D's weights. ``PRESETS`` holds named recipes (Fashion-MNIST on a CPU core; Franceschi et al. 2023's MNIST
 32x32 configuration for a GPU).
 
 A sample only needs the trajectory up to its own ``i_b``, so particles leave the simulation once their
