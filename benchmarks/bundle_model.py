@@ -5,6 +5,7 @@
 
 The printed YAML goes into latentflow/checkpoints/checkpoints_manifest.yaml (hashes and sizes included).
 """
+
 import argparse
 import hashlib
 import json

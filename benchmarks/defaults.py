@@ -17,6 +17,7 @@ MH with K < 100 spends fewer D evaluations (K is MH's budget): reported, not cho
 
     OMP_NUM_THREADS=1 nice python benchmarks/defaults.py [--only NAME ...] [--n2d 2000] [--nimg 500] [--tables]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,6 +75,7 @@ class Scorer:
         self.data, self.image = data, data == "fashion-mnist"
         if not self.image:
             from latentflow.data import toy
+
             self.ref = toy(data).sample(n, generator=424242)
 
     def __call__(self, x: torch.Tensor) -> float | None:
@@ -81,8 +83,10 @@ class Scorer:
             return None
         if self.image:
             from latentflow.metrics import KEY_FID, fid_fmnist, to_uint8
+
             return float(fid_fmnist(to_uint8(x), verbose=False)[KEY_FID])
         from latentflow.metrics import toy_metrics
+
         return float(toy_metrics(x, self.data, reference=self.ref, n_emd=self.ref.shape[0], generator=0)["emd"])
 
 
@@ -108,30 +112,59 @@ def bench(name: str, n2d: int, nimg: int, only=None) -> dict:
             rows.append({**row, "error": str(e)[:200]})
             continue
         m = score(res.x)
-        row.update(metric=m, change=None if m is None else m / base - 1, cpu_s=time.process_time() - t,
-                   d_evals_per_sample=float(res.info.get("n_D_forward", 0)) / n)
+        row.update(
+            metric=m,
+            change=None if m is None else m / base - 1,
+            cpu_s=time.process_time() - t,
+            d_evals_per_sample=float(res.info.get("n_D_forward", 0)) / n,
+        )
         if "accept_rate" in res.info and method == "ddls":
-            row.update(accept_rate=float(res.info["accept_rate"].mean()),
-                       eps_final_median=float(res.info["step_size_final"].median()))
+            row.update(
+                accept_rate=float(res.info["accept_rate"].mean()),
+                eps_final_median=float(res.info["step_size_final"].median()),
+            )
         rows.append(row)
-        print(f"{name:22s} {label:36s} {m if m is None else round(m, 4)!s:>9} "
-              f"{'' if m is None else f'{100 * (m / base - 1):+.1f} %'}", flush=True)
-    return {"name": name, "group": "foreign" if name in fg.SPECS else "bundled", "data": data, "n": n,
-            "d_output": d_out, "prior": prior, "metric_name": "fid_fmnist" if data == "fashion-mnist" else "emd",
-            "generator": base, "generator_other_draw": base2, "noise": abs(base2 / base - 1), "rows": rows}
+        print(
+            f"{name:22s} {label:36s} {m if m is None else round(m, 4)!s:>9} "
+            f"{'' if m is None else f'{100 * (m / base - 1):+.1f} %'}",
+            flush=True,
+        )
+    return {
+        "name": name,
+        "group": "foreign" if name in fg.SPECS else "bundled",
+        "data": data,
+        "n": n,
+        "d_output": d_out,
+        "prior": prior,
+        "metric_name": "fid_fmnist" if data == "fashion-mnist" else "emd",
+        "generator": base,
+        "generator_other_draw": base2,
+        "noise": abs(base2 / base - 1),
+        "rows": rows,
+    }
 
 
 def summary(models: list, group: str) -> dict:
     """Per candidate over the models of ``group``: worst, median and every change."""
     out = {}
     for label, (method, _) in CANDIDATES.items():
-        ch = {g["name"]: r.get("change") for g in models if g["group"] == group
-              for r in g["rows"] if r["candidate"] == label}
+        ch = {
+            g["name"]: r.get("change")
+            for g in models
+            if g["group"] == group
+            for r in g["rows"]
+            if r["candidate"] == label
+        }
         vals = [v for v in ch.values() if v is not None]
-        bad = len(vals) < len(ch)      # a failure (non-finite, error) is the worst case
-        out[label] = {"method": method, "changes": ch, "n": len(ch), "failed": bad or not vals,
-                      "worst": None if bad or not vals else max(vals),
-                      "median": statistics.median(vals) if vals else None}
+        bad = len(vals) < len(ch)  # a failure (non-finite, error) is the worst case
+        out[label] = {
+            "method": method,
+            "changes": ch,
+            "n": len(ch),
+            "failed": bad or not vals,
+            "worst": None if bad or not vals else max(vals),
+            "median": statistics.median(vals) if vals else None,
+        }
     return out
 
 
@@ -155,50 +188,79 @@ def _pct(v, failed=False):
 
 def tables(doc: dict) -> str:
     models = doc["models"]
-    out = ["# `refine` defaults: candidates at equal budget (~100 D evaluations per sample)", "",
-           "Change of EMD (2-D) / FID-FMNIST (images) against the generator alone on the same held-out latents "
-           "(lower is better). Options given: the model's `d_output` and prior only. One seed; `noise`: the "
-           "generator's own change between two latent draws. CPU, 1 thread. Written by `benchmarks/defaults.py`.",
-           ""]
-    for group, title in (("foreign", "GANs latentflow did not make (the defaults are chosen by these)"),
-                         ("bundled", "Bundled models (for information only; never used to choose)")):
+    out = [
+        "# `refine` defaults: candidates at equal budget (~100 D evaluations per sample)",
+        "",
+        "Change of EMD (2-D) / FID-FMNIST (images) against the generator alone on the same held-out latents "
+        "(lower is better). Options given: the model's `d_output` and prior only. One seed; `noise`: the "
+        "generator's own change between two latent draws. CPU, 1 thread. Written by `benchmarks/defaults.py`.",
+        "",
+    ]
+    for group, title in (
+        ("foreign", "GANs latentflow did not make (the defaults are chosen by these)"),
+        ("bundled", "Bundled models (for information only; never used to choose)"),
+    ):
         gm = [g for g in models if g["group"] == group]
         if not gm:
             continue
         summ = summary(models, group)
-        out += [f"## {title}", "",
-                "| candidate | " + " | ".join(g["name"] for g in gm) + " | worst | median |",
-                "|---|" + "---|" * (len(gm) + 2)]
-        out.append("| generator alone (metric; noise) | " + " | ".join(
-            f"{g['generator']:.4g}; ±{100 * g['noise']:.1f} %" for g in gm) + " | | |")
+        out += [
+            f"## {title}",
+            "",
+            "| candidate | " + " | ".join(g["name"] for g in gm) + " | worst | median |",
+            "|---|" + "---|" * (len(gm) + 2),
+        ]
+        out.append(
+            "| generator alone (metric; noise) | "
+            + " | ".join(f"{g['generator']:.4g}; ±{100 * g['noise']:.1f} %" for g in gm)
+            + " | | |"
+        )
         for label, s in summ.items():
             mark = " (fewer D evaluations; not chosen)" if label in REDUCED_BUDGET else ""
-            out.append(f"| {label}{mark} | " + " | ".join(_pct(s["changes"].get(g["name"])) for g in gm)
-                       + f" | {_pct(s['worst'], s['failed'])} | {_pct(s['median'])} |")
+            out.append(
+                f"| {label}{mark} | "
+                + " | ".join(_pct(s["changes"].get(g["name"])) for g in gm)
+                + f" | {_pct(s['worst'], s['failed'])} | {_pct(s['median'])} |"
+            )
         out.append("")
         mala = [(g["name"], r) for g in gm for r in g["rows"] if "eps_final_median" in r]
         if mala:
-            out += ["MALA step-size adaptation (median adapted ε over chains; mean acceptance after adaptation, "
-                    "target 0.574):", "", "| model | candidate | ε | acceptance |", "|---|---|---|---|"]
-            out += [f"| {n} | {r['candidate']} | {r['eps_final_median']:.3g} | {r['accept_rate']:.3f} |"
-                    for n, r in mala]
+            out += [
+                "MALA step-size adaptation (median adapted ε over chains; mean acceptance after adaptation, "
+                "target 0.574):",
+                "",
+                "| model | candidate | ε | acceptance |",
+                "|---|---|---|---|",
+            ]
+            out += [
+                f"| {n} | {r['candidate']} | {r['eps_final_median']:.3g} | {r['accept_rate']:.3f} |" for n, r in mala
+            ]
             out.append("")
     if "picks" in doc:
-        out += ["## Chosen (rule: least worst-case change on the foreign group; among candidates within the "
-                f"largest generator noise ({100 * doc['noise']:.1f} %) of it, the best median change; MH with "
-                "K < 100 not eligible)", ""]
+        out += [
+            "## Chosen (rule: least worst-case change on the foreign group; among candidates within the "
+            f"largest generator noise ({100 * doc['noise']:.1f} %) of it, the best median change; MH with "
+            "K < 100 not eligible)",
+            "",
+        ]
         fs = doc["summary"]["foreign"]
-        out += [f"- {m}: **{p}** (worst {_pct(fs[p]['worst'], fs[p]['failed'])}, median {_pct(fs[p]['median'])})"
-                for m, p in doc["picks"].items()]
+        out += [
+            f"- {m}: **{p}** (worst {_pct(fs[p]['worst'], fs[p]['failed'])}, median {_pct(fs[p]['median'])})"
+            for m, p in doc["picks"].items()
+        ]
         out.append("")
-    out += ["## Caveats", "",
-            "- One seed per cell and one held-out draw per model: differences under the `noise` of a model's column "
-            "mean nothing (grid25-ns-bn's EMD moves 7.3 % between two latent draws of the generator alone).",
-            "- FID-FMNIST at 500 samples is biased upward; compare rows within a column only.",
-            "- DRS spends what its acceptance needs (7-42 D evaluations per sample here, pilot included), not 100.",
-            "- The bundled models use their own `sampling:` settings in `latentflow sample` / `ModelPair.refine`; "
-            "their rows here show what the bare defaults would do to them (WGAN-GP critics with a large scale: "
-            "grid25-wgangp is hurt by every DDLS/DRS/MH default; DOT helps all three).", ""]
+    out += [
+        "## Caveats",
+        "",
+        "- One seed per cell and one held-out draw per model: differences under the `noise` of a model's column "
+        "mean nothing (grid25-ns-bn's EMD moves 7.3 % between two latent draws of the generator alone).",
+        "- FID-FMNIST at 500 samples is biased upward; compare rows within a column only.",
+        "- DRS spends what its acceptance needs (7-42 D evaluations per sample here, pilot included), not 100.",
+        "- The bundled models use their own `sampling:` settings in `latentflow sample` / `ModelPair.refine`; "
+        "their rows here show what the bare defaults would do to them (WGAN-GP critics with a large scale: "
+        "grid25-wgangp is hurt by every DDLS/DRS/MH default; DOT helps all three).",
+        "",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -207,8 +269,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", default=None, choices=[*FOREIGN, *BUNDLED])
     ap.add_argument("--n2d", type=int, default=2000)
     ap.add_argument("--nimg", type=int, default=500)
-    ap.add_argument("--candidates", nargs="*", default=None, choices=list(CANDIDATES),
-                    help="run only these candidates, merging their rows into results.json")
+    ap.add_argument(
+        "--candidates",
+        nargs="*",
+        default=None,
+        choices=list(CANDIDATES),
+        help="run only these candidates, merging their rows into results.json",
+    )
     ap.add_argument("--tables", action="store_true", help="only rebuild results.md from results.json")
     args = ap.parse_args(argv)
     path = OUT / "results.json"
@@ -221,8 +288,10 @@ def main(argv=None) -> int:
             if args.candidates is not None and old is not None:
                 keep = [r for r in old["rows"] if r["candidate"] not in args.candidates]
                 g["rows"] = sorted(keep + g["rows"], key=lambda r: list(CANDIDATES).index(r["candidate"]))
-            doc["models"] = sorted([m for m in doc["models"] if m["name"] != name] + [g],
-                                   key=lambda m: [*FOREIGN, *BUNDLED].index(m["name"]))
+            doc["models"] = sorted(
+                [m for m in doc["models"] if m["name"] != name] + [g],
+                key=lambda m: [*FOREIGN, *BUNDLED].index(m["name"]),
+            )
             atomic_write_json(path, doc)
     foreign = [g for g in doc["models"] if g["group"] == "foreign"]
     if foreign:

@@ -16,6 +16,7 @@ CPU seconds); ``load_gan(name)`` rebuilds them, training first when they are mis
 
     OMP_NUM_THREADS=1 python benchmarks/foreign_gans.py [--only NAME ...] [--retrain]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,18 +67,70 @@ class ImageG(nn.Module):
 
 
 SPECS = {
-    "grid25-ns-bn": dict(data="grid25", loss="ns", prior="normal", latent_dim=2, d_output="prob",
-                         g=[2, 128, 128, 2], d=[2, 128, 128, 1], g_bn=True, d_bn=True, d_sigmoid=True,
-                         n_d=1, steps=3000, batch=256, lr=(2e-4, 2e-4), betas=(0.5, 0.999)),
-    "ring8-wgp-unif": dict(data="ring8", loss="wgan-gp", prior="uniform", latent_dim=4, d_output="critic",
-                           g=[4, 256, 256, 2], d=[2, 256, 256, 1], g_bn=False, d_bn=False, d_sigmoid=False,
-                           n_d=5, steps=6000, batch=256, lr=(2e-4, 2e-4), betas=(0.5, 0.9)),
-    "swiss-hinge-strongd": dict(data="swissroll", loss="hinge", prior="normal", latent_dim=2, d_output="logit",
-                                g=[2, 64, 64, 2], d=[2, 512, 512, 512, 1], g_bn=False, d_bn=False,
-                                d_sigmoid=False, n_d=5, steps=1500, batch=256, lr=(2e-4, 2e-4),
-                                betas=(0.5, 0.9)),
-    "fmnist-mlp-ns": dict(data="fashion-mnist", loss="ns", prior="normal", latent_dim=32, d_output="prob",
-                          d_sigmoid=True, n_d=1, steps=4000, batch=64, lr=(2e-4, 2e-4), betas=(0.5, 0.999)),
+    "grid25-ns-bn": dict(
+        data="grid25",
+        loss="ns",
+        prior="normal",
+        latent_dim=2,
+        d_output="prob",
+        g=[2, 128, 128, 2],
+        d=[2, 128, 128, 1],
+        g_bn=True,
+        d_bn=True,
+        d_sigmoid=True,
+        n_d=1,
+        steps=3000,
+        batch=256,
+        lr=(2e-4, 2e-4),
+        betas=(0.5, 0.999),
+    ),
+    "ring8-wgp-unif": dict(
+        data="ring8",
+        loss="wgan-gp",
+        prior="uniform",
+        latent_dim=4,
+        d_output="critic",
+        g=[4, 256, 256, 2],
+        d=[2, 256, 256, 1],
+        g_bn=False,
+        d_bn=False,
+        d_sigmoid=False,
+        n_d=5,
+        steps=6000,
+        batch=256,
+        lr=(2e-4, 2e-4),
+        betas=(0.5, 0.9),
+    ),
+    "swiss-hinge-strongd": dict(
+        data="swissroll",
+        loss="hinge",
+        prior="normal",
+        latent_dim=2,
+        d_output="logit",
+        g=[2, 64, 64, 2],
+        d=[2, 512, 512, 512, 1],
+        g_bn=False,
+        d_bn=False,
+        d_sigmoid=False,
+        n_d=5,
+        steps=1500,
+        batch=256,
+        lr=(2e-4, 2e-4),
+        betas=(0.5, 0.9),
+    ),
+    "fmnist-mlp-ns": dict(
+        data="fashion-mnist",
+        loss="ns",
+        prior="normal",
+        latent_dim=32,
+        d_output="prob",
+        d_sigmoid=True,
+        n_d=1,
+        steps=4000,
+        batch=64,
+        lr=(2e-4, 2e-4),
+        betas=(0.5, 0.999),
+    ),
 }
 
 
@@ -116,6 +169,7 @@ def train(name: str, seed: int = 0) -> dict:
 
         def real_batch(n):
             return ds.sample(n, generator=gen)
+
     t0 = time.process_time()
     for step in range(s["steps"]):
         for _ in range(s["n_d"]):
@@ -153,8 +207,9 @@ def train(name: str, seed: int = 0) -> dict:
     D.eval()
     MODELS.mkdir(parents=True, exist_ok=True)
     for role, m in (("G", G), ("D", D)):
-        atomic_save_safetensors({k: v.detach().contiguous() for k, v in m.state_dict().items()},
-                                MODELS / f"{name}_{role}.safetensors")
+        atomic_save_safetensors(
+            {k: v.detach().contiguous() for k, v in m.state_dict().items()}, MODELS / f"{name}_{role}.safetensors"
+        )
     meta = {"name": name, "seed": seed, "train_cpu_s": cpu_s, **{k: v for k, v in s.items()}}
     atomic_write_json(MODELS / f"{name}.json", meta)
     print(f"{name}: trained in {cpu_s:.1f} CPU s", flush=True)
@@ -164,6 +219,7 @@ def train(name: str, seed: int = 0) -> dict:
 def load_gan(name: str, retrain: bool = False):
     """``(G, D, meta)`` of the named GAN in eval mode, trained first when its files are missing."""
     from safetensors.torch import load_file
+
     if retrain or not (MODELS / f"{name}_G.safetensors").exists():
         train(name)
     G, D = build(name)

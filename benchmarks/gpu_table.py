@@ -11,6 +11,7 @@ the compiled-vs-eager differences, the 50k-chain ``batch_size="auto"`` run and t
 estimate; with ``--readme`` it also replaces the README's text between ``<!-- gpu-table:start -->`` and
 ``<!-- gpu-table:end -->``. Ratios are from one run of the benchmark.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,47 +51,72 @@ def _fmt(v, spec=".2f"):
 def table(tp: dict, tests: dict | None) -> str:
     env = tp.get("env", {})
     dev = env.get("device_name") or env.get("gpu") or env.get("device") or "?"
-    lines = [f"GPU check on **{dev}** (torch {env.get('torch', '?')}, one run of `benchmarks/gpu_check.sh`"
-             f"{', CI sizes' if tp.get('quick') else ''}, {tp.get('total_s', 0):.0f} s of benchmark).", ""]
+    lines = [
+        f"GPU check on **{dev}** (torch {env.get('torch', '?')}, one run of `benchmarks/gpu_check.sh`"
+        f"{', CI sizes' if tp.get('quick') else ''}, {tp.get('total_s', 0):.0f} s of benchmark).",
+        "",
+    ]
     if tests is not None:
-        lines += [f"`pytest -m gpu`: {tests['passed']} passed, {tests['failures'] + tests['errors']} failed, "
-                  f"{tests['skipped']} skipped" + (f" ({', '.join(tests['failed'])})" if tests["failed"] else ""), ""]
-    lines += ["| model | chains | plain steps/s | StudioGAN-style | latentflow eager | compiled | CUDA graph | bf16 "
-              "| best fast / plain | best fast / StudioGAN | 50k x 1,000 (h, best) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"`pytest -m gpu`: {tests['passed']} passed, {tests['failures'] + tests['errors']} failed, "
+            f"{tests['skipped']} skipped" + (f" ({', '.join(tests['failed'])})" if tests["failed"] else ""),
+            "",
+        ]
+    lines += [
+        "| model | chains | plain steps/s | StudioGAN-style | latentflow eager | compiled | CUDA graph | bf16 "
+        "| best fast / plain | best fast / StudioGAN | 50k x 1,000 (h, best) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     verdicts = []
     for res in tp.get("results", []):
         rows = {r["loop"]: r for r in res["rows"]}
-        sps = (lambda k: rows[k]["chain_steps_per_s"] if k in rows else None)
+        sps = lambda k, rows=rows: rows[k]["chain_steps_per_s"] if k in rows else None
         fast = [k for k in FAST if k in rows]
         best = max(fast, key=lambda k: rows[k]["chain_steps_per_s"]) if fast else None
         r_plain = _ratio(rows, best, "plain") if best else None
         r_studio = _ratio(rows, best, "studiogan-style") if best else None
         fastest = max(rows.values(), key=lambda r: r["chain_steps_per_s"])
         bf = next((k for k in rows if k.startswith("latentflow+bf") or k.startswith("latentflow+fp")), None)
-        lines.append(f"| {res['model']} | {res['chains']} | {_fmt(sps('plain'), '.0f')} | "
-                     f"{_fmt(sps('studiogan-style'), '.0f')} | {_fmt(sps('latentflow'), '.0f')} | "
-                     f"{_fmt(sps('latentflow+compile'), '.0f')} | {_fmt(sps('latentflow+cuda_graph'), '.0f')} | "
-                     f"{_fmt(sps(bf) if bf else None, '.0f')} | {_fmt(r_plain)}x | {_fmt(r_studio)}x | "
-                     f"{fastest['est_50k_x_1000_s'] / 3600:.2f} ({fastest['loop']}) |")
+        lines.append(
+            f"| {res['model']} | {res['chains']} | {_fmt(sps('plain'), '.0f')} | "
+            f"{_fmt(sps('studiogan-style'), '.0f')} | {_fmt(sps('latentflow'), '.0f')} | "
+            f"{_fmt(sps('latentflow+compile'), '.0f')} | {_fmt(sps('latentflow+cuda_graph'), '.0f')} | "
+            f"{_fmt(sps(bf) if bf else None, '.0f')} | {_fmt(r_plain)}x | {_fmt(r_studio)}x | "
+            f"{fastest['est_50k_x_1000_s'] / 3600:.2f} ({fastest['loop']}) |"
+        )
         if res["model"] != "mlp" and res["chains"] >= 1024 and best:
             ok = (r_plain or 0) >= 2 and (r_studio or 0) >= 3
-            verdicts.append(f"- {res['model']} @ {res['chains']}: {best} is {_fmt(r_plain)}x plain (target 2x), "
-                            f"{_fmt(r_studio)}x StudioGAN-style (target 3x): **{'met' if ok else 'NOT met'}**")
+            verdicts.append(
+                f"- {res['model']} @ {res['chains']}: {best} is {_fmt(r_plain)}x plain (target 2x), "
+                f"{_fmt(r_studio)}x StudioGAN-style (target 3x): **{'met' if ok else 'NOT met'}**"
+            )
     if verdicts:
         lines += ["", "Targets (batch >= 1,024, CIFAR-10 architectures):", *verdicts]
-    eq = [(res["model"], res["chains"], p, d) for res in tp.get("results", [])
-          for p, d in (res.get("equal_to_eager") or {}).items()]
+    eq = [
+        (res["model"], res["chains"], p, d)
+        for res in tp.get("results", [])
+        for p, d in (res.get("equal_to_eager") or {}).items()
+    ]
     if eq:
-        lines += ["", "Against eager (256 chains, 5 steps, same seed): " + "; ".join(
-            f"{m} {p}: " + (f"max |dx| {d['max_abs_dx']:.2e}" if "max_abs_dx" in d else d.get("error", "?"))
-            for m, c, p, d in eq)]
+        lines += [
+            "",
+            "Against eager (256 chains, 5 steps, same seed): "
+            + "; ".join(
+                f"{m} {p}: " + (f"max |dx| {d['max_abs_dx']:.2e}" if "max_abs_dx" in d else d.get("error", "?"))
+                for m, c, p, d in eq
+            ),
+        ]
     if tp.get("auto_50k") or tp.get("skipped"):
         lines.append("")
     for a in tp.get("auto_50k", []):
-        lines.append(f"- {a['chains']} chains, `batch_size=\"auto\"` ({a['model']}): " +
-                     (f"ran, no out-of-memory, {a['s']:.1f} s for one step, chunks {a.get('auto_batch_size')}"
-                      if a["ok"] else f"FAILED: {a.get('error')}"))
+        lines.append(
+            f'- {a["chains"]} chains, `batch_size="auto"` ({a["model"]}): '
+            + (
+                f"ran, no out-of-memory, {a['s']:.1f} s for one step, chunks {a.get('auto_batch_size')}"
+                if a["ok"]
+                else f"FAILED: {a.get('error')}"
+            )
+        )
     for s in tp.get("skipped", []):
         lines.append(f"- skipped {s['model']} (chains {s['chains']}): {s['why']}")
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ sample; FID-FMNIST, KID and classifier score (fmnist-classifier features, vs Fas
 Same as ``latentflow bench images``. Writes OUT/results.json, OUT/results.md, OUT/fid_vs_steps.png and
 OUT/grid_*.png; exits 1 if any row failed (the other rows are still written).
 """
+
 import argparse
 import logging
 import sys
@@ -21,11 +22,18 @@ from latentflow.app.images import DEFAULT_METHODS, run_images_bench
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="dcgan-fashion", help="model name, folder or hf: reference")
-    p.add_argument("--methods", default=None,
-                   help=f"comma-separated rows [default: {','.join(DEFAULT_METHODS)}]; options as ddls:steps=20")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated rows [default: {','.join(DEFAULT_METHODS)}]; options as ddls:steps=20",
+    )
     p.add_argument("--num", type=int, default=None, help="samples per row [2000; quick 200]")
-    p.add_argument("--budget", type=int, default=None,
-                   help="D evaluations per sample [the model's recommended DDLS steps, else 50; quick 5]")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="D evaluations per sample [the model's recommended DDLS steps, else 50; quick 5]",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--inception", action="store_true", help="also Inception FID (generator and best DDLS)")
     p.add_argument("--inception-num", type=int, default=None, help="samples for Inception FID [1000]")
@@ -37,9 +45,18 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     if a.threads:
         torch.set_num_threads(a.threads)
-    return run_images_bench(model=a.model, methods=a.methods.split(",") if a.methods else None, num=a.num,
-                            seed=a.seed, out=a.out, quick=a.quick, inception=a.inception,
-                            progress=not a.quiet, budget=a.budget, inception_num=a.inception_num)
+    return run_images_bench(
+        model=a.model,
+        methods=a.methods.split(",") if a.methods else None,
+        num=a.num,
+        seed=a.seed,
+        out=a.out,
+        quick=a.quick,
+        inception=a.inception,
+        progress=not a.quiet,
+        budget=a.budget,
+        inception_num=a.inception_num,
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ the neighbours); the ratio of medians is reported beside it.
     python benchmarks/overhead.py                       # bundled grid25-wgangp model, CPU
     python benchmarks/overhead.py --arch random-mlp --chains 4096 --device cuda
 """
+
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -25,12 +25,12 @@ def plain_ddls(G, D, z, steps, eps, gen):
     z = z.clone()
     for _ in range(steps):
         z.requires_grad_(True)
-        E = 0.5 * (z ** 2).sum(1) - D(G(z)).reshape(-1)
+        E = 0.5 * (z**2).sum(1) - D(G(z)).reshape(-1)
         (g,) = torch.autograd.grad(E.sum(), z)
         noise = torch.randn(z.shape, generator=gen, device=gen.device).to(z.device)
         z = (z - 0.5 * eps * g + math.sqrt(eps) * noise).detach()
     with torch.no_grad():
-        return G(z)            # the samples, as refine returns them
+        return G(z)  # the samples, as refine returns them
 
 
 def sync(device):
@@ -59,8 +59,17 @@ def main(argv=None):
     def t_refine():
         sync(dev)
         t = time.perf_counter()
-        lf.refine(G, D, z0, method="ddls", steps=a.steps, step_size=eps, d_output=pair.meta["d_output"],
-                  generator=torch.Generator().manual_seed(0), progress=False)
+        lf.refine(
+            G,
+            D,
+            z0,
+            method="ddls",
+            steps=a.steps,
+            step_size=eps,
+            d_output=pair.meta["d_output"],
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+        )
         sync(dev)
         return (time.perf_counter() - t) / a.steps
 
@@ -71,24 +80,37 @@ def main(argv=None):
         sync(dev)
         return (time.perf_counter() - t) / a.steps
 
-    t_refine(), t_plain()          # warm-up
+    t_refine(), t_plain()  # warm-up
     tr, tp = [], []
-    for i in range(a.repeats):     # interleaved, alternating order
+    for i in range(a.repeats):  # interleaved, alternating order
         for f, acc in ((t_refine, tr), (t_plain, tp)) if i % 2 == 0 else ((t_plain, tp), (t_refine, tr)):
             acc.append(f())
     ratio = min(tr) / min(tp)
     ratio_median = statistics.median(tr) / statistics.median(tp)
-    doc = {"schema": 1, "suite": "overhead", "env": env_info(dev), "model": a.model, "chains": a.chains,
-           "steps": a.steps, "repeats": a.repeats,
-           "refine_s_per_step": min(tr), "plain_s_per_step": min(tp),
-           "ratio_refine_over_plain": ratio, "ratio_of_medians": ratio_median, "refine_all": tr, "plain_all": tp}
+    doc = {
+        "schema": 1,
+        "suite": "overhead",
+        "env": env_info(dev),
+        "model": a.model,
+        "chains": a.chains,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "refine_s_per_step": min(tr),
+        "plain_s_per_step": min(tp),
+        "ratio_refine_over_plain": ratio,
+        "ratio_of_medians": ratio_median,
+        "refine_all": tr,
+        "plain_all": tp,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(a.out), doc)
     print("| loop | ms / step (best of repeats) | ms / step (median) |\n|---|---|---|")
     print(f"| plain PyTorch | {1e3 * min(tp):.2f} | {1e3 * statistics.median(tp):.2f} |")
     print(f"| latentflow.refine (ddls) | {1e3 * min(tr):.2f} | {1e3 * statistics.median(tr):.2f} |")
-    print(f"\nratio refine / plain = {ratio:.3f} (best of {a.repeats}; ratio of medians {ratio_median:.3f}); "
-          f"{a.chains} chains, {a.steps} steps, {dev.type}")
+    print(
+        f"\nratio refine / plain = {ratio:.3f} (best of {a.repeats}; ratio of medians {ratio_median:.3f}); "
+        f"{a.chains} chains, {a.steps} steps, {dev.type}"
+    )
     return 0
 
 

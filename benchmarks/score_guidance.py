@@ -18,6 +18,7 @@ FID-FMNIST (the bundled Fashion-MNIST classifier's features against the test spl
 ``latentflow.metrics.fid_fmnist``; **not** Inception FID) on ``--n`` samples for Fashion-MNIST. All on a CPU
 with one thread, sized to minutes; the numbers are not comparable with the paper's (CIFAR-10, ImageNet, GPUs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,18 +47,46 @@ from latentflow.train import get_trainer, parse_overrides
 PRESETS = {
     "grid25": {
         "bench": dict(n=2000, heun_steps=10, w=[0.5, 1.0, 2.0], guide_range=[0.002, 1.0]),
-        "denoiser": dict(arch="den_mlp", arch_kwargs={"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32},
-                         sigma_data=1.0, batch_size=256, steps=4000, lr=2e-3, ema=0.999),
-        "dgdisc": dict(arch="dg_mlp", arch_kwargs={"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32,
-                                                   "sigma_data": 1.0},
-                       n_fake=10000, batch_size=256, steps=3000, lr=1e-3, p_mean=-2.0, p_std=1.0),
+        "denoiser": dict(
+            arch="den_mlp",
+            arch_kwargs={"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32},
+            sigma_data=1.0,
+            batch_size=256,
+            steps=4000,
+            lr=2e-3,
+            ema=0.999,
+        ),
+        "dgdisc": dict(
+            arch="dg_mlp",
+            arch_kwargs={"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32, "sigma_data": 1.0},
+            n_fake=10000,
+            batch_size=256,
+            steps=3000,
+            lr=1e-3,
+            p_mean=-2.0,
+            p_std=1.0,
+        ),
     },
     "fashion-mnist": {
         "bench": dict(n=2000, heun_steps=10, w=[1.0, 2.0, 3.0], guide_range=[0.002, 10.0]),
-        "denoiser": dict(arch="tconv28_den", arch_kwargs={"channels": 1, "ch": 16}, sigma_data=0.5,
-                         batch_size=64, steps=2000, lr=2e-3, ema=0.998),
-        "dgdisc": dict(arch="dg_conv28", arch_kwargs={"channels": 1, "ch": 16, "sigma_data": 0.5},
-                       n_fake=4000, batch_size=64, steps=2000, lr=1e-3, gen_batch=500),
+        "denoiser": dict(
+            arch="tconv28_den",
+            arch_kwargs={"channels": 1, "ch": 16},
+            sigma_data=0.5,
+            batch_size=64,
+            steps=2000,
+            lr=2e-3,
+            ema=0.998,
+        ),
+        "dgdisc": dict(
+            arch="dg_conv28",
+            arch_kwargs={"channels": 1, "ch": 16, "sigma_data": 0.5},
+            n_fake=4000,
+            batch_size=64,
+            steps=2000,
+            lr=1e-3,
+            gen_batch=500,
+        ),
     },
 }
 QUICK = {
@@ -72,18 +101,30 @@ def sample(den, D, w: float, z: torch.Tensor, sigmas: torch.Tensor, guide_range,
     """``(samples, wall seconds, sampler info)``: the ``dg_score`` Heun sampler on the (guided) score of the
     denoiser ``den`` from ``x_T = σ_0 z``."""
     t0 = time.perf_counter()
-    res = lf.refine(None, D, z, method="dg_score", score=den, score_output="denoised", w=w,
-                    sigmas=[float(v) for v in sigmas], guide_range=tuple(guide_range), batch_size=batch,
-                    progress=False)
+    res = lf.refine(
+        None,
+        D,
+        z,
+        method="dg_score",
+        score=den,
+        score_output="denoised",
+        w=w,
+        sigmas=[float(v) for v in sigmas],
+        guide_range=tuple(guide_range),
+        batch_size=batch,
+        progress=False,
+    )
     return res.x, time.perf_counter() - t0, res.info
 
 
 def metrics(data: str, x: torch.Tensor) -> dict:
     if data == "fashion-mnist":
         from latentflow.metrics import fid_fmnist, to_uint8
+
         fd = fid_fmnist(to_uint8(x.clamp(-1, 1)), rng_seed=0, verbose=False)
         return {"fid_fmnist": float(fd["frechet_inception_distance"])}
     from latentflow.metrics import toy_metrics
+
     return toy_metrics(x, data, n_emd=2000)
 
 
@@ -95,52 +136,77 @@ def run_one(data: str, cfgs: dict, bench: dict, work: Path, seed: int, log) -> d
     t0 = time.process_time()
     den = train_den(dcfg, str(work / data / "denoiser"), progress=False)
     t_den = time.process_time() - t0
-    gcfg = Dd(data=data, seed=seed, heun_steps=N, sigma_max=SIGMA_MAX, score=str(work / data / "denoiser"),
-              **cfgs["dgdisc"])
+    gcfg = Dd(
+        data=data, seed=seed, heun_steps=N, sigma_max=SIGMA_MAX, score=str(work / data / "denoiser"), **cfgs["dgdisc"]
+    )
     t0 = time.process_time()
     D = train_d(gcfg, str(work / data / "dgdisc"), score_model=den, progress=False)
     t_d = time.process_time() - t0
-    acc = [json.loads(l)["acc"] for l in (work / data / "dgdisc" / "metrics.jsonl").read_text().splitlines()]
-    log(f"{data}: denoiser {t_den:.0f} s CPU, discriminator {t_d:.0f} s CPU (pool + training; last train acc "
-        f"{acc[-1]:.3f})")
+    acc = [json.loads(line)["acc"] for line in (work / data / "dgdisc" / "metrics.jsonl").read_text().splitlines()]
+    log(
+        f"{data}: denoiser {t_den:.0f} s CPU, discriminator {t_d:.0f} s CPU (pool + training; last train acc "
+        f"{acc[-1]:.3f})"
+    )
     shape = (2,) if data != "fashion-mnist" else (1, 28, 28)
     n = int(bench["n"])
     sig = edm_sigmas(N, 0.002, SIGMA_MAX, 7.0).float()
-    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed + 1000))   # x_T = σ_max z
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed + 1000))  # x_T = σ_max z
     rows = []
     for w in [0.0] + [float(v) for v in bench["w"]]:
         x, secs, info = sample(den, D, w, z, sig, bench["guide_range"])
         m = metrics(data, x)
-        rows.append({"w": w, "nfe_score": info["nfe"], "d_evals": info["n_D_backward"] / n, "sample_seconds": secs,
-                     **m})
+        rows.append(
+            {"w": w, "nfe_score": info["nfe"], "d_evals": info["n_D_backward"] / n, "sample_seconds": secs, **m}
+        )
         log(f"  w={w:g}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + f" ({secs:.1f} s)")
     key = "fid_fmnist" if data == "fashion-mnist" else "emd"
     base = rows[0][key]
     best = min(rows[1:], key=lambda r: r[key])
-    return {"data": data, "n": n, "heun_steps": N, "nfe_score": 2 * N - 1, "metric": key,
-            "guide_range": bench["guide_range"], "rows": rows,
-            "best_w": best["w"], "relative_change_best": (best[key] - base) / base,
-            "cpu_seconds": {"denoiser": t_den, "dgdisc": t_d}, "disc_train_acc_last": acc[-1],
-            "configs": {"denoiser": cfgs["denoiser"], "dgdisc": cfgs["dgdisc"]}}
+    return {
+        "data": data,
+        "n": n,
+        "heun_steps": N,
+        "nfe_score": 2 * N - 1,
+        "metric": key,
+        "guide_range": bench["guide_range"],
+        "rows": rows,
+        "best_w": best["w"],
+        "relative_change_best": (best[key] - base) / base,
+        "cpu_seconds": {"denoiser": t_den, "dgdisc": t_d},
+        "disc_train_acc_last": acc[-1],
+        "configs": {"denoiser": cfgs["denoiser"], "dgdisc": cfgs["dgdisc"]},
+    }
 
 
 def markdown(res: dict) -> str:
-    lines = ["# Discriminator guidance for EDM denoisers (CPU presets)", "",
-             f"torch {res['torch']}, {res['threads']} thread(s); total CPU {res['cpu_seconds_total']:.0f} s. "
-             "Equal NFE: every row evaluates the score network 2N - 1 times per sample from the same starting "
-             "noise; a guided row also evaluates d(x, σ) and its input gradient at those of the points in its "
-             "guide range (d evals per sample in the table).", ""]
+    lines = [
+        "# Discriminator guidance for EDM denoisers (CPU presets)",
+        "",
+        f"torch {res['torch']}, {res['threads']} thread(s); total CPU {res['cpu_seconds_total']:.0f} s. "
+        "Equal NFE: every row evaluates the score network 2N - 1 times per sample from the same starting "
+        "noise; a guided row also evaluates d(x, σ) and its input gradient at those of the points in its "
+        "guide range (d evals per sample in the table).",
+        "",
+    ]
     for r in res["results"]:
         k = r["metric"]
-        lines += [f"## {r['data']} ({k}, n = {r['n']}, Heun N = {r['heun_steps']}, NFE {r['nfe_score']})", "",
-                  f"Denoiser {r['cpu_seconds']['denoiser']:.0f} s CPU, discriminator {r['cpu_seconds']['dgdisc']:.0f} s "
-                  f"CPU (pool + training, last train accuracy {r['disc_train_acc_last']:.3f}); guidance on "
-                  f"σ ∈ [{r['guide_range'][0]:g}, {r['guide_range'][1]:g}].", "",
-                  "| w | " + k + " | other | d evals | sampling s |", "|---|---|---|---|---|"]
+        lines += [
+            f"## {r['data']} ({k}, n = {r['n']}, Heun N = {r['heun_steps']}, NFE {r['nfe_score']})",
+            "",
+            f"Denoiser {r['cpu_seconds']['denoiser']:.0f} s CPU, discriminator {r['cpu_seconds']['dgdisc']:.0f} s "
+            f"CPU (pool + training, last train accuracy {r['disc_train_acc_last']:.3f}); guidance on "
+            f"σ ∈ [{r['guide_range'][0]:g}, {r['guide_range'][1]:g}].",
+            "",
+            "| w | " + k + " | other | d evals | sampling s |",
+            "|---|---|---|---|---|",
+        ]
         for row in r["rows"]:
-            other = ", ".join(f"{a} {b:.4g}" for a, b in row.items()
-                              if a not in ("w", k, "nfe_score", "d_evals", "sample_seconds"))
-            lines.append(f"| {row['w']:g} | {row[k]:.4g} | {other} | {row['d_evals']:g} | {row['sample_seconds']:.1f} |")
+            other = ", ".join(
+                f"{a} {b:.4g}" for a, b in row.items() if a not in ("w", k, "nfe_score", "d_evals", "sample_seconds")
+            )
+            lines.append(
+                f"| {row['w']:g} | {row[k]:.4g} | {other} | {row['d_evals']:g} | {row['sample_seconds']:.1f} |"
+            )
         lines += ["", f"Best w = {r['best_w']:g}: {100 * r['relative_change_best']:+.1f} % {k} against w = 0.", ""]
     return "\n".join(lines) + "\n"
 
@@ -183,10 +249,17 @@ def main(argv=None) -> int:
             if v is not None:
                 bench[k] = v
         results.append(run_one(data, cfgs, bench, work, args.seed, log))
-    res = {"benchmark": "score_guidance", "quick": args.quick, "seed": args.seed, "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "cpu_seconds_total": time.process_time() - t_all,
-           "command": " ".join(["python", "benchmarks/score_guidance.py"] + (argv if argv is not None else sys.argv[1:])),
-           "results": results, "log": log_lines}
+    res = {
+        "benchmark": "score_guidance",
+        "quick": args.quick,
+        "seed": args.seed,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_seconds_total": time.process_time() - t_all,
+        "command": " ".join(["python", "benchmarks/score_guidance.py"] + (argv if argv is not None else sys.argv[1:])),
+        "results": results,
+        "log": log_lines,
+    }
     atomic_write_json(out / "results.json", res)
     atomic_write_text(out / "results.md", markdown(res))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")

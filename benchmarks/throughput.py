@@ -31,6 +31,7 @@ eager on the same chains and seed), ``--auto-50k`` (one DDLS step on 50,000 chai
     python benchmarks/throughput.py --device cuda --compile --autocast bf16 --cuda-graph --estimate-50k
     benchmarks/gpu_check.sh                                     # the whole GPU check (results/gpu/)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,18 +46,18 @@ from pathlib import Path
 import torch
 
 import latentflow as lf
-from latentflow.models import zoo
 from latentflow.app.report import env_info, write_json
-
+from latentflow.models import zoo
 
 # -- the loops compared ----------------------------------------------------------------------------------
+
 
 def plain_ddls(G, D, z, steps, eps, gen):
     """The obvious hand-written loop (seed 001 Algorithm 1), frozen models."""
     z = z.clone()
     for _ in range(steps):
         z.requires_grad_(True)
-        E = 0.5 * (z ** 2).sum(1) - D(G(z)).reshape(-1)
+        E = 0.5 * (z**2).sum(1) - D(G(z)).reshape(-1)
         (g,) = torch.autograd.grad(E.sum(), z)
         noise = torch.randn(z.shape, generator=gen, device=z.device)
         z = (z - 0.5 * eps * g + math.sqrt(eps) * noise).detach()
@@ -68,6 +69,7 @@ def studiogan_style_ddls(G, D, z, steps, eps, gen):
     prior and the noise, a second-order-capable gradient (``create_graph=True``) and trainable
     parameters, so autograd records graphs over every weight. Written for this benchmark."""
     from torch.distributions import MultivariateNormal
+
     k = z.shape[1]
     mean = torch.zeros(k, device=z.device)
     eye = torch.eye(k, device=z.device)
@@ -77,13 +79,20 @@ def studiogan_style_ddls(G, D, z, steps, eps, gen):
     for _ in range(steps):
         zs = zs.detach().requires_grad_(True)
         energy = -prior.log_prob(zs) - D(G(zs)).reshape(-1)
-        (grad,) = torch.autograd.grad(outputs=energy, inputs=zs, grad_outputs=torch.ones_like(energy),
-                                      create_graph=True, retain_graph=True, only_inputs=True)
-        zs = zs - 0.5 * eps * grad + eps ** 0.5 * noise_dist.sample([zs.shape[0]])
+        (grad,) = torch.autograd.grad(
+            outputs=energy,
+            inputs=zs,
+            grad_outputs=torch.ones_like(energy),
+            create_graph=True,
+            retain_graph=True,
+            only_inputs=True,
+        )
+        zs = zs - 0.5 * eps * grad + eps**0.5 * noise_dist.sample([zs.shape[0]])
     return zs.detach()
 
 
 # -- measurement -----------------------------------------------------------------------------------------
+
 
 class PeakRSS:
     """Peak resident set size above the start, sampled every 2 ms in a thread (Linux /proc)."""
@@ -161,17 +170,35 @@ def build_models(name, dev, a):
             dim = a.sngan_g_ch if a.quick else 256
             G = zoo.build("xyfjason_simple_cnn_g", z_dim=128, dim=dim)
             D = zoo.build("xyfjason_simple_cnn_d", dim=dim, with_sn=True)
-            return G.to(dev), D.to(dev), 128, "critic", f"xyfjason_simple_cnn (SN-GAN CIFAR-10, dim={dim}), random weights"
+            return (
+                G.to(dev),
+                D.to(dev),
+                128,
+                "critic",
+                f"xyfjason_simple_cnn (SN-GAN CIFAR-10, dim={dim}), random weights",
+            )
         if name == "studiogan":
             cd = max(a.sngan_d_ch // 2, 4) if a.quick else 64
             G = zoo.build("studiogan_resnet32_g", z_dim=128, g_conv_dim=cd)
             D = zoo.build("studiogan_resnet32_d", d_conv_dim=cd)
             G, D = FixedClass(G), FixedClass(D)
-            return G.to(dev), D.to(dev), 128, "critic", f"studiogan_resnet32 (SNGAN CIFAR-10, conv_dim={cd}, class 0), random weights"
+            return (
+                G.to(dev),
+                D.to(dev),
+                128,
+                "critic",
+                f"studiogan_resnet32 (SNGAN CIFAR-10, conv_dim={cd}, class 0), random weights",
+            )
         if name == "sngan":
             G = zoo.build("sngan_resnet32_g", latent_dim=128, ch=a.sngan_g_ch)
             D = zoo.build("sngan_resnet32_d", ch=a.sngan_d_ch)
-            return G.to(dev), D.to(dev), 128, "critic", f"sngan_resnet32 (g ch={a.sngan_g_ch}, d ch={a.sngan_d_ch}), random weights"
+            return (
+                G.to(dev),
+                D.to(dev),
+                128,
+                "critic",
+                f"sngan_resnet32 (g ch={a.sngan_g_ch}, d ch={a.sngan_d_ch}), random weights",
+            )
         try:
             pair = lf.load("grid25-wgangp", device=dev)
             return pair.G, pair.D, pair.latent_dim, pair.meta.get("d_output", "critic"), "grid25-wgangp"
@@ -197,9 +224,20 @@ def bench_model(name, a, dev, chains=None):
 
     def lf_run(**opts):
         def run():
-            frozen_eval()   # refine freezes and restores; keep the models as plain leaves it
-            lf.refine(G, D, z0, method="ddls", steps=steps, step_size=eps, d_output=d_output,
-                      generator=torch.Generator(gen_dev).manual_seed(0), progress=False, **opts)
+            frozen_eval()  # refine freezes and restores; keep the models as plain leaves it
+            lf.refine(
+                G,
+                D,
+                z0,
+                method="ddls",
+                steps=steps,
+                step_size=eps,
+                d_output=d_output,
+                generator=torch.Generator(gen_dev).manual_seed(0),
+                progress=False,
+                **opts,
+            )
+
         return run
 
     def plain_run():
@@ -228,18 +266,18 @@ def bench_model(name, a, dev, chains=None):
     times = {v: [] for v in variants}
     mem = {v: 0 for v in variants}
     compile_s = {}
-    for v, f in variants.items():               # warm-up (and compile) once each
+    for v, f in variants.items():  # warm-up (and compile) once each
         t0 = time.perf_counter()
         f()
         if "compile" in v:
             compile_s[v] = time.perf_counter() - t0
     names = list(variants)
-    for r in range(a.repeats):                  # interleaved, order rotated every repeat
-        for v in names[r % len(names):] + names[:r % len(names)]:
+    for r in range(a.repeats):  # interleaved, order rotated every repeat
+        for v in names[r % len(names) :] + names[: r % len(names)]:
             dt, m = timed(variants[v], dev)
             times[v].append(dt / steps)
             mem[v] = max(mem[v], m)
-    if dev.type != "cuda":                      # untimed pass for the peak RSS of each loop
+    if dev.type != "cuda":  # untimed pass for the peak RSS of each loop
         for v in names:
             with PeakRSS() as m:
                 variants[v]()
@@ -248,14 +286,21 @@ def bench_model(name, a, dev, chains=None):
     rows = []
     for v in names:
         s = statistics.median(times[v])
-        rows.append({"loop": v, "s_per_step": s, "chain_steps_per_s": chains / s,
-                     "gd_evals_per_s": 2 * chains / s, "ratio_vs_plain": base / s,
-                     "peak_mem_bytes": mem[v], "all_s_per_step": times[v],
-                     "est_50k_x_1000_s": 50_000 * 1000 * s / chains})
-    out = {"model": name, "desc": desc, "chains": chains, "steps": steps, "rows": rows,
-           "compile_warmup_s": compile_s}
+        rows.append(
+            {
+                "loop": v,
+                "s_per_step": s,
+                "chain_steps_per_s": chains / s,
+                "gd_evals_per_s": 2 * chains / s,
+                "ratio_vs_plain": base / s,
+                "peak_mem_bytes": mem[v],
+                "all_s_per_step": times[v],
+                "est_50k_x_1000_s": 50_000 * 1000 * s / chains,
+            }
+        )
+    out = {"model": name, "desc": desc, "chains": chains, "steps": steps, "rows": rows, "compile_warmup_s": compile_s}
     checked = a.__dict__.setdefault("_checked", set())
-    if a.check_compile and name not in checked:    # once per model (its first batch)
+    if a.check_compile and name not in checked:  # once per model (its first batch)
         checked.add(name)
         out["equal_to_eager"] = check_equal(G, D, k, d_output, a, dev)
     return out
@@ -267,8 +312,10 @@ def check_equal(G, D, k, d_output, a, dev, n=256, steps=5):
     z0 = lf.sample_latents(n, k, generator=1, device=dev)
 
     def run(**opts):
-        return lf.refine(G, D, z0, method="ddls", steps=steps, step_size=0.01, d_output=d_output, seed=0,
-                         progress=False, **opts)
+        return lf.refine(
+            G, D, z0, method="ddls", steps=steps, step_size=0.01, d_output=d_output, seed=0, progress=False, **opts
+        )
+
     ref = run()
     paths = {}
     if a.compile:
@@ -281,8 +328,11 @@ def check_equal(G, D, k, d_output, a, dev, n=256, steps=5):
     for p, o in paths.items():
         try:
             r = run(**o)
-            out[p] = {"max_abs_dx": float((r.x - ref.x).abs().max()), "max_abs_dz": float((r.z - ref.z).abs().max()),
-                      "x_scale": float(ref.x.abs().max())}
+            out[p] = {
+                "max_abs_dx": float((r.x - ref.x).abs().max()),
+                "max_abs_dz": float((r.z - ref.z).abs().max()),
+                "x_scale": float(ref.x.abs().max()),
+            }
         except Exception as e:  # noqa: BLE001  (recorded, the benchmark goes on)
             out[p] = {"error": f"{type(e).__name__}: {e}"}
     return out
@@ -294,12 +344,29 @@ def auto_50k(name, a, dev, n=50_000):
     try:
         z0 = lf.sample_latents(n, k, generator=2, device=dev)
         t = time.perf_counter()
-        r = lf.refine(G, D, z0, method="ddls", steps=1, step_size=0.01, d_output=d_output, seed=0,
-                      batch_size="auto", progress=False)
+        r = lf.refine(
+            G,
+            D,
+            z0,
+            method="ddls",
+            steps=1,
+            step_size=0.01,
+            d_output=d_output,
+            seed=0,
+            batch_size="auto",
+            progress=False,
+        )
         sync(dev)
-        return {"model": name, "desc": desc, "chains": n, "ok": True, "oom": False, "s": time.perf_counter() - t,
-                "auto_batch_size": r.info.get("auto_batch_size"),
-                "peak_mem_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None}
+        return {
+            "model": name,
+            "desc": desc,
+            "chains": n,
+            "ok": True,
+            "oom": False,
+            "s": time.perf_counter() - t,
+            "auto_batch_size": r.info.get("auto_batch_size"),
+            "peak_mem_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
+        }
     except torch.cuda.OutOfMemoryError as e:
         return {"model": name, "chains": n, "ok": False, "oom": True, "error": str(e).splitlines()[0]}
     except Exception as e:  # noqa: BLE001
@@ -313,7 +380,9 @@ def main(argv=None):
     p.add_argument("--models", default="mlp,sngan", help="comma list of mlp (2-D model), sngan, simplecnn, studiogan")
     p.add_argument("--batches", default=None, help="comma list of chain counts for the image models (e.g. 1024,8192)")
     p.add_argument("--check-compile", action="store_true", help="record compiled/graphed/bf16 vs eager differences")
-    p.add_argument("--auto-50k", action="store_true", help='one step on 50,000 chains with batch_size="auto" per image model')
+    p.add_argument(
+        "--auto-50k", action="store_true", help='one step on 50,000 chains with batch_size="auto" per image model'
+    )
     p.add_argument("--auto-n", type=int, default=50_000, help="chains of the --auto-50k check")
     p.add_argument("--time-budget", type=float, default=None, help="seconds; later configurations are skipped")
     p.add_argument("--mlp-chains", type=int, default=None)
@@ -326,8 +395,9 @@ def main(argv=None):
     p.add_argument("--compile", action="store_true", help="add refine(compile=True) (compiles first)")
     p.add_argument("--autocast", choices=["bf16", "fp16"], default=None)
     p.add_argument("--cuda-graph", action="store_true")
-    p.add_argument("--estimate-50k", action="store_true",
-                   help="print the projected time for 50,000 samples x 1,000 DDLS steps")
+    p.add_argument(
+        "--estimate-50k", action="store_true", help="print the projected time for 50,000 samples x 1,000 DDLS steps"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="results/throughput.json")
     a = p.parse_args(argv)
@@ -338,9 +408,15 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     cuda = dev.type == "cuda"
     q = a.quick
-    dflt = dict(mlp_chains=512 if q else (16384 if cuda else 4096), mlp_steps=10 if q else 40,
-                sngan_chains=8 if q else (1024 if cuda else 64), sngan_steps=3 if q else 10,
-                sngan_g_ch=16 if q else 256, sngan_d_ch=16 if q else 128, repeats=3 if q else 5)
+    dflt = dict(
+        mlp_chains=512 if q else (16384 if cuda else 4096),
+        mlp_steps=10 if q else 40,
+        sngan_chains=8 if q else (1024 if cuda else 64),
+        sngan_steps=3 if q else 10,
+        sngan_g_ch=16 if q else 256,
+        sngan_d_ch=16 if q else 128,
+        repeats=3 if q else 5,
+    )
     for k, v in dflt.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
@@ -365,13 +441,26 @@ def main(argv=None):
             try:
                 results.append(bench_model(name, a, dev, b))
             except Exception as e:  # noqa: BLE001  (an OOM or a failing path: recorded, the rest goes on)
-                skipped.append({"model": name, "chains": b,
-                                "why": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+                skipped.append(
+                    {
+                        "model": name,
+                        "chains": b,
+                        "why": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                    }
+                )
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    doc = {"schema": 1, "suite": "throughput", "env": env_info(dev), "quick": q,
-           "torch_threads": torch.get_num_threads(), "results": results, "skipped": skipped, "auto_50k": auto,
-           "total_s": time.perf_counter() - t_start}
+    doc = {
+        "schema": 1,
+        "suite": "throughput",
+        "env": env_info(dev),
+        "quick": q,
+        "torch_threads": torch.get_num_threads(),
+        "results": results,
+        "skipped": skipped,
+        "auto_50k": auto,
+        "total_s": time.perf_counter() - t_start,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(a.out), doc)
 
@@ -381,19 +470,25 @@ def main(argv=None):
         print(f"| loop | ms / step | chain-steps / s | G+D evals / s | x plain | {mem_label} |")
         print("|---|---|---|---|---|---|")
         for r in res["rows"]:
-            print(f"| {r['loop']} | {1e3 * r['s_per_step']:.2f} | {r['chain_steps_per_s']:.0f} | "
-                  f"{r['gd_evals_per_s']:.0f} | {r['ratio_vs_plain']:.3f} | {r['peak_mem_bytes'] / 2**20:.1f} |")
+            print(
+                f"| {r['loop']} | {1e3 * r['s_per_step']:.2f} | {r['chain_steps_per_s']:.0f} | "
+                f"{r['gd_evals_per_s']:.0f} | {r['ratio_vs_plain']:.3f} | {r['peak_mem_bytes'] / 2**20:.1f} |"
+            )
         for v, s in res["compile_warmup_s"].items():
             print(f"\n{v}: first call (compile + {res['steps']} steps) took {s:.1f} s")
         if a.estimate_50k:
             best = max(res["rows"], key=lambda r: r["chain_steps_per_s"])
             lfr = next(r for r in res["rows"] if r["loop"] == "latentflow")
-            print(f"\nestimate-50k ({res['model']}): 50,000 samples x 1,000 steps at the measured rate "
-                  f"(batch {res['chains']}): latentflow {lfr['est_50k_x_1000_s'] / 3600:.2f} h; "
-                  f"fastest ({best['loop']}) {best['est_50k_x_1000_s'] / 3600:.2f} h")
+            print(
+                f"\nestimate-50k ({res['model']}): 50,000 samples x 1,000 steps at the measured rate "
+                f"(batch {res['chains']}): latentflow {lfr['est_50k_x_1000_s'] / 3600:.2f} h; "
+                f"fastest ({best['loop']}) {best['est_50k_x_1000_s'] / 3600:.2f} h"
+            )
     for r in auto:
-        print(f"\nauto-{r['chains']} ({r['model']}): " + (f"ok in {r['s']:.1f} s, chunks {r['auto_batch_size']}"
-                                                        if r["ok"] else f"FAILED ({r['error']})"))
+        print(
+            f"\nauto-{r['chains']} ({r['model']}): "
+            + (f"ok in {r['s']:.1f} s, chunks {r['auto_batch_size']}" if r["ok"] else f"FAILED ({r['error']})")
+        )
     for r in skipped:
         print(f"skipped {r['model']} chains={r['chains']}: {r['why']}")
     print(f"\nwrote {a.out} ({doc['total_s']:.0f} s)")

@@ -4,6 +4,7 @@ at ≈100 discriminator evaluations per sample.
     python benchmarks/toy2d.py --num 5000 --seeds 3 --out results/toy2d.json
     python benchmarks/toy2d.py --quick            # CI size
 """
+
 import argparse
 import sys
 

@@ -10,6 +10,7 @@ segment is kept, like S0's "best validation FID" model selection.
     python benchmarks/train_toy2d.py --data grid25 --steps 12000 --out runs/grid25
     python benchmarks/train_toy2d.py --data swissroll --steps 12000 --out runs/swissroll
 """
+
 import argparse
 import json
 import shutil
@@ -41,7 +42,7 @@ def main(argv=None):
     for total in range(a.segment, a.steps + 1, a.segment):
         cfg = GANConfig(data=a.data, steps=total, batch_size=a.batch_size, seed=a.seed, gp_weight=a.gp_weight)
         G, D = train_gan(cfg, out / "run", progress=False, log_every=250, ckpt_every=a.segment)
-        z = lf.sample_latents(2000, cfg.latent_dim, generator=10_000)        # validation draw
+        z = lf.sample_latents(2000, cfg.latent_dim, generator=10_000)  # validation draw
         with torch.no_grad():
             x = G(z)
         m = toy_metrics(x, a.data, reference=lf.data.toy(a.data).sample(2000, generator=20_000))

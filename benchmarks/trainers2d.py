@@ -8,6 +8,7 @@ training steps, wall time and CPU time; then Heun vs Euler on the trained Discri
 Training runs in chunks (``stop_after``) and resumes from its checkpoint, which is bit-exact, so the
 curve is the curve of one uninterrupted run; evaluation time is not counted in the training times.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,18 +39,36 @@ from latentflow.train import get_trainer, parse_overrides
 # mode weights (EMD 2.2x); σ_max 3 instead of 10 (more of p_σ where the modes interact) and lr_φ 2e-3:
 # 96.8 % HQ, EMD 1.30x on grid25 in 221 CPU s.
 PRESETS = {
-    "dflow": dict(arch_kwargs={"in_dim": 2, "width": 256, "depth": 4, "init_std": 0}, steps=12000,
-                  reuse=4, ema=0.999, gp_weight=0.04),
-    "scoregan": dict(arch_g_kwargs={"latent_dim": 128, "hidden": [256] * 3, "out_dim": 2, "slope": 0.0},
-                     arch_s_kwargs={"in_dim": 2, "width": 256, "depth": 4}, k=2, steps=40000,
-                     sigma_min=0.01, sigma_max=3.0, lr_g=1e-3, lr_s=2e-3, ema=0.99),
+    "dflow": dict(
+        arch_kwargs={"in_dim": 2, "width": 256, "depth": 4, "init_std": 0},
+        steps=12000,
+        reuse=4,
+        ema=0.999,
+        gp_weight=0.04,
+    ),
+    "scoregan": dict(
+        arch_g_kwargs={"latent_dim": 128, "hidden": [256] * 3, "out_dim": 2, "slope": 0.0},
+        arch_s_kwargs={"in_dim": 2, "width": 256, "depth": 4},
+        k=2,
+        steps=40000,
+        sigma_min=0.01,
+        sigma_max=3.0,
+        lr_g=1e-3,
+        lr_s=2e-3,
+        ema=0.99,
+    ),
     "flowgan": dict(steps=3000),
     "dgd": dict(steps=4000),
 }
 QUICK = {
     "dflow": dict(arch_kwargs={"in_dim": 2, "width": 64, "depth": 3}, steps=60, flow_steps=16, eta=6.0),
-    "scoregan": dict(arch_g_kwargs={"latent_dim": 16, "hidden": [64] * 2, "out_dim": 2, "slope": 0.0},
-                     arch_s_kwargs={"in_dim": 2, "width": 64, "depth": 3}, latent_dim=16, k=2, steps=100),
+    "scoregan": dict(
+        arch_g_kwargs={"latent_dim": 16, "hidden": [64] * 2, "out_dim": 2, "slope": 0.0},
+        arch_s_kwargs={"in_dim": 2, "width": 64, "depth": 3},
+        latent_dim=16,
+        k=2,
+        steps=100,
+    ),
     "flowgan": dict(steps=100, batch_size=128, n_data=128),
     "dgd": dict(steps=100),
 }
@@ -59,8 +78,9 @@ def sample(kind, cfg, model, n, seed):
     g = torch.Generator().manual_seed(seed)
     if kind == "dflow":
         x0 = torch.randn(n, 2, generator=g)
-        return latentflow.refine(None, model, x0, method="dflow", eta=cfg.eta, steps=cfg.flow_steps,
-                                 loss=cfg.loss, progress=False).x
+        return latentflow.refine(
+            None, model, x0, method="dflow", eta=cfg.eta, steps=cfg.flow_steps, loss=cfg.loss, progress=False
+        ).x
     if kind == "scoregan":
         with torch.no_grad():
             return model[0](torch.randn(n, cfg.latent_dim, generator=g))
@@ -70,8 +90,17 @@ def sample(kind, cfg, model, n, seed):
     if kind == "dgd":
         sig = cfg.sigmas()
         x0 = sig[0] * torch.randn(n, 2, generator=g)
-        return latentflow.refine(None, model, x0, method="dg_langevin", sigmas=sig, steps=cfg.langevin_steps,
-                                 step_size=cfg.step_size, generator=seed + 1, progress=False).x
+        return latentflow.refine(
+            None,
+            model,
+            x0,
+            method="dg_langevin",
+            sigmas=sig,
+            steps=cfg.langevin_steps,
+            step_size=cfg.step_size,
+            generator=seed + 1,
+            progress=False,
+        ).x
     raise ValueError(kind)
 
 
@@ -86,24 +115,35 @@ def run_one(kind, data, quick, n, evals, workdir, seed=0, overrides=None):
     model = best = None
     while step < cfg.steps:
         t0, c0 = time.perf_counter(), time.process_time()
-        model = train(cfg, out, progress=False, stop_after=chunk, ckpt_every=10 ** 9, log_every=max(1, chunk))
+        model = train(cfg, out, progress=False, stop_after=chunk, ckpt_every=10**9, log_every=max(1, chunk))
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
         step = min(step + chunk, cfg.steps)
-        m = toy_metrics(sample(kind, cfg, model, n, 1000 + step), data)   # validation sample
+        m = toy_metrics(sample(kind, cfg, model, n, 1000 + step), data)  # validation sample
         rows.append({"step": step, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **m})
         if best is None or _selection_key(m) < _selection_key(best[0]):
             best = (m, step, copy.deepcopy(model))
-        print(f"  {kind:9s} {data:7s} step {step:6d}  wall {wall:7.1f}s cpu {cpu:7.1f}s  modes {m.get('modes')}"
-              f"  hq {m.get('high_quality_pct', float('nan')):5.1f}%  emd {m['emd']:.4f}", file=sys.stderr, flush=True)
+        print(
+            f"  {kind:9s} {data:7s} step {step:6d}  wall {wall:7.1f}s cpu {cpu:7.1f}s  modes {m.get('modes')}"
+            f"  hq {m.get('high_quality_pct', float('nan')):5.1f}%  emd {m['emd']:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
     # model selection as seed 000 does it (best validation score every `chunk` steps), reported on a
     # fresh test sample that played no part in the choice
     _, best_step, best_model = best
-    test = toy_metrics(sample(kind, cfg, best_model, n, 10 ** 6 + 17), data)
-    selected = {"step": best_step, "validation": best[0], "test": test, "rule": "lowest validation EMD "
-                "among evaluations with the most modes, every %d steps" % chunk}
-    return ({"trainer": kind, "data": data, "preset": preset, "curve": rows, "final": rows[-1],
-             "selected": selected}, cfg, best_model)
+    test = toy_metrics(sample(kind, cfg, best_model, n, 10**6 + 17), data)
+    selected = {
+        "step": best_step,
+        "validation": best[0],
+        "test": test,
+        "rule": f"lowest validation EMD among evaluations with the most modes, every {chunk} steps",
+    }
+    return (
+        {"trainer": kind, "data": data, "preset": preset, "curve": rows, "final": rows[-1], "selected": selected},
+        cfg,
+        best_model,
+    )
 
 
 def _selection_key(m):
@@ -119,8 +159,9 @@ def heun_vs_euler(cfg, D, data, n, seed=0, tol=0.05, repeats=5):
     def go(solver, steps):
         ms, nfe = [], None
         for x0 in x0s:
-            r = latentflow.refine(None, D, x0, method="dflow", eta=cfg.eta, steps=steps, loss=cfg.loss,
-                                  solver=solver, progress=False)
+            r = latentflow.refine(
+                None, D, x0, method="dflow", eta=cfg.eta, steps=steps, loss=cfg.loss, solver=solver, progress=False
+            )
             nfe = r.info.get("nfe", steps if solver == "euler" else 2 * steps - 1)
             ms.append(toy_metrics(r.x, data))
         row = {"solver": solver, "steps": steps, "nfe": nfe, "repeats": repeats}
@@ -150,10 +191,14 @@ def heun_vs_euler(cfg, D, data, n, seed=0, tol=0.05, repeats=5):
     best = min(heun_ok, key=lambda r: r["nfe"]) if heun_ok else None
     euler_ok = [r for r in rows if r["solver"] == "euler" and matches(r)]
     best_e = min(euler_ok, key=lambda r: r["nfe"])
-    return {"euler_reference": ref, "rows": rows, "match_rule": f"mean over {repeats} draws: EMD <= (1+{tol}) x "
-            "Euler's, HQ >= Euler's - 1 pt, modes >= Euler's", "heun_min_nfe_matching": None if best is None else best["nfe"],
-            "heun_nfe_ratio": None if best is None else round(best["nfe"] / ref["nfe"], 3),
-            "euler_min_nfe_matching": best_e["nfe"]}
+    return {
+        "euler_reference": ref,
+        "rows": rows,
+        "match_rule": f"mean over {repeats} draws: EMD <= (1+{tol}) x Euler's, HQ >= Euler's - 1 pt, modes >= Euler's",
+        "heun_min_nfe_matching": None if best is None else best["nfe"],
+        "heun_nfe_ratio": None if best is None else round(best["nfe"] / ref["nfe"], 3),
+        "euler_min_nfe_matching": best_e["nfe"],
+    }
 
 
 def main(argv=None):
@@ -167,16 +212,31 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--workdir", default=None, help="where runs go (default: a temporary folder)")
     ap.add_argument("--out", default="results/trainers2d.json")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
-                    help="override a preset field, e.g. --set dflow.lr=1e-3")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="TRAINER.KEY=JSON",
+        help="override a preset field, e.g. --set dflow.lr=1e-3",
+    )
     a = ap.parse_args(argv)
     overrides = parse_overrides(a.sets)
     torch.set_num_threads(a.threads)
     if a.quick:
         a.n, a.evals = min(a.n, 500), min(a.evals, 2)
     work = a.workdir or tempfile.mkdtemp(prefix="trainers2d-")
-    results = {"quick": a.quick, "seed": a.seed, "threads": a.threads, "n": a.n, "cpu_count": os.cpu_count(),
-               "loadavg_start": os.getloadavg(), "runs": [], "floor": {}, "heun_vs_euler": {}}
+    results = {
+        "quick": a.quick,
+        "seed": a.seed,
+        "threads": a.threads,
+        "n": a.n,
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "runs": [],
+        "floor": {},
+        "heun_vs_euler": {},
+    }
     datas = a.data.split(",")
     for d in datas:
         results["floor"][d] = toy_metrics(toy(d).sample(a.n, 7), d)
@@ -193,15 +253,21 @@ def main(argv=None):
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))
 
-    lines = ["| trainer | data | settings | model | steps | wall s | cpu s | modes | HQ % | hq_std | EMD | EMD floor | EMD/floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| trainer | data | settings | model | steps | wall s | cpu s | modes | HQ % | hq_std | EMD | EMD floor | EMD/floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
         f, sel = r["final"], r["selected"]
-        for label, m, step, ratio in (("last", f, f["step"], r["emd_over_floor"]),
-                                      ("selected (test sample)", sel["test"], sel["step"], sel["test_emd_over_floor"])):
-            lines.append(f"| {r['trainer']} | {r['data']} | `{json.dumps(r['preset'])}` | {label} | {step} | {f['wall_s']} | "
-                         f"{f['cpu_s']} | {m.get('modes', '-')} | {m.get('high_quality_pct', float('nan')):.1f} | "
-                         f"{m.get('hq_std', float('nan')):.3f} | {m['emd']:.4f} | {r['emd_floor']:.4f} | {ratio} |")
+        for label, m, step, ratio in (
+            ("last", f, f["step"], r["emd_over_floor"]),
+            ("selected (test sample)", sel["test"], sel["step"], sel["test_emd_over_floor"]),
+        ):
+            lines.append(
+                f"| {r['trainer']} | {r['data']} | `{json.dumps(r['preset'])}` | {label} | {step} | {f['wall_s']} | "
+                f"{f['cpu_s']} | {m.get('modes', '-')} | {m.get('high_quality_pct', float('nan')):.1f} | "
+                f"{m.get('hq_std', float('nan')):.3f} | {m['emd']:.4f} | {r['emd_floor']:.4f} | {ratio} |"
+            )
     print("\n".join(lines))
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     for d, h in results["heun_vs_euler"].items():
@@ -209,10 +275,14 @@ def main(argv=None):
         print("| solver | steps | NFE | modes | HQ % | EMD (± std over draws) |")
         print("|---|---|---|---|---|---|")
         for r in h["rows"]:
-            print(f"| {r['solver']} | {r['steps']} | {r['nfe']:.0f} | {r.get('modes', float('nan')):.1f} | "
-                  f"{r.get('high_quality_pct', float('nan')):.1f} | {r['emd']:.4f} ± {r.get('emd_std', 0):.4f} |")
-        print(f"\nHeun's smallest NFE matching Euler@{h['euler_reference']['steps']}: {h['heun_min_nfe_matching']} "
-              f"(ratio {h['heun_nfe_ratio']}); Euler's own smallest matching NFE: {h['euler_min_nfe_matching']}")
+            print(
+                f"| {r['solver']} | {r['steps']} | {r['nfe']:.0f} | {r.get('modes', float('nan')):.1f} | "
+                f"{r.get('high_quality_pct', float('nan')):.1f} | {r['emd']:.4f} ± {r.get('emd_std', 0):.4f} |"
+            )
+        print(
+            f"\nHeun's smallest NFE matching Euler@{h['euler_reference']['steps']}: {h['heun_min_nfe_matching']} "
+            f"(ratio {h['heun_nfe_ratio']}); Euler's own smallest matching NFE: {h['euler_min_nfe_matching']}"
+        )
     print(f"\nwrote {a.out}", file=sys.stderr)
 
 

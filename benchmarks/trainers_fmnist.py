@@ -22,6 +22,7 @@ the nearest-neighbour statistics against those ``score_m`` images make this visi
 These are FID-FMNIST values after minutes on a CPU; they are not comparable with seed 000's Table 3
 (Inception FID on MNIST after 100k-200k GPU steps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,21 +58,55 @@ from latentflow.train.dflow import PRESETS as DFLOW_PRESETS
 #   2e-4 the generator stayed dark after 1,200 steps (FID 390). The conv denoiser tconv28_den (ch 8)
 #   cost twice the MLP's time per step and did worse (FID 244 vs 140 at 1,200 steps).
 PRESETS = {
-    "bench": dict(n=2000, evals=4, score_m=5000, euler_steps=[8, 12, 16, 24, 32],
-                  heun_steps=[5, 7, 9, 10, 13, 17]),
+    "bench": dict(n=2000, evals=4, score_m=5000, euler_steps=[8, 12, 16, 24, 32], heun_steps=[5, 7, 9, 10, 13, 17]),
     "dflow": {k: v for k, v in DFLOW_PRESETS["fmnist-cpu"].items() if k != "data"},
-    "scoregan": dict(arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 64, "ch": 32}, latent_dim=64,
-                     arch_s="mlp_den", arch_s_kwargs={"in_dim": 784, "width": 512, "depth": 4},
-                     sigma_min=1.0, sigma_max=10.0, k=1, lr_s=2e-3, lr_g=1e-3, batch_size=128, steps=4500,
-                     ema=0.0),
+    "scoregan": dict(
+        arch_g="dcgan28_g",
+        arch_g_kwargs={"latent_dim": 64, "ch": 32},
+        latent_dim=64,
+        arch_s="mlp_den",
+        arch_s_kwargs={"in_dim": 784, "width": 512, "depth": 4},
+        sigma_min=1.0,
+        sigma_max=10.0,
+        k=1,
+        lr_s=2e-3,
+        lr_g=1e-3,
+        batch_size=128,
+        steps=4500,
+        ema=0.0,
+    ),
 }
 QUICK = {
     "bench": dict(n=200, evals=1, score_m=256, euler_steps=[2, 4], heun_steps=[2, 3]),
-    "dflow": dict(arch="tconv_d", arch_kwargs={"channels": 1, "ch": 8, "n_freq": 8}, loss="ipm", prior="gaussian", eta=2.0,
-                  flow_steps=4, reuse=2, ema=0.9, time_sampling="uniform", batch_size=16, steps=20, lr=2e-4),
-    "scoregan": dict(arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 16, "ch": 8}, latent_dim=16,
-                     arch_s="mlp_den", arch_s_kwargs={"in_dim": 784, "width": 64, "depth": 3, "n_freq": 8},
-                     sigma_min=1.0, sigma_max=10.0, k=1, lr_s=2e-3, lr_g=1e-3, batch_size=16, steps=20, ema=0.9),
+    "dflow": dict(
+        arch="tconv_d",
+        arch_kwargs={"channels": 1, "ch": 8, "n_freq": 8},
+        loss="ipm",
+        prior="gaussian",
+        eta=2.0,
+        flow_steps=4,
+        reuse=2,
+        ema=0.9,
+        time_sampling="uniform",
+        batch_size=16,
+        steps=20,
+        lr=2e-4,
+    ),
+    "scoregan": dict(
+        arch_g="dcgan28_g",
+        arch_g_kwargs={"latent_dim": 16, "ch": 8},
+        latent_dim=16,
+        arch_s="mlp_den",
+        arch_s_kwargs={"in_dim": 784, "width": 64, "depth": 3, "n_freq": 8},
+        sigma_min=1.0,
+        sigma_max=10.0,
+        k=1,
+        lr_s=2e-3,
+        lr_g=1e-3,
+        batch_size=16,
+        steps=20,
+        ema=0.9,
+    ),
 }
 LABELS = {"dflow": "Discriminator Flow", "scoregan": "Score GAN"}
 SHAPE = (1, 28, 28)
@@ -80,9 +115,11 @@ SHAPE = (1, 28, 28)
 # ---------------------------------------------------------------------------------------------------
 # data
 
+
 def fmnist(split: str, root=None) -> torch.Tensor:
     """Fashion-MNIST ``split`` as float images in [-1, 1], ``[N, 1, 28, 28]`` (as the trainers see them)."""
     from latentflow.data import load_fashion_mnist
+
     return load_fashion_mnist(split, root)[0].float() / 127.5 - 1.0
 
 
@@ -102,6 +139,7 @@ def image_data_score(images: torch.Tensor):
 
     def score(x, sigma):
         return s(x.flatten(1), sigma).reshape(x.shape)
+
     return score
 
 
@@ -122,12 +160,15 @@ def dflow_x0(cfg, n: int, g: torch.Generator) -> torch.Tensor:
     if key not in _PRIORS:
         from latentflow.train.data_source import DataSource
         from latentflow.train.dflow import fit_prior
+
         _PRIORS[key] = fit_prior(cfg, DataSource(cfg.data, cfg.data_root))
     with torch.no_grad():
         return _PRIORS[key](z.reshape(n, -1))
 
-def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: str = "euler",
-           steps: int | None = None) -> tuple[torch.Tensor, float, int]:
+
+def sample(
+    kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: str = "euler", steps: int | None = None
+) -> tuple[torch.Tensor, float, int]:
     """``(samples [n, 1, 28, 28], wall seconds, NFE per sample)`` from a trained model; a Discriminator
     Flow integrates with ``solver`` on ``steps`` uniform steps (default: its training grid N)."""
     t0 = time.perf_counter()
@@ -135,14 +176,26 @@ def sample(kind: str, cfg, model, n: int, seed: int, batch: int = 500, solver: s
     if kind == "dflow":
         x0 = dflow_x0(cfg, n, g)
         steps = steps or cfg.flow_steps
-        res = [latentflow.refine(None, model, x0[i:i + batch], method="dflow", eta=cfg.eta, steps=steps,
-                                 loss=cfg.loss, solver=solver, progress=False) for i in range(0, n, batch)]
+        res = [
+            latentflow.refine(
+                None,
+                model,
+                x0[i : i + batch],
+                method="dflow",
+                eta=cfg.eta,
+                steps=steps,
+                loss=cfg.loss,
+                solver=solver,
+                progress=False,
+            )
+            for i in range(0, n, batch)
+        ]
         x, nfe = torch.cat([r.x for r in res]), (2 * steps - 1 if solver == "heun" else steps)
     elif kind == "scoregan":
         G = model[0]
         with torch.no_grad():
             z = torch.randn(n, cfg.latent_dim, generator=g)
-            x, nfe = torch.cat([G(z[i:i + batch]) for i in range(0, n, batch)]), 1
+            x, nfe = torch.cat([G(z[i : i + batch]) for i in range(0, n, batch)]), 1
     else:
         raise ValueError(kind)
     return x.detach(), time.perf_counter() - t0, nfe
@@ -153,9 +206,13 @@ def dflow_trajectory(cfg, D, n: int = 8, points: int = 8, seed: int = 99) -> tup
     x0 = dflow_x0(cfg, n, torch.Generator().manual_seed(seed))
     N = cfg.flow_steps
     stops = sorted({max(1, round(N * (k + 1) / points)) for k in range(points - 1)} | {N})
-    rows = [x0] + [latentflow.refine(None, D, x0, method="dflow", eta=cfg.eta, steps=N, loss=cfg.loss,
-                                     stop_step=s, progress=False).x for s in stops]
-    return torch.cat(rows[:points]), [0] + stops[:points - 1]
+    rows = [x0] + [
+        latentflow.refine(
+            None, D, x0, method="dflow", eta=cfg.eta, steps=N, loss=cfg.loss, stop_step=s, progress=False
+        ).x
+        for s in stops
+    ]
+    return torch.cat(rows[:points]), [0] + stops[: points - 1]
 
 
 def solver_sweep(cfg, D, n: int, seed: int, euler_steps, heun_steps, echo=print) -> list[dict]:
@@ -166,27 +223,39 @@ def solver_sweep(cfg, D, n: int, seed: int, euler_steps, heun_steps, echo=print)
         for k in steps_list:
             x, wall, nfe = sample("dflow", cfg, D, n, seed, solver=solver, steps=int(k))
             fid = fid_metrics(x, seed, fid_only=True)["fid_fmnist"] if torch.isfinite(x).all() else float("nan")
-            rows.append({"solver": solver, "steps": int(k), "nfe": nfe, "fid_fmnist": fid,
-                         "sample_wall_s": round(wall, 1)})
+            rows.append(
+                {"solver": solver, "steps": int(k), "nfe": nfe, "fid_fmnist": fid, "sample_wall_s": round(wall, 1)}
+            )
             echo(f"  dflow     {solver:5s} steps {k:3d}  NFE {nfe:3d}  FID-FMNIST {fid:.2f}")
     return rows
 
 
 def solver_table(rows: list[dict], summary: dict, n: int) -> str:
     """Markdown: FID-FMNIST (n samples, the same x_0 for every row) against NFE for Euler and Heun."""
-    lines = [f"FID-FMNIST (n = {n}) of the trained Discriminator Flow integrated on uniform grids; Heun's "
-             "last step is Euler (NFE = 2 steps - 1).", "",
-             "| solver | steps | NFE | FID-FMNIST | sampling wall s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['solver']} | {r['steps']} | {r['nfe']} | {r['fid_fmnist']:.2f} | {r['sample_wall_s']} |"
-              for r in rows]
+    lines = [
+        f"FID-FMNIST (n = {n}) of the trained Discriminator Flow integrated on uniform grids; Heun's "
+        "last step is Euler (NFE = 2 steps - 1).",
+        "",
+        "| solver | steps | NFE | FID-FMNIST | sampling wall s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['solver']} | {r['steps']} | {r['nfe']} | {r['fid_fmnist']:.2f} | {r['sample_wall_s']} |" for r in rows
+    ]
     if summary:
         if summary.get("heun_nfe") is None:
-            lines += ["", f"No Heun row reached Euler's FID-FMNIST {summary['euler_fid_fmnist']:.2f} "
-                          f"(NFE {summary['euler_nfe']}, the training grid)."]
+            lines += [
+                "",
+                f"No Heun row reached Euler's FID-FMNIST {summary['euler_fid_fmnist']:.2f} "
+                f"(NFE {summary['euler_nfe']}, the training grid).",
+            ]
         else:
-            lines += ["", f"Euler on the training grid (NFE {summary['euler_nfe']}): {summary['euler_fid_fmnist']:.2f}; "
-                          f"Heun reaches it at NFE {summary['heun_nfe']} ({summary['heun_fid_fmnist']:.2f}), "
-                          f"{summary['nfe_ratio']:.2f}x the NFE."]
+            lines += [
+                "",
+                f"Euler on the training grid (NFE {summary['euler_nfe']}): {summary['euler_fid_fmnist']:.2f}; "
+                f"Heun reaches it at NFE {summary['heun_nfe']} ({summary['heun_fid_fmnist']:.2f}), "
+                f"{summary['nfe_ratio']:.2f}x the NFE.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -197,13 +266,19 @@ def heun_vs_euler(rows: list[dict], N: int) -> dict:
         return {}
     ok = [r for r in rows if r["solver"] == "heun" and r["fid_fmnist"] <= ref["fid_fmnist"]]
     best = min(ok, key=lambda r: r["nfe"]) if ok else None
-    return {"euler_steps": N, "euler_nfe": ref["nfe"], "euler_fid_fmnist": ref["fid_fmnist"],
-            "heun_nfe": best["nfe"] if best else None, "heun_fid_fmnist": best["fid_fmnist"] if best else None,
-            "nfe_ratio": round(best["nfe"] / ref["nfe"], 3) if best else None}
+    return {
+        "euler_steps": N,
+        "euler_nfe": ref["nfe"],
+        "euler_fid_fmnist": ref["fid_fmnist"],
+        "heun_nfe": best["nfe"] if best else None,
+        "heun_fid_fmnist": best["fid_fmnist"] if best else None,
+        "nfe_ratio": round(best["nfe"] / ref["nfe"], 3) if best else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # metrics
+
 
 def fid_metrics(x: torch.Tensor, seed: int, fid_only: bool = False) -> dict:
     """FID-FMNIST (+ KID-FMNIST and classifier score) against the test split, as the image benchmark does."""
@@ -222,7 +297,7 @@ def nearest(x: torch.Tensor, ref: torch.Tensor, chunk: int = 1000) -> tuple[torc
     bb = b.pow(2).sum(1)
     ids = []
     for i in range(0, a.shape[0], chunk):
-        ai = a[i:i + chunk]
+        ai = a[i : i + chunk]
         ids.append((bb[None] - 2 * ai @ b.T).argmin(1))
     j = torch.cat(ids)
     d = (a.double() - b[j].double()).norm(dim=1)
@@ -231,8 +306,12 @@ def nearest(x: torch.Tensor, ref: torch.Tensor, chunk: int = 1000) -> tuple[torc
 
 def _stats(d: torch.Tensor) -> dict:
     q = torch.quantile(d, torch.tensor([0.01, 0.05, 0.5]))
-    return {"mean": round(float(d.mean()), 3), "median": round(float(q[2]), 3), "p5": round(float(q[1]), 3),
-            "p1": round(float(q[0]), 3)}
+    return {
+        "mean": round(float(d.mean()), 3),
+        "median": round(float(q[2]), 3),
+        "p5": round(float(q[1]), 3),
+        "p1": round(float(q[0]), 3),
+    }
 
 
 def memorisation(x: torch.Tensor, sets: dict, test_ref: dict) -> dict:
@@ -243,18 +322,23 @@ def memorisation(x: torch.Tensor, sets: dict, test_ref: dict) -> dict:
         d, _ = nearest(x, ref)
         t = test_ref[name]
         thr = torch.quantile(t, 0.01)
-        out[name] = {"samples": _stats(d), "test_images": _stats(t),
-                     "near_copy_pct": round(100.0 * float((d < thr).float().mean()), 2),
-                     "near_copy_threshold": round(float(thr), 3)}
+        out[name] = {
+            "samples": _stats(d),
+            "test_images": _stats(t),
+            "near_copy_pct": round(100.0 * float((d < thr).float().mean()), 2),
+            "near_copy_threshold": round(float(thr), 3),
+        }
     return out
 
 
 # ---------------------------------------------------------------------------------------------------
 # pictures
 
+
 def save_grid(path: Path, x: torch.Tensor, nrow: int = 8, scale: int = 2) -> None:
     """An ``nrow``-column grid of images in [-1, 1] as a grey PNG (nearest-neighbour upscaled ``scale``x)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -269,6 +353,7 @@ def save_grid(path: Path, x: torch.Tensor, nrow: int = 8, scale: int = 2) -> Non
 def plot_curves(path: Path, doc: dict) -> None:
     """FID-FMNIST against training CPU seconds for each trainer, the references as horizontal lines."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -299,6 +384,7 @@ def save_pairs(path: Path, x: torch.Tensor, nn_imgs: torch.Tensor, n: int = 32, 
 # ---------------------------------------------------------------------------------------------------
 # runs
 
+
 def make_config(kind: str, quick: bool, overrides: dict, seed: int, data_root):
     Config, _ = get_trainer(kind)
     preset = dict((QUICK if quick else PRESETS)[kind])
@@ -314,17 +400,17 @@ def train_in_chunks(kind: str, cfg, out: Path, evals: int, n: int, seed: int, da
     curve, wall, cpu, step, model = [], 0.0, 0.0, 0, None
     while step < cfg.steps:
         t0, c0 = time.perf_counter(), time.process_time()
-        model = train(cfg, out, progress=False, stop_after=chunk, ckpt_every=10 ** 9,
-                      log_every=max(1, min(100, chunk)), **kw)
+        model = train(
+            cfg, out, progress=False, stop_after=chunk, ckpt_every=10**9, log_every=max(1, min(100, chunk)), **kw
+        )
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
         step = min(step + chunk, cfg.steps)
         row = {"step": step, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
-        if step < cfg.steps:      # the last point is evaluated in full by the caller
+        if step < cfg.steps:  # the last point is evaluated in full by the caller
             x, _, _ = sample(kind, cfg, model, n, seed + 1000 + step)
             row.update(fid_metrics(x, seed, fid_only=True))
-            echo(f"  {kind:9s} step {step:6d}  wall {wall:7.1f}s  cpu {cpu:7.1f}s  "
-                 f"FID-FMNIST {row['fid_fmnist']:.2f}")
+            echo(f"  {kind:9s} step {step:6d}  wall {wall:7.1f}s  cpu {cpu:7.1f}s  FID-FMNIST {row['fid_fmnist']:.2f}")
         curve.append(row)
     return model, curve
 
@@ -337,8 +423,19 @@ def last_losses(out: Path) -> dict:
     return {k: round(v, 4) for k, v in json.loads(lines[-1]).items() if k not in ("time",)} if lines else {}
 
 
-def run_trainer(kind: str, quick: bool, overrides: dict, bench: dict, seed: int, work: Path, outdir: Path,
-                train_imgs: torch.Tensor, test_nn: dict, data_root, echo=print) -> dict:
+def run_trainer(
+    kind: str,
+    quick: bool,
+    overrides: dict,
+    bench: dict,
+    seed: int,
+    work: Path,
+    outdir: Path,
+    train_imgs: torch.Tensor,
+    test_nn: dict,
+    data_root,
+    echo=print,
+) -> dict:
     cfg, preset = make_config(kind, quick, overrides, seed, data_root)
     n = bench["n"]
     data_score, sets = None, {"train": train_imgs}
@@ -349,10 +446,11 @@ def run_trainer(kind: str, quick: bool, overrides: dict, bench: dict, seed: int,
         sets["score_set"] = subset
         res["data_score"] = {
             "kind": "exact score of the N(0, σ² I)-smoothed empirical distribution of score_m training images "
-                    "(latentflow.train.score_gan.mixture_score(images, 0.0))",
+            "(latentflow.train.score_gan.mixture_score(images, 0.0))",
             "score_m": bench["score_m"],
             "caveat": "no pre-trained image denoiser: at small σ this score points at the nearest of the score_m "
-                      "images, so the generator can memorise them; see memorisation.score_set"}
+            "images, so the generator can memorise them; see memorisation.score_set",
+        }
     rdir = work / f"{kind}-fmnist"
     model, curve = train_in_chunks(kind, cfg, rdir, bench["evals"], n, seed, data_score, echo)
     x, sample_s, nfe = sample(kind, cfg, model, n, seed + 7)
@@ -375,19 +473,36 @@ def run_trainer(kind: str, quick: bool, overrides: dict, bench: dict, seed: int,
         files["trajectory"] = f"trajectory_{kind}.png"
         save_grid(outdir / files["trajectory"], traj, nrow=8)
         res["trajectory_rows_stop_steps"] = stops
-        res["solvers"] = solver_sweep(cfg, model, n, seed + 7, bench.get("euler_steps", []),
-                                      bench.get("heun_steps", []), echo)
+        res["solvers"] = solver_sweep(
+            cfg, model, n, seed + 7, bench.get("euler_steps", []), bench.get("heun_steps", []), echo
+        )
         res["heun_vs_euler"] = heun_vs_euler(res["solvers"], cfg.flow_steps)
         files["solvers"] = "dflow_solvers.md"
         atomic_write_text(outdir / files["solvers"], solver_table(res["solvers"], res["heun_vs_euler"], n))
     from latentflow.train._loop import config_dict
+
     final = curve[-1]
-    res.update({"config": config_dict(cfg), "steps": cfg.steps, "train_cpu_s": final["cpu_s"],
-                "train_wall_s": final["wall_s"], "sample_wall_s": round(sample_s, 2), "nfe_per_sample": nfe,
-                "n": n, "metrics": metrics, "memorisation": mem, "curve": curve, "last_losses": last_losses(rdir),
-                "metrics_wall_s": round(metrics_s, 1), "files": files})
-    echo(f"  {kind:9s} done: cpu {final['cpu_s']}s  FID-FMNIST {metrics['fid_fmnist']:.2f}  "
-         f"NN-to-train median {mem['train']['samples']['median']} (test images {mem['train']['test_images']['median']})")
+    res.update(
+        {
+            "config": config_dict(cfg),
+            "steps": cfg.steps,
+            "train_cpu_s": final["cpu_s"],
+            "train_wall_s": final["wall_s"],
+            "sample_wall_s": round(sample_s, 2),
+            "nfe_per_sample": nfe,
+            "n": n,
+            "metrics": metrics,
+            "memorisation": mem,
+            "curve": curve,
+            "last_losses": last_losses(rdir),
+            "metrics_wall_s": round(metrics_s, 1),
+            "files": files,
+        }
+    )
+    echo(
+        f"  {kind:9s} done: cpu {final['cpu_s']}s  FID-FMNIST {metrics['fid_fmnist']:.2f}  "
+        f"NN-to-train median {mem['train']['samples']['median']} (test images {mem['train']['test_images']['median']})"
+    )
     return res
 
 
@@ -399,52 +514,78 @@ def reference_rows(n: int, seed: int, train_imgs: torch.Tensor, sets_fn, test_nn
     rows = []
     idx = torch.randperm(train_imgs.shape[0], generator=torch.Generator().manual_seed(seed + 11))[:n]
     real = train_imgs[idx]
-    rows.append({"label": f"real training images (n = {n})", "key": "real_train", "n": n,
-                 "metrics": fid_metrics(real, seed)})
+    rows.append(
+        {"label": f"real training images (n = {n})", "key": "real_train", "n": n, "metrics": fid_metrics(real, seed)}
+    )
     # the Discriminator Flow's fitted starting distribution on its own (what the flow starts from)
     from latentflow.nets import build
+
     P = build("gaussian_prior", shape=list(SHAPE)).fit(train_imgs, DFLOW_PRESETS["fmnist-cpu"].get("prior_eps", 1e-3))
     with torch.no_grad():
         xg = P(torch.randn(n, P.dim, generator=torch.Generator().manual_seed(seed + 12))).clamp(-1, 1)
-    rows.append({"label": "Gaussian fit to the training images (the flow's x_0, no flow)", "key": "gaussian_fit",
-                 "n": n, "metrics": fid_metrics(xg, seed), "memorisation": memorisation(xg, sets_fn(), test_nn)})
+    rows.append(
+        {
+            "label": "Gaussian fit to the training images (the flow's x_0, no flow)",
+            "key": "gaussian_fit",
+            "n": n,
+            "metrics": fid_metrics(xg, seed),
+            "memorisation": memorisation(xg, sets_fn(), test_nn),
+        }
+    )
     save_grid(outdir / "grid_gaussian_fit.png", xg[:64])
     rows[-1]["files"] = {"grid": "grid_gaussian_fit.png"}
     try:
         pair = latentflow.load("dcgan-fashion")
         z = rng.sample_latents(n, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + seed)
         x = generate(pair.G, z)
-        rows.append({"label": "dcgan-fashion generator (bundled)", "key": "dcgan_fashion", "n": n,
-                     "metrics": fid_metrics(x, seed), "memorisation": memorisation(x, sets_fn(), test_nn),
-                     "note": "same latents as latentflow bench images (generator=1000+seed, rng_seed=seed)"})
+        rows.append(
+            {
+                "label": "dcgan-fashion generator (bundled)",
+                "key": "dcgan_fashion",
+                "n": n,
+                "metrics": fid_metrics(x, seed),
+                "memorisation": memorisation(x, sets_fn(), test_nn),
+                "note": "same latents as latentflow bench images (generator=1000+seed, rng_seed=seed)",
+            }
+        )
         save_grid(outdir / "grid_dcgan_fashion.png", x[:64])
         rows[-1]["files"] = {"grid": "grid_dcgan_fashion.png"}
     except Exception as e:  # noqa: BLE001  (a missing bundled model is a result, not a crash)
-        rows.append({"label": "dcgan-fashion generator (bundled)", "key": "dcgan_fashion", "error": f"{type(e).__name__}: {e}"})
+        rows.append(
+            {"label": "dcgan-fashion generator (bundled)", "key": "dcgan_fashion", "error": f"{type(e).__name__}: {e}"}
+        )
     return rows
 
 
 def table(doc: dict) -> str:
-    lines = ["| model | config | steps | train CPU s | train wall s | sampling s (n) | NFE | FID-FMNIST ↓ | "
-             "KID-FMNIST ↓ | classifier score ↑ | NN dist. to train, median: samples / test images | near-copies % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | config | steps | train CPU s | train wall s | sampling s (n) | NFE | FID-FMNIST ↓ | "
+        "KID-FMNIST ↓ | classifier score ↑ | NN dist. to train, median: samples / test images | near-copies % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["runs"]:
         c, m, mem = r["config"], r["metrics"], r["memorisation"]["train"]
         if r["trainer"] == "dflow":
-            desc = (f"{c['arch']} ch {c['arch_kwargs'].get('ch')}, {c['loss']}, η = {c['eta']:g}, N = {c['flow_steps']}, "
-                    f"reuse {c['reuse']}, EMA {c['ema']:g}, B {c['batch_size']}")
+            desc = (
+                f"{c['arch']} ch {c['arch_kwargs'].get('ch')}, {c['loss']}, η = {c['eta']:g}, N = {c['flow_steps']}, "
+                f"reuse {c['reuse']}, EMA {c['ema']:g}, B {c['batch_size']}"
+            )
         else:
-            desc = (f"{c['arch_g']} ch {c['arch_g_kwargs'].get('ch')} / {c['arch_s']} w {c['arch_s_kwargs'].get('width')}, "
-                    f"σ ∈ [{c['sigma_min']:g}, {c['sigma_max']:g}], K = {c['k']}, lr φ/G {c['lr_s']:g}/{c['lr_g']:g}, "
-                    f"EMA {c['ema']:g}, B {c['batch_size']}, M = {r['data_score']['score_m']}")
+            desc = (
+                f"{c['arch_g']} ch {c['arch_g_kwargs'].get('ch')} / {c['arch_s']} w {c['arch_s_kwargs'].get('width')}, "
+                f"σ ∈ [{c['sigma_min']:g}, {c['sigma_max']:g}], K = {c['k']}, lr φ/G {c['lr_s']:g}/{c['lr_g']:g}, "
+                f"EMA {c['ema']:g}, B {c['batch_size']}, M = {r['data_score']['score_m']}"
+            )
         near = f"{mem['near_copy_pct']:.1f}"
         if "score_set" in r["memorisation"]:
             ms = r["memorisation"]["score_set"]
             near += f" (to the M images: {ms['near_copy_pct']:.1f})"
-        lines.append(f"| {r['label']} | {desc} | {r['steps']} | {r['train_cpu_s']:.0f} | {r['train_wall_s']:.0f} | "
-                     f"{r['sample_wall_s']:.1f} ({r['n']}) | {r['nfe_per_sample']} | {m['fid_fmnist']:.2f} | "
-                     f"{m['kid_fmnist']:.3f} | {m['classifier_score']:.2f} | "
-                     f"{mem['samples']['median']:.2f} / {mem['test_images']['median']:.2f} | {near} |")
+        lines.append(
+            f"| {r['label']} | {desc} | {r['steps']} | {r['train_cpu_s']:.0f} | {r['train_wall_s']:.0f} | "
+            f"{r['sample_wall_s']:.1f} ({r['n']}) | {r['nfe_per_sample']} | {m['fid_fmnist']:.2f} | "
+            f"{m['kid_fmnist']:.3f} | {m['classifier_score']:.2f} | "
+            f"{mem['samples']['median']:.2f} / {mem['test_images']['median']:.2f} | {near} |"
+        )
     for r in doc["references"]:
         if "error" in r:
             lines.append(f"| {r['label']} | – | – | – | – | – | – | error: {r['error']} | | | | |")
@@ -453,8 +594,10 @@ def table(doc: dict) -> str:
         mem = r.get("memorisation", {}).get("train")
         nn_s = f"{mem['samples']['median']:.2f} / {mem['test_images']['median']:.2f}" if mem else "–"
         near = f"{mem['near_copy_pct']:.1f}" if mem else "–"
-        lines.append(f"| {r['label']} | – | – | – | – | – | 1 | {m['fid_fmnist']:.2f} | {m['kid_fmnist']:.3f} | "
-                     f"{m['classifier_score']:.2f} | {nn_s} | {near} |")
+        lines.append(
+            f"| {r['label']} | – | – | – | – | – | 1 | {m['fid_fmnist']:.2f} | {m['kid_fmnist']:.3f} | "
+            f"{m['classifier_score']:.2f} | {nn_s} | {near} |"
+        )
     return "\n".join(lines)
 
 
@@ -469,12 +612,22 @@ def main(argv=None, echo=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--data-root", default=None, help="folder with Fashion-MNIST's IDX files (default: found)")
     ap.add_argument("--workdir", default=None, help="where runs go (default: a temporary folder)")
-    ap.add_argument("--keep-runs", default=None, metavar="RESULTS.json",
-                    help="copy the runs of trainers not trained now from an earlier results.json (marked as such)")
+    ap.add_argument(
+        "--keep-runs",
+        default=None,
+        metavar="RESULTS.json",
+        help="copy the runs of trainers not trained now from an earlier results.json (marked as such)",
+    )
     ap.add_argument("--no-references", action="store_true", help="skip the real-data and dcgan-fashion rows")
     ap.add_argument("--out", default="results/trainers_fmnist", help="output folder (JSON, table, PNG grids)")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="TRAINER.KEY=JSON",
-                    help="override a preset field, e.g. --set dflow.eta=4 or --set bench.score_m=2000")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="TRAINER.KEY=JSON",
+        help="override a preset field, e.g. --set dflow.eta=4 or --set bench.score_m=2000",
+    )
     a = ap.parse_args(argv)
     overrides = parse_overrides(a.sets)
     torch.set_num_threads(a.threads)
@@ -497,30 +650,46 @@ def main(argv=None, echo=None) -> dict:
         sets["score_set"] = score_subset(train_imgs, bench["score_m"], a.seed)
     test_nn = {name: nearest(test_sample, ref)[0] for name, ref in sets.items()}
     from latentflow.app.report import env_info
-    doc = {"suite": "trainers_fmnist", "quick": a.quick, "env": env_info("cpu"), "cpu_count": os.cpu_count(),
-           "loadavg_start": os.getloadavg(), "seed": a.seed, "bench": bench,
-           "metrics_info": {
-               "fid_fmnist": "FID in the bundled fmnist-classifier's feature space vs Fashion-MNIST test (10k); "
-                             "not Inception FID, not comparable with seed 000 Table 3",
-               "kid_fmnist": "KID, same features", "classifier_score": "Inception-Score formula, classifier softmax",
-               "memorisation": "L2 distance (pixels in [-1, 1], 784 dims) to the nearest image of a set: 'train' "
-                               "(all 60k), 'score_set' (Score GAN's M data-score images); 'test_images' is the same "
-                               "for n held-out test images; near_copy_pct: % of samples closer than the 1st "
-                               "percentile of the test images' distances"},
-           "runs": [], "references": []}
+
+    doc = {
+        "suite": "trainers_fmnist",
+        "quick": a.quick,
+        "env": env_info("cpu"),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "seed": a.seed,
+        "bench": bench,
+        "metrics_info": {
+            "fid_fmnist": "FID in the bundled fmnist-classifier's feature space vs Fashion-MNIST test (10k); "
+            "not Inception FID, not comparable with seed 000 Table 3",
+            "kid_fmnist": "KID, same features",
+            "classifier_score": "Inception-Score formula, classifier softmax",
+            "memorisation": "L2 distance (pixels in [-1, 1], 784 dims) to the nearest image of a set: 'train' "
+            "(all 60k), 'score_set' (Score GAN's M data-score images); 'test_images' is the same "
+            "for n held-out test images; near_copy_pct: % of samples closer than the 1st "
+            "percentile of the test images' distances",
+        },
+        "runs": [],
+        "references": [],
+    }
     for kind in kinds:
         echo(f"{kind}: training")
-        doc["runs"].append(run_trainer(kind, a.quick, overrides, bench, a.seed, work, outdir, train_imgs, test_nn,
-                                       a.data_root, echo))
+        doc["runs"].append(
+            run_trainer(kind, a.quick, overrides, bench, a.seed, work, outdir, train_imgs, test_nn, a.data_root, echo)
+        )
     if a.keep_runs:
         old = json.loads(Path(a.keep_runs).read_text())
         for r in old.get("runs", []):
             if r["trainer"] not in kinds:
-                doc["runs"].append({**r, "kept_from": {"file": str(a.keep_runs), "git_commit": old.get("env", {}).get("git_commit")}})
+                doc["runs"].append(
+                    {**r, "kept_from": {"file": str(a.keep_runs), "git_commit": old.get("env", {}).get("git_commit")}}
+                )
     if not a.no_references:
         doc["references"] = reference_rows(n, a.seed, train_imgs, lambda: {"train": train_imgs}, test_nn, outdir)
-        save_grid(outdir / "grid_real_train.png", train_imgs[torch.randperm(train_imgs.shape[0],
-                  generator=torch.Generator().manual_seed(a.seed + 11))[:64]])
+        save_grid(
+            outdir / "grid_real_train.png",
+            train_imgs[torch.randperm(train_imgs.shape[0], generator=torch.Generator().manual_seed(a.seed + 11))[:64]],
+        )
     doc["loadavg_end"] = os.getloadavg()
     doc["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     plot_curves(outdir / "fid_vs_cpu.png", doc)

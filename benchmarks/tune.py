@@ -8,6 +8,7 @@ on 2-D data, FID-FMNIST (10k Fashion-MNIST test images) on images. A second tabl
 
     OMP_NUM_THREADS=1 python benchmarks/tune.py [--only NAME ...] [--retrain] [--n-test N] [--no-defaults]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ class Scorer:
         self.image = self.spec["data"] == "fashion-mnist"
         if not self.image:
             from latentflow.data import toy
+
             self.ref = toy(self.spec["data"]).sample(n, generator=424242)
 
     def __call__(self, x: torch.Tensor) -> dict:
@@ -58,14 +60,21 @@ class Scorer:
             return {"error": "non-finite samples"}
         if self.image:
             from latentflow.metrics import KEY_FID, fid_fmnist, to_uint8
+
             return {"fid_fmnist": fid_fmnist(to_uint8(x), verbose=False)[KEY_FID]}
         from latentflow.metrics import toy_metrics
+
         return toy_metrics(x, self.spec["data"], reference=self.ref, n_emd=self.ref.shape[0], generator=0)
 
 
 def _row(label, res, x, n, cpu_s, scorer, **extra):
-    return {"row": label, **scorer(x), "d_evals_per_sample": float(res.info.get("n_D_forward", 0)) / n if res else 0.0,
-            "cpu_s": cpu_s, **extra}
+    return {
+        "row": label,
+        **scorer(x),
+        "d_evals_per_sample": float(res.info.get("n_D_forward", 0)) / n if res else 0.0,
+        "cpu_s": cpu_s,
+        **extra,
+    }
 
 
 def ddls_defaults(name: str, n_test: int) -> list:
@@ -77,12 +86,15 @@ def ddls_defaults(name: str, n_test: int) -> list:
     drows = []
     for label, o in DDLS_GRID.items():
         t = time.process_time()
-        res = latentflow.refine(G, D, z, method="ddls", seed=5, progress=False, d_output=s["d_output"],
-                                prior=s["prior"], **o)
+        res = latentflow.refine(
+            G, D, z, method="ddls", seed=5, progress=False, d_output=s["d_output"], prior=s["prior"], **o
+        )
         extra = {}
         if "accept_rate" in res.info:
-            extra = {"accept_rate": float(res.info["accept_rate"].mean()),
-                     "eps_final_median": float(res.info["step_size_final"].median())}
+            extra = {
+                "accept_rate": float(res.info["accept_rate"].mean()),
+                "eps_final_median": float(res.info["step_size_final"].median()),
+            }
         drows.append(_row(label, res, res.x, n_test, time.process_time() - t, scorer, **extra))
     return drows
 
@@ -109,18 +121,47 @@ def bench_one(name: str, n_test: int, n_real: int, budget: int, defaults: bool, 
             rows.append({"row": f"{m} (defaults)", "error": str(e)})
     real = fg.real_samples(name, n_real, split="train", seed=1)
     t = time.process_time()
-    tr = latentflow.tune(G, D, real, latent_dim=kd, prior=prior, d_output=d_out, budget=budget,
-                         metric="fid" if scorer.image else "emd", seed=0)
+    tr = latentflow.tune(
+        G,
+        D,
+        real,
+        latent_dim=kd,
+        prior=prior,
+        d_output=d_out,
+        budget=budget,
+        metric="fid" if scorer.image else "emd",
+        seed=0,
+    )
     tune_cpu = time.process_time() - t
     t = time.process_time()
     res = tr.refine(z, seed=5)
-    rows.append(_row(f"tune -> {tr.summary['winner']}", res if tr.method != "none" else None, res.x, n_test,
-                     time.process_time() - t, scorer, tune_cpu_s=tune_cpu))
+    rows.append(
+        _row(
+            f"tune -> {tr.summary['winner']}",
+            res if tr.method != "none" else None,
+            res.x,
+            n_test,
+            time.process_time() - t,
+            scorer,
+            tune_cpu_s=tune_cpu,
+        )
+    )
     tr.save(OUT / "recipes" / name)
     drows = ddls_defaults(name, n_test) if defaults else []
-    return {"name": name, "n_real": n_real, "n_test": n_test, "budget": budget, "train_cpu_s": meta.get("train_cpu_s"), "d_output": d_out, "prior": prior,
-            "rows": rows, "tune": tr.summary, "tune_cpu_s": tune_cpu, "calibration": tr.calibration,
-            "ddls_defaults": drows}
+    return {
+        "name": name,
+        "n_real": n_real,
+        "n_test": n_test,
+        "budget": budget,
+        "train_cpu_s": meta.get("train_cpu_s"),
+        "d_output": d_out,
+        "prior": prior,
+        "rows": rows,
+        "tune": tr.summary,
+        "tune_cpu_s": tune_cpu,
+        "calibration": tr.calibration,
+        "ddls_defaults": drows,
+    }
 
 
 def _fmt(v, nd=4):
@@ -132,11 +173,19 @@ def _fmt(v, nd=4):
 
 
 def tables(doc: dict) -> tuple[str, str]:
-    out = ["# tune on GANs latentflow did not make for itself", "",
-           "Test sample: fresh latents, real data unseen by tune (EMD: 2-D test draw; FID-FMNIST: 10k test images).",
-           f"tune: ≤ {doc['n_real']} real samples, ≤ {doc['budget']} D evaluations per sample. CPU, 1 thread.", ""]
-    dfl = ["# DDLS defaults across the foreign GANs", "",
-           "Same test latents per GAN; lower EMD / FID is better. eps_final: median adapted MALA step.", ""]
+    out = [
+        "# tune on GANs latentflow did not make for itself",
+        "",
+        "Test sample: fresh latents, real data unseen by tune (EMD: 2-D test draw; FID-FMNIST: 10k test images).",
+        f"tune: ≤ {doc['n_real']} real samples, ≤ {doc['budget']} D evaluations per sample. CPU, 1 thread.",
+        "",
+    ]
+    dfl = [
+        "# DDLS defaults across the foreign GANs",
+        "",
+        "Same test latents per GAN; lower EMD / FID is better. eps_final: median adapted MALA step.",
+        "",
+    ]
     for g in doc["gans"]:
         key = "fid_fmnist" if g["name"].startswith("fmnist") else "emd"
         base = g["rows"][0].get(key)
@@ -145,12 +194,17 @@ def tables(doc: dict) -> tuple[str, str]:
             cols = [c for c in cols if c not in ("modes", "high_quality_pct")]
         hdr = f"| {' | '.join(cols)} |\n|{'---|' * len(cols)}"
         tu = g["tune"]
-        out += [f"## {g['name']} (d_output {g['d_output']}, prior {g['prior']}; trained in "
-                f"{_fmt(g['train_cpu_s'], 3)} CPU s; tune {g['tune_cpu_s']:.0f} CPU s on {g['n_real']} real samples, budget "
-                f"{g.get('budget', doc['budget'])}; "
-                f"test n {g['n_test']})", "",
-                f"tune validation: none {_fmt(tu['none'])}, winner {_fmt(tu['winner_metric'])} "
-                f"({tu['improvement_pct']:.1f} %, mean of {len(tu['confirm'])} confirmation draws); {tu['verdict']}.", "", hdr]
+        out += [
+            f"## {g['name']} (d_output {g['d_output']}, prior {g['prior']}; trained in "
+            f"{_fmt(g['train_cpu_s'], 3)} CPU s; tune {g['tune_cpu_s']:.0f} CPU s on {g['n_real']} real samples, budget "
+            f"{g.get('budget', doc['budget'])}; "
+            f"test n {g['n_test']})",
+            "",
+            f"tune validation: none {_fmt(tu['none'])}, winner {_fmt(tu['winner_metric'])} "
+            f"({tu['improvement_pct']:.1f} %, mean of {len(tu['confirm'])} confirmation draws); {tu['verdict']}.",
+            "",
+            hdr,
+        ]
         dfl += [f"## {g['name']}", "", hdr.replace("| row |", "| setting |")]
         for rows, dst in ((g["rows"], out), (g["ddls_defaults"], dfl)):
             for r in rows:
@@ -186,10 +240,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-defaults", action="store_true")
     ap.add_argument("--json", default="results.json", help="file under results/tune for this run's GANs")
     ap.add_argument("--defaults-only", action="store_true", help="only add the DDLS defaults rows to --json")
-    ap.add_argument("--tables", action="store_true",
-                    help="only rebuild results.md / defaults_measured.md from every results*.json")
+    ap.add_argument(
+        "--tables", action="store_true", help="only rebuild results.md / defaults_measured.md from every results*.json"
+    )
     args = ap.parse_args(argv)
-    if args.defaults_only:   # add part 4's DDLS rows to GANs already in --json
+    if args.defaults_only:  # add part 4's DDLS rows to GANs already in --json
         torch.set_num_threads(1)
         doc = json.loads((OUT / args.json).read_text())
         for g in doc["gans"]:
@@ -205,8 +260,11 @@ def main(argv=None) -> int:
                 g.setdefault("n_real", d["n_real"])
                 g.setdefault("n_test", d["n_test"])
                 gans[g["name"]] = g
-        doc = {"n_real": max(g["n_real"] for g in gans.values()), "budget": args.budget,
-               "gans": sorted(gans.values(), key=lambda g: list(fg.SPECS).index(g["name"]))}
+        doc = {
+            "n_real": max(g["n_real"] for g in gans.values()),
+            "budget": args.budget,
+            "gans": sorted(gans.values(), key=lambda g: list(fg.SPECS).index(g["name"])),
+        }
         md, dmd = tables(doc)
         atomic_write_text(OUT / "results.md", md)
         atomic_write_text(OUT / "defaults_measured.md", dmd)

@@ -1,4 +1,5 @@
 """``python -m latentflow`` (and ``torchrun ... -m latentflow``): the command line."""
+
 from latentflow.cli import main
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ temporary file is created 0600 by ``mkstemp``; before the rename it gets the mod
 ``open(path, "w")`` would give (``0666 & ~umask``), so outputs are readable by whoever the user's umask
 allows.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,11 +16,21 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_safetensors",
-           "sha256_file", "sha256_bytes", "cache_dir", "file_mode", "strict_json"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_save_safetensors",
+    "sha256_file",
+    "sha256_bytes",
+    "cache_dir",
+    "file_mode",
+    "strict_json",
+]
 
 _CHUNK = 1 << 20
 
@@ -82,6 +93,7 @@ def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 2, d
 def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None) -> None:
     """``safetensors.torch.save_file`` of contiguous CPU copies of ``tensors``, written atomically."""
     from safetensors.torch import save_file
+
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 

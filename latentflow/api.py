@@ -1,7 +1,8 @@
 """``refine``: one entry point over every registered sampler."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -11,8 +12,16 @@ from .result import Result
 from .samplers import check_options, get, methods  # noqa: F401  (methods re-exported)
 
 
-def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *, y: Tensor | int | None = None,
-           seed: int | None = None, **options) -> Result:
+def refine(
+    G: Callable | None,
+    D: Callable,
+    z: Tensor,
+    method: str = "ddls",
+    *,
+    y: Tensor | int | None = None,
+    seed: int | None = None,
+    **options,
+) -> Result:
     """Refine samples of ``G`` with discriminator ``D`` using ``method``; returns a ``Result``.
 
     ``options`` are the method's keyword options (``latentflow.methods()[method].fields`` lists them
@@ -46,7 +55,7 @@ def refine(G: Callable | None, D: Callable, z: Tensor, method: str = "ddls", *, 
             raise OptionError("pass either seed or generator, not both")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise OptionError(f"seed must be an int or None; got {seed!r}")
-        if not -2**63 <= seed < 2**64:   # what torch.Generator.manual_seed takes
+        if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
             raise OptionError(f"seed must be in -2**63..2**64-1; got {seed}")
         options["generator"] = torch.Generator("cpu").manual_seed(seed)
     return fn(G, D, z, **options)

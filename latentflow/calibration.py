@@ -5,16 +5,16 @@ on held-out real and generated samples, where ``s(x)`` is D's raw output turned 
 critic as it is). The result is a callable returning calibrated logits, to be used with
 ``d_output="logit"`` by DDLS, DRS and MH-GAN.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .energy import check_d_output, to_logit
+from .energy import check_d_output, chunk_slices, d_values, frozen, to_logit
 from .errors import OptionError, ShapeError
-from .energy import chunk_slices, d_values, frozen
 
 
 class CalibratedD(nn.Module):
@@ -42,8 +42,16 @@ def _scores(D, x: Tensor, d_output: str, batch_size: int) -> Tensor:
     return torch.cat(out).double()
 
 
-def calibrate(D: Callable, real: Tensor, fake: Tensor, *, d_output: str = "logit",
-              iters: int = 100, l2: float = 1e-6, batch_size: int = 1024) -> CalibratedD:
+def calibrate(
+    D: Callable,
+    real: Tensor,
+    fake: Tensor,
+    *,
+    d_output: str = "logit",
+    iters: int = 100,
+    l2: float = 1e-6,
+    batch_size: int = 1024,
+) -> CalibratedD:
     """Platt-scale D on held-out ``real`` and generated ``fake`` samples (Newton's method, exact).
 
     Returns a ``CalibratedD`` whose output is a logit ``log p_data(x)/p_g(x)`` estimate (up to the
@@ -53,17 +61,21 @@ def calibrate(D: Callable, real: Tensor, fake: Tensor, *, d_output: str = "logit
     check_d_output(d_output)
     for name, t in (("real", real), ("fake", fake)):
         if not isinstance(t, Tensor) or t.dim() < 2 or t.shape[0] < 2:
-            raise ShapeError(f"{name} must be a tensor [N, *X] with N >= 2; got "
-                             f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+            raise ShapeError(
+                f"{name} must be a tensor [N, *X] with N >= 2; got "
+                f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}"
+            )
     if real.shape[1:] != fake.shape[1:]:
-        raise ShapeError(f"real and fake must have the same sample shape; got {tuple(real.shape[1:])} "
-                         f"and {tuple(fake.shape[1:])}")
+        raise ShapeError(
+            f"real and fake must have the same sample shape; got {tuple(real.shape[1:])} and {tuple(fake.shape[1:])}"
+        )
     s = torch.cat([_scores(D, real, d_output, batch_size), _scores(D, fake, d_output, batch_size)])
     if not torch.isfinite(s).all():
         raise OptionError("calibrate: D returned non-finite values on the calibration samples")
     y = torch.cat([torch.ones(real.shape[0]), torch.zeros(fake.shape[0])]).double()
-    w = torch.cat([torch.full((real.shape[0],), 0.5 / real.shape[0]),
-                   torch.full((fake.shape[0],), 0.5 / fake.shape[0])]).double()  # balanced classes
+    w = torch.cat(
+        [torch.full((real.shape[0],), 0.5 / real.shape[0]), torch.full((fake.shape[0],), 0.5 / fake.shape[0])]
+    ).double()  # balanced classes
     X = torch.stack([s, torch.ones_like(s)], 1)
     theta = torch.tensor([1.0, 0.0], dtype=torch.float64)
 
@@ -86,6 +98,12 @@ def calibrate(D: Callable, real: Tensor, fake: Tensor, *, d_output: str = "logit
         if (t * step).abs().max() < 1e-10:
             break
     cal = CalibratedD(D, float(theta[0]), float(theta[1]), d_output)
-    cal.fit_info = dict(bce_before=before, bce_after=bce(theta), a=float(theta[0]), b=float(theta[1]),
-                        n_real=int(real.shape[0]), n_fake=int(fake.shape[0]))
+    cal.fit_info = dict(
+        bce_before=before,
+        bce_after=bce(theta),
+        a=float(theta[0]),
+        b=float(theta[1]),
+        n_real=int(real.shape[0]),
+        n_fake=int(fake.shape[0]),
+    )
     return cal

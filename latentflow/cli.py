@@ -7,6 +7,7 @@ option types, an unwritable ``--out``, a seed out of range, unknown names) is pr
 are chosen so that none is a prefix of a ``torchrun`` option (``-n``/``--num-samples``; ``--num`` is kept
 as an alias, see ``TORCHRUN_ALIASES``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -87,51 +88,126 @@ def main(verbose):
       latentflow methods
       latentflow models
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    app.init_distributed()   # under torchrun: join its process group (NCCL on CUDA, gloo on CPU)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    app.init_distributed()  # under torchrun: join its process group (NCCL on CUDA, gloo on CPU)
 
 
 def _method_names():
-    return app.method_names()   # and "none": no refinement (latentflow.app.NO_REFINEMENT)
+    return app.method_names()  # and "none": no refinement (latentflow.app.NO_REFINEMENT)
 
 
 @main.command()
-@click.option("--model", default="grid25-wgangp", show_default=True, metavar="NAME|hf:REPO|DIR",
-              help="Manifest name, hf:owner/repo[@revision], or a folder with G/D safetensors "
-                   "(or one `latentflow train` wrote).")
-@click.option("--method", default="ddls", show_default=True, type=_Choice(_method_names()),
-              help="A sampler (see `latentflow methods`), or none: the generator's samples, unrefined.")
-@click.option("-n", "--num-samples", "--num", "num", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="Number of samples (--num is an alias; under torchrun use -n or --num-samples).")
+@click.option(
+    "--model",
+    default="grid25-wgangp",
+    show_default=True,
+    metavar="NAME|hf:REPO|DIR",
+    help="Manifest name, hf:owner/repo[@revision], or a folder with G/D safetensors (or one `latentflow train` wrote).",
+)
+@click.option(
+    "--method",
+    default="ddls",
+    show_default=True,
+    type=_Choice(_method_names()),
+    help="A sampler (see `latentflow methods`), or none: the generator's samples, unrefined.",
+)
+@click.option(
+    "-n",
+    "--num-samples",
+    "--num",
+    "num",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of samples (--num is an alias; under torchrun use -n or --num-samples).",
+)
 @click.option("--steps", default=None, type=click.IntRange(min=0), help="Sampler steps (methods that have steps).")
-@click.option("--step-size", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Step size ε (methods that have step_size).")
-@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
-              help="Any other method option, e.g. --opt mala=true (see `latentflow methods`).")
-@click.option("--batch-size", default=None, metavar="N|auto",
-              help="Evaluate G/D in chunks of N chains, or 'auto' (largest chunk that fits in memory).")
+@click.option(
+    "--step-size",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Step size ε (methods that have step_size).",
+)
+@click.option(
+    "--opt",
+    "opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other method option, e.g. --opt mala=true (see `latentflow methods`).",
+)
+@click.option(
+    "--batch-size",
+    default=None,
+    metavar="N|auto",
+    help="Evaluate G/D in chunks of N chains, or 'auto' (largest chunk that fits in memory).",
+)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the sampler step (gradient samplers).")
-@click.option("--autocast", default=None, type=click.Choice(["bf16", "fp16"]),
-              help="Evaluate G/D in low precision; chain state stays in float32.")
+@click.option(
+    "--autocast",
+    default=None,
+    type=click.Choice(["bf16", "fp16"]),
+    help="Evaluate G/D in low precision; chain state stays in float32.",
+)
 @click.option("--cuda-graph", is_flag=True, help="Capture the step as a CUDA graph (CUDA only).")
-@click.option("--class", "class_label", default=None, metavar="K|random",
-              help="Class of a class-conditional model (e.g. studiogan-sngan-cifar10): K for every sample, or "
-                   "random (the default): uniform classes drawn per sample.")
+@click.option(
+    "--class",
+    "class_label",
+    default=None,
+    metavar="K|random",
+    help="Class of a class-conditional model (e.g. studiogan-sngan-cifar10): K for every sample, or "
+    "random (the default): uniform classes drawn per sample.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
-@click.option("--format", "formats", multiple=True, metavar="safetensors|png|npz",
-              help="Sample files: safetensors (default), png (a folder samples/ of uint8 PNGs), npz (uint8 "
-                   "arr_0, NHWC); repeat or comma-separate.")
-@click.option("--real", default=None, metavar="DIR|FILE.npz|cifar10-train",
-              help="Real images for Inception FID/KID/IS [default: the model's dataset's, e.g. cifar10-train].")
-@click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2),
-              help="Use the first N real images [default: all].")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    metavar="safetensors|png|npz",
+    help="Sample files: safetensors (default), png (a folder samples/ of uint8 PNGs), npz (uint8 "
+    "arr_0, NHWC); repeat or comma-separate.",
+)
+@click.option(
+    "--real",
+    default=None,
+    metavar="DIR|FILE.npz|cifar10-train",
+    help="Real images for Inception FID/KID/IS [default: the model's dataset's, e.g. cifar10-train].",
+)
+@click.option(
+    "--real-num",
+    "num_real",
+    default=None,
+    type=click.IntRange(min=2),
+    help="Use the first N real images [default: all].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sample(model, method, num, steps, step_size, opts, batch_size, compile_, autocast, cuda_graph, class_label, seed,
-           device, out, formats, real, num_real, quiet, as_json):
+def sample(
+    model,
+    method,
+    num,
+    steps,
+    step_size,
+    opts,
+    batch_size,
+    compile_,
+    autocast,
+    cuda_graph,
+    class_label,
+    seed,
+    device,
+    out,
+    formats,
+    real,
+    num_real,
+    quiet,
+    as_json,
+):
     """Refine samples of a model and write samples.safetensors (or --format png/npz), samples.png and report.json."""
     options = app.parse_method_options(method, opts)
     if steps is not None:
@@ -148,25 +224,39 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
         try:
             batch_size = int(batch_size)
         except ValueError:
-            raise click.BadParameter(f"expected a positive int or 'auto', got {batch_size!r}",
-                                     param_hint="--batch-size") from None
+            raise click.BadParameter(
+                f"expected a positive int or 'auto', got {batch_size!r}", param_hint="--batch-size"
+            ) from None
         if batch_size < 1:
             raise click.BadParameter("must be >= 1", param_hint="--batch-size")
     if class_label is not None and class_label != "random":
         try:
             class_label = int(class_label)
         except ValueError:
-            raise click.BadParameter(f"expected a class index K >= 0 or 'random', got {class_label!r}",
-                                     param_hint="--class") from None
+            raise click.BadParameter(
+                f"expected a class index K >= 0 or 'random', got {class_label!r}", param_hint="--class"
+            ) from None
         if class_label < 0:
             raise click.BadParameter("must be >= 0 or 'random'", param_hint="--class")
     if out is None:
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"
-    rep = app.sample_model(model, method, num=num, seed=seed, device=device, out=out, options=options,
-                           batch_size=batch_size, progress=not quiet, class_label=class_label,
-                           formats=list(formats) or None, real=real, num_real=num_real)
-    if not app.is_main():    # under torchrun rank 0 prints
+    rep = app.sample_model(
+        model,
+        method,
+        num=num,
+        seed=seed,
+        device=device,
+        out=out,
+        options=options,
+        batch_size=batch_size,
+        progress=not quiet,
+        class_label=class_label,
+        formats=list(formats) or None,
+        real=real,
+        num_real=num_real,
+    )
+    if not app.is_main():  # under torchrun rank 0 prints
         return
     if as_json:
         click.echo(app.json_text(rep))
@@ -177,10 +267,20 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
 
 @main.command("tune")
 @click.option("--model", required=True, help="Manifest name, hf:owner/repo or a model folder.")
-@click.option("--real", "real", required=True, type=click.Path(),
-              help="Real samples: .npz / .safetensors / .pt (weights_only) file or an image folder.")
-@click.option("--budget", default=100, show_default=True, type=click.IntRange(min=1),
-              help="D evaluations per sample a candidate may use.")
+@click.option(
+    "--real",
+    "real",
+    required=True,
+    type=click.Path(),
+    help="Real samples: .npz / .safetensors / .pt (weights_only) file or an image folder.",
+)
+@click.option(
+    "--budget",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="D evaluations per sample a candidate may use.",
+)
 @click.option("--out", default=None, type=click.Path(), help="Folder for tune.json, tune.md and tune.png.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -188,6 +288,7 @@ def sample(model, method, num, steps, step_size, opts, batch_size, compile_, aut
 def tune_cmd(model, real, budget, out, seed, quiet, as_json):
     """Pick the method and settings that improve MODEL on held-out real samples (latentflow.tune)."""
     from pathlib import Path
+
     if not Path(real).exists():
         raise app.OptionError(f"--real: no such file or folder: {real}")
     seed = app.check_seed(seed)
@@ -235,30 +336,48 @@ def models_cmd(as_json):
         size = r.get("size") or r.get("bytes")
         size_s = f"{size / 1e6:.2f} MB" if isinstance(size, (int, float)) and size else "?"
         state = r.get("checkpoints") or "?"
-        click.echo(f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
-                   f"{state.upper() if state == 'mismatch' else state} |")
+        click.echo(
+            f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
+            f"{state.upper() if state == 'mismatch' else state} |"
+        )
 
 
 @main.command("bench")
 @click.argument("suite", type=_Choice(app.suite_names()))
 @click.option("--model", "models", multiple=True, help="Model(s) to benchmark [default: the suite's].")
-@click.option("-n", "--num-samples", "--num", "num", default=None, type=click.IntRange(min=1),
-              help="Samples per method (and seed); --num is an alias.")
+@click.option(
+    "-n",
+    "--num-samples",
+    "--num",
+    "num",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Samples per method (and seed); --num is an alias.",
+)
 @click.option("--seeds", default=None, type=click.IntRange(min=1), help="Number of seeds (toy2d).")
 @click.option("--methods", "method_list", default=None, help="Comma-separated rows (images suite).")
 @click.option("--inception", is_flag=True, help="Also Inception FID with the offline weights (images).")
 @click.option("--inception-num", default=None, type=click.IntRange(min=2), help="Samples for Inception FID (images).")
-@click.option("--budget", default=None, type=click.IntRange(min=1),
-              help="D evaluations per sample for every method (images) [default: the model's DDLS steps].")
-@click.option("--real", default=None, metavar="DIR|FILE.npz|cifar10-train",
-              help="Real images for Inception FID/KID/IS (images; implies --inception).")
+@click.option(
+    "--budget",
+    default=None,
+    type=click.IntRange(min=1),
+    help="D evaluations per sample for every method (images) [default: the model's DDLS steps].",
+)
+@click.option(
+    "--real",
+    default=None,
+    metavar="DIR|FILE.npz|cifar10-train",
+    help="Real images for Inception FID/KID/IS (images; implies --inception).",
+)
 @click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2), help="Use the first N real images.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)
-def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, real, num_real, budget, seed, quick,
-              out, quiet):
+def bench_cmd(
+    suite, models, num, seeds, method_list, inception, inception_num, real, num_real, budget, seed, quick, out, quiet
+):
     """Run a benchmark suite; writes JSON and a markdown table, prints the table.
 
     \b
@@ -271,9 +390,22 @@ def bench_cmd(suite, models, num, seeds, method_list, inception, inception_num, 
         if suite != "images":
             raise app.OptionError(f"--real: only the images suite compares with real images; got suite {suite}")
         extra = {"real": real, "num_real": num_real}
-    code = app.run_suite(suite, out=out, seed=seed, echo=click.echo, models=models, num=num, seeds=seeds, **extra,
-                         methods=method_list.split(",") if method_list else None, quick=quick,
-                         inception=inception, inception_num=inception_num, budget=budget, progress=not quiet)
+    code = app.run_suite(
+        suite,
+        out=out,
+        seed=seed,
+        echo=click.echo,
+        models=models,
+        num=num,
+        seeds=seeds,
+        **extra,
+        methods=method_list.split(",") if method_list else None,
+        quick=quick,
+        inception=inception,
+        inception_num=inception_num,
+        budget=budget,
+        progress=not quiet,
+    )
     sys.exit(code)
 
 
@@ -283,18 +415,33 @@ def train_group():
 
 
 def _train_command(kind: str):
-    @click.option("--data", default=None, help="Dataset: grid25, ring8, swissroll, fashion-mnist, mnist32 (per trainer).")
-    @click.option("--model", "model_ref", default=None, metavar="M",
-                  help="corrector: the model whose generator gets a new D (name, hf:owner/repo or folder).")
-    @click.option("--real", default=None, metavar="PATH",
-                  help="corrector: real samples, a dataset name or a .safetensors/.npy/.npz/.pt file.")
+    @click.option(
+        "--data", default=None, help="Dataset: grid25, ring8, swissroll, fashion-mnist, mnist32 (per trainer)."
+    )
+    @click.option(
+        "--model",
+        "model_ref",
+        default=None,
+        metavar="M",
+        help="corrector: the model whose generator gets a new D (name, hf:owner/repo or folder).",
+    )
+    @click.option(
+        "--real",
+        default=None,
+        metavar="PATH",
+        help="corrector: real samples, a dataset name or a .safetensors/.npy/.npz/.pt file.",
+    )
     @click.option("--steps", default=None, type=click.IntRange(min=1), help="Training steps.")
     @click.option("--batch-size", default=None, type=click.IntRange(min=1))
     @click.option("--seed", default=None, type=int)
     @click.option("--device", default=None, metavar="cpu|cuda")
     @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (see --dry-run).")
-    @click.option("--preset", default=None, metavar="NAME",
-                  help="A named recipe to start from (dflow: fmnist-cpu, ...); the other options override it.")
+    @click.option(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="A named recipe to start from (dflow: fmnist-cpu, ...); the other options override it.",
+    )
     @click.option("--out", required=True, metavar="DIR")
     @click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
     @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
@@ -310,25 +457,36 @@ def _train_command(kind: str):
         if preset is not None:
             presets = app.trainer_presets(kind)
             if preset not in presets:
-                raise click.BadParameter(f'unknown preset "{preset}" for {kind}.{_suggest(preset, presets)} '
-                                         f'Valid: {", ".join(presets) or "none (this trainer has no presets)"}',
-                                         param_hint="--preset")
+                raise click.BadParameter(
+                    f'unknown preset "{preset}" for {kind}.{_suggest(preset, presets)} '
+                    f"Valid: {', '.join(presets) or 'none (this trainer has no presets)'}",
+                    param_hint="--preset",
+                )
             kw.update(presets[preset])
-        kw.update({k: v for k, v in dict(data=data, model=model_ref, real=real, steps=steps, batch_size=batch_size,
-                                     seed=seed, device=device).items() if v is not None})
+        kw.update(
+            {
+                k: v
+                for k, v in dict(
+                    data=data, model=model_ref, real=real, steps=steps, batch_size=batch_size, seed=seed, device=device
+                ).items()
+                if v is not None
+            }
+        )
         kw.update(_parse_opts(sets))
         bad = sorted(set(kw) - fields)
         if bad:
-            raise click.BadParameter(f"unknown config field(s) {', '.join(bad)} for {kind}."
-                                     f"{_suggest(bad[0], fields)} Valid: {', '.join(sorted(fields))}",
-                                     param_hint="--set")
+            raise click.BadParameter(
+                f"unknown config field(s) {', '.join(bad)} for {kind}."
+                f"{_suggest(bad[0], fields)} Valid: {', '.join(sorted(fields))}",
+                param_hint="--set",
+            )
         cfg = Config(**kw)
         if hasattr(cfg, "validate"):
             cfg.validate()
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
             return
-        app.check_parallel_trainer(kind)   # under torchrun: gan and scoregan run data-parallel
+        app.check_parallel_trainer(kind)  # under torchrun: gan and scoregan run data-parallel
         train_fn(cfg, out, progress=not quiet, resume=not no_resume)
         if app.is_main():
             click.echo(f"wrote {out}")
@@ -352,16 +510,21 @@ _register_train_commands()
 @click.option("--arch-d", required=True, help="Architecture name of D.")
 @click.option("--kwargs-g", default=None, metavar="JSON", help="Keyword arguments of G's architecture.")
 @click.option("--kwargs-d", default=None, metavar="JSON", help="Keyword arguments of D's architecture.")
-@click.option("--d-path", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="D's file when G and D are saved separately (StudioGAN).")
+@click.option(
+    "--d-path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="D's file when G and D are saved separately (StudioGAN).",
+)
 @click.option("--latent-dim", default=None, type=click.IntRange(min=1))
 @click.option("--prior", default="normal", type=click.Choice(["normal", "uniform"]), show_default=True)
 @click.option("--d-output", default="logit", type=click.Choice(["logit", "prob", "critic"]), show_default=True)
 @click.option("--use-ema", is_flag=True, help="Take G's EMA weights when the checkpoint has them.")
 @click.option("--name", default="converted", show_default=True)
 @click.option("--dataset", default=None, help="Dataset the pair was trained on (for metrics).")
-def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim, prior, d_output, use_ema,
-                name, dataset):
+def convert_cmd(
+    src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim, prior, d_output, use_ema, name, dataset
+):
     """Turn a .pt/.pth/.ckpt G/D pair into safetensors + latentflow.json (read with weights_only=True).
 
     \b
@@ -370,16 +533,34 @@ def convert_cmd(src, out, arch_g, arch_d, kwargs_g, kwargs_d, d_path, latent_dim
       latentflow sample --model my-gan
     """
     kg, kd = _json_arg(kwargs_g, "--kwargs-g"), _json_arg(kwargs_d, "--kwargs-d")
-    app.convert(src, out, arch_g=arch_g, arch_d=arch_d, kwargs_g=kg, kwargs_d=kd, d_path=d_path,
-            latent_dim=latent_dim, prior=prior, d_output=d_output, use_ema=use_ema, name=name, dataset=dataset)
+    app.convert(
+        src,
+        out,
+        arch_g=arch_g,
+        arch_d=arch_d,
+        kwargs_g=kg,
+        kwargs_d=kd,
+        d_path=d_path,
+        latent_dim=latent_dim,
+        prior=prior,
+        d_output=d_output,
+        use_ema=use_ema,
+        name=name,
+        dataset=dataset,
+    )
     click.echo(f"wrote {out}")
 
 
 @main.command("export")
 @click.argument("model")
 @click.option("--out", required=True, metavar="DIR")
-@click.option("--metric", "metric_pairs", multiple=True, metavar="NAME=VALUE",
-              help="A measured metric for the model card, e.g. --metric fid=12.3 (repeatable).")
+@click.option(
+    "--metric",
+    "metric_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A measured metric for the model card, e.g. --metric fid=12.3 (repeatable).",
+)
 @click.option("--tag", "tags", multiple=True, help="An extra Hub tag for the model card (repeatable).")
 @click.option("--repo-id", default=None, metavar="OWNER/REPO", help="The Hub repo, for the card's usage lines.")
 @click.option("--no-card", is_flag=True, help="Do not write the model card README.md.")

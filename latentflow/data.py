@@ -8,6 +8,7 @@ the mode metrics know what "high quality" means:
 * ``swissroll``: the Swiss roll ``(t cos t, t sin t) / 7.5`` with ``t ∈ 1.5π (1 + 2u)`` and noise 0.25
   before scaling (the 2-D projection of sklearn's ``make_swiss_roll`` as DOT and WGAN-GP use it).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,8 +29,8 @@ from .errors import LatentflowError, OptionError
 @dataclass(frozen=True)
 class Toy2D:
     name: str
-    centers: Tensor | None      # [K, 2] mode centres, or None (Swiss roll)
-    std: float                  # per-coordinate std of each mode (Swiss roll: noise / scale)
+    centers: Tensor | None  # [K, 2] mode centres, or None (Swiss roll)
+    std: float  # per-coordinate std of each mode (Swiss roll: noise / scale)
 
     def sample(self, n: int, generator: rng.GeneratorLike = None, device="cpu") -> Tensor:
         gen = rng.resolve(generator, device)
@@ -101,14 +102,21 @@ def _find_idx_folder(what: str, root, env: str, defaults, hint: str) -> Path:
         if c and ((Path(c) / "t10k-images-idx3-ubyte.gz").exists() or (Path(c) / "t10k-images-idx3-ubyte").exists()):
             return Path(c)
     raise LatentflowError(
-        f"{what} not found (looked in: " + (", ".join(str(c) for c in cands if c) or f"nowhere: ${env} is unset")
-        + f"). {hint} the folder that holds train-images-idx3-ubyte.gz and friends.")
+        f"{what} not found (looked in: "
+        + (", ".join(str(c) for c in cands if c) or f"nowhere: ${env} is unset")
+        + f"). {hint} the folder that holds train-images-idx3-ubyte.gz and friends."
+    )
 
 
 def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
     """The folder holding Fashion-MNIST's IDX files: ``root``, ``$LATENTFLOW_FASHION_MNIST``, or Debian's."""
-    return _find_idx_folder("Fashion-MNIST", root, "LATENTFLOW_FASHION_MNIST", FASHION_MNIST_DIRS,
-                            "Install Debian's package (apt-get install dataset-fashion-mnist) or pass")
+    return _find_idx_folder(
+        "Fashion-MNIST",
+        root,
+        "LATENTFLOW_FASHION_MNIST",
+        FASHION_MNIST_DIRS,
+        "Install Debian's package (apt-get install dataset-fashion-mnist) or pass",
+    )
 
 
 def find_mnist(root: str | os.PathLike | None = None) -> Path:

@@ -10,6 +10,7 @@ Chains are split into contiguous, balanced slices (:func:`shard`), and each rank
 ``chain_offset=slice.start``: the per-chain random streams make the rows a rank produces equal to the
 same rows of a single-process run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,18 @@ from .errors import OptionError
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["World", "world", "init_from_env", "shard", "barrier", "sum_ints", "broadcast_object", "gather_objects", "agree", "is_main"]
+__all__ = [
+    "World",
+    "world",
+    "init_from_env",
+    "shard",
+    "barrier",
+    "sum_ints",
+    "broadcast_object",
+    "gather_objects",
+    "agree",
+    "is_main",
+]
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ def init_from_env(backend: str | None = None) -> World:
         torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend=backend)
     import atexit
+
     atexit.register(_leave)
     w = world()
     log.info("torch.distributed: rank %d of %d (%s)", w.rank, w.size, backend)
@@ -89,6 +102,7 @@ def _leave() -> None:
     ``DistributedDataParallel`` wrapper kept alive by a reference cycle), wait for the peers, leave.
     Destroying the group while such an object lives aborts the process in gloo's destructor."""
     import gc
+
     if not _initialized():
         return
     gc.collect()
@@ -123,8 +137,11 @@ def sum_ints(values: dict[str, int]) -> dict[str, int]:
     if not _initialized() or not values:
         return dict(values)
     keys = sorted(values)
-    dev = torch.device("cuda", torch.cuda.current_device()) \
-        if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+    dev = (
+        torch.device("cuda", torch.cuda.current_device())
+        if torch.distributed.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
     t = torch.tensor([int(values[k]) for k in keys], dtype=torch.int64, device=dev)
     torch.distributed.all_reduce(t)
     return dict(zip(keys, t.tolist()))

@@ -11,6 +11,7 @@
 * with ``output_noise = eps_n > 0`` the state carries ``z'`` too and ``x = G(z) + eps_n z'``
   (Che et al. 2020, Corollary 1), again with a N(0, I) prior on ``z'``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,7 @@ import functools
 import logging
 import math
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +43,9 @@ def d_values(out, n: int, what: str = "D(x)") -> Tensor:
     if not isinstance(out, Tensor):
         raise ShapeError(f"{what} must return a tensor of shape ({n},) or ({n}, 1); got {type(out).__name__}")
     if not out.is_floating_point():
-        raise ShapeError(f"{what} must return floating-point values (a logit, probability or critic); "
-                         f"got dtype {out.dtype}")
+        raise ShapeError(
+            f"{what} must return floating-point values (a logit, probability or critic); got dtype {out.dtype}"
+        )
     if out.shape == (n,):
         return out
     if out.dim() == 0 and n == 1:
@@ -70,12 +72,12 @@ def closed_over_modules(fn, depth: int = 2) -> list:
         elif hasattr(obj, "__self__") and callable(obj):
             todo.append((obj.__self__, d + 1))
         code, glob = getattr(obj, "__code__", None), getattr(obj, "__globals__", None)
-        if code is not None and glob is not None:   # module-level names a function reads
+        if code is not None and glob is not None:  # module-level names a function reads
             todo += [(glob[n], d + 1) for n in code.co_names if isinstance(glob.get(n), nn.Module)]
         for cell in getattr(obj, "__closure__", None) or ():
             try:
                 todo.append((cell.cell_contents, d + 1))
-            except ValueError:   # an empty cell
+            except ValueError:  # an empty cell
                 pass
     return found
 
@@ -85,17 +87,22 @@ def user_stacklevel() -> int:
     the first frame outside the latentflow package: the user's line, however deep the call came."""
     import os
     import sys
+
     pkg = os.path.dirname(os.path.abspath(__file__))
     f, level = sys._getframe(2), 2
-    while f is not None and (os.path.abspath(f.f_code.co_filename).startswith(pkg)
-                             or f.f_code.co_filename.endswith("contextlib.py")):
+    while f is not None and (
+        os.path.abspath(f.f_code.co_filename).startswith(pkg) or f.f_code.co_filename.endswith("contextlib.py")
+    ):
         f, level = f.f_back, level + 1
     return level
 
 
 #: layers that compute differently in train mode (what the closed-over-module warning is about)
-_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd,
-                   nn.modules.instancenorm._InstanceNorm)
+_MODE_DEPENDENT = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.dropout._DropoutNd,
+    nn.modules.instancenorm._InstanceNorm,
+)
 
 
 @contextlib.contextmanager
@@ -107,14 +114,17 @@ def frozen(*models):
     saved, seen = [], set()
     for m in models:
         direct = isinstance(m, nn.Module)
-        for mod in ([m] if direct else closed_over_modules(m)):
+        for mod in [m] if direct else closed_over_modules(m):
             if id(mod) in seen:
                 continue
             seen.add(id(mod))
             if not direct and any(x.training and isinstance(x, _MODE_DEPENDENT) for x in mod.modules()):
-                warnings.warn(f"a plain-function G/D closes over a {type(mod).__name__} in train mode; it is "
-                              "put in eval mode for sampling (pass the module itself, in eval mode, to be explicit)",
-                              UserWarning, stacklevel=user_stacklevel())
+                warnings.warn(
+                    f"a plain-function G/D closes over a {type(mod).__name__} in train mode; it is "
+                    "put in eval mode for sampling (pass the module itself, in eval mode, to be explicit)",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
             saved.append(([(x, x.training) for x in mod.modules()], [(p, p.requires_grad) for p in mod.parameters()]))
             mod.eval()
             mod.requires_grad_(False)
@@ -130,13 +140,13 @@ def frozen(*models):
 
 def check_d_output(d_output: str) -> str:
     if d_output not in D_OUTPUTS:
-        raise OptionError(f'd_output must be one of {", ".join(D_OUTPUTS)}; got {d_output!r}')
+        raise OptionError(f"d_output must be one of {', '.join(D_OUTPUTS)}; got {d_output!r}")
     return d_output
 
 
 def check_prior(prior: str) -> str:
     if prior not in PRIORS:
-        raise OptionError(f'prior must be one of {", ".join(PRIORS)}; got {prior!r}')
+        raise OptionError(f"prior must be one of {', '.join(PRIORS)}; got {prior!r}")
     return prior
 
 
@@ -173,9 +183,19 @@ class LatentEnergy:
     fold the output-noise part of the state back into an image.
     """
 
-    def __init__(self, G: Callable, D: Callable, runner, *, latent_dim: int, x_shape: tuple,
-                 prior: str = "normal", d_output: str = "logit", temperature: float = 1.0,
-                 output_noise: float = 0.0):
+    def __init__(
+        self,
+        G: Callable,
+        D: Callable,
+        runner,
+        *,
+        latent_dim: int,
+        x_shape: tuple,
+        prior: str = "normal",
+        d_output: str = "logit",
+        temperature: float = 1.0,
+        output_noise: float = 0.0,
+    ):
         if not temperature > 0:
             raise OptionError(f"temperature must be > 0; got {temperature}")
         if output_noise < 0:
@@ -189,10 +209,10 @@ class LatentEnergy:
         self.eps_n = float(output_noise)
 
     def decode(self, state: Tensor, *ys: Tensor) -> Tensor:
-        z = latent_from_u(state[:, :self.k], self.prior)
+        z = latent_from_u(state[:, : self.k], self.prior)
         x = self.runner.G(self.G, z, *ys)
         if self.eps_n > 0:
-            x = x + self.eps_n * state[:, self.k:].reshape(x.shape)
+            x = x + self.eps_n * state[:, self.k :].reshape(x.shape)
         return x
 
     def __call__(self, state: Tensor, *ys: Tensor):

@@ -3,6 +3,7 @@
 Every error a user can cause subclasses :class:`LatentflowError`, itself a ``ValueError`` so that
 ``except ValueError`` keeps working. Messages name the argument, what was expected and what came.
 """
+
 from __future__ import annotations
 
 
@@ -25,8 +26,7 @@ class ManifestError(LatentflowError):
 class IntegrityError(LatentflowError):
     """A file whose SHA-256 does not match the pinned value, or a state dict that does not fit."""
 
-    def __init__(self, message: str, *, expected: str | None = None, got: str | None = None,
-                 path: str | None = None):
+    def __init__(self, message: str, *, expected: str | None = None, got: str | None = None, path: str | None = None):
         super().__init__(message)
         self.expected = expected
         self.got = got

@@ -16,26 +16,43 @@ callbacks, divergence policy); they are documented once, here.
 ``parse_cli_options(method, ["steps=10", "mala=true"])`` parses ``key=value`` strings by the declared
 types (the command line is the only place where ``"true"``/``"no"``/``"1"`` mean a bool).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
 import typing
-from typing import Any, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Any, Literal, Union
 
 import torch
 
 from .errors import OptionError
 
-__all__ = ["field", "Options", "EngineOptions", "declare", "describe", "parse_cli_options",
-           "suggest", "type_name", "check_value", "ENGINE_FIELDS", "SPEED_FIELDS"]
+__all__ = [
+    "field",
+    "Options",
+    "EngineOptions",
+    "declare",
+    "describe",
+    "parse_cli_options",
+    "suggest",
+    "type_name",
+    "check_value",
+    "ENGINE_FIELDS",
+    "SPEED_FIELDS",
+]
 
 _NONE = type(None)
 #: method name -> its options record (filled by ``declare`` when the samplers are imported)
 _RECORDS: dict[str, type] = {}
-_RANGES = {"gt": (">", lambda v, b: v > b), "ge": (">=", lambda v, b: v >= b),
-           "lt": ("<", lambda v, b: v < b), "le": ("<=", lambda v, b: v <= b)}
+_RANGES = {
+    "gt": (">", lambda v, b: v > b),
+    "ge": (">=", lambda v, b: v >= b),
+    "lt": ("<", lambda v, b: v < b),
+    "le": ("<=", lambda v, b: v <= b),
+}
 
 
 def field(default: Any, help: str, **ranges) -> Any:
@@ -97,9 +114,8 @@ def _matches(v, tp) -> bool:
     origin = typing.get_origin(tp)
     if origin is not None and getattr(origin, "__name__", "") == "Callable" or tp is Callable:
         return callable(v)
-    if origin is not None:   # Sequence[float] and friends: a non-string sequence of numbers
-        return isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                    for x in v)
+    if origin is not None:  # Sequence[float] and friends: a non-string sequence of numbers
+        return isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
     return isinstance(v, tp)
 
 
@@ -172,35 +188,57 @@ class Options:
 @dataclasses.dataclass(frozen=True)
 class EngineOptions(Options):
     """Options every sampler shares; the driver owns them (documented once, here)."""
-    batch_size: Union[int, Literal["auto"], None] = field(
-        None, 'evaluate G and D in chunks of this many chains; "auto": the largest chunk that fits in free '
-              'memory (from a probe on a few rows); results agree up to round-off (per-chain random streams)', ge=1)
-    compile: bool = field(False, "evaluate the energy through torch.compile (its backward too); falls back "
-                                 "to eager with a logged warning")
-    cuda_graph: bool = field(False, "capture each chunk's energy-and-gradient step as a CUDA graph and "
-                                    "replay it (CUDA tensors only)")
-    autocast: Union[Literal["bf16", "fp16"], None] = field(
-        None, "evaluate G and D under torch.autocast; the chain state, energies and accept tests stay in "
-              "z's dtype (fp16 has no gradient scaling: prefer bf16)")
-    generator: Union[torch.Generator, int, None] = field(None, "torch.Generator or int seed, the only source of randomness: it gives the "
-                                 "key of the per-chain random streams")
-    callback: Union[Callable, None] = field(None, "called with Step(i, state, energy, accepted) after every step")
+
+    batch_size: int | Literal["auto"] | None = field(
+        None,
+        'evaluate G and D in chunks of this many chains; "auto": the largest chunk that fits in free '
+        "memory (from a probe on a few rows); results agree up to round-off (per-chain random streams)",
+        ge=1,
+    )
+    compile: bool = field(
+        False, "evaluate the energy through torch.compile (its backward too); falls back to eager with a logged warning"
+    )
+    cuda_graph: bool = field(
+        False, "capture each chunk's energy-and-gradient step as a CUDA graph and replay it (CUDA tensors only)"
+    )
+    autocast: Literal["bf16", "fp16"] | None = field(
+        None,
+        "evaluate G and D under torch.autocast; the chain state, energies and accept tests stay in "
+        "z's dtype (fp16 has no gradient scaling: prefer bf16)",
+    )
+    generator: torch.Generator | int | None = field(
+        None,
+        "torch.Generator or int seed, the only source of randomness: it gives the key of the per-chain random streams",
+    )
+    callback: Callable | None = field(None, "called with Step(i, state, energy, accepted) after every step")
     progress: bool = field(True, "show a tqdm bar on stderr")
-    chain_offset: int = field(0, "global index of row 0: rows [a, b) of a bigger run with chain_offset=a "
-                                 "draw exactly the numbers that run gives them", ge=0)
-    y: Union[torch.Tensor, int, None] = field(
-        None, "class labels of a class-conditional model, one per chain ([B] integers, or one int for all): G is "
-              "called as G(z, y) and D as D(x, ..., y); chains keep their label, DRS/MH proposals for chain c use "
-              "y[c]. None: uniform labels drawn per chain from its random stream when the model is conditional")
-    num_classes: Union[int, None] = field(
-        None, "classes of a conditional model; None: G's (else D's) num_classes attribute, 0 (unconditional) "
-              "when neither has one. With num_classes > 0, labels are checked to lie in [0, num_classes)", ge=0)
+    chain_offset: int = field(
+        0,
+        "global index of row 0: rows [a, b) of a bigger run with chain_offset=a "
+        "draw exactly the numbers that run gives them",
+        ge=0,
+    )
+    y: torch.Tensor | int | None = field(
+        None,
+        "class labels of a class-conditional model, one per chain ([B] integers, or one int for all): G is "
+        "called as G(z, y) and D as D(x, ..., y); chains keep their label, DRS/MH proposals for chain c use "
+        "y[c]. None: uniform labels drawn per chain from its random stream when the model is conditional",
+    )
+    num_classes: int | None = field(
+        None,
+        "classes of a conditional model; None: G's (else D's) num_classes attribute, 0 (unconditional) "
+        "when neither has one. With num_classes > 0, labels are checked to lie in [0, num_classes)",
+        ge=0,
+    )
     on_divergence: Literal["raise", "warn", "keep"] = field(
-        "raise", '"raise": DivergenceError when more than max_diverged_fraction of the chains diverge (or '
-                 'G/D is non-finite on an initial state), else a warning; "warn": always only warn; '
-                 '"keep": say nothing (the mask is in info["diverged"])')
-    max_diverged_fraction: float = field(0.5, "with on_divergence=\"raise\": the fraction of diverged chains "
-                                              "above which the run raises", ge=0, le=1)
+        "raise",
+        '"raise": DivergenceError when more than max_diverged_fraction of the chains diverge (or '
+        'G/D is non-finite on an initial state), else a warning; "warn": always only warn; '
+        '"keep": say nothing (the mask is in info["diverged"])',
+    )
+    max_diverged_fraction: float = field(
+        0.5, 'with on_divergence="raise": the fraction of diverged chains above which the run raises', ge=0, le=1
+    )
 
 
 ENGINE_FIELDS = tuple(f.name for f in dataclasses.fields(EngineOptions))
@@ -228,8 +266,9 @@ def _hints(method: str) -> dict:
 
 def _record(method: str) -> tuple:
     if method not in _RECORDS:
-        raise OptionError(f'Unknown method "{method}". Available: {", ".join(sorted(_RECORDS))}.'
-                          + suggest(method, _RECORDS))
+        raise OptionError(
+            f'Unknown method "{method}". Available: {", ".join(sorted(_RECORDS))}.' + suggest(method, _RECORDS)
+        )
     return _RECORDS[method]
 
 
@@ -269,7 +308,7 @@ def _parse_one(name: str, text: str, tp):
         elif a is str:
             return text
         elif typing.get_origin(a) is not None and getattr(typing.get_origin(a), "__name__", "") == "Sequence":
-            try:   # a comma-separated list of numbers: sigmas=2,1,0.5
+            try:  # a comma-separated list of numbers: sigmas=2,1,0.5
                 return [float(t) for t in text.split(",")]
             except ValueError:
                 pass
@@ -287,13 +326,16 @@ def parse_cli_options(method: str, pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if not isinstance(pair, str) or "=" not in pair:
-            raise OptionError(f'options must be given as key=value; got {pair!r}')
+            raise OptionError(f"options must be given as key=value; got {pair!r}")
         key, _, text = pair.partition("=")
         key = key.strip()
         if key not in hints or key in ("generator", "callback"):
             valid = sorted(k for k in hints if k not in ("generator", "callback"))
-            raise OptionError(f'method "{method}" got unknown option(s) {key}.' + suggest(key, valid)
-                              + f' Valid options: {", ".join(valid)}.')
+            raise OptionError(
+                f'method "{method}" got unknown option(s) {key}.'
+                + suggest(key, valid)
+                + f" Valid options: {', '.join(valid)}."
+            )
         value = _parse_one(key, text, hints[key])
         check_value(key, value, hints[key], metas[key])
         out[key] = value

@@ -1,4 +1,5 @@
 """The one return type of every sampler."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ class Step(NamedTuple):
     methods, particles ``x`` for data-space methods), ``energy`` the per-chain energy or D value when
     the method has one, ``accepted`` the per-chain acceptance of this step (MALA, MH) or ``None``.
     """
+
     i: int
     state: torch.Tensor
     energy: torch.Tensor | None = None
@@ -46,6 +48,7 @@ class Result:
             ``n_D_forward``, ``n_D_backward``, ``wall_s``).
         y: the class label of each sample ``[B]`` (long) for a class-conditional model, else ``None``.
     """
+
     x: torch.Tensor
     z: torch.Tensor | None
     info: dict = field(default_factory=dict)

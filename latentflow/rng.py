@@ -4,16 +4,18 @@ Device rule (as diffusers' ``randn_tensor``): a CPU generator with CUDA tensors 
 moves the draw, so CPU and GPU runs of the same seed start from the same numbers; a CUDA generator
 with CPU tensors is an error.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 
 from .errors import OptionError
 
-GeneratorLike = Union[torch.Generator, int, None]
+GeneratorLike = Union[torch.Generator, int, None]  # noqa: UP007  (a runtime alias)
 
 
 def resolve(generator: GeneratorLike, device: torch.device | str = "cpu") -> torch.Generator:
@@ -35,7 +37,8 @@ def resolve(generator: GeneratorLike, device: torch.device | str = "cpu") -> tor
         if generator.device.type != "cpu" and generator.device.type != device.type:
             raise OptionError(
                 f"generator lives on {generator.device} but the tensors are on {device}; "
-                "pass a CPU generator (it works for every device) or one on the tensors' device")
+                "pass a CPU generator (it works for every device) or one on the tensors' device"
+            )
         return generator
     raise OptionError(f"generator must be a torch.Generator, an int seed or None; got {type(generator).__name__}")
 
@@ -65,8 +68,9 @@ def randint(high: int, shape: Sequence[int], generator: torch.Generator, device=
     return out.to(device)
 
 
-def sample_latents(n: int, dim: int, prior: str = "normal", *, generator: GeneratorLike = None,
-                   device="cpu", dtype=torch.float32) -> torch.Tensor:
+def sample_latents(
+    n: int, dim: int, prior: str = "normal", *, generator: GeneratorLike = None, device="cpu", dtype=torch.float32
+) -> torch.Tensor:
     """Draw ``n`` latents ``[n, dim]`` from the prior: ``"normal"`` N(0, I) or ``"uniform"`` U[-1, 1]^dim."""
     for name, v in (("n", n), ("dim", dim)):
         if isinstance(v, bool) or not isinstance(v, int):
@@ -140,7 +144,7 @@ def stream_key(generator: GeneratorLike) -> int:
     (advancing it by one draw); ``None`` one draw from the global RNG. So ``generator=s`` and
     ``generator=torch.Generator().manual_seed(s)`` give the same samples."""
     if isinstance(generator, int) and not isinstance(generator, bool):
-        if not -2**63 <= generator < 2**64:   # what torch.Generator.manual_seed takes
+        if not -(2**63) <= generator < 2**64:  # what torch.Generator.manual_seed takes
             raise OptionError(f"generator (an int seed) must be in -2**63..2**64-1; got {generator}")
         generator = torch.Generator("cpu").manual_seed(generator)
     if generator is None:
@@ -160,20 +164,20 @@ class ChainStream:
         self.device = ids.device
         self._base = mix64(mix64(ids.to(torch.int64) + 1) ^ _s64(self.key))
 
-    def subset(self, rows: torch.Tensor) -> "ChainStream":
+    def subset(self, rows: torch.Tensor) -> ChainStream:
         """The streams of ``self.ids[rows]``."""
         return ChainStream(self.key, self.ids[rows])
 
     def _bits(self, step: int, slot: int, m: int) -> torch.Tensor:
         """``[n, m]`` int64 hashes for elements ``0..m-1`` of (step, slot)."""
         b = mix64(mix64(self._base + _s64(int(step) * _PHI)) + _s64(int(slot) * _PHI2))
-        el = (torch.arange(1, m + 1, device=self.device, dtype=torch.int64) * _PHI)
+        el = torch.arange(1, m + 1, device=self.device, dtype=torch.int64) * _PHI
         return mix64(b[:, None] + el[None, :])
 
     def _uniform_bits(self, h: torch.Tensor, dtype) -> torch.Tensor:
         if dtype == torch.float64:
-            return _srl(h, 11).to(torch.float64) * 2.0 ** -53
-        return _srl(h, 40).to(torch.float32) * 2.0 ** -24
+            return _srl(h, 11).to(torch.float64) * 2.0**-53
+        return _srl(h, 40).to(torch.float32) * 2.0**-24
 
     def uniform(self, step: int, slot: int, shape=(), dtype=torch.float32) -> torch.Tensor:
         """Uniforms in [0, 1) of shape ``[n, *shape]`` (53 bits for float64, 24 otherwise)."""
@@ -214,8 +218,9 @@ class ChainStream:
 LABEL_STEP, LABEL_SLOT = 0, 31
 
 
-def sample_labels(n: int, num_classes: int, *, generator: GeneratorLike = None, chain_offset: int = 0,
-                  device="cpu") -> torch.Tensor:
+def sample_labels(
+    n: int, num_classes: int, *, generator: GeneratorLike = None, chain_offset: int = 0, device="cpu"
+) -> torch.Tensor:
     """Uniform class labels ``[n]`` (long) for chains ``chain_offset .. chain_offset + n - 1``: what a sampler
     draws for a class-conditional model given no labels, from the per-chain streams keyed by
     :func:`stream_key` of ``generator`` (so a chain's label does not depend on how the chains are split)."""

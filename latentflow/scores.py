@@ -19,10 +19,11 @@ than a noised sample of the score model, the optimal ``d*`` satisfies ``d*/(1 - 
 ``∇ log p_σ = ∇ log q_σ + ∇ log(d*/(1 - d*))``: :func:`dg_correction` is ``w ∇x log(d/(1 - d))`` (``w ∇x d``
 for a logit), :func:`guided_score` the corrected score. These are the pure parts a sampler calls.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -33,9 +34,19 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 OUTPUTS = ("score", "denoised", "eps", "raw")
 D_OUTPUTS = ("logit", "prob")
 
-__all__ = ["as_score", "edm_sigmas", "edm_precond", "edm_loss_weight",
-           "heun_step", "edm_heun_sample", "dg_correction", "guided_score", "diffusers_score",
-           "OUTPUTS", "D_OUTPUTS"]
+__all__ = [
+    "as_score",
+    "edm_sigmas",
+    "edm_precond",
+    "edm_loss_weight",
+    "heun_step",
+    "edm_heun_sample",
+    "dg_correction",
+    "guided_score",
+    "diffusers_score",
+    "OUTPUTS",
+    "D_OUTPUTS",
+]
 
 
 def _sigma_rows(sigma, x: Tensor) -> Tensor:
@@ -47,8 +58,9 @@ def _sigma_rows(sigma, x: Tensor) -> Tensor:
     elif s.dim() == 2 and s.shape[1] == 1:
         s = s[:, 0]
     if s.shape != (B,):
-        raise ShapeError(f"sigma must be a scalar or a tensor of shape ({B},) (one per sample); "
-                         f"got shape {tuple(s.shape)}")
+        raise ShapeError(
+            f"sigma must be a scalar or a tensor of shape ({B},) (one per sample); got shape {tuple(s.shape)}"
+        )
     return s
 
 
@@ -60,13 +72,13 @@ def edm_precond(sigma: Tensor, sigma_data: float):
     """``(c_skip, c_out, c_in, c_noise)`` (Karras et al. 2022, Table 1): ``σ_d²/(σ² + σ_d²)``,
     ``σ σ_d/sqrt(σ² + σ_d²)``, ``1/sqrt(σ² + σ_d²)``, ``log(σ)/4``."""
     sd2 = float(sigma_data) ** 2
-    r = (sigma ** 2 + sd2).sqrt()
-    return sd2 / (sigma ** 2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
+    r = (sigma**2 + sd2).sqrt()
+    return sd2 / (sigma**2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
 
 
 def edm_loss_weight(sigma: Tensor, sigma_data: float) -> Tensor:
     """EDM's loss weight ``λ(σ) = (σ² + σ_d²)/(σ σ_d)²`` (``λ c_out² = 1``)."""
-    return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
 def as_score(model: Callable, output: str = "score", sigma_data: float | None = None) -> ScoreFn:
@@ -74,12 +86,13 @@ def as_score(model: Callable, output: str = "score", sigma_data: float | None = 
     (module docstring); ``sigma_data`` is needed for ``"raw"`` only. The returned callable takes ``σ`` as a
     scalar or one value per sample and checks shapes and dtypes (``ShapeError``)."""
     if output not in OUTPUTS:
-        raise OptionError(f'output must be one of {", ".join(OUTPUTS)}; got {output!r}')
+        raise OptionError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
     if not callable(model):
         raise OptionError(f"model must be a callable S(x, sigma); got {type(model).__name__}")
     if output == "raw" and (not isinstance(sigma_data, (int, float)) or not sigma_data > 0):
-        raise OptionError(f'output="raw" needs sigma_data > 0 (the data std of the EDM preconditioning); '
-                          f"got {sigma_data!r}")
+        raise OptionError(
+            f'output="raw" needs sigma_data > 0 (the data std of the EDM preconditioning); got {sigma_data!r}'
+        )
 
     def score(x: Tensor, sigma) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() < 2 or not x.is_floating_point():
@@ -93,29 +106,34 @@ def as_score(model: Callable, output: str = "score", sigma_data: float | None = 
             y = model(x, s)
         if not isinstance(y, Tensor) or y.shape != x.shape or y.dtype != x.dtype:
             got = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
-            raise ShapeError(f"the score model must return a {x.dtype} tensor of shape {tuple(x.shape)} (its "
-                             f'"{output}" prediction for x); got {got}')
+            raise ShapeError(
+                f"the score model must return a {x.dtype} tensor of shape {tuple(x.shape)} (its "
+                f'"{output}" prediction for x); got {got}'
+            )
         sc = _col(s, x)
         if output == "score":
             return y
         if output == "eps":
             return -y / sc
         den = y if output == "denoised" else c_skip * x + c_out * y
-        return (den - x) / sc ** 2
+        return (den - x) / sc**2
 
     score.output = output
     return score
 
 
-def edm_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-               dtype=torch.float64) -> Tensor:
+def edm_sigmas(
+    n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, dtype=torch.float64
+) -> Tensor:
     """``[n + 1]`` noise levels: ``σ_i = (σ_max^{1/ρ} + i/(n-1) (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ`` for
     ``i < n`` (``σ_0 = σ_max``, ``σ_{n-1} = σ_min``) and ``σ_n = 0`` (Karras et al. 2022, Eq. 5)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise OptionError(f"n (the number of noise levels) must be an int >= 2; got {n!r}")
     if not 0 < sigma_min < sigma_max or not rho > 0:
-        raise OptionError(f"edm_sigmas needs 0 < sigma_min < sigma_max and rho > 0; got sigma_min={sigma_min!r}, "
-                          f"sigma_max={sigma_max!r}, rho={rho!r}")
+        raise OptionError(
+            f"edm_sigmas needs 0 < sigma_min < sigma_max and rho > 0; got sigma_min={sigma_min!r}, "
+            f"sigma_max={sigma_max!r}, rho={rho!r}"
+        )
     i = torch.arange(n, dtype=torch.float64)
     a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     s = (a + i / (n - 1) * (b - a)) ** rho
@@ -163,7 +181,7 @@ def dg_correction(D: Callable, x: Tensor, sigma, w: float = 1.0, d_output: str =
     ``d_output="logit"``: ``D`` returns ``log(d/(1 - d))`` and the term is ``w ∇x D``; ``"prob"``: ``D`` returns
     ``d`` in (0, 1), clamped to ``[1e-6, 1 - 1e-6]``. ``D(x, σ [B])`` must return ``[B]`` (or ``[B, 1]``)."""
     if d_output not in D_OUTPUTS:
-        raise OptionError(f'd_output must be one of {", ".join(D_OUTPUTS)}; got {d_output!r}')
+        raise OptionError(f"d_output must be one of {', '.join(D_OUTPUTS)}; got {d_output!r}")
     s = _sigma_rows(sigma, x)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
@@ -179,8 +197,14 @@ def dg_correction(D: Callable, x: Tensor, sigma, w: float = 1.0, d_output: str =
     return (w * g).detach()
 
 
-def guided_score(score: ScoreFn, D: Callable | None, w: float = 1.0, d_output: str = "logit", *,
-                 sigma_range: tuple[float, float] | None = None) -> ScoreFn:
+def guided_score(
+    score: ScoreFn,
+    D: Callable | None,
+    w: float = 1.0,
+    d_output: str = "logit",
+    *,
+    sigma_range: tuple[float, float] | None = None,
+) -> ScoreFn:
     """``s(x, σ) + w ∇x log(d/(1 - d))(x, σ)``: the discriminator-guided score (``D=None`` or ``w=0``: ``s``).
 
     ``sigma_range=(lo, hi)`` applies the correction only to samples with ``lo <= σ <= hi`` (the noise levels
@@ -223,14 +247,14 @@ def diffusers_score(unet, scheduler) -> Callable[[Tensor, Tensor], Tensor]:
     log_sig = 0.5 * (torch.log1p(-ac) - torch.log(ac))
     pred = getattr(getattr(scheduler, "config", None), "prediction_type", "epsilon")
     if pred not in ("epsilon", "sample", "v_prediction"):
-        raise OptionError(f'scheduler.config.prediction_type must be epsilon, sample or v_prediction; got {pred!r}')
+        raise OptionError(f"scheduler.config.prediction_type must be epsilon, sample or v_prediction; got {pred!r}")
 
     def S(x: Tensor, sigma) -> Tensor:
         s = _sigma_rows(sigma, x)
         t = (torch.log(s.double().cpu())[:, None] - log_sig[None, :]).abs().argmin(1)
         a = ac[t].to(x.device, x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
         sc = _col(s, x)
-        xt = x / (1 + sc ** 2).sqrt()
+        xt = x / (1 + sc**2).sqrt()
         out = unet(xt, t.to(x.device)).sample
         if pred == "sample":
             out = (xt - a.sqrt() * out) / (1 - a).sqrt()

@@ -30,28 +30,36 @@ shards into ``out_path`` (a folder every rank can see), and rank 0 writes ``inde
 there. Every rank returns the index. Resume works the same: a rerun after a killed rank keeps every
 finished shard of the same key, whatever the number of processes.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
+from . import dist
 from ._io import atomic_save_safetensors, atomic_write_json
 from .errors import OptionError
-from . import dist
 from .result import Result
 from .rng import ChainStream, stream_key
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["refine_to_disk", "load_shards", "load_result", "chain_latents", "latent_key", "block_seed",
-           "model_identity"]
+__all__ = [
+    "refine_to_disk",
+    "load_shards",
+    "load_result",
+    "chain_latents",
+    "latent_key",
+    "block_seed",
+    "model_identity",
+]
 
 INDEX = "index.json"
 #: counters summed over the shards (and so over processes) into the index's ``totals``
@@ -73,8 +81,16 @@ def latent_key(seed: int) -> int:
     return stream_key(block_seed(seed, 0, "latents"))
 
 
-def chain_latents(seed: int, start: int, stop: int, dim: int, prior: str = "normal", *,
-                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def chain_latents(
+    seed: int,
+    start: int,
+    stop: int,
+    dim: int,
+    prior: str = "normal",
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Initial latents ``[stop - start, dim]`` of chains ``start .. stop - 1`` of a run with ``seed``: row
     ``c`` is ``ChainStream(latent_key(seed), c).latents(step 0, slot 0, dim, prior)`` (N(0, I) or
     U[-1, 1]^dim), the same whichever rows are drawn together."""
@@ -110,15 +126,25 @@ def model_identity(f: Callable | None) -> str:
 
 
 def _run_key(method: str, seed: int | str, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
-    enc = json.dumps({"method": method, "seed": seed, "n": n, "chunk": chunk, "z": z_hash, "models": models,
-                      "options": {k: repr(v) for k, v in sorted(options.items()) if k not in NOT_IN_KEY}},
-                     sort_keys=True)
+    enc = json.dumps(
+        {
+            "method": method,
+            "seed": seed,
+            "n": n,
+            "chunk": chunk,
+            "z": z_hash,
+            "models": models,
+            "options": {k: repr(v) for k, v in sorted(options.items()) if k not in NOT_IN_KEY},
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(enc.encode()).hexdigest()[:32]
 
 
 def _keys_in(out: Path) -> set[str]:
     """The run keys of what ``out`` already holds (its index and shards)."""
     from safetensors import safe_open
+
     keys = set()
     idx = out / INDEX
     if idx.exists():
@@ -145,11 +171,22 @@ def _shard_name(b: int, n_blocks: int) -> str:
     return f"shard-{b:05d}-of-{n_blocks:05d}.safetensors"
 
 
-def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method: str = "ddls",
-                   out_path: str | os.PathLike = "refined", *, chunk: int = 4096, seed: int | torch.Generator = 0,
-                   latent_dim: int | None = None, device: torch.device | str | None = None,
-                   dtype: torch.dtype = torch.float32, resume: bool = True, overwrite: bool = False,
-                   **options) -> dict:
+def refine_to_disk(
+    G: Callable | None,
+    D: Callable,
+    z_or_n: Tensor | int,
+    method: str = "ddls",
+    out_path: str | os.PathLike = "refined",
+    *,
+    chunk: int = 4096,
+    seed: int | torch.Generator = 0,
+    latent_dim: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    resume: bool = True,
+    overwrite: bool = False,
+    **options,
+) -> dict:
     """Run ``refine(G, D, z[lo:hi], method, seed=seed, chain_offset=lo, **options)`` over blocks of
     ``chunk`` chains and write each block's result as a safetensors shard under ``out_path``.
 
@@ -196,11 +233,14 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
             g = torch.Generator(gen_device)
             g.set_state(state)
             return g
+
         seed_id: int | str = "generator:" + hashlib.sha256(state.numpy().tobytes()).hexdigest()[:16]
         latent_seed = stream_key(make_gen())
     elif isinstance(seed, int) and not isinstance(seed, bool):
+
         def make_gen():
             return torch.Generator("cpu").manual_seed(seed)
+
         seed_id = latent_seed = int(seed)
     else:
         raise OptionError(f"seed must be an int or a torch.Generator; got {seed!r}")
@@ -236,16 +276,49 @@ def refine_to_disk(G: Callable | None, D: Callable, z_or_n: Tensor | int, method
 
     out = Path(out_path)
     n_blocks = -(-n // chunk)
-    key = _run_key(method, seed_id, n, chunk, {**options, "y": y_key} if y_all is not None else options, z_hash,
-                   {"G": model_identity(G), "D": model_identity(D)})
-    dist.agree(lambda: _prepare(out, key, overwrite))     # rank 0 checks and clears; every rank learns the outcome
-    dist.barrier()                                     # nobody writes before the old index is gone
+    key = _run_key(
+        method,
+        seed_id,
+        n,
+        chunk,
+        {**options, "y": y_key} if y_all is not None else options,
+        z_hash,
+        {"G": model_identity(G), "D": model_identity(D)},
+    )
+    dist.agree(lambda: _prepare(out, key, overwrite))  # rank 0 checks and clears; every rank learns the outcome
+    dist.barrier()  # nobody writes before the old index is gone
     mine = dist.shard(n_blocks)
-    dist.agree(lambda: _write_blocks(G, D, rows, method, out, key, make_gen, seed_id, n, chunk,
-                                 range(mine.start, mine.stop),
-                                 resume, options, y_all), everyone=True)
-    index = dist.agree(lambda: _write_index(out, key, method, seed_id, n, chunk, options,
-                                            None if y_all is None else (y_key if isinstance(y_all, Tensor) else y_all)))
+    dist.agree(
+        lambda: _write_blocks(
+            G,
+            D,
+            rows,
+            method,
+            out,
+            key,
+            make_gen,
+            seed_id,
+            n,
+            chunk,
+            range(mine.start, mine.stop),
+            resume,
+            options,
+            y_all,
+        ),
+        everyone=True,
+    )
+    index = dist.agree(
+        lambda: _write_index(
+            out,
+            key,
+            method,
+            seed_id,
+            n,
+            chunk,
+            options,
+            None if y_all is None else (y_key if isinstance(y_all, Tensor) else y_all),
+        )
+    )
     return index
 
 
@@ -255,20 +328,23 @@ def _prepare(out: Path, key: str, overwrite: bool) -> None:
     if out.is_dir():
         other = _keys_in(out) - {key}
         if other and not overwrite:
-            raise OptionError(f"out_path {str(out)!r} holds a refine_to_disk run with other settings (G, D, "
-                              f"method, seed, N, chunk, latents or options differ); use a new folder, or "
-                              f"overwrite=True to replace it")
+            raise OptionError(
+                f"out_path {str(out)!r} holds a refine_to_disk run with other settings (G, D, "
+                f"method, seed, N, chunk, latents or options differ); use a new folder, or "
+                f"overwrite=True to replace it"
+            )
         if other:
             log.info("refine_to_disk: overwrite=True, removing the other run in %s", out)
             _clear(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / INDEX).unlink(missing_ok=True)   # a killed rerun must not leave the old index behind
-    for stale in [*out.glob(".shard-*.tmp"), *out.glob(f".{INDEX}.*.tmp")]:   # half-written by a killed run
+    (out / INDEX).unlink(missing_ok=True)  # a killed rerun must not leave the old index behind
+    for stale in [*out.glob(".shard-*.tmp"), *out.glob(f".{INDEX}.*.tmp")]:  # half-written by a killed run
         stale.unlink(missing_ok=True)
 
 
 def _shard_meta(path: Path) -> dict | None:
     from safetensors import safe_open
+
     try:
         with safe_open(str(path), "pt") as fh:
             return fh.metadata() or {}
@@ -278,6 +354,7 @@ def _shard_meta(path: Path) -> dict | None:
 
 def _write_blocks(G, D, rows, method, out, key, make_gen, seed, n, chunk, blocks, resume, options, y_all=None) -> None:
     from .api import refine
+
     n_blocks = -(-n // chunk)
     for b in blocks:
         lo, hi = b * chunk, min((b + 1) * chunk, n)
@@ -300,10 +377,17 @@ def _write_blocks(G, D, rows, method, out, key, make_gen, seed, n, chunk, blocks
                 scalars[k] = v
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         counters = {k: res.info[k] for k in COUNTERS if k in res.info}
-        meta = {"run_key": key, "block": str(b), "start": str(lo), "stop": str(hi), "method": method,
-                "seed": str(seed), "counters": json.dumps(counters),
-                "options": json.dumps(res.info.get("options", {}), default=repr),
-                "info": json.dumps(scalars, default=repr)}
+        meta = {
+            "run_key": key,
+            "block": str(b),
+            "start": str(lo),
+            "stop": str(hi),
+            "method": method,
+            "seed": str(seed),
+            "counters": json.dumps(counters),
+            "options": json.dumps(res.info.get("options", {}), default=repr),
+            "info": json.dumps(scalars, default=repr),
+        }
         atomic_save_safetensors(tensors, path, metadata=meta)
         del res, tensors
         log.info("refine_to_disk: wrote %s (%d/%d)", path.name, b + 1, n_blocks)
@@ -318,15 +402,25 @@ def _write_index(out, key, method, seed, n, chunk, options, y=None) -> dict:
         name = _shard_name(b, n_blocks)
         meta = _shard_meta(out / name)
         if meta is None or meta.get("run_key") != key:
-            raise OptionError(f"refine_to_disk: shard {name} of this run is missing in {str(out)!r} "
-                              f"(a process stopped early?); run again to resume")
+            raise OptionError(
+                f"refine_to_disk: shard {name} of this run is missing in {str(out)!r} "
+                f"(a process stopped early?); run again to resume"
+            )
         counters = json.loads(meta.get("counters", "{}"))
         for k, v in counters.items():
             totals[k] = totals.get(k, 0) + v
         shards.append({"file": name, "start": lo, "stop": hi, "counters": counters})
-    index = {"schema": 1, "method": method, "seed": seed, "n": n, "chunk": chunk, "run_key": key,
-             "shards": shards, "totals": totals,
-             "options": json.loads(json.dumps(options, default=repr))}
+    index = {
+        "schema": 1,
+        "method": method,
+        "seed": seed,
+        "n": n,
+        "chunk": chunk,
+        "run_key": key,
+        "shards": shards,
+        "totals": totals,
+        "options": json.loads(json.dumps(options, default=repr)),
+    }
     if y is not None:
         index["y"] = y
     atomic_write_json(out / INDEX, index, indent=1)
@@ -338,6 +432,7 @@ def load_shards(out_path: str | os.PathLike, keys: tuple[str, ...] | None = None
 
     Loads everything into memory: for 50k images read the shards one by one instead."""
     from safetensors.torch import load_file
+
     out = Path(out_path)
     idx_path = out / INDEX
     if not idx_path.exists():
@@ -357,6 +452,7 @@ def load_result(out_path: str | os.PathLike) -> Result:
     (``wall_s``: summed over blocks, i.e. processor time when processes ran in parallel) and the other
     scalars of the first block (``method``, ``options``, ...). Loads everything into memory."""
     from safetensors import safe_open
+
     out = Path(out_path)
     parts = load_shards(out)
     index = json.loads((out / INDEX).read_text())
@@ -364,6 +460,6 @@ def load_result(out_path: str | os.PathLike) -> Result:
         meta = fh.metadata() or {}
     info: dict = json.loads(meta.get("info", "{}"))
     info["options"] = json.loads(meta.get("options", "{}"))
-    info.update({k[len("info."):]: v for k, v in parts.items() if k.startswith("info.")})
+    info.update({k[len("info.") :]: v for k, v in parts.items() if k.startswith("info.")})
     info.update(index["totals"])
     return Result(x=parts["x"], z=parts.get("z"), info=info, y=parts.get("y"))

@@ -1,4 +1,5 @@
 """Closed-form problems the samplers are tested against (the torchdiffeq ``problems.py`` idea)."""
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,9 @@ class RatioD(torch.nn.Module):
         self.std = float(std)
 
     def forward(self, x):
-        return log_normal(x, self.mean.to(x.dtype), self.std ** 2) - log_normal(x, torch.zeros_like(self.mean).to(x.dtype), 1.0)
+        return log_normal(x, self.mean.to(x.dtype), self.std**2) - log_normal(
+            x, torch.zeros_like(self.mean).to(x.dtype), 1.0
+        )
 
 
 class Identity(torch.nn.Module):

@@ -13,6 +13,7 @@ reshaped to ``(out, -1)``, from its float64 SVD ``W = U S V^T`` (``u = U[:, 0]``
 that pair is irrelevant since ``sigma = u^T W v = S_0`` either way, and in eval mode only ``sigma`` enters the
 outputs); every other entry is ``v``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,10 @@ import pytest
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAYOUT_DIRS = [os.path.join(HERE, "data", "layouts"),
-               os.path.normpath(os.path.join(HERE, "..", "..", "shared", "layouts"))]
+LAYOUT_DIRS = [
+    os.path.join(HERE, "data", "layouts"),
+    os.path.normpath(os.path.join(HERE, "..", "..", "shared", "layouts")),
+]
 
 # golden values are rounded to 6 decimals; float32 convolutions of these sizes agree to ~1e-6
 TOL = 1e-4
@@ -99,7 +102,7 @@ def recipe_state_dict(template: dict) -> dict:
             out[key] = torch.full(shape, 7, dtype=dtype)
             continue
         if _sn_weight_key(key) is not None:
-            continue                                        # filled below, from the finished weight
+            continue  # filled below, from the finished weight
         v = _values(k, math.prod(shape)).reshape(shape)
         leaf, module = key.rsplit(".", 1)[-1], key.rsplit(".", 1)[0] if "." in key else ""
         if leaf == "weight" and f"{module}.running_mean" in template:

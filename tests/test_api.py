@@ -2,15 +2,17 @@ import json
 
 import pytest
 import torch
+from analytic import gaussian_problem
 
 import latentflow as lf
 from latentflow.errors import LatentflowError, OptionError
-from analytic import gaussian_problem
 
 
 def test_methods_lists_every_sampler_with_real_defaults():
     ms = lf.methods()
-    assert list(ms) == sorted(ms) == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh"]
+    assert (
+        list(ms) == sorted(ms) == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh"]
+    )
     assert ms["ddls"].options["step_size"] == 0.003
     assert ms["ddls"].options["mala"] is False
     assert ms["drs"].options["gamma_percentile"] == 50.0
@@ -23,9 +25,14 @@ def test_methods_lists_every_sampler_with_real_defaults():
 def test_refine_dispatches_and_result_serialises():
     G, D, *_ = gaussian_problem()
     z = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    for method, opts in [("ddls", {"steps": 3}), ("ddls", {"steps": 3, "mala": True}), ("dot", {"steps": 2}),
-                         ("drs", {"pilot": 100}), ("mh", {"k": 3}),
-                         ("dg_langevin", {"steps": 2})]:
+    for method, opts in [
+        ("ddls", {"steps": 3}),
+        ("ddls", {"steps": 3, "mala": True}),
+        ("dot", {"steps": 2}),
+        ("drs", {"pilot": 100}),
+        ("mh", {"k": 3}),
+        ("dg_langevin", {"steps": 2}),
+    ]:
         res = lf.refine(G, D, z, method=method, seed=0, progress=False, **opts)
         assert res.x.shape[0] == 16
         d = res.to_dict()
@@ -59,6 +66,7 @@ def test_cuda_matches_cpu_start_and_runs():
     b = lf.refine(G.cuda(), D.cuda(), z.cuda(), method="ddls", steps=5, seed=0, progress=False)
     torch.testing.assert_close(a.z, b.z.cpu(), rtol=1e-6, atol=1e-6)
     for dtype in (torch.float16, torch.bfloat16):
-        r = lf.refine(G.cuda().to(dtype), D.cuda().to(dtype), z.cuda().to(dtype), method="ddls", steps=5,
-                      seed=0, progress=False)
+        r = lf.refine(
+            G.cuda().to(dtype), D.cuda().to(dtype), z.cuda().to(dtype), method="ddls", steps=5, seed=0, progress=False
+        )
         assert torch.isfinite(r.x).all()

@@ -1,5 +1,6 @@
 """Output folders written as one set (latentflow.app.outputs), through ``sample_model`` on the bundled
 25-Gaussians model and directly: staging + rename, the lock, stale locks, strict JSON, the umask."""
+
 import json
 import os
 import subprocess
@@ -47,7 +48,7 @@ def test_a_failed_run_leaves_the_previous_set_and_no_staging(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="killed"):
         sample_model(out=out, seed=3, **ARGS)
     assert (out / "report.json").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]     # no staging folder, no lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no staging folder, no lock
 
 
 def test_a_folder_with_other_files_is_refused_before_compute(tmp_path):
@@ -64,11 +65,12 @@ def test_a_second_concurrent_run_is_refused_and_a_stale_lock_taken_over(tmp_path
         with pytest.raises(OptionError, match=rf"another latentflow sample \(pid {os.getpid()} .*is writing"):
             sample_model(out=out, **ARGS)
     assert not first.lock.exists()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     pid = int(dead.stdout)
     lock = tmp_path / ".o.lock"
-    lock.write_text(json.dumps({"pid": pid}))      # its writer no longer runs
+    lock.write_text(json.dumps({"pid": pid}))  # its writer no longer runs
     sample_model(out=out, **ARGS)
     assert (out / "report.json").exists() and not lock.exists()
 

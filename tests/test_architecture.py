@@ -1,4 +1,5 @@
 """The import structure rules of ARCHITECTURE.md, measured from the source by tools/import_layers.py."""
+
 import importlib.util
 from pathlib import Path
 

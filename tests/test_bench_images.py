@@ -4,6 +4,7 @@ One quick run is shared by the tests (module fixture): JSON schema, table built 
 failing rows, the offline Inception Score recorded as an error, and the CLI entry point. Needs
 Fashion-MNIST (Debian's ``dataset-fashion-mnist``); skips without it. One thread, temporary cache.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,17 @@ def tiny(tmp_path_factory):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         G, D = build("dcgan28_g", latent_dim=16, ch=8), build("dcgan28_d", ch=8)
-    pair = make_pair(G.eval(), D.eval(), arch_g="dcgan28_g", arch_d="dcgan28_d",
-                     kwargs_g={"latent_dim": 16, "ch": 8}, kwargs_d={"ch": 8}, name="tiny-fashion",
-                     dataset="fashion-mnist", sampling={"ddls": {"steps": 50, "step_size": 0.05}})
+    pair = make_pair(
+        G.eval(),
+        D.eval(),
+        arch_g="dcgan28_g",
+        arch_d="dcgan28_d",
+        kwargs_g={"latent_dim": 16, "ch": 8},
+        kwargs_d={"ch": 8},
+        name="tiny-fashion",
+        dataset="fashion-mnist",
+        sampling={"ddls": {"steps": 50, "step_size": 0.05}},
+    )
     return str(export(pair, tmp_path_factory.mktemp("tiny")))
 
 
@@ -47,15 +56,40 @@ ROWS = ["generator", "drs", "mh", "ddls", "ddls-cal", "ddls:steps=-1", "no-such-
 def run(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     lines = []
-    code = B.run_images_bench(model=tiny, methods=ROWS, num=NUM, seed=0, out=out, quick=True,
-                              inception=False, progress=False, echo=lines.append)
+    code = B.run_images_bench(
+        model=tiny,
+        methods=ROWS,
+        num=NUM,
+        seed=0,
+        out=out,
+        quick=True,
+        inception=False,
+        progress=False,
+        echo=lines.append,
+    )
     return code, json.loads((out / "results.json").read_text()), out, lines
 
 
 def test_json_schema_snapshot(run):
     code, doc, out, _ = run
-    assert {"schema", "suite", "env", "model", "dataset", "num", "seed", "quick", "budget", "metrics_info",
-            "rows", "curves", "verdict", "failed", "files", "total_wall_s"} == set(doc)
+    assert {
+        "schema",
+        "suite",
+        "env",
+        "model",
+        "dataset",
+        "num",
+        "seed",
+        "quick",
+        "budget",
+        "metrics_info",
+        "rows",
+        "curves",
+        "verdict",
+        "failed",
+        "files",
+        "total_wall_s",
+    } == set(doc)
     assert doc["schema"] == 1 and doc["suite"] == "images" and doc["num"] == NUM
     assert {"latentflow", "torch", "device", "seed"} <= set(doc["env"])
     assert [r["key"] for r in doc["rows"]] == ROWS
@@ -63,8 +97,15 @@ def test_json_schema_snapshot(run):
         assert {"model", "key", "label", "method", "calibrated", "n", "total_wall_s"} <= set(r)
         if "error" in r:
             continue
-        assert {"options", "evals", "budget_per_sample", "wall_s", "metrics", "fidelity_fmnist",
-                "vs_generator_pct"} <= set(r)
+        assert {
+            "options",
+            "evals",
+            "budget_per_sample",
+            "wall_s",
+            "metrics",
+            "fidelity_fmnist",
+            "vs_generator_pct",
+        } <= set(r)
         assert set(r["budget_per_sample"]) == set(B.EVAL_KEYS)
         assert set(r["metrics"]) == {B.M_FID, B.M_KID, B.M_KID_STD, B.M_CS, B.M_CS_STD}
         assert all(isinstance(v, float) for v in r["metrics"].values())
@@ -111,7 +152,7 @@ def test_table_is_built_from_the_json(run):
     md = (out / "results.md").read_text()
     assert md == B.images_table(doc) + "\n"
     assert lines[0] == B.images_table(doc)
-    assert md.count("\n| ") == len(doc["rows"]) + 1                  # header + one line per row
+    assert md.count("\n| ") == len(doc["rows"]) + 1  # header + one line per row
     assert "| DDLS (ULA) |" in md and "error: OptionError" in md
     assert "vs generator" in md and doc["verdict"] in md
     gen_fid = next(r for r in doc["rows"] if r["key"] == "generator")["metrics"][B.M_FID]
@@ -151,13 +192,21 @@ def test_offline_inception_score_is_an_error_not_a_number(tiny, tmp_path, monkey
 
     def fake_fid(samples, reference=None, **kw):
         if kw.get("isc"):
-            return real(samples, reference, **kw)       # raises before any image is processed (offline)
+            return real(samples, reference, **kw)  # raises before any image is processed (offline)
         assert kw.get("fid") and kw.get("feature_extractor") == F.INCEPTION
         return {F.KEY_FID: 123.0}
 
     monkeypatch.setattr(F, "compute_metrics", fake_fid)
-    doc, _ = B.images(tiny, ["generator", "ddls"], num=32, quick=True, inception=True, inception_num=8,
-                      inception_offline=True, curve_points=0)
+    doc, _ = B.images(
+        tiny,
+        ["generator", "ddls"],
+        num=32,
+        quick=True,
+        inception=True,
+        inception_num=8,
+        inception_offline=True,
+        curve_points=0,
+    )
     for r in doc["rows"]:
         assert "error" not in r
         assert r["metrics"][B.M_IFID] == 123.0
@@ -172,8 +221,23 @@ def test_cli_bench_images(tiny, tmp_path):
 
     from latentflow.cli import main
 
-    r = CliRunner().invoke(main, ["bench", "images", "--model", tiny, "--quick", "--num", "24",
-                                  "--methods", "generator,mh", "--out", str(tmp_path), "--quiet"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "images",
+            "--model",
+            tiny,
+            "--quick",
+            "--num",
+            "24",
+            "--methods",
+            "generator,mh",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [x["label"] for x in doc["rows"]] == ["generator", "MH-GAN"] and doc["num"] == 24
@@ -183,5 +247,6 @@ def test_cli_bench_images(tiny, tmp_path):
 def test_a_model_that_is_not_1x28x28_is_refused_before_any_compute():
     from latentflow.app.images import images
     from latentflow.errors import OptionError
+
     with pytest.raises(OptionError, match=r"1x28x28.*\[2\].*latentflow sample --real"):
         images("grid25-wgangp", quick=True)

@@ -1,9 +1,9 @@
 import math
 
 import torch
+from analytic import Identity, RatioD
 
 import latentflow as lf
-from analytic import Identity, RatioD
 
 
 def test_platt_scaling_recovers_the_density_ratio_logit():
@@ -28,5 +28,6 @@ def test_platt_scaling_recovers_the_density_ratio_logit():
     # the calibrated D drives MH-GAN to the data distribution
     z = torch.randn(3000, 2, dtype=torch.float64, generator=g)
     res = lf.refine(Identity(), cal, z, method="mh", k=40, seed=0, progress=False)
-    assert torch.all((res.x.mean(0) - torch.tensor([0.5, -0.3], dtype=torch.float64)).abs()
-                     < 5 * math.sqrt(0.64 / 3000))
+    assert torch.all(
+        (res.x.mean(0) - torch.tensor([0.5, -0.3], dtype=torch.float64)).abs() < 5 * math.sqrt(0.64 / 3000)
+    )

@@ -1,5 +1,6 @@
 """latentflow.models.checkpoints: a pickled checkpoint is unpickled once (weights_only=True), its state dict
 cached as safetensors keyed by the pickle's SHA-256, and read from the cache afterwards."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ def test_pickle_is_read_once_then_from_the_safetensors_cache(tmp_path, monkeypat
 
     def no_unpickling(*a, **k):
         raise AssertionError("the pickle was read a second time")
+
     monkeypatch.setattr(ck, "read_pickle_weights_only", no_unpickling)
     second = ck.read_state_dict(p, sha)
     assert all(torch.equal(second[k], first[k]) for k in first)
@@ -44,6 +46,6 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
 def test_tied_weights_are_cached_too(tmp_path):
     w = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
     p = tmp_path / "tied.pt"
-    torch.save({"a": w, "b": w}, p)          # two names, one storage: safetensors refuses shared tensors
+    torch.save({"a": w, "b": w}, p)  # two names, one storage: safetensors refuses shared tensors
     sd = ck.read_state_dict(p, sha256_file(p))
     assert torch.equal(sd["a"], sd["b"])

@@ -1,4 +1,5 @@
 """The CLI: a thin shell over the Python API, tested through click's runner on a tiny exported pair."""
+
 import json
 import os
 
@@ -15,15 +16,24 @@ from latentflow.models.zoo import build
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng():      # module init draws from the global RNG; keep it untouched
+    with torch.random.fork_rng():  # module init draws from the global RNG; keep it untouched
         G = build("mlp_g", latent_dim=2, hidden=[16], out_dim=2)
         D = build("mlp_d", in_dim=2, hidden=[16])
     for p in list(G.parameters()) + list(D.parameters()):
         p.data = 0.3 * torch.randn(p.shape, generator=g)
-    pair = make_pair(G, D, arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [16], "out_dim": 2}},
-                     arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [16]}}, name="tiny",
-                     latent_dim=2, d_output="critic", output_range=None, output_shape=[2], dataset="grid25",
-                     sampling={"ddls": {"steps": 7, "step_size": 0.01}})
+    pair = make_pair(
+        G,
+        D,
+        arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [16], "out_dim": 2}},
+        arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [16]}},
+        name="tiny",
+        latent_dim=2,
+        d_output="critic",
+        output_range=None,
+        output_shape=[2],
+        dataset="grid25",
+        sampling={"ddls": {"steps": 7, "step_size": 0.01}},
+    )
     out = tmp_path_factory.mktemp("tiny")
     export(pair, out)
     return str(out)
@@ -50,10 +60,23 @@ def test_sample_writes_three_outputs(tiny_model, tmp_path):
 
 
 def test_sample_options_json_and_seed(tiny_model, tmp_path):
-    args = ["sample", "--model", tiny_model, "--num", "20", "--steps", "3", "--opt", "mala=true", "--json",
-            "--quiet", "--seed", "5"]
+    args = [
+        "sample",
+        "--model",
+        tiny_model,
+        "--num",
+        "20",
+        "--steps",
+        "3",
+        "--opt",
+        "mala=true",
+        "--json",
+        "--quiet",
+        "--seed",
+        "5",
+    ]
     a = json.loads(run(args + ["--out", str(tmp_path / "a")]).output)
-    b = json.loads(run(args + ["--out", str(tmp_path / "b")]).output)
+    json.loads(run(args + ["--out", str(tmp_path / "b")]).output)
     assert a["result"]["options"]["mala"] is True and a["result"]["options"]["steps"] == 3
     assert "accept_rate_mean" in a["result"]
     xa = load_file(str(tmp_path / "a" / "samples.safetensors"))["x"]
@@ -68,8 +91,9 @@ def test_clear_errors(tiny_model, tmp_path):
     assert r.exit_code == 1 and "no-such-model" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["sample", "--method", "ddsl"])
     assert r.exit_code == 2 and "ddsl" in r.output
-    r = CliRunner().invoke(main, ["sample", "--model", tiny_model, "--method", "drs", "--steps", "3",
-                                  "--out", str(tmp_path)])
+    r = CliRunner().invoke(
+        main, ["sample", "--model", tiny_model, "--method", "drs", "--steps", "3", "--out", str(tmp_path)]
+    )
     assert r.exit_code == 1 and 'method "drs" got unknown option(s) steps' in r.output
 
 
@@ -95,8 +119,22 @@ def test_train_dry_run_and_bad_field(tmp_path):
 
 def test_train_preset_then_overrides(tmp_path):
     from latentflow.train.dflow import PRESETS
-    r = run(["train", "dflow", "--preset", "fmnist-cpu", "--steps", "7", "--set", "eta=3", "--out", str(tmp_path),
-             "--dry-run"])
+
+    r = run(
+        [
+            "train",
+            "dflow",
+            "--preset",
+            "fmnist-cpu",
+            "--steps",
+            "7",
+            "--set",
+            "eta=3",
+            "--out",
+            str(tmp_path),
+            "--dry-run",
+        ]
+    )
     cfg = json.loads(r.output)
     want = PRESETS["fmnist-cpu"]
     assert cfg["steps"] == 7 and cfg["eta"] == 3 and cfg["prior"] == want["prior"] == "gaussian"
@@ -107,12 +145,26 @@ def test_train_preset_then_overrides(tmp_path):
     assert r.exit_code == 2 and "this trainer has no presets" in r.output
 
 
-@pytest.mark.rng_ok   # a trainer seeds the global RNG for weight init (torch.manual_seed)
+@pytest.mark.rng_ok  # a trainer seeds the global RNG for weight init (torch.manual_seed)
 def test_train_gan_tiny_then_sample(tmp_path):
     out = tmp_path / "g"
-    r = run(["train", "gan", "--out", str(out), "--steps", "3", "--batch-size", "8", "--quiet",
-             "--set", 'arch_g_kwargs={"latent_dim": 2, "hidden": [8], "out_dim": 2}',
-             "--set", 'arch_d_kwargs={"in_dim": 2, "hidden": [8]}'])
+    r = run(
+        [
+            "train",
+            "gan",
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--set",
+            'arch_g_kwargs={"latent_dim": 2, "hidden": [8], "out_dim": 2}',
+            "--set",
+            'arch_d_kwargs={"in_dim": 2, "hidden": [8]}',
+        ]
+    )
     assert r.exit_code == 0, r.output
     assert (out / "G.safetensors").exists() and (out / "metrics.jsonl").exists()
     r = run(["sample", "--model", str(out), "--num", "10", "--steps", "2", "--out", str(tmp_path / "s"), "--quiet"])
@@ -120,6 +172,7 @@ def test_train_gan_tiny_then_sample(tmp_path):
 
 
 # -- typed --opt, one-line errors before any compute, torchrun-safe names -------------------------------
+
 
 def _err(r):
     """The CLI's error: exit code 1 and one line ``error: ...`` without a traceback."""
@@ -175,10 +228,11 @@ def test_unwritable_out_is_refused(tmp_path):
         ro.chmod(0o700)
 
 
-@pytest.mark.parametrize("seed", ["-1", str(2 ** 63)])
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
 def test_seed_out_of_range(seed, tmp_path):
-    line = _err(CliRunner().invoke(main, ["sample", "--model", "no-such-model", "--seed", seed,
-                                          "--out", str(tmp_path / "o")]))
+    line = _err(
+        CliRunner().invoke(main, ["sample", "--model", "no-such-model", "--seed", seed, "--out", str(tmp_path / "o")])
+    )
     assert "seed must be an int in 0..2**63-1" in line and seed in line
     line = _err(CliRunner().invoke(main, ["bench", "images", "--seed", seed, "--out", str(tmp_path / "b")]))
     assert "seed" in line
@@ -193,6 +247,7 @@ def test_library_errors_are_one_line_with_the_names_to_use(tmp_path):
 
 def _all_params(cmd, path=()):
     import click
+
     for p in cmd.params:
         if isinstance(p, click.Option):
             yield path, p
@@ -215,7 +270,7 @@ def test_no_option_is_a_prefix_of_a_torchrun_option():
             if hit:
                 clashes[o] = (path, hit, names)
     assert set(clashes) == set(TORCHRUN_ALIASES), clashes
-    for o, (path, hit, names) in clashes.items():   # each one documented and beside a safe spelling
+    for o, (path, _hit, names) in clashes.items():  # each one documented and beside a safe spelling
         assert TORCHRUN_ALIASES[o] in names, (path, o, names)
     sample = main.commands["sample"]
     num = next(p for p in sample.params if p.name == "num")
@@ -227,6 +282,7 @@ def test_tune_command_wires_the_app_and_checks_real_first(tmp_path, monkeypatch)
 
     from latentflow import app
     from latentflow.cli import main
+
     r = CliRunner().invoke(main, ["tune", "--model", "grid25-wgangp", "--real", str(tmp_path / "missing.npz")])
     assert r.exit_code == 1 and "--real: no such file or folder" in r.output
     real = tmp_path / "real.npz"
@@ -236,9 +292,9 @@ def test_tune_command_wires_the_app_and_checks_real_first(tmp_path, monkeypatch)
     def fake(model, real_path, **kw):
         seen.update(model=model, real=real_path, **kw)
         return {"method": "dot", "options": {"steps": 10}, "table_md": "| candidate |"}
+
     monkeypatch.setattr(app, "run_tune", fake)
-    r = CliRunner().invoke(main, ["tune", "--model", "grid25-wgangp", "--real", str(real), "--budget", "30",
-                                  "--quiet"])
+    r = CliRunner().invoke(main, ["tune", "--model", "grid25-wgangp", "--real", str(real), "--budget", "30", "--quiet"])
     assert r.exit_code == 0, r.output
     assert seen == {"model": "grid25-wgangp", "real": str(real), "budget": 30, "out": None, "seed": 0, "quiet": True}
     assert 'recommended: dot {"steps": 10}' in r.output

@@ -1,4 +1,5 @@
 """latentflow.data.sample_shape: per-sample shapes of the datasets without loading them."""
+
 import pytest
 
 from latentflow.data import TOY, sample_shape

@@ -1,5 +1,6 @@
 """The bundled Fashion-MNIST DCGAN (``dcgan-fashion``): loads offline, right shapes and ranges, and
 ``latentflow sample --model dcgan-fashion`` writes its three outputs (samples, PNG, report)."""
+
 import json
 import time
 
@@ -44,7 +45,7 @@ def test_shapes_and_range(pair):
         d = pair.D(x)
     assert x.shape == (16, 1, 28, 28)
     assert x.min() >= -1 and x.max() <= 1
-    assert x.std() > 0.1                       # not collapsed to a constant image
+    assert x.std() > 0.1  # not collapsed to a constant image
     assert d.shape == (16,) and torch.isfinite(d).all()
     # D is a batch-independent logit: one sample alone gives the same value as in the batch
     with torch.no_grad():
@@ -53,17 +54,34 @@ def test_shapes_and_range(pair):
 
 def test_ddls_runs_short(pair):
     z = latentflow.sample_latents(8, 64, generator=0)
-    res = latentflow.refine(pair.G, pair.D, z, method="ddls", d_output="logit", steps=3,
-                            step_size=0.01, seed=0, progress=False)
+    res = latentflow.refine(
+        pair.G, pair.D, z, method="ddls", d_output="logit", steps=3, step_size=0.01, seed=0, progress=False
+    )
     assert res.x.shape == (8, 1, 28, 28) and torch.isfinite(res.x).all()
 
 
 def _sample(tmp_path, extra=()):
     out = tmp_path / "o"
     t0 = time.perf_counter()
-    r = CliRunner().invoke(main, ["sample", "--model", NAME, "--method", "ddls", "--num", "64",
-                                  "--out", str(out), "--quiet", "--device", "cpu", *extra],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "--model",
+            NAME,
+            "--method",
+            "ddls",
+            "--num",
+            "64",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+            *extra,
+        ],
+        catch_exceptions=False,
+    )
     wall = time.perf_counter() - t0
     assert r.exit_code == 0, r.output
     assert {p.name for p in out.iterdir()} >= {"samples.safetensors", "samples.png", "report.json"}

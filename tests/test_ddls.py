@@ -1,13 +1,14 @@
 """DDLS against closed-form Gaussian targets (linear G, quadratic D), plus its contracts."""
+
 import logging
 import math
 
 import pytest
 import torch
+from analytic import Identity, gaussian_problem, ula_stationary_cov
 
 import latentflow as lf
 from latentflow.errors import OptionError, ShapeError
-from analytic import Identity, gaussian_problem, ula_stationary_cov
 
 N = 4000
 
@@ -20,7 +21,7 @@ def _mc_tolerances(cov, n, k=5.0):
     """k standard errors of the sample mean and sample covariance of n independent Gaussian draws."""
     var = torch.diagonal(cov)
     se_mean = torch.sqrt(var / n)
-    se_cov = torch.sqrt((var[:, None] * var[None, :] + cov ** 2) / n)
+    se_cov = torch.sqrt((var[:, None] * var[None, :] + cov**2) / n)
     return k * se_mean, k * se_cov
 
 
@@ -43,7 +44,7 @@ def test_ula_has_its_exact_O_step_bias():
     cov_ula = ula_stationary_cov(Lam, eps)
     tol_m, tol_c = _mc_tolerances(cov_ula, N)
     emp = torch.cov(res.z.T)
-    assert torch.all((res.z.mean(0) - mu).abs() < tol_m)      # ULA's mean is exact for linear drift
+    assert torch.all((res.z.mean(0) - mu).abs() < tol_m)  # ULA's mean is exact for linear drift
     assert torch.all((emp - cov_ula).abs() < tol_c)
     # and the bias is really there at this step size: the true covariance is rejected
     assert torch.any((emp - cov).abs() > tol_c)
@@ -55,10 +56,11 @@ def test_ula_has_its_exact_O_step_bias():
 def test_noise_scale_sets_langevin_temperature():
     """x <- x - (eps/2) grad E + tau xi targets exp(-E / T), T = tau^2 / eps (spec §0.3)."""
     G, D, mu, cov, Lam = gaussian_problem()
-    eps, tau = 0.02, 0.1     # T = 0.5
-    res = lf.refine(G, D, _z(), method="ddls", steps=600, step_size=eps, noise_scale=tau, mala=True,
-                    seed=0, progress=False)
-    T = tau ** 2 / eps
+    eps, tau = 0.02, 0.1  # T = 0.5
+    res = lf.refine(
+        G, D, _z(), method="ddls", steps=600, step_size=eps, noise_scale=tau, mala=True, seed=0, progress=False
+    )
+    T = tau**2 / eps
     assert res.info["langevin_temperature"] == pytest.approx(T)
     tol_m, tol_c = _mc_tolerances(T * cov, N)
     assert torch.all((torch.cov(res.z.T) - T * cov).abs() < tol_c)
@@ -68,13 +70,23 @@ def test_uniform_prior_stays_in_box_and_is_exact():
     """With d = 0 the target is the prior itself: uniform on [-1, 1]^2 (mean 0, var 1/3)."""
     zero_d = lambda x: torch.zeros(x.shape[0], dtype=x.dtype)
     z = torch.rand(N, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    res = lf.refine(Identity(), zero_d, z, method="ddls", prior="uniform", steps=100, step_size=0.2,
-                    mala=True, seed=0, progress=False)
+    res = lf.refine(
+        Identity(),
+        zero_d,
+        z,
+        method="ddls",
+        prior="uniform",
+        steps=100,
+        step_size=0.2,
+        mala=True,
+        seed=0,
+        progress=False,
+    )
     assert res.z.abs().max() <= 1
     var = 1 / 3
     assert torch.all(res.z.mean(0).abs() < 5 * math.sqrt(var / N))
     # variance of a uniform sample variance: (mu4 - var^2)/n with mu4 = 1/5
-    assert torch.all((res.z.var(0) - var).abs() < 5 * math.sqrt((1 / 5 - var ** 2) / N))
+    assert torch.all((res.z.var(0) - var).abs() < 5 * math.sqrt((1 / 5 - var**2) / N))
 
 
 def test_prob_output_is_converted_to_logit():
@@ -154,7 +166,10 @@ def test_contract_errors():
     bad_D = lambda x: torch.zeros(x.shape[0], 10)
     with pytest.raises(ShapeError, match=r"D\(x\) returned shape \(2, 10\); expected \(2,\) or \(2, 1\)"):
         lf.refine(G, bad_D, _z(64), method="ddls", progress=False)
-    with pytest.raises(OptionError, match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dg_score, dgflow, dot, drs, ex2mcmc, mh'):
+    with pytest.raises(
+        OptionError,
+        match=r'Unknown method "ddsl". Available: ddls, dflow, dg_langevin, dg_score, dgflow, dot, drs, ex2mcmc, mh',
+    ):
         lf.refine(G, D, _z(4), method="ddsl")
     with pytest.raises(OptionError, match=r"unknown option\(s\) stepsize. Valid options: .*step_size"):
         lf.refine(G, D, _z(4), method="ddls", stepsize=0.1)
@@ -172,8 +187,19 @@ def test_contract_errors():
 
 def test_step_size_adaptation_reaches_target():
     G, D, *_ = gaussian_problem()
-    res = lf.refine(G, D, _z(500), method="ddls", steps=400, step_size=2.0, mala=True, adapt_steps=200,
-                    target_accept=0.6, seed=0, progress=False)
+    res = lf.refine(
+        G,
+        D,
+        _z(500),
+        method="ddls",
+        steps=400,
+        step_size=2.0,
+        mala=True,
+        adapt_steps=200,
+        target_accept=0.6,
+        seed=0,
+        progress=False,
+    )
     acc = float(res.info["accept_rate"].mean())
     # per-chain Robbins-Monro; the post-adaptation acceptance of 500 chains x 200 steps lands near 0.6
     assert abs(acc - 0.6) < 0.1
@@ -183,13 +209,22 @@ def test_step_size_adaptation_reaches_target():
 def test_callback_sees_every_step():
     G, D, *_ = gaussian_problem()
     seen = []
-    lf.refine(G, D, _z(8), method="ddls", steps=5, seed=0, progress=False,
-              callback=lambda s: seen.append((s.i, s.state.shape, s.energy.shape)))
+    lf.refine(
+        G,
+        D,
+        _z(8),
+        method="ddls",
+        steps=5,
+        seed=0,
+        progress=False,
+        callback=lambda s: seen.append((s.i, s.state.shape, s.energy.shape)),
+    )
     assert [s[0] for s in seen] == list(range(5))
     assert seen[0][1] == (8, 2) and seen[0][2] == (8,)
 
 
 # -- step-size / noise schedules (StudioGAN's lgv_decay) ---------------------------------------------------
+
 
 def _ula_moments(Lam, mu, schedule):
     """Exact mean and covariance of ULA z <- z - (eps_i/2) Lam (z - mu) + tau_i xi from z0 ~ N(0, I)."""
@@ -198,7 +233,7 @@ def _ula_moments(Lam, mu, schedule):
     for eps, tau in schedule:
         M = I - 0.5 * eps * Lam
         m = mu + M @ (m - mu)
-        S = M @ S @ M.T + tau ** 2 * I
+        S = M @ S @ M.T + tau**2 * I
     return m, S
 
 
@@ -220,15 +255,18 @@ def test_studiogan_schedule_matches_exact_ula_moments():
     G, D, mu, cov, Lam = gaussian_problem()
     sg = dict(lgv_rate=0.3, lgv_std=0.5, lgv_decay=0.6, lgv_decay_steps=8, lgv_steps=30)
     opts = studiogan_options(**sg)
-    assert opts["decay_every"] == 8 and opts["noise_decay"] == pytest.approx(0.6 ** 1.5)
+    assert opts["decay_every"] == 8 and opts["noise_decay"] == pytest.approx(0.6**1.5)
     res = lf.refine(G, D, _z(), method="ddls", seed=0, progress=False, **opts)
-    m_ref, S_ref = _ula_moments(Lam, mu, _studiogan_schedule(sg["lgv_rate"], sg["lgv_std"], sg["lgv_decay"],
-                                                              sg["lgv_decay_steps"], sg["lgv_steps"]))
+    m_ref, S_ref = _ula_moments(
+        Lam,
+        mu,
+        _studiogan_schedule(sg["lgv_rate"], sg["lgv_std"], sg["lgv_decay"], sg["lgv_decay_steps"], sg["lgv_steps"]),
+    )
     tol_m, tol_c = _mc_tolerances(S_ref, N)
     assert torch.all((res.z.mean(0) - m_ref).abs() < tol_m)
     assert torch.all((torch.cov(res.z.T) - S_ref).abs() < tol_c)
-    assert float(res.info["step_size_final"][0]) == pytest.approx(0.3 * 0.6 ** 3)
-    assert float(res.info["noise_scale_final"][0]) == pytest.approx(math.sqrt(0.3 * 0.5) * 0.6 ** 4.5)
+    assert float(res.info["step_size_final"][0]) == pytest.approx(0.3 * 0.6**3)
+    assert float(res.info["noise_scale_final"][0]) == pytest.approx(math.sqrt(0.3 * 0.5) * 0.6**4.5)
     # the decay is really there: the same run without it has a measurably different covariance
     _, S_flat = _ula_moments(Lam, mu, _studiogan_schedule(0.3, 0.5, -1, -1, 30))
     assert torch.any((torch.cov(res.z.T) - S_flat).abs() > tol_c)
@@ -238,9 +276,20 @@ def test_studiogan_schedule_matches_exact_ula_moments():
 
 def test_default_noise_decay_keeps_temperature_and_mala_stays_exact():
     G, D, mu, cov, _ = gaussian_problem()
-    res = lf.refine(G, D, _z(), method="ddls", steps=200, step_size=0.4, mala=True, decay_every=50,
-                    step_decay=0.5, seed=0, progress=False)
-    assert float(res.info["step_size_final"][0]) == pytest.approx(0.4 * 0.5 ** 4)
+    res = lf.refine(
+        G,
+        D,
+        _z(),
+        method="ddls",
+        steps=200,
+        step_size=0.4,
+        mala=True,
+        decay_every=50,
+        step_decay=0.5,
+        seed=0,
+        progress=False,
+    )
+    assert float(res.info["step_size_final"][0]) == pytest.approx(0.4 * 0.5**4)
     T = res.info["noise_scale_final"][0] ** 2 / res.info["step_size_final"][0]
     assert float(T) == pytest.approx(1.0)
     tol_m, tol_c = _mc_tolerances(cov, N)
@@ -251,8 +300,7 @@ def test_default_noise_decay_keeps_temperature_and_mala_stays_exact():
 def test_schedule_option_errors():
     G, D, *_ = gaussian_problem()
     with pytest.raises(OptionError, match=r"noise_decay must be None or sqrt\(step_decay\)"):
-        lf.refine(G, D, _z(4), method="ddls", mala=True, decay_every=5, step_decay=0.5, noise_decay=0.5,
-                  progress=False)
+        lf.refine(G, D, _z(4), method="ddls", mala=True, decay_every=5, step_decay=0.5, noise_decay=0.5, progress=False)
     with pytest.raises(OptionError, match="decay_every must be >= 0"):
         lf.refine(G, D, _z(4), method="ddls", decay_every=-1, progress=False)
     with pytest.raises(OptionError, match="step_decay must be > 0"):
@@ -261,10 +309,12 @@ def test_schedule_option_errors():
 
 # -- scale-free step-size adaptation ------------------------------------------------------------------------
 
+
 def _isotropic(sigma, k=10, n=500):
     """Target N(0, sigma^2 I_k): Identity G and d(x) = -(1/sigma^2 - 1)|x|^2 / 2; chains start in it."""
     from analytic import QuadraticD
-    D = QuadraticD(torch.zeros(k, dtype=torch.float64), (1 / sigma ** 2 - 1) * torch.eye(k, dtype=torch.float64))
+
+    D = QuadraticD(torch.zeros(k, dtype=torch.float64), (1 / sigma**2 - 1) * torch.eye(k, dtype=torch.float64))
     z = sigma * torch.randn(n, k, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     return D, z
 
@@ -276,8 +326,18 @@ def test_step_size_adaptation_is_scale_free():
     for sigma in (0.3, 1.0):
         D, z = _isotropic(sigma)
         for eps0 in (1e-4, 1e-2, 1.0):
-            res = lf.refine(Identity(), D, z, method="ddls", steps=150, step_size=eps0, mala=True, adapt_steps=50,
-                            seed=0, progress=False)
+            res = lf.refine(
+                Identity(),
+                D,
+                z,
+                method="ddls",
+                steps=150,
+                step_size=eps0,
+                mala=True,
+                adapt_steps=50,
+                seed=0,
+                progress=False,
+            )
             adapted[sigma, eps0] = float(res.info["step_size_final"].median())
             acc = res.info["accept_rate"]
             # acceptance after adaptation: 500 chains x 100 steps have an MC error of ~0.003 (sd of a chain's
@@ -290,8 +350,9 @@ def test_step_size_adaptation_is_scale_free():
     assert 0.09 / 1.2 < adapted[0.3, 1e-2] / adapted[1.0, 1e-2] < 0.09 * 1.2
     # and it is the step that hits the target: MALA at that fixed eps accepts 0.574 +- its bias above
     D, z = _isotropic(0.3)
-    fixed = lf.refine(Identity(), D, z, method="ddls", steps=100, step_size=adapted[0.3, 1e-2], mala=True, seed=1,
-                      progress=False)
+    fixed = lf.refine(
+        Identity(), D, z, method="ddls", steps=100, step_size=adapted[0.3, 1e-2], mala=True, seed=1, progress=False
+    )
     assert abs(float(fixed.info["accept_rate"].mean()) - 0.574) < 0.02
 
 

@@ -1,4 +1,5 @@
 """Discriminator Flow steppers on closed-form fields."""
+
 import pytest
 import torch
 
@@ -9,13 +10,12 @@ from latentflow.samplers.dflow import time_grid
 
 def quad_f(x, t):
     """IPM critic f = |x|^2 / 2, so v = -eta grad f = -x: dx/dt = -x, x(1) = x0 / e."""
-    return 0.5 * (x ** 2).sum(1)
+    return 0.5 * (x**2).sum(1)
 
 
 def _err(solver, n):
     x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
-    res = lf.refine(None, quad_f, x0, method="dflow", steps=n, eta=1.0, loss="ipm", solver=solver,
-                    progress=False)
+    res = lf.refine(None, quad_f, x0, method="dflow", steps=n, eta=1.0, loss="ipm", solver=solver, progress=False)
     return float((res.x - x0 * torch.exp(torch.tensor(-1.0, dtype=torch.float64))).abs().max()), res
 
 
@@ -24,8 +24,8 @@ def test_euler_first_order_heun_second_order():
     e2, _ = _err("euler", 64)
     h1, r = _err("heun", 32)
     h2, _ = _err("heun", 64)
-    assert 1.8 < e1 / e2 < 2.2           # global error O(h)
-    assert 3.5 < h1 / h2 < 4.5           # global error O(h^2), last step Euler included
+    assert 1.8 < e1 / e2 < 2.2  # global error O(h)
+    assert 3.5 < h1 / h2 < 4.5  # global error O(h^2), last step Euler included
     assert h1 < e1 / 10
     assert r.info["nfe"] == 2 * 32 - 1
 
@@ -47,11 +47,11 @@ def test_time_conditioning_and_early_stop():
 
     def f(x, t):
         seen.append(float(t[0]))
-        return 0.5 * (x ** 2).sum(1)
+        return 0.5 * (x**2).sum(1)
 
     x0 = torch.ones(3, 2, dtype=torch.float64)
     res = lf.refine(None, f, x0, method="dflow", steps=8, stop_step=3, eta=1.0, loss="ipm", progress=False)
-    assert seen[1:] == [0.0, 0.125, 0.25]        # seen[0] is the shape probe
+    assert seen[1:] == [0.0, 0.125, 0.25]  # seen[0] is the shape probe
     assert res.info["t_end"] == pytest.approx(0.375)
     assert time_grid(4).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
 

@@ -1,4 +1,5 @@
 """The fitted Gaussian starting distribution of a Discriminator Flow (``prior="gaussian"``, role ``P``)."""
+
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from latentflow.errors import LatentflowError, OptionError, ShapeError
 from latentflow.nets import build
 from latentflow.train.dflow import DFlowConfig, train_dflow
 
-pytestmark = pytest.mark.rng_ok   # building networks draws their initial weights from the global RNG
+pytestmark = pytest.mark.rng_ok  # building networks draws their initial weights from the global RNG
 
 
 def test_gaussian_prior_fit_reproduces_mean_and_covariance():
@@ -47,8 +48,15 @@ def test_gaussian_prior_checks_its_inputs():
 
 
 def test_train_dflow_with_gaussian_prior_writes_P_and_loads_it(tmp_path):
-    cfg = DFlowConfig(data="ring8", steps=4, batch_size=16, flow_steps=4, eta=2.0, prior="gaussian",
-                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    cfg = DFlowConfig(
+        data="ring8",
+        steps=4,
+        batch_size=16,
+        flow_steps=4,
+        eta=2.0,
+        prior="gaussian",
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    )
     train_dflow(cfg, tmp_path, progress=False)
     spec = json.loads((tmp_path / "latentflow.json").read_text())
     assert spec["x0"] == {"prior": "gaussian"} and spec["arch"]["P"]["name"] == "gaussian_prior"
@@ -71,13 +79,24 @@ def test_train_dflow_with_gaussian_prior_writes_P_and_loads_it(tmp_path):
 def test_trained_spec_needs_P_and_gaussian_prior_together(tmp_path):
     from latentflow.models.trained import validate_trained
 
-    base = {"arch": {"D": {"name": "tmlp_d", "kwargs": {"in_dim": 2, "width": 8, "depth": 2}}},
-            "d_output": "critic", "d_conditioning": "time", "recipe": {"trainer": "dflow", "config": {"data": "ring8"}}}
+    base = {
+        "arch": {"D": {"name": "tmlp_d", "kwargs": {"in_dim": 2, "width": 8, "depth": 2}}},
+        "d_output": "critic",
+        "d_conditioning": "time",
+        "recipe": {"trainer": "dflow", "config": {"data": "ring8"}},
+    }
     with pytest.raises(LatentflowError, match="go together"):
         validate_trained({**base, "x0": {"prior": "gaussian"}}, "m", source={"kind": "local", "path": str(tmp_path)})
     with pytest.raises(LatentflowError, match="go together"):
-        validate_trained({**base, "arch": {**base["arch"], "P": {"name": "gaussian_prior", "kwargs": {"shape": [2]}}},
-                          "x0": {"prior": "normal"}}, "m", source={"kind": "local", "path": str(tmp_path)})
+        validate_trained(
+            {
+                **base,
+                "arch": {**base["arch"], "P": {"name": "gaussian_prior", "kwargs": {"shape": [2]}}},
+                "x0": {"prior": "normal"},
+            },
+            "m",
+            source={"kind": "local", "path": str(tmp_path)},
+        )
 
 
 def test_cli_samples_a_gaussian_prior_dflow_from_its_fitted_x0(tmp_path):
@@ -86,13 +105,35 @@ def test_cli_samples_a_gaussian_prior_dflow_from_its_fitted_x0(tmp_path):
 
     from latentflow.cli import main
 
-    cfg = DFlowConfig(data="grid25", steps=3, batch_size=16, flow_steps=4, eta=2.0, prior="gaussian",
-                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 2})
+    cfg = DFlowConfig(
+        data="grid25",
+        steps=3,
+        batch_size=16,
+        flow_steps=4,
+        eta=2.0,
+        prior="gaussian",
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 2},
+    )
     with torch.random.fork_rng(devices=[]):
         train_dflow(cfg, tmp_path / "m", progress=False)
     out = tmp_path / "s"
-    r = CliRunner().invoke(main, ["sample", "--model", str(tmp_path / "m"), "--method", "dflow", "--num", "40",
-                                  "--seed", "3", "--out", str(out), "--quiet"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "--model",
+            str(tmp_path / "m"),
+            "--method",
+            "dflow",
+            "--num",
+            "40",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     s = load_file(str(out / "samples.safetensors"))
     pair = latentflow.load(str(tmp_path / "m"))
@@ -106,6 +147,7 @@ def _write_idx(path, arr):
     import struct
 
     import numpy as np
+
     arr = np.asarray(arr, dtype=np.uint8)
     header = struct.pack(">HBB", 0, 0x08, arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape)
     with gzip.open(path, "wb") as f:
@@ -133,8 +175,9 @@ def test_mnist32_source_pads_to_32_and_the_seed_preset_trains_on_it(tmp_path, mo
     d = DataSource("mnist32")
     assert d.shape == (1, 32, 32) and d.images.min() == -1.0 and d.images.max() <= 1.0
     # seed 000's MNIST configuration, shrunk to seconds on a CPU: the same code path as the GPU run
-    cfg = preset("mnist32-seed000", device="cpu", steps=2, batch_size=4, flow_steps=3,
-                 arch_kwargs={"ch": 4, "n_freq": 4})
+    cfg = preset(
+        "mnist32-seed000", device="cpu", steps=2, batch_size=4, flow_steps=3, arch_kwargs={"ch": 4, "n_freq": 4}
+    )
     train_dflow(cfg, tmp_path / "m", progress=False)
     pair = latentflow.load(str(tmp_path / "m"))
     assert pair.meta["output_shape"] == [1, 32, 32] and pair.initial_state(3, generator=0).shape == (3, 1, 32, 32)

@@ -1,15 +1,16 @@
 """DGflow against closed forms: an exact density ratio between Gaussians, where the KL flow of the paper's
 Algorithm 1 transports the generator's law onto the data law, and the JS / log-D velocities integrate in
 closed form; plus the sampler contracts."""
+
 import logging
 import math
 
 import pytest
 import torch
+from analytic import Identity, LinearG
 
 import latentflow as lf
 from latentflow.errors import DivergenceError, DivergenceWarning, OptionError, ShapeError
-from analytic import Identity, LinearG, log_normal
 
 N = 4000
 
@@ -38,6 +39,7 @@ class AffineRatioD(torch.nn.Module):
         def q(v):
             r = x - v
             return -0.5 * ((r @ self.P) * r).sum(1)
+
         return q(self.mu) - q(self.c)
 
 
@@ -54,7 +56,7 @@ def test_kl_flow_transports_generator_onto_data_exactly():
     mu, cov = c + A @ m, A @ A.T
     var = torch.diagonal(cov)
     assert torch.all((res.x.mean(0) - mu).abs() < 5 * torch.sqrt(var / N))
-    se_cov = torch.sqrt((var[:, None] * var[None, :] + cov ** 2) / N)
+    se_cov = torch.sqrt((var[:, None] * var[None, :] + cov**2) / N)
     assert torch.all((torch.cov(res.x.T) - cov).abs() < 5 * se_cov)
     # the generator alone is far from the data: the test can tell
     assert torch.any((G(z).mean(0) - mu).abs() > 5 * torch.sqrt(var / N))
@@ -64,8 +66,9 @@ def test_entropy_term_adds_exactly_2_eta_gamma_per_step():
     """With a constant velocity the Euler–Maruyama law is N(z0 + m T, (1 + 2 γ T) I), T = η n."""
     m = [0.8, -0.4]
     eta, n, gamma = 0.1, 15, 0.3
-    res = lf.refine(Identity(), _shift_ratio(m), _z(), method="dgflow", steps=n, step_size=eta, gamma=gamma,
-                    seed=0, progress=False)
+    res = lf.refine(
+        Identity(), _shift_ratio(m), _z(), method="dgflow", steps=n, step_size=eta, gamma=gamma, seed=0, progress=False
+    )
     T = eta * n
     var = 1 + 2 * gamma * T
     mean = torch.tensor(m, dtype=torch.float64) * T
@@ -94,8 +97,9 @@ def test_velocity_per_divergence_matches_the_closed_form_flow(divergence):
     D = _shift_ratio(m)
     z = _z(64)
     eta, n = 1e-3, 1000
-    res = lf.refine(Identity(), D, z, method="dgflow", steps=n, step_size=eta, gamma=0.0, divergence=divergence,
-                    progress=False)
+    res = lf.refine(
+        Identity(), D, z, method="dgflow", steps=n, step_size=eta, gamma=0.0, divergence=divergence, progress=False
+    )
     mm = float(m @ m)
     y0 = D(z)
     F = {"KL": lambda y: y, "JS": lambda y: y - torch.exp(-y), "logD": lambda y: y + torch.exp(y)}[divergence]
@@ -113,15 +117,34 @@ def test_prob_output_and_critic_match_logit():
     D = _shift_ratio(m)
     z = _z(64)
     a = lf.refine(Identity(), D, z, method="dgflow", steps=10, divergence="JS", seed=3, progress=False)
-    b = lf.refine(Identity(), lambda x: torch.sigmoid(D(x)), z, method="dgflow", steps=10, divergence="JS",
-                  d_output="prob", seed=3, progress=False)
+    b = lf.refine(
+        Identity(),
+        lambda x: torch.sigmoid(D(x)),
+        z,
+        method="dgflow",
+        steps=10,
+        divergence="JS",
+        d_output="prob",
+        seed=3,
+        progress=False,
+    )
     torch.testing.assert_close(a.z, b.z, rtol=1e-7, atol=1e-7)
 
 
 def test_uniform_prior_stays_in_box():
     z = torch.rand(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    res = lf.refine(Identity(), _shift_ratio([3.0, 0.0]), z, method="dgflow", prior="uniform", steps=30,
-                    step_size=0.1, gamma=0.1, seed=0, progress=False)
+    res = lf.refine(
+        Identity(),
+        _shift_ratio([3.0, 0.0]),
+        z,
+        method="dgflow",
+        prior="uniform",
+        steps=30,
+        step_size=0.1,
+        gamma=0.1,
+        seed=0,
+        progress=False,
+    )
     assert res.z.abs().max() <= 1
     assert (res.z[:, 0] == 1).float().mean() > 0.5
 
@@ -157,8 +180,9 @@ def test_divergence_is_reported_and_chains_frozen(caplog):
     D = lambda x: 50 * torch.relu(x[:, 0]) ** 2
     z = torch.stack([torch.linspace(-3, 3, 32), torch.zeros(32)], 1).double()
     with caplog.at_level(logging.WARNING, logger="latentflow"), pytest.warns(DivergenceWarning):
-        res = lf.refine(Identity(), D, z, method="dgflow", steps=200, step_size=0.1, gamma=0.0, progress=False,
-                        on_divergence="warn")
+        res = lf.refine(
+            Identity(), D, z, method="dgflow", steps=200, step_size=0.1, gamma=0.0, progress=False, on_divergence="warn"
+        )
     div = res.diverged
     assert div.any() and not div.all()
     assert bool((z[div, 0] > 0).all())
@@ -172,7 +196,7 @@ def test_divergence_is_reported_and_chains_frozen(caplog):
 @pytest.mark.rng_ok
 def test_contract_errors():
     D = _shift_ratio([1.0, 0.0])
-    with pytest.raises(OptionError, match='divergence must be one of KL, JS, logD; got \'kl\''):
+    with pytest.raises(OptionError, match="divergence must be one of KL, JS, logD; got 'kl'"):
         lf.refine(Identity(), D, _z(4), method="dgflow", divergence="kl", progress=False)
     with pytest.raises(OptionError, match="gamma must be >= 0; got -0.1"):
         lf.refine(Identity(), D, _z(4), method="dgflow", gamma=-0.1, progress=False)
@@ -188,13 +212,25 @@ def test_contract_errors():
         lf.refine(Identity(), lambda x: torch.zeros(x.shape[0], 10), _z(4), method="dgflow", progress=False)
 
 
-@pytest.mark.parametrize("opts", [dict(gamma=0.1, divergence="JS"), dict(gamma=0.0, batch_size=7, prior="uniform")],
-                         ids=["noisy-js", "chunked-uniform"])
+@pytest.mark.parametrize(
+    "opts",
+    [dict(gamma=0.1, divergence="JS"), dict(gamma=0.0, batch_size=7, prior="uniform")],
+    ids=["noisy-js", "chunked-uniform"],
+)
 def test_step_loop_does_no_host_sync(monkeypatch, opts):
     from test_speed import _SyncTrap
 
     trap = _SyncTrap(monkeypatch).disarm_at_finish(monkeypatch)
     z = _z(20).clamp(-1, 1)
-    res = lf.refine(Identity(), _shift_ratio([0.5, 0.2]), z, method="dgflow", steps=4, seed=0, progress=False,
-                    callback=lambda s: setattr(trap, "armed", True), **opts)
+    res = lf.refine(
+        Identity(),
+        _shift_ratio([0.5, 0.2]),
+        z,
+        method="dgflow",
+        steps=4,
+        seed=0,
+        progress=False,
+        callback=lambda s: setattr(trap, "armed", True),
+        **opts,
+    )
     assert trap.hits == [] and res.x.shape[0] == 20

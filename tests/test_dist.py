@@ -1,4 +1,5 @@
 """latentflow.dist: chain slices and the collectives, in a world of one and in two gloo processes."""
+
 import os
 import socket
 
@@ -44,8 +45,9 @@ def _free_port() -> int:
 
 
 def _worker(rank, size, port, q):
-    os.environ.update(WORLD_SIZE=str(size), RANK=str(rank), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        WORLD_SIZE=str(size), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     w = dist.init_from_env("gloo")
     try:
@@ -70,7 +72,7 @@ def test_two_gloo_processes_sum_and_broadcast():
         p.join(60)
         assert p.exitcode == 0
     assert [o[2] for o in out] == [(0, 6), (6, 11)]
-    for rank, size, _, total, got in out:
+    for _rank, size, _, total, got in out:
         assert size == 2
         assert total == {"rank": 1, "rows": 11}
         assert got == {"from": 0}

@@ -1,14 +1,15 @@
 """The one driver: per-chain random streams (chunking and row splits do not change samples), the
 divergence rules, and the loop's contracts."""
+
 import logging
 import warnings
 
 import pytest
 import torch
+from analytic import Identity, RatioD, gaussian_problem
 
 import latentflow as lf
 from latentflow.errors import DivergenceError, DivergenceWarning
-from analytic import Identity, RatioD, gaussian_problem
 
 N = 23
 
@@ -33,17 +34,19 @@ CASES = {
     "dgflow": ("gauss", dict(steps=5, step_size=0.1, gamma=0.05)),
     "ex2mcmc": ("gauss", dict(steps=3, n_particles=4, mala_steps=2, step_size=0.1)),
     "dg_score": ("score", dict(steps=4, w=0.5, sigma_max=2.0, s_churn=1.0)),
-    "dg_score-langevin": ("score", dict(steps=3, w=0.5, sigma_max=2.0, solver="langevin", langevin_steps=2,
-                                        step_size=0.05)),
+    "dg_score-langevin": (
+        "score",
+        dict(steps=3, w=0.5, sigma_max=2.0, solver="langevin", langevin_steps=2, step_size=0.05),
+    ),
 }
 
 
-def _score(x, sigma):       # the exact score of N(0, (1 + σ²) I)
+def _score(x, sigma):  # the exact score of N(0, (1 + σ²) I)
     return -x / (1 + sigma.reshape(-1, *([1] * (x.dim() - 1))) ** 2)
 
 
-def _sigma_d(x, sigma):     # a noise-conditioned logit
-    return -0.5 * ((x - 1) ** 2).sum(1) / (1 + sigma ** 2)
+def _sigma_d(x, sigma):  # a noise-conditioned logit
+    return -0.5 * ((x - 1) ** 2).sum(1) / (1 + sigma**2)
 
 
 def _problem(kind):
@@ -79,7 +82,7 @@ def test_batch_size_1_7_and_all_give_the_same_samples(case):
         res = _run(case, z, batch_size=bs)
         torch.testing.assert_close(res.x, ref.x, rtol=1e-4, atol=1e-4)
     again = _run(case, z)
-    assert torch.equal(again.x, ref.x)           # determinism for a fixed seed
+    assert torch.equal(again.x, ref.x)  # determinism for a fixed seed
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -118,12 +121,17 @@ def test_seed_generator_and_int_generator_give_one_key():
 
 # -- divergence ------------------------------------------------------------------------------------
 
+
 def _blowup(frac_pos):
     """d = 50 relu(x0)^2 pushes chains with x0 > 0 outwards until they overflow."""
     D = lambda x: 50 * torch.relu(x[:, 0]) ** 2
     n = 20
     n_pos = int(frac_pos * n)
-    x0 = torch.cat([torch.linspace(-3, -1, n - n_pos), torch.linspace(1, 3, n_pos)]) if n_pos else torch.linspace(-3, -1, n)
+    x0 = (
+        torch.cat([torch.linspace(-3, -1, n - n_pos), torch.linspace(1, 3, n_pos)])
+        if n_pos
+        else torch.linspace(-3, -1, n)
+    )
     return D, torch.stack([x0, torch.zeros(n)], 1).double()
 
 
@@ -143,32 +151,48 @@ def test_a_minority_diverging_warns_and_keeps_the_mask():
 def test_on_divergence_warn_and_keep_and_the_fraction():
     D, z = _blowup(0.75)
     with pytest.warns(DivergenceWarning):
-        res = lf.refine(Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False,
-                        on_divergence="warn")
+        res = lf.refine(
+            Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False, on_divergence="warn"
+        )
     assert int(res.diverged.sum()) == 15
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        res = lf.refine(Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False,
-                        on_divergence="keep")
+        res = lf.refine(
+            Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False, on_divergence="keep"
+        )
     assert int(res.diverged.sum()) == 15
-    lf.refine(Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False,
-              max_diverged_fraction=0.8)     # 0.75 <= 0.8: a warning, no error
+    lf.refine(
+        Identity(), D, z, method="ddls", steps=200, step_size=0.1, seed=0, progress=False, max_diverged_fraction=0.8
+    )  # 0.75 <= 0.8: a warning, no error
     D2, z2 = _blowup(0.25)
     with pytest.raises(DivergenceError):
-        lf.refine(Identity(), D2, z2, method="ddls", steps=200, step_size=0.1, seed=0, progress=False,
-                  max_diverged_fraction=0.1)
+        lf.refine(
+            Identity(),
+            D2,
+            z2,
+            method="ddls",
+            steps=200,
+            step_size=0.1,
+            seed=0,
+            progress=False,
+            max_diverged_fraction=0.1,
+        )
 
 
-@pytest.mark.parametrize("method,opts", [("ddls", dict(steps=3)), ("dot", dict(steps=3)),
-                                         ("dg_langevin", dict(steps=3))])
+@pytest.mark.parametrize(
+    "method,opts", [("ddls", dict(steps=3)), ("dot", dict(steps=3)), ("dg_langevin", dict(steps=3))]
+)
 def test_nonfinite_model_on_the_initial_state_is_blamed_on_the_model(method, opts, caplog):
     # G is finite, D is NaN on chains with x0 > 2 (two of eight): the initial state is already bad
-    D = lambda x: torch.where(x[:, 0] > 2, torch.full_like(x[:, 0], float("nan")), -0.5 * (x ** 2).sum(1))
+    D = lambda x: torch.where(x[:, 0] > 2, torch.full_like(x[:, 0], float("nan")), -0.5 * (x**2).sum(1))
     z = torch.stack([torch.linspace(-3, 3.5, 8), torch.zeros(8)], 1).double()
     G = None if method == "dg_langevin" else Identity()
     with caplog.at_level(logging.WARNING, logger="latentflow"), pytest.warns(DivergenceWarning):
-        res = lf.refine(G, D, z, method=method, seed=0, progress=False, space="target", **opts) \
-            if method == "dot" else lf.refine(G, D, z, method=method, seed=0, progress=False, **opts)
+        res = (
+            lf.refine(G, D, z, method=method, seed=0, progress=False, space="target", **opts)
+            if method == "dot"
+            else lf.refine(G, D, z, method=method, seed=0, progress=False, **opts)
+        )
     assert res.diverged.tolist() == [False] * 6 + [True] * 2
     assert (res.info["diverged_step"][res.diverged] == 0).all()
     assert "G/D returned non-finite values on the initial state of 2 chain(s) (chains 6, 7)" in caplog.text

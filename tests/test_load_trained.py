@@ -2,6 +2,7 @@
 
 Each kind is trained for a few steps on tiny networks (once per module), loaded back, compared weight by
 weight with what the trainer returned, and sampled through ``refine`` and the CLI."""
+
 import json
 import shutil
 
@@ -18,14 +19,29 @@ from latentflow.models.zoo import build
 from latentflow.train import get_trainer
 
 TINY = {
-    "dflow": dict(data="grid25", arch_kwargs={"in_dim": 2, "width": 16, "depth": 2}, flow_steps=4, eta=6.0,
-                  batch_size=16, steps=3),
-    "scoregan": dict(data="grid25", arch_g_kwargs={"latent_dim": 4, "hidden": [8], "out_dim": 2, "slope": 0.0},
-                     arch_s_kwargs={"in_dim": 2, "width": 8, "depth": 2}, latent_dim=4, k=2, batch_size=16, steps=4),
-    "flowgan": dict(data="ring8", arch_g_kwargs={"latent_dim": 2, "hidden": [8], "out_dim": 2}, batch_size=16,
-                    n_data=16, steps=3),
-    "dgd": dict(data="ring8", arch_kwargs={"in_dim": 2, "width": 8, "depth": 2, "ref_std": 3.0}, n_levels=3,
-                langevin_steps=2, batch_size=16, steps=3),
+    "dflow": dict(
+        data="grid25", arch_kwargs={"in_dim": 2, "width": 16, "depth": 2}, flow_steps=4, eta=6.0, batch_size=16, steps=3
+    ),
+    "scoregan": dict(
+        data="grid25",
+        arch_g_kwargs={"latent_dim": 4, "hidden": [8], "out_dim": 2, "slope": 0.0},
+        arch_s_kwargs={"in_dim": 2, "width": 8, "depth": 2},
+        latent_dim=4,
+        k=2,
+        batch_size=16,
+        steps=4,
+    ),
+    "flowgan": dict(
+        data="ring8", arch_g_kwargs={"latent_dim": 2, "hidden": [8], "out_dim": 2}, batch_size=16, n_data=16, steps=3
+    ),
+    "dgd": dict(
+        data="ring8",
+        arch_kwargs={"in_dim": 2, "width": 8, "depth": 2, "ref_std": 3.0},
+        n_levels=3,
+        langevin_steps=2,
+        batch_size=16,
+        steps=3,
+    ),
 }
 
 
@@ -39,8 +55,12 @@ def trained(tmp_path_factory):
             Config, train = get_trainer(kind)
             folder = root / kind
             ret = train(Config(**kw), str(folder), progress=False)
-            modules = {"dflow": lambda r: {"D": r}, "dgd": lambda r: {"D": r}, "flowgan": lambda r: {"G": r},
-                       "scoregan": lambda r: {"G": r[0], "S": r[1]}}[kind](ret)
+            modules = {
+                "dflow": lambda r: {"D": r},
+                "dgd": lambda r: {"D": r},
+                "flowgan": lambda r: {"G": r},
+                "scoregan": lambda r: {"G": r[0], "S": r[1]},
+            }[kind](ret)
             out[kind] = (folder, modules)
     return out
 
@@ -60,7 +80,7 @@ def cli(args):
 def test_load_each_kind_gives_the_trained_weights(trained, kind):
     folder, modules = trained[kind]
     pair = lf.load(folder)
-    G, D, meta = pair                                      # the ModelPair API of G/D pairs still holds
+    G, D, meta = pair  # the ModelPair API of G/D pairs still holds
     assert meta["trainer"] == kind and meta["roles"] == [r for r in ("G", "D", "S") if r in modules]
     assert meta["dataset"] == TINY[kind]["data"] and meta["name"] == f"{TINY[kind]['data']}-{kind}"
     assert meta["output_shape"] == [2] and meta["verified"] is False
@@ -115,8 +135,22 @@ def test_cli_samples_each_kind(trained, tmp_path):
     runs = {"dflow": "dflow", "dgd": "dg_langevin", "scoregan": "none", "flowgan": "none"}
     for kind, method in runs.items():
         out = tmp_path / kind
-        r = cli(["sample", "--model", str(trained[kind][0]), "--method", method, "--num", "40", "--seed", "3",
-                 "--out", str(out), "--quiet"])
+        r = cli(
+            [
+                "sample",
+                "--model",
+                str(trained[kind][0]),
+                "--method",
+                method,
+                "--num",
+                "40",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
         assert r.exit_code == 0, r.output
         assert {p.name for p in out.iterdir()} >= {"samples.safetensors", "samples.png", "report.json"}
         rep = json.loads((out / "report.json").read_text())
@@ -129,8 +163,12 @@ def test_cli_samples_each_kind(trained, tmp_path):
             z = torch.randn(40, TINY[kind]["arch_g_kwargs"]["latent_dim"], generator=gen)
             torch.testing.assert_close(s["x"], trained[kind][1]["G"](z).detach())
             assert torch.equal(s["x"], s["x_before"]) and torch.equal(s["z"], z)
-            assert rep["evaluations_per_sample"] == {"n_G_forward": 1, "n_G_backward": 0, "n_D_forward": 0,
-                                                     "n_D_backward": 0}
+            assert rep["evaluations_per_sample"] == {
+                "n_G_forward": 1,
+                "n_G_backward": 0,
+                "n_D_forward": 0,
+                "n_D_backward": 0,
+            }
         else:
             assert rep["start"] == "x0" and "| metric | x0 |" in r.output and "z" not in s
             std = 3.0 if kind == "dgd" else 1.0
@@ -139,21 +177,67 @@ def test_cli_samples_each_kind(trained, tmp_path):
             used = rep["result"]["options"]
             assert all(used[k] == pytest.approx(v) for k, v in spec.items()), (used, spec)
     # a CLI option overrides the spec's recommendation
-    r = cli(["sample", "--model", str(trained["dflow"][0]), "--method", "dflow", "--steps", "2", "--num", "8",
-             "--out", str(tmp_path / "o"), "--quiet", "--json"])
+    r = cli(
+        [
+            "sample",
+            "--model",
+            str(trained["dflow"][0]),
+            "--method",
+            "dflow",
+            "--steps",
+            "2",
+            "--num",
+            "8",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+            "--json",
+        ]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["result"]["options"]["steps"] == 2
 
 
-@pytest.mark.rng_ok   # `latentflow train` seeds the global RNG for the initial weights
+@pytest.mark.rng_ok  # `latentflow train` seeds the global RNG for the initial weights
 def test_cli_train_then_sample(tmp_path):
     out = tmp_path / "dgd"
-    r = cli(["train", "dgd", "--data", "ring8", "--steps", "2", "--batch-size", "8", "--out", str(out), "--quiet",
-             "--set", 'arch_kwargs={"in_dim": 2, "width": 8, "depth": 2, "ref_std": 2.0}',
-             "--set", "n_levels=2", "--set", "langevin_steps=3"])
+    r = cli(
+        [
+            "train",
+            "dgd",
+            "--data",
+            "ring8",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            'arch_kwargs={"in_dim": 2, "width": 8, "depth": 2, "ref_std": 2.0}',
+            "--set",
+            "n_levels=2",
+            "--set",
+            "langevin_steps=3",
+        ]
+    )
     assert r.exit_code == 0, r.output
-    r = cli(["sample", "--model", str(out), "--method", "dg_langevin", "--num", "16", "--out", str(tmp_path / "s"),
-             "--quiet", "--json"])
+    r = cli(
+        [
+            "sample",
+            "--model",
+            str(out),
+            "--method",
+            "dg_langevin",
+            "--num",
+            "16",
+            "--out",
+            str(tmp_path / "s"),
+            "--quiet",
+            "--json",
+        ]
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["start"] == "x0" and rep["result"]["options"]["steps"] == 3
@@ -161,24 +245,56 @@ def test_cli_train_then_sample(tmp_path):
 
 
 def test_methods_that_do_not_fit_are_refused_clearly(trained, tmp_path):
-    cases = [("dflow", "ddls", ['method "ddls" needs a generator G', 'grid25-dflow', 'fit it: "dflow"']),
-             ("dflow", "dg_langevin", ['method "dg_langevin" calls D(x) or D(x, sigma)', "time-conditioned D(x, t)"]),
-             ("dgd", "dflow", ['method "dflow" calls D(x, t)', "noise-conditioned D(x, sigma)", '"dg_langevin"']),
-             ("scoregan", "ddls", ['method "ddls" needs a discriminator D', "scoregan model with G + S",
-                                   '"none" (no refinement)']),
-             ("flowgan", "dflow", ['method "dflow" needs a discriminator D', "flowgan model with G only"])]
+    cases = [
+        ("dflow", "ddls", ['method "ddls" needs a generator G', "grid25-dflow", 'fit it: "dflow"']),
+        ("dflow", "dg_langevin", ['method "dg_langevin" calls D(x) or D(x, sigma)', "time-conditioned D(x, t)"]),
+        ("dgd", "dflow", ['method "dflow" calls D(x, t)', "noise-conditioned D(x, sigma)", '"dg_langevin"']),
+        (
+            "scoregan",
+            "ddls",
+            ['method "ddls" needs a discriminator D', "scoregan model with G + S", '"none" (no refinement)'],
+        ),
+        ("flowgan", "dflow", ['method "dflow" needs a discriminator D', "flowgan model with G only"]),
+    ]
     for kind, method, needles in cases:
-        r = cli(["sample", "--model", str(trained[kind][0]), "--method", method, "--num", "4",
-                 "--out", str(tmp_path / "o"), "--quiet"])
+        r = cli(
+            [
+                "sample",
+                "--model",
+                str(trained[kind][0]),
+                "--method",
+                method,
+                "--num",
+                "4",
+                "--out",
+                str(tmp_path / "o"),
+                "--quiet",
+            ]
+        )
         assert r.exit_code == 1 and "Traceback" not in r.output, r.output
         for n in needles:
             assert n in r.output, (n, r.output)
-    r = cli(["sample", "--model", str(trained["flowgan"][0]), "--method", "none", "--steps", "3", "--num", "4",
-             "--out", str(tmp_path / "o"), "--quiet"])
+    r = cli(
+        [
+            "sample",
+            "--model",
+            str(trained["flowgan"][0]),
+            "--method",
+            "none",
+            "--steps",
+            "3",
+            "--num",
+            "4",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     assert r.exit_code == 1 and 'method "none" (no refinement) takes no options; got steps' in r.output
-    r = cli(["sample", "--model", str(trained["dgd"][0]), "--method", "dflow", "--num", "4", "--out",
-             str(tmp_path / "o")])
-    assert not (tmp_path / "o").exists()                   # refused before anything is written
+    r = cli(
+        ["sample", "--model", str(trained["dgd"][0]), "--method", "dflow", "--num", "4", "--out", str(tmp_path / "o")]
+    )
+    assert not (tmp_path / "o").exists()  # refused before anything is written
     # the manifest listing is untouched by trained folders
     assert [row["name"] for row in json.loads(cli(["models", "--json"]).output)] == list_models()
 
@@ -224,13 +340,15 @@ def test_bad_trained_folders_give_clear_errors(trained, tmp_path):
     _edit(d, arch={"D": {"name": "nmlp_d", "kwargs": {"in_dim": 2, "width": 9, "depth": 2, "ref_std": 3.0}}})
     with pytest.raises(IntegrityError, match=r"does not fit D of .*kwargs/D.safetensors.*\n.*mis-shaped"):
         lf.load(d)
-    cases = {"x0": ({"x0": None}, "missing field x0"),
-             "cond": ({"d_conditioning": "class"}, "d_conditioning: expected one of time, sigma or null"),
-             "field": ({"colour": "red"}, "unknown field.s. colour"),
-             "latent": ({"latent": {"dim": 2}}, "latent: does not apply: the model has no generator G"),
-             "opts": ({"sampling": {"dflow": {"etta": 1}}}, r"sampling.dflow: unknown option.s. etta"),
-             "alone": ({"arch": {"S": {"name": "mlp_den"}}}, "needs a generator G or a discriminator D"),
-             "roles": ({"arch": {"D": {"name": "tmlp_d"}, "S": {"name": "mlp_den"}}}, "comes with a generator G")}
+    cases = {
+        "x0": ({"x0": None}, "missing field x0"),
+        "cond": ({"d_conditioning": "class"}, "d_conditioning: expected one of time, sigma or null"),
+        "field": ({"colour": "red"}, "unknown field.s. colour"),
+        "latent": ({"latent": {"dim": 2}}, "latent: does not apply: the model has no generator G"),
+        "opts": ({"sampling": {"dflow": {"etta": 1}}}, r"sampling.dflow: unknown option.s. etta"),
+        "alone": ({"arch": {"S": {"name": "mlp_den"}}}, "needs a generator G or a discriminator D"),
+        "roles": ({"arch": {"D": {"name": "tmlp_d"}, "S": {"name": "mlp_den"}}}, "comes with a generator G"),
+    }
     for name, (change, msg) in cases.items():
         d = _copy(trained, "dflow", tmp_path, name)
         _edit(d, **change)
@@ -254,9 +372,14 @@ def test_image_shaped_generator_free_model(tmp_path):
     with torch.random.fork_rng(devices=[]):
         D = build("tconv28_d", ch=4)
     save_file({k: v.contiguous() for k, v in D.state_dict().items()}, str(tmp_path / "D.safetensors"))
-    spec = {"arch": {"D": {"name": "tconv28_d", "kwargs": {"ch": 4}}}, "d_output": "logit",
-            "d_conditioning": "time", "x0": {"prior": "normal"}, "sampling": {"dflow": {"eta": 2.0, "steps": 2}},
-            "recipe": {"trainer": "dflow", "config": {"data": "fashion-mnist"}}}
+    spec = {
+        "arch": {"D": {"name": "tconv28_d", "kwargs": {"ch": 4}}},
+        "d_output": "logit",
+        "d_conditioning": "time",
+        "x0": {"prior": "normal"},
+        "sampling": {"dflow": {"eta": 2.0, "steps": 2}},
+        "recipe": {"trainer": "dflow", "config": {"data": "fashion-mnist"}},
+    }
     (tmp_path / "latentflow.json").write_text(json.dumps(spec))
     pair = lf.load(tmp_path, dtype=torch.float64)
     assert pair.meta["output_shape"] == [1, 28, 28] and pair.meta["output_range"] == [-1.0, 1.0]

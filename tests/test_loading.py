@@ -1,5 +1,6 @@
 """latentflow.models.loading / resolve: one-line errors for a device the machine lacks, a mistyped model
 name (with a close-match suggestion) and a path that does not exist."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,7 +39,7 @@ def test_unknown_name_gets_a_close_match():
 
 @pytest.mark.parametrize("ref", ["runs/no-such-run", "./nothing-here", "~/nope-latentflow-xyz", "model.safetensors"])
 def test_a_missing_path_says_no_such_folder_or_file(ref):
-    with pytest.raises(ManifestError, match=r'no such folder or file: ') as ei:
+    with pytest.raises(ManifestError, match=r"no such folder or file: ") as ei:
         load(ref)
     assert "Unknown model" not in str(ei.value)
 
@@ -46,13 +47,22 @@ def test_a_missing_path_says_no_such_folder_or_file(ref):
 def test_one_record_type_for_pairs_and_trained_folders(tmp_path):
     from latentflow.models import ModelEntry, TrainedEntry, get_entry, resolve
     from latentflow.models.trained import validate_trained
+
     assert TrainedEntry is ModelEntry
     pair = get_entry("grid25-wgangp")
     assert pair.is_pair and pair.roles == ("G", "D") and pair.latent_dim == 2 and pair.raw is None
     assert resolve(pair) is pair
-    dflow = validate_trained({"arch": {"D": {"name": "tmlp_d", "kwargs": {"in_dim": 2}}}, "d_output": "logit",
-                              "d_conditioning": "time", "x0": {"std": 1.0}, "dataset": "grid25"},
-                             "test", source={"kind": "local", "root": str(tmp_path)})
+    dflow = validate_trained(
+        {
+            "arch": {"D": {"name": "tmlp_d", "kwargs": {"in_dim": 2}}},
+            "d_output": "logit",
+            "d_conditioning": "time",
+            "x0": {"std": 1.0},
+            "dataset": "grid25",
+        },
+        "test",
+        source={"kind": "local", "root": str(tmp_path)},
+    )
     assert isinstance(dflow, ModelEntry) and not dflow.is_pair and dflow.roles == ("D",)
     assert dflow.latent_dim is None and dflow.x0 == {"prior": "normal", "std": 1.0, "shape": [2]}
     assert dflow.spec()["d_conditioning"] == "time" and "files" not in dflow.spec()

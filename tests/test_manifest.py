@@ -1,5 +1,6 @@
 """The shipped manifest is well formed, its bundled files exist with the pinned SHA-256, and malformed
 entries are refused with a ManifestError that names the entry and the field."""
+
 from __future__ import annotations
 
 import copy
@@ -63,10 +64,11 @@ def test_every_bundled_file_exists_with_matching_sha256_and_size():
 
 def test_every_entry_builds_and_matches_its_latent_and_output():
     from latentflow.models.hub import build
+
     for name in list_models():
         e = get_entry(name)
         G, D = build(e.arch["G"]).eval(), build(e.arch["D"]).eval()
-        y = (torch.tensor([0, 1]),) if getattr(G, "num_classes", 0) else ()   # class-conditional: G(z, y), D(x, y)
+        y = (torch.tensor([0, 1]),) if getattr(G, "num_classes", 0) else ()  # class-conditional: G(z, y), D(x, y)
         with torch.no_grad():
             x = G(torch.zeros(2, e.latent_dim), *y)
             d = D(x, *y)
@@ -106,8 +108,10 @@ def test_unknown_model_lists_available_names():
 
 GOOD = {
     "source": {"kind": "bundled"},
-    "files": {"G": {"path": "toy_G.safetensors", "sha256": "a" * 64, "bytes": 10},
-              "D": {"path": "toy_D.safetensors", "sha256": "b" * 64, "bytes": 10}},
+    "files": {
+        "G": {"path": "toy_G.safetensors", "sha256": "a" * 64, "bytes": 10},
+        "D": {"path": "toy_D.safetensors", "sha256": "b" * 64, "bytes": 10},
+    },
     "arch": {"G": {"name": "mlp_g", "kwargs": {"latent_dim": 2}}, "D": {"name": "mlp_d"}},
     "latent": {"dim": 2, "prior": "normal"},
     "output": {"shape": [2], "range": None},
@@ -144,6 +148,7 @@ def _set(path, value):
             del cur[path[-1]]
         else:
             cur[path[-1]] = value
+
     return mutate
 
 
@@ -162,7 +167,10 @@ BAD = [
     (_set(["colour"], "blue"), r"unknown field\(s\) colour"),
     (_set(["source"], {"kind": "ftp"}), r"source\.kind: expected one of bundled, hub, url; got 'ftp'"),
     (_set(["source"], {"kind": "local", "root": "/"}), r"source\.kind: expected one of bundled, hub, url"),
-    (_set(["source"], {"kind": "hub", "repo_id": "a/b", "revision": "main"}), r"revision: expected a full 40-hex commit"),
+    (
+        _set(["source"], {"kind": "hub", "repo_id": "a/b", "revision": "main"}),
+        r"revision: expected a full 40-hex commit",
+    ),
     (_set(["source"], {"kind": "hub", "repo_id": "nobody", "revision": "0" * 40}), r"repo_id: expected owner/repo"),
     (_set(["source"], {"kind": "url", "base_url": "http://x"}), r"base_url: expected an https:// URL"),
     (_set(["sampling"], {"dddls": {}}), r"sampling\.dddls: unknown method"),
@@ -182,6 +190,7 @@ def test_unhashed_hub_entry_must_not_claim_verified():
         e["source"] = {"kind": "hub", "repo_id": "a/b", "revision": "0" * 40}
         e["files"]["G"]["sha256"] = None
         e["verified"] = True
+
     with pytest.raises(ManifestError, match=r"verified: is true but files G have sha256: null"):
         parse_manifest(_doc(mutate))
     ok = parse_manifest(_doc(lambda e: (mutate(e), e.update(verified=False))))

@@ -1,4 +1,5 @@
 """latentflow.metrics._base: the feature-extractor registry, and one cache folder for every unit."""
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,11 @@ from latentflow.models import cache_dir as models_cache_dir
 
 def test_both_extractors_are_registered_and_unknown_names_refused():
     assert set(_base.FEATURE_EXTRACTORS) <= set(_base._EXTRACTORS)
-    with pytest.raises(OptionError, match=r"feature_extractor: expected one of inception-v3-compat, "
-                                          r"fmnist-classifier; got 'vgg'"):
+    with pytest.raises(
+        OptionError,
+        match=r"feature_extractor: expected one of inception-v3-compat, "
+        r"fmnist-classifier; got 'vgg'",
+    ):
         _base.resolve_extractor("vgg", None, False)
 
 
@@ -25,10 +29,13 @@ def test_the_fmnist_extractor_resolves_without_a_download():
     assert kw == {"feature_extractor": "fmnist-classifier"} and tag.startswith("sha")
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"LATENTFLOW_CACHE": "/tmp/lf", "XDG_CACHE_HOME": "/tmp/xdg"}, "/tmp/lf"),
-    ({"XDG_CACHE_HOME": "/tmp/xdg"}, "/tmp/xdg/latentflow"),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"LATENTFLOW_CACHE": "/tmp/lf", "XDG_CACHE_HOME": "/tmp/xdg"}, "/tmp/lf"),
+        ({"XDG_CACHE_HOME": "/tmp/xdg"}, "/tmp/xdg/latentflow"),
+    ],
+)
 def test_one_cache_dir_honours_latentflow_cache_then_xdg(monkeypatch, env, expected):
     for k in ("LATENTFLOW_CACHE", "XDG_CACHE_HOME"):
         monkeypatch.delenv(k, raising=False)

@@ -1,5 +1,6 @@
 """The model card ``export`` writes (latentflow.models.card): README.md with Hugging Face Hub front matter,
 parsed back as YAML; and ``bench images --real`` checked before any compute."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ def _front(folder):
 
 
 def test_export_writes_a_card_the_hub_reads(tmp_path):
-    out = export("dcgan-fashion", tmp_path / "e", card=True, metrics={"fid_fmnist": 12.5, "kid": 0.0125},
-                 tags=["fashion"], repo_id="me/dcgan")
+    out = export(
+        "dcgan-fashion",
+        tmp_path / "e",
+        card=True,
+        metrics={"fid_fmnist": 12.5, "kid": 0.0125},
+        tags=["fashion"],
+        repo_id="me/dcgan",
+    )
     fm, text = _front(out)
     spec = json.loads((out / "latentflow.json").read_text())
     assert fm["library_name"] == "latentflow"
@@ -44,8 +51,11 @@ def test_card_without_metrics_and_refusals(tmp_path):
     out = export("grid25-wgangp", tmp_path / "e", card=True)
     fm, _ = _front(out)
     assert "model-index" not in fm and fm["sampling"]["ddls"]["steps"] > 0
-    assert sorted(p.name for p in export("grid25-wgangp", tmp_path / "plain").iterdir()) == \
-        ["D.safetensors", "G.safetensors", "latentflow.json"]                   # card=False: as before
+    assert sorted(p.name for p in export("grid25-wgangp", tmp_path / "plain").iterdir()) == [
+        "D.safetensors",
+        "G.safetensors",
+        "latentflow.json",
+    ]  # card=False: as before
     with pytest.raises(OptionError, match="metrics: expected finite numbers.*fid=nan"):
         export("grid25-wgangp", tmp_path / "bad", card=True, metrics={"fid": float("nan")})
 
@@ -53,12 +63,13 @@ def test_card_without_metrics_and_refusals(tmp_path):
 def test_cli_export_writes_the_card(tmp_path):
     from latentflow.cli import main
 
-    r = CliRunner().invoke(main, ["export", "grid25-wgangp", "--out", str(tmp_path / "e"), "--metric", "emd=0.05",
-                                  "--tag", "toy"])
+    r = CliRunner().invoke(
+        main, ["export", "grid25-wgangp", "--out", str(tmp_path / "e"), "--metric", "emd=0.05", "--tag", "toy"]
+    )
     assert r.exit_code == 0, r.output
     fm, _ = _front(tmp_path / "e")
     assert fm["latentflow_metrics"] == {"emd": 0.05} and "toy" in fm["tags"]
-    assert fm["model-index"][0]["results"][0]["task"]["type"] == "other"           # 2-D samples, not images
+    assert fm["model-index"][0]["results"][0]["task"]["type"] == "other"  # 2-D samples, not images
     r = CliRunner().invoke(main, ["export", "grid25-wgangp", "--out", str(tmp_path / "f"), "--metric", "emd=x"])
     assert r.exit_code == 1 and r.output.strip() == "error: --metric emd: expected a number; got 'x'"
 
@@ -84,8 +95,16 @@ def test_bench_images_real_puts_the_reference_in_the_document(tmp_path, monkeypa
     np.savez(tmp_path / "r.npz", arr_0=np.zeros((10, 28, 28, 1), np.uint8))
 
     def fake(samples, real, **kw):
-        return {"num": samples.shape[0], "fid": 3.0, "kid": 0.2, "kid_std": 0.01, "is": None, "is_std": None,
-                "null_reasons": {"is": "no logits"}, "reference": {**real.to_dict(), "cache_hit": False}}
+        return {
+            "num": samples.shape[0],
+            "fid": 3.0,
+            "kid": 0.2,
+            "kid_std": 0.01,
+            "is": None,
+            "is_std": None,
+            "null_reasons": {"is": "no logits"},
+            "reference": {**real.to_dict(), "cache_hit": False},
+        }
 
     monkeypatch.setattr(M, "real_metrics", fake)
     doc, _ = images("dcgan-fashion", ["generator"], num=4, quick=True, real=tmp_path / "r.npz", num_real=6)

@@ -1,5 +1,6 @@
 """latentflow.nets: the registry (close-match hints, re-registration) and the package's place at the bottom
 (it imports torch and latentflow.errors only)."""
+
 from __future__ import annotations
 
 import ast
@@ -18,14 +19,30 @@ NETS = Path(nets.__file__).resolve().parent
 
 @pytest.fixture(autouse=True)
 def _keep_global_rng():
-    with torch.random.fork_rng(devices=[]):      # building a module draws its initial weights
+    with torch.random.fork_rng(devices=[]):  # building a module draws its initial weights
         yield
 
 
 def test_every_family_registers_and_builds():
-    expected = {"mlp_g", "mlp_d", "dcgan28_g", "dcgan28_d", "dcgan32_g", "dcgan32_d", "dcgan64_g", "dcgan64_d",
-                "sngan_resnet32_g", "sngan_resnet32_d", "sngan_cnn32_g", "sngan_cnn32_d", "tmlp_d", "nmlp_d",
-                "mlp_den", "tconv28_d", "tconv28_den"}
+    expected = {
+        "mlp_g",
+        "mlp_d",
+        "dcgan28_g",
+        "dcgan28_d",
+        "dcgan32_g",
+        "dcgan32_d",
+        "dcgan64_g",
+        "dcgan64_d",
+        "sngan_resnet32_g",
+        "sngan_resnet32_d",
+        "sngan_cnn32_g",
+        "sngan_cnn32_d",
+        "tmlp_d",
+        "nmlp_d",
+        "mlp_den",
+        "tconv28_d",
+        "tconv28_den",
+    }
     assert expected <= set(ARCHITECTURES)
     assert isinstance(build("mlp_g", latent_dim=3, hidden=[4], out_dim=2), nn.Module)
 
@@ -38,10 +55,11 @@ def test_unknown_name_suggests_the_closest():
 def test_registration_of_a_different_class_under_a_taken_name_is_refused():
     class Other(nn.Module):
         pass
+
     with pytest.raises(ManifestError, match='"mlp_g" is already registered'):
         register_arch("mlp_g")(Other)
     same = ARCHITECTURES["mlp_g"]
-    assert register_arch("mlp_g")(same) is same          # a module reload re-registers the same class
+    assert register_arch("mlp_g")(same) is same  # a module reload re-registers the same class
 
 
 def test_nets_imports_no_other_latentflow_unit_but_errors():

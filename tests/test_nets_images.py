@@ -1,4 +1,5 @@
 """``tconv28_den`` (latentflow/train/nets_images.py): the small conv denoiser for 28x28 images."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,13 +25,13 @@ def test_untrained_network_is_the_skip_term(gen):
     den = _net(ch=4, n_freq=4)
     x = torch.randn(3, 1, 28, 28, generator=gen)
     s = torch.tensor([0.1, 1.0, 10.0])
-    c_skip = 0.25 / (s ** 2 + 0.25)
+    c_skip = 0.25 / (s**2 + 0.25)
     assert torch.allclose(den(x, s), c_skip[:, None, None, None] * x, atol=1e-6)
 
 
 def test_shapes_score_and_no_batch_coupling(gen):
     den = _net(ch=4, n_freq=4)
-    with torch.no_grad():                      # make F non-zero
+    with torch.no_grad():  # make F non-zero
         den.out.weight.normal_(0, 0.1, generator=gen)
         den.film[-1].weight.normal_(0, 0.1, generator=gen)
     x = torch.randn(5, 1, 28, 28, generator=gen)
@@ -40,7 +41,7 @@ def test_shapes_score_and_no_batch_coupling(gen):
     # each sample is denoised on its own (GroupNorm, no BatchNorm)
     assert torch.allclose(den(x[2:3], s[2:3]), y[2:3], atol=1e-5)
     assert torch.allclose(den.score(x, s), (y - x) / s[:, None, None, None] ** 2, atol=1e-5)
-    assert den(x, 0.5).shape == x.shape       # a scalar σ broadcasts
+    assert den(x, 0.5).shape == x.shape  # a scalar σ broadcasts
 
 
 def test_trains_as_score_gan_generated_score_net(tmp_path):
@@ -50,11 +51,22 @@ def test_trains_as_score_gan_generated_score_net(tmp_path):
     with torch.random.fork_rng():
         imgs = torch.rand(8, 784, generator=torch.Generator().manual_seed(0)) * 2 - 1
         s = mixture_score(imgs, 0.0)
-        cfg = ScoreGANConfig(data="grid25", arch_g="dcgan28_g", arch_g_kwargs={"latent_dim": 8, "ch": 4}, latent_dim=8,
-                             arch_s="tconv28_den", arch_s_kwargs={"ch": 4, "n_freq": 4}, sigma_min=1.0,
-                             sigma_max=10.0, k=1, batch_size=4, steps=3)
-        G, S = train_score_gan(cfg, tmp_path, data_score=lambda x, sg: s(x.flatten(1), sg).reshape(x.shape),
-                               progress=False)
+        cfg = ScoreGANConfig(
+            data="grid25",
+            arch_g="dcgan28_g",
+            arch_g_kwargs={"latent_dim": 8, "ch": 4},
+            latent_dim=8,
+            arch_s="tconv28_den",
+            arch_s_kwargs={"ch": 4, "n_freq": 4},
+            sigma_min=1.0,
+            sigma_max=10.0,
+            k=1,
+            batch_size=4,
+            steps=3,
+        )
+        G, S = train_score_gan(
+            cfg, tmp_path, data_score=lambda x, sg: s(x.flatten(1), sg).reshape(x.shape), progress=False
+        )
         pair = latentflow.load(str(tmp_path))
     assert pair.extra["S"](torch.zeros(2, 1, 28, 28), torch.ones(2)).shape == (2, 1, 28, 28)
     assert torch.equal(pair.extra["S"].out.weight, S.out.weight)

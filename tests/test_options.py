@@ -1,14 +1,15 @@
 """Typed option records (latentflow.options): one validation, clear errors, CLI parsing, listings."""
+
 import json
 
 import pytest
 import torch
+from analytic import gaussian_problem
 
 import latentflow as lf
 from latentflow import options
 from latentflow.errors import OptionError
 from latentflow.samplers.ddls import DDLSOptions
-from analytic import gaussian_problem
 
 
 def _refine(**kw):
@@ -18,11 +19,21 @@ def _refine(**kw):
     return lf.refine(G, D, z, method="ddls", seed=0, **kw)
 
 
-@pytest.mark.parametrize("name,value,expected", [
-    ("mala", "False", "bool"), ("mala", "no", "bool"), ("mala", 0.5, "bool"), ("mala", 0, "bool"),
-    ("steps", "10", "int"), ("steps", 10.0, "int"), ("steps", True, "int"),
-    ("step_size", "0.1", "float"), ("progress", "yes", "bool"), ("compile", 1, "bool"),
-])
+@pytest.mark.parametrize(
+    "name,value,expected",
+    [
+        ("mala", "False", "bool"),
+        ("mala", "no", "bool"),
+        ("mala", 0.5, "bool"),
+        ("mala", 0, "bool"),
+        ("steps", "10", "int"),
+        ("steps", 10.0, "int"),
+        ("steps", True, "int"),
+        ("step_size", "0.1", "float"),
+        ("progress", "yes", "bool"),
+        ("compile", 1, "bool"),
+    ],
+)
 def test_wrong_types_are_option_errors_naming_option_and_type(name, value, expected):
     with pytest.raises(OptionError, match=rf"^{name} must be {expected}; got {value!r}"):
         _refine(**{name: value})
@@ -34,8 +45,8 @@ def test_numbers_as_strings_say_so():
 
 
 def test_int_for_float_literals_and_ranges():
-    assert DDLSOptions(step_size=1).step_size == 1          # int accepted for a float field
-    with pytest.raises(OptionError, match='d_output must be one of logit, prob, critic; got .score.'):
+    assert DDLSOptions(step_size=1).step_size == 1  # int accepted for a float field
+    with pytest.raises(OptionError, match="d_output must be one of logit, prob, critic; got .score."):
         DDLSOptions(d_output="score")
     with pytest.raises(OptionError, match='prior must be "normal" or "uniform"; got .laplace.'):
         DDLSOptions(prior="laplace")
@@ -55,29 +66,44 @@ def test_int_for_float_literals_and_ranges():
 
 def dataclass_frozen_error():
     import dataclasses
+
     return dataclasses.FrozenInstanceError
 
 
 def test_parse_cli_options_by_declared_types():
     assert options.parse_cli_options("ddls", ["mala=false"]) == {"mala": False}
-    got = options.parse_cli_options("ddls", ["mala=yes", "steps=10", "step_size=0.5", "noise_scale=none",
-                                             "d_output=critic", "batch_size=auto", "progress=0"])
-    assert got == dict(mala=True, steps=10, step_size=0.5, noise_scale=None, d_output="critic",
-                       batch_size="auto", progress=False)
+    got = options.parse_cli_options(
+        "ddls",
+        [
+            "mala=yes",
+            "steps=10",
+            "step_size=0.5",
+            "noise_scale=none",
+            "d_output=critic",
+            "batch_size=auto",
+            "progress=0",
+        ],
+    )
+    assert got == dict(
+        mala=True, steps=10, step_size=0.5, noise_scale=None, d_output="critic", batch_size="auto", progress=False
+    )
     assert type(got["step_size"]) is float and type(got["steps"]) is int
     assert options.parse_cli_options("dot", ["k_eff=2"]) == {"k_eff": 2}
     assert options.parse_cli_options("ddls", ["batch_size=64"]) == {"batch_size": 64}
 
 
-@pytest.mark.parametrize("pair,match", [
-    ("mala=maybe", r"option mala must be bool; got 'maybe'"),
-    ("steps=ten", r"option steps must be int; got 'ten'"),
-    ("steps=none", r"option steps must be int; got 'none'"),
-    ("d_output=score", r'option d_output must be one of logit, prob, critic; got .score.'),
-    ("step_size=-1", r"step_size must be > 0; got -1"),
-    ("stepsize=0.1", r'method "ddls" got unknown option\(s\) stepsize. Did you mean "step_size"\?'),
-    ("steps", r"key=value"),
-])
+@pytest.mark.parametrize(
+    "pair,match",
+    [
+        ("mala=maybe", r"option mala must be bool; got 'maybe'"),
+        ("steps=ten", r"option steps must be int; got 'ten'"),
+        ("steps=none", r"option steps must be int; got 'none'"),
+        ("d_output=score", r"option d_output must be one of logit, prob, critic; got .score."),
+        ("step_size=-1", r"step_size must be > 0; got -1"),
+        ("stepsize=0.1", r'method "ddls" got unknown option\(s\) stepsize. Did you mean "step_size"\?'),
+        ("steps", r"key=value"),
+    ],
+)
 def test_parse_cli_options_errors(pair, match):
     with pytest.raises(OptionError, match=match):
         options.parse_cli_options("ddls", [pair])
@@ -101,7 +127,7 @@ def test_methods_list_fields_types_help_and_needs():
     assert f["noise_scale"]["type"] == "float or None"
     assert f["batch_size"]["type"] == 'int or "auto" or None'
     assert "on_divergence" in f and "chain_offset" in f
-    assert "compile" not in {x["name"] for x in ms["mh"].fields}       # no speed options without gradients
+    assert "compile" not in {x["name"] for x in ms["mh"].fields}  # no speed options without gradients
     assert ms["dflow"].needs["discriminator"] == "time-conditioned D(x, t)"
     assert ms["ddls"].needs["generator"] == "required"
     for m in ms.values():
@@ -112,7 +138,9 @@ def test_methods_list_fields_types_help_and_needs():
 
 def test_generated_signature_and_docstring():
     import inspect
+
     from latentflow.samplers.ddls import ddls
+
     sig = inspect.signature(ddls)
     assert list(sig.parameters)[:3] == ["G", "D", "z"]
     assert sig.parameters["step_size"].default == 0.003
@@ -124,7 +152,7 @@ def test_cli_sequences_generator_type_and_listing():
     assert options.parse_cli_options("dg_langevin", ["sigmas=2,1,0.5"]) == {"sigmas": [2.0, 1.0, 0.5]}
     with pytest.raises(OptionError, match="generator must be Generator or int or None; got 'seed'"):
         options.EngineOptions(generator="seed")
-    with pytest.raises(OptionError, match=r'got unknown option\(s\) generator'):
+    with pytest.raises(OptionError, match=r"got unknown option\(s\) generator"):
         options.parse_cli_options("ddls", ["generator=3"])
     with pytest.raises(OptionError, match="callback must be Callable or None"):
         options.EngineOptions(callback=3)

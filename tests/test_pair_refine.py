@@ -1,4 +1,5 @@
 """ModelPair.refine: the Python API runs a loaded model with its recommended settings, as the CLI does."""
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,10 +21,19 @@ def folder(tmp_path_factory):
         D = build("mlp_d", in_dim=2, hidden=[16])
     for p in list(G.parameters()) + list(D.parameters()):
         p.data = 0.3 * torch.randn(p.shape, generator=g)
-    pair = make_pair(G, D, arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [16], "out_dim": 2}},
-                     arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [16]}}, name="tiny-refine",
-                     latent_dim=2, d_output="critic", output_range=None, output_shape=[2], dataset="grid25",
-                     sampling=SAMPLING)
+    pair = make_pair(
+        G,
+        D,
+        arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [16], "out_dim": 2}},
+        arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [16]}},
+        name="tiny-refine",
+        latent_dim=2,
+        d_output="critic",
+        output_range=None,
+        output_shape=[2],
+        dataset="grid25",
+        sampling=SAMPLING,
+    )
     out = tmp_path_factory.mktemp("tiny-refine")
     export(pair, out)
     return str(out)
@@ -41,8 +51,9 @@ def test_refine_uses_the_recommended_settings_and_matches_the_cli(folder, tmp_pa
     # and as refine by hand: z from the prior with the seed's generator, then the merged options
     gen = torch.Generator().manual_seed(4)
     z = lf.sample_latents(30, 2, generator=gen)
-    ref = lf.refine(pair.G, pair.D, z, method="ddls", generator=gen, d_output="critic", progress=False,
-                    **SAMPLING["ddls"])
+    ref = lf.refine(
+        pair.G, pair.D, z, method="ddls", generator=gen, d_output="critic", progress=False, **SAMPLING["ddls"]
+    )
     torch.testing.assert_close(res.x, ref.x)
     torch.testing.assert_close(res.z, ref.z)
 
@@ -90,8 +101,16 @@ def test_conditional_model_gets_labels(tmp_path):
         torch.manual_seed(0)
         kg, kd = dict(z_dim=8, g_conv_dim=4, num_classes=10), dict(d_conv_dim=4, num_classes=10)
         G, D = build("studiogan_resnet32_g", **kg), build("studiogan_resnet32_d", **kd)
-    pair = make_pair(G, D, arch_g="studiogan_resnet32_g", arch_d="studiogan_resnet32_d", kwargs_g=kg,
-                     kwargs_d=kd, name="cond-refine", d_output="critic")
+    pair = make_pair(
+        G,
+        D,
+        arch_g="studiogan_resnet32_g",
+        arch_d="studiogan_resnet32_d",
+        kwargs_g=kg,
+        kwargs_d=kd,
+        name="cond-refine",
+        d_output="critic",
+    )
     pair = lf.load(export(pair, tmp_path / "cond"), device="cpu")
     res = pair.refine(n=6, method="ddls", seed=0, steps=1, class_label=3, progress=False)
     assert torch.equal(res.y, torch.full((6,), 3))

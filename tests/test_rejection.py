@@ -1,15 +1,16 @@
 """DRS and MH-GAN with an exact density-ratio D recover the data distribution."""
+
 import math
 
 import pytest
 import torch
+from analytic import Identity, RatioD
 
 import latentflow as lf
 from latentflow.errors import OptionError
-from analytic import Identity, RatioD
 
 N = 4000
-MEAN, STD = [0.5, -0.3], 0.8   # p_data = N(MEAN, STD^2 I), p_g = N(0, I), d = log p_data / p_g exactly
+MEAN, STD = [0.5, -0.3], 0.8  # p_data = N(MEAN, STD^2 I), p_g = N(0, I), d = log p_data / p_g exactly
 
 
 def _z(n=N, seed=1):
@@ -19,7 +20,7 @@ def _z(n=N, seed=1):
 def _check_recovers_data(x):
     n = x.shape[0]
     mean = torch.tensor(MEAN, dtype=x.dtype)
-    var = STD ** 2
+    var = STD**2
     assert torch.all((x.mean(0) - mean).abs() < 5 * math.sqrt(var / n))
     # standard error of a Gaussian sample variance: var * sqrt(2 / n)
     assert torch.all((x.var(0) - var).abs() < 5 * var * math.sqrt(2 / n))
@@ -28,8 +29,9 @@ def _check_recovers_data(x):
 
 
 def test_drs_exact_rejection_recovers_data():
-    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(), method="drs", gamma_percentile=None, gamma=0.0,
-                    seed=0, progress=False)
+    res = lf.refine(
+        Identity(), RatioD(MEAN, STD), _z(), method="drs", gamma_percentile=None, gamma=0.0, seed=0, progress=False
+    )
     assert res.x.shape == (N, 2)
     _check_recovers_data(res.x)
     # acceptance of exact rejection sampling is E_pg[exp(d - max d)] = 1 / max(p_data / p_g)
@@ -49,8 +51,16 @@ def test_drs_returns_exact_count_and_reports_acceptance():
 
 def test_drs_gives_up_with_a_clear_error():
     with pytest.raises(OptionError, match="lower gamma_percentile or raise max_proposals"):
-        lf.refine(Identity(), RatioD(MEAN, STD), _z(100), method="drs", gamma_percentile=99.9,
-                  max_proposals=150, seed=0, progress=False)
+        lf.refine(
+            Identity(),
+            RatioD(MEAN, STD),
+            _z(100),
+            method="drs",
+            gamma_percentile=99.9,
+            max_proposals=150,
+            seed=0,
+            progress=False,
+        )
 
 
 def test_mh_recovers_data():
@@ -62,9 +72,8 @@ def test_mh_recovers_data():
 
 
 def test_mh_from_real_start_returns_generated_samples():
-    x_init = torch.full((50, 2), 100.0, dtype=torch.float64)   # "real" starts the chains will leave
-    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(50), method="mh", k=20, x_init=x_init, seed=0,
-                    progress=False)
+    x_init = torch.full((50, 2), 100.0, dtype=torch.float64)  # "real" starts the chains will leave
+    res = lf.refine(Identity(), RatioD(MEAN, STD), _z(50), method="mh", k=20, x_init=x_init, seed=0, progress=False)
     assert (res.x.abs() < 50).all()
 
 
@@ -79,12 +88,15 @@ def test_rejection_determinism():
 
 # -- non-finite D values ---------------------------------------------------------------------------
 
+
 def _odd_d(base):
     """``base`` except NaN where x0 > 1.5 and +inf where x0 < -2.5."""
+
     def D(x):
         d = base(x)
         d = torch.where(x[:, 0] > 1.5, torch.full_like(d, float("nan")), d)
         return torch.where(x[:, 0] < -2.5, torch.full_like(d, float("inf")), d)
+
     return D
 
 
@@ -93,12 +105,12 @@ def test_drs_never_accepts_nan_and_always_accepts_plus_inf():
     z = _z(400)
     res = lf.refine(Identity(), D, z, method="drs", gamma_percentile=None, pilot=2000, seed=0, progress=False)
     assert res.x.shape == (400, 2) and torch.isfinite(res.x).all()
-    assert not (res.x[:, 0] > 1.5).any()                     # a NaN row is never accepted
-    first_inf = z[:, 0] < -2.5                               # +inf on the first proposal: accepted at once
+    assert not (res.x[:, 0] > 1.5).any()  # a NaN row is never accepted
+    first_inf = z[:, 0] < -2.5  # +inf on the first proposal: accepted at once
     assert first_inf.any() and torch.equal(res.x[first_inf], z[first_inf])
     nf = res.info["nonfinite_d"]
     assert nf.shape == (400,) and res.info["n_nonfinite_d"] == int(nf.sum()) > 0
-    assert bool((nf[z[:, 0] > 1.5] >= 1).all())              # rows whose first proposal was NaN are counted
+    assert bool((nf[z[:, 0] > 1.5] >= 1).all())  # rows whose first proposal was NaN are counted
 
 
 def test_mh_never_moves_to_nan_and_always_to_plus_inf():
@@ -106,6 +118,6 @@ def test_mh_never_moves_to_nan_and_always_to_plus_inf():
     res = lf.refine(Identity(), D, _z(500), method="mh", k=30, seed=0, progress=False)
     assert not (res.x[:, 0] > 1.5).any() or bool(torch.isnan(res.info["d"][res.x[:, 0] > 1.5]).all())
     at_inf = res.x[:, 0] < -2.5
-    assert at_inf.any() and bool((res.info["d"][at_inf] == float("inf")).all())   # once there, kept
+    assert at_inf.any() and bool((res.info["d"][at_inf] == float("inf")).all())  # once there, kept
     assert res.info["n_nonfinite_d"] == int(res.info["nonfinite_d"].sum()) > 0
     assert not res.diverged[~(res.x[:, 0] > 1.5)].any()

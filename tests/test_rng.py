@@ -45,11 +45,11 @@ def test_mix64_is_splitmix64_in_wrapping_int64():
 
 def test_normals_have_the_moments_and_law_of_n01():
     s = rng.ChainStream(7, torch.arange(2000))
-    z = s.normal(3, 0, (50,), torch.float64).flatten()          # 100k draws
+    z = s.normal(3, 0, (50,), torch.float64).flatten()  # 100k draws
     n = z.numel()
     assert abs(float(z.mean())) < 5 / math.sqrt(n)
     assert abs(float(z.var()) - 1) < 5 * math.sqrt(2 / n)
-    assert abs(float((z ** 4).mean()) - 3) < 5 * math.sqrt(96 / n)     # Var(z^4) = 105 - 9
+    assert abs(float((z**4).mean()) - 3) < 5 * math.sqrt(96 / n)  # Var(z^4) = 105 - 9
     # Kolmogorov-Smirnov against N(0, 1): the 0.1 % critical value is 1.95 / sqrt(n)
     zs = torch.sort(z).values
     cdf = 0.5 * (1 + torch.erf(zs / math.sqrt(2)))
@@ -70,13 +70,16 @@ def test_streams_are_independent_between_chains_steps_and_slots():
     n = 20000
     s = rng.ChainStream(3, torch.arange(n))
     a = s.normal(0, 0, (), torch.float64)
-    pairs = {"chains": (a[:-1], a[1:]), "steps": (a, s.normal(1, 0, (), torch.float64)),
-             "slots": (a, s.normal(0, 1, (), torch.float64)),
-             "keys": (a, rng.ChainStream(4, torch.arange(n)).normal(0, 0, (), torch.float64))}
+    pairs = {
+        "chains": (a[:-1], a[1:]),
+        "steps": (a, s.normal(1, 0, (), torch.float64)),
+        "slots": (a, s.normal(0, 1, (), torch.float64)),
+        "keys": (a, rng.ChainStream(4, torch.arange(n)).normal(0, 0, (), torch.float64)),
+    }
     for what, (x, y) in pairs.items():
         r = float(torch.corrcoef(torch.stack([x, y]))[0, 1])
         assert abs(r) < 5 / math.sqrt(x.numel()), what
-    v = s.normal(0, 0, (2,), torch.float64)           # the elements within one draw, too
+    v = s.normal(0, 0, (2,), torch.float64)  # the elements within one draw, too
     assert abs(float(torch.corrcoef(v.T)[0, 1])) < 5 / math.sqrt(n)
 
 
@@ -92,7 +95,7 @@ def test_stream_key_from_int_generator_and_none():
     assert rng.stream_key(5) == rng.stream_key(torch.Generator().manual_seed(5))
     assert rng.stream_key(5) != rng.stream_key(6)
     g = torch.Generator().manual_seed(5)
-    assert rng.stream_key(g) != rng.stream_key(g)        # one draw each: the generator advances
+    assert rng.stream_key(g) != rng.stream_key(g)  # one draw each: the generator advances
     with pytest.raises(OptionError, match="generator must be"):
         rng.stream_key("5")
 

@@ -1,5 +1,6 @@
 """``sample --format png|npz|safetensors`` (latentflow.app.sample_files): the layouts FID tools read, uint8
 rounding, safetensors metadata, one output set; ``--real`` checked before any compute and written to the report."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from latentflow.app import sample_model
 from latentflow.app import sample_files as SF
+from latentflow.app import sample_model
 from latentflow.errors import OptionError
 from latentflow.metrics import to_uint8
 
@@ -31,7 +32,7 @@ def test_parse_formats():
 def test_uint8_conversion_rounds_to_the_nearest_level_and_clamps():
     g = torch.Generator().manual_seed(0)
     u = torch.randint(0, 256, (5, 3, 4, 4), generator=g)
-    jitter = (torch.rand(u.shape, generator=g) - 0.5) * 0.98            # stays within half a level
+    jitter = (torch.rand(u.shape, generator=g) - 0.5) * 0.98  # stays within half a level
     for lo, hi in ((-1.0, 1.0), (0.0, 1.0)):
         x = lo + (u + jitter) * (hi - lo) / 255
         got = SF.to_nhwc_uint8(x, (lo, hi))
@@ -46,7 +47,7 @@ def test_png_and_npz_read_back_equal_to_the_tensor(tmp_path, channels):
     from PIL import Image
 
     x = torch.rand(7, channels, 5, 6, generator=torch.Generator().manual_seed(channels)) * 2 - 1
-    want = to_uint8(x)                                            # [N, C, H, W]
+    want = to_uint8(x)  # [N, C, H, W]
     nhwc = SF.to_nhwc_uint8(x)
     names = SF.write_png_folder(tmp_path / "samples", nhwc)
     assert names == [f"{i:06d}.png" for i in range(7)]
@@ -66,10 +67,20 @@ def test_png_and_npz_read_back_equal_to_the_tensor(tmp_path, channels):
 def test_sample_writes_every_format_as_one_set(tmp_path):
     out = tmp_path / "o"
     rep = sample_model(out=out, seed=3, formats="png,npz,safetensors", **IMG)
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "samples", "samples.npz", "samples.png",
-                                                     "samples.safetensors"]
-    assert rep["files"] == {"samples": "samples.safetensors", "png_folder": "samples", "npz": "samples.npz",
-                            "report": "report.json", "png": "samples.png"}
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.json",
+        "samples",
+        "samples.npz",
+        "samples.png",
+        "samples.safetensors",
+    ]
+    assert rep["files"] == {
+        "samples": "samples.safetensors",
+        "png_folder": "samples",
+        "npz": "samples.npz",
+        "report": "report.json",
+        "png": "samples.png",
+    }
     with safe_open(str(out / "samples.safetensors"), "pt") as f:
         meta = f.metadata()
         x = f.get_tensor("x")
@@ -80,6 +91,7 @@ def test_sample_writes_every_format_as_one_set(tmp_path):
     arr = np.load(out / "samples.npz")["arr_0"]
     assert arr.shape == (6, 28, 28, 1) and torch.equal(torch.from_numpy(arr).permute(0, 3, 1, 2), want)
     from PIL import Image
+
     assert np.array_equal(np.asarray(Image.open(out / "samples" / "000005.png")), want[5, 0].numpy())
     # a later run with other formats replaces the whole previous set (not refused as foreign files)
     sample_model(out=out, seed=4, formats=["npz"], **IMG)
@@ -98,8 +110,10 @@ def test_a_missing_real_path_fails_before_loading_the_model(tmp_path):
         sample_model("no-such-model", "none", num=4, out=tmp_path / "o", real=tmp_path / "missing")
     assert list(tmp_path.iterdir()) == []
     from latentflow.cli import main
-    res = CliRunner().invoke(main, ["sample", "--real", str(tmp_path / "missing"), "-n", "4", "--out",
-                                    str(tmp_path / "o")])
+
+    res = CliRunner().invoke(
+        main, ["sample", "--real", str(tmp_path / "missing"), "-n", "4", "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 1
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: real: expected a folder of images"), res.output
@@ -124,10 +138,23 @@ def test_real_metrics_go_into_the_report(tmp_path, monkeypatch):
     def fake(samples, real, **kw):
         calls.append(samples.shape)
         rs = M.resolve_real(real)
-        return {"num": samples.shape[0], "fid": 10.0 + len(calls), "kid": 0.5, "kid_std": 0.1, "is": None,
-                "is_std": None, "null_reasons": {"is": "no logits", "is_std": "no logits"},
-                "reference": {**rs.to_dict(), "sha256": "ab", "feature_extractor": "inception-v3-compat",
-                              "weights": "w", "cache": "c", "cache_hit": len(calls) > 1}}
+        return {
+            "num": samples.shape[0],
+            "fid": 10.0 + len(calls),
+            "kid": 0.5,
+            "kid_std": 0.1,
+            "is": None,
+            "is_std": None,
+            "null_reasons": {"is": "no logits", "is_std": "no logits"},
+            "reference": {
+                **rs.to_dict(),
+                "sha256": "ab",
+                "feature_extractor": "inception-v3-compat",
+                "weights": "w",
+                "cache": "c",
+                "cache_hit": len(calls) > 1,
+            },
+        }
 
     monkeypatch.setattr(M, "real_metrics", fake)
     rep = sample_model(out=tmp_path / "o", real=tmp_path / "r.npz", num_real=8, **IMG)

@@ -1,20 +1,20 @@
 """latentflow.scores against closed forms: Gaussian-mixture scores, the EDM grid, Heun's order, and
 discriminator guidance with the exact log density ratio."""
+
 import math
 
 import pytest
 import torch
 
 from latentflow.errors import OptionError, ShapeError
-from latentflow.scores import (as_score, dg_correction, edm_heun_sample, edm_precond, edm_sigmas, guided_score,
-                               heun_step)
+from latentflow.scores import as_score, dg_correction, edm_heun_sample, edm_precond, edm_sigmas, guided_score, heun_step
 
 
 def mix_logpdf(x, centers, std, weights, sigma):
     """log of ``Σ_k w_k N(x; μ_k, (std² + σ²) I)`` (``σ`` a [B] tensor), differentiable in ``x``."""
-    v = (std ** 2 + sigma.reshape(-1, 1) ** 2)                            # [B, 1]
+    v = std**2 + sigma.reshape(-1, 1) ** 2  # [B, 1]
     n = x.shape[1]
-    d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)                    # [B, K]
+    d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)  # [B, K]
     logw = torch.log(torch.as_tensor(weights, dtype=x.dtype))
     return torch.logsumexp(logw - d2 / (2 * v), 1) - 0.5 * n * torch.log(2 * math.pi * v[:, 0])
 
@@ -25,6 +25,7 @@ def exact_score(centers, std, weights):
             xg = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(mix_logpdf(xg, centers, std, weights, sigma).sum(), xg)
         return g
+
     return s
 
 
@@ -40,11 +41,11 @@ def test_conversions_agree_with_the_analytic_score():
     sig = torch.exp(torch.randn(64, generator=g, dtype=torch.float64))
     ref = s(x, sig)
     sc = sig[:, None]
-    den = lambda x_, s_: x_ + s_[:, None] ** 2 * s(x_, s_)           # Tweedie: E[y | x]
+    den = lambda x_, s_: x_ + s_[:, None] ** 2 * s(x_, s_)  # Tweedie: E[y | x]
     eps = lambda x_, s_: -s_[:, None] * s(x_, s_)
     sd = 0.5
 
-    def raw(xin, c_noise):                                           # F with D = c_skip x + c_out F
+    def raw(xin, c_noise):  # F with D = c_skip x + c_out F
         s_ = torch.exp(4 * c_noise)
         c_skip, c_out, c_in, _ = edm_precond(s_[:, None], sd)
         x_ = xin / c_in
@@ -96,7 +97,7 @@ def test_heun_is_second_order_on_a_gaussian():
     score = lambda x, s: -x / (v + s[:, None] ** 2)
     x0 = torch.linspace(-5, 5, 11, dtype=torch.float64)[:, None]
     s0, s1 = 5.0, 0.1
-    exact = x0 * math.sqrt((v + s1 ** 2) / (v + s0 ** 2))
+    exact = x0 * math.sqrt((v + s1**2) / (v + s0**2))
     errs = []
     for n in (8, 16, 32):
         sig = torch.linspace(s0, s1, n + 1, dtype=torch.float64)
@@ -105,7 +106,7 @@ def test_heun_is_second_order_on_a_gaussian():
             x, nfe = heun_step(score, x, a, b)
             assert nfe == 2
         errs.append(float((x - exact).abs().max()))
-    assert errs[0] / errs[1] > 3.5 and errs[1] / errs[2] > 3.5, errs     # halving h divides the error by ~4
+    assert errs[0] / errs[1] > 3.5 and errs[1] / errs[2] > 3.5, errs  # halving h divides the error by ~4
     # the last step to σ = 0 is one Euler step (one evaluation)
     _, nfe = heun_step(score, x0, 0.5, 0.0)
     assert nfe == 1
@@ -147,10 +148,10 @@ def test_dg_correction_logit_prob_and_weight():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(16, 3, generator=g, dtype=torch.float64)
     a = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    logit = lambda x_, s_: (x_ * a).sum(1) * s_ + (x_ ** 2).sum(1)
+    logit = lambda x_, s_: (x_ * a).sum(1) * s_ + (x_**2).sum(1)
     prob = lambda x_, s_: torch.sigmoid(logit(x_, s_))
     sig = torch.full((16,), 0.5, dtype=torch.float64)
-    exact = 0.5 * a + 2 * x                                 # ∇x of the logit at σ = 0.5
+    exact = 0.5 * a + 2 * x  # ∇x of the logit at σ = 0.5
     torch.testing.assert_close(dg_correction(logit, x, sig), exact)
     torch.testing.assert_close(dg_correction(prob, x, sig, d_output="prob"), exact, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(dg_correction(logit, x, 0.5, w=3.0), 3 * exact)
@@ -173,16 +174,22 @@ def test_edm_heun_sample_batches_and_checks_the_grid():
         edm_heun_sample(score, x0, torch.tensor([1.0, 2.0, 0.0]))
 
 
-
-
-@pytest.mark.rng_ok   # the UNet's initial weights come from the global RNG
+@pytest.mark.rng_ok  # the UNet's initial weights come from the global RNG
 def test_diffusers_score_with_a_tiny_unet():
     dmod = pytest.importorskip("diffusers")
     from latentflow.scores import diffusers_score
+
     torch.manual_seed(0)
-    unet = dmod.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
-                            block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                            up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
+    unet = dmod.UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    ).eval()
     sched = dmod.DDPMScheduler(num_train_timesteps=100)
     S = diffusers_score(unet, sched)
     ac = sched.alphas_cumprod.double()
@@ -191,13 +198,13 @@ def test_diffusers_score_with_a_tiny_unet():
     g = torch.Generator().manual_seed(4)
     y = torch.randn(3, 1, 8, 8, generator=g)
     n = torch.randn(3, 1, 8, 8, generator=g)
-    x = y + sig[:, None, None, None] * n                                  # VE state
+    x = y + sig[:, None, None, None] * n  # VE state
     xt = ac[t].sqrt().float()[:, None, None, None] * y + (1 - ac[t]).sqrt().float()[:, None, None, None] * n
     torch.testing.assert_close(x / (1 + sig[:, None, None, None] ** 2).sqrt(), xt, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         eps = S(x, sig)
         ref = unet(xt, t).sample
-        torch.testing.assert_close(eps, ref, rtol=1e-4, atol=1e-4)   # σ mapped back to the timestep t
+        torch.testing.assert_close(eps, ref, rtol=1e-4, atol=1e-4)  # σ mapped back to the timestep t
         torch.testing.assert_close(as_score(S, "eps")(x, sig), -ref / sig[:, None, None, None], rtol=1e-4, atol=1e-4)
     assert S.sigma_min < float(sig.min()) and S.sigma_max >= float(sig.max()) * 0.999
 
@@ -205,7 +212,7 @@ def test_diffusers_score_with_a_tiny_unet():
 def test_guided_score_sigma_range():
     x = torch.randn(4, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     base = lambda x_, s_: torch.zeros_like(x_)
-    logit = lambda x_, s_: x_.sum(1)                          # ∇x = (1, 1)
+    logit = lambda x_, s_: x_.sum(1)  # ∇x = (1, 1)
     sig = torch.tensor([0.1, 1.0, 5.0, 50.0], dtype=torch.float64)
     got = guided_score(base, logit, 1.0, sigma_range=(0.5, 10.0))(x, sig)
     torch.testing.assert_close(got[:, 0], torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64))
@@ -213,9 +220,10 @@ def test_guided_score_sigma_range():
         guided_score(base, logit, 1.0, sigma_range=(2.0, 1.0))
 
 
-@pytest.mark.rng_ok   # nn.Linear initialises from the global RNG
+@pytest.mark.rng_ok  # nn.Linear initialises from the global RNG
 def test_score_nets_shapes_and_errors():
     from latentflow.nets.score_nets import SCORE_NETS, build_score_net
+
     assert set(SCORE_NETS) == {"den_mlp", "dg_mlp", "dg_conv28"}
     x2 = torch.randn(3, 2, generator=torch.Generator().manual_seed(6))
     den = build_score_net("den_mlp", in_dim=2, width=8, depth=2, x_freq=4)

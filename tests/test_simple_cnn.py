@@ -1,13 +1,14 @@
 """xyfJASON/GANs-Implementations SimpleCNN: the exact checkpoint layout and the golden outputs of the upstream
 modules filled by the recipe of tests/golden_recipe.py (facts in tests/data/layouts/xyfjason_sngan_cifar10.json)."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
-
 from golden_recipe import TOL, layout_of, load_layout, own_rng, recipe_state_dict, recipe_x, recipe_z  # noqa: F401  (own_rng: autouse)
+
 from latentflow.errors import IntegrityError, ShapeError
 from latentflow.nets.simple_cnn import SimpleCNNDiscriminator, SimpleCNNGenerator, read_xyfjason_checkpoint
 
@@ -51,7 +52,7 @@ def test_golden_outputs(golden):
 def test_eval_mode_runs_no_power_iteration_and_train_mode_does(golden):
     D = copy.deepcopy(golden[2])
     u = D.layers[0][2].parametrizations.weight[0]._u
-    with torch.no_grad():                    # move u off the singular vector, where a power step would stay put
+    with torch.no_grad():  # move u off the singular vector, where a power step would stay put
         u.copy_(torch.nn.functional.normalize(u + 0.5 * torch.linspace(-1, 1, u.numel()), dim=0))
     u0 = u.clone()
     with torch.no_grad():
@@ -109,8 +110,11 @@ def test_read_xyfjason_checkpoint(tmp_path, golden):
     D2.load_state_dict(d_sd, strict=True)
     with torch.no_grad():
         torch.testing.assert_close(D2.eval()(recipe_x()), torch.tensor(facts["D_x"]), rtol=0, atol=TOL)
-    with pytest.raises(IntegrityError, match=r"expected an xyfJASON dict\(G=state_dict, D=state_dict\), got a dict "
-                                             r"with keys \['state_dict'\]"):
+    with pytest.raises(
+        IntegrityError,
+        match=r"expected an xyfJASON dict\(G=state_dict, D=state_dict\), got a dict "
+        r"with keys \['state_dict'\]",
+    ):
         read_xyfjason_checkpoint({"state_dict": {}})
     with pytest.raises(IntegrityError, match="got list"):
         read_xyfjason_checkpoint([])

@@ -1,22 +1,23 @@
 """Speed options of the gradient samplers (issue 6): batch_size="auto", compile, cuda_graph, autocast,
 no host synchronisation inside step loops, and streaming to disk. Timings are benchmark claims
 (benchmarks/throughput.py), never tests."""
+
 import logging
 
 import pytest
 import torch
 
 import latentflow as lf
+from latentflow import stream
 from latentflow.errors import OptionError
 from latentflow.models import zoo
 from latentflow.samplers import _driver, _engine
-from latentflow import stream
 
 HAS_CUDA = torch.cuda.is_available()
 
 
 def _mlp_pair(seed=0, k=2, hidden=(32, 32), dtype=torch.float32, device="cpu"):
-    with torch.random.fork_rng():   # weight init uses the global RNG; leave it as it was
+    with torch.random.fork_rng():  # weight init uses the global RNG; leave it as it was
         torch.manual_seed(seed)
         G = zoo.build("mlp_g", latent_dim=k, hidden=list(hidden), out_dim=2).to(device, dtype)
         D = zoo.build("mlp_d", in_dim=2, hidden=list(hidden)).to(device, dtype)
@@ -41,6 +42,7 @@ def _tD(hidden=16):
 
         def forward(self, x, t):
             return self.net(torch.cat([x, t[:, None]], 1))[:, 0]
+
     return TD()
 
 
@@ -67,8 +69,8 @@ def test_batch_size_auto_gives_the_same_samples_as_none(pair, case):
     z = _z()
     a = lf.refine(G, D, z, method=method, seed=3, progress=False, batch_size=None, **opts)
     b = lf.refine(G, D, z, method=method, seed=3, progress=False, batch_size="auto", **opts)
-    assert torch.equal(a.x, b.x)      # small n: the automatic chunk is all rows on the CPU
-    assert a.info["n_G_backward"] <= b.info["n_G_backward"]   # the probe is counted, honestly
+    assert torch.equal(a.x, b.x)  # small n: the automatic chunk is all rows on the CPU
+    assert a.info["n_G_backward"] <= b.info["n_G_backward"]  # the probe is counted, honestly
 
 
 def test_batch_size_auto_with_a_small_memory_cap_chunks_and_stays_invariant(pair, monkeypatch):
@@ -101,6 +103,7 @@ def test_batch_size_rejects_bad_values(pair, bad):
 
 # -- option checks ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["ddls", "dot", "dg_langevin", "dflow"])
 def test_speed_options_are_listed_for_the_gradient_samplers(method):
     opts = lf.methods()[method].options
@@ -124,13 +127,26 @@ def test_bad_speed_option_values(pair, bad):
 
 # -- autocast -----------------------------------------------------------------------------------------
 
+
 def test_autocast_bf16_on_cpu_runs_stays_finite_and_keeps_the_chain_in_fp32(pair):
     G, D = pair
     z = _z(64)
-    ref = lf.refine(G, D, z, method="ddls", steps=10, step_size=0.05, d_output="critic", mala=True,
-                    seed=2, progress=False)
-    res = lf.refine(G, D, z, method="ddls", steps=10, step_size=0.05, d_output="critic", mala=True,
-                    seed=2, progress=False, autocast="bf16")
+    ref = lf.refine(
+        G, D, z, method="ddls", steps=10, step_size=0.05, d_output="critic", mala=True, seed=2, progress=False
+    )
+    res = lf.refine(
+        G,
+        D,
+        z,
+        method="ddls",
+        steps=10,
+        step_size=0.05,
+        d_output="critic",
+        mala=True,
+        seed=2,
+        progress=False,
+        autocast="bf16",
+    )
     assert res.z.dtype == torch.float32 and res.x.dtype == torch.float32
     assert res.info["energy"].dtype == torch.float32
     assert torch.isfinite(res.z).all() and torch.isfinite(res.x).all() and not res.diverged.any()
@@ -150,8 +166,9 @@ def test_autocast_bf16_other_gradient_samplers(pair, method, opts):
 def test_autocast_fp16_on_cpu_or_skip(pair):
     G, D = pair
     try:
-        res = lf.refine(G, D, _z(16), method="ddls", steps=3, d_output="critic", seed=0, progress=False,
-                        autocast="fp16")
+        res = lf.refine(
+            G, D, _z(16), method="ddls", steps=3, d_output="critic", seed=0, progress=False, autocast="fp16"
+        )
     except RuntimeError as e:  # older CPU builds have no fp16 kernels under autocast
         pytest.skip(f"fp16 autocast unsupported on this CPU build: {e}")
     assert res.z.dtype == torch.float32 and torch.isfinite(res.z).all()
@@ -159,13 +176,16 @@ def test_autocast_fp16_on_cpu_or_skip(pair):
 
 # -- compile --------------------------------------------------------------------------------------------
 
+
 def test_compile_falls_back_to_eager_with_a_warning(pair, monkeypatch, caplog):
     G, D = pair
 
     def broken_compile(fn, **kw):
         def call(*a, **k):
             raise RuntimeError("no compiler here")
+
         return call
+
     monkeypatch.setattr(torch, "compile", broken_compile)
     z = _z(16)
     a = lf.refine(G, D, z, method="ddls", steps=4, d_output="critic", seed=0, progress=False)
@@ -180,8 +200,9 @@ def test_compiled_step_equals_eager_within_tolerance(pair, caplog):
     """torch.compile on this CPU takes ~12 s warm and ~1 min with a cold inductor cache: slow."""
     G, D = pair
     z = _z(32)
-    opts = dict(method="ddls", steps=8, step_size=0.05, d_output="critic", mala=True, seed=4, progress=False,
-                batch_size=20)   # two chunk shapes: two compiled graphs
+    opts = dict(
+        method="ddls", steps=8, step_size=0.05, d_output="critic", mala=True, seed=4, progress=False, batch_size=20
+    )  # two chunk shapes: two compiled graphs
     a = lf.refine(G, D, z, **opts)
     with caplog.at_level(logging.WARNING, logger="latentflow"):
         b = lf.refine(G, D, z, compile=True, **opts)
@@ -192,9 +213,11 @@ def test_compiled_step_equals_eager_within_tolerance(pair, caplog):
 
 # -- no host synchronisation, no parameter graphs ---------------------------------------------------------
 
+
 class _SyncTrap:
     """Makes every host read-back of a tensor raise while armed: ``item``, ``tolist``, ``__bool__``,
     ``__int__``, ``__float__``, ``__index__``, ``nonzero`` and ``numpy``."""
+
     NAMES = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "numpy")
 
     def __init__(self, monkeypatch):
@@ -210,12 +233,14 @@ class _SyncTrap:
         """Disarm when ``owner.finish`` (the driver's by default; a kernel class for a kernel's own finish)
         starts: the run's one read-back happens there."""
         from latentflow.samplers import _driver
+
         owner = owner or _driver.Driver
         orig, trap = owner.finish, self
 
         def finish(obj, *a, **k):
             trap.armed = False
             return orig(obj, *a, **k)
+
         monkeypatch.setattr(owner, "finish", finish)
         return self
 
@@ -227,6 +252,7 @@ class _SyncTrap:
                 trap.hits.append(name)
                 raise AssertionError(f"host synchronisation inside the step loop: {name}")
             return orig(*a, **k)
+
         return f
 
 
@@ -251,6 +277,7 @@ def test_step_loops_do_no_host_sync(pair, monkeypatch, case):
 
     def arm(step):
         trap.armed = True
+
     res = lf.refine(G, D, _z(20), method=case.split("-")[0], seed=0, progress=False, callback=arm, **opts)
     assert trap.hits == [] and res.x.shape[0] == 20
 
@@ -270,15 +297,25 @@ def test_no_parameter_graphs_and_no_second_order_graphs(pair):
             return self.d(x)
 
     states = []
-    lf.refine(G, Watch(D), _z(8), method="ddls", steps=3, d_output="critic", seed=0, progress=False,
-              mala=True, callback=lambda s: states.append((s.state.requires_grad, s.state.grad_fn,
-                                                           s.energy.requires_grad)))
-    assert seen and all(seen)                       # frozen: no graph over parameters is ever built
-    assert all(p.grad is None and p.requires_grad for p in params)   # and restored afterwards
-    assert all(s == (False, None, False) for s in states)            # no graph survives a step
+    lf.refine(
+        G,
+        Watch(D),
+        _z(8),
+        method="ddls",
+        steps=3,
+        d_output="critic",
+        seed=0,
+        progress=False,
+        mala=True,
+        callback=lambda s: states.append((s.state.requires_grad, s.state.grad_fn, s.energy.requires_grad)),
+    )
+    assert seen and all(seen)  # frozen: no graph over parameters is ever built
+    assert all(p.grad is None and p.requires_grad for p in params)  # and restored afterwards
+    assert all(s == (False, None, False) for s in states)  # no graph survives a step
 
 
 # -- streaming -------------------------------------------------------------------------------------
+
 
 def test_refine_to_disk_equals_in_memory_refine_per_block(pair, tmp_path):
     G, D = pair
@@ -287,8 +324,9 @@ def test_refine_to_disk_equals_in_memory_refine_per_block(pair, tmp_path):
     idx = stream.refine_to_disk(G, D, z, "ddls", tmp_path / "run", chunk=20, seed=9, **opts)
     assert [s["stop"] - s["start"] for s in idx["shards"]] == [20, 20, 10]
     got = stream.load_shards(tmp_path / "run")
-    parts = [lf.refine(G, D, z[lo:lo + 20], method="ddls", seed=9, chain_offset=lo, **opts)
-             for lo in range(0, 50, 20)]
+    parts = [
+        lf.refine(G, D, z[lo : lo + 20], method="ddls", seed=9, chain_offset=lo, **opts) for lo in range(0, 50, 20)
+    ]
     assert torch.equal(got["x"], torch.cat([p.x for p in parts]))
     assert torch.equal(got["z"], torch.cat([p.z for p in parts]))
     assert torch.equal(got["info.accept_rate"], torch.cat([p.info["accept_rate"] for p in parts]))
@@ -305,7 +343,7 @@ def test_refine_to_disk_equals_in_memory_refine_per_block(pair, tmp_path):
 def test_refine_to_disk_one_block_equals_refine_with_the_seed_and_counts_draw_latents(pair, tmp_path):
     G, D = pair
     opts = dict(steps=3, d_output="critic", progress=False)
-    stream.refine_to_disk(G, D, 12, "ddls", tmp_path / "a", chunk=100, seed=5, **opts)   # G.latent_dim = 2
+    stream.refine_to_disk(G, D, 12, "ddls", tmp_path / "a", chunk=100, seed=5, **opts)  # G.latent_dim = 2
     got = stream.load_shards(tmp_path / "a")
     z = stream.chain_latents(5, 0, 12, 2)
     ref = lf.refine(G, D, z, method="ddls", seed=5, **opts)
@@ -331,6 +369,7 @@ def test_refine_to_disk_checks_its_arguments(pair, tmp_path):
 
 # -- GPU (skipped without CUDA) ------------------------------------------------------------------------
 
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("gen_device", ["cuda", "cpu"])
 def test_cuda_step_loop_has_no_synchronising_calls(gen_device):
@@ -343,16 +382,28 @@ def test_cuda_step_loop_has_no_synchronising_calls(gen_device):
         if not armed:
             torch.cuda.set_sync_debug_mode("error")
             armed.append(True)
+
     orig_finish = _driver.Driver.finish
 
     def finish(self, *a, **k):
         torch.cuda.set_sync_debug_mode("default")
         return orig_finish(self, *a, **k)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_driver.Driver, "finish", finish)
         try:
-            res = lf.refine(G, D, z, method="ddls", steps=5, d_output="critic", mala=True, generator=gen,
-                            progress=False, callback=arm)
+            res = lf.refine(
+                G,
+                D,
+                z,
+                method="ddls",
+                steps=5,
+                d_output="critic",
+                mala=True,
+                generator=gen,
+                progress=False,
+                callback=arm,
+            )
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(res.z).all()

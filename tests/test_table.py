@@ -1,5 +1,6 @@
 """latentflow.models.table: the ``checkpoints`` column hashes the files on disk against the manifest or
 the pins (verified / pinned / unpinned / mismatch / not downloaded)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,15 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _entry(g_sha=None, d_sha=None):
-    raw = {"source": {"kind": "url", "base_url": BASE},
-           "files": {"G": {"path": "g.bin", "sha256": g_sha}, "D": {"path": "d.bin", "sha256": d_sha}},
-           "arch": {"G": {"name": "mlp_g"}, "D": {"name": "mlp_d"}}, "latent": {"dim": 2},
-           "output": {"shape": [2]}, "d_output": "critic", "verified": bool(g_sha and d_sha)}
+    raw = {
+        "source": {"kind": "url", "base_url": BASE},
+        "files": {"G": {"path": "g.bin", "sha256": g_sha}, "D": {"path": "d.bin", "sha256": d_sha}},
+        "arch": {"G": {"name": "mlp_g"}, "D": {"name": "mlp_d"}},
+        "latent": {"dim": 2},
+        "output": {"shape": [2]},
+        "d_output": "critic",
+        "verified": bool(g_sha and d_sha),
+    }
     return validate_entry("toy", raw)
 
 
@@ -43,10 +49,10 @@ def test_states_from_the_files_themselves():
     hashed = _entry(_sha(G_BYTES), _sha(D_BYTES))
     assert checkpoint_state(hashed) == "not downloaded"
     _put("g.bin", G_BYTES)
-    assert checkpoint_state(hashed) == "not downloaded"          # D is still missing
+    assert checkpoint_state(hashed) == "not downloaded"  # D is still missing
     _put("d.bin", D_BYTES)
     assert checkpoint_state(hashed) == "verified"
-    _put("d.bin", D_BYTES + b"!")                                 # the manifest has a hash; the file differs
+    _put("d.bin", D_BYTES + b"!")  # the manifest has a hash; the file differs
     assert checkpoint_state(hashed) == "mismatch"
 
     unhashed = _entry()
@@ -55,7 +61,7 @@ def test_states_from_the_files_themselves():
     pin(pin_key(unhashed, "G"), _sha(G_BYTES))
     pin(pin_key(unhashed, "D"), _sha(D_BYTES))
     assert checkpoint_state(unhashed) == "pinned"
-    _put("g.bin", G_BYTES + b"!")                                 # changed after it was pinned
+    _put("g.bin", G_BYTES + b"!")  # changed after it was pinned
     assert checkpoint_state(unhashed) == "mismatch"
 
 

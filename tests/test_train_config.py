@@ -1,5 +1,6 @@
 """latentflow.train.config: ``--set`` values of the wrong type or shape are one-line OptionErrors naming
 the field and the type."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,24 +9,27 @@ from latentflow.errors import OptionError
 from latentflow.train import check_config, get_trainer, make_config
 
 
-@pytest.mark.parametrize("kind,kw,msg", [
-    ("gan", {"betas": [0.5]}, r"betas \(GANConfig\) must be 2 numbers like \[0\.5, 0\.9\]; got \[0\.5\]"),
-    ("gan", {"betas": ["a", "b"]}, r"betas \(GANConfig\) must be 2 numbers"),
-    ("gan", {"steps": "ten"}, r"steps \(GANConfig\) must be int; got str 'ten'"),
-    ("gan", {"steps": 2.5}, r"steps \(GANConfig\) must be int; got float 2\.5"),
-    ("gan", {"lr_g": True}, r"lr_g \(GANConfig\) must be float; got bool True"),
-    ("gan", {"arch_g_kwargs": [1]}, r"arch_g_kwargs \(GANConfig\) must be dict"),
-    ("gan", {"data": None}, r"data \(GANConfig\) must be str; got None"),
-    ("dflow", {"gp_weight": "big"}, r"gp_weight \(DFlowConfig\) must be float or null; got str"),
-    ("scoregan", {"betas": 0.5}, r"betas \(ScoreGANConfig\) must be list; got float"),
-])
+@pytest.mark.parametrize(
+    "kind,kw,msg",
+    [
+        ("gan", {"betas": [0.5]}, r"betas \(GANConfig\) must be 2 numbers like \[0\.5, 0\.9\]; got \[0\.5\]"),
+        ("gan", {"betas": ["a", "b"]}, r"betas \(GANConfig\) must be 2 numbers"),
+        ("gan", {"steps": "ten"}, r"steps \(GANConfig\) must be int; got str 'ten'"),
+        ("gan", {"steps": 2.5}, r"steps \(GANConfig\) must be int; got float 2\.5"),
+        ("gan", {"lr_g": True}, r"lr_g \(GANConfig\) must be float; got bool True"),
+        ("gan", {"arch_g_kwargs": [1]}, r"arch_g_kwargs \(GANConfig\) must be dict"),
+        ("gan", {"data": None}, r"data \(GANConfig\) must be str; got None"),
+        ("dflow", {"gp_weight": "big"}, r"gp_weight \(DFlowConfig\) must be float or null; got str"),
+        ("scoregan", {"betas": 0.5}, r"betas \(ScoreGANConfig\) must be list; got float"),
+    ],
+)
 def test_wrong_types_name_the_field(kind, kw, msg):
     Config, _ = get_trainer(kind)
     with pytest.raises(OptionError, match=msg) as ei:
         make_config(Config, kw)
     assert "\n" not in str(ei.value)
     with pytest.raises(OptionError, match=msg):
-        Config(**kw).validate()                 # the trainers' own validate() checks types first
+        Config(**kw).validate()  # the trainers' own validate() checks types first
 
 
 def test_values_are_normalised_and_unknown_fields_refused():

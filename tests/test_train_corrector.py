@@ -1,6 +1,7 @@
 """The corrector trainer: a logit D of real vs G(z) for a generator whose own D is useless, written as a
 model folder every sampler refines. Affine G (``mlp_g`` without hidden layers) and real data that is the
 push-forward of N(m, I), so the optimal logit is known exactly."""
+
 import json
 
 import numpy as np
@@ -10,12 +11,12 @@ from click.testing import CliRunner
 
 import latentflow as lf
 from latentflow.cli import main
-from latentflow.errors import LatentflowError, OptionError, ShapeError
+from latentflow.errors import OptionError, ShapeError
 from latentflow.models import export, make_pair
 from latentflow.nets import build
 from latentflow.train.corrector import CorrectorConfig, default_arch, load_real, train_corrector
 
-pytestmark = pytest.mark.rng_ok   # a trainer seeds the global RNG for the initial weights (torch.manual_seed)
+pytestmark = pytest.mark.rng_ok  # a trainer seeds the global RNG for the initial weights (torch.manual_seed)
 
 M = torch.tensor([1.2, -0.8])
 
@@ -31,9 +32,16 @@ def affine_model(tmp_path_factory):
     D = build("mlp_d", in_dim=2, hidden=[8])
     for p in D.parameters():
         torch.nn.init.zeros_(p)
-    pair = make_pair(G, D, arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [], "out_dim": 2}},
-                     arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [8]}}, name="affine",
-                     latent_dim=2, output_shape=[2], output_range=None)
+    pair = make_pair(
+        G,
+        D,
+        arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [], "out_dim": 2}},
+        arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [8]}},
+        name="affine",
+        latent_dim=2,
+        output_shape=[2],
+        output_range=None,
+    )
     root = tmp_path_factory.mktemp("corrector")
     export(pair, root / "model")
     gen = torch.Generator().manual_seed(1)
@@ -48,16 +56,24 @@ def _exact_logit(G, x):
     """log N(x; W m + b, W Wᵀ) - log N(x; b, W Wᵀ) for the affine G."""
     W, b = G.net[0].weight.detach(), G.net[0].bias.detach()
     P = torch.linalg.inv(W @ W.T)
+
     def q(v):
         r = x - v
         return -0.5 * ((r @ P) * r).sum(1)
+
     return q(W @ M + b) - q(b)
 
 
 def test_corrector_learns_the_density_ratio_and_samplers_use_it(affine_model, tmp_path):
     root, G = affine_model
-    cfg = CorrectorConfig(model=str(root / "model"), real=str(root / "real.npy"), steps=600, batch_size=256,
-                          lr=2e-3, arch_kwargs={"hidden": [32, 32]})
+    cfg = CorrectorConfig(
+        model=str(root / "model"),
+        real=str(root / "real.npy"),
+        steps=600,
+        batch_size=256,
+        lr=2e-3,
+        arch_kwargs={"hidden": [32, 32]},
+    )
     _, D = train_corrector(cfg, str(tmp_path / "out"), progress=False)
     pair = lf.load(str(tmp_path / "out"))
     assert pair.meta["d_output"] == "logit" and pair.meta["trainer"] == "corrector"
@@ -83,9 +99,25 @@ def test_corrector_learns_the_density_ratio_and_samplers_use_it(affine_model, tm
 def test_cli_train_corrector_writes_a_loadable_model(affine_model, tmp_path):
     root, G = affine_model
     out = tmp_path / "cli"
-    r = CliRunner().invoke(main, ["train", "corrector", "--model", str(root / "model"), "--real",
-                                  str(root / "real.npy"), "--steps", "20", "--set", 'arch_kwargs={"hidden": [8]}',
-                                  "--out", str(out), "--quiet"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "corrector",
+            "--model",
+            str(root / "model"),
+            "--real",
+            str(root / "real.npy"),
+            "--steps",
+            "20",
+            "--set",
+            'arch_kwargs={"hidden": [8]}',
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     pair = lf.load(str(out))
     assert pair.G is not None and pair.D is not None
@@ -119,7 +151,9 @@ def test_real_files_and_errors(tmp_path):
     assert r.shape == (5, 1, 28, 28) and float(r.min()) >= -1 and float(r.max()) <= 1
     torch.save({"x": torch.zeros(4, 2)}, tmp_path / "r.pt")
     assert load_real(str(tmp_path / "r.pt"), (2,)).shape == (4, 2)
-    with pytest.raises(ShapeError, match=r"real samples must have shape \[N, 3\] \(the generator's output\); got \[4, 2\]"):
+    with pytest.raises(
+        ShapeError, match=r"real samples must have shape \[N, 3\] \(the generator's output\); got \[4, 2\]"
+    ):
         load_real(str(tmp_path / "r.pt"), (3,))
     with pytest.raises(OptionError, match="is neither"):
         load_real(str(tmp_path / "missing.npy"), (2,))

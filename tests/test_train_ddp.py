@@ -1,18 +1,25 @@
 """Data-parallel training (``latentflow.train.parallel``): two gloo processes with batch B take the steps
 one process takes with batch 2B (gradients averaged by DistributedDataParallel, every draw made at the
 global batch and sliced), and a two-process resume restores what a one-process resume restores."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from latentflow.train import get_trainer, make_config
 from test_torchrun import DRIVER, torchrun
 
-TINY = {"arch_g_kwargs": {"latent_dim": 4, "hidden": [32, 32], "out_dim": 2, "slope": 0.0}, "latent_dim": 4,
-        "arch_s_kwargs": {"in_dim": 2, "width": 32, "depth": 2}, "k": 2, "steps": 6, "seed": 3}
+from latentflow.train import get_trainer, make_config
+
+TINY = {
+    "arch_g_kwargs": {"latent_dim": 4, "hidden": [32, 32], "out_dim": 2, "slope": 0.0},
+    "latent_dim": 4,
+    "arch_s_kwargs": {"in_dim": 2, "width": 32, "depth": 2},
+    "k": 2,
+    "steps": 6,
+    "seed": 3,
+}
 
 
 def _one_process(out: Path, batch: int, **kw):
@@ -52,10 +59,19 @@ def test_two_processes_with_batch_b_match_one_process_with_2b_and_resume_alike(t
 @pytest.mark.rng_ok
 @pytest.mark.slow
 def test_wgan_gp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
-    cfg = {"arch_g_kwargs": {"latent_dim": 2, "hidden": [16, 16], "out_dim": 2},
-           "arch_d_kwargs": {"in_dim": 2, "hidden": [16, 16]}, "n_critic": 2, "steps": 3, "seed": 1}
-    torchrun(DRIVER, json.dumps([{"kind": "train", "trainer": "gan", "cfg": {**cfg, "batch_size": 8},
-                                  "out": str(tmp_path / "two")}]))
+    cfg = {
+        "arch_g_kwargs": {"latent_dim": 2, "hidden": [16, 16], "out_dim": 2},
+        "arch_d_kwargs": {"in_dim": 2, "hidden": [16, 16]},
+        "n_critic": 2,
+        "steps": 3,
+        "seed": 1,
+    }
+    torchrun(
+        DRIVER,
+        json.dumps(
+            [{"kind": "train", "trainer": "gan", "cfg": {**cfg, "batch_size": 8}, "out": str(tmp_path / "two")}]
+        ),
+    )
     Config, train = get_trainer("gan")
     train(make_config(Config, {**cfg, "batch_size": 16}), str(tmp_path / "one"), progress=False)
     for name in ("G", "D"):

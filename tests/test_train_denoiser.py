@@ -1,5 +1,6 @@
 """EDM denoiser trainer: it learns (the EDM-weighted loss falls below the untrained c_skip x), resumes
 bit-exactly, writes a folder load_denoiser reads back, and validates its config."""
+
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from latentflow.scores import as_score
 from latentflow.train import get_trainer
 from latentflow.train.denoiser import DenoiserConfig, load_denoiser, train_denoiser
 
-pytestmark = pytest.mark.rng_ok      # the trainer seeds the global RNG for the initial weights
+pytestmark = pytest.mark.rng_ok  # the trainer seeds the global RNG for the initial weights
 
 TINY = dict(data="grid25", steps=8, batch_size=16, arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}, ema=0.9)
 
@@ -31,6 +32,7 @@ def test_untrained_denoiser_is_c_skip_x_and_its_score_is_gaussian():
 
 def _denoising_error(net, sigma: float) -> float:
     from latentflow.data import toy
+
     g = torch.Generator().manual_seed(7)
     y = toy("grid25").sample(4000, g)
     x = y + sigma * torch.randn(y.shape, generator=g)
@@ -78,10 +80,17 @@ def test_fashion_mnist_uses_the_conv_unet(tmp_path):
     assert net(torch.zeros(2, 1, 28, 28), 1.0).shape == (2, 1, 28, 28)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(p_std=0.0), "p_std"), (dict(steps=0), "steps"), (dict(ema=1.0), "ema"),
-    (dict(sigma_data=-1.0), "sigma_data"), (dict(data="cifar"), "Unknown dataset"), (dict(grad_clip=-1), "grad_clip"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(p_std=0.0), "p_std"),
+        (dict(steps=0), "steps"),
+        (dict(ema=1.0), "ema"),
+        (dict(sigma_data=-1.0), "sigma_data"),
+        (dict(data="cifar"), "Unknown dataset"),
+        (dict(grad_clip=-1), "grad_clip"),
+    ],
+)
 def test_config_errors(bad, match):
     with pytest.raises(OptionError, match=match):
         DenoiserConfig(**bad).validate()

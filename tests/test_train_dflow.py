@@ -1,4 +1,5 @@
 """Discriminator Flow trainer (seed 000 Alg. 3) and the conditioned networks of train/nets.py."""
+
 import json
 import math
 
@@ -8,12 +9,11 @@ import torch
 import latentflow
 from latentflow.errors import ShapeError
 from latentflow.models.zoo import ARCHITECTURES, build
+from latentflow.samplers.dflow import generator_loss
 from latentflow.train.dflow import DFlowConfig, d_loss, flow_velocity, simulate_at, train_dflow, zero_gp
 from latentflow.train.nets import FourierEmbedding, NoiseMLPDiscriminator, TimeConv28Discriminator, TimeMLPDiscriminator
-from latentflow.samplers.dflow import generator_loss
 
-pytestmark = pytest.mark.rng_ok   # building networks draws their initial weights from the global RNG
-
+pytestmark = pytest.mark.rng_ok  # building networks draws their initial weights from the global RNG
 
 
 def test_fourier_embedding_shape_determinism_and_state_dict():
@@ -24,8 +24,8 @@ def test_fourier_embedding_shape_determinism_and_state_dict():
     assert torch.equal(out, e2(t)) and not torch.equal(out, e3(t))
     assert torch.allclose(out[:, :64] ** 2 + out[:, 64:] ** 2, torch.ones(7, 64), atol=1e-6)
     assert "freqs" in dict(e1.named_buffers()) and "freqs" in e1.state_dict()
-    assert not any(p is e1.freqs for p in e1.parameters())     # fixed, never trained
-    assert 8 < float(FourierEmbedding(n_freq=4096).freqs.std()) < 24   # ω ~ N(0, 16²)
+    assert not any(p is e1.freqs for p in e1.parameters())  # fixed, never trained
+    assert 8 < float(FourierEmbedding(n_freq=4096).freqs.std()) < 24  # ω ~ N(0, 16²)
     D = TimeMLPDiscriminator(width=8, depth=2)
     assert "embed.freqs" in D.state_dict()
 
@@ -73,7 +73,7 @@ def _fit(loss, steps=40):
 
 def test_loss_signs():
     D, real, fake, t = _fit("ipm")
-    assert D(fake, t).mean() > D(real, t).mean()      # IPM critic is high on generated data
+    assert D(fake, t).mean() > D(real, t).mean()  # IPM critic is high on generated data
     for loss in ("ns", "hinge"):
         D, real, fake, t = _fit(loss)
         assert D(real, t).mean() > D(fake, t).mean()
@@ -111,13 +111,15 @@ def test_simulate_at_matches_sampler_and_full_simulation():
 
 @pytest.mark.rng_ok
 def test_train_dflow_writes_sampling_recipe(tmp_path):
-    cfg = DFlowConfig(data="ring8", steps=4, batch_size=16, flow_steps=4, eta=2.0,
-                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    cfg = DFlowConfig(
+        data="ring8", steps=4, batch_size=16, flow_steps=4, eta=2.0, arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}
+    )
     D = train_dflow(cfg, tmp_path, progress=False)
     spec = json.loads((tmp_path / "latentflow.json").read_text())
     assert spec["sampling"]["dflow"] == {"eta": 2.0, "steps": 4, "loss": "ns"}
     assert spec["arch"]["D"]["name"] == "tmlp_d"
     from safetensors.torch import load_file
+
     D2 = build(spec["arch"]["D"]["name"], **spec["arch"]["D"]["kwargs"])
     D2.load_state_dict(load_file(str(tmp_path / "D.safetensors")))
     x0 = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
@@ -135,6 +137,7 @@ def test_dflow_ring8_recovers_all_modes(tmp_path):
     # grid25 reaches 75 % HQ (width 128) / 80 % (width 256; lr 6e-4 the same, Fourier scale 2: 66 %) in 4000
     # steps, not the 90 % target yet (results/trainers2d/summary.md)
     from latentflow.metrics.toy2d import toy_metrics
+
     cfg = DFlowConfig(data="ring8", arch_kwargs={"in_dim": 2, "width": 128, "depth": 4}, steps=4000)
     D = train_dflow(cfg, tmp_path, progress=False)
     x0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
@@ -145,6 +148,7 @@ def test_dflow_ring8_recovers_all_modes(tmp_path):
 
 def test_ema_update_is_the_exponential_average():
     from latentflow.train._loop import ema_update, make_ema
+
     torch.manual_seed(0)
     net = TimeMLPDiscriminator(width=8, depth=2)
     ema = make_ema(net)
@@ -155,11 +159,12 @@ def test_ema_update_is_the_exponential_average():
             p.add_(1.0)
     ema_update(ema, net, 0.9)
     for pe, p0 in zip(ema.parameters(), w0):
-        assert torch.allclose(pe, p0 + 0.1, atol=1e-6)     # 0.9 w0 + 0.1 (w0 + 1)
+        assert torch.allclose(pe, p0 + 0.1, atol=1e-6)  # 0.9 w0 + 0.1 (w0 + 1)
 
 
 def test_simulate_all_rows_equal_simulate_at():
     from latentflow.train.dflow import simulate_all
+
     torch.manual_seed(0)
     D = TimeMLPDiscriminator(width=16, depth=3).eval()
     x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
@@ -182,19 +187,26 @@ def test_uniform_time_sampling_trains_d_off_the_grid(tmp_path, monkeypatch):
 
     monkeypatch.setattr(TimeMLPDiscriminator, "forward", spy)
     N = 4
-    cfg = DFlowConfig(data="ring8", steps=3, batch_size=32, flow_steps=N, time_sampling="uniform",
-                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    cfg = DFlowConfig(
+        data="ring8",
+        steps=3,
+        batch_size=32,
+        flow_steps=N,
+        time_sampling="uniform",
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    )
     train_dflow(cfg, tmp_path / "u", progress=False)
     t = torch.cat(seen)
     assert float(t.min()) >= 0 and float(t.max()) < 1
-    assert not torch.allclose(t * N, (t * N).round())       # off the grid
+    assert not torch.allclose(t * N, (t * N).round())  # off the grid
     seen.clear()
     train_dflow(DFlowConfig(**{**cfg.__dict__, "time_sampling": "grid"}), tmp_path / "g", progress=False)
     t = torch.cat(seen)
-    assert torch.allclose(t * N, (t * N).round())            # Algorithm 3: on the grid only
+    assert torch.allclose(t * N, (t * N).round())  # Algorithm 3: on the grid only
 
 
 # ---- image critic (latentflow/nets/dflow_images.py) and the presets --------------------------------------
+
 
 def test_time_embedding_fourier_and_learned():
     from latentflow.errors import OptionError
@@ -215,12 +227,15 @@ def test_time_embedding_fourier_and_learned():
     emb = TimeEmbedding("learned", 4, n_knots=5)
     assert emb.dim == 8 and any(p is emb.table for p in emb.parameters())
     knots = torch.linspace(0, 1, 5)
-    assert torch.allclose(emb(knots), emb.table, atol=1e-6)                       # exact at the knots
+    assert torch.allclose(emb(knots), emb.table, atol=1e-6)  # exact at the knots
     mid = emb(torch.tensor([0.125, 0.6]))
-    assert torch.allclose(mid[0], 0.5 * (emb.table[0] + emb.table[1]), atol=1e-6)   # linear between them
+    assert torch.allclose(mid[0], 0.5 * (emb.table[0] + emb.table[1]), atol=1e-6)  # linear between them
     assert torch.allclose(mid[1], 0.6 * emb.table[2] + 0.4 * emb.table[3], atol=1e-5)
-    for kw, msg in (({"kind": "sine"}, "embed must be one of"), ({"scale": 0.0}, "freq_scale must be"),
-                    ({"kind": "learned", "n_knots": 1}, "n_knots must be")):
+    for kw, msg in (
+        ({"kind": "sine"}, "embed must be one of"),
+        ({"scale": 0.0}, "freq_scale must be"),
+        ({"kind": "learned", "n_knots": 1}, "n_knots must be"),
+    ):
         with pytest.raises(OptionError, match=msg):
             TimeEmbedding(**kw)
 
@@ -242,16 +257,19 @@ def test_tconv_d_shapes_init_and_registry():
     # FiLM starts at zero: the untrained critic does not depend on t
     assert torch.equal(D28(x28, 0.0), D28(x28, 0.9)) and torch.equal(D32(x32, 0.1), D32(x32, 0.7))
     # orthogonal init with gain 1.41: the flattened kernel has orthogonal rows of norm 1.41
-    W = D28.convs[1].weight.detach().flatten(1)          # [16, 8*16]
-    assert torch.allclose(W @ W.T, 1.41 ** 2 * torch.eye(16), atol=1e-4)
+    W = D28.convs[1].weight.detach().flatten(1)  # [16, 8*16]
+    assert torch.allclose(W @ W.T, 1.41**2 * torch.eye(16), atol=1e-4)
     w = torch.cat([c.weight.detach().flatten() for c in Dn.convs])
     assert abs(float(w.std()) - 0.02) < 4e-3
     with pytest.raises(ShapeError, match=r"x must have shape \[B, 1, 28, 28\]"):
         D28(x32, 0.5)
     with pytest.raises(ShapeError, match="t must be a scalar or a tensor of shape"):
         D28(x28, torch.zeros(4))
-    for kw, msg in (({"size": 64}, "size must be 28 or 32"), ({"init": "xavier"}, "init must be"),
-                    ({"ch": 0}, "ch must be an int >= 1")):
+    for kw, msg in (
+        ({"size": 64}, "size must be 28 or 32"),
+        ({"init": "xavier"}, "init must be"),
+        ({"ch": 0}, "ch must be an int >= 1"),
+    ):
         with pytest.raises(OptionError, match=msg):
             TimeConvDiscriminator(**kw)
 
@@ -262,22 +280,39 @@ def test_presets():
 
     cfg = preset("fmnist-cpu").validate()
     assert cfg.data == "fashion-mnist" and cfg.arch == "tconv_d" and cfg.time_sampling == "uniform"
-    assert cfg.arch_kwargs["freq_scale"] <= 2       # a smooth time embedding: any sampling grid
-    s = preset("mnist32-seed000").validate()        # seed 000 Table 4, MNIST column
-    assert (s.loss, s.gp, s.eta, s.flow_steps, s.batch_size, s.steps, s.lr, tuple(s.betas)) == \
-        ("ipm", 0.04, 2.0, 64, 128, 200_000, 2e-4, (0.5, 0.999))
-    assert s.arch_kwargs == {"channels": 1, "size": 32, "ch": 64, "embed": "fourier", "n_freq": 64,
-                             "freq_scale": 16.0, "init": "orthogonal", "gain": 1.41}
+    assert cfg.arch_kwargs["freq_scale"] <= 2  # a smooth time embedding: any sampling grid
+    s = preset("mnist32-seed000").validate()  # seed 000 Table 4, MNIST column
+    assert (s.loss, s.gp, s.eta, s.flow_steps, s.batch_size, s.steps, s.lr, tuple(s.betas)) == (
+        "ipm",
+        0.04,
+        2.0,
+        64,
+        128,
+        200_000,
+        2e-4,
+        (0.5, 0.999),
+    )
+    assert s.arch_kwargs == {
+        "channels": 1,
+        "size": 32,
+        "ch": 64,
+        "embed": "fourier",
+        "n_freq": 64,
+        "freq_scale": 16.0,
+        "init": "orthogonal",
+        "gain": 1.41,
+    }
     assert cfg.prior == "gaussian" and preset("fmnist-cpu-normal").validate().prior == "normal"
     # the README / results numbers come from a run of exactly this preset (benchmarks/trainers_fmnist.py)
     import pathlib
+
     res = pathlib.Path(__file__).resolve().parents[1] / "results" / "trainers_fmnist" / "results.json"
     if res.exists():
         run = next(r for r in json.loads(res.read_text())["runs"] if r["trainer"] == "dflow")
         assert run["preset"] == {k: v for k, v in PRESETS["fmnist-cpu"].items() if k != "data"}
     assert preset("fmnist-cpu", steps=7, arch_kwargs={"ch": 4}).arch_kwargs["ch"] == 4
     assert preset("fmnist-cpu", arch_kwargs={"ch": 4}).arch_kwargs["size"] == 28
-    assert PRESETS["fmnist-cpu"]["arch_kwargs"]["ch"] != 4          # the preset itself is untouched
+    assert PRESETS["fmnist-cpu"]["arch_kwargs"]["ch"] != 4  # the preset itself is untouched
     with pytest.raises(OptionError, match="preset must be one of"):
         preset("cifar")
 
@@ -298,8 +333,16 @@ def test_lr_schedules():
 
 @pytest.mark.rng_ok
 def test_lr_schedule_resumes_bit_exactly(tmp_path):
-    kw = dict(data="ring8", steps=6, batch_size=16, flow_steps=4, eta=2.0, lr_schedule="linear", lr=1e-2,
-              arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    kw = dict(
+        data="ring8",
+        steps=6,
+        batch_size=16,
+        flow_steps=4,
+        eta=2.0,
+        lr_schedule="linear",
+        lr=1e-2,
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    )
     full = train_dflow(DFlowConfig(**kw), tmp_path / "a", progress=False)
     train_dflow(DFlowConfig(**kw), tmp_path / "b", progress=False, stop_after=3)
     resumed = train_dflow(DFlowConfig(**kw), tmp_path / "b", progress=False)
@@ -309,6 +352,7 @@ def test_lr_schedule_resumes_bit_exactly(tmp_path):
 
 def test_tconv_d_avgpool_variant():
     from latentflow.nets.dflow_images import TimeConvDiscriminator
+
     g = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -327,16 +371,16 @@ def test_time_balance_weights_and_running_mean():
 
     tb = _TimeBalance(4, decay=0.5)
     k = torch.tensor([0, 1, 3, 3])
-    assert torch.equal(tb.weights(k), torch.ones(4))                 # nothing seen yet: plain mean
+    assert torch.equal(tb.weights(k), torch.ones(4))  # nothing seen yet: plain mean
     tb.update(k, torch.tensor([4.0, 16.0, 1.0, 3.0]))
-    assert torch.equal(tb.s, torch.tensor([4.0, 16.0, 0.0, 2.0]))    # first value of a bin taken as is
+    assert torch.equal(tb.s, torch.tensor([4.0, 16.0, 0.0, 2.0]))  # first value of a bin taken as is
     tb.update(torch.tensor([0]), torch.tensor([8.0]))
-    assert torch.equal(tb.s, torch.tensor([6.0, 16.0, 0.0, 2.0]))    # 0.5 * 4 + 0.5 * 8
+    assert torch.equal(tb.s, torch.tensor([6.0, 16.0, 0.0, 2.0]))  # 0.5 * 4 + 0.5 * 8
     inv = torch.tensor([6.0, 16.0, 2.0]).rsqrt()
-    inv = torch.cat([inv[:2], inv.mean()[None], inv[2:]])           # an unseen bin gets the seen bins' mean
+    inv = torch.cat([inv[:2], inv.mean()[None], inv[2:]])  # an unseen bin gets the seen bins' mean
     assert torch.allclose(tb.weights(torch.arange(4)), inv / inv.mean(), atol=1e-6)
     w = tb.weights(torch.tensor([0, 1]))
-    assert torch.allclose(w[0] / w[1], torch.tensor((16.0 / 6.0) ** 0.5))   # w ∝ s^(-1/2)
+    assert torch.allclose(w[0] / w[1], torch.tensor((16.0 / 6.0) ** 0.5))  # w ∝ s^(-1/2)
     with pytest.raises(OptionError, match='time_weight="balanced" needs loss="ipm"'):
         DFlowConfig(loss="ns", time_weight="balanced").validate()
     with pytest.raises(OptionError, match="time_weight must be"):
@@ -345,8 +389,8 @@ def test_time_balance_weights_and_running_mean():
 
 @pytest.mark.rng_ok
 def test_simulate_with_ema_moves_particles_by_the_ema_critic(tmp_path, monkeypatch):
-    from latentflow.errors import OptionError
     import latentflow.train.dflow as mod
+    from latentflow.errors import OptionError
 
     used = []
     orig = mod.simulate_all
@@ -356,13 +400,21 @@ def test_simulate_with_ema_moves_particles_by_the_ema_critic(tmp_path, monkeypat
         return orig(D, *a)
 
     monkeypatch.setattr(mod, "simulate_all", spy)
-    kw = dict(data="ring8", steps=4, batch_size=16, flow_steps=4, reuse=2, ema=0.9, loss="ipm",
-              arch_kwargs={"in_dim": 2, "width": 16, "depth": 3})
+    kw = dict(
+        data="ring8",
+        steps=4,
+        batch_size=16,
+        flow_steps=4,
+        reuse=2,
+        ema=0.9,
+        loss="ipm",
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    )
     D = train_dflow(DFlowConfig(**kw, simulate_with="ema"), tmp_path / "e", progress=False)
     assert len(used) == 2 and all(not any(p.requires_grad for p in m.parameters()) for m in used)
-    assert all(m is used[0] for m in used) and D is used[0]          # the EMA critic, also the written model
+    assert all(m is used[0] for m in used) and D is used[0]  # the EMA critic, also the written model
     used.clear()
     D2 = train_dflow(DFlowConfig(**kw), tmp_path / "l", progress=False)
-    assert len(used) == 2 and used[0] is used[1] and used[0] is not D2   # the live critic, not the EMA written
+    assert len(used) == 2 and used[0] is used[1] and used[0] is not D2  # the live critic, not the EMA written
     with pytest.raises(OptionError, match='simulate_with must be "live" or "ema"'):
         DFlowConfig(simulate_with="ema").validate()

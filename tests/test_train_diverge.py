@@ -1,5 +1,6 @@
 """A run whose loss becomes non-finite stops at that step with TrainingDiverged (a LatentflowError),
 keeps its last finite checkpoint, and writes no final model (a GAN trainer at lr 1e9)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,15 @@ from safetensors.torch import load_file
 from latentflow.errors import DivergenceError, LatentflowError
 from latentflow.train import TrainingDiverged, get_trainer, make_config
 
-TINY = dict(lr_g=1e9, lr_d=1e9, steps=50, batch_size=32, n_critic=1,
-            arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2}, arch_d_kwargs={"in_dim": 2, "hidden": [16]})
+TINY = dict(
+    lr_g=1e9,
+    lr_d=1e9,
+    steps=50,
+    batch_size=32,
+    n_critic=1,
+    arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2},
+    arch_d_kwargs={"in_dim": 2, "hidden": [16]},
+)
 
 
 @pytest.mark.rng_ok
@@ -31,12 +39,13 @@ def test_gan_at_lr_1e9_stops_at_the_first_non_finite_loss(tmp_path):
     assert all(bool(v.isfinite().all()) for k, v in ck.items() if k.startswith("model/") and v.is_floating_point())
     assert not (tmp_path / "G.safetensors").exists() and not (tmp_path / "latentflow.json").exists()
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in logged] == list(range(1, e.step))          # the diverged step is not logged
+    assert [r["step"] for r in logged] == list(range(1, e.step))  # the diverged step is not logged
 
 
 @pytest.mark.rng_ok
 def test_the_cli_exits_non_zero(tmp_path):
     from latentflow.cli import main
+
     args = ["train", "gan", "--steps", "50", "--batch-size", "32", "--out", str(tmp_path / "run"), "--quiet"]
     for k, v in TINY.items():
         if k not in ("steps", "batch_size"):

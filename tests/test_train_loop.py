@@ -1,4 +1,5 @@
 """Trainer infrastructure: resume after a kill is bit-exact, checkpoints round-trip, bad configs fail clearly."""
+
 import json
 
 import pytest
@@ -12,25 +13,60 @@ pytestmark = pytest.mark.rng_ok
 
 
 TINY = {
-    "gan": dict(data="ring8", steps=6, batch_size=16, n_critic=1,
-                arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2},
-                arch_d_kwargs={"in_dim": 2, "hidden": [16]}),
-    "dflow": dict(data="ring8", steps=6, batch_size=16, flow_steps=4,
-                  arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
-    "dflow-reuse": dict(data="ring8", steps=7, batch_size=16, flow_steps=4, reuse=3, ema=0.9,
-                        time_sampling="uniform", arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
-    "dflow-ipm": dict(data="ring8", steps=6, batch_size=16, flow_steps=4, loss="ipm",
-                      arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
-    "scoregan": dict(data="ring8", steps=6, batch_size=16, k=2, latent_dim=4,
-                     arch_g_kwargs={"latent_dim": 4, "hidden": [16], "out_dim": 2, "slope": 0.0},
-                     arch_s_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
-    "scoregan-ema": dict(data="ring8", steps=6, batch_size=16, k=2, latent_dim=4, ema=0.9,
-                         arch_g_kwargs={"latent_dim": 4, "hidden": [16], "out_dim": 2, "slope": 0.0},
-                         arch_s_kwargs={"in_dim": 2, "width": 16, "depth": 3}),
-    "flowgan": dict(data="ring8", steps=6, batch_size=16, n_data=16,
-                    arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2}),
-    "dgd": dict(data="ring8", steps=6, batch_size=16,
-                arch_kwargs={"in_dim": 2, "width": 16, "depth": 3, "ref_std": 3.0}),
+    "gan": dict(
+        data="ring8",
+        steps=6,
+        batch_size=16,
+        n_critic=1,
+        arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2},
+        arch_d_kwargs={"in_dim": 2, "hidden": [16]},
+    ),
+    "dflow": dict(
+        data="ring8", steps=6, batch_size=16, flow_steps=4, arch_kwargs={"in_dim": 2, "width": 16, "depth": 3}
+    ),
+    "dflow-reuse": dict(
+        data="ring8",
+        steps=7,
+        batch_size=16,
+        flow_steps=4,
+        reuse=3,
+        ema=0.9,
+        time_sampling="uniform",
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    ),
+    "dflow-ipm": dict(
+        data="ring8",
+        steps=6,
+        batch_size=16,
+        flow_steps=4,
+        loss="ipm",
+        arch_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    ),
+    "scoregan": dict(
+        data="ring8",
+        steps=6,
+        batch_size=16,
+        k=2,
+        latent_dim=4,
+        arch_g_kwargs={"latent_dim": 4, "hidden": [16], "out_dim": 2, "slope": 0.0},
+        arch_s_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    ),
+    "scoregan-ema": dict(
+        data="ring8",
+        steps=6,
+        batch_size=16,
+        k=2,
+        latent_dim=4,
+        ema=0.9,
+        arch_g_kwargs={"latent_dim": 4, "hidden": [16], "out_dim": 2, "slope": 0.0},
+        arch_s_kwargs={"in_dim": 2, "width": 16, "depth": 3},
+    ),
+    "flowgan": dict(
+        data="ring8", steps=6, batch_size=16, n_data=16, arch_g_kwargs={"latent_dim": 2, "hidden": [16], "out_dim": 2}
+    ),
+    "dgd": dict(
+        data="ring8", steps=6, batch_size=16, arch_kwargs={"in_dim": 2, "width": 16, "depth": 3, "ref_std": 3.0}
+    ),
 }
 
 
@@ -48,10 +84,10 @@ def test_resume_after_kill_is_bit_identical(tmp_path, name):
     Config, train = get_trainer(_kind(name))
     full = _weights(train(Config(**TINY[name]), tmp_path / "a", progress=False))
     killed = train(Config(**TINY[name]), tmp_path / "b", progress=False, stop_after=3)
-    assert not (tmp_path / "b" / "latentflow.json").exists()     # not finished yet
+    assert not (tmp_path / "b" / "latentflow.json").exists()  # not finished yet
     assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["step"] == 3
     del killed
-    torch.manual_seed(999)          # a fresh process would have another global RNG state
+    torch.manual_seed(999)  # a fresh process would have another global RNG state
     resumed = _weights(train(Config(**TINY[name]), tmp_path / "b", progress=False))
     assert (tmp_path / "b" / "latentflow.json").exists()
     for a, b in zip(full, resumed):
@@ -63,8 +99,8 @@ def test_resume_after_kill_is_bit_identical(tmp_path, name):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from latentflow.train.nets import TimeMLPDiscriminator
     from latentflow.train.dflow import DFlowConfig
+    from latentflow.train.nets import TimeMLPDiscriminator
 
     torch.manual_seed(0)
     D = TimeMLPDiscriminator(width=8, depth=2)
@@ -77,7 +113,7 @@ def test_checkpoint_round_trip(tmp_path):
     run = Run(tmp_path, cfg, {"D": D}, {"D": opt}, gen, progress=False)
     run.step = 7
     run.save()
-    D2 = TimeMLPDiscriminator(width=8, depth=2, seed=3)       # other embedding frequencies: must be overwritten
+    D2 = TimeMLPDiscriminator(width=8, depth=2, seed=3)  # other embedding frequencies: must be overwritten
     opt2 = torch.optim.Adam(D2.parameters(), lr=1e-3)
     gen2 = torch.Generator().manual_seed(0)
     run2 = Run(tmp_path, cfg, {"D": D2}, {"D": opt2}, gen2, progress=False)
@@ -134,7 +170,7 @@ def test_checkpoint_from_before_a_new_config_field_resumes_while_it_keeps_its_de
     cfg = Config(**TINY["dflow"])
     train(cfg, tmp_path, progress=False, stop_after=2)
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
-    del meta["config"]["ema"]                         # as written by a version without the field
+    del meta["config"]["ema"]  # as written by a version without the field
     (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
     train(Config(**TINY["dflow"]), tmp_path, progress=False, stop_after=1)
     with pytest.raises(OptionError, match="ema"):

@@ -1,6 +1,7 @@
 """``benchmarks/trainers_fmnist.py``: its quick mode end to end (tiny Discriminator Flow and Score GAN on
 Fashion-MNIST, FID-FMNIST, grids, memorisation statistics) and its helpers. Needs Fashion-MNIST
 (Debian's ``dataset-fashion-mnist``) for the end-to-end run; skips without it. Temporary cache, CPU only."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -56,9 +57,8 @@ def quick_run(tmp_path_factory, isolated_cache):
         pytest.skip(f"Fashion-MNIST is not installed: {e}")
     out = tmp_path_factory.mktemp("tfm")
     lines = []
-    with torch.random.fork_rng():       # the trainers seed the global RNG
-        TF.main(["--quick", "--out", str(out), "--workdir", str(tmp_path_factory.mktemp("work"))],
-                echo=lines.append)
+    with torch.random.fork_rng():  # the trainers seed the global RNG
+        TF.main(["--quick", "--out", str(out), "--workdir", str(tmp_path_factory.mktemp("work"))], echo=lines.append)
     return out, json.loads((out / "results.json").read_text()), lines
 
 
@@ -84,11 +84,13 @@ def test_quick_mode_writes_results(quick_run):
 
 
 def test_heun_vs_euler_picks_the_smallest_heun_nfe_that_reaches_euler():
-    rows = [{"solver": "euler", "steps": 32, "nfe": 32, "fid_fmnist": 50.0},
-            {"solver": "euler", "steps": 16, "nfe": 16, "fid_fmnist": 60.0},
-            {"solver": "heun", "steps": 5, "nfe": 9, "fid_fmnist": 70.0},
-            {"solver": "heun", "steps": 9, "nfe": 17, "fid_fmnist": 49.0},
-            {"solver": "heun", "steps": 17, "nfe": 33, "fid_fmnist": 45.0}]
+    rows = [
+        {"solver": "euler", "steps": 32, "nfe": 32, "fid_fmnist": 50.0},
+        {"solver": "euler", "steps": 16, "nfe": 16, "fid_fmnist": 60.0},
+        {"solver": "heun", "steps": 5, "nfe": 9, "fid_fmnist": 70.0},
+        {"solver": "heun", "steps": 9, "nfe": 17, "fid_fmnist": 49.0},
+        {"solver": "heun", "steps": 17, "nfe": 33, "fid_fmnist": 45.0},
+    ]
     got = TF.heun_vs_euler(rows, 32)
     assert (got["euler_fid_fmnist"], got["heun_nfe"], got["heun_fid_fmnist"]) == (50.0, 17, 49.0)
     assert got["nfe_ratio"] == round(17 / 32, 3)
@@ -101,8 +103,9 @@ def test_quick_mode_dflow_solver_sweep_and_curve_plot(quick_run):
     out, doc, _ = quick_run
     df = doc["runs"][0]
     b = doc["bench"]
-    assert [(r["solver"], r["steps"]) for r in df["solvers"]] == \
-        [("euler", k) for k in b["euler_steps"]] + [("heun", k) for k in b["heun_steps"]]
+    assert [(r["solver"], r["steps"]) for r in df["solvers"]] == [("euler", k) for k in b["euler_steps"]] + [
+        ("heun", k) for k in b["heun_steps"]
+    ]
     assert all(r["nfe"] == (2 * r["steps"] - 1 if r["solver"] == "heun" else r["steps"]) for r in df["solvers"])
     assert all(math.isfinite(r["fid_fmnist"]) for r in df["solvers"])
     assert (out / "fid_vs_cpu.png").stat().st_size > 0

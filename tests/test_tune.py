@@ -4,6 +4,7 @@ G(z) = 2z with z ~ N(0, I) makes p_g = N(0, 4I) against real N(0, I): the exact 
 d(x) = log p_data(x) - log p_g(x) = -3/8 ||x||² + log 4, and DDLS at T = 1 (or DRS with γ = 0) turns p_g into
 p_data exactly. The Fréchet distance of the generator alone is ||μ||² + Σ_i (σ_g - σ_r)² = 2 · (2 - 1)² = 2.
 """
+
 import json
 import math
 
@@ -25,7 +26,7 @@ def G(z):
 
 
 def D_exact(x):
-    return -0.375 * (x ** 2).sum(1) + math.log(4.0)
+    return -0.375 * (x**2).sum(1) + math.log(4.0)
 
 
 def D_const(x):
@@ -40,7 +41,7 @@ def tuned():
 def test_frechet_matches_closed_form():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(4000, 2, generator=g), 2 * torch.randn(4000, 2, generator=g)
-    assert abs(frechet(a, b) - 2.0) < 0.3          # cov estimates err by ~ 4 sqrt(2/n) ≈ 0.09
+    assert abs(frechet(a, b) - 2.0) < 0.3  # cov estimates err by ~ 4 sqrt(2/n) ≈ 0.09
     assert abs(frechet(a, a)) < 1e-8
     assert kid(a, b, size=500) > 10 * abs(kid(a, torch.randn(4000, 2, generator=g), size=500))
 
@@ -48,12 +49,12 @@ def test_frechet_matches_closed_form():
 def test_exact_ratio_d_picks_refinement_and_beats_none(tuned):
     s = tuned.summary
     assert tuned.method in ("ddls", "drs")
-    assert s["none"] > 1.5                          # ≈ 2 (closed form) at n = 490
+    assert s["none"] > 1.5  # ≈ 2 (closed form) at n = 490
     assert s["winner_metric"] < 0.25 * s["none"]
     assert s["diff_mean"] > 2 * s["diff_se"] and all(a > b for a, b in s["confirm"])
     z = latentflow.sample_latents(2000, 2, generator=11)
     x = tuned.refine(z, seed=1).x
-    assert abs(float(x.std()) - 1.0) < 0.15          # refined samples have the real std 1 (G alone: 2)
+    assert abs(float(x.std()) - 1.0) < 0.15  # refined samples have the real std 1 (G alone: 2)
 
 
 def test_useless_d_recommends_none():
@@ -67,8 +68,11 @@ def test_useless_d_recommends_none():
 def test_deterministic_and_refine_reproduces(tuned):
     again = tune(G, D_exact, REAL, latent_dim=2, methods=["ddls", "drs"], budget=40, seed=0, progress=False)
     assert [r["metric"] for r in again.table] == [r["metric"] for r in tuned.table]
-    assert (again.method, again.options, again.summary["winner_metric"]) == \
-        (tuned.method, tuned.options, tuned.summary["winner_metric"])
+    assert (again.method, again.options, again.summary["winner_metric"]) == (
+        tuned.method,
+        tuned.options,
+        tuned.summary["winner_metric"],
+    )
     z = latentflow.sample_latents(100, 2, generator=4)
     assert torch.equal(tuned.refine(z, seed=3).x, tuned.refine(z, seed=3).x)
 
@@ -85,14 +89,17 @@ def test_budget_respected(tuned):
 
 
 def test_save_round_trip(tmp_path, tuned):
-    from latentflow.models import export, make_pair
-    from latentflow.models import ArchSpec
-    try:                                   # the architectures' home after the nets/ refactor
+    from latentflow.models import ArchSpec, export, make_pair
+
+    try:  # the architectures' home after the nets/ refactor
         from latentflow.nets import build
     except ImportError:
         from latentflow.models.zoo import build
-    ag, ad = ArchSpec("mlp_g", {"latent_dim": 2, "hidden": [4], "out_dim": 2}), ArchSpec("mlp_d", {"in_dim": 2, "hidden": [4]})
-    with torch.random.fork_rng():          # module init draws from the global RNG
+    ag, ad = (
+        ArchSpec("mlp_g", {"latent_dim": 2, "hidden": [4], "out_dim": 2}),
+        ArchSpec("mlp_d", {"in_dim": 2, "hidden": [4]}),
+    )
+    with torch.random.fork_rng():  # module init draws from the global RNG
         Gm, Dm = build(ag.name, **ag.kwargs), build(ad.name, **ad.kwargs)
     folder = export(make_pair(Gm, Dm, arch_g=ag, arch_d=ad), tmp_path / "model")
     tuned.save(folder)
@@ -108,6 +115,7 @@ def test_read_real_formats(tmp_path):
     np.savez(tmp_path / "a.npz", x=x.numpy())
     torch.save({"x": x}, tmp_path / "b.pt")
     from safetensors.torch import save_file
+
     save_file({"x": x}, str(tmp_path / "c.safetensors"))
     for f in ("a.npz", "b.pt", "c.safetensors"):
         assert torch.allclose(read_real(tmp_path / f), x)
@@ -115,17 +123,20 @@ def test_read_real_formats(tmp_path):
         read_real(tmp_path / "d.txt")
 
 
-@pytest.mark.parametrize("kw, word", [
-    (dict(real=torch.randn(5, 2)), "real"),
-    (dict(budget=0), "budget"),
-    (dict(metric="fud"), "metric"),
-    (dict(methods=["ddls", "magic"]), "methods"),
-    (dict(latent_dim=0), "latent_dim"),
-    (dict(prior="cauchy"), "prior"),
-    (dict(d_output="score"), "d_output"),
-    (dict(features=3), "features"),
-    (dict(metric="emd", real=torch.randn(100, 3)), "emd"),
-])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        (dict(real=torch.randn(5, 2)), "real"),
+        (dict(budget=0), "budget"),
+        (dict(metric="fud"), "metric"),
+        (dict(methods=["ddls", "magic"]), "methods"),
+        (dict(latent_dim=0), "latent_dim"),
+        (dict(prior="cauchy"), "prior"),
+        (dict(d_output="score"), "d_output"),
+        (dict(features=3), "features"),
+        (dict(metric="emd", real=torch.randn(100, 3)), "emd"),
+    ],
+)
 def test_bad_inputs_name_the_argument(kw, word):
     args = dict(real=REAL, latent_dim=2, methods=["mh"], budget=20)
     args.update(kw)
@@ -137,5 +148,6 @@ def test_bad_inputs_name_the_argument(kw, word):
 
 def test_facade_wrapper():
     assert "tune" in latentflow.__all__
-    assert isinstance(latentflow.tune(G, D_exact, REAL, latent_dim=2, methods=["mh"], budget=12, progress=False),
-                      TuneResult)
+    assert isinstance(
+        latentflow.tune(G, D_exact, REAL, latent_dim=2, methods=["mh"], budget=12, progress=False), TuneResult
+    )

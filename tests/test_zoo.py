@@ -1,5 +1,6 @@
 """Architectures: shapes and ranges, the PyTorch-StudioGAN SN-GAN key layout, spectral-norm settling and the
 checkpoint adapters."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,7 @@ import torch
 from torch import nn
 
 from latentflow.errors import IntegrityError, ManifestError
-from latentflow.models import convert, load
-from latentflow.models import hub, zoo
+from latentflow.models import convert, hub, load, zoo
 from latentflow.models.manifest import ALL_SOURCE_KINDS, validate_entry
 
 
@@ -37,9 +37,18 @@ PAIRS = [
 
 # architectures of the particle-model trainers (registered by latentflow.train.nets and .nets_images) are
 # tested in tests/test_train_dflow.py, tests/test_score_gan.py, tests/test_flowgan.py and tests/test_nets_images.py
-TRAINER_NETS = {"tmlp_d", "nmlp_d", "mlp_den", "tconv28_d", "tconv28_den",
-                "den_mlp", "dg_mlp", "dg_conv28", "tconv_d",   # den_mlp..dg_conv28: tests/test_scores.py, test_train_denoiser.py, test_train_dg_disc.py
-                "gaussian_prior"}                             # a dflow model's fitted x0: tests/test_dflow_prior.py
+TRAINER_NETS = {
+    "tmlp_d",
+    "nmlp_d",
+    "mlp_den",
+    "tconv28_d",
+    "tconv28_den",
+    "den_mlp",
+    "dg_mlp",
+    "dg_conv28",
+    "tconv_d",  # den_mlp..dg_conv28: tests/test_scores.py, test_train_denoiser.py, test_train_dg_disc.py
+    "gaussian_prior",
+}  # a dflow model's fitted x0: tests/test_dflow_prior.py
 # G(z, y) / D(x, y) with per-sample labels: tested against golden outputs in tests/test_studiogan_resnet.py
 LABELLED_NETS = {"studiogan_resnet32_g", "studiogan_resnet32_d"}
 
@@ -57,7 +66,7 @@ def test_shapes_and_ranges(g, d, kg, kd, shape):
         x = G(z)
         out = D(x)
     assert tuple(x.shape) == (3, *shape)
-    if len(shape) == 3:                                   # image generators end in tanh
+    if len(shape) == 3:  # image generators end in tanh
         assert x.min() >= -1 and x.max() <= 1
     assert out.shape == (3,) and torch.isfinite(out).all()
 
@@ -86,12 +95,19 @@ def test_build_errors():
 # PyTorch-StudioGAN SN-GAN key layout (src/models/resnet.py with cBN G and a projection D with SN)
 # -------------------------------------------------------------------------------------------------
 
+
 def studiogan_resnet32_keys(num_classes: int) -> tuple[set[str], set[str]]:
     """The state-dict keys StudioGAN's ResNet SN-GAN for 32x32 has, written out from its layout."""
+
     def bn(prefix):
         if num_classes:
-            return {f"{prefix}.bn.running_mean", f"{prefix}.bn.running_var", f"{prefix}.bn.num_batches_tracked",
-                    f"{prefix}.embed0.weight", f"{prefix}.embed1.weight"}
+            return {
+                f"{prefix}.bn.running_mean",
+                f"{prefix}.bn.running_var",
+                f"{prefix}.bn.num_batches_tracked",
+                f"{prefix}.embed0.weight",
+                f"{prefix}.embed1.weight",
+            }
         return {f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
 
     def conv(prefix):
@@ -108,7 +124,7 @@ def studiogan_resnet32_keys(num_classes: int) -> tuple[set[str], set[str]]:
     d = snconv("linear1")
     d |= snconv("blocks.0.0.conv2d0") | snconv("blocks.0.0.conv2d1") | snconv("blocks.0.0.conv2d2")
     d |= snconv("blocks.1.0.conv2d0") | snconv("blocks.1.0.conv2d1") | snconv("blocks.1.0.conv2d2")
-    for i in (2, 3):                                      # no downsampling, same width: identity shortcut
+    for i in (2, 3):  # no downsampling, same width: identity shortcut
         d |= snconv(f"blocks.{i}.0.conv2d1") | snconv(f"blocks.{i}.0.conv2d2")
     if num_classes:
         d |= {"embedding.weight_orig", "embedding.weight_u", "embedding.weight_v"}
@@ -131,20 +147,40 @@ def test_sngan_resnet_keys_match_studiogan_layout(num_classes):
 
 def _studiogan_checkpoint(model: nn.Module, path, *, drop_sn_vectors=False):
     """A file shaped like StudioGAN's ``model=G-best-weights-step=N.pth``: state_dict + optimizer + misc."""
-    sd = {k: v.clone() for k, v in model.state_dict().items()
-          if not (drop_sn_vectors and (k.endswith("_u") or k.endswith("_v")))}
-    torch.save({"state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 2e-4}]}, "seed": 0,
-                "run_name": "CIFAR10-SNGAN-train-2022_02_12", "step": 16000, "best_step": 16000,
-                "best_fid": 20.1, "best_fid_checkpoint_path": "x", "ada_p": None}, path)
+    sd = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if not (drop_sn_vectors and (k.endswith("_u") or k.endswith("_v")))
+    }
+    torch.save(
+        {
+            "state_dict": sd,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 2e-4}]},
+            "seed": 0,
+            "run_name": "CIFAR10-SNGAN-train-2022_02_12",
+            "step": 16000,
+            "best_step": 16000,
+            "best_fid": 20.1,
+            "best_fid_checkpoint_path": "x",
+            "ada_p": None,
+        },
+        path,
+    )
 
 
 def _pth_entry(gpath, dpath, num_classes=10, ch_g=256, ch_d=128):
-    raw = {"source": {"kind": "local", "root": ""},
-           "files": {"G": {"path": str(gpath), "sha256": None}, "D": {"path": str(dpath), "sha256": None}},
-           "arch": {"G": {"name": "sngan_resnet32_g", "kwargs": {"num_classes": num_classes, "ch": ch_g}},
-                    "D": {"name": "sngan_resnet32_d", "kwargs": {"num_classes": num_classes, "ch": ch_d}}},
-           "latent": {"dim": 128}, "output": {"shape": [3, 32, 32], "range": [-1, 1]}, "d_output": "logit",
-           "verified": False}
+    raw = {
+        "source": {"kind": "local", "root": ""},
+        "files": {"G": {"path": str(gpath), "sha256": None}, "D": {"path": str(dpath), "sha256": None}},
+        "arch": {
+            "G": {"name": "sngan_resnet32_g", "kwargs": {"num_classes": num_classes, "ch": ch_g}},
+            "D": {"name": "sngan_resnet32_d", "kwargs": {"num_classes": num_classes, "ch": ch_d}},
+        },
+        "latent": {"dim": 128},
+        "output": {"shape": [3, 32, 32], "range": [-1, 1]},
+        "d_output": "logit",
+        "verified": False,
+    }
     return validate_entry("sngan-test", raw, allow_sources=ALL_SOURCE_KINDS)
 
 
@@ -153,14 +189,18 @@ def test_studiogan_sngan_checkpoint_loads_through_the_manifest_path(tmp_path):
     # narrower than the paper's 256/128 to keep the test fast; the layout test above checks full width
     src_G = zoo.build("sngan_resnet32_g", num_classes=10, ch=32)
     src_D = zoo.build("sngan_resnet32_d", num_classes=10, ch=32)
-    with torch.no_grad():                                 # non-trivial BN statistics
+    with torch.no_grad():  # non-trivial BN statistics
         for m in src_G.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_var.uniform_(0.5, 2.0)
     _studiogan_checkpoint(src_G, tmp_path / "model=G-best-weights-step=16000.pth")
     _studiogan_checkpoint(src_D, tmp_path / "model=D-best-weights-step=16000.pth")
-    entry = _pth_entry(tmp_path / "model=G-best-weights-step=16000.pth", tmp_path / "model=D-best-weights-step=16000.pth",
-                       ch_g=32, ch_d=32)
+    entry = _pth_entry(
+        tmp_path / "model=G-best-weights-step=16000.pth",
+        tmp_path / "model=D-best-weights-step=16000.pth",
+        ch_g=32,
+        ch_d=32,
+    )
     pair = load(entry)
     z = torch.randn(4, 128)
     x = pair.G(z)
@@ -183,8 +223,14 @@ def test_studiogan_pair_converts_to_safetensors(tmp_path):
     G, D = zoo.build("sngan_cnn32_g"), zoo.build("sngan_cnn32_d")
     _studiogan_checkpoint(G, tmp_path / "g.pth")
     _studiogan_checkpoint(D, tmp_path / "d.pth")
-    out = convert(tmp_path / "g.pth", tmp_path / "out", d_path=tmp_path / "d.pth",
-                  arch_g="sngan_cnn32_g", arch_d="sngan_cnn32_d", name="sngan-cnn-test")
+    out = convert(
+        tmp_path / "g.pth",
+        tmp_path / "out",
+        d_path=tmp_path / "d.pth",
+        arch_g="sngan_cnn32_g",
+        arch_d="sngan_cnn32_d",
+        name="sngan-cnn-test",
+    )
     pair = load(out)
     assert pair.meta["output_shape"] == [3, 32, 32] and pair.meta["latent_dim"] == 128
     z = torch.randn(2, 128)
@@ -195,12 +241,13 @@ def test_studiogan_pair_converts_to_safetensors(tmp_path):
 
 def test_missing_spectral_norm_vectors_are_settled(tmp_path):
     D = zoo.build("sngan_resnet32_d", ch=32)
-    with torch.no_grad():   # trained SN weights have a clear top singular value; random ones barely do
+    with torch.no_grad():  # trained SN weights have a clear top singular value; random ones barely do
         for _name, mod, h in zoo.spectral_norm_modules(D):
             w = getattr(mod, h.name + "_orig")
             a, b = torch.randn(w.shape[0]), torch.randn(w[0].numel())
-            w += (2 * torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2)
-                  * torch.outer(a / a.norm(), b / b.norm())).reshape(w.shape)
+            w += (
+                2 * torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2) * torch.outer(a / a.norm(), b / b.norm())
+            ).reshape(w.shape)
     _studiogan_checkpoint(D, tmp_path / "g.pth", drop_sn_vectors=True)
     G = zoo.build("sngan_resnet32_g", ch=32)
     _studiogan_checkpoint(G, tmp_path / "gg.pth")
@@ -218,8 +265,14 @@ def test_adapters_module_prefix_and_netg_netd(tmp_path):
     G, D = zoo.build("dcgan32_g", ch=8), zoo.build("dcgan32_d", ch=8)
     pref = lambda m: {f"module.{k}": v for k, v in m.state_dict().items()}  # noqa: E731
     torch.save({"netG": pref(G), "netD": pref(D), "optimizerG": {}}, tmp_path / "ck.pth")
-    out = convert(tmp_path / "ck.pth", tmp_path / "o", arch_g="dcgan32_g", arch_d="dcgan32_d",
-                  kwargs_g={"ch": 8}, kwargs_d={"ch": 8})
+    out = convert(
+        tmp_path / "ck.pth",
+        tmp_path / "o",
+        arch_g="dcgan32_g",
+        arch_d="dcgan32_d",
+        kwargs_g={"ch": 8},
+        kwargs_d={"ch": 8},
+    )
     pair = load(out)
     z = torch.randn(2, 100)
     G.eval(), D.eval()
@@ -228,10 +281,19 @@ def test_adapters_module_prefix_and_netg_netd(tmp_path):
     assert hub.strip_prefixes({"module._orig_mod.a": 1}) == {"a": 1}
     assert set(hub.split_pair({"generator": G.state_dict(), "discriminator": D.state_dict()})) == {"G", "D"}
     # a StudioGAN file for a different width is refused with the mis-shaped keys listed
-    with pytest.raises(IntegrityError, match=r"mis-shaped keys \(16\): net\.0\.weight \(checkpoint \(100, 32, 4, 4\), "
-                                             r"model \(100, 16, 4, 4\)\)"):
-        convert(tmp_path / "ck.pth", tmp_path / "o2", arch_g="dcgan32_g", arch_d="dcgan32_d",
-                kwargs_g={"ch": 4}, kwargs_d={"ch": 8})
+    with pytest.raises(
+        IntegrityError,
+        match=r"mis-shaped keys \(16\): net\.0\.weight \(checkpoint \(100, 32, 4, 4\), "
+        r"model \(100, 16, 4, 4\)\)",
+    ):
+        convert(
+            tmp_path / "ck.pth",
+            tmp_path / "o2",
+            arch_g="dcgan32_g",
+            arch_d="dcgan32_d",
+            kwargs_g={"ch": 4},
+            kwargs_d={"ch": 8},
+        )
 
 
 def test_class_labels_are_checked():

@@ -5,6 +5,7 @@ its D is called; :func:`check_method_fits` refuses a method the model cannot ser
 :func:`method_options` layers the model's recommended settings, its ``d_output`` and prior, and the
 user's options, in that order.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,11 @@ _NEEDS: dict[str, tuple[bool, bool, tuple]] = {
     "dg_langevin": (False, True, (None, "sigma")),
 }
 _CALLS = {None: "D(x)", "time": "D(x, t)", "sigma": "D(x, sigma)"}
-_KIND = {None: "an unconditioned D(x)", "time": "a time-conditioned D(x, t)",
-         "sigma": "a noise-conditioned D(x, sigma)"}
+_KIND = {
+    None: "an unconditioned D(x)",
+    "time": "a time-conditioned D(x, t)",
+    "sigma": "a noise-conditioned D(x, sigma)",
+}
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -63,13 +67,16 @@ def labels_for(G, n: int, class_label=None, *, generator=None, device="cpu") -> 
     uniform per sample (``None`` or ``"random"``) from the per-chain streams of ``generator`` (as the
     samplers draw them); ``None`` for an unconditional G, where an int ``class_label`` is an ``OptionError``."""
     from ..rng import sample_labels
+
     k = num_classes_of(G)
     if class_label == "random":
         class_label = None
     if k == 0:
         if class_label is not None:
-            raise OptionError(f"class {class_label!r} was given, but the model is not class-conditional "
-                              "(its G has no num_classes); drop --class")
+            raise OptionError(
+                f"class {class_label!r} was given, but the model is not class-conditional "
+                "(its G has no num_classes); drop --class"
+            )
         return None
     if class_label is None:
         return sample_labels(n, k, generator=generator, device=device)
@@ -89,8 +96,12 @@ def generate(G, z: torch.Tensor, batch_size: int = 1024, y: torch.Tensor | None 
         m.eval()
     try:
         with torch.no_grad():
-            return torch.cat([G(z[i:i + batch_size], *(() if y is None else (y[i:i + batch_size],)))
-                              for i in range(0, z.shape[0], batch_size)])
+            return torch.cat(
+                [
+                    G(z[i : i + batch_size], *(() if y is None else (y[i : i + batch_size],)))
+                    for i in range(0, z.shape[0], batch_size)
+                ]
+            )
     finally:
         for m, t in modes:
             m.train(t)
@@ -113,15 +124,21 @@ def describe_model(meta: Any) -> str:
     roles = _roles(meta)
     parts = [_CALLS.get(meta_get(meta, "d_conditioning"), "D") if r == "D" else r for r in roles]
     trainer = meta_get(meta, "trainer")
-    return (f"a {trainer} model" if trainer else "a model") + " with " + " + ".join(parts) + \
-        (" only" if len(parts) == 1 else "")
+    return (
+        (f"a {trainer} model" if trainer else "a model")
+        + " with "
+        + " + ".join(parts)
+        + (" only" if len(parts) == 1 else "")
+    )
 
 
 def misfit(method: str, meta: Any, options: dict | None = None) -> str | None:
     """Why ``method`` cannot sample the model ``meta`` describes (with ``options``), or None when it can."""
     if method == "dg_score":
-        return ("samples a score model (refine(None, D, z, method=\"dg_score\", score=S) in Python); "
-                "model folders do not load score models yet")
+        return (
+            'samples a score model (refine(None, D, z, method="dg_score", score=S) in Python); '
+            "model folders do not load score models yet"
+        )
     if method not in _NEEDS:
         return None
     needs_g, needs_d, calls = _NEEDS[method]
@@ -132,7 +149,7 @@ def misfit(method: str, meta: Any, options: dict | None = None) -> str | None:
     if needs_d and "D" not in roles:
         return "needs a discriminator D, and the model has none"
     if needs_d and cond not in calls:
-        return (f"calls {' or '.join(_CALLS[c] for c in calls)}, and the model's D is {_KIND.get(cond, repr(cond))}")
+        return f"calls {' or '.join(_CALLS[c] for c in calls)}, and the model's D is {_KIND.get(cond, repr(cond))}"
     if method == "dg_langevin" and options is not None:
         if cond == "sigma" and options.get("sigmas") is None:
             return "needs sigmas (the noise levels) for a noise-conditioned D(x, sigma); pass --opt sigmas=[...]"
@@ -153,5 +170,7 @@ def check_method_fits(method: str, meta: Any, options: dict | None = None) -> No
         return
     fits = fitting_methods(meta)
     hint = ", ".join(f'"{m}"' + (" (no refinement)" if m == NO_REFINEMENT else "") for m in fits)
-    raise OptionError(f'method "{method}" {why} (model "{meta_get(meta, "name")}" is {describe_model(meta)}). '
-                      + (f"Methods that fit it: {hint}." if fits else "No method fits it."))
+    raise OptionError(
+        f'method "{method}" {why} (model "{meta_get(meta, "name")}" is {describe_model(meta)}). '
+        + (f"Methods that fit it: {hint}." if fits else "No method fits it.")
+    )

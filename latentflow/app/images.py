@@ -23,7 +23,7 @@ MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of Che et al. 2
 
 Failing rows record ``error``; the run goes on and :func:`run_images_bench` returns 1 at the end.
 """
-from __future__ import annotations
+
 from __future__ import annotations
 
 import logging
@@ -36,31 +36,98 @@ import torch
 
 from ..errors import OptionError
 from ..rng import sample_latents
-from .images_metrics import (M_CS, M_CS_STD, M_FID, M_IFID, M_IKID, M_IS, M_KID, M_KID_STD, fmnist_row_metrics,
-                             inception_row_metrics, real_row_metrics)
+from .images_metrics import (
+    M_CS,
+    M_CS_STD,
+    M_FID,
+    M_IFID,
+    M_IKID,
+    M_IS,
+    M_KID,
+    M_KID_STD,
+    fmnist_row_metrics,
+    inception_row_metrics,
+    real_row_metrics,
+)
 from .images_report import TIE_PCT, curves_png, images_table, verdict, write_outputs
-from .images_rows import (ALIASES, DEFAULT_BUDGET, DEFAULT_METHODS, EVAL_KEYS, FULL, QUICK, VARIANTS, ImageVariant,
-                          budget_options, parse_method, real_for_calibration, run_row)
+from .images_rows import (
+    ALIASES,
+    DEFAULT_BUDGET,
+    DEFAULT_METHODS,
+    EVAL_KEYS,
+    FULL,
+    QUICK,
+    VARIANTS,
+    ImageVariant,
+    budget_options,
+    parse_method,
+    real_for_calibration,
+    run_row,
+)
 from .report import env_info
 from .runner import Suite, run
 
 log = logging.getLogger("latentflow.bench")
 
-__all__ = ["images", "run_images_bench", "IMAGES", "images_table", "verdict", "write_outputs", "curves_png", "parse_method",
-           "budget_options", "run_row", "real_for_calibration", "fmnist_row_metrics", "inception_row_metrics",
-           "ImageVariant", "VARIANTS", "DEFAULT_METHODS", "ALIASES", "QUICK", "FULL", "DEFAULT_BUDGET", "TIE_PCT",
-           "EVAL_KEYS", "SCHEMA", "SUITE", "M_FID", "M_KID", "M_KID_STD", "M_CS", "M_CS_STD", "M_IFID", "M_IS",
-           "M_IKID", "real_row_metrics"]
+__all__ = [
+    "images",
+    "run_images_bench",
+    "IMAGES",
+    "images_table",
+    "verdict",
+    "write_outputs",
+    "curves_png",
+    "parse_method",
+    "budget_options",
+    "run_row",
+    "real_for_calibration",
+    "fmnist_row_metrics",
+    "inception_row_metrics",
+    "ImageVariant",
+    "VARIANTS",
+    "DEFAULT_METHODS",
+    "ALIASES",
+    "QUICK",
+    "FULL",
+    "DEFAULT_BUDGET",
+    "TIE_PCT",
+    "EVAL_KEYS",
+    "SCHEMA",
+    "SUITE",
+    "M_FID",
+    "M_KID",
+    "M_KID_STD",
+    "M_CS",
+    "M_CS_STD",
+    "M_IFID",
+    "M_IS",
+    "M_IKID",
+    "real_row_metrics",
+]
 
 SCHEMA = 1
 SUITE = "images"
 
 
-def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed: int = 0,
-           budget: int | None = None, quick: bool = False, inception: bool = False,
-           inception_num: int | None = None, inception_offline: bool | None = None, n_cal: int | None = None,
-           curve_points: int | None = None, progress: bool = False, device: str = "cpu",
-           keep_samples: bool = True, real=None, num_real: int | None = None) -> tuple[dict, dict]:
+def images(
+    model="dcgan-fashion",
+    methods=None,
+    *,
+    num: int | None = None,
+    seed: int = 0,
+    budget: int | None = None,
+    quick: bool = False,
+    inception: bool = False,
+    inception_num: int | None = None,
+    inception_offline: bool | None = None,
+    n_cal: int | None = None,
+    curve_points: int | None = None,
+    progress: bool = False,
+    device: str = "cpu",
+    keep_samples: bool = True,
+    real=None,
+    num_real: int | None = None,
+) -> tuple[dict, dict]:
     """Run the image suite; returns ``(doc, samples)`` with ``samples[label] = float images`` (for grids).
 
     ``model`` is a name, folder or ``hf:`` reference (anything ``latentflow.load`` takes) or a ModelPair.
@@ -70,7 +137,7 @@ def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed:
     from ..models import ModelPair, load
     from .fit import generate, meta_get
 
-    rs = resolve_real(real, num_real) if real is not None else None      # before any compute
+    rs = resolve_real(real, num_real) if real is not None else None  # before any compute
     inception = inception or rs is not None
     size = QUICK if quick else FULL
     num = int(num or size["num"])
@@ -83,10 +150,12 @@ def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed:
     name = pair.meta.get("name") if isinstance(model, ModelPair) else str(model)
     shape = meta_get(pair.meta, "output_shape")
     if pair.G is None or shape is None or tuple(shape) != (1, 28, 28):
-        raise OptionError(f'bench images measures FID-FMNIST and calibrates on Fashion-MNIST: it takes a 1x28x28 G/D '
-                          f'model; "{name}" gives {list(shape) if shape is not None else "no generator samples"}. '
-                          f'For other image models use `latentflow sample --real DIR|FILE.npz|cifar10-train` '
-                          f'(Inception FID/KID/IS) or `latentflow tune`')
+        raise OptionError(
+            f"bench images measures FID-FMNIST and calibrates on Fashion-MNIST: it takes a 1x28x28 G/D "
+            f'model; "{name}" gives {list(shape) if shape is not None else "no generator samples"}. '
+            f"For other image models use `latentflow sample --real DIR|FILE.npz|cifar10-train` "
+            f"(Inception FID/KID/IS) or `latentflow tune`"
+        )
     rec = (meta_get(pair.meta, "sampling") or {}).get("ddls", {})
     if budget is None:
         budget = size["budget"] or int(rec.get("steps") or DEFAULT_BUDGET)
@@ -94,29 +163,54 @@ def images(model="dcgan-fashion", methods=None, *, num: int | None = None, seed:
     variants = [parse_method(m) for m in (methods or DEFAULT_METHODS)]
     vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
     doc: dict[str, Any] = {
-        "schema": SCHEMA, "suite": SUITE, "env": {**env_info(device), "seed": seed}, "model": name,
-        "dataset": pair.meta.get("dataset"), "num": num, "seed": seed, "quick": bool(quick),
-        "budget": {"d_forward_per_sample": budget,
-                   "rule": "DDLS/DOT steps = budget (each step 1 D forward + 1 D backward), MH-GAN k = budget; "
-                           "DRS as measured; calibration's evaluations amortised over num"},
-        "metrics_info": {M_FID: "FID in the fmnist-classifier feature space vs Fashion-MNIST test (10k); "
-                                "not comparable with Inception FID",
-                         M_KID: "KID (same features), subset size min(1000, num)",
-                         M_CS: "Inception-Score formula with the fmnist-classifier softmax"},
-        "rows": [], "curves": [],
+        "schema": SCHEMA,
+        "suite": SUITE,
+        "env": {**env_info(device), "seed": seed},
+        "model": name,
+        "dataset": pair.meta.get("dataset"),
+        "num": num,
+        "seed": seed,
+        "quick": bool(quick),
+        "budget": {
+            "d_forward_per_sample": budget,
+            "rule": "DDLS/DOT steps = budget (each step 1 D forward + 1 D backward), MH-GAN k = budget; "
+            "DRS as measured; calibration's evaluations amortised over num",
+        },
+        "metrics_info": {
+            M_FID: "FID in the fmnist-classifier feature space vs Fashion-MNIST test (10k); "
+            "not comparable with Inception FID",
+            M_KID: "KID (same features), subset size min(1000, num)",
+            M_CS: "Inception-Score formula with the fmnist-classifier softmax",
+        },
+        "rows": [],
+        "curves": [],
     }
-    z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + seed,
-                           device=device)
+    z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + seed, device=device)
     samples: dict[str, torch.Tensor] = {}
     cal_cache: dict = {}
     for v in variants:
-        row: dict[str, Any] = {"model": name, "key": v.key, "label": v.label, "method": v.method,
-                               "calibrated": v.calibrated, "n": num}
+        row: dict[str, Any] = {
+            "model": name,
+            "key": v.key,
+            "label": v.label,
+            "method": v.method,
+            "calibrated": v.calibrated,
+            "n": num,
+        }
         t0 = time.perf_counter()
         try:
-            x, fields, snaps = run_row(pair, v, z, seed=seed, budget=budget, n_cal=n_cal,
-                                       drs_pilot=size["drs_pilot"], curve_points=curve_points,
-                                       progress=progress, cal_cache=cal_cache)
+            x, fields, snaps = run_row(
+                pair,
+                v,
+                z,
+                seed=seed,
+                budget=budget,
+                n_cal=n_cal,
+                drs_pilot=size["drs_pilot"],
+                curve_points=curve_points,
+                progress=progress,
+                cal_cache=cal_cache,
+            )
             evals = fields.pop("evals")
             row["options"] = fields.pop("options")
             row["evals"] = evals
@@ -181,8 +275,11 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
     ddls = [r for r in ok if r["method"] == "ddls"]
     if ddls:
         picks.append(min(ddls, key=lambda r: r["metrics"][M_FID]))
-    doc["inception"] = {"num": inception_num, "reference": f"Fashion-MNIST test, first {inception_num} images",
-                        "rows": [r["label"] for r in picks]}
+    doc["inception"] = {
+        "num": inception_num,
+        "reference": f"Fashion-MNIST test, first {inception_num} images",
+        "rows": [r["label"] for r in picks],
+    }
     if rs is not None:
         doc["inception"]["reference"] = f"{rs.spec} ({rs.split or rs.kind}, {rs.num} images)"
         doc["inception"]["real"] = rs.to_dict()
@@ -191,8 +288,9 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
         try:
             x = samples[r["label"]][:inception_num]
             if rs is None:
-                flat, fd, errs = inception_row_metrics(to_uint8(x, vr), n_ref=inception_num, offline=offline,
-                                                       rng_seed=seed)
+                flat, fd, errs = inception_row_metrics(
+                    to_uint8(x, vr), n_ref=inception_num, offline=offline, rng_seed=seed
+                )
             else:
                 flat, fd, errs = real_row_metrics(to_uint8(x, vr), rs, offline=offline, rng_seed=seed)
                 doc["inception"]["real"] = fd["reference"]
@@ -206,29 +304,87 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
         r["inception_wall_s"] = time.perf_counter() - t0
 
 
-def run_images_bench(model: str = "dcgan-fashion", methods=None, num: int | None = None, seed: int = 0,
-                     out: str | Path = "results/images", quick: bool = False, inception: bool = False,
-                     progress: bool = True, budget: int | None = None, inception_num: int | None = None,
-                     device: str = "cpu", echo=print, real=None, num_real: int | None = None) -> int:
+def run_images_bench(
+    model: str = "dcgan-fashion",
+    methods=None,
+    num: int | None = None,
+    seed: int = 0,
+    out: str | Path = "results/images",
+    quick: bool = False,
+    inception: bool = False,
+    progress: bool = True,
+    budget: int | None = None,
+    inception_num: int | None = None,
+    device: str = "cpu",
+    echo=print,
+    real=None,
+    num_real: int | None = None,
+) -> int:
     """``latentflow bench images``: run, write ``out/results.{json,md}`` + PNGs, print the table.
 
     Returns the exit code: 0 when every row ran, 1 when any row failed (the others are still written)."""
-    return run(IMAGES, out=out, seed=seed, echo=echo, models=(model,), methods=methods, num=num, budget=budget,
-               quick=quick, inception=inception, inception_num=inception_num, progress=progress, device=device,
-               real=real, num_real=num_real)
+    return run(
+        IMAGES,
+        out=out,
+        seed=seed,
+        echo=echo,
+        models=(model,),
+        methods=methods,
+        num=num,
+        budget=budget,
+        quick=quick,
+        inception=inception,
+        inception_num=inception_num,
+        progress=progress,
+        device=device,
+        real=real,
+        num_real=num_real,
+    )
 
 
-def _images_run(models=None, num=None, seed=0, methods=None, quick=False, inception=False, inception_num=None,
-                budget=None, progress=False, device="cpu", real=None, num_real=None, **unused) -> tuple[dict, dict]:
+def _images_run(
+    models=None,
+    num=None,
+    seed=0,
+    methods=None,
+    quick=False,
+    inception=False,
+    inception_num=None,
+    budget=None,
+    progress=False,
+    device="cpu",
+    real=None,
+    num_real=None,
+    **unused,
+) -> tuple[dict, dict]:
     t0 = time.perf_counter()
-    doc, samples = images(models[0] if models else "dcgan-fashion", methods, num=num, seed=seed, budget=budget,
-                          quick=quick, inception=inception, inception_num=inception_num, progress=progress,
-                          device=device, real=real, num_real=num_real)
+    doc, samples = images(
+        models[0] if models else "dcgan-fashion",
+        methods,
+        num=num,
+        seed=seed,
+        budget=budget,
+        quick=quick,
+        inception=inception,
+        inception_num=inception_num,
+        progress=progress,
+        device=device,
+        real=real,
+        num_real=num_real,
+    )
     doc["total_wall_s"] = time.perf_counter() - t0
     return doc, samples
 
 
 #: the suite as data (``latentflow bench images``)
-IMAGES = Suite(name="images", rows=DEFAULT_METHODS, metric=M_FID, run=_images_run, table=images_table,
-               write=write_outputs, default_out="results/images", out_is_file=False,
-               summary="an image GAN (dcgan-fashion) at an equal D budget: FID-FMNIST, KID, classifier score")
+IMAGES = Suite(
+    name="images",
+    rows=DEFAULT_METHODS,
+    metric=M_FID,
+    run=_images_run,
+    table=images_table,
+    write=write_outputs,
+    default_out="results/images",
+    out_is_file=False,
+    summary="an image GAN (dcgan-fashion) at an equal D budget: FID-FMNIST, KID, classifier score",
+)

@@ -1,6 +1,7 @@
 """Row metrics of the image suite: FID-FMNIST, KID and the classifier score in the bundled
 ``fmnist-classifier`` feature space, and Inception FID / KID / IS against Fashion-MNIST test or a real set
 (``--real``; torch-fidelity's dicts are kept as they are)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,23 +17,39 @@ M_IS = "inception_score"
 M_IKID = "inception_kid"
 
 
-def fmnist_row_metrics(x_uint8: torch.Tensor, *, rng_seed: int = 0, verbose: bool = False,
-                       fid_only: bool = False) -> tuple[dict, dict]:
+def fmnist_row_metrics(
+    x_uint8: torch.Tensor, *, rng_seed: int = 0, verbose: bool = False, fid_only: bool = False
+) -> tuple[dict, dict]:
     """(flat metrics, torch-fidelity's dict) with the ``fmnist-classifier`` features vs Fashion-MNIST test."""
     # through the module, at call time (so that a patched metrics.fidelity.compute_metrics is the one called)
-    from ..metrics.fidelity import KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, FMNIST, compute_metrics
+    from ..metrics.fidelity import FMNIST, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, compute_metrics
 
-    fd = compute_metrics(x_uint8, "fashion-mnist-test", fid=True, kid=not fid_only, isc=not fid_only,
-                         feature_extractor=FMNIST, rng_seed=rng_seed, verbose=verbose)
+    fd = compute_metrics(
+        x_uint8,
+        "fashion-mnist-test",
+        fid=True,
+        kid=not fid_only,
+        isc=not fid_only,
+        feature_extractor=FMNIST,
+        rng_seed=rng_seed,
+        verbose=verbose,
+    )
     flat = {M_FID: fd.get(KEY_FID)}
     if not fid_only:
-        flat.update({M_KID: fd.get(KEY_KID_MEAN), M_KID_STD: fd.get(KEY_KID_STD),
-                     M_CS: fd.get(KEY_IS_MEAN), M_CS_STD: fd.get(KEY_IS_STD)})
+        flat.update(
+            {
+                M_KID: fd.get(KEY_KID_MEAN),
+                M_KID_STD: fd.get(KEY_KID_STD),
+                M_CS: fd.get(KEY_IS_MEAN),
+                M_CS_STD: fd.get(KEY_IS_STD),
+            }
+        )
     return flat, fd
 
 
-def inception_row_metrics(x_uint8: torch.Tensor, *, n_ref: int = 1000, offline: bool | None = None,
-                          rng_seed: int = 0, verbose: bool = False) -> tuple[dict, dict, dict]:
+def inception_row_metrics(
+    x_uint8: torch.Tensor, *, n_ref: int = 1000, offline: bool | None = None, rng_seed: int = 0, verbose: bool = False
+) -> tuple[dict, dict, dict]:
     """(flat metrics, torch-fidelity's dict, errors) for Inception FID against the first ``n_ref``
     Fashion-MNIST test images (cached as ``fashion-mnist-test-first{n_ref}``) and the Inception Score.
 
@@ -44,8 +61,13 @@ def inception_row_metrics(x_uint8: torch.Tensor, *, n_ref: int = 1000, offline: 
     from ..metrics.fidelity import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, compute_metrics
 
     ref = load_fashion_mnist("test")[0][:n_ref]
-    kw = dict(feature_extractor=INCEPTION, offline=offline, rng_seed=rng_seed, verbose=verbose,
-              reference_name=f"fashion-mnist-test-first{ref.shape[0]}")
+    kw = dict(
+        feature_extractor=INCEPTION,
+        offline=offline,
+        rng_seed=rng_seed,
+        verbose=verbose,
+        reference_name=f"fashion-mnist-test-first{ref.shape[0]}",
+    )
     errors: dict = {}
     try:
         fd = compute_metrics(x_uint8, ref, fid=True, isc=True, **kw)
@@ -60,9 +82,9 @@ def inception_row_metrics(x_uint8: torch.Tensor, *, n_ref: int = 1000, offline: 
     return flat, fd, errors
 
 
-
-def real_row_metrics(x_uint8: torch.Tensor, real, *, offline: bool | None = None,
-                     rng_seed: int = 0) -> tuple[dict, dict, dict]:
+def real_row_metrics(
+    x_uint8: torch.Tensor, real, *, offline: bool | None = None, rng_seed: int = 0
+) -> tuple[dict, dict, dict]:
     """(flat metrics, :func:`latentflow.metrics.real_metrics`'s dict, errors) for Inception FID / KID / IS
     against the real set ``real`` (cached reference statistics); IS offline goes into ``errors``."""
     from ..metrics import real_metrics

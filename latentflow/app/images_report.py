@@ -1,5 +1,6 @@
 """Reports of the image suite, always built from its JSON document: the markdown table with a verdict
 line, the FID-FMNIST-against-steps plot and before/after grids (matplotlib imported lazily)."""
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,7 @@ from .report import write_json
 
 log = logging.getLogger("latentflow.bench")
 
-TIE_PCT = 1.0        # a FID-FMNIST change within ±1% of the generator's is not counted as beating it
+TIE_PCT = 1.0  # a FID-FMNIST change within ±1% of the generator's is not counted as beating it
 
 
 def _f(v, nd=2):
@@ -42,13 +43,16 @@ def verdict(doc: dict) -> str:
     s = (f"At ≈{d} D evaluations per sample, " if d else "") + (
         f"{len(better)} of {len(others)} methods beat the generator alone on FID-FMNIST by more than {TIE_PCT:g}% "
         f"({', '.join(r['label'] for r in better) or 'none'}); best: {best['label']} "
-        f"({_f(best['metrics'][M_FID])} vs {_f(g)}, {best['vs_generator_pct'][M_FID]:+.1f}%).")
+        f"({_f(best['metrics'][M_FID])} vs {_f(g)}, {best['vs_generator_pct'][M_FID]:+.1f}%)."
+    )
     ddls = [r for r in others if r["method"] == "ddls"]
     if ddls:
         bd = min(ddls, key=lambda r: r["metrics"][M_FID])
         pct = bd["vs_generator_pct"][M_FID]
-        s += (f" Best DDLS ({bd['label']}) {'meets' if pct <= -20 else 'does not meet'} the ≥20% FID-FMNIST "
-              f"reduction target ({pct:+.1f}%).")
+        s += (
+            f" Best DDLS ({bd['label']}) {'meets' if pct <= -20 else 'does not meet'} the ≥20% FID-FMNIST "
+            f"reduction target ({pct:+.1f}%)."
+        )
     failed = [r["label"] for r in doc["rows"] if "error" in r]
     if failed:
         s += f" Failed rows: {', '.join(failed)}."
@@ -58,16 +62,27 @@ def verdict(doc: dict) -> str:
 def images_table(doc: dict) -> str:
     """Markdown table of an ``images`` document (plus the verdict line under it)."""
     inc = any(M_IFID in r.get("metrics", {}) or M_IFID in r.get("metric_errors", {}) for r in doc["rows"])
-    head = ["method", "G fwd/bwd per sample", "D fwd/bwd per sample", "FID-FMNIST ↓", "vs generator",
-            "KID-FMNIST ↓", "classifier score ↑"]
+    head = [
+        "method",
+        "G fwd/bwd per sample",
+        "D fwd/bwd per sample",
+        "FID-FMNIST ↓",
+        "vs generator",
+        "KID-FMNIST ↓",
+        "classifier score ↑",
+    ]
     if inc:
         head.append(f"Inception FID (n={doc.get('inception', {}).get('num', '?')}) ↓")
     head += ["accept", "wall s"]
-    lines = [f"**{doc.get('model')}**, {doc.get('num')} samples per row, seed {doc.get('seed')}, "
-             f"budget ≈{doc.get('budget', {}).get('d_forward_per_sample')} D evaluations per sample "
-             f"({doc.get('env', {}).get('device_name') or doc.get('env', {}).get('device', '')}, "
-             f"torch {doc.get('env', {}).get('torch', '?')})", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"**{doc.get('model')}**, {doc.get('num')} samples per row, seed {doc.get('seed')}, "
+        f"budget ≈{doc.get('budget', {}).get('d_forward_per_sample')} D evaluations per sample "
+        f"({doc.get('env', {}).get('device_name') or doc.get('env', {}).get('device', '')}, "
+        f"torch {doc.get('env', {}).get('torch', '?')})",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in doc["rows"]:
         if "error" in r:
             lines.append(f"| {r['label']} | error: {r['error'].splitlines()[0][:200]} |" + " |" * (len(head) - 2))
@@ -75,10 +90,15 @@ def images_table(doc: dict) -> str:
         b, m = r["budget_per_sample"], r["metrics"]
         kid = m.get(M_KID)
         delta = r.get("vs_generator_pct", {}).get(M_FID)
-        cells = [r["label"], f"{b['n_G_forward']:.1f} / {b['n_G_backward']:.1f}",
-                 f"{b['n_D_forward']:.1f} / {b['n_D_backward']:.1f}", _f(m.get(M_FID)),
-                 "–" if r["method"] == "none" or delta is None else f"{delta:+.1f}%",
-                 _f(kid, 3), _f(m.get(M_CS))]
+        cells = [
+            r["label"],
+            f"{b['n_G_forward']:.1f} / {b['n_G_backward']:.1f}",
+            f"{b['n_D_forward']:.1f} / {b['n_D_backward']:.1f}",
+            _f(m.get(M_FID)),
+            "–" if r["method"] == "none" or delta is None else f"{delta:+.1f}%",
+            _f(kid, 3),
+            _f(m.get(M_CS)),
+        ]
         if inc:
             if M_IFID in m:
                 cells.append(_f(m[M_IFID]))
@@ -104,6 +124,7 @@ def curves_png(path: Path, doc: dict) -> bool:
     import io
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -139,7 +160,7 @@ def write_outputs(doc: dict, samples: dict, out: str | Path, n_grid: int = 64) -
     vr = (-1.0, 1.0)
     grids = {}
     if gen_label and gen_label in samples:
-        for label, x in samples.items():
+        for label in samples:
             if label == gen_label:
                 continue
             grids[label] = f"grid_{_slug(label)}.png"
@@ -151,9 +172,14 @@ def write_outputs(doc: dict, samples: dict, out: str | Path, n_grid: int = 64) -
         if doc.get("curves"):
             curves_png(out / "fid_vs_steps.png", doc)
         for label, fname in grids.items():
-            grid_png(out / fname, samples[gen_label][:n_grid], samples[label][:n_grid], label,
-                     value_range=vr, max_images=n_grid)
+            grid_png(
+                out / fname,
+                samples[gen_label][:n_grid],
+                samples[label][:n_grid],
+                label,
+                value_range=vr,
+                max_images=n_grid,
+            )
     except Exception:  # noqa: BLE001  (figures are extras; the JSON and table are written)
         log.error("writing figures failed: %s", traceback.format_exc())
     return doc["files"]
-

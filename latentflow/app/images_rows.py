@@ -1,6 +1,7 @@
 """Rows of the image suite: which methods (:data:`VARIANTS`, :func:`parse_method`), at which budget
 (:func:`budget_options`), and how one row runs (:func:`run_row`, with the calibrated "(cal)" D of
 Che et al. 2020, §5.2, fitted on held-out Fashion-MNIST train images)."""
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ class ImageVariant:
     """One row: a key (as given on the command line), a label, a method (``"none"`` = the generator
     alone), explicit options (over the model's recommended ones and the budget's), and whether D is
     calibrated first (the "(cal)" rows)."""
+
     key: str
     label: str
     method: str
@@ -45,8 +47,14 @@ VARIANTS = {
     "ex2mcmc": ImageVariant("ex2mcmc", "Ex2MCMC", "ex2mcmc", {"n_particles": 5, "mala_steps": 4}),
 }
 DEFAULT_METHODS = tuple(VARIANTS)
-ALIASES = {"none": "generator", "g": "generator", "mh-gan": "mh", "ddls-ula": "ddls", "ula": "ddls",
-           "mala": "ddls-mala"}
+ALIASES = {
+    "none": "generator",
+    "g": "generator",
+    "mh-gan": "mh",
+    "ddls-ula": "ddls",
+    "ula": "ddls",
+    "mala": "ddls-mala",
+}
 
 QUICK = dict(num=200, budget=5, n_cal=256, drs_pilot=1000, inception_num=16, curve_points=3)
 FULL = dict(num=2000, budget=None, n_cal=2000, drs_pilot=10000, inception_num=1000, curve_points=6)
@@ -122,7 +130,6 @@ def budget_options(method: str, budget: int, options: dict | None = None) -> dic
     return {}
 
 
-
 def real_for_calibration(n: int, seed: int, value_range=(-1.0, 1.0)) -> torch.Tensor:
     """``n`` Fashion-MNIST *train* images (random, seeded) scaled to ``value_range``: held out from the
     test split the metrics use."""
@@ -141,8 +148,9 @@ def _calibrated_d(pair, n_cal: int, seed: int, device):
     vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
     real = real_for_calibration(n_cal, seed, vr).to(device)
     # latents for the fake half come from their own stream, never the benchmark's
-    zc = sample_latents(n_cal, pair.latent_dim, pair.meta.get("prior", "normal"),
-                            generator=777_000 + seed, device=device)
+    zc = sample_latents(
+        n_cal, pair.latent_dim, pair.meta.get("prior", "normal"), generator=777_000 + seed, device=device
+    )
     fake = generate(pair.G, zc)
     cal = calibrate(pair.D, real, fake, d_output=pair.meta.get("d_output") or "logit")
     cost = {"n_G_forward": n_cal, "n_G_backward": 0, "n_D_forward": 2 * n_cal, "n_D_backward": 0}
@@ -158,13 +166,25 @@ class _Snapshots:
 
     def __call__(self, step) -> None:
         from ..energy import latent_from_u
+
         n = step.i + 1
         if n % self.every == 0 or n == self.last:
-            self.states[n] = latent_from_u(step.state[:, :self.k], self.prior).detach().clone()
+            self.states[n] = latent_from_u(step.state[:, : self.k], self.prior).detach().clone()
 
 
-def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n_cal: int,
-            drs_pilot: int, curve_points: int = 0, progress: bool = False, cal_cache: dict | None = None):
+def run_row(
+    pair,
+    v: ImageVariant,
+    z: torch.Tensor,
+    *,
+    seed: int,
+    budget: int,
+    n_cal: int,
+    drs_pilot: int,
+    curve_points: int = 0,
+    progress: bool = False,
+    cal_cache: dict | None = None,
+):
     """Run one row; returns ``(x, row fields, snapshots {step: z})``."""
     from ..dist import world
     from .fit import generate, method_options
@@ -174,10 +194,20 @@ def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n
     if v.method == "none":
         t0 = time.perf_counter()
         x = generate(pair.G, z)
-        return x, {"options": {}, "evals": {"n_G_forward": num, "n_G_backward": 0, "n_D_forward": 0,
-                                            "n_D_backward": 0}, "wall_s": time.perf_counter() - t0}, {}
-    user = {**budget_options(v.method, budget, v.options), **({"pilot": drs_pilot} if v.method == "drs" else {}),
-            **v.options}
+        return (
+            x,
+            {
+                "options": {},
+                "evals": {"n_G_forward": num, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0},
+                "wall_s": time.perf_counter() - t0,
+            },
+            {},
+        )
+    user = {
+        **budget_options(v.method, budget, v.options),
+        **({"pilot": drs_pilot} if v.method == "drs" else {}),
+        **v.options,
+    }
     opts = method_options(v.method, pair.meta, user)
     D, extra, fields = pair.D, None, {}
     if v.calibrated:
@@ -197,8 +227,12 @@ def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n
     if curve_points and v.method in ("ddls", "dot") and isinstance(steps, int) and steps > 0:
         space = opts.get("space", "latent")
         if space == "latent":
-            snaps = _Snapshots(math.ceil(steps / curve_points), steps, pair.latent_dim,
-                               opts.get("prior", pair.meta.get("prior", "normal")))
+            snaps = _Snapshots(
+                math.ceil(steps / curve_points),
+                steps,
+                pair.latent_dim,
+                opts.get("prior", pair.meta.get("prior", "normal")),
+            )
             opts["callback"] = snaps
     t1 = time.perf_counter()
     # under torch.distributed the rows are split over the ranks and gathered back (sample_dist)
@@ -211,14 +245,17 @@ def run_row(pair, v: ImageVariant, z: torch.Tensor, *, seed: int, budget: int, n
     if extra:
         fields["calibration_evals"] = extra
         evals = {k: evals[k] + extra[k] for k in EVAL_KEYS}
-    fields.update({"options": {k: val for k, val in opts.items() if k not in ("callback", "progress")},
-                   "evals": evals,
-                   # a (cal) row's wall time includes the calibration it needs (shared between cal rows)
-                   "wall_s": wall + (fields["calibration"]["wall_s"] if v.calibrated else 0.0)})
+    fields.update(
+        {
+            "options": {k: val for k, val in opts.items() if k not in ("callback", "progress")},
+            "evals": evals,
+            # a (cal) row's wall time includes the calibration it needs (shared between cal rows)
+            "wall_s": wall + (fields["calibration"]["wall_s"] if v.calibrated else 0.0),
+        }
+    )
     for k in ("accept_rate", "accept_rate_mean", "n_diverged", "k_eff"):
         if k in info and not isinstance(info[k], (list, dict)):
             fields[k] = info[k]
     if res.info.get("n_diverged") is None and "diverged" in res.info:
         fields["n_diverged"] = int(res.info["diverged"].sum())
     return res.x, fields, (snaps.states if snaps is not None else {})
-

@@ -5,6 +5,7 @@ through :func:`latentflow.options.parse_cli_options` (one parser, typed by each 
 record): a value that does not fit raises ``OptionError`` naming the option, the type expected and the
 text given; unknown names get a close-match suggestion.
 """
+
 from __future__ import annotations
 
 import json

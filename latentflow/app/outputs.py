@@ -15,6 +15,7 @@ puts a previous set that was moved aside back when ``DIR`` is absent, then write
 A lock file beside the folder (``.DIR.lock``, holding the writer's pid and host) refuses a second
 concurrent run into the same ``DIR``; a lock left by a process that no longer runs is taken over.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ log = logging.getLogger("latentflow")
 __all__ = ["check_writable", "check_out_file", "OutputSet", "MAX_SEED", "check_seed"]
 
 #: the largest seed ``torch.Generator.manual_seed`` takes without wrapping (seeds are 0..2**63-1)
-MAX_SEED = 2 ** 63 - 1
+MAX_SEED = 2**63 - 1
 
 
 def check_seed(seed, name: str = "seed") -> int:
@@ -79,7 +80,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:   # it runs, as another user
+    except PermissionError:  # it runs, as another user
         return True
     return True
 
@@ -92,11 +93,16 @@ class OutputSet:
     files other than ``names`` and ``allowed`` (those a previous set may hold) is refused before any compute.
     Leaving the block without :meth:`commit` removes the staging folder; the lock is always released."""
 
-    def __init__(self, out: str | os.PathLike, names: tuple[str, ...], what: str = "latentflow sample",
-                 allowed: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        names: tuple[str, ...],
+        what: str = "latentflow sample",
+        allowed: tuple[str, ...] = (),
+    ):
         self.out = check_writable(out)
         self.names, self.what = tuple(names), what
-        self.allowed = set(self.names) | set(allowed)      # names a previous set may hold (other formats)
+        self.allowed = set(self.names) | set(allowed)  # names a previous set may hold (other formats)
         self.run_id = uuid.uuid4().hex[:12]
         parent, base = self.out.parent, self.out.name
         self.lock = parent / f".{base}.lock"
@@ -107,8 +113,10 @@ class OutputSet:
             foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.allowed)
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-                raise OptionError(f"out {str(self.out)!r} holds files that are not a previous {what} output "
-                                  f"({shown}); use a new or empty folder")
+                raise OptionError(
+                    f"out {str(self.out)!r} holds files that are not a previous {what} output "
+                    f"({shown}); use a new or empty folder"
+                )
 
     # -- lock ------------------------------------------------------------------------------------
     def _take_lock(self) -> None:
@@ -125,9 +133,11 @@ class OutputSet:
                 pid = held.get("pid")
                 same_host = held.get("host") in (None, socket.gethostname())
                 if isinstance(pid, int) and (_alive(pid) or not same_host):
-                    raise OptionError(f"another {self.what} (pid {pid} on {held.get('host')}) is writing "
-                                      f"{str(self.out)!r}; wait for it to finish or use another --out "
-                                      f"(lock: {self.lock})") from None
+                    raise OptionError(
+                        f"another {self.what} (pid {pid} on {held.get('host')}) is writing "
+                        f"{str(self.out)!r}; wait for it to finish or use another --out "
+                        f"(lock: {self.lock})"
+                    ) from None
                 log.warning("taking over the stale lock %s (pid %s no longer runs)", self.lock, pid)
                 self.lock.unlink(missing_ok=True)
                 continue
@@ -137,19 +147,21 @@ class OutputSet:
             return
         raise OptionError(f"could not take the lock {self.lock}; another run is starting into {str(self.out)!r}")
 
-    def __enter__(self) -> "OutputSet":
+    def __enter__(self) -> OutputSet:
         try:
             self._take_lock()
-        except OSError as e:   # os.access said yes, the file system says no (read-only mounts, /proc, ...)
-            raise OptionError(f"out {str(self.out)!r} is not writable: {e.strerror or e} "
-                              f"({e.filename or self.lock})") from None
+        except OSError as e:  # os.access said yes, the file system says no (read-only mounts, /proc, ...)
+            raise OptionError(
+                f"out {str(self.out)!r} is not writable: {e.strerror or e} ({e.filename or self.lock})"
+            ) from None
         try:
             self._tidy()
             self.staging.mkdir()
         except OSError as e:
             self._release()
-            raise OptionError(f"out {str(self.out)!r} is not writable: {e.strerror or e} "
-                              f"({e.filename or self.staging})") from None
+            raise OptionError(
+                f"out {str(self.out)!r} is not writable: {e.strerror or e} ({e.filename or self.staging})"
+            ) from None
         except BaseException:
             self._release()
             raise
@@ -188,5 +200,5 @@ class OutputSet:
     def __exit__(self, *exc) -> None:
         try:
             shutil.rmtree(self.staging, ignore_errors=True)
-        finally:   # the lock goes even when the clean-up is interrupted
+        finally:  # the lock goes even when the clean-up is interrupted
             self._release()

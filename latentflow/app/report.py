@@ -4,6 +4,7 @@ Every file goes through :mod:`latentflow._io` (temporary file, then ``os.replace
 Reports are strict JSON: a non-finite number becomes ``null`` and its place is listed under
 ``null_reasons`` (``{"result.accept_rate": "non-finite (nan)"}``). matplotlib is imported lazily.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,7 +22,7 @@ from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json
 
 def package_version() -> str:
     """latentflow's version (the package is imported before any of its modules: this imports nothing)."""
-    return sys.modules[__package__.rsplit('.', 1)[0]].__version__
+    return sys.modules[__package__.rsplit(".", 1)[0]].__version__
 
 
 def env_info(device: torch.device | str = "cpu") -> dict:
@@ -29,12 +30,26 @@ def env_info(device: torch.device | str = "cpu") -> dict:
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except Exception:
         commit = None
-    return {"latentflow": __version__, "torch": torch.__version__, "device": device.type,
-            "device_name": name, "cpu_threads": torch.get_num_threads(), "git_commit": commit}
+    return {
+        "latentflow": __version__,
+        "torch": torch.__version__,
+        "device": device.type,
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "git_commit": commit,
+    }
 
 
 def _nonfinite(obj, where: str, found: dict) -> None:
@@ -80,11 +95,19 @@ def _save_fig(fig, path: Path) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def scatter_png(path: Path, before: torch.Tensor, after: torch.Tensor, data: torch.Tensor | None,
-                title_after: str, lim: float | None = None, title_before: str = "generator") -> None:
+def scatter_png(
+    path: Path,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    data: torch.Tensor | None,
+    title_after: str,
+    lim: float | None = None,
+    title_before: str = "generator",
+) -> None:
     """Side-by-side scatter plots of the generator's samples (or a generator-free model's ``x0``:
     ``title_before``) and the refined ones, over the data."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -115,19 +138,27 @@ def image_grid(x: torch.Tensor, nrow: int, value_range=(-1.0, 1.0)) -> torch.Ten
     grid = torch.ones(c, nrows * (h + pad) + pad, ncol * (w + pad) + pad)
     for i in range(n):
         r, q = divmod(i, ncol)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i]
     return grid
 
 
-def grid_png(path: Path, before: torch.Tensor, after: torch.Tensor, title_after: str,
-             value_range=(-1.0, 1.0), max_images: int = 64, title_before: str = "generator") -> None:
+def grid_png(
+    path: Path,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    title_after: str,
+    value_range=(-1.0, 1.0),
+    max_images: int = 64,
+    title_before: str = "generator",
+) -> None:
     """Before/after image grids side by side."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = min(max_images, before.shape[0])
-    nrow = max(1, int(n ** 0.5))
+    nrow = max(1, int(n**0.5))
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.3))
     for ax, imgs, title in ((axes[0], before[:n], title_before), (axes[1], after[:n], title_after)):
         g = image_grid(imgs, nrow, value_range)
@@ -147,8 +178,10 @@ def sample_summary(rep: dict, out) -> list[str]:
     r = rep["result"]
     lines = [f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}"]
     ev = rep["evaluations_per_sample"]
-    lines.append(f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
-                 f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd")
+    lines.append(
+        f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
+        f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd"
+    )
     for key in ("accept_rate", "accept_rate_mean"):
         if key in r:
             lines.append(f"acceptance: {r[key]:.3f}")
@@ -157,15 +190,17 @@ def sample_summary(rep: dict, out) -> list[str]:
     m = rep.get("metrics") or {}
     if "before" in m and "after" in m:
         lines += [f"| metric | {rep.get('start', 'generator')} | {method} |", "|---|---|---|"]
-        fmt = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+        fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
         for k in m["after"]:
             lines.append(f"| {k} | {fmt(m['before'].get(k))} | {fmt(m['after'].get(k))} |")
     ref = m.get("real") or {}
     if "error" in ref:
         lines.append(f"real-data metrics failed: {ref['error']}")
     elif ref:
-        lines.append(f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
-                     f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)")
+        lines.append(
+            f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
+            f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)"
+        )
         for k, why in (ref.get("null_reasons") or {}).items():
             if k == "is":
                 lines.append(f"IS not computed: {why}")

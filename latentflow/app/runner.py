@@ -6,11 +6,12 @@ table, plus figures for the image suite). :func:`run` checks the output path and
 compute, runs the suite, writes the JSON first and the reports from it, prints the table and returns
 the exit code: 0 when every row ran, 1 when any row failed (the other rows are still written).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .outputs import check_out_file, check_seed, check_writable
 
@@ -21,6 +22,7 @@ __all__ = ["Suite", "run"]
 class Suite:
     """One benchmark suite. ``run(**kw) -> (doc, samples)``; ``write(doc, samples, out)`` writes the
     JSON document first, then the reports built from it; ``table(doc)`` is the printed markdown."""
+
     name: str
     rows: tuple[str, ...]
     metric: str
@@ -28,7 +30,7 @@ class Suite:
     table: Callable[[dict], str]
     write: Callable[[dict, dict, Path], None]
     default_out: str
-    out_is_file: bool      # toy2d: a JSON path (the table beside it as .md); images: a folder
+    out_is_file: bool  # toy2d: a JSON path (the table beside it as .md); images: a folder
     summary: str
 
 
@@ -38,10 +40,11 @@ def run(suite: Suite, *, out: str | Path | None = None, seed: int = 0, echo: Cal
     ``echo``; returns the exit code (1 when any row failed)."""
     seed = check_seed(seed)
     out = Path(out or suite.default_out)
-    (check_out_file if suite.out_is_file else check_writable)(out, name="out")   # before any compute
+    (check_out_file if suite.out_is_file else check_writable)(out, name="out")  # before any compute
     doc, samples = suite.run(seed=seed, **kw)
     from ..dist import is_main
-    if not is_main():        # under torchrun every rank ran the rows' slices; rank 0 writes and prints
+
+    if not is_main():  # under torchrun every rank ran the rows' slices; rank 0 writes and prints
         return 1 if any("error" in r for r in doc["rows"]) else 0
     suite.write(doc, samples, out)
     if echo is not None:
@@ -49,6 +52,7 @@ def run(suite: Suite, *, out: str | Path | None = None, seed: int = 0, echo: Cal
         if suite.out_is_file:
             echo(f"wrote {out}")
         else:
-            echo(f"\nwrote {out / 'results.json'} and results.md, figures in {out} "
-                 f"({doc.get('total_wall_s', 0):.0f} s)")
+            echo(
+                f"\nwrote {out / 'results.json'} and results.md, figures in {out} ({doc.get('total_wall_s', 0):.0f} s)"
+            )
     return 1 if any("error" in r for r in doc["rows"]) else 0

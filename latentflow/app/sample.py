@@ -18,6 +18,7 @@ Image models also get Inception FID / KID / IS against a real set (:func:`latent
 the model's dataset's (``cifar10`` -> ``cifar10-train``); the report's ``metrics.real`` names the set, its
 split, the number of real images and whether the cached reference statistics were used.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,16 @@ from ..dist import world
 from ..errors import LatentflowError, OptionError
 from ..result import Result
 from ..rng import sample_latents
-from .fit import (NO_REFINEMENT, check_method_fits, generate, labels_for, meta_get, method_options, num_classes_of,
-                  resolve_device)
+from .fit import (
+    NO_REFINEMENT,
+    check_method_fits,
+    generate,
+    labels_for,
+    meta_get,
+    method_options,
+    num_classes_of,
+    resolve_device,
+)
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
 from .sample_files import NPZ, SAMPLES_DIR, parse_formats
@@ -46,16 +55,35 @@ ALL_OUTPUT_FILES = (SAMPLES, SAMPLES_DIR, NPZ, PNG, REPORT)
 
 def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float, y: torch.Tensor | None = None) -> Result:
     n = x.shape[0]
-    info = {"method": NO_REFINEMENT, "options": {}, "n_G_forward": n if z is not None else 0, "n_G_backward": 0,
-            "n_D_forward": 0, "n_D_backward": 0, "wall_s": wall_s,
-            "diverged": torch.zeros(n, dtype=torch.bool, device=x.device)}
-    return Result(x=x.clone(), z=z, info=info, y=y)   # a copy: x_before and x are written as separate tensors
+    info = {
+        "method": NO_REFINEMENT,
+        "options": {},
+        "n_G_forward": n if z is not None else 0,
+        "n_G_backward": 0,
+        "n_D_forward": 0,
+        "n_D_backward": 0,
+        "wall_s": wall_s,
+        "diverged": torch.zeros(n, dtype=torch.bool, device=x.device),
+    }
+    return Result(x=x.clone(), z=z, info=info, y=y)  # a copy: x_before and x are written as separate tensors
 
 
-def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int = 1000, seed: int = 0,
-                 device: str | None = "auto", out: str | Path | None = None, options: dict | None = None,
-                 batch_size: int | None = None, progress: bool = True, class_label: int | str | None = None,
-                 formats=None, real=None, num_real: int | None = None) -> dict:
+def sample_model(
+    model: str = "grid25-wgangp",
+    method: str = "ddls",
+    *,
+    num: int = 1000,
+    seed: int = 0,
+    device: str | None = "auto",
+    out: str | Path | None = None,
+    options: dict | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    class_label: int | str | None = None,
+    formats=None,
+    real=None,
+    num_real: int | None = None,
+) -> dict:
     """Refine ``num`` samples of ``model`` with ``method``; write samples, PNG and report to ``out``.
 
     A class-conditional model samples class ``class_label`` (an int), or uniform classes drawn per sample
@@ -73,15 +101,15 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
     dev = resolve_device(device)
     extras = _check_extras(formats, real, num_real)
     names = tuple(n for n in ALL_OUTPUT_FILES if n in extras["files"] + (PNG, REPORT))
-    if world().distributed:   # under torchrun: every rank takes its blocks, rank 0 writes the set
-        return _distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out,
-                            extras=extras, names=names)
-    outset = OutputSet(out, names, allowed=ALL_OUTPUT_FILES) if out is not None else None   # before any compute
+    if world().distributed:  # under torchrun: every rank takes its blocks, rank 0 writes the set
+        return _distributed(
+            model, method, num, seed, dev, options, batch_size, progress, class_label, out, extras=extras, names=names
+        )
+    outset = OutputSet(out, names, allowed=ALL_OUTPUT_FILES) if out is not None else None  # before any compute
     if outset is None:
         return _run(model, method, num, seed, dev, options, batch_size, progress, class_label, None, extras)
     with outset:
-        report = _run(model, method, num, seed, dev, options, batch_size, progress, class_label, outset.staging,
-                      extras)
+        report = _run(model, method, num, seed, dev, options, batch_size, progress, class_label, outset.staging, extras)
         outset.commit()
     return report
 
@@ -89,10 +117,18 @@ def sample_model(model: str = "grid25-wgangp", method: str = "ddls", *, num: int
 def _distributed(*args, extras: dict, names: tuple) -> dict:
     """``sample_model`` under a process group (``latentflow.app.sample_dist``), with this module's steps."""
     from . import sample_dist
+
     prepare = functools.partial(_prepare, extras=extras)
-    return sample_dist.sample_distributed(*args, steps={"files": names, "allowed": ALL_OUTPUT_FILES,
-                                                        "prepare": prepare, "initial": initial_state,
-                                                        "report": write_report})
+    return sample_dist.sample_distributed(
+        *args,
+        steps={
+            "files": names,
+            "allowed": ALL_OUTPUT_FILES,
+            "prepare": prepare,
+            "initial": initial_state,
+            "report": write_report,
+        },
+    )
 
 
 def _prepare(model, method, dev, options, batch_size, progress, class_label, extras=None):
@@ -126,7 +162,7 @@ def initial_state(pair, num: int, gen: torch.Generator, dev, class_label=None):
         dim = int(meta_get(meta, "latent_dim"))
         prior = meta_get(meta, "prior") or "normal"
         z = sample_latents(num, dim, prior, generator=gen, device=dev)
-        y = labels_for(pair.G, num, class_label, generator=gen, device=dev)   # None: unconditional
+        y = labels_for(pair.G, num, class_label, generator=gen, device=dev)  # None: unconditional
         return "generator", z, None, y
     if class_label is not None and class_label != "random":
         raise OptionError(f"class {class_label!r} was given, but the model has no generator to condition")
@@ -146,33 +182,79 @@ def _run(model, method, num, seed, dev, options, batch_size, progress, class_lab
         res = _unrefined(x0, z, t_gen, y)
     else:
         res = refine(pair.G, pair.D, state, method=method, generator=gen, y=y, **opts)
-    return write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder, pair=pair, opts=opts,
-                        extras=extras, class_label=class_label)
+    return write_report(
+        model,
+        method,
+        num,
+        seed,
+        dev,
+        meta,
+        start,
+        x0,
+        res,
+        t_gen,
+        folder,
+        pair=pair,
+        opts=opts,
+        extras=extras,
+        class_label=class_label,
+    )
 
 
-def write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, folder, *, pair=None,
-                 opts=None, extras=None, class_label=None) -> dict:
+def write_report(
+    model,
+    method,
+    num,
+    seed,
+    dev,
+    meta,
+    start,
+    x0,
+    res,
+    t_gen,
+    folder,
+    *,
+    pair=None,
+    opts=None,
+    extras=None,
+    class_label=None,
+) -> dict:
     """The report of a run (and, with ``folder``, its samples in the chosen formats, picture and report)."""
     if extras is None:
         extras = _fit_extras(_check_extras(None, None, None), meta)
-    report: dict = {"schema": 1, "model": model, "method": method, "num": num, "seed": seed, "start": start,
-                    "env": env_info(dev), "result": res.to_dict(), "generator_wall_s": t_gen}
+    report: dict = {
+        "schema": 1,
+        "model": model,
+        "method": method,
+        "num": num,
+        "seed": seed,
+        "start": start,
+        "env": env_info(dev),
+        "result": res.to_dict(),
+        "generator_wall_s": t_gen,
+    }
     y = res.y
     if y is not None:
         k = num_classes_of(pair.G) if pair is not None and pair.G is not None else int(y.max()) + 1
-        report["classes"] = {"class": class_label if isinstance(class_label, int) else "random",
-                             "counts": torch.bincount(y.cpu(), minlength=int(k)).tolist()}
+        report["classes"] = {
+            "class": class_label if isinstance(class_label, int) else "random",
+            "counts": torch.bincount(y.cpu(), minlength=int(k)).tolist(),
+        }
     dataset = meta_get(meta, "dataset")
     report["metrics"] = _metrics(dataset, x0, res.x)
     _real_metrics(report["metrics"], extras, x0, res.x, meta)
-    report["evaluations_per_sample"] = {k: res.info[k] / num for k in
-                                        ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")}
+    report["evaluations_per_sample"] = {
+        k: res.info[k] / num for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")
+    }
     if folder is not None:
         folder = Path(folder)
-        files = {**_write_sample_files(folder, extras, model, method, opts or {}, seed, num, start, meta, x0, res, y),
-                 "report": REPORT}
+        files = {
+            **_write_sample_files(folder, extras, model, method, opts or {}, seed, num, start, meta, x0, res, y),
+            "report": REPORT,
+        }
         if x0.dim() == 2 and x0.shape[1] == 2:
             from ..data import TOY
+
             data = TOY[dataset].sample(2000, generator=1) if dataset in TOY else None
             scatter_png(folder / PNG, x0, res.x, data, method, lim=3.0, title_before=start)
             files["png"] = PNG
@@ -187,18 +269,27 @@ def write_report(model, method, num, seed, dev, meta, start, x0, res, t_gen, fol
 
 def _metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> dict:
     from ..data import TOY
+
     if dataset in TOY:
         from ..metrics import toy_metrics
+
         return {"before": toy_metrics(before, dataset), "after": toy_metrics(after, dataset)}
     if dataset == "fashion-mnist" and before.shape[0] >= 2:
         # FID in the bundled classifier's feature space (FID-FMNIST; not comparable to Inception FID)
         try:
             from ..metrics import KEY_FID, fid_fmnist, to_uint8
+
             n = before.shape[0]
-            note = ("FID-FMNIST of n samples vs the 10k test images; biased upward for small n "
-                    "(compare runs at equal n; use `latentflow bench images` for tables)")
-            return {"before": {"fid_fmnist": fid_fmnist(to_uint8(before))[KEY_FID]},
-                    "after": {"fid_fmnist": fid_fmnist(to_uint8(after))[KEY_FID]}, "n": n, "note": note}
+            note = (
+                "FID-FMNIST of n samples vs the 10k test images; biased upward for small n "
+                "(compare runs at equal n; use `latentflow bench images` for tables)"
+            )
+            return {
+                "before": {"fid_fmnist": fid_fmnist(to_uint8(before))[KEY_FID]},
+                "after": {"fid_fmnist": fid_fmnist(to_uint8(after))[KEY_FID]},
+                "n": n,
+                "note": note,
+            }
         except LatentflowError as e:  # e.g. Fashion-MNIST not installed: the samples are still written
             return {"error": str(e)}
     return {}
@@ -207,31 +298,43 @@ def _metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> 
 # ---------------------------------------------------------------------------------------------------
 # output formats and real-data metrics (kept apart from the sampling above)
 
+
 def _check_extras(formats, real, num_real) -> dict:
     """The formats and the real set, checked before any compute (one-line ``OptionError`` otherwise)."""
     from .sample_files import format_files
+
     fmts = parse_formats(formats)
     rs = None
     if real is not None:
         from ..metrics import resolve_real
+
         rs = resolve_real(real, num_real)
     elif num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
         raise OptionError(f"num_real: expected an int >= 2 (FID needs two real images); got {num_real!r}")
-    return {"formats": fmts, "files": format_files(fmts), "real": rs, "num_real": num_real,
-            "real_given": real is not None}
+    return {
+        "formats": fmts,
+        "files": format_files(fmts),
+        "real": rs,
+        "num_real": num_real,
+        "real_given": real is not None,
+    }
 
 
 def _fit_extras(extras: dict, meta) -> dict:
     """Refuse formats / a real set the model cannot serve; pick the default real set of its dataset."""
     from .sample_files import check_formats_fit
+
     shape = meta_get(meta, "output_shape")
     check_formats_fit(extras["formats"], shape)
     images = shape is not None and len(shape) == 3 and shape[0] in (1, 3)
     if extras["real"] is not None and not images:
-        raise OptionError(f"real: expected an image model (samples [C, H, W], C = 1 or 3) for FID against real "
-                          f"images; this model's samples have shape {list(shape) if shape is not None else None}")
+        raise OptionError(
+            f"real: expected an image model (samples [C, H, W], C = 1 or 3) for FID against real "
+            f"images; this model's samples have shape {list(shape) if shape is not None else None}"
+        )
     if extras["real"] is None and images:
         from ..metrics import DEFAULT_REAL, resolve_real
+
         default = DEFAULT_REAL.get(meta_get(meta, "dataset"))
         if default is not None:
             extras = {**extras, "real": resolve_real(default, extras["num_real"])}
@@ -246,6 +349,7 @@ def _real_metrics(metrics: dict, extras: dict, before: torch.Tensor, after: torc
     if rs is None:
         return
     from ..metrics import real_metrics, to_uint8
+
     vr = tuple(meta_get(meta, "output_range") or (-1.0, 1.0))
     try:
         b = real_metrics(to_uint8(before, vr), rs)
@@ -256,13 +360,18 @@ def _real_metrics(metrics: dict, extras: dict, before: torch.Tensor, after: torc
     keys = ("fid", "kid", "kid_std", "is", "is_std")
     for side, m in (("before", b), ("after", a)):
         metrics.setdefault(side, {}).update({k: m[k] for k in keys if k in m})
-    metrics["real"] = {**a["reference"], "cache_hit": b["reference"]["cache_hit"], "n": a["num"],
-                       "metric": "Inception (pool3) FID / KID; IS from its logits",
-                       **({"null_reasons": a["null_reasons"]} if "null_reasons" in a else {})}
+    metrics["real"] = {
+        **a["reference"],
+        "cache_hit": b["reference"]["cache_hit"],
+        "n": a["num"],
+        "metric": "Inception (pool3) FID / KID; IS from its logits",
+        **({"null_reasons": a["null_reasons"]} if "null_reasons" in a else {}),
+    }
 
 
-def _write_sample_files(folder: Path, extras: dict, model, method, opts, seed, num, start, meta, x0, res,
-                        y: torch.Tensor | None = None) -> dict:
+def _write_sample_files(
+    folder: Path, extras: dict, model, method, opts, seed, num, start, meta, x0, res, y: torch.Tensor | None = None
+) -> dict:
     """The samples in each chosen format; returns ``{kind: file name}`` for the report's ``files``."""
     from .report import package_version
     from .sample_files import samples_metadata, to_nhwc_uint8, write_npz, write_png_folder
@@ -270,13 +379,24 @@ def _write_sample_files(folder: Path, extras: dict, model, method, opts, seed, n
     files: dict = {}
     fmts = extras["formats"]
     if "safetensors" in fmts:
-        tensors = {"x": res.x.detach().float().cpu(), "x_before": x0.detach().float().cpu(),
-                   "z": None if res.z is None else res.z.detach().float().cpu()}
-        if y is not None:   # the class labels of a conditional model, beside x and z
+        tensors = {
+            "x": res.x.detach().float().cpu(),
+            "x_before": x0.detach().float().cpu(),
+            "z": None if res.z is None else res.z.detach().float().cpu(),
+        }
+        if y is not None:  # the class labels of a conditional model, beside x and z
             tensors["y"] = y.detach().cpu()
-        meta_s = samples_metadata(model=model, method=method, options=opts, seed=seed, num=num, version=package_version(),
-                                  value_range=meta_get(meta, "output_range"), labels="y" in tensors,
-                                  start=start)
+        meta_s = samples_metadata(
+            model=model,
+            method=method,
+            options=opts,
+            seed=seed,
+            num=num,
+            version=package_version(),
+            value_range=meta_get(meta, "output_range"),
+            labels="y" in tensors,
+            start=start,
+        )
         write_samples(folder / SAMPLES, metadata=meta_s, **tensors)
         files["samples"] = SAMPLES
     if "png" in fmts or "npz" in fmts:

@@ -19,6 +19,7 @@ initialised) :func:`sample_distributed` runs on every rank with the same argumen
 A killed rank (torchrun stops the others) leaves the shard folder behind: the same command again keeps
 every finished shard and computes only the missing blocks (the resume of ``refine_to_disk``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,9 @@ def block_size(num: int, size: int) -> int:
     return max(1, min(MAX_BLOCK, -(-num // size)))
 
 
-def sample_distributed(model, method, num, seed, dev, options, batch_size, progress, class_label, out, *,
-                       steps) -> dict:
+def sample_distributed(
+    model, method, num, seed, dev, options, batch_size, progress, class_label, out, *, steps
+) -> dict:
     """``sample_model`` on every rank of the process group; every rank returns rank 0's report.
 
     ``steps`` are the single-process run's own pieces (so that both write the same set):
@@ -61,13 +63,16 @@ def sample_distributed(model, method, num, seed, dev, options, batch_size, progr
         raise OptionError(f'method "{NO_REFINEMENT}" has nothing to split over processes; run it in one process')
     if out is None:
         raise OptionError("a distributed sample run needs out= (a folder every rank can see)")
-    outset = dist.agree(lambda: OutputSet(out, steps["files"], allowed=steps.get("allowed", ())))   # rank 0, before compute
+    outset = dist.agree(
+        lambda: OutputSet(out, steps["files"], allowed=steps.get("allowed", ()))
+    )  # rank 0, before compute
     staged = None
     if w.main:
-        staged = outset.__enter__()                              # lock + staging folder
+        staged = outset.__enter__()  # lock + staging folder
     try:
-        report = _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out,
-                         staged, w, steps)
+        report = _sample(
+            model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w, steps
+        )
         if w.main:
             dist.agree(outset.commit)
             shutil.rmtree(shard_folder(out), ignore_errors=True)
@@ -80,11 +85,12 @@ def sample_distributed(model, method, num, seed, dev, options, batch_size, progr
     return report
 
 
-def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w,
-            steps) -> dict:
-    pair, meta, opts, extras = steps["prepare"](model, method, dev, options, batch_size, progress and w.main,
-                                                class_label)
+def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w, steps) -> dict:
+    pair, meta, opts, extras = steps["prepare"](
+        model, method, dev, options, batch_size, progress and w.main, class_label
+    )
     import torch
+
     gen = torch.Generator("cpu").manual_seed(seed)
     t0 = time.perf_counter()
     # every rank draws all initial states as one process does (num x latent_dim numbers: cheap), then
@@ -94,28 +100,54 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
     state = z if z is not None else x0
     chunk = block_size(num, w.size)
     t1 = time.perf_counter()
-    refine_to_disk(pair.G, pair.D, state, method, shard_folder(out), chunk=chunk, seed=gen, overwrite=True,
-                   **({} if y is None else {"y": y}), **opts)
+    refine_to_disk(
+        pair.G,
+        pair.D,
+        state,
+        method,
+        shard_folder(out),
+        chunk=chunk,
+        seed=gen,
+        overwrite=True,
+        **({} if y is None else {"y": y}),
+        **opts,
+    )
     wall = time.perf_counter() - t1
 
     def assemble():
         res = load_result(shard_folder(out))
-        res.info["wall_s_summed"] = res.info.get("wall_s")   # rank-seconds over all blocks
-        res.info["wall_s"] = wall                            # elapsed, as a single process reports it
+        res.info["wall_s_summed"] = res.info.get("wall_s")  # rank-seconds over all blocks
+        res.info["wall_s"] = wall  # elapsed, as a single process reports it
         res.info["world_size"] = w.size
         x_before = x0
         if z is not None:
             t = time.perf_counter()
             x_before = generate(pair.G, z, y=y)
             res.info.setdefault("generator_wall_s", time.perf_counter() - t)
-        report = steps["report"](model, method, num, seed, dev, meta, start, x_before, res,
-                                 t_gen + res.info.pop("generator_wall_s", 0.0), staged.staging, pair=pair,
-                                 opts=opts, extras=extras, class_label=class_label)
+        report = steps["report"](
+            model,
+            method,
+            num,
+            seed,
+            dev,
+            meta,
+            start,
+            x_before,
+            res,
+            t_gen + res.info.pop("generator_wall_s", 0.0),
+            staged.staging,
+            pair=pair,
+            opts=opts,
+            extras=extras,
+            class_label=class_label,
+        )
         return report
+
     return dist.agree(assemble)
 
 
 # -- one refine call split over the ranks (the image benchmark's rows) ----------------------------------
+
 
 def refine_split(G, D, z, method: str, seed: int, **options):
     """``refine(G, D, z, method, seed=seed, **options)`` with the rows split over the ranks: each rank
@@ -124,6 +156,7 @@ def refine_split(G, D, z, method: str, seed: int, **options):
     in row order, the evaluation counters summed over the ranks, the other info of rank 0. A world of
     one is one plain ``refine`` call."""
     from ..api import refine
+
     w = dist.world()
     if not w.distributed:
         return refine(G, D, z, method=method, seed=seed, **options)
@@ -135,6 +168,7 @@ def refine_split(G, D, z, method: str, seed: int, **options):
 def gather_rows(t):
     """Every rank's rows of ``t`` (contiguous slices in rank order) concatenated, on ``t``'s device."""
     import torch
+
     parts = dist.gather_objects(t.detach().cpu())
     return torch.cat(parts).to(t.device)
 
@@ -143,8 +177,9 @@ def gather_result(res, n: int, rows: int):
     """The whole ``Result`` from every rank's part (see :func:`refine_split`)."""
     from ..result import Result
     from ..stream import COUNTERS
+
     mine = sorted(k for k, v in res.info.items() if hasattr(v, "dim") and v.dim() >= 1 and v.shape[0] == rows)
-    per_chain = set.intersection(*(set(ks) for ks in dist.gather_objects(mine)))   # the same keys on every rank
+    per_chain = set.intersection(*(set(ks) for ks in dist.gather_objects(mine)))  # the same keys on every rank
     info = {}
     for k in sorted(res.info):
         v = res.info[k]

@@ -1,10 +1,11 @@
 """The benchmark suites, by name: each is data (:class:`~latentflow.app.runner.Suite`: rows, a metric,
 how it runs and reports), and :func:`run_suite` runs one with the one runner
 (:func:`latentflow.app.runner.run`), which writes the JSON first and the reports from it."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import OptionError
 from .images import IMAGES
@@ -20,8 +21,7 @@ def suite_names() -> list[str]:
     return list(SUITES)
 
 
-def run_suite(name: str, *, out: str | Path | None = None, seed: int = 0, echo: Callable | None = print,
-              **kw) -> int:
+def run_suite(name: str, *, out: str | Path | None = None, seed: int = 0, echo: Callable | None = print, **kw) -> int:
     """Run suite ``name`` (see :func:`latentflow.app.runner.run`); returns the exit code."""
     if name not in SUITES:
         raise OptionError(f'unknown suite "{name}"; suites: {", ".join(SUITES)}')

@@ -4,6 +4,7 @@ The JSON document is written first; the markdown table is built from it (never t
 Each row records the method's options, the G/D evaluations per sample (forward and backward), wall
 time and metrics; a failing row records ``error`` and the run goes on (the caller exits non-zero).
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,9 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write_text
 from ..errors import LatentflowError
 from ..rng import sample_latents
-from .._io import atomic_write_text
 from .report import env_info, write_json
 from .runner import Suite
 
@@ -28,6 +29,7 @@ log = logging.getLogger("latentflow.bench")
 @dataclass(frozen=True)
 class Variant:
     """One benchmark row: a label, a method (``"none"`` = the generator alone) and its options."""
+
     label: str
     method: str
     options: dict = field(default_factory=dict)
@@ -72,34 +74,66 @@ def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bo
     from ..api import refine
     from .fit import generate, method_options
 
-    if variant.method == "data":   # the metrics' floor: a fresh draw from the data distribution
+    if variant.method == "data":  # the metrics' floor: a fresh draw from the data distribution
         from ..data import toy
+
         t0 = time.perf_counter()
         x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
-        return x, {"n_G_forward": 0, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0,
-                   "wall_s": time.perf_counter() - t0}
+        return x, {
+            "n_G_forward": 0,
+            "n_G_backward": 0,
+            "n_D_forward": 0,
+            "n_D_backward": 0,
+            "wall_s": time.perf_counter() - t0,
+        }
     if variant.method == "none":
         t0 = time.perf_counter()
         x = generate(pair.G, z)
         n = z.shape[0]
-        return x, {"n_G_forward": n, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0,
-                   "wall_s": time.perf_counter() - t0}
+        return x, {
+            "n_G_forward": n,
+            "n_G_backward": 0,
+            "n_D_forward": 0,
+            "n_D_backward": 0,
+            "wall_s": time.perf_counter() - t0,
+        }
     opts = method_options(variant.method, pair.meta, dict(variant.options))
-    res = refine(pair.G, pair.D, z, method=variant.method, generator=torch.Generator().manual_seed(seed),
-                 progress=progress, **opts)
+    res = refine(
+        pair.G,
+        pair.D,
+        z,
+        method=variant.method,
+        generator=torch.Generator().manual_seed(seed),
+        progress=progress,
+        **opts,
+    )
     d = res.to_dict()
     d["options"] = {k: v for k, v in opts.items() if k not in ("progress",)}
     return res.x, d
 
 
-def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS, *, num: int = 5000,
-          seeds=(0,), dataset_of=None, progress: bool = False, device: str = "cpu") -> dict:
+def toy2d(
+    models=("grid25-wgangp", "swissroll-wgangp"),
+    variants=TOY2D_VARIANTS,
+    *,
+    num: int = 5000,
+    seeds=(0,),
+    dataset_of=None,
+    progress: bool = False,
+    device: str = "cpu",
+) -> dict:
     """The 2-D suite: each model × variant × seed, metrics averaged over seeds (mean and std)."""
     from ..metrics import toy_metrics
     from ..models import load
 
-    doc: dict[str, Any] = {"schema": 1, "suite": "toy2d", "env": env_info(device), "num": num,
-                           "seeds": list(seeds), "rows": []}
+    doc: dict[str, Any] = {
+        "schema": 1,
+        "suite": "toy2d",
+        "env": env_info(device),
+        "num": num,
+        "seeds": list(seeds),
+        "rows": [],
+    }
     for model in models:
         pair = load(model, device=device)
         dataset = (dataset_of or {}).get(model) or pair.meta.get("dataset") or model.split("-")[0]
@@ -107,8 +141,9 @@ def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS,
             per_seed, infos, row = [], [], {"model": model, "label": v.label, "method": v.method}
             try:
                 for s in seeds:
-                    z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"),
-                                           generator=1000 + s, device=device)
+                    z = sample_latents(
+                        num, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + s, device=device
+                    )
                     x, info = run_variant(pair, v, z, s, progress)
                     per_seed.append(toy_metrics(x, dataset, generator=s))
                     infos.append(info)
@@ -116,8 +151,10 @@ def toy2d(models=("grid25-wgangp", "swissroll-wgangp"), variants=TOY2D_VARIANTS,
                 row["metrics"] = {k: _mean_std([m[k] for m in per_seed])[0] for k in keys}
                 row["metrics_std"] = {k: _mean_std([m[k] for m in per_seed])[1] for k in keys}
                 row["per_seed"] = per_seed
-                row["budget_per_sample"] = {k: sum(i[k] for i in infos) / (len(infos) * num)
-                                            for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")}
+                row["budget_per_sample"] = {
+                    k: sum(i[k] for i in infos) / (len(infos) * num)
+                    for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")
+                }
                 row["wall_s"] = sum(i["wall_s"] for i in infos) / len(infos)
                 row["options"] = infos[0].get("options", {})
                 for k in ("accept_rate", "accept_rate_mean", "n_diverged"):
@@ -145,8 +182,10 @@ def _fmt(v, nd=3):
 
 def toy2d_table(doc: dict) -> str:
     """A markdown table of a ``toy2d`` document, with Che et al. 2020's numbers beside ours."""
-    lines = ["| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | paper (S1) | wall s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | paper (S1) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["rows"]:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['label']} | error: {r['error']} | | | | | | |")
@@ -154,7 +193,7 @@ def toy2d_table(doc: dict) -> str:
         m, sd = r["metrics"], r.get("metrics_std", {})
         b = r["budget_per_sample"]
 
-        def ms(k, nd=3):
+        def ms(k, nd=3, m=m, sd=sd):
             if k not in m:
                 return "–"
             s = sd.get(k)
@@ -162,9 +201,11 @@ def toy2d_table(doc: dict) -> str:
 
         ref = r.get("reference") or {}
         ref_s = ", ".join(f"{k} {v}" for k, v in ref.items() if k != "source") if ref else ""
-        lines.append(f"| {r['model']} | {r['label']} | {b['n_D_forward'] + b['n_D_backward']:.0f} | "
-                     f"{ms('modes', 1)} | {ms('high_quality_pct', 1)} | {ms('hq_std', 3)} | {ms('emd', 3)} | "
-                     f"{ref_s} | {r['wall_s']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['label']} | {b['n_D_forward'] + b['n_D_backward']:.0f} | "
+            f"{ms('modes', 1)} | {ms('high_quality_pct', 1)} | {ms('hq_std', 3)} | {ms('emd', 3)} | "
+            f"{ref_s} | {r['wall_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -175,11 +216,17 @@ def write_doc(doc: dict, out: str | Path, table: str) -> None:
     atomic_write_text(out.with_suffix(".md"), table + "\n")
 
 
-def _toy2d_run(models=None, num=None, seeds=None, quick=False, progress=False, device="cpu",
-               **unused) -> tuple[dict, dict]:
+def _toy2d_run(
+    models=None, num=None, seeds=None, quick=False, progress=False, device="cpu", **unused
+) -> tuple[dict, dict]:
     n, s = (500, 1) if quick else (num or 5000, seeds or 3)
-    return toy2d(tuple(models or ()) or ("grid25-wgangp", "swissroll-wgangp"), num=n, seeds=tuple(range(s)),
-                 progress=progress, device=device), {}
+    return toy2d(
+        tuple(models or ()) or ("grid25-wgangp", "swissroll-wgangp"),
+        num=n,
+        seeds=tuple(range(s)),
+        progress=progress,
+        device=device,
+    ), {}
 
 
 def _toy2d_write(doc: dict, samples: dict, out: Path) -> None:
@@ -187,6 +234,14 @@ def _toy2d_write(doc: dict, samples: dict, out: Path) -> None:
 
 
 #: the suite as data (``latentflow bench toy2d``)
-TOY2D = Suite(name="toy2d", rows=tuple(v.label for v in TOY2D_VARIANTS), metric="emd", run=_toy2d_run,
-              table=toy2d_table, write=_toy2d_write, default_out="results/toy2d.json", out_is_file=True,
-              summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD")
+TOY2D = Suite(
+    name="toy2d",
+    rows=tuple(v.label for v in TOY2D_VARIANTS),
+    metric="emd",
+    run=_toy2d_run,
+    table=toy2d_table,
+    write=_toy2d_write,
+    default_out="results/toy2d.json",
+    out_is_file=True,
+    summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD",
+)

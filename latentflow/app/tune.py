@@ -16,42 +16,44 @@ otherwise ``"none"`` is recommended, so the recipe is never worse than the gener
 Calibrated DDLS needs no wrapped D: with ``d_cal = a·s + b`` the energy ``-d_cal/T`` has the gradient of
 ``-s/(T/a)``, so it runs as raw DDLS at temperature ``T/a`` (and saves as plain options).
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
 
+from .._io import atomic_write_json, atomic_write_text
 from ..api import refine
 from ..calibration import calibrate
-from ..rng import sample_latents
-from ..samplers import methods as _methods
-from .._io import atomic_write_json, atomic_write_text
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..result import Result
+from ..rng import sample_latents
+from ..samplers import methods as _methods
 from .tune_metrics import EMD_MAX_N, default_features, frechet, kid, scorer  # noqa: F401
 from .tune_space import SEARCHED, Candidate, _predicted_cost, candidates  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 METRICS = ("fid", "kid", "emd")
-CONFIRM = 3             # paired confirmation draws of the best survivor against "none"
-ETA = 3                 # successive halving keeps the best 1/ETA of the candidates at each rung
+CONFIRM = 3  # paired confirmation draws of the best survivor against "none"
+ETA = 3  # successive halving keeps the best 1/ETA of the candidates at each rung
 
 
 def _generate(G, z: Tensor) -> Tensor:
     with torch.no_grad():
-        return torch.cat([G(z[i:i + 4096]) for i in range(0, z.shape[0], 4096)])
+        return torch.cat([G(z[i : i + 4096]) for i in range(0, z.shape[0], 4096)])
 
 
 @dataclass
 class TuneResult:
     """The winner of ``tune`` and every candidate's score (``table``)."""
+
     method: str
     options: dict
     calibrated: bool
@@ -83,15 +85,23 @@ class TuneResult:
         return _run(self.G, self.D, self.cal_D, cand, z, seed, self.d_output, self.prior)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "options": dict(self.options), "run_options": self.run_options(),
-                "calibrated": self.calibrated, "calibration": self.calibration, "metric": self.metric,
-                "summary": self.summary, "table": self.table}
+        return {
+            "method": self.method,
+            "options": dict(self.options),
+            "run_options": self.run_options(),
+            "calibrated": self.calibrated,
+            "calibration": self.calibration,
+            "metric": self.metric,
+            "summary": self.summary,
+            "table": self.table,
+        }
 
     def save(self, folder) -> Path:
         """Write ``tune.json`` into ``folder``; when it holds a model (``latentflow.json``), also set the
         winner's options as that model's ``sampling`` block, which ``latentflow sample --model FOLDER
         --method M`` applies. ``none`` and calibrated DRS/MH-GAN (not expressible as options) leave it."""
         import json
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / "tune.json", self.to_dict())
@@ -110,8 +120,17 @@ class TuneResult:
 def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str) -> Result:
     if c.method == "none":
         x = _generate(G, z)
-        return Result(x=x, z=z, info={"method": "none", "options": {}, "n_D_forward": 0, "n_D_backward": 0,
-                                      "diverged": torch.zeros(z.shape[0], dtype=torch.bool)})
+        return Result(
+            x=x,
+            z=z,
+            info={
+                "method": "none",
+                "options": {},
+                "n_D_forward": 0,
+                "n_D_backward": 0,
+                "diverged": torch.zeros(z.shape[0], dtype=torch.bool),
+            },
+        )
     valid = _methods()[c.method].options
     opts = dict(c.options)
     use_cal = c.calibrated and c.method in ("mh", "drs")
@@ -147,9 +166,21 @@ def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, featu
         raise OptionError(f"methods must be a subset of {', '.join(SEARCHED)}; got {', '.join(bad)}")
 
 
-def tune(G, D, real: Tensor, *, latent_dim: int, prior: str = "normal", d_output: str = "logit",
-         budget: int = 100, features: Callable | None = None, metric: str = "fid", methods=None,
-         seed: int = 0, progress: bool = True) -> TuneResult:
+def tune(
+    G,
+    D,
+    real: Tensor,
+    *,
+    latent_dim: int,
+    prior: str = "normal",
+    d_output: str = "logit",
+    budget: int = 100,
+    features: Callable | None = None,
+    metric: str = "fid",
+    methods=None,
+    seed: int = 0,
+    progress: bool = True,
+) -> TuneResult:
     """Search methods and settings for ``G``/``D`` on the metric against ``real``; returns a ``TuneResult``.
 
     ``budget`` caps D evaluations per sample (``n_D_forward / n``); ``features`` maps samples to feature
@@ -164,8 +195,9 @@ def tune(G, D, real: Tensor, *, latent_dim: int, prior: str = "normal", d_output
     if features is None and metric != "emd":
         features = default_features(real)
         if features is None:
-            raise OptionError(f"features is needed for samples of shape {tuple(real.shape[1:])}: "
-                              "pass a callable x -> [B, F]")
+            raise OptionError(
+                f"features is needed for samples of shape {tuple(real.shape[1:])}: pass a callable x -> [B, F]"
+            )
     score = scorer(metric, features, real_val, seed)
     cal_D, calib = None, None
     z_cal = sample_latents(n_cal, latent_dim, prior, generator=seed + 7919)
@@ -176,12 +208,28 @@ def tune(G, D, real: Tensor, *, latent_dim: int, prior: str = "normal", d_output
         log.warning("tune: calibration failed (%s); calibrated candidates are skipped", e)
     a = calib["a"] if calib else 0.0
     cands = candidates(budget, methods, calibrated=a > 1e-8)
-    cands = [Candidate(c.method, {**c.options, "temperature": c.options["temperature"] / a}, True)
-             if c.calibrated and c.method == "ddls" else c for c in cands]
+    cands = [
+        Candidate(c.method, {**c.options, "temperature": c.options["temperature"] / a}, True)
+        if c.calibrated and c.method == "ddls"
+        else c
+        for c in cands
+    ]
     table, over = [], [c for c in cands if _predicted_cost(c) > budget]
     for c in over:
-        table.append(dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0,
-                          n=0, metric=None, d_evals_per_sample=_predicted_cost(c), cpu_s=0.0, status="over_budget"))
+        table.append(
+            dict(
+                label=c.label,
+                method=c.method,
+                options=c.options,
+                calibrated=c.calibrated,
+                rung=0,
+                n=0,
+                metric=None,
+                d_evals_per_sample=_predicted_cost(c),
+                cpu_s=0.0,
+                status="over_budget",
+            )
+        )
     alive = [c for c in cands if c not in over]
     n_final = min(real_val.shape[0], EMD_MAX_N) if metric == "emd" else real_val.shape[0]
     sizes = [n_final]
@@ -209,8 +257,15 @@ def tune(G, D, real: Tensor, *, latent_dim: int, prior: str = "normal", d_output
         ranked = sorted((c for c in alive if c.label in scores and c != none), key=lambda c: scores[c.label])
         if progress:
             best = ranked[0].label if ranked else "-"
-            log.info("tune rung %d: n=%d, %d candidates, best %s (%.4g), none %.4g", rung, n, len(alive), best,
-                     scores[ranked[0].label] if ranked else float("nan"), scores.get(none.label, float("nan")))
+            log.info(
+                "tune rung %d: n=%d, %d candidates, best %s (%.4g), none %.4g",
+                rung,
+                n,
+                len(alive),
+                best,
+                scores[ranked[0].label] if ranked else float("nan"),
+                scores.get(none.label, float("nan")),
+            )
         if rung < len(sizes) - 1:
             keep = max(1, math.ceil(len(ranked) / ETA)) if rung < len(sizes) - 2 else min(3, len(ranked))
             alive = [none] + ranked[:keep]
@@ -230,14 +285,39 @@ def tune(G, D, real: Tensor, *, latent_dim: int, prior: str = "normal", d_output
     win = best if diffs and min(diffs) > 0 and mean > 2 * se else none
     m_none_c = sum(c[0] for c in conf) / len(conf) if conf else m_none
     m_win_c = (sum(c[1] for c in conf) / len(conf)) if (conf and win != none) else m_none_c
-    summary = dict(metric=metric, n_validation=n, none=m_none_c, best_candidate=best.label,
-                   best_metric=scores[best.label], confirm=[list(c) for c in conf], diff_mean=mean, diff_se=se,
-                   winner=win.label, winner_metric=m_win_c,
-                   improvement_pct=100 * (1 - m_win_c / m_none_c) if m_none_c else 0.0,
-                   n_candidates=len(cands), rung_sizes=sizes, cpu_s=time.process_time() - t_start,
-                   verdict=("refinement beats the generator alone beyond noise" if win != none else
-                            "nothing beats the generator alone beyond noise: use none"))
+    summary = dict(
+        metric=metric,
+        n_validation=n,
+        none=m_none_c,
+        best_candidate=best.label,
+        best_metric=scores[best.label],
+        confirm=[list(c) for c in conf],
+        diff_mean=mean,
+        diff_se=se,
+        winner=win.label,
+        winner_metric=m_win_c,
+        improvement_pct=100 * (1 - m_win_c / m_none_c) if m_none_c else 0.0,
+        n_candidates=len(cands),
+        rung_sizes=sizes,
+        cpu_s=time.process_time() - t_start,
+        verdict=(
+            "refinement beats the generator alone beyond noise"
+            if win != none
+            else "nothing beats the generator alone beyond noise: use none"
+        ),
+    )
     log.info("tune: %s", summary["verdict"])
-    return TuneResult(method=win.method, options=dict(win.options), calibrated=win.calibrated, calibration=calib,
-                      table=table, G=G, D=D, cal_D=cal_D, d_output=d_output, prior=prior, metric=metric,
-                      summary=summary)
+    return TuneResult(
+        method=win.method,
+        options=dict(win.options),
+        calibrated=win.calibrated,
+        calibration=calib,
+        table=table,
+        G=G,
+        D=D,
+        cal_D=cal_D,
+        d_output=d_output,
+        prior=prior,
+        metric=metric,
+        summary=summary,
+    )

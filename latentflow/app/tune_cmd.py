@@ -1,5 +1,6 @@
 """``latentflow tune`` on the command line: read the real samples, run :func:`latentflow.app.tune.tune` on a
 loaded model, write ``tune.json``, a markdown table and a metric-vs-steps plot."""
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ def read_real(path) -> Tensor:
     if p.is_dir():
         import numpy as np
         from PIL import Image
+
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not files:
             raise OptionError(f"real_path: folder {p} holds no .png/.jpg images")
@@ -32,6 +34,7 @@ def read_real(path) -> Tensor:
         x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
     elif p.suffix == ".npz":
         import numpy as np
+
         with np.load(p) as f:
             key = next((k for k in ("x", "real") if k in f.files), f.files[0] if f.files else None)
             if key is None:
@@ -42,6 +45,7 @@ def read_real(path) -> Tensor:
         x = obj.get("x") if isinstance(obj, dict) else obj
     elif p.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         d = load_file(str(p))
         x = d.get("x", next(iter(d.values()), None))
     else:
@@ -57,8 +61,12 @@ def tune_table(res: TuneResult, max_rows: int = 30) -> str:
     for row in res.table:
         last[row["label"]] = row
     rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r["metric"] is not None else math.inf))
-    out = [f"winner: **{res.summary['winner']}** ({res.summary['verdict']})", "",
-           f"| candidate | rung | n | {res.metric} | D evals/sample | CPU s | status |", "|---|---|---|---|---|---|---|"]
+    out = [
+        f"winner: **{res.summary['winner']}** ({res.summary['verdict']})",
+        "",
+        f"| candidate | rung | n | {res.metric} | D evals/sample | CPU s | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows[:max_rows]:
         m = "-" if r["metric"] is None else f"{r['metric']:.4g}"
         e = "-" if r["d_evals_per_sample"] is None else f"{r['d_evals_per_sample']:.1f}"
@@ -70,6 +78,7 @@ def plot_tune(res: TuneResult, path) -> bool:
     """Metric against D evaluations per sample (steps) at the first rung, one series per method."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -77,8 +86,11 @@ def plot_tune(res: TuneResult, path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     for meth in ("none",) + SEARCHED:
-        pts = [(r["d_evals_per_sample"], r["metric"]) for r in res.table
-               if r["rung"] == 0 and r["method"] == meth and r["metric"] is not None]
+        pts = [
+            (r["d_evals_per_sample"], r["metric"])
+            for r in res.table
+            if r["rung"] == 0 and r["method"] == meth and r["metric"] is not None
+        ]
         if pts:
             ax.scatter(*zip(*pts), label=meth, s=14)
     ax.set_xlabel("D evaluations per sample")
@@ -94,12 +106,23 @@ def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 
     """``latentflow tune``: load ``model`` (``latentflow.load``), read ``real_path`` (see ``read_real``), tune,
     write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict."""
     from ..models import load
+
     pair = load(model)
     meta = pair.meta
     real = read_real(real_path)
     metric = "emd" if real.dim() == 2 and real.shape[1] == 2 else "fid"
-    res = tune(pair.G, pair.D, real, latent_dim=int(meta["latent_dim"]), prior=meta.get("prior") or "normal",
-               d_output=meta.get("d_output") or "logit", budget=budget, metric=metric, seed=seed, progress=not quiet)
+    res = tune(
+        pair.G,
+        pair.D,
+        real,
+        latent_dim=int(meta["latent_dim"]),
+        prior=meta.get("prior") or "normal",
+        d_output=meta.get("d_output") or "logit",
+        budget=budget,
+        metric=metric,
+        seed=seed,
+        progress=not quiet,
+    )
     doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
     table = tune_table(res)
     if out is not None:

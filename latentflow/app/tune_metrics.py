@@ -3,22 +3,24 @@
 ``frechet``: ``||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` between Gaussians fitted to the rows;
 ``kid``: unbiased MMD² with the kernel ``k(a, b) = (a·b / F + 1)³``, averaged over random subsets.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ..errors import ShapeError
 
-EMD_MAX_N = 2000        # exact W1 is cubic in n
+EMD_MAX_N = 2000  # exact W1 is cubic in n
 
 
 def frechet(fa: Tensor, fb: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to the feature rows ``fa`` and ``fb``."""
     import numpy as np
     from scipy import linalg
+
     a, b = fa.double().cpu().numpy(), fb.double().cpu().numpy()
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
@@ -52,12 +54,15 @@ def default_features(x: Tensor) -> Callable[[Tensor], Tensor] | None:
     if x.dim() == 4 and tuple(x.shape[1:]) == (1, 28, 28):
         from ..metrics import fmnist_classifier as fc
         from ..metrics import to_uint8
+
         net = fc.load_classifier()
 
         def feats(t):
             with torch.no_grad():
-                return torch.cat([net.features(fc.preprocess(to_uint8(t[i:i + 1000].cpu())))
-                                  for i in range(0, t.shape[0], 1000)])
+                return torch.cat(
+                    [net.features(fc.preprocess(to_uint8(t[i : i + 1000].cpu()))) for i in range(0, t.shape[0], 1000)]
+                )
+
         return feats
     return None
 
@@ -65,6 +70,7 @@ def default_features(x: Tensor) -> Callable[[Tensor], Tensor] | None:
 def scorer(metric: str, features, real_val: Tensor, seed: int) -> Callable[[Tensor], float]:
     if metric == "emd":
         from ..metrics import emd
+
         if real_val.dim() != 2 or real_val.shape[1] != 2:
             raise ShapeError(f'metric "emd" needs 2-D points [N, 2]; real has shape {tuple(real_val.shape)}')
         return lambda x: emd(x, real_val, n=min(x.shape[0], EMD_MAX_N), generator=seed)

@@ -1,5 +1,6 @@
 """The search space of :func:`latentflow.app.tune.tune`: the candidate methods and settings, and what each
 costs in D evaluations per sample."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,39 +34,60 @@ def candidates(budget: int, methods=None, calibrated: bool = True) -> list[Candi
                 out += [Candidate("ddls", dict(steps=s, step_size=eps, temperature=T)) for s in steps]
             if steps:
                 s = steps[-1]
-                out.append(Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True,
-                                                  adapt_steps=s // 2)))
+                out.append(
+                    Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True, adapt_steps=s // 2))
+                )
                 if calibrated:
-                    out.append(Candidate("ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True,
-                                                      adapt_steps=s // 2), True))
+                    out.append(
+                        Candidate(
+                            "ddls", dict(steps=s, step_size=0.01, temperature=T, mala=True, adapt_steps=s // 2), True
+                        )
+                    )
                     out += [Candidate("ddls", dict(steps=s, step_size=0.03, temperature=T), True) for s in steps]
     if "dot" in want:
         for space in ("latent", "target"):
-            out += [Candidate("dot", dict(steps=s, lr=lr, space=space)) for lr in (0.003, 0.01, 0.03, 0.1)
-                    for s in steps]
+            out += [
+                Candidate("dot", dict(steps=s, lr=lr, space=space)) for lr in (0.003, 0.01, 0.03, 0.1) for s in steps
+            ]
     if "dgflow" in want:
-        out += [Candidate("dgflow", dict(steps=s, step_size=eta, divergence=div)) for eta in (0.01, 0.03, 0.1)
-                for div in ("KL", "logD") for s in steps[-2:]]
+        out += [
+            Candidate("dgflow", dict(steps=s, step_size=eta, divergence=div))
+            for eta in (0.01, 0.03, 0.1)
+            for div in ("KL", "logD")
+            for s in steps[-2:]
+        ]
     if "ex2mcmc" in want:
         per = (EX2_N - 1) + (EX2_MALA + 1)
         iters = sorted({i for i in (2, (budget - 1) // per) if i >= 1 and 1 + i * per <= budget})
-        out += [Candidate("ex2mcmc", dict(steps=i, n_particles=EX2_N, mala_steps=EX2_MALA, step_size=eps,
-                                          temperature=T))
-                for i in iters for eps in (0.01, 0.03) for T in (1.0, 0.3)]
+        out += [
+            Candidate("ex2mcmc", dict(steps=i, n_particles=EX2_N, mala_steps=EX2_MALA, step_size=eps, temperature=T))
+            for i in iters
+            for eps in (0.01, 0.03)
+            for T in (1.0, 0.3)
+        ]
     if "dg_langevin" in want:
-        out += [Candidate("dg_langevin", dict(steps=s, step_size=eps)) for eps in (0.001, 0.003, 0.01)
-                for s in steps[-2:]]
-    for cal in ((False, True) if calibrated else (False,)):
+        out += [
+            Candidate("dg_langevin", dict(steps=s, step_size=eps)) for eps in (0.001, 0.003, 0.01) for s in steps[-2:]
+        ]
+    for cal in (False, True) if calibrated else (False,):
         if "drs" in want:
             out += [Candidate("drs", dict(gamma_percentile=g, pilot=1000), cal) for g in (95.0, 80.0, 50.0)]
         if "mh" in want:
-            out += [Candidate("mh", dict(k=k), cal) for k in sorted({min(10, budget - 1), 30, budget - 1})
-                    if 1 <= k <= budget - 1]
+            out += [
+                Candidate("mh", dict(k=k), cal)
+                for k in sorted({min(10, budget - 1), 30, budget - 1})
+                if 1 <= k <= budget - 1
+            ]
     return out
 
 
 def _predicted_cost(c: Candidate) -> float:
-    return {"none": 0, "ddls": c.options.get("steps", 0) + 1, "dot": c.options.get("steps", 0) + 1,
-            "dg_langevin": c.options.get("steps", 0) + 1, "dgflow": c.options.get("steps", 0) + 1,
-            "ex2mcmc": 1 + c.options.get("steps", 0) * ((EX2_N - 1) + (EX2_MALA + 1)),
-            "mh": c.options.get("k", 0) + 1}.get(c.method, 0)
+    return {
+        "none": 0,
+        "ddls": c.options.get("steps", 0) + 1,
+        "dot": c.options.get("steps", 0) + 1,
+        "dg_langevin": c.options.get("steps", 0) + 1,
+        "dgflow": c.options.get("steps", 0) + 1,
+        "ex2mcmc": 1 + c.options.get("steps", 0) * ((EX2_N - 1) + (EX2_MALA + 1)),
+        "mh": c.options.get("k", 0) + 1,
+    }.get(c.method, 0)

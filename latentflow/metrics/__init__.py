@@ -2,14 +2,52 @@
 (``fidelity``: FID/KID/IS/precision-recall, offline Inception weights; ``fmnist_classifier``: FID-FMNIST
 and a classifier score; ``real``: Inception FID/KID/IS against CIFAR-10 or a folder / ``.npz`` of real
 images, with cached reference statistics). Importing this package does not import torch-fidelity."""
-from .fidelity import (KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, KEY_PRECISION, KEY_RECALL,
-                       compute_metrics, fid, inception_score, kid, make_sampler_model, precision_recall, to_uint8)
-from .real import DEFAULT_REAL, REGISTERED, RealSet, real_metrics, resolve_real
+
+from .fidelity import (
+    KEY_FID,
+    KEY_IS_MEAN,
+    KEY_IS_STD,
+    KEY_KID_MEAN,
+    KEY_KID_STD,
+    KEY_PRECISION,
+    KEY_RECALL,
+    compute_metrics,
+    fid,
+    inception_score,
+    kid,
+    make_sampler_model,
+    precision_recall,
+    to_uint8,
+)
 from .fmnist_classifier import classifier_score, fid_fmnist, fmnist_metrics, kid_fmnist
+from .real import DEFAULT_REAL, REGISTERED, RealSet, real_metrics, resolve_real
 from .toy2d import emd, mode_metrics, toy_metrics
 
-__all__ = ["compute_metrics", "fid", "kid", "inception_score", "precision_recall", "to_uint8",
-           "make_sampler_model", "KEY_FID", "KEY_IS_MEAN", "KEY_IS_STD", "KEY_KID_MEAN", "KEY_KID_STD",
-           "KEY_PRECISION", "KEY_RECALL", "classifier_score", "fid_fmnist", "kid_fmnist", "fmnist_metrics",
-           "emd", "mode_metrics", "toy_metrics", "real_metrics", "resolve_real", "RealSet", "REGISTERED",
-           "DEFAULT_REAL"]
+__all__ = [
+    "compute_metrics",
+    "fid",
+    "kid",
+    "inception_score",
+    "precision_recall",
+    "to_uint8",
+    "make_sampler_model",
+    "KEY_FID",
+    "KEY_IS_MEAN",
+    "KEY_IS_STD",
+    "KEY_KID_MEAN",
+    "KEY_KID_STD",
+    "KEY_PRECISION",
+    "KEY_RECALL",
+    "classifier_score",
+    "fid_fmnist",
+    "kid_fmnist",
+    "fmnist_metrics",
+    "emd",
+    "mode_metrics",
+    "toy_metrics",
+    "real_metrics",
+    "resolve_real",
+    "RealSet",
+    "REGISTERED",
+    "DEFAULT_REAL",
+]

@@ -5,10 +5,11 @@ A feature-extractor module registers ``resolve(offline, need_logits) -> (torch-f
 tag)`` under its name with :func:`register_extractor`; :mod:`latentflow.metrics.fidelity` looks it up, so
 the metric code does not import the extractors and the extractors may call the metric code.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .. import _io
 from ..errors import OptionError
@@ -32,17 +33,18 @@ _EXTRACTORS: dict[str, Resolver] = {}
 
 def register_extractor(name: str):
     """Decorator: ``fn(offline, need_logits) -> (kwargs for torch-fidelity, tag for cache keys)``."""
+
     def deco(fn: Resolver) -> Resolver:
         _EXTRACTORS[name] = fn
         return fn
+
     return deco
 
 
 def resolve_extractor(name: str, offline: bool | None, need_logits: bool) -> tuple[dict, str]:
     """``({"feature_extractor": name, **kwargs}, tag)`` from the resolver registered for ``name``."""
     if name not in _EXTRACTORS:
-        raise OptionError(f"feature_extractor: expected one of {', '.join(FEATURE_EXTRACTORS)}; "
-                          f"got {name!r}")
+        raise OptionError(f"feature_extractor: expected one of {', '.join(FEATURE_EXTRACTORS)}; got {name!r}")
     kw, tag = _EXTRACTORS[name](offline, need_logits)
     return {"feature_extractor": name, **kw}, tag
 

@@ -17,12 +17,13 @@ untouched (keys below are its own strings), so a benchmark can store it as is un
 * ``cuda=`` is always passed explicitly (torch-fidelity defaults to True), as are ``rng_seed`` and
   ``verbose``. torch-fidelity is imported only inside functions.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -30,20 +31,33 @@ from torch.utils.data import Dataset
 
 from ..errors import LatentflowError, OptionError, ShapeError
 
-log = logging.getLogger("latentflow.metrics")
-
 # torch-fidelity's own key strings (torch_fidelity.metric_*.KEY_METRIC_*)
-from ._base import (FEATURE_EXTRACTORS, FMNIST, INCEPTION, KEY_F_SCORE, KEY_FID, KEY_IS_MEAN,  # noqa: F401
-                    KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, KEY_PRECISION, KEY_RECALL, cache_dir, register_extractor,
-                    resolve_extractor)
 from . import inception_offline as _offline
+from ._base import (
+    FEATURE_EXTRACTORS,
+    FMNIST,
+    INCEPTION,
+    KEY_F_SCORE,
+    KEY_FID,
+    KEY_IS_MEAN,  # noqa: F401
+    KEY_IS_STD,
+    KEY_KID_MEAN,
+    KEY_KID_STD,
+    KEY_PRECISION,
+    KEY_RECALL,
+    cache_dir,
+    register_extractor,
+    resolve_extractor,
+)
+
+log = logging.getLogger("latentflow.metrics")
 
 REFERENCES = ("fashion-mnist-train", "fashion-mnist-test")
 _FMNIST_SIZES = {"train": 60000, "test": 10000}
 
 # torch-fidelity's own Inception download (has logits, so IS works): file name in torch hub's checkpoints
 TORCH_FIDELITY_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-DEFAULT_RNG_SEED = 2020      # torch-fidelity's default, kept so numbers compare with its CLI
+DEFAULT_RNG_SEED = 2020  # torch-fidelity's default, kept so numbers compare with its CLI
 
 
 def use_cuda(cuda: bool | None = None) -> bool:
@@ -53,8 +67,10 @@ def use_cuda(cuda: bool | None = None) -> bool:
     if cuda is None:
         return available
     if cuda and not available:
-        raise OptionError("cuda: expected False or None on this machine (CUDA is not available or is disabled "
-                          "by LATENTFLOW_DISABLE_CUDA); got True")
+        raise OptionError(
+            "cuda: expected False or None on this machine (CUDA is not available or is disabled "
+            "by LATENTFLOW_DISABLE_CUDA); got True"
+        )
     return bool(cuda)
 
 
@@ -74,7 +90,7 @@ def to_uint8(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tenso
     lo, hi = float(value_range[0]), float(value_range[1])
     if not hi > lo:
         raise OptionError(f"value_range: expected (low, high) with high > low; got {value_range!r}")
-    y = torch.nan_to_num((x.detach().float() - lo) * (255.0 / (hi - lo)), nan=0.0)   # NaN -> 0
+    y = torch.nan_to_num((x.detach().float() - lo) * (255.0 / (hi - lo)), nan=0.0)  # NaN -> 0
     return y.round().clamp(0, 255).to(torch.uint8).cpu()
 
 
@@ -82,8 +98,10 @@ def _check_images(x: Tensor, name: str) -> Tensor:
     if not torch.is_tensor(x):
         raise ShapeError(f"{name}: expected a uint8 tensor [N, C, H, W]; got {type(x).__name__}")
     if x.dtype != torch.uint8:
-        raise ShapeError(f"{name}: expected dtype torch.uint8 (convert float images with "
-                         f"latentflow.metrics.fidelity.to_uint8(x, value_range)); got {x.dtype}")
+        raise ShapeError(
+            f"{name}: expected dtype torch.uint8 (convert float images with "
+            f"latentflow.metrics.fidelity.to_uint8(x, value_range)); got {x.dtype}"
+        )
     if x.dim() != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
         raise ShapeError(f"{name}: expected shape [N >= 1, 1 or 3, H, W]; got {tuple(x.shape)}")
     return x.cpu().contiguous()
@@ -115,6 +133,7 @@ class FashionMNISTDataset(Dataset):
     def _load(self) -> Tensor:
         if self._images is None:
             from ..data import load_fashion_mnist
+
             self._images = load_fashion_mnist(self.split, self.root)[0]
         return self._images
 
@@ -139,8 +158,14 @@ def register_datasets() -> None:
             register_dataset(name, lambda root, download, _s=split: FashionMNISTDataset(_s))
 
 
-def make_sampler_model(fn: Callable[[Tensor], Tensor], z_size: int, *, value_range=(-1.0, 1.0),
-                       z_type: str = "normal", needs_grad: bool = True):
+def make_sampler_model(
+    fn: Callable[[Tensor], Tensor],
+    z_size: int,
+    *,
+    value_range=(-1.0, 1.0),
+    z_type: str = "normal",
+    needs_grad: bool = True,
+):
     """Wrap ``fn(z) -> images`` (float in ``value_range``, ``[B, C, H, W]``) as a torch-fidelity generative
     model for on-the-fly generation (``compute_metrics(model, ..., num_samples=N)``).
 
@@ -158,7 +183,7 @@ def make_sampler_model(fn: Callable[[Tensor], Tensor], z_size: int, *, value_ran
     class _SamplerModel(GenerativeModelBase):
         def __init__(self):
             super().__init__()
-            self.fn = fn            # an nn.Module here is registered, so torch-fidelity's .cuda() moves it
+            self.fn = fn  # an nn.Module here is registered, so torch-fidelity's .cuda() moves it
 
         @property
         def z_size(self):
@@ -177,8 +202,10 @@ def make_sampler_model(fn: Callable[[Tensor], Tensor], z_size: int, *, value_ran
             with ctx:
                 x = self.fn(z)
             if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] not in (1, 3):
-                raise ShapeError(f"fn(z): expected images [B, 1 or 3, H, W]; got "
-                                 f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+                raise ShapeError(
+                    f"fn(z): expected images [B, 1 or 3, H, W]; got "
+                    f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+                )
             x = to_uint8(x.detach(), value_range).to(z.device)
             return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
@@ -187,6 +214,7 @@ def make_sampler_model(fn: Callable[[Tensor], Tensor], z_size: int, *, value_ran
 
 # ---------------------------------------------------------------------------------------------------
 # feature extractors, weights and cache keys
+
 
 def torch_fidelity_inception_cached() -> Path | None:
     """torch-fidelity's own Inception weights file if torch hub already holds it (no download)."""
@@ -211,7 +239,8 @@ def _resolve_inception(offline: bool | None, need_logits: bool) -> tuple[dict, s
             f"weights: run once with internet (offline=False) so torch-fidelity downloads "
             f"{TORCH_FIDELITY_INCEPTION_FILE} into {Path(torch.hub.get_dir()) / 'checkpoints'}, or copy that "
             "file there from a machine that has it. For Fashion-MNIST use the classifier score "
-            "(feature_extractor='fmnist-classifier') instead.")
+            "(feature_extractor='fmnist-classifier') instead."
+        )
     return {"feature_extractor_weights_path": str(io.converted_weights_path())}, io.weights_tag()
 
 
@@ -224,15 +253,18 @@ def _resolve_reference(reference, reference_name: str | None) -> tuple[Dataset |
         return None, None
     if isinstance(reference, str):
         if reference not in REFERENCES:
-            raise OptionError(f"reference: expected one of {', '.join(REFERENCES)}, a uint8 tensor or a "
-                              f"Dataset; got {reference!r}")
+            raise OptionError(
+                f"reference: expected one of {', '.join(REFERENCES)}, a uint8 tensor or a Dataset; got {reference!r}"
+            )
         return FashionMNISTDataset(reference.rsplit("-", 1)[1]), reference_name or reference
     if torch.is_tensor(reference):
         return ImageTensorDataset(reference, "reference"), reference_name
     if isinstance(reference, Dataset):
         return reference, reference_name
-    raise OptionError(f"reference: expected a name ({', '.join(REFERENCES)}), a uint8 tensor or a Dataset; "
-                      f"got {type(reference).__name__}")
+    raise OptionError(
+        f"reference: expected a name ({', '.join(REFERENCES)}), a uint8 tensor or a Dataset; "
+        f"got {type(reference).__name__}"
+    )
 
 
 def _resolve_samples(samples, num_samples: int | None):
@@ -246,15 +278,31 @@ def _resolve_samples(samples, num_samples: int | None):
         return samples, {"input1_model_num_samples": num_samples}
     if isinstance(samples, Dataset):
         return samples, {}
-    raise OptionError(f"samples: expected a uint8 tensor [N, C, H, W], a Dataset or make_sampler_model(...); "
-                      f"got {type(samples).__name__}")
+    raise OptionError(
+        f"samples: expected a uint8 tensor [N, C, H, W], a Dataset or make_sampler_model(...); "
+        f"got {type(samples).__name__}"
+    )
 
 
-def compute_metrics(samples, reference=None, *, isc: bool = False, fid: bool = False, kid: bool = False,
-                    prc: bool = False, feature_extractor: str = INCEPTION, offline: bool | None = None,
-                    reference_name: str | None = None, num_samples: int | None = None,
-                    cuda: bool | None = None, rng_seed: int = DEFAULT_RNG_SEED, verbose: bool = False,
-                    batch_size: int = 64, cache: bool = True, **fidelity_kwargs) -> dict:
+def compute_metrics(
+    samples,
+    reference=None,
+    *,
+    isc: bool = False,
+    fid: bool = False,
+    kid: bool = False,
+    prc: bool = False,
+    feature_extractor: str = INCEPTION,
+    offline: bool | None = None,
+    reference_name: str | None = None,
+    num_samples: int | None = None,
+    cuda: bool | None = None,
+    rng_seed: int = DEFAULT_RNG_SEED,
+    verbose: bool = False,
+    batch_size: int = 64,
+    cache: bool = True,
+    **fidelity_kwargs,
+) -> dict:
     """torch-fidelity metrics of ``samples`` against ``reference``; returns torch-fidelity's dict.
 
     samples: uint8 ``[N, C, H, W]``, a ``Dataset`` of uint8 ``[3, H, W]``, or :func:`make_sampler_model`
@@ -273,9 +321,23 @@ def compute_metrics(samples, reference=None, *, isc: bool = False, fid: bool = F
     input2, ref_name = _resolve_reference(reference, reference_name) if (fid or kid or prc) else (None, None)
     import torch_fidelity
 
-    kw = dict(input1=input1, isc=isc, fid=fid, kid=kid, prc=prc, cuda=use_cuda(cuda), rng_seed=int(rng_seed),
-              verbose=bool(verbose), batch_size=int(batch_size), save_cpu_ram=True, cache=bool(cache),
-              cache_root=str(cache_dir() / "fidelity"), datasets_download=False, **fe_kwargs, **in1_kwargs)
+    kw = dict(
+        input1=input1,
+        isc=isc,
+        fid=fid,
+        kid=kid,
+        prc=prc,
+        cuda=use_cuda(cuda),
+        rng_seed=int(rng_seed),
+        verbose=bool(verbose),
+        batch_size=int(batch_size),
+        save_cpu_ram=True,
+        cache=bool(cache),
+        cache_root=str(cache_dir() / "fidelity"),
+        datasets_download=False,
+        **fe_kwargs,
+        **in1_kwargs,
+    )
     if input2 is not None:
         kw["input2"] = input2
         if ref_name is not None:
@@ -284,9 +346,13 @@ def compute_metrics(samples, reference=None, *, isc: bool = False, fid: bool = F
         n1 = num_samples if in1_kwargs else len(input1)
         kw["kid_subset_size"] = int(min(1000, n1, len(input2)))
     kw.update(fidelity_kwargs)
-    log.info("torch-fidelity: %s on %s (cuda=%s, reference cache %s)",
-             ",".join(m for m, on in (("isc", isc), ("fid", fid), ("kid", kid), ("prc", prc)) if on),
-             feature_extractor, kw["cuda"], kw.get("input2_cache_name"))
+    log.info(
+        "torch-fidelity: %s on %s (cuda=%s, reference cache %s)",
+        ",".join(m for m, on in (("isc", isc), ("fid", fid), ("kid", kid), ("prc", prc)) if on),
+        feature_extractor,
+        kw["cuda"],
+        kw.get("input2_cache_name"),
+    )
     # torch-fidelity's DataLoader draws a seed from the global torch RNG: keep the caller's stream intact
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if kw["cuda"] else []):
         return torch_fidelity.calculate_metrics(**kw)
@@ -294,6 +360,7 @@ def compute_metrics(samples, reference=None, *, isc: bool = False, fid: bool = F
 
 # ---------------------------------------------------------------------------------------------------
 # one-metric helpers
+
 
 def inception_score(samples, *, offline: bool | None = None, **kwargs) -> dict:
     """Inception Score (``inception_score_mean`` / ``_std``). Needs torch-fidelity's own Inception weights:

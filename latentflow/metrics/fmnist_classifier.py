@@ -18,6 +18,7 @@ Registered with torch-fidelity as the feature extractor ``"fmnist-classifier"`` 
 Inputs are uint8 ``[N, 3, H, W]`` (the channels are averaged back to grey; other sizes are resized to
 28x28 with antialiasing). torch-fidelity is imported only inside functions.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ log = logging.getLogger("latentflow.metrics")
 NAME = FMNIST
 FEATURES = ("penultimate", "logits")
 FEATURE_DIM = 128
-MEAN, STD = 0.2860, 0.3530          # Fashion-MNIST train pixel mean / std on [0, 1]
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST train pixel mean / std on [0, 1]
 CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "fmnist_classifier.safetensors"
 INFO = CHECKPOINT.with_suffix(".json")
 
@@ -59,9 +60,9 @@ class FMNISTNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features of normalised grey images ``[N, 1, 28, 28]``."""
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)      # 14
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)      # 7
-        x = F.max_pool2d(F.relu(self.conv3(x)), 2)      # 3
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # 14
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # 7
+        x = F.max_pool2d(F.relu(self.conv3(x)), 2)  # 3
         return F.relu(self.fc1(x.flatten(1)))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -73,7 +74,9 @@ def preprocess(x: Tensor) -> Tensor:
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ShapeError(f"images: expected a tensor [N, 1 or 3, H, W]; got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8:
-        raise ShapeError(f"images: expected dtype torch.uint8 (use latentflow.metrics.fidelity.to_uint8); got {x.dtype}")
+        raise ShapeError(
+            f"images: expected dtype torch.uint8 (use latentflow.metrics.fidelity.to_uint8); got {x.dtype}"
+        )
     x = x.float().mean(1, keepdim=True) / 255.0
     if x.shape[-2:] != (28, 28):
         x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)
@@ -88,14 +91,19 @@ def load_classifier(path: str | os.PathLike | None = None, check: bool = True) -
     if not path.exists():
         raise LatentflowError(
             f"Fashion-MNIST classifier weights not found: expected {path}. Rebuild them with "
-            "`python -m latentflow.metrics.fmnist_classifier --train --out " + str(CHECKPOINT) + "`.")
+            "`python -m latentflow.metrics.fmnist_classifier --train --out " + str(CHECKPOINT) + "`."
+        )
     if check and path == CHECKPOINT and INFO.exists():
         expected = json.loads(INFO.read_text())["sha256"]
         got = sha256_file(path)
         if got != expected:
-            raise IntegrityError(f"{path}: sha256 expected {expected} (from {INFO.name}); got {got}",
-                                 expected=expected, got=got, path=str(path))
-    with torch.device("meta"):                   # no random init: leaves the global RNG alone
+            raise IntegrityError(
+                f"{path}: sha256 expected {expected} (from {INFO.name}); got {got}",
+                expected=expected,
+                got=got,
+                path=str(path),
+            )
+    with torch.device("meta"):  # no random init: leaves the global RNG alone
         net = FMNISTNet()
     try:
         net.load_state_dict(load_file(str(path)), assign=True)
@@ -121,7 +129,7 @@ def extractor_class():
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
     class FeatureExtractorFMNIST(FeatureExtractorBase):
-        calls = 0          # forward calls, summed over instances (tests check cache reuse with it)
+        calls = 0  # forward calls, summed over instances (tests check cache reuse with it)
 
         def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
             super().__init__(name, features_list)
@@ -173,6 +181,7 @@ def _resolve(offline: bool | None, need_logits: bool) -> tuple[dict, str]:
 # ---------------------------------------------------------------------------------------------------
 # Convenience metrics (thin wrappers over latentflow.metrics.fidelity)
 
+
 def fid_fmnist(samples_uint8: Tensor, split: str = "test", **kwargs) -> dict:
     """FID in this classifier's feature space between samples and Fashion-MNIST ``split``
     (torch-fidelity's dict; the value is under ``"frechet_inception_distance"``)."""
@@ -191,25 +200,28 @@ def classifier_score(samples_uint8: Tensor, **kwargs) -> dict:
 
 def fmnist_metrics(samples_uint8: Tensor, split: str = "test", **kwargs) -> dict:
     """FID, KID and classifier score in one pass over the samples."""
-    return compute_metrics(samples_uint8, f"fashion-mnist-{split}", fid=True, kid=True, isc=True,
-                           feature_extractor=NAME, **kwargs)
+    return compute_metrics(
+        samples_uint8, f"fashion-mnist-{split}", fid=True, kid=True, isc=True, feature_extractor=NAME, **kwargs
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Training (python -m latentflow.metrics.fmnist_classifier --train --out PATH)
+
 
 @torch.no_grad()
 def accuracy(net: FMNISTNet, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
     net.eval()
     correct = 0
     for i in range(0, len(images), batch_size):
-        logits = net(preprocess(images[i:i + batch_size]))
-        correct += int((logits.argmax(1) == labels[i:i + batch_size]).sum())
+        logits = net(preprocess(images[i : i + batch_size]))
+        correct += int((logits.argmax(1) == labels[i : i + batch_size]).sum())
     return correct / len(images)
 
 
-def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3,
-          threads: int = 1) -> dict:
+def train(
+    out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, threads: int = 1
+) -> dict:
     """Train on Fashion-MNIST train, evaluate on test, write ``out`` (safetensors) and ``out.json``."""
 
     from ..data import load_fashion_mnist
@@ -229,9 +241,9 @@ def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: in
         perm = torch.randperm(len(xtr), generator=g)
         tot = 0.0
         for i in range(0, len(xtr), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             xb = xtr[idx]
-            flip = torch.rand(len(idx), generator=g) < 0.5          # clothes are left-right symmetric
+            flip = torch.rand(len(idx), generator=g) < 0.5  # clothes are left-right symmetric
             xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
             loss = F.cross_entropy(net(preprocess(xb)), ytr[idx])
             opt.zero_grad(set_to_none=True)
@@ -249,12 +261,16 @@ def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: in
         "sha256": sha256_file(out),
         "test_accuracy": accuracy(net, xte, yte),
         "train_accuracy": accuracy(net, xtr, ytr),
-        "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "Adam + OneCycleLR",
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": "Adam + OneCycleLR",
         "augmentation": "random horizontal flip",
         "architecture": "conv16-pool-conv32-pool-conv64-pool-fc128-fc10 (FMNISTNet)",
         "normalisation": {"mean": MEAN, "std": STD},
         "command": f"nice -n 10 python -m latentflow.metrics.fmnist_classifier --train --out {out} "
-                   f"--seed {seed} --epochs {epochs}",
+        f"--seed {seed} --epochs {epochs}",
         "torch": torch.__version__,
         "train_seconds": round(time.time() - t0, 1),
         "note": "bit-exact rebuild is not promised across torch versions / CPUs; accuracy should agree to ~0.3%",
@@ -266,8 +282,10 @@ def train(out: str | os.PathLike, seed: int = 0, epochs: int = 8, batch_size: in
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m latentflow.metrics.fmnist_classifier",
-                                description="Train / evaluate the Fashion-MNIST feature classifier.")
+    p = argparse.ArgumentParser(
+        prog="python -m latentflow.metrics.fmnist_classifier",
+        description="Train / evaluate the Fashion-MNIST feature classifier.",
+    )
     p.add_argument("--train", action="store_true", help="train and write --out (+ .json)")
     p.add_argument("--eval", action="store_true", help="print the test accuracy of --out")
     p.add_argument("--out", default=str(CHECKPOINT))
@@ -281,6 +299,7 @@ def main(argv=None) -> int:
         print(json.dumps(info, indent=2))
     if a.eval or not a.train:
         from ..data import load_fashion_mnist
+
         xte, yte = load_fashion_mnist("test")
         print(f"test accuracy {accuracy(load_classifier(a.out, check=False), xte, yte):.4f}")
     return 0

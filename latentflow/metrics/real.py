@@ -21,6 +21,7 @@ FID is the Fréchet distance of Gaussians fitted to the pool3 features,
 the cubic polynomial kernel over random subsets (Bińkowski et al. 2018). IS needs Inception logits,
 which the offline weights do not have: it is then ``None`` with the reason under ``null_reasons``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from .._io import sha256_file
 from ..errors import LatentflowError, OptionError, ShapeError
@@ -40,24 +41,33 @@ from ._base import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KE
 
 log = logging.getLogger("latentflow.metrics")
 
-__all__ = ["RealSet", "REGISTERED", "IMAGE_EXTENSIONS", "resolve_real", "real_dataset", "real_metrics",
-           "reference_cache_name", "DEFAULT_REAL"]
+__all__ = [
+    "RealSet",
+    "REGISTERED",
+    "IMAGE_EXTENSIONS",
+    "resolve_real",
+    "real_dataset",
+    "real_metrics",
+    "reference_cache_name",
+    "DEFAULT_REAL",
+]
 
 #: torch-fidelity's registered real sets that latentflow names, with their sizes (known without loading)
 REGISTERED = {"cifar10-train": 50000, "cifar10-val": 10000, "cifar100-train": 50000, "cifar100-val": 10000}
 #: the default real set of a model's ``dataset`` (manifest ``dataset``)
 DEFAULT_REAL = {"cifar10": "cifar10-train", "cifar100": "cifar100-train"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")    # torch-fidelity's ``samples_find_ext`` default
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # torch-fidelity's ``samples_find_ext`` default
 
 
 @dataclass(frozen=True)
 class RealSet:
     """A checked real image set: what was given, its kind, split and the number of images used."""
+
     spec: str
-    kind: str                     # "registered" | "folder" | "npz"
-    num: int                      # images used (the first ``num``)
-    total: int                    # images available
-    split: str | None = None      # "train" / "val" for registered sets
+    kind: str  # "registered" | "folder" | "npz"
+    num: int  # images used (the first ``num``)
+    total: int  # images available
+    split: str | None = None  # "train" / "val" for registered sets
     path: Path | None = None
     files: tuple[Path, ...] = field(default=(), repr=False)
     npz_key: str | None = None
@@ -70,13 +80,19 @@ class RealSet:
         if self.kind == "npz":
             return sha256_file(self.path)
         h = hashlib.sha256()
-        for p in self.files[:self.num]:
+        for p in self.files[: self.num]:
             h.update(p.name.encode() + b"\0" + bytes.fromhex(sha256_file(p)))
         return h.hexdigest()
 
     def to_dict(self) -> dict:
-        return {"real": self.spec, "kind": self.kind, "split": self.split, "num_real": self.num,
-                "total_real": self.total, "path": str(self.path) if self.path is not None else None}
+        return {
+            "real": self.spec,
+            "kind": self.kind,
+            "split": self.split,
+            "num_real": self.num,
+            "total_real": self.total,
+            "path": str(self.path) if self.path is not None else None,
+        }
 
 
 def _npz_header(path: Path) -> tuple[str, tuple, np.dtype]:
@@ -86,19 +102,20 @@ def _npz_header(path: Path) -> tuple[str, tuple, np.dtype]:
             names = [n for n in zf.namelist() if n.endswith(".npy")]
             key = "arr_0.npy" if "arr_0.npy" in names else (names[0] if len(names) == 1 else None)
             if key is None:
-                raise OptionError(f"real: expected an .npz holding arr_0 (or one array); {str(path)!r} holds "
-                                  f"{', '.join(n[:-4] for n in names) or 'no arrays'}")
+                raise OptionError(
+                    f"real: expected an .npz holding arr_0 (or one array); {str(path)!r} holds "
+                    f"{', '.join(n[:-4] for n in names) or 'no arrays'}"
+                )
             with zf.open(key) as f:
                 version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 shape, _, dtype = read(f)
     except (zipfile.BadZipFile, ValueError, OSError) as e:
         raise OptionError(f"real: expected a readable .npz of uint8 images; {str(path)!r}: {e}") from None
     return key[:-4], tuple(shape), dtype
 
 
-def resolve_real(real: "str | os.PathLike | RealSet", num_real: int | None = None) -> RealSet:
+def resolve_real(real: str | os.PathLike | RealSet, num_real: int | None = None) -> RealSet:
     """Check ``real`` (a registered name, a folder of images or an ``.npz``) without reading image data;
     ``OptionError`` naming ``real`` (or ``num_real``) otherwise."""
     if isinstance(real, RealSet):
@@ -106,32 +123,45 @@ def resolve_real(real: "str | os.PathLike | RealSet", num_real: int | None = Non
     if num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
         raise OptionError(f"num_real: expected an int >= 2 (FID needs two real images); got {num_real!r}")
     if not isinstance(real, (str, os.PathLike)):
-        raise OptionError(f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; "
-                          f"got {type(real).__name__}")
+        raise OptionError(
+            f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; "
+            f"got {type(real).__name__}"
+        )
     spec = os.fspath(real)
     path = Path(spec).expanduser()
     if spec in REGISTERED and not path.exists():
         total = REGISTERED[spec]
         return RealSet(spec, "registered", _count(num_real, total, spec), total, split=spec.rsplit("-", 1)[1])
     if not path.exists():
-        raise OptionError(f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; "
-                          f"{spec!r} does not exist")
+        raise OptionError(
+            f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; {spec!r} does not exist"
+        )
     if path.is_dir():
-        files = tuple(sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                             key=lambda p: p.name))
+        files = tuple(
+            sorted(
+                (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                key=lambda p: p.name,
+            )
+        )
         if len(files) < 2:
-            raise OptionError(f"real: expected a folder with at least 2 images ({', '.join(IMAGE_EXTENSIONS)}); "
-                              f"{spec!r} holds {len(files)}")
+            raise OptionError(
+                f"real: expected a folder with at least 2 images ({', '.join(IMAGE_EXTENSIONS)}); "
+                f"{spec!r} holds {len(files)}"
+            )
         return RealSet(spec, "folder", _count(num_real, len(files), spec), len(files), path=path, files=files)
     if path.suffix.lower() == ".npz":
         key, shape, dtype = _npz_header(path)
         ok = dtype == np.uint8 and (len(shape) == 3 or (len(shape) == 4 and shape[-1] in (1, 3)))
         if not ok:
-            raise OptionError(f"real: expected uint8 images [N, H, W, C] (C = 1 or 3) or [N, H, W] in "
-                              f"{str(path)!r}; got {key} {dtype} {list(shape)}")
+            raise OptionError(
+                f"real: expected uint8 images [N, H, W, C] (C = 1 or 3) or [N, H, W] in "
+                f"{str(path)!r}; got {key} {dtype} {list(shape)}"
+            )
         return RealSet(spec, "npz", _count(num_real, shape[0], spec), shape[0], path=path, npz_key=key)
-    raise OptionError(f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; "
-                      f"{spec!r} is a file that is not .npz")
+    raise OptionError(
+        f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; "
+        f"{spec!r} is a file that is not .npz"
+    )
 
 
 def _count(num_real: int | None, total: int, spec: str) -> int:
@@ -151,7 +181,7 @@ class _NpzImages(Dataset):
     def _load(self) -> torch.Tensor:
         if self._x is None:
             with np.load(self.rs.path, allow_pickle=False) as z:
-                a = z[self.rs.npz_key][:self.rs.num]
+                a = z[self.rs.npz_key][: self.rs.num]
             a = a[..., None] if a.ndim == 3 else a
             self._x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
         return self._x
@@ -173,6 +203,7 @@ class _Registered(Dataset):
     def _get(self) -> Dataset:
         if self._ds is None:
             from torch_fidelity.registry import DATASETS_REGISTRY
+
             root = Path(torch.hub.get_dir()).parent / "fidelity_datasets"
             root.mkdir(parents=True, exist_ok=True)
             try:
@@ -181,7 +212,8 @@ class _Registered(Dataset):
                 raise LatentflowError(
                     f"real: {self.rs.spec} could not be loaded into {root} (torchvision downloads it on first use; "
                     f"no internet?): {type(e).__name__}: {e}. Without internet pass a folder of images or a .npz "
-                    "(--real PATH)") from e
+                    "(--real PATH)"
+                ) from e
         return self._ds
 
     def __len__(self) -> int:
@@ -198,7 +230,8 @@ def real_dataset(rs: RealSet) -> Dataset:
     if rs.kind == "npz":
         return _NpzImages(rs)
     from torch_fidelity.datasets import ImagesPathDataset
-    return ImagesPathDataset([str(p) for p in rs.files[:rs.num]])
+
+    return ImagesPathDataset([str(p) for p in rs.files[: rs.num]])
 
 
 def _reference_name(rs: RealSet, sha: str | None) -> str:
@@ -216,10 +249,21 @@ def _cached(cache_root: Path, name: str) -> bool:
     return cache_root.is_dir() and any(cache_root.glob(f"{name}-*.pt"))
 
 
-def real_metrics(samples: torch.Tensor, real: "str | os.PathLike | RealSet", *, num_real: int | None = None,
-                 fid: bool = True, kid: bool = True, isc: bool = True, offline: bool | None = None,
-                 feature_extractor: str = INCEPTION, rng_seed: int = 2020, cuda: bool | None = None,
-                 verbose: bool = False, batch_size: int = 64) -> dict:
+def real_metrics(
+    samples: torch.Tensor,
+    real: str | os.PathLike | RealSet,
+    *,
+    num_real: int | None = None,
+    fid: bool = True,
+    kid: bool = True,
+    isc: bool = True,
+    offline: bool | None = None,
+    feature_extractor: str = INCEPTION,
+    rng_seed: int = 2020,
+    cuda: bool | None = None,
+    verbose: bool = False,
+    batch_size: int = 64,
+) -> dict:
     """Inception FID / KID / IS of uint8 ``samples [N, C, H, W]`` against the real set ``real``.
 
     Returns ``{"fid", "kid", "kid_std", "is", "is_std", "num", "reference": {...}, "null_reasons": {...}}``
@@ -228,7 +272,7 @@ def real_metrics(samples: torch.Tensor, real: "str | os.PathLike | RealSet", *, 
     hash, the feature extractor, the weights and whether the cached statistics were used.
     ``feature_extractor`` may name another registered extractor (``"fmnist-classifier"``: then "is" is
     the classifier score); the numbers are only comparable between runs with the same extractor."""
-    from . import fidelity as F   # through the module, at call time (a patched compute_metrics is the one used)
+    from . import fidelity as F  # through the module, at call time (a patched compute_metrics is the one used)
 
     rs = resolve_real(real, num_real)
     samples = F._check_images(samples, "samples")
@@ -244,19 +288,37 @@ def real_metrics(samples: torch.Tensor, real: "str | os.PathLike | RealSet", *, 
     _, tag = F.resolve_extractor(feature_extractor, offline, need_logits=isc)
     sha = None if rs.kind == "registered" else rs.content_hash()
     ref = _reference_name(rs, sha)
-    name = f"latentflow-{ref}-{tag}"           # what compute_metrics passes as input2_cache_name
+    name = f"latentflow-{ref}-{tag}"  # what compute_metrics passes as input2_cache_name
     cache_root = cache_dir() / "fidelity"
     hit = _cached(cache_root, name)
     out: dict = {"num": int(samples.shape[0])}
     fd: dict = {}
     if fid or kid:
-        fd = F.compute_metrics(samples, real_dataset(rs), fid=fid, kid=kid, isc=isc,
-                               feature_extractor=feature_extractor,
-                               offline=offline, reference_name=ref,
-                               rng_seed=rng_seed, cuda=cuda, verbose=verbose, batch_size=batch_size)
+        fd = F.compute_metrics(
+            samples,
+            real_dataset(rs),
+            fid=fid,
+            kid=kid,
+            isc=isc,
+            feature_extractor=feature_extractor,
+            offline=offline,
+            reference_name=ref,
+            rng_seed=rng_seed,
+            cuda=cuda,
+            verbose=verbose,
+            batch_size=batch_size,
+        )
     elif isc:
-        fd = F.compute_metrics(samples, isc=True, feature_extractor=feature_extractor, offline=offline,
-                               rng_seed=rng_seed, cuda=cuda, verbose=verbose, batch_size=batch_size)
+        fd = F.compute_metrics(
+            samples,
+            isc=True,
+            feature_extractor=feature_extractor,
+            offline=offline,
+            rng_seed=rng_seed,
+            cuda=cuda,
+            verbose=verbose,
+            batch_size=batch_size,
+        )
     if fid:
         out["fid"] = float(fd[KEY_FID])
     if kid:
@@ -265,9 +327,14 @@ def real_metrics(samples: torch.Tensor, real: "str | os.PathLike | RealSet", *, 
         out["is"], out["is_std"] = float(fd[KEY_IS_MEAN]), float(fd[KEY_IS_STD])
     elif null_reasons:
         out["is"] = out["is_std"] = None
-    out["reference"] = {**rs.to_dict(), "sha256": sha,
-                        "feature_extractor": feature_extractor, "weights": tag, "cache": name,
-                        "cache_hit": hit if (fid or kid) else None}
+    out["reference"] = {
+        **rs.to_dict(),
+        "sha256": sha,
+        "feature_extractor": feature_extractor,
+        "weights": tag,
+        "cache": name,
+        "cache_hit": hit if (fid or kid) else None,
+    }
     if null_reasons:
         out["null_reasons"] = null_reasons
     return out

@@ -8,6 +8,7 @@
   solved as an assignment problem; averaged over ``repeats`` random subsets of ``n`` points when the
   sets are larger, since the exact problem is cubic in ``n``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,8 +72,14 @@ def emd(a: Tensor, b: Tensor, *, n: int = 1000, repeats: int = 3, generator: rng
     return float(np.mean(vals))
 
 
-def toy_metrics(samples: Tensor, dataset: str | Toy2D, *, reference: Tensor | None = None,
-                n_emd: int = 1000, generator: rng.GeneratorLike = 0) -> dict:
+def toy_metrics(
+    samples: Tensor,
+    dataset: str | Toy2D,
+    *,
+    reference: Tensor | None = None,
+    n_emd: int = 1000,
+    generator: rng.GeneratorLike = 0,
+) -> dict:
     """All 2-D metrics of ``samples`` for ``dataset``: mode metrics (mixtures only) and EMD against
     ``reference`` (default: a fresh draw of the same size from the dataset, fixed seed)."""
     ds = toy(dataset) if isinstance(dataset, str) else dataset

@@ -8,6 +8,7 @@ by ``export`` or a ``(G_path, D_path)`` pair of ``.safetensors`` files, and retu
 A folder ``latentflow train`` wrote for a model that is not a G/D pair (``trained``) loads into the same
 type, with ``G`` or ``D`` set to ``None`` and further networks in ``pair.extra``.
 """
+
 from __future__ import annotations
 
 from .._io import cache_dir
@@ -23,6 +24,25 @@ from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
 from .table import model_rows, models_table
 from .validate import set_method_table
 
-__all__ = ["load", "ModelPair", "list_models", "get_entry", "convert", "export", "make_pair", "models_table",
-           "model_rows", "resolve", "fetch", "verify", "cache_dir", "ArchSpec", "FileRef", "ModelEntry",
-           "TrainedEntry", "set_method_table", "sampling_options", "set_sampler"]
+__all__ = [
+    "load",
+    "ModelPair",
+    "list_models",
+    "get_entry",
+    "convert",
+    "export",
+    "make_pair",
+    "models_table",
+    "model_rows",
+    "resolve",
+    "fetch",
+    "verify",
+    "cache_dir",
+    "ArchSpec",
+    "FileRef",
+    "ModelEntry",
+    "TrainedEntry",
+    "set_method_table",
+    "sampling_options",
+    "set_sampler",
+]

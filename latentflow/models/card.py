@@ -7,12 +7,13 @@ one, the recommended sampler settings under ``sampling:`` (``latentflow sample``
 results: one ``{type, value, name}`` per metric) plus the same numbers under ``latentflow_metrics``.
 The body says how to load and sample the model.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
-from typing import Mapping
 
 from .._io import atomic_write_text
 from ..errors import OptionError
@@ -45,24 +46,49 @@ def card_text(spec: Mapping, *, metrics: Mapping | None = None, tags=None, repo_
     dataset = spec.get("dataset")
     measured = _metrics(metrics)
     all_tags = list(dict.fromkeys([*BASE_TAGS, *([str(dataset)] if dataset else []), *(tags or [])]))
-    front: dict = {"library_name": "latentflow", "tags": all_tags,
-                   "license": str(spec.get("license") or "other").lower()}
+    front: dict = {
+        "library_name": "latentflow",
+        "tags": all_tags,
+        "license": str(spec.get("license") or "other").lower(),
+    }
     if dataset:
         front["datasets"] = [str(dataset)]
     front["sampling"] = dict(spec.get("sampling") or {})
     if measured:
-        front["model-index"] = [{"name": name, "results": [{
-            "task": ({"type": "unconditional-image-generation", "name": "Image generation"} if _images(spec)
-                     else {"type": "other", "name": "Sampling"}),
-            "dataset": {"name": str(dataset or "unknown"), "type": str(dataset or "unknown")},
-            "metrics": [{"type": k, "value": v, "name": k} for k, v in measured.items()]}]}]
+        front["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": (
+                            {"type": "unconditional-image-generation", "name": "Image generation"}
+                            if _images(spec)
+                            else {"type": "other", "name": "Sampling"}
+                        ),
+                        "dataset": {"name": str(dataset or "unknown"), "type": str(dataset or "unknown")},
+                        "metrics": [{"type": k, "value": v, "name": k} for k, v in measured.items()],
+                    }
+                ],
+            }
+        ]
         front["latentflow_metrics"] = measured
     ref = f"hf:{repo_id}" if repo_id else "hf:OWNER/REPO"
-    body = [f"# {name}", "",
-            "A generator / discriminator pair in the [latentflow](https://pypi.org/project/latentflow/) layout "
-            "(`G.safetensors`, `D.safetensors`, `latentflow.json`).", "",
-            "```bash", f"latentflow sample --model {ref} --method ddls", "```", "",
-            "```python", "import latentflow", f'pair = latentflow.load("{ref}")', "```", ""]
+    body = [
+        f"# {name}",
+        "",
+        "A generator / discriminator pair in the [latentflow](https://pypi.org/project/latentflow/) layout "
+        "(`G.safetensors`, `D.safetensors`, `latentflow.json`).",
+        "",
+        "```bash",
+        f"latentflow sample --model {ref} --method ddls",
+        "```",
+        "",
+        "```python",
+        "import latentflow",
+        f'pair = latentflow.load("{ref}")',
+        "```",
+        "",
+    ]
     if spec.get("citation"):
         body += [f"Citation: {spec['citation']}", ""]
     if spec.get("recipe"):
@@ -89,4 +115,4 @@ def read_front_matter(text: str) -> dict:
     end = text.find("\n---\n", 4)
     if end < 0:
         raise OptionError("card: expected front matter closed by a '---' line; found none")
-    return yaml.safe_load(text[4:end + 1]) or {}
+    return yaml.safe_load(text[4 : end + 1]) or {}

@@ -14,11 +14,12 @@
   pickle read by a named reader is cached as ``<sha256>.<reader>.safetensors`` (keys ``G/...``, ``D/...`` for
   a file holding both networks).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .._io import atomic_save_safetensors, cache_dir
 from ..errors import IntegrityError, ManifestError
@@ -27,17 +28,29 @@ log = logging.getLogger("latentflow")
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
-__all__ = ["PICKLE_SUFFIXES", "read_safetensors", "read_pickle_weights_only", "read_state_dict",
-           "extract_state_dict", "split_pair", "strip_prefixes", "converted_path", "read_role_states"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "read_safetensors",
+    "read_pickle_weights_only",
+    "read_state_dict",
+    "extract_state_dict",
+    "split_pair",
+    "strip_prefixes",
+    "converted_path",
+    "read_role_states",
+]
 
 
 def read_safetensors(path: str | Path) -> dict:
     """A state dict from a ``.safetensors`` file, on the CPU (no pickle involved)."""
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
-        raise ManifestError(f"{path} is a pickled checkpoint; only latentflow.models.convert reads those "
-                            "(through torch.load(weights_only=True))")
+        raise ManifestError(
+            f"{path} is a pickled checkpoint; only latentflow.models.convert reads those "
+            "(through torch.load(weights_only=True))"
+        )
     from safetensors.torch import load_file
+
     try:
         return load_file(str(path), device="cpu")
     except Exception as e:  # safetensors raises SafetensorError, OSError, ...
@@ -50,6 +63,7 @@ def read_pickle_weights_only(path: str | Path):
     import pickle
 
     import torch
+
     path = Path(path)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
@@ -59,6 +73,7 @@ def read_pickle_weights_only(path: str | Path):
         raise IntegrityError(f"{path} is not a readable PyTorch checkpoint: {e}", path=str(path)) from e
     try:
         import numpy as np
+
         allowed = [np.dtype, type(np.dtype("float64")), type(np.dtype("float32")), type(np.dtype("int64"))]
         try:
             from numpy.core.multiarray import scalar as np_scalar
@@ -69,16 +84,27 @@ def read_pickle_weights_only(path: str | Path):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         pass
-    raise IntegrityError(f"refused to unpickle {path}: it needs more than tensors and plain containers "
-                         f"(torch.load(weights_only=True) said: {first}). latentflow never runs code from a "
-                         "checkpoint; re-save it as a plain state dict, or as safetensors.", path=str(path)) from first
+    raise IntegrityError(
+        f"refused to unpickle {path}: it needs more than tensors and plain containers "
+        f"(torch.load(weights_only=True) said: {first}). latentflow never runs code from a "
+        "checkpoint; re-save it as a plain state dict, or as safetensors.",
+        path=str(path),
+    ) from first
 
 
 # -- key-layout adapters -----------------------------------------------------------------------------
 
-_PAIR_KEYS = (("G", "D"), ("netG", "netD"), ("generator", "discriminator"), ("gen", "dis"), ("Gen", "Dis"),
-              ("G_state_dict", "D_state_dict"), ("generator_state_dict", "discriminator_state_dict"),
-              ("state_dict_G", "state_dict_D"), ("model_G", "model_D"))
+_PAIR_KEYS = (
+    ("G", "D"),
+    ("netG", "netD"),
+    ("generator", "discriminator"),
+    ("gen", "dis"),
+    ("Gen", "Dis"),
+    ("G_state_dict", "D_state_dict"),
+    ("generator_state_dict", "discriminator_state_dict"),
+    ("state_dict_G", "state_dict_D"),
+    ("model_G", "model_D"),
+)
 _EMA_KEYS = ("G_ema", "netG_ema", "generator_ema", "ema_G", "Gen_ema", "g_ema")
 _NEST_KEYS = ("state_dict", "model", "model_state_dict", "params", "module")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -86,6 +112,7 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 def _is_tensor_dict(d) -> bool:
     import torch
+
     return isinstance(d, Mapping) and len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
@@ -105,8 +132,10 @@ def _unnest(obj, where: str):
             break
     if not _is_tensor_dict(obj):
         keys = list(obj)[:12] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ManifestError(f"{where}: no state dict found (expected a mapping of tensors, or one under "
-                            f"{', '.join(_NEST_KEYS)}); got keys {keys}")
+        raise ManifestError(
+            f"{where}: no state dict found (expected a mapping of tensors, or one under "
+            f"{', '.join(_NEST_KEYS)}); got keys {keys}"
+        )
     return obj
 
 
@@ -118,7 +147,7 @@ def strip_prefixes(sd: Mapping) -> dict:
         changed = False
         for p in _PREFIXES:
             if sd and all(k.startswith(p) for k in sd):
-                sd = {k[len(p):]: v for k, v in sd.items()}
+                sd = {k[len(p) :]: v for k, v in sd.items()}
                 changed = True
     return sd
 
@@ -141,17 +170,24 @@ def split_pair(obj, where: str = "checkpoint", *, use_ema: bool = False) -> dict
                 if use_ema:
                     ema = next((cur[k] for k in _EMA_KEYS if k in cur), None)
                     if ema is None:
-                        raise ManifestError(f"{where}: use_ema=True but no EMA generator ({', '.join(_EMA_KEYS)}) found")
+                        raise ManifestError(
+                            f"{where}: use_ema=True but no EMA generator ({', '.join(_EMA_KEYS)}) found"
+                        )
                     gsrc = ema
-                return {"G": extract_state_dict(gsrc, f"{where}[{g}]"), "D": extract_state_dict(cur[d], f"{where}[{d}]")}
+                return {
+                    "G": extract_state_dict(gsrc, f"{where}[{g}]"),
+                    "D": extract_state_dict(cur[d], f"{where}[{d}]"),
+                }
         nxt = next((cur[k] for k in _NEST_KEYS if k in cur and isinstance(cur[k], Mapping)), None)
         if nxt is None:
             break
         cur = nxt
     keys = list(obj)[:12] if isinstance(obj, Mapping) else type(obj).__name__
-    raise ManifestError(f"{where}: cannot find a G/D pair; expected keys like "
-                        f"{', '.join('/'.join(p) for p in _PAIR_KEYS[:3])} (or pass d_path= for StudioGAN-style "
-                        f"separate G and D files); got keys {keys}")
+    raise ManifestError(
+        f"{where}: cannot find a G/D pair; expected keys like "
+        f"{', '.join('/'.join(p) for p in _PAIR_KEYS[:3])} (or pass d_path= for StudioGAN-style "
+        f"separate G and D files); got keys {keys}"
+    )
 
 
 def converted_path(sha256: str, reader: str | None = None) -> Path:
@@ -172,20 +208,23 @@ def _cached_conversion(path: Path, sha256: str, reader: str, produce) -> dict[st
                 part, _, key = k.partition("/")
                 parts.setdefault(part, {})[key] = v
             return parts
-        except IntegrityError as e:   # a damaged cache entry: convert again
+        except IntegrityError as e:  # a damaged cache entry: convert again
             log.warning("rebuilding the converted copy of %s: %s", path, e)
     parts = produce(read_pickle_weights_only(path))
     try:
         flat = {f"{part}/{k}": v.clone() for part, sd in parts.items() for k, v in sd.items()}
-        atomic_save_safetensors(flat, cached, metadata={"converted_from": path.name, "sha256": sha256, "reader": reader})
+        atomic_save_safetensors(
+            flat, cached, metadata={"converted_from": path.name, "sha256": sha256, "reader": reader}
+        )
         log.info("cached %s as safetensors at %s (reader %s)", path.name, cached, reader)
-    except OSError as e:   # a read-only cache must not stop the load
+    except OSError as e:  # a read-only cache must not stop the load
         log.warning("cannot cache the converted copy of %s at %s: %s", path, cached, e)
     return parts
 
 
 def _studiogan(obj) -> dict:
     from ..nets import read_studiogan_checkpoint, studiogan_upgrade_state_dict
+
     return studiogan_upgrade_state_dict(read_studiogan_checkpoint(obj))
 
 
@@ -194,6 +233,7 @@ def read_role_states(reader: str, files: Mapping[str, tuple], what: str = "model
     ``reader`` says (see the module docstring). With ``xyfjason`` every role names the same file, which is
     unpickled once."""
     from ..nets import read_xyfjason_checkpoint
+
     if reader == "state_dict":
         return {r: read_state_dict(p, h, what=f"{r} of {what}") for r, (p, h) in files.items()}
     if reader == "studiogan":
@@ -201,7 +241,7 @@ def read_role_states(reader: str, files: Mapping[str, tuple], what: str = "model
         for r, (p, h) in files.items():
             p = Path(p)
             if p.suffix in PICKLE_SUFFIXES:
-                out[r] = _cached_conversion(p, h, reader, lambda obj: {r: _studiogan(obj)})[r]
+                out[r] = _cached_conversion(p, h, reader, lambda obj, r=r: {r: _studiogan(obj)})[r]
             else:
                 out[r] = _studiogan(read_safetensors(p))
         return out
@@ -209,7 +249,7 @@ def read_role_states(reader: str, files: Mapping[str, tuple], what: str = "model
         paths = {(str(p), h) for p, h in files.values()}
         if len(paths) != 1:
             raise ManifestError(f"{what}: reader xyfjason reads G and D from one file; got {len(paths)} files")
-        (p, h), = paths
+        ((p, h),) = paths
         p = Path(p)
         if p.suffix not in PICKLE_SUFFIXES:
             raise ManifestError(f"{what}: reader xyfjason reads a torch.save(dict(G=..., D=...)) pickle; got {p.name}")
@@ -217,6 +257,7 @@ def read_role_states(reader: str, files: Mapping[str, tuple], what: str = "model
         def produce(obj):
             g, d = read_xyfjason_checkpoint(obj)
             return {"G": strip_prefixes(g), "D": strip_prefixes(d)}
+
         parts = _cached_conversion(p, h, reader, produce)
         return {r: parts[r] for r in files}
     raise ManifestError(f'{what}: unknown reader "{reader}"')
@@ -233,14 +274,15 @@ def read_state_dict(path: str | Path, sha256: str, what: str = "checkpoint") -> 
     if cached.is_file():
         try:
             return read_safetensors(cached)
-        except IntegrityError as e:   # a damaged cache entry: convert again
+        except IntegrityError as e:  # a damaged cache entry: convert again
             log.warning("rebuilding the converted copy of %s: %s", path, e)
     sd = extract_state_dict(read_pickle_weights_only(path), f"{what} ({path})")
     try:
         # clones: safetensors refuses tensors that share memory (tied weights, views of one storage)
-        atomic_save_safetensors({k: v.clone() for k, v in sd.items()}, cached,
-                                metadata={"converted_from": path.name, "sha256": sha256})
+        atomic_save_safetensors(
+            {k: v.clone() for k, v in sd.items()}, cached, metadata={"converted_from": path.name, "sha256": sha256}
+        )
         log.info("cached %s as safetensors at %s", path.name, cached)
-    except OSError as e:   # a read-only cache must not stop the load
+    except OSError as e:  # a read-only cache must not stop the load
         log.warning("cannot cache the converted copy of %s at %s: %s", path, cached, e)
     return sd

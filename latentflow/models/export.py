@@ -6,21 +6,22 @@ umask's file mode; with ``card=True`` also the model card ``README.md``, :mod:`l
 :func:`convert` turns a pickled checkpoint (read with ``weights_only=True``) into that
 layout.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .._io import atomic_save_safetensors, atomic_write_json, sha256_file
 from ..errors import ManifestError, OptionError, ShapeError
 from .checkpoints import extract_state_dict, read_pickle_weights_only, split_pair
 from .loading import build, load, load_state, pair_meta
-from .validate import ALL_SOURCE_KINDS, validate_entry
 from .pair import ModelPair
 from .resolve import SPEC_FILE
 from .spec import ROLES, ArchSpec
+from .validate import ALL_SOURCE_KINDS, validate_entry
 
 log = logging.getLogger("latentflow")
 
@@ -35,11 +36,13 @@ def _kwargs(kwargs, role: str) -> dict:
         try:
             kwargs = json.loads(kwargs)
         except ValueError as e:
-            raise OptionError(f"kwargs_{role.lower()} must be a JSON object such as '{{\"latent_dim\": 100}}'; "
-                              f"got {kwargs!r} ({e})") from e
+            raise OptionError(
+                f"kwargs_{role.lower()} must be a JSON object such as '{{\"latent_dim\": 100}}'; got {kwargs!r} ({e})"
+            ) from e
     if not isinstance(kwargs, Mapping):
-        raise OptionError(f"kwargs_{role.lower()} must be a mapping (or a JSON object); got {type(kwargs).__name__} "
-                          f"{kwargs!r}")
+        raise OptionError(
+            f"kwargs_{role.lower()} must be a mapping (or a JSON object); got {type(kwargs).__name__} {kwargs!r}"
+        )
     return dict(kwargs)
 
 
@@ -51,13 +54,15 @@ def _arch_spec(a, kwargs=None, role: str = "G") -> ArchSpec:
         return ArchSpec(str(a["name"]), {**dict(a.get("kwargs") or {}), **kwargs})
     if isinstance(a, str):
         return ArchSpec(a, kwargs)
-    raise ManifestError(f"arch_{role.lower()} must be an architecture name, an ArchSpec or "
-                        f"{{name, kwargs}}; got {type(a).__name__}")
+    raise ManifestError(
+        f"arch_{role.lower()} must be an architecture name, an ArchSpec or {{name, kwargs}}; got {type(a).__name__}"
+    )
 
 
 def _output_shape(G, latent_dim: int, arch: ArchSpec) -> list[int]:
     """The shape of one sample, from one forward pass of G; a latent size G cannot take is a ``ShapeError``."""
     import torch
+
     own = getattr(G, "latent_dim", None)
     if own is not None and int(own) != int(latent_dim):
         raise ShapeError(f"latent_dim={latent_dim} does not fit G ({arch.name}), which takes latents of size {own}")
@@ -72,17 +77,34 @@ def _output_shape(G, latent_dim: int, arch: ArchSpec) -> list[int]:
             x = G(torch.zeros(1, int(latent_dim), device=dev, dtype=p.dtype if p is not None else torch.float32), *y)
     except (RuntimeError, ValueError, TypeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ShapeError(f"latent_dim={latent_dim} does not fit G ({arch.name}): G(z [1, {latent_dim}]) failed: "
-                         f"{first}") from e
+        raise ShapeError(
+            f"latent_dim={latent_dim} does not fit G ({arch.name}): G(z [1, {latent_dim}]) failed: {first}"
+        ) from e
     finally:
         G.train(was)
     return list(x.shape[1:])
 
 
-def make_pair(G, D, *, arch_g, arch_d, kwargs_g=None, kwargs_d=None, name: str = "custom",
-              latent_dim: int | None = None, prior: str = "normal", d_output: str = "logit",
-              output_range=(-1.0, 1.0), output_shape=None, license: str | None = None, citation: str | None = None,
-              recipe: str | None = None, sampling: Mapping | None = None, dataset: str | None = None) -> ModelPair:
+def make_pair(
+    G,
+    D,
+    *,
+    arch_g,
+    arch_d,
+    kwargs_g=None,
+    kwargs_d=None,
+    name: str = "custom",
+    latent_dim: int | None = None,
+    prior: str = "normal",
+    d_output: str = "logit",
+    output_range=(-1.0, 1.0),
+    output_shape=None,
+    license: str | None = None,
+    citation: str | None = None,
+    recipe: str | None = None,
+    sampling: Mapping | None = None,
+    dataset: str | None = None,
+) -> ModelPair:
     """Wrap modules built from the zoo into a :class:`ModelPair` whose ``meta['spec']`` :func:`export` can write.
     ``latent_dim`` defaults to ``G.latent_dim``; ``output_shape`` is found by one forward pass of G."""
     ag, ad = _arch_spec(arch_g, kwargs_g, "G"), _arch_spec(arch_d, kwargs_d, "D")
@@ -92,14 +114,21 @@ def make_pair(G, D, *, arch_g, arch_d, kwargs_g=None, kwargs_d=None, name: str =
             raise ManifestError("latent_dim is needed: G has no latent_dim attribute")
     if output_shape is None:
         output_shape = _output_shape(G, int(latent_dim), ag)
-    raw = {"source": {"kind": "local", "root": ""},
-           "files": {r: {"path": f"{r}.safetensors"} for r in ROLES},
-           "arch": {"G": ag.to_dict(), "D": ad.to_dict()}, "latent": {"dim": int(latent_dim), "prior": prior},
-           "output": {"shape": list(output_shape), "range": list(output_range) if output_range is not None else None},
-           "d_output": d_output, "license": license, "citation": citation, "recipe": recipe,
-           "sampling": dict(sampling or {}), "dataset": dataset}
+    raw = {
+        "source": {"kind": "local", "root": ""},
+        "files": {r: {"path": f"{r}.safetensors"} for r in ROLES},
+        "arch": {"G": ag.to_dict(), "D": ad.to_dict()},
+        "latent": {"dim": int(latent_dim), "prior": prior},
+        "output": {"shape": list(output_shape), "range": list(output_range) if output_range is not None else None},
+        "d_output": d_output,
+        "license": license,
+        "citation": citation,
+        "recipe": recipe,
+        "sampling": dict(sampling or {}),
+        "dataset": dataset,
+    }
     entry = validate_entry(name, raw, allow_sources=ALL_SOURCE_KINDS)
-    for role, m, a in (("G", G, ag), ("D", D, ad)):   # the spec must rebuild exactly these modules
+    for role, m, a in (("G", G, ag), ("D", D, ad)):  # the spec must rebuild exactly these modules
         ref = build(a)
         load_state(ref, m.state_dict(), what=f"{role} rebuilt from {a.name}{dict(a.kwargs)}")
     return ModelPair(G, D, pair_meta(entry, {r: None for r in ROLES}, G))
@@ -113,13 +142,22 @@ def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
     while not p.exists() and p != p.parent:
         p = p.parent
     if p.exists() and not p.is_dir():
-        raise OptionError(f"{name} must be a folder; {str(p)!r} is a file"
-                          + ("" if p == out else f" (so {str(out)!r} cannot be created)"))
+        raise OptionError(
+            f"{name} must be a folder; {str(p)!r} is a file"
+            + ("" if p == out else f" (so {str(out)!r} cannot be created)")
+        )
     return out
 
 
-def export(pair_or_ref, out_dir: str | Path, *, card: bool = False, metrics: Mapping | None = None,
-           tags=None, repo_id: str | None = None) -> Path:
+def export(
+    pair_or_ref,
+    out_dir: str | Path,
+    *,
+    card: bool = False,
+    metrics: Mapping | None = None,
+    tags=None,
+    repo_id: str | None = None,
+) -> Path:
     """Write ``G.safetensors``, ``D.safetensors`` (each with ``metadata={"latentflow": json.dumps(spec)}``) and
     ``latentflow.json`` (the spec plus file hashes) into ``out_dir``: the layout ``load(folder)`` and
     ``load("hf:user/repo")`` read. ``pair_or_ref`` is a :class:`ModelPair` (from ``load`` or ``make_pair``)
@@ -128,9 +166,11 @@ def export(pair_or_ref, out_dir: str | Path, *, card: bool = False, metrics: Map
     _check_out_dir(out_dir)
     pair = pair_or_ref if isinstance(pair_or_ref, ModelPair) else load(pair_or_ref)
     if pair.G is None or pair.D is None or pair.extra:
-        raise ManifestError(f'export writes G/D pairs; "{pair.meta.get("name")}" has roles '
-                            f'{", ".join(pair.meta.get("roles") or [])}. Its training folder already is a layout '
-                            f"load() reads: copy {SPEC_FILE} and its .safetensors files (or upload them to the Hub)")
+        raise ManifestError(
+            f'export writes G/D pairs; "{pair.meta.get("name")}" has roles '
+            f"{', '.join(pair.meta.get('roles') or [])}. Its training folder already is a layout "
+            f"load() reads: copy {SPEC_FILE} and its .safetensors files (or upload them to the Hub)"
+        )
     spec = pair.meta.get("spec")
     if not spec:
         raise ManifestError("this ModelPair carries no spec; build it with latentflow.models.make_pair(...)")
@@ -145,16 +185,33 @@ def export(pair_or_ref, out_dir: str | Path, *, card: bool = False, metrics: Map
     atomic_write_json(out / SPEC_FILE, {**spec, "files": files})
     if card:
         from .card import write_card
+
         write_card(out, spec, metrics=metrics, tags=tags, repo_id=repo_id)
     log.info("exported %s to %s", spec.get("name"), out)
     return out
 
 
-def convert(in_path: str | Path, out_dir: str | Path, *, arch_g, arch_d, d_path: str | Path | None = None,
-            kwargs_g: Mapping | None = None, kwargs_d: Mapping | None = None, use_ema: bool = False,
-            name: str = "converted", latent_dim: int | None = None, prior: str = "normal", d_output: str = "logit",
-            output_range=(-1.0, 1.0), license: str | None = None, citation: str | None = None,
-            recipe: str | None = None, sampling: Mapping | None = None, dataset: str | None = None) -> Path:
+def convert(
+    in_path: str | Path,
+    out_dir: str | Path,
+    *,
+    arch_g,
+    arch_d,
+    d_path: str | Path | None = None,
+    kwargs_g: Mapping | None = None,
+    kwargs_d: Mapping | None = None,
+    use_ema: bool = False,
+    name: str = "converted",
+    latent_dim: int | None = None,
+    prior: str = "normal",
+    d_output: str = "logit",
+    output_range=(-1.0, 1.0),
+    license: str | None = None,
+    citation: str | None = None,
+    recipe: str | None = None,
+    sampling: Mapping | None = None,
+    dataset: str | None = None,
+) -> Path:
     """Turn a pickled ``.pt/.pth/.ckpt`` G/D checkpoint into the :func:`export` layout.
 
     ``in_path`` holds both models (under ``G``/``D``, ``netG``/``netD``, ``generator``/``discriminator``, ...,
@@ -173,8 +230,10 @@ def convert(in_path: str | Path, out_dir: str | Path, *, arch_g, arch_d, d_path:
     if d_path is None:
         sds = split_pair(obj, str(in_path), use_ema=use_ema)
     else:
-        sds = {"G": extract_state_dict(obj, str(in_path)),
-               "D": extract_state_dict(read_pickle_weights_only(sources[1]), str(sources[1]))}
+        sds = {
+            "G": extract_state_dict(obj, str(in_path)),
+            "D": extract_state_dict(read_pickle_weights_only(sources[1]), str(sources[1])),
+        }
     G, D = build(ag), build(ad)
     load_state(G, sds["G"], what=f"G ({ag.name})")
     load_state(D, sds["D"], what=f"D ({ad.name})")
@@ -182,7 +241,20 @@ def convert(in_path: str | Path, out_dir: str | Path, *, arch_g, arch_d, d_path:
     D.eval()
     if recipe is None:
         recipe = "converted from " + ", ".join(f"{p.name} (sha256 {h})" for p, h in zip(sources, hashes))
-    pair = make_pair(G, D, arch_g=ag, arch_d=ad, name=name, latent_dim=latent_dim, prior=prior, d_output=d_output,
-                     output_range=output_range, license=license, citation=citation, recipe=recipe, sampling=sampling,
-                     dataset=dataset)
+    pair = make_pair(
+        G,
+        D,
+        arch_g=ag,
+        arch_d=ad,
+        name=name,
+        latent_dim=latent_dim,
+        prior=prior,
+        d_output=d_output,
+        output_range=output_range,
+        license=license,
+        citation=citation,
+        recipe=recipe,
+        sampling=sampling,
+        dataset=dataset,
+    )
     return export(pair, out_dir)

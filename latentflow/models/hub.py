@@ -2,11 +2,19 @@
 :mod:`~latentflow.models.resolve`, :mod:`~latentflow.models.sources`, :mod:`~latentflow.models.pins`,
 :mod:`~latentflow.models.checkpoints`, :mod:`~latentflow.models.loading`, :mod:`~latentflow.models.export`
 and :mod:`~latentflow.models.table`."""
+
 from __future__ import annotations
 
 from .._io import cache_dir, sha256_file  # noqa: F401
-from .checkpoints import (PICKLE_SUFFIXES, extract_state_dict, read_pickle_weights_only,  # noqa: F401
-                          read_safetensors, read_state_dict, split_pair, strip_prefixes)
+from .checkpoints import (
+    PICKLE_SUFFIXES,
+    extract_state_dict,
+    read_pickle_weights_only,  # noqa: F401
+    read_safetensors,
+    read_state_dict,
+    split_pair,
+    strip_prefixes,
+)
 from .export import convert, export, make_pair  # noqa: F401
 from .loading import build, check_device, finish, load, load_state  # noqa: F401
 from .pair import ModelPair  # noqa: F401

@@ -5,13 +5,14 @@ built from :mod:`latentflow.nets` with the caller's global RNG untouched, loaded
 error lists missing, unexpected and mis-shaped keys) and finished with ``eval().requires_grad_(False)`` on the
 requested device and dtype.
 """
+
 from __future__ import annotations
 
 import json
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from ..errors import IntegrityError, ManifestError, OptionError
+from ..errors import IntegrityError, OptionError
 from ..nets import build as _build
 from ..nets import settle_spectral_norm, spectral_norm_buffer_keys
 from .checkpoints import read_role_states
@@ -28,6 +29,7 @@ __all__ = ["load", "build", "load_state", "finish", "check_device", "pair_meta"]
 
 def build(arch: ArchSpec):
     import torch
+
     # the random initial weights are overwritten by the checkpoint: don't let them consume the
     # caller's global RNG (loading a model must not change what torch.randn gives next)
     with torch.random.fork_rng(devices=[]):
@@ -48,8 +50,11 @@ def load_state(model, state_dict: Mapping, *, what: str = "model", settle_iterat
     sd = dict(state_dict)
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    misshaped = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own
-                 if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    misshaped = [
+        (k, tuple(sd[k].shape), tuple(own[k].shape))
+        for k in own
+        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
     sn_keys = spectral_norm_buffer_keys(model)
     tolerated = [k for k in missing if k in sn_keys or k.endswith("num_batches_tracked")]
     missing = [k for k in missing if k not in tolerated]
@@ -60,8 +65,10 @@ def load_state(model, state_dict: Mapping, *, what: str = "model", settle_iterat
         if unexpected:
             parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
         if misshaped:
-            parts.append(f"mis-shaped keys ({len(misshaped)}): " + _fmt_keys(
-                [f"{k} (checkpoint {a}, model {b})" for k, a, b in misshaped]))
+            parts.append(
+                f"mis-shaped keys ({len(misshaped)}): "
+                + _fmt_keys([f"{k} (checkpoint {a}, model {b})" for k, a, b in misshaped])
+            )
         parts.append("check the architecture name and kwargs in the manifest / latentflow.json")
         raise IntegrityError("\n  ".join(parts))
     for k in tolerated:
@@ -69,13 +76,18 @@ def load_state(model, state_dict: Mapping, *, what: str = "model", settle_iterat
     model.load_state_dict(sd, strict=True)
     if any(k in sn_keys for k in tolerated):
         n = settle_spectral_norm(model, settle_iterations)
-        log.info("%s: the checkpoint had no spectral-norm vectors; settled %d weights with %d power iterations",
-                 what, n, settle_iterations)
+        log.info(
+            "%s: the checkpoint had no spectral-norm vectors; settled %d weights with %d power iterations",
+            what,
+            n,
+            settle_iterations,
+        )
 
 
 def check_device(device) -> None:
     """Refuse, in one line, a device this machine does not have (before any file is read)."""
     import torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
@@ -83,8 +95,10 @@ def check_device(device) -> None:
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise OptionError(f'device "{device}": CUDA is not available on this machine (torch {torch.__version__}); '
-                              'use device="cpu"')
+            raise OptionError(
+                f'device "{device}": CUDA is not available on this machine (torch {torch.__version__}); '
+                'use device="cpu"'
+            )
         if dev.index is not None and dev.index >= n:
             raise OptionError(f'device "{device}": this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}')
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
@@ -101,6 +115,7 @@ def finish(model, device="cpu", dtype=None):
 # the whole pipeline
 # -------------------------------------------------------------------------------------------------
 
+
 def _trainer_of(recipe: str | None) -> str | None:
     """The ``trainer`` of a recipe written as JSON (as ``latentflow train gan`` does), else None."""
     try:
@@ -114,17 +129,28 @@ def _trainer_of(recipe: str | None) -> str | None:
 def pair_meta(entry: ModelEntry, hashes: Mapping[str, str], G) -> dict:
     roles = entry.roles
     trained = not entry.is_pair
-    return {"name": entry.name, "latent_dim": entry.latent_dim, "prior": entry.prior, "d_output": entry.d_output,
-            "output_shape": entry.output["shape"], "output_range": entry.output["range"],
-            "sampling": {k: dict(v) for k, v in entry.sampling.items()}, "verified": entry.verified,
-            "num_classes": int(getattr(G, "num_classes", 0) or 0),
-            "license": entry.license, "citation": entry.citation, "recipe": entry.recipe, "dataset": entry.dataset,
-            "roles": list(roles), "trainer": entry.trainer if trained else _trainer_of(entry.recipe),
-            "d_conditioning": entry.d_conditioning if trained else None,
-            "x0": dict(entry.x0) if trained and entry.x0 is not None else None,
-            "source": dict(entry.source),
-            "files": {r: {"path": entry.files[r].path, "sha256": hashes[r]} for r in roles},
-            "spec": entry.spec()}
+    return {
+        "name": entry.name,
+        "latent_dim": entry.latent_dim,
+        "prior": entry.prior,
+        "d_output": entry.d_output,
+        "output_shape": entry.output["shape"],
+        "output_range": entry.output["range"],
+        "sampling": {k: dict(v) for k, v in entry.sampling.items()},
+        "verified": entry.verified,
+        "num_classes": int(getattr(G, "num_classes", 0) or 0),
+        "license": entry.license,
+        "citation": entry.citation,
+        "recipe": entry.recipe,
+        "dataset": entry.dataset,
+        "roles": list(roles),
+        "trainer": entry.trainer if trained else _trainer_of(entry.recipe),
+        "d_conditioning": entry.d_conditioning if trained else None,
+        "x0": dict(entry.x0) if trained and entry.x0 is not None else None,
+        "source": dict(entry.source),
+        "files": {r: {"path": entry.files[r].path, "sha256": hashes[r]} for r in roles},
+        "spec": entry.spec(),
+    }
 
 
 def load(ref, device="cpu", dtype=None) -> ModelPair:
@@ -138,7 +164,7 @@ def load(ref, device="cpu", dtype=None) -> ModelPair:
     entry = resolve(ref)
     paths, hashes = {}, {}
     for role in entry.roles:
-        if entry.combined and role != entry.roles[0]:   # one file holds G and D: fetched and hashed once
+        if entry.combined and role != entry.roles[0]:  # one file holds G and D: fetched and hashed once
             paths[role], hashes[role] = paths[entry.roles[0]], hashes[entry.roles[0]]
             continue
         paths[role] = fetch(entry, role)

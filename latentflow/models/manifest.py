@@ -22,6 +22,7 @@ Schema (``schema: 1``)::
         verified: <bool>   (false while any sha256 is null; the hash is then pinned on first download)
         sampling: {<method>: {<option>: <value>}}   recommended per-method defaults (optional)
 """
+
 from __future__ import annotations
 
 import difflib
@@ -31,13 +32,40 @@ from pathlib import Path
 
 from ..errors import ManifestError
 from .spec import ROLES, SCHEMA, ArchSpec, FileRef, ModelEntry, _plain  # noqa: F401
-from .validate import (ALL_SOURCE_KINDS, D_OUTPUTS, PRIORS, SOURCE_KINDS, _mapping, _keys, _fail,  # noqa: F401
-                       set_method_table, validate_arch, validate_entry, validate_file, validate_output,
-                       validate_sampling, validate_source)
+from .validate import (
+    ALL_SOURCE_KINDS,
+    D_OUTPUTS,
+    PRIORS,
+    SOURCE_KINDS,
+    _fail,  # noqa: F401
+    _keys,
+    _mapping,
+    set_method_table,
+    validate_arch,
+    validate_entry,
+    validate_file,
+    validate_output,
+    validate_sampling,
+    validate_source,
+)
 
-__all__ = ["SCHEMA", "ROLES", "SOURCE_KINDS", "ALL_SOURCE_KINDS", "D_OUTPUTS", "PRIORS", "ArchSpec", "FileRef",
-           "ModelEntry", "validate_entry", "parse_manifest", "load_manifest", "list_models", "get_entry",
-           "set_method_table"]
+__all__ = [
+    "SCHEMA",
+    "ROLES",
+    "SOURCE_KINDS",
+    "ALL_SOURCE_KINDS",
+    "D_OUTPUTS",
+    "PRIORS",
+    "ArchSpec",
+    "FileRef",
+    "ModelEntry",
+    "validate_entry",
+    "parse_manifest",
+    "load_manifest",
+    "list_models",
+    "get_entry",
+    "set_method_table",
+]
 
 MANIFEST_RESOURCE = ("latentflow", "checkpoints/checkpoints_manifest.yaml")
 
@@ -56,6 +84,7 @@ def parse_manifest(doc, *, check_registry: bool = True) -> dict[str, ModelEntry]
 def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
     """Read and validate a manifest file (default: the packaged ``checkpoints_manifest.yaml``)."""
     import yaml
+
     if path is None:
         return dict(_packaged())
     try:
@@ -72,6 +101,7 @@ def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
 @functools.lru_cache(maxsize=1)
 def _packaged() -> dict[str, ModelEntry]:
     import yaml
+
     try:
         text = resources.files(MANIFEST_RESOURCE[0]).joinpath(MANIFEST_RESOURCE[1]).read_text(encoding="utf-8")
     except (OSError, ModuleNotFoundError) as e:
@@ -95,7 +125,9 @@ def get_entry(name: str) -> ModelEntry:
         avail = ", ".join(sorted(entries)) or "(none)"
         close = difflib.get_close_matches(str(name), list(entries), n=1, cutoff=0.6)
         hint = f' Did you mean "{close[0]}"?' if close else ""
-        raise ManifestError(f'Unknown model "{name}". Available: {avail}. '
-                            "Other refs: hf:owner/repo[@revision], a local folder, or a (G, D) pair of "
-                            f".safetensors files.{hint}")
+        raise ManifestError(
+            f'Unknown model "{name}". Available: {avail}. '
+            "Other refs: hf:owner/repo[@revision], a local folder, or a (G, D) pair of "
+            f".safetensors files.{hint}"
+        )
     return entries[name]

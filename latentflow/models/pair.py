@@ -1,9 +1,11 @@
 """The type every load returns: a generator, a discriminator, what is known about them, and any further
 networks of a trained model."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .. import rng
 from ..errors import ManifestError, OptionError
@@ -31,6 +33,7 @@ class ModelPair:
     :meth:`initial_state` draws what ``refine(pair.G, pair.D, ·)`` starts from; :meth:`refine` runs a method
     with the model's recommended settings, as ``latentflow sample`` does.
     """
+
     G: Any
     D: Any
     meta: Mapping[str, Any] = field(default_factory=dict)
@@ -43,8 +46,10 @@ class ModelPair:
     def latent_dim(self) -> int:
         dim = self.meta.get("latent_dim")
         if dim is None:
-            raise ManifestError(f'model "{self.meta.get("name")}" has no generator, so no latent; its samplers '
-                                f'start from x0 = {self.meta.get("x0")} (draw it with pair.initial_state(n))')
+            raise ManifestError(
+                f'model "{self.meta.get("name")}" has no generator, so no latent; its samplers '
+                f"start from x0 = {self.meta.get('x0')} (draw it with pair.initial_state(n))"
+            )
         return int(dim)
 
     def initial_state(self, n: int, generator=None, device=None, dtype=None):
@@ -54,15 +59,24 @@ class ModelPair:
         ``extra["P"]`` (prior ``gaussian``).
         ``device`` and ``dtype`` default to the models'; ``generator`` is a ``torch.Generator`` or an int seed."""
         import torch
+
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise OptionError(f"n must be an int >= 1; got {n!r}")
-        p = next((q for m in (self.G, self.D, *self.extra.values()) if isinstance(m, torch.nn.Module)
-                  for q in m.parameters()), None)
+        p = next(
+            (
+                q
+                for m in (self.G, self.D, *self.extra.values())
+                if isinstance(m, torch.nn.Module)
+                for q in m.parameters()
+            ),
+            None,
+        )
         device = device if device is not None else (p.device if p is not None else "cpu")
         dtype = dtype if dtype is not None else (p.dtype if p is not None else torch.float32)
         if self.G is not None:
-            return rng.sample_latents(n, self.latent_dim, self.meta.get("prior") or "normal", generator=generator,
-                                      device=device, dtype=dtype)
+            return rng.sample_latents(
+                n, self.latent_dim, self.meta.get("prior") or "normal", generator=generator, device=device, dtype=dtype
+            )
         x0 = self.meta.get("x0") or {}
         if not x0.get("shape"):
             raise ManifestError(f'model "{self.meta.get("name")}" has neither a generator nor an x0 shape')
@@ -71,8 +85,10 @@ class ModelPair:
         if x0.get("prior") == "gaussian":
             P = self.extra.get("P")
             if P is None:
-                raise ManifestError(f'model "{self.meta.get("name")}" starts from a fitted Gaussian but has no P network')
-            where = P.mean.device      # the net stays where it was loaded; only its output moves
+                raise ManifestError(
+                    f'model "{self.meta.get("name")}" starts from a fitted Gaussian but has no P network'
+                )
+            where = P.mean.device  # the net stays where it was loaded; only its output moves
             with torch.no_grad():
                 return P(z.reshape(n, -1).to(where)).to(device=device, dtype=dtype)
         return z
@@ -86,6 +102,7 @@ class ModelPair:
         """Labels ``[n]`` (long) for ``refine(pair.G, pair.D, z, y=...)``: ``class_label`` for every sample, or
         uniform classes per sample (``None``) drawn as the samplers draw them (per-chain streams of ``generator``)."""
         import torch
+
         k = self.num_classes
         if k <= 0:
             raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; it takes no labels')
@@ -97,7 +114,7 @@ class ModelPair:
             raise OptionError(f"class_label must be an int in [0, {k - 1}] or None; got {class_label!r}")
         return torch.full((n,), class_label, dtype=torch.long, device=device)
 
-    def set_class(self, label) -> "ModelPair":
+    def set_class(self, label) -> ModelPair:
         """Set the label that direct calls ``G(z)`` / ``D(x)`` WITHOUT labels use, on the networks that read a
         ``class_label`` attribute (the ``sngan_resnet32_*`` zoo classes); a thin way of fixing a constant ``y``
         for such calls. The samplers always pass labels: use ``refine(..., y=label)`` (or
@@ -110,8 +127,18 @@ class ModelPair:
                 m.class_label = label
         return self
 
-    def refine(self, z=None, method: str = "ddls", *, n: int | None = None, seed: int | None = None,
-               generator=None, y=None, class_label: int | None = None, **overrides):
+    def refine(
+        self,
+        z=None,
+        method: str = "ddls",
+        *,
+        n: int | None = None,
+        seed: int | None = None,
+        generator=None,
+        y=None,
+        class_label: int | None = None,
+        **overrides,
+    ):
         """Run ``latentflow.refine(pair.G, pair.D, z, method, ...)`` with this model's recommended settings:
         ``meta["sampling"][method]`` (manifest entry or the folder's ``latentflow.json``), the model's
         ``d_output`` and prior where the method takes them, then ``overrides`` on top (a ``None`` override is a
@@ -125,8 +152,10 @@ class ModelPair:
         A class-conditional model gets ``y`` (labels ``[n]`` or one int), else ``class_label`` for every
         sample, else uniform labels per sample (:meth:`labels`). Returns the ``Result``."""
         import torch
+
         from .sampling import sampler, sampling_options
         from .validate import _method_table
+
         if seed is not None and generator is not None:
             raise OptionError("pass either seed or generator, not both")
         if seed is not None:

@@ -4,6 +4,7 @@ A file without a known SHA-256 is pinned on first use into ``pins.json`` in :fun
 (``$LATENTFLOW_CACHE``, else ``$XDG_CACHE_HOME/latentflow``, else ``~/.cache/latentflow``) and checked
 against the pin on every later load.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,13 @@ def verify(path: str | Path, expected: str | None, *, key: str | None = None) ->
     got = sha256_file(path)
     if expected is not None:
         if got != expected:
-            raise IntegrityError(f"SHA-256 mismatch for {path}: expected {expected}, got {got}. The file is corrupt "
-                                 "or was replaced; delete it from the cache and fetch it again.",
-                                 expected=expected, got=got, path=str(path))
+            raise IntegrityError(
+                f"SHA-256 mismatch for {path}: expected {expected}, got {got}. The file is corrupt "
+                "or was replaced; delete it from the cache and fetch it again.",
+                expected=expected,
+                got=got,
+                path=str(path),
+            )
         return got
     if key is None:
         log.info("%s has no recorded SHA-256 (a local file); its sha256 is %s", path, got)
@@ -72,7 +77,12 @@ def verify(path: str | Path, expected: str | None, *, key: str | None = None) ->
         pin(key, got)
         log.warning("pinned SHA-256 %s for %s on first download (the manifest has no hash for it yet)", got, key)
     elif pinned != got:
-        raise IntegrityError(f"SHA-256 mismatch for {path}: the hash pinned on first download ({pins_path()}) is "
-                             f"{pinned}, the file now has {got}. Delete the file (or the pin) only if you trust "
-                             "the new content.", expected=pinned, got=got, path=str(path))
+        raise IntegrityError(
+            f"SHA-256 mismatch for {path}: the hash pinned on first download ({pins_path()}) is "
+            f"{pinned}, the file now has {got}. Delete the file (or the pin) only if you trust "
+            "the new content.",
+            expected=pinned,
+            got=got,
+            path=str(path),
+        )
     return got

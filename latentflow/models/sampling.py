@@ -7,9 +7,11 @@ Models sit beside the samplers, not above them, so this module takes the method'
 argument, and :meth:`ModelPair.refine` reaches ``latentflow.refine`` through :func:`set_sampler`, which the
 facade (``latentflow/__init__.py``) installs; nothing here imports the samplers.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ..errors import OptionError
 
@@ -24,8 +26,9 @@ def _get(meta: Any, key: str, default=None):
     return getattr(meta, key, default)
 
 
-def sampling_options(method: str, meta: Any, user: Mapping[str, Any], valid: Iterable[str], *,
-                     none_is_unset: bool = True) -> dict:
+def sampling_options(
+    method: str, meta: Any, user: Mapping[str, Any], valid: Iterable[str], *, none_is_unset: bool = True
+) -> dict:
     """The options a run of ``method`` on the model ``meta`` uses: ``meta["sampling"][method]``, then
     ``d_output`` and ``prior`` of ``meta`` where ``method`` takes them (``valid``: its option names), then
     ``user``. ``none_is_unset``: a ``None`` in ``user`` means "not given" (the CLI's flags) and keeps the

@@ -5,6 +5,7 @@ cache, renamed into place only when complete) and local folders.
 The Hub adapter translates huggingface_hub's own exceptions into latentflow's, each with a one-line hint:
 offline without a cached copy, repository not found, revision not found, file not found.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,11 +41,19 @@ def _fetch_command(repo: str, filename: str, revision: str | None) -> str:
 
 def _hf_errors():
     try:
-        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                            RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
     except ImportError:  # huggingface_hub < 0.23
-        from huggingface_hub.utils import (EntryNotFoundError, LocalEntryNotFoundError,  # type: ignore
-                                           RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.utils import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,  # type: ignore
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
     return EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 
@@ -52,9 +61,12 @@ def hf_download(repo: str, filename: str, revision: str | None) -> Path:
     """``hf_hub_download(repo, filename, revision)``; HF's exceptions come back as latentflow errors with a hint."""
     try:
         from huggingface_hub import hf_hub_download
+
         EntryNotFound, LocalEntryNotFound, RepoNotFound, RevisionNotFound = _hf_errors()
     except ImportError as e:
-        raise LatentflowError("loading from the Hugging Face Hub needs huggingface_hub (pip install huggingface-hub)") from e
+        raise LatentflowError(
+            "loading from the Hugging Face Hub needs huggingface_hub (pip install huggingface-hub)"
+        ) from e
     where = f'file "{filename}" of Hugging Face repo "{repo}" at revision "{revision or "main"}"'
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision))
@@ -62,16 +74,18 @@ def hf_download(repo: str, filename: str, revision: str | None) -> Path:
         raise LatentflowError(
             f"{where} is not in the local Hugging Face cache and cannot be downloaded now (offline: "
             f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}, or no network); fetch it once with "
-            f"{_fetch_command(repo, filename, revision)} and load again") from e
+            f"{_fetch_command(repo, filename, revision)} and load again"
+        ) from e
     except RevisionNotFound as e:
         raise ManifestError(f'{where}: revision "{revision}" does not exist in the repo') from e
     except EntryNotFound as e:
         raise ManifestError(f"{where}: the repo has no such file at that revision") from e
     except RepoNotFound as e:
         raise ManifestError(f'{where}: repo "{repo}" does not exist or is private (log in with `hf auth login`)') from e
-    except OSError as e:   # network failures (requests/httpx errors subclass OSError or are wrapped in it)
-        raise LatentflowError(f"{where} could not be downloaded ({e}); fetch it with "
-                              f"{_fetch_command(repo, filename, revision)}") from e
+    except OSError as e:  # network failures (requests/httpx errors subclass OSError or are wrapped in it)
+        raise LatentflowError(
+            f"{where} could not be downloaded ({e}); fetch it with {_fetch_command(repo, filename, revision)}"
+        ) from e
 
 
 def _hf_cached(repo: str, filename: str, revision: str) -> Path | None:
@@ -87,6 +101,7 @@ def _hf_cached(repo: str, filename: str, revision: str) -> Path | None:
 def _download_url(url: str, dest: Path) -> Path:
     """Stream ``url`` into a temporary file beside ``dest`` and rename it there when complete."""
     import urllib.request
+
     try:
         with atomic_path(dest, suffix=".part") as tmp:
             with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:  # noqa: S310 (https only)
@@ -141,14 +156,16 @@ def fetch(entry, role: str) -> Path:
         if dest.is_file():
             return dest
         if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("LATENTFLOW_OFFLINE"):
-            raise LatentflowError(f"{url} is not cached at {dest} and offline mode is on; download it there "
-                                  f"(e.g. curl -L -o '{dest}' '{url}') or unset the offline variable")
+            raise LatentflowError(
+                f"{url} is not cached at {dest} and offline mode is on; download it there "
+                f"(e.g. curl -L -o '{dest}' '{url}') or unset the offline variable"
+            )
         log.info("downloading %s", url)
         return _download_url(url, dest)
     if kind == "local":
         p = Path(src.get("root") or "") / f.path
         if not p.is_file():
-            raise ManifestError(f"{role} file {p} of model \"{entry.name}\" does not exist")
+            raise ManifestError(f'{role} file {p} of model "{entry.name}" does not exist')
         return p
     raise ManifestError(f'unknown source kind "{kind}" for model "{entry.name}"')
 

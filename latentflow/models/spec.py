@@ -4,11 +4,13 @@
 folder (of any kind) become. Validation lives in :mod:`latentflow.models.manifest` (G/D pairs) and
 :mod:`latentflow.models.trained` (training folders of other kinds).
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA = 1
 ROLES = ("G", "D")
@@ -27,6 +29,7 @@ ALL_ROLES = ("G", "D", "S", "P")
 @dataclass(frozen=True)
 class FileRef:
     """One checkpoint file: its path (relative to the source), full SHA-256 (None: pinned on first use), size."""
+
     path: str
     sha256: str | None = None
     bytes: int | None = None
@@ -38,6 +41,7 @@ class FileRef:
 @dataclass(frozen=True)
 class ArchSpec:
     """An architecture of the zoo and the keyword arguments that build it."""
+
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -54,24 +58,25 @@ class ModelEntry:
     (``D`` alone for dflow/dgd, ``G`` (+ ``S``) for flowgan/scoregan): ``latent`` only with a generator,
     ``d_output`` and ``d_conditioning`` only with a discriminator, ``x0`` (where the particles start) only
     without a generator, and ``raw`` keeps its ``latentflow.json`` as read."""
+
     name: str
     source: Mapping[str, Any]
-    files: Mapping[str, FileRef]          # one per role
-    arch: Mapping[str, ArchSpec]          # one per role: "G", "D" (a pair) or the roles of a trained folder
-    latent: Mapping[str, Any] | None      # dim, prior (None without a generator)
-    output: Mapping[str, Any]             # shape (list or None), range ([lo, hi] or None)
-    d_output: str | None                  # logit, prob or critic (None without a discriminator)
+    files: Mapping[str, FileRef]  # one per role
+    arch: Mapping[str, ArchSpec]  # one per role: "G", "D" (a pair) or the roles of a trained folder
+    latent: Mapping[str, Any] | None  # dim, prior (None without a generator)
+    output: Mapping[str, Any]  # shape (list or None), range ([lo, hi] or None)
+    d_output: str | None  # logit, prob or critic (None without a discriminator)
     license: str | None = None
     citation: str | None = None
     recipe: str | None = None
     verified: bool = False
     sampling: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     dataset: str | None = None
-    d_conditioning: str | None = None     # with D: "time" for D(x, t), "sigma" for D(x, σ), None for D(x)
-    x0: Mapping[str, Any] | None = None   # without G: prior, std, shape
-    trainer: str | None = None            # the ``latentflow train`` kind that wrote a trained folder
+    d_conditioning: str | None = None  # with D: "time" for D(x, t), "sigma" for D(x, σ), None for D(x)
+    x0: Mapping[str, Any] | None = None  # without G: prior, std, shape
+    trainer: str | None = None  # the ``latentflow train`` kind that wrote a trained folder
     raw: Mapping[str, Any] | None = None  # a trained folder's latentflow.json as read
-    reader: str = "state_dict"            # how the files are read (READERS); a pair reader: G and D share a file
+    reader: str = "state_dict"  # how the files are read (READERS); a pair reader: G and D share a file
 
     @property
     def combined(self) -> bool:
@@ -100,17 +105,24 @@ class ModelEntry:
         trained folder: its ``latentflow.json`` as the trainer wrote it, without ``files``)."""
         if self.raw is not None:
             return {k: copy.deepcopy(v) for k, v in self.raw.items() if k != "files"}
-        return {"schema": SCHEMA, "name": self.name,
-                "arch": {r: self.arch[r].to_dict() for r in self.roles},
-                "latent": _plain(self.latent), "output": _plain(self.output), "d_output": self.d_output,
-                "license": self.license, "citation": self.citation, "recipe": self.recipe,
-                "dataset": self.dataset, "sampling": _plain(self.sampling)}
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "arch": {r: self.arch[r].to_dict() for r in self.roles},
+            "latent": _plain(self.latent),
+            "output": _plain(self.output),
+            "d_output": self.d_output,
+            "license": self.license,
+            "citation": self.citation,
+            "recipe": self.recipe,
+            "dataset": self.dataset,
+            "sampling": _plain(self.sampling),
+        }
 
     def to_dict(self) -> dict:
         d = self.spec()
         d.pop("schema", None)
-        files = ({"GD": self.files["G"].to_dict()} if self.combined
-                 else {r: self.files[r].to_dict() for r in self.roles})
+        files = {"GD": self.files["G"].to_dict()} if self.combined else {r: self.files[r].to_dict() for r in self.roles}
         d.update(source=_plain(self.source), files=files, verified=self.verified)
         if self.reader != "state_dict":
             d["reader"] = self.reader

@@ -7,6 +7,7 @@ on disk hashes to the value pinned on first use; ``not downloaded`` when some fi
 ``mismatch`` when a file on disk matches neither (loading it would fail); ``unpinned`` when a file without
 a manifest hash is on disk but was never loaded (so never pinned).
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,7 @@ def _where(src) -> str:
 def _safe_pins() -> dict[str, str]:
     try:
         return read_pins()
-    except LatentflowError as e:   # a broken pin file must not break the listing
+    except LatentflowError as e:  # a broken pin file must not break the listing
         log.warning("cannot read the pin file: %s", e)
         return {}
 
@@ -84,9 +85,14 @@ def _row(name: str, pins: dict[str, str]) -> dict:
         except LatentflowError:
             pass
     keys = [pin_key(e, r) for r in ROLES]
-    return {"name": name, "source": _where(e.source), "offline": bool(offline),
-            "bytes": None if None in sizes else int(sum(sizes)), "verified": bool(e.verified),
-            "pinned": all(k is not None and k in pins for k in keys)}
+    return {
+        "name": name,
+        "source": _where(e.source),
+        "offline": bool(offline),
+        "bytes": None if None in sizes else int(sum(sizes)),
+        "verified": bool(e.verified),
+        "pinned": all(k is not None and k in pins for k in keys),
+    }
 
 
 def models_table() -> list[dict]:

@@ -28,18 +28,31 @@ A G/D pair (``arch`` with exactly G and D) is a manifest-style entry and is vali
 :func:`~latentflow.models.manifest.validate_entry` instead. Both give a
 :class:`~latentflow.models.spec.ModelEntry` (``TrainedEntry`` is the same type).
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..data import sample_shape
 from ..errors import LatentflowError
 from .spec import ALL_ROLES, ROLES, SCHEMA, ModelEntry, TrainedEntry
-from .validate import (D_OUTPUTS, PRIORS, _NAME, _fail, _int, _keys, _mapping, _opt_str, validate_arch,
-                       validate_file, validate_output, validate_sampling)
+from .validate import (
+    _NAME,
+    D_OUTPUTS,
+    PRIORS,
+    _fail,
+    _int,
+    _keys,
+    _mapping,
+    _opt_str,
+    validate_arch,
+    validate_file,
+    validate_output,
+    validate_sampling,
+)
 
 __all__ = ["TRAINED_ROLES", "CONDITIONINGS", "is_pair_spec", "validate_trained", "TrainedEntry"]
 
@@ -48,8 +61,22 @@ TRAINED_ROLES = ALL_ROLES
 CONDITIONINGS = ("time", "sigma")
 X0_PRIORS = ("normal", "gaussian")
 
-_OPTIONAL = ("latent", "d_output", "d_conditioning", "x0", "output", "sampling", "recipe", "dataset", "name",
-             "license", "citation", "files", "schema", "verified")
+_OPTIONAL = (
+    "latent",
+    "d_output",
+    "d_conditioning",
+    "x0",
+    "output",
+    "sampling",
+    "recipe",
+    "dataset",
+    "name",
+    "license",
+    "citation",
+    "files",
+    "schema",
+    "verified",
+)
 
 
 def is_pair_spec(spec) -> bool:
@@ -68,8 +95,9 @@ def _data_shape(dataset: str | None) -> list | None:
         return None
 
 
-def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: str = "trained",
-                     check_registry: bool = True) -> ModelEntry:
+def validate_trained(
+    raw, where: str, *, source: dict, files=None, name_hint: str = "trained", check_registry: bool = True
+) -> ModelEntry:
     """Check a training folder's ``latentflow.json`` (see the module docstring) and build its :class:`~latentflow.models.spec.ModelEntry`.
 
     ``files`` overrides ``raw["files"]``; by default each role's file is ``<ROLE>.safetensors``."""
@@ -80,9 +108,12 @@ def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: st
     arch = _mapping(raw["arch"], f"{where}.arch")
     unknown = sorted(set(map(str, arch)) - set(TRAINED_ROLES))
     if unknown or not arch:
-        _fail(f"{where}.arch", f"roles are G (generator), D (discriminator), S (Score GAN's score net) and P "
-                               f"(a generator-free model's starting distribution); "
-                               f"got {', '.join(map(str, arch)) or 'none'}")
+        _fail(
+            f"{where}.arch",
+            f"roles are G (generator), D (discriminator), S (Score GAN's score net) and P "
+            f"(a generator-free model's starting distribution); "
+            f"got {', '.join(map(str, arch)) or 'none'}",
+        )
     roles = tuple(r for r in TRAINED_ROLES if r in arch)
     if "G" not in roles and "D" not in roles:
         _fail(f"{where}.arch", f"a model needs a generator G or a discriminator D; got only {', '.join(roles)}")
@@ -156,11 +187,17 @@ def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: st
         if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
             _fail(f"{where}.x0.std", f"expected a number > 0; got {std!r}")
         if output["shape"] is None:
-            _fail(where, f"cannot tell the shape of x0: dataset {dataset!r} is not one latentflow knows; "
-                         "give output: {shape: [...]} in latentflow.json")
+            _fail(
+                where,
+                f"cannot tell the shape of x0: dataset {dataset!r} is not one latentflow knows; "
+                "give output: {shape: [...]} in latentflow.json",
+            )
         if (prior == "gaussian") != ("P" in roles):
-            _fail(f"{where}.x0.prior", f'prior "gaussian" and a P network in arch go together; got prior {prior!r} '
-                                       f'with roles {", ".join(roles)}')
+            _fail(
+                f"{where}.x0.prior",
+                f'prior "gaussian" and a P network in arch go together; got prior {prior!r} '
+                f"with roles {', '.join(roles)}",
+            )
         x0 = {"prior": prior, "std": float(std), "shape": list(output["shape"])}
 
     files = raw.get("files") if files is None else files
@@ -182,11 +219,21 @@ def validate_trained(raw, where: str, *, source: dict, files=None, name_hint: st
         _fail(f"{where}.name", f"model names are lowercase letters, digits, '.', '_' and '-'; got {name!r}")
 
     return ModelEntry(
-        name=name, source=dict(source), files=files, arch=archs, output=output, latent=latent,
-        d_output=d_output, d_conditioning=d_cond, x0=x0,
+        name=name,
+        source=dict(source),
+        files=files,
+        arch=archs,
+        output=output,
+        latent=latent,
+        d_output=d_output,
+        d_conditioning=d_cond,
+        x0=x0,
         sampling=validate_sampling(raw.get("sampling"), f"{where}.sampling", check_registry),
-        trainer=trainer, recipe=recipe_text, dataset=dataset,
+        trainer=trainer,
+        recipe=recipe_text,
+        dataset=dataset,
         license=_opt_str(raw.get("license"), f"{where}.license"),
         citation=_opt_str(raw.get("citation"), f"{where}.citation"),
-        verified=verified, raw=copy.deepcopy(dict(raw)))
-
+        verified=verified,
+        raw=copy.deepcopy(dict(raw)),
+    )

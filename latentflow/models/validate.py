@@ -3,18 +3,31 @@ field, what was expected and what came. :func:`validate_entry` checks a G/D pair
 exported folder); :mod:`latentflow.models.trained` checks training folders of other kinds with the same
 field checkers.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePosixPath
-from typing import Callable, Iterable, Mapping
 
 from ..errors import ManifestError
 from ..nets import ARCHITECTURES
 from .spec import PAIR_READERS, READERS, ROLES, ArchSpec, FileRef, ModelEntry
 
-__all__ = ["SOURCE_KINDS", "ALL_SOURCE_KINDS", "D_OUTPUTS", "PRIORS", "validate_source", "validate_file",
-           "validate_arch", "validate_output", "validate_files", "validate_sampling", "validate_entry", "set_method_table"]
+__all__ = [
+    "SOURCE_KINDS",
+    "ALL_SOURCE_KINDS",
+    "D_OUTPUTS",
+    "PRIORS",
+    "validate_source",
+    "validate_file",
+    "validate_arch",
+    "validate_output",
+    "validate_files",
+    "validate_sampling",
+    "validate_entry",
+    "set_method_table",
+]
 
 SOURCE_KINDS = ("bundled", "hub", "url")
 #: kinds ``resolve`` also makes for refs that are not manifest names (never valid inside the manifest)
@@ -31,6 +44,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 # -------------------------------------------------------------------------------------------------
 # validation
 # -------------------------------------------------------------------------------------------------
+
 
 def _fail(where: str, msg: str):
     raise ManifestError(f"{where}: {msg}")
@@ -72,8 +86,9 @@ def _check_relpath(p, where: str) -> str:
     return p
 
 
-def validate_source(src, where: str, *, allow_sources: tuple[str, ...] = SOURCE_KINDS,
-                    pinned_revision: bool = True) -> dict:
+def validate_source(
+    src, where: str, *, allow_sources: tuple[str, ...] = SOURCE_KINDS, pinned_revision: bool = True
+) -> dict:
     src = _mapping(src, where)
     kind = src.get("kind")
     if kind not in allow_sources:
@@ -87,8 +102,11 @@ def validate_source(src, where: str, *, allow_sources: tuple[str, ...] = SOURCE_
         if not isinstance(src["repo_id"], str) or not _REPO_ID.match(src["repo_id"]):
             _fail(f"{where}.repo_id", f"expected owner/repo; got {src['repo_id']!r}")
         if not isinstance(src["revision"], str) or (pinned_revision and not _HEX40.match(src["revision"])):
-            _fail(f"{where}.revision", "expected a full 40-hex commit id (never a branch name, so the files "
-                                      f"cannot change under the pinned hashes); got {src['revision']!r}")
+            _fail(
+                f"{where}.revision",
+                "expected a full 40-hex commit id (never a branch name, so the files "
+                f"cannot change under the pinned hashes); got {src['revision']!r}",
+            )
     else:
         _keys(src, where, ("kind", "base_url"))
         if not isinstance(src["base_url"], str) or not src["base_url"].startswith("https://"):
@@ -136,8 +154,11 @@ def validate_output(o, where: str) -> dict:
     if "channels" in o or "size" in o:
         if "channels" not in o or "size" not in o:
             _fail(where, "channels and size go together")
-        shape = [_int(o["channels"], f"{where}.channels"), _int(o["size"], f"{where}.size"),
-                 _int(o["size"], f"{where}.size")]
+        shape = [
+            _int(o["channels"], f"{where}.channels"),
+            _int(o["size"], f"{where}.size"),
+            _int(o["size"], f"{where}.size"),
+        ]
     else:
         shape = o.get("shape")
         if shape is not None:
@@ -146,8 +167,12 @@ def validate_output(o, where: str) -> dict:
             shape = [_int(s, f"{where}.shape") for s in shape]
     rng = o.get("range")
     if rng is not None:
-        if (not isinstance(rng, (list, tuple)) or len(rng) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng) or rng[0] >= rng[1]):
+        if (
+            not isinstance(rng, (list, tuple))
+            or len(rng) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)
+            or rng[0] >= rng[1]
+        ):
             _fail(f"{where}.range", f"expected [low, high] with low < high, or null; got {rng!r}")
         rng = [float(rng[0]), float(rng[1])]
     return {"shape": shape, "range": rng}
@@ -174,13 +199,15 @@ def validate_sampling(s, where: str, check_methods: bool = True) -> dict:
     out = {}
     for method, opts in s.items():
         if known is not None and method not in known:
-            _fail(f"{where}.{method}", f'unknown method; available: {", ".join(known)}')
+            _fail(f"{where}.{method}", f"unknown method; available: {', '.join(known)}")
         opts = dict(_mapping(opts or {}, f"{where}.{method}"))
         if known is not None:
             bad = sorted(set(opts) - known[method])
             if bad:
-                _fail(f"{where}.{method}", f"unknown option(s) {', '.join(bad)}; "
-                                           f"valid: {', '.join(sorted(known[method]))}")
+                _fail(
+                    f"{where}.{method}",
+                    f"unknown option(s) {', '.join(bad)}; valid: {', '.join(sorted(known[method]))}",
+                )
         for k, v in opts.items():
             if not isinstance(v, (int, float, str, bool, type(None), list)):
                 _fail(f"{where}.{method}.{k}", f"expected a scalar or list; got {type(v).__name__}")
@@ -198,28 +225,41 @@ def validate_files(raw_files, reader: str, where: str, *, local: bool = False) -
     files = _mapping(raw_files, f"{where}.files")
     if reader in PAIR_READERS:
         if set(files) & set(ROLES):
-            _fail(f"{where}.files", f"reader {reader!r} reads G and D from one file: give files: {{GD: {{path, "
-                                    f"sha256, bytes}}}}, not separate G/D files; got keys {sorted(map(str, files))}")
+            _fail(
+                f"{where}.files",
+                f"reader {reader!r} reads G and D from one file: give files: {{GD: {{path, "
+                f"sha256, bytes}}}}, not separate G/D files; got keys {sorted(map(str, files))}",
+            )
         _keys(files, f"{where}.files", ("GD",))
         f = validate_file(files["GD"], f"{where}.files.GD", local=local)
         return {"G": f, "D": f}
     if "GD" in files:
-        _fail(f"{where}.files", f"files.GD (one file holding G and D) needs a reader that reads both: reader: "
-                                f"{' | '.join(PAIR_READERS)}; got reader {reader!r}")
+        _fail(
+            f"{where}.files",
+            f"files.GD (one file holding G and D) needs a reader that reads both: reader: "
+            f"{' | '.join(PAIR_READERS)}; got reader {reader!r}",
+        )
     _keys(files, f"{where}.files", ROLES)
     return {r: validate_file(files[r], f"{where}.files.{r}", local=local) for r in ROLES}
 
 
-def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources: tuple[str, ...] = SOURCE_KINDS,
-                   pinned_revision: bool = True) -> ModelEntry:
+def validate_entry(
+    name: str,
+    raw,
+    *,
+    check_registry: bool = True,
+    allow_sources: tuple[str, ...] = SOURCE_KINDS,
+    pinned_revision: bool = True,
+) -> ModelEntry:
     """Check one manifest entry and build its :class:`ModelEntry`; raise ``ManifestError`` on the first problem."""
     where = f'manifest entry "{name}"'
     if not isinstance(name, str) or not _NAME.match(name):
         _fail(where, "model names are lowercase letters, digits, '.', '_' and '-' (like grid25-wgangp)")
     raw = _mapping(raw, where)
     _keys(raw, where, _ENTRY_REQUIRED, _ENTRY_OPTIONAL)
-    source = validate_source(raw["source"], f"{where}.source", allow_sources=allow_sources,
-                             pinned_revision=pinned_revision)
+    source = validate_source(
+        raw["source"], f"{where}.source", allow_sources=allow_sources, pinned_revision=pinned_revision
+    )
     reader = raw.get("reader", "state_dict")
     if reader not in READERS:
         _fail(f"{where}.reader", f"expected one of {', '.join(READERS)}; got {reader!r}")
@@ -240,13 +280,27 @@ def validate_entry(name: str, raw, *, check_registry: bool = True, allow_sources
     if not isinstance(verified, bool):
         _fail(f"{where}.verified", f"expected true or false; got {verified!r}")
     if verified and unhashed:
-        _fail(f"{where}.verified", f"is true but files {', '.join(unhashed)} have sha256: null; "
-                                   "set verified: false (the hash is then pinned on first download)")
+        _fail(
+            f"{where}.verified",
+            f"is true but files {', '.join(unhashed)} have sha256: null; "
+            "set verified: false (the hash is then pinned on first download)",
+        )
     if source["kind"] == "bundled" and unhashed:
         _fail(f"{where}.files", f"bundled files need their sha256; {', '.join(unhashed)} have null")
     sampling = validate_sampling(raw.get("sampling"), f"{where}.sampling", check_registry)
-    return ModelEntry(name=name, source=source, files=files, arch=arch, latent=latent, output=output,
-                      d_output=raw["d_output"], license=_opt_str(raw.get("license"), f"{where}.license"),
-                      citation=_opt_str(raw.get("citation"), f"{where}.citation"),
-                      recipe=_opt_str(raw.get("recipe"), f"{where}.recipe"), verified=verified, sampling=sampling,
-                      dataset=_opt_str(raw.get("dataset"), f"{where}.dataset"), reader=reader)
+    return ModelEntry(
+        name=name,
+        source=source,
+        files=files,
+        arch=arch,
+        latent=latent,
+        output=output,
+        d_output=raw["d_output"],
+        license=_opt_str(raw.get("license"), f"{where}.license"),
+        citation=_opt_str(raw.get("citation"), f"{where}.citation"),
+        recipe=_opt_str(raw.get("recipe"), f"{where}.recipe"),
+        verified=verified,
+        sampling=sampling,
+        dataset=_opt_str(raw.get("dataset"), f"{where}.dataset"),
+        reader=reader,
+    )

@@ -1,4 +1,5 @@
 """Compatibility names: the architectures moved to :mod:`latentflow.nets` (``build``, ``ARCHITECTURES``)."""
+
 from __future__ import annotations
 
 from ..nets import *  # noqa: F401,F403

@@ -1,9 +1,10 @@
 """Pieces shared by the architecture families: MLP stacks, spectral normalisation and its bookkeeping
 (finding the power-iteration vectors a checkpoint may lack, and settling them), activations and class
 labels of conditional models."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,6 @@ def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(slope) if slope > 0 else nn.ReLU())
     return nn.Sequential(*layers)
-
 
 
 def _sn(module: nn.Module, enabled: bool = True, eps: float = 1e-6) -> nn.Module:
@@ -39,7 +39,7 @@ def _class_labels(module: nn.Module, y, batch: int, device) -> torch.Tensor:
     ``class_label`` fallback only serves direct calls ``G(z)`` / ``D(x)`` (``ModelPair.set_class``)."""
     if y is None:
         y = module.class_label
-        if isinstance(y, int):                       # the common case: no host sync on the device
+        if isinstance(y, int):  # the common case: no host sync on the device
             if not 0 <= y < module.num_classes:
                 raise ManifestError(f"class_label must lie in [0, {module.num_classes - 1}]; got {y}")
             return torch.full((batch,), y, device=device, dtype=torch.long)
@@ -49,14 +49,16 @@ def _class_labels(module: nn.Module, y, batch: int, device) -> torch.Tensor:
     if y.shape != (batch,):
         raise ManifestError(f"class labels must be an int or a tensor of shape ({batch},); got shape {tuple(y.shape)}")
     if int(y.min()) < 0 or int(y.max()) >= module.num_classes:
-        raise ManifestError(f"class labels must lie in [0, {module.num_classes - 1}]; got {y.min().item()}..{y.max().item()}")
+        raise ManifestError(
+            f"class labels must lie in [0, {module.num_classes - 1}]; got {y.min().item()}..{y.max().item()}"
+        )
     return y
-
 
 
 def spectral_norm_modules(model: nn.Module):
     """``(qualified_name, module, hook)`` for every module carrying a ``torch.nn.utils.spectral_norm`` hook."""
     from torch.nn.utils.spectral_norm import SpectralNorm
+
     for name, mod in model.named_modules():
         for hook in mod._forward_pre_hooks.values():
             if isinstance(hook, SpectralNorm):

@@ -1,6 +1,7 @@
 """DCGAN (Radford et al. 2016): transposed convolutions 4x4 stride 2 with BatchNorm + ReLU in G, strided
 convolutions with LeakyReLU(0.2) in D, tanh output, no pooling and no hidden dense layers; plus a small
 28x28 pair for Fashion-MNIST."""
+
 from __future__ import annotations
 
 import torch
@@ -20,9 +21,12 @@ class DCGANGenerator(nn.Module):
             raise ManifestError(f"DCGAN size must be 32 or 64; got {size}")
         self.latent_dim, self.size, self.channels = latent_dim, size, channels
         n_up = {32: 3, 64: 4}[size]
-        widths = [ch * 2 ** i for i in reversed(range(n_up))]          # e.g. 32: [256, 128, 64]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
-                                   nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        widths = [ch * 2**i for i in reversed(range(n_up))]  # e.g. 32: [256, 128, 64]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        ]
         for a, b in zip(widths[:-1], widths[1:]):
             layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
@@ -42,7 +46,7 @@ class DCGANDiscriminator(nn.Module):
         if norm not in ("bn", "sn", "none"):
             raise ManifestError(f'norm must be one of bn, sn, none; got "{norm}"')
         n_down = {32: 3, 64: 4}[size]
-        widths = [ch * 2 ** i for i in range(n_down)]                   # e.g. 32: [64, 128, 256]
+        widths = [ch * 2**i for i in range(n_down)]  # e.g. 32: [64, 128, 256]
         sn = norm == "sn"
         layers: list[nn.Module] = [_sn(nn.Conv2d(channels, widths[0], 4, 2, 1), sn), _act(slope)]
         for a, b in zip(widths[:-1], widths[1:]):
@@ -50,7 +54,7 @@ class DCGANDiscriminator(nn.Module):
             if norm == "bn":
                 layers.append(nn.BatchNorm2d(b))
             layers.append(_act(slope))
-        layers.append(_sn(nn.Conv2d(widths[-1], 1, 4, 1, 0), sn))        # 4x4 -> 1x1
+        layers.append(_sn(nn.Conv2d(widths[-1], 1, 4, 1, 0), sn))  # 4x4 -> 1x1
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,10 +93,16 @@ class DCGAN28Generator(nn.Module):
     def __init__(self, latent_dim: int = 64, ch: int = 32, channels: int = 1):
         super().__init__()
         self.latent_dim, self.ch, self.channels = latent_dim, ch, channels
-        self.fc = nn.Sequential(nn.Linear(latent_dim, 2 * ch * 7 * 7, bias=False),
-                                nn.BatchNorm1d(2 * ch * 7 * 7), nn.ReLU())
-        self.net = nn.Sequential(nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
-                                 nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh())
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, 2 * ch * 7 * 7, bias=False), nn.BatchNorm1d(2 * ch * 7 * 7), nn.ReLU()
+        )
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(),
+            nn.ConvTranspose2d(ch, channels, 4, 2, 1),
+            nn.Tanh(),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(self.fc(z).view(z.shape[0], 2 * self.ch, 7, 7))
@@ -105,8 +115,9 @@ class DCGAN28Discriminator(nn.Module):
 
     def __init__(self, ch: int = 32, channels: int = 1, sn: bool = True, slope: float = 0.2):
         super().__init__()
-        self.net = nn.Sequential(_sn(nn.Conv2d(channels, ch, 4, 2, 1), sn), _act(slope),
-                                 _sn(nn.Conv2d(ch, 2 * ch, 4, 2, 1), sn), _act(slope))
+        self.net = nn.Sequential(
+            _sn(nn.Conv2d(channels, ch, 4, 2, 1), sn), _act(slope), _sn(nn.Conv2d(ch, 2 * ch, 4, 2, 1), sn), _act(slope)
+        )
         self.fc = _sn(nn.Linear(2 * ch * 7 * 7, 1), sn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@
 
 Importing this module registers the architecture in ``latentflow.nets.registry``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +40,7 @@ class _Block(nn.Module):
         self.cout = cout
 
     def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
-        g, b = film[:, :self.cout, None, None], film[:, self.cout:, None, None]
+        g, b = film[:, : self.cout, None, None], film[:, self.cout :, None, None]
         h = self.act((1 + g) * self.norm(self.conv(x)) + b)
         return x + h if self.res else h
 
@@ -49,8 +50,15 @@ class ConvDenoiser28(nn.Module):
     """EDM-preconditioned U-Net denoiser ``den(x̃ [B, C, 28, 28], σ [B]) -> [B, C, 28, 28]``; its score is
     ``(den - x̃)/σ²`` (``σ_data`` 0.5, images in [-1, 1])."""
 
-    def __init__(self, channels: int = 1, ch: int = 16, n_freq: int = 32, freq_scale: float = 16.0,
-                 sigma_data: float = 0.5, seed: int = 0):
+    def __init__(
+        self,
+        channels: int = 1,
+        ch: int = 16,
+        n_freq: int = 32,
+        freq_scale: float = 16.0,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+    ):
         super().__init__()
         if channels < 1 or ch < 1:
             raise OptionError(f"channels and ch must be >= 1; got {channels}, {ch}")
@@ -60,12 +68,14 @@ class ConvDenoiser28(nn.Module):
         e = self.embed.dim
         self.inp = nn.Conv2d(channels, c1, 3, 1, 1)
         self.e1, self.e2, self.mid = _Block(c1, c1), _Block(c2, c2), _Block(c3, c3)
-        self.d1, self.d2 = nn.Conv2d(c1, c2, 4, 2, 1), nn.Conv2d(c2, c3, 3, 2, 1)      # 28 -> 14 -> 7
-        self.u2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)                                     # 7 -> 14
-        self.u1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)                                     # 14 -> 28
+        self.d1, self.d2 = nn.Conv2d(c1, c2, 4, 2, 1), nn.Conv2d(c2, c3, 3, 2, 1)  # 28 -> 14 -> 7
+        self.u2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)  # 7 -> 14
+        self.u1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)  # 14 -> 28
         self.dec2, self.dec1 = _Block(2 * c2, c2), _Block(2 * c1, c1)
         self.blocks = [self.e1, self.e2, self.mid, self.dec2, self.dec1]
-        self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(b.cout for b in self.blocks)))
+        self.film = nn.Sequential(
+            nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(b.cout for b in self.blocks))
+        )
         nn.init.zeros_(self.film[-1].weight)
         nn.init.zeros_(self.film[-1].bias)
         self.out = nn.Conv2d(c1, channels, 3, 1, 1)
@@ -76,24 +86,24 @@ class ConvDenoiser28(nn.Module):
         mod = self.film(self.embed(c_noise).to(x.dtype))
         films, o = [], 0
         for b in self.blocks:
-            films.append(mod[:, o:o + 2 * b.cout])
+            films.append(mod[:, o : o + 2 * b.cout])
             o += 2 * b.cout
-        h1 = self.e1(self.inp(x), films[0])                        # 28
-        h2 = self.e2(self.d1(h1), films[1])                        # 14
-        h = self.mid(self.d2(h2), films[2])                        # 7
-        h = self.dec2(torch.cat([self.u2(h), h2], 1), films[3])   # 14
-        h = self.dec1(torch.cat([self.u1(h), h1], 1), films[4])   # 28
+        h1 = self.e1(self.inp(x), films[0])  # 28
+        h2 = self.e2(self.d1(h1), films[1])  # 14
+        h = self.mid(self.d2(h2), films[2])  # 7
+        h = self.dec2(torch.cat([self.u2(h), h2], 1), films[3])  # 14
+        h = self.dec1(torch.cat([self.u1(h), h1], 1), films[4])  # 28
         return self.out(h)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = _rows(sigma, x, "sigma").reshape(-1, 1, 1, 1)
-        sd2 = self.sigma_data ** 2
-        c_skip = sd2 / (s ** 2 + sd2)
-        c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
-        c_in = 1 / (s ** 2 + sd2).sqrt()
+        sd2 = self.sigma_data**2
+        c_skip = sd2 / (s**2 + sd2)
+        c_out = s * self.sigma_data / (s**2 + sd2).sqrt()
+        c_in = 1 / (s**2 + sd2).sqrt()
         return c_skip * x + c_out * self.F(c_in * x, torch.log(s.flatten()) / 4)
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """``σ``-smoothed score ``(den(x, σ) - x)/σ²``."""
         s = _rows(sigma, x, "sigma").reshape(-1, 1, 1, 1)
-        return (self(x, sigma) - x) / s ** 2
+        return (self(x, sigma) - x) / s**2

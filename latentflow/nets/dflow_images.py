@@ -24,6 +24,7 @@
 
 Pure torch modules; they import nothing of latentflow but its errors.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,11 +43,10 @@ class TimeEmbedding(nn.Module):
     """``t [B] -> [B, dim]``: ``"fourier"`` (``dim = 2 n_freq``, ``ω ~ N(0, scale²)`` from ``seed``) or
     ``"learned"`` (``dim = 2 n_freq``, a table of ``n_knots`` rows interpolated linearly in ``t``)."""
 
-    def __init__(self, kind: str = "fourier", n_freq: int = 64, scale: float = 1.0, n_knots: int = 17,
-                 seed: int = 0):
+    def __init__(self, kind: str = "fourier", n_freq: int = 64, scale: float = 1.0, n_knots: int = 17, seed: int = 0):
         super().__init__()
         if kind not in EMBEDDINGS:
-            raise OptionError(f'embed must be one of {", ".join(EMBEDDINGS)}; got {kind!r}')
+            raise OptionError(f"embed must be one of {', '.join(EMBEDDINGS)}; got {kind!r}")
         if isinstance(n_freq, bool) or not isinstance(n_freq, int) or n_freq < 1:
             raise OptionError(f"n_freq must be an int >= 1; got {n_freq!r}")
         self.kind, self.dim = kind, 2 * n_freq
@@ -88,9 +88,21 @@ def _init(modules, init: str, gain: float) -> None:
 class TimeConvDiscriminator(nn.Module):
     """``f(x [B, C, S, S], t [B]) -> [B]`` (``S`` = ``size``, 28 or 32): a FiLM-modulated DCGAN critic."""
 
-    def __init__(self, channels: int = 1, size: int = 28, ch: int = 32, embed: str = "fourier",
-                 n_freq: int = 64, freq_scale: float = 1.0, n_knots: int = 17, init: str = "orthogonal",
-                 gain: float = 1.41, slope: float = 0.2, down: str = "stride", seed: int = 0):
+    def __init__(
+        self,
+        channels: int = 1,
+        size: int = 28,
+        ch: int = 32,
+        embed: str = "fourier",
+        n_freq: int = 64,
+        freq_scale: float = 1.0,
+        n_knots: int = 17,
+        init: str = "orthogonal",
+        gain: float = 1.41,
+        slope: float = 0.2,
+        down: str = "stride",
+        seed: int = 0,
+    ):
         super().__init__()
         for k, v in (("channels", channels), ("ch", ch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -108,11 +120,13 @@ class TimeConvDiscriminator(nn.Module):
         w = [ch, 2 * ch, 4 * ch]
         k3 = 3 if size == 28 else 4
         if down == "stride":
-            self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1),
-                                        nn.Conv2d(w[1], w[2], k3, 2, 1)])
-        else:   # 3x3 stride-1 convolutions, each followed by a 2x2 average pool (ceil: 7 -> 4)
-            self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 3, 1, 1), nn.Conv2d(w[0], w[1], 3, 1, 1),
-                                        nn.Conv2d(w[1], w[2], 3, 1, 1)])
+            self.convs = nn.ModuleList(
+                [nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1), nn.Conv2d(w[1], w[2], k3, 2, 1)]
+            )
+        else:  # 3x3 stride-1 convolutions, each followed by a 2x2 average pool (ceil: 7 -> 4)
+            self.convs = nn.ModuleList(
+                [nn.Conv2d(channels, w[0], 3, 1, 1), nn.Conv2d(w[0], w[1], 3, 1, 1), nn.Conv2d(w[1], w[2], 3, 1, 1)]
+            )
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if down == "avgpool" else None
         self.head = nn.Conv2d(w[2], 1, 4, 1, 0)
         self.widths = w
@@ -120,19 +134,18 @@ class TimeConvDiscriminator(nn.Module):
         e = self.embed.dim
         self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(w)))
         _init(list(self.convs) + [self.head], init, float(gain))
-        nn.init.zeros_(self.film[-1].weight)   # the untrained critic does not depend on t
+        nn.init.zeros_(self.film[-1].weight)  # the untrained critic does not depend on t
         nn.init.zeros_(self.film[-1].bias)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):
-            raise ShapeError(f"x must have shape [B, {self.channels}, {self.size}, {self.size}]; "
-                             f"got {tuple(x.shape)}")
+            raise ShapeError(f"x must have shape [B, {self.channels}, {self.size}, {self.size}]; got {tuple(x.shape)}")
         c = _rows(t, x, "t")
         mod = self.film(self.embed(c).to(x.dtype))
         h, o = x, 0
         for conv, w in zip(self.convs, self.widths):
             h = conv(h)
-            g, b = mod[:, o:o + w, None, None], mod[:, o + w:o + 2 * w, None, None]
+            g, b = mod[:, o : o + w, None, None], mod[:, o + w : o + 2 * w, None, None]
             o += 2 * w
             h = self.act((1 + g) * h + b)
             if self.pool is not None:

@@ -1,7 +1,8 @@
 """Fully connected G and D for low-dimensional data (the 2-D mixtures of the DOT and DDLS experiments)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,8 +15,9 @@ from .registry import register_arch
 class MLPGenerator(nn.Module):
     """Fully connected generator ``z [B, latent_dim] -> x [B, out_dim]`` (DOT's 2-D G: 3×256, LeakyReLU)."""
 
-    def __init__(self, latent_dim: int = 2, hidden: Sequence[int] = (256, 256, 256), out_dim: int = 2,
-                 slope: float = 0.2):
+    def __init__(
+        self, latent_dim: int = 2, hidden: Sequence[int] = (256, 256, 256), out_dim: int = 2, slope: float = 0.2
+    ):
         super().__init__()
         self.latent_dim = latent_dim
         self.net = _mlp([latent_dim, *hidden, out_dim], slope)

@@ -8,6 +8,7 @@ spends no flow time matching the mean and the covariance (see ``latentflow.train
 
 Pure torch modules; they import nothing of latentflow but its errors.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,11 @@ class GaussianPrior(nn.Module):
 
     def __init__(self, shape=(1, 28, 28)):
         super().__init__()
-        if not (isinstance(shape, (list, tuple)) and shape
-                and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        if not (
+            isinstance(shape, (list, tuple))
+            and shape
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+        ):
             raise OptionError(f"shape must be a list of positive ints; got {shape!r}")
         self.shape = tuple(shape)
         self.dim = d = math.prod(self.shape)
@@ -41,7 +45,7 @@ class GaussianPrior(nn.Module):
         return (self.mean.to(z.dtype) + z @ L.T).reshape((z.shape[0],) + self.shape)
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, eps: float = 1e-3) -> "GaussianPrior":
+    def fit(self, x: torch.Tensor, eps: float = 1e-3) -> GaussianPrior:
         """Set ``mean`` and ``L`` to the sample mean and ``cholesky(cov + eps I)`` of ``x [n, *shape]``
         (computed in float64); returns ``self``."""
         if x.dim() < 2 or tuple(x.shape[1:]) != self.shape:

@@ -8,9 +8,10 @@ Class-conditional variants (``num_classes > 0``) use conditional BatchNorm in G 
 ``embed0`` = gain - 1, ``embed1`` = bias) and a projection term ``<embed(y), h>`` in D (Miyato & Koyama 2018).
 StudioGAN's checkpoints need no key adapter here: the module names are theirs.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -148,12 +149,14 @@ class SNGANResNetDiscriminator(_ProjectionHead):
 
     def __init__(self, ch: int = 128, num_classes: int = 0, channels: int = 3, shortcut_relu: bool = True):
         super().__init__()
-        self.blocks = nn.ModuleList([
-            nn.ModuleList([_SNGANOptBlock(channels, ch)]),
-            nn.ModuleList([_SNGANDiscBlock(ch, ch, True, shortcut_relu)]),
-            nn.ModuleList([_SNGANDiscBlock(ch, ch, False, shortcut_relu)]),
-            nn.ModuleList([_SNGANDiscBlock(ch, ch, False, shortcut_relu)]),
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                nn.ModuleList([_SNGANOptBlock(channels, ch)]),
+                nn.ModuleList([_SNGANDiscBlock(ch, ch, True, shortcut_relu)]),
+                nn.ModuleList([_SNGANDiscBlock(ch, ch, False, shortcut_relu)]),
+                nn.ModuleList([_SNGANDiscBlock(ch, ch, False, shortcut_relu)]),
+            ]
+        )
         self._init_head(ch, num_classes)
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
@@ -178,14 +181,20 @@ class SNGANCNNGenerator(nn.Module):
     """SN-GAN standard CNN generator (Miyato et al. 2018, Table 3a): ``z [B, 128] -> dense 4x4x512 ->
     deconv 256, 128, 64 (4x4 stride 2, BN, ReLU) -> conv3x3 -> tanh``, ``[B, 3, 32, 32]``."""
 
-    def __init__(self, latent_dim: int = 128, num_classes: int = 0, channels: int = 3,
-                 widths: Sequence[int] = (512, 256, 128, 64)):
+    def __init__(
+        self,
+        latent_dim: int = 128,
+        num_classes: int = 0,
+        channels: int = 3,
+        widths: Sequence[int] = (512, 256, 128, 64),
+    ):
         super().__init__()
         self.latent_dim, self.num_classes, self.widths = latent_dim, num_classes, tuple(widths)
         self.class_label = 0
         self.linear0 = nn.Linear(latent_dim, widths[0] * 4 * 4)
-        self.blocks = nn.ModuleList([nn.ModuleList([_SNGANCNNGenBlock(a, b, num_classes)])
-                                     for a, b in zip(widths[:-1], widths[1:])])
+        self.blocks = nn.ModuleList(
+            [nn.ModuleList([_SNGANCNNGenBlock(a, b, num_classes)]) for a, b in zip(widths[:-1], widths[1:])]
+        )
         self.conv2d4 = nn.Conv2d(widths[-1], channels, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
@@ -213,13 +222,15 @@ class SNGANCNNDiscriminator(_ProjectionHead):
     64, 128, 256, conv3x3 512, LeakyReLU(``slope``), spectral norm everywhere, global sum pooling as StudioGAN's
     `deep_conv`, dense -> ``[B]`` logits."""
 
-    def __init__(self, num_classes: int = 0, channels: int = 3, slope: float = 0.1,
-                 widths: Sequence[int] = (64, 128, 256, 512)):
+    def __init__(
+        self, num_classes: int = 0, channels: int = 3, slope: float = 0.1, widths: Sequence[int] = (64, 128, 256, 512)
+    ):
         super().__init__()
         self.slope = slope
         ins = [channels, *widths[:-2]]
-        self.blocks = nn.ModuleList([nn.ModuleList([_SNGANCNNDiscBlock(a, b, slope)])
-                                     for a, b in zip(ins, widths[:-1])])
+        self.blocks = nn.ModuleList(
+            [nn.ModuleList([_SNGANCNNDiscBlock(a, b, slope)]) for a, b in zip(ins, widths[:-1])]
+        )
         self.conv = _sn(nn.Conv2d(widths[-2], widths[-1], 3, 1, 1))
         self._init_head(widths[-1], num_classes)
 

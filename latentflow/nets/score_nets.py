@@ -16,6 +16,7 @@
 The 28x28 denoiser is the package's ``tconv28_den`` (a small U-Net with the same preconditioning).
 ``SCORE_NETS`` maps the names above to their classes; ``build_score_net(name, **kwargs)`` builds one.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,9 @@ def sigma_rows(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
 
 def edm_precond(sigma: torch.Tensor, sigma_data: float):
     """``(c_skip, c_out, c_in, c_noise)`` of Karras et al. 2022, Table 1, elementwise in ``sigma``."""
-    sd2 = sigma_data ** 2
-    r = (sigma ** 2 + sd2).sqrt()
-    return sd2 / (sigma ** 2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
+    sd2 = sigma_data**2
+    r = (sigma**2 + sd2).sqrt()
+    return sd2 / (sigma**2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
 
 
 class FourierFeatures(FourierEmbedding):
@@ -86,9 +87,18 @@ class EDMDenoiserMLP(nn.Module):
 
     output = "denoised"
 
-    def __init__(self, in_dim: int = 2, width: int = 128, depth: int = 4, n_freq: int = 32,
-                 freq_scale: float = 4.0, sigma_data: float = 0.5, seed: int = 0, x_freq: int = 0,
-                 x_scale: float = 1.0):
+    def __init__(
+        self,
+        in_dim: int = 2,
+        width: int = 128,
+        depth: int = 4,
+        n_freq: int = 32,
+        freq_scale: float = 4.0,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+        x_freq: int = 0,
+        x_scale: float = 1.0,
+    ):
         super().__init__()
         _check_dims(in_dim=in_dim, width=width, depth=depth)
         self.in_dim, self.sigma_data = in_dim, float(sigma_data)
@@ -108,9 +118,18 @@ class EDMDenoiserMLP(nn.Module):
 class NoiseDiscMLP(nn.Module):
     """``d(x [B, in_dim], σ) -> [B]`` logit: a SiLU MLP on ``concat(c_in(σ) x, e(log(σ)/4))``."""
 
-    def __init__(self, in_dim: int = 2, width: int = 128, depth: int = 4, n_freq: int = 32,
-                 freq_scale: float = 4.0, sigma_data: float = 0.5, seed: int = 0, x_freq: int = 0,
-                 x_scale: float = 1.0):
+    def __init__(
+        self,
+        in_dim: int = 2,
+        width: int = 128,
+        depth: int = 4,
+        n_freq: int = 32,
+        freq_scale: float = 4.0,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+        x_freq: int = 0,
+        x_scale: float = 1.0,
+    ):
         super().__init__()
         _check_dims(in_dim=in_dim, width=width, depth=depth)
         self.in_dim, self.sigma_data = in_dim, float(sigma_data)
@@ -132,16 +151,24 @@ class NoiseDiscConv28(nn.Module):
     """``d(x [B, C, 28, 28], σ) -> [B]`` logit: conv4s2 - conv4s2 - conv3s2 (28 -> 14 -> 7 -> 4), each
     GroupNorm + FiLM(σ) + SiLU, then a linear head; the input is ``c_in(σ) x``."""
 
-    def __init__(self, channels: int = 1, ch: int = 16, n_freq: int = 32, freq_scale: float = 4.0,
-                 sigma_data: float = 0.5, seed: int = 0):
+    def __init__(
+        self,
+        channels: int = 1,
+        ch: int = 16,
+        n_freq: int = 32,
+        freq_scale: float = 4.0,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+    ):
         super().__init__()
         _check_dims(channels=channels, ch=ch)
         self.sigma_data = float(sigma_data)
         self.embed = FourierFeatures(n_freq, freq_scale, seed)
         self.widths = [ch, 2 * ch, 4 * ch]
         w = self.widths
-        self.convs = nn.ModuleList([nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1),
-                                    nn.Conv2d(w[1], w[2], 3, 2, 1)])
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(channels, w[0], 4, 2, 1), nn.Conv2d(w[0], w[1], 4, 2, 1), nn.Conv2d(w[1], w[2], 3, 2, 1)]
+        )
         self.norms = nn.ModuleList([nn.GroupNorm(_groups(c), c) for c in w])
         e = self.embed.dim
         self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(w)))
@@ -158,14 +185,14 @@ class NoiseDiscConv28(nn.Module):
         mod = self.film(self.embed(c_noise).to(x.dtype))
         h, o = c_in[:, None, None, None] * x, 0
         for conv, norm, w in zip(self.convs, self.norms, self.widths):
-            g, b = mod[:, o:o + w, None, None], mod[:, o + w:o + 2 * w, None, None]
+            g, b = mod[:, o : o + w, None, None], mod[:, o + w : o + 2 * w, None, None]
             o += 2 * w
             h = self.act((1 + g) * norm(conv(h)) + b)
         return self.head(h.flatten(1))[:, 0]
 
 
 SCORE_NETS = {"den_mlp": EDMDenoiserMLP, "dg_mlp": NoiseDiscMLP, "dg_conv28": NoiseDiscConv28}
-for _name, _cls in SCORE_NETS.items():   # also buildable by name like every other architecture
+for _name, _cls in SCORE_NETS.items():  # also buildable by name like every other architecture
     register_arch(_name)(_cls)
 
 

@@ -21,9 +21,10 @@ singular vector estimates ``u``, ``v`` of ``W`` reshaped to ``(out, -1)``, Miyat
 ``...0._v``). In eval mode that parametrization runs no power iteration: it divides by ``u^T W v`` with the
 stored ``u``, ``v``; in train mode it updates them by one power iteration per forward, as upstream trained.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -38,8 +39,10 @@ __all__ = ["SimpleCNNGenerator", "SimpleCNNDiscriminator", "read_xyfjason_checkp
 def _dims(dim: int, dim_mults: Sequence[int], name: str) -> list[int]:
     mults = [int(m) for m in dim_mults]
     if int(dim) < 1 or not mults or min(mults) < 1:
-        raise ShapeError(f"{name}: expected dim >= 1 and a non-empty dim_mults of positive integers, "
-                         f"got dim={dim!r}, dim_mults={list(dim_mults)!r}")
+        raise ShapeError(
+            f"{name}: expected dim >= 1 and a non-empty dim_mults of positive integers, "
+            f"got dim={dim!r}, dim_mults={list(dim_mults)!r}"
+        )
     return [int(dim) * m for m in mults]
 
 
@@ -49,19 +52,33 @@ class SimpleCNNGenerator(nn.Module):
     default three ``dim_mults``), in [-1, 1] when ``with_tanh``. The defaults are the CIFAR-10 runs' ``z_dim=100,
     dim=256, dim_mults=(4, 2, 1), out_dim=3, with_bn=True, with_tanh=True``."""
 
-    def __init__(self, z_dim: int = 100, dim: int = 256, dim_mults: Sequence[int] = (4, 2, 1), out_dim: int = 3,
-                 with_bn: bool = True, with_tanh: bool = True):
+    def __init__(
+        self,
+        z_dim: int = 100,
+        dim: int = 256,
+        dim_mults: Sequence[int] = (4, 2, 1),
+        out_dim: int = 3,
+        with_bn: bool = True,
+        with_tanh: bool = True,
+    ):
         super().__init__()
         chans = _dims(dim, dim_mults, "SimpleCNNGenerator")
         self.z_dim = self.latent_dim = int(z_dim)
         self.out_dim, self.with_tanh = int(out_dim), bool(with_tanh)
         self.first_conv = nn.ConvTranspose2d(self.z_dim, chans[0], 4, 1, 0)
-        self.layers = nn.ModuleList([
-            nn.Sequential(nn.BatchNorm2d(cin) if with_bn else nn.Identity(), nn.ReLU(),
-                          nn.ConvTranspose2d(cin, cout, 4, 2, 1))
-            for cin, cout in zip(chans[:-1], chans[1:])])
-        self.last_conv = nn.Sequential(nn.BatchNorm2d(chans[-1]) if with_bn else nn.Identity(), nn.ReLU(),
-                                       nn.ConvTranspose2d(chans[-1], self.out_dim, 4, 2, 1))
+        self.layers = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.BatchNorm2d(cin) if with_bn else nn.Identity(), nn.ReLU(), nn.ConvTranspose2d(cin, cout, 4, 2, 1)
+                )
+                for cin, cout in zip(chans[:-1], chans[1:])
+            ]
+        )
+        self.last_conv = nn.Sequential(
+            nn.BatchNorm2d(chans[-1]) if with_bn else nn.Identity(),
+            nn.ReLU(),
+            nn.ConvTranspose2d(chans[-1], self.out_dim, 4, 2, 1),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 2:
@@ -83,19 +100,34 @@ class SimpleCNNDiscriminator(nn.Module):
     dim_mults=(1, 2, 4), with_bn=True``, with ``with_sn=True`` for ``sngan_cifar10`` / ``sngan_hinge_cifar10`` and
     ``with_sn=False`` for ``gan_cifar10`` / ``wgan_gp_cifar10``."""
 
-    def __init__(self, in_dim: int = 3, dim: int = 256, dim_mults: Sequence[int] = (1, 2, 4), with_bn: bool = True,
-                 with_sn: bool = False):
+    def __init__(
+        self,
+        in_dim: int = 3,
+        dim: int = 256,
+        dim_mults: Sequence[int] = (1, 2, 4),
+        with_bn: bool = True,
+        with_sn: bool = False,
+    ):
         super().__init__()
         chans = _dims(dim, dim_mults, "SimpleCNNDiscriminator")
         self.in_dim = int(in_dim)
         sn = spectral_norm if with_sn else (lambda m: m)
         self.first_conv = sn(nn.Conv2d(self.in_dim, chans[0], 4, 2, 1))
-        self.layers = nn.ModuleList([
-            nn.Sequential(nn.BatchNorm2d(cin) if with_bn and i > 0 else nn.Identity(), nn.LeakyReLU(0.2),
-                          sn(nn.Conv2d(cin, cout, 4, 2, 1)))
-            for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:]))])
-        self.last_conv = nn.Sequential(nn.BatchNorm2d(chans[-1]) if with_bn else nn.Identity(), nn.LeakyReLU(0.2),
-                                       sn(nn.Conv2d(chans[-1], 1, 4, 1, 0)))
+        self.layers = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.BatchNorm2d(cin) if with_bn and i > 0 else nn.Identity(),
+                    nn.LeakyReLU(0.2),
+                    sn(nn.Conv2d(cin, cout, 4, 2, 1)),
+                )
+                for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:]))
+            ]
+        )
+        self.last_conv = nn.Sequential(
+            nn.BatchNorm2d(chans[-1]) if with_bn else nn.Identity(),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(chans[-1], 1, 4, 1, 0)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_dim:
@@ -105,8 +137,10 @@ class SimpleCNNDiscriminator(nn.Module):
             h = layer(h)
         h = self.last_conv(h).flatten(1)
         if h.shape[1] != 1:
-            raise ShapeError(f"x: expected images whose size the last 4x4 convolution maps to 1x1 "
-                             f"(32x32 for three dim_mults), got {list(x.shape)} giving {h.shape[1]} outputs each")
+            raise ShapeError(
+                f"x: expected images whose size the last 4x4 convolution maps to 1x1 "
+                f"(32x32 for three dim_mults), got {list(x.shape)} giving {h.shape[1]} outputs each"
+            )
         return h[:, 0]
 
 
@@ -115,6 +149,9 @@ def read_xyfjason_checkpoint(obj) -> tuple[dict, dict]:
     ``dict(G=G.state_dict(), D=D.state_dict())`` layout of its ``ckpt/*/model.pt`` files."""
     if not isinstance(obj, dict) or not isinstance(obj.get("G"), dict) or not isinstance(obj.get("D"), dict):
         got = f"a dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else type(obj).__name__
-        raise IntegrityError(f"checkpoint: expected an xyfJASON dict(G=state_dict, D=state_dict), got {got}",
-                             expected="dict with G and D state dicts", got=got)
+        raise IntegrityError(
+            f"checkpoint: expected an xyfJASON dict(G=state_dict, D=state_dict), got {got}",
+            expected="dict with G and D state dicts",
+            got=got,
+        )
     return obj["G"], obj["D"]

@@ -25,6 +25,7 @@ Pre-2022 StudioGAN files store the class-conditional gain and bias as ``nn.Embed
 ``embed1`` over class indices with the same ``1 + embed0[y]`` formula; :func:`studiogan_upgrade_state_dict`
 maps them to this layout (``gain.weight = embed0.weight^T``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,13 @@ from ..errors import IntegrityError, ShapeError
 from .registry import register_arch
 from .resnet_sngan import _SNGANDiscBlock, _SNGANOptBlock
 
-__all__ = ["StudioGANResNetGenerator", "StudioGANResNetDiscriminator", "studiogan_upgrade_state_dict",
-           "studiogan_downgrade_state_dict", "read_studiogan_checkpoint"]
+__all__ = [
+    "StudioGANResNetGenerator",
+    "StudioGANResNetDiscriminator",
+    "studiogan_upgrade_state_dict",
+    "studiogan_downgrade_state_dict",
+    "read_studiogan_checkpoint",
+]
 
 
 def _labels(y, batch: int, num_classes: int, device) -> torch.Tensor:
@@ -45,8 +51,9 @@ def _labels(y, batch: int, num_classes: int, device) -> torch.Tensor:
         got = f"{list(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise ShapeError(f"y: expected integer class labels of shape [{batch}], got {got}")
     if batch and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ShapeError(f"y: expected class labels in [0, {num_classes - 1}], got values from {int(y.min())} "
-                         f"to {int(y.max())}")
+        raise ShapeError(
+            f"y: expected class labels in [0, {num_classes - 1}], got values from {int(y.min())} to {int(y.max())}"
+        )
     return y.to(device=device, dtype=torch.long)
 
 
@@ -87,14 +94,15 @@ class StudioGANResNetGenerator(nn.Module):
     def __init__(self, z_dim: int = 128, g_conv_dim: int = 64, num_classes: int = 10):
         super().__init__()
         if int(num_classes) < 1 or int(g_conv_dim) < 1 or int(z_dim) < 1:
-            raise ShapeError(f"StudioGANResNetGenerator: expected positive z_dim, g_conv_dim, num_classes, got "
-                             f"{z_dim!r}, {g_conv_dim!r}, {num_classes!r}")
+            raise ShapeError(
+                f"StudioGANResNetGenerator: expected positive z_dim, g_conv_dim, num_classes, got "
+                f"{z_dim!r}, {g_conv_dim!r}, {num_classes!r}"
+            )
         self.z_dim = self.latent_dim = int(z_dim)
         self.num_classes = int(num_classes)
         self.ch = 4 * int(g_conv_dim)
         self.linear0 = nn.Linear(self.z_dim, self.ch * 4 * 4)
-        self.blocks = nn.ModuleList([nn.ModuleList([_GenBlock(self.ch, self.ch, self.num_classes)])
-                                     for _ in range(3)])
+        self.blocks = nn.ModuleList([nn.ModuleList([_GenBlock(self.ch, self.ch, self.num_classes)]) for _ in range(3)])
         self.bn4 = nn.BatchNorm2d(self.ch, eps=1e-4, momentum=0.1)
         self.conv2d5 = nn.Conv2d(self.ch, 3, 3, 1, 1)
 
@@ -126,12 +134,16 @@ class StudioGANResNetDiscriminator(nn.Module):
     def __init__(self, d_conv_dim: int = 64, num_classes: int = 10, shortcut_relu: bool = True):
         super().__init__()
         if int(num_classes) < 1 or int(d_conv_dim) < 1:
-            raise ShapeError(f"StudioGANResNetDiscriminator: expected positive d_conv_dim and num_classes, got "
-                             f"{d_conv_dim!r}, {num_classes!r}")
+            raise ShapeError(
+                f"StudioGANResNetDiscriminator: expected positive d_conv_dim and num_classes, got "
+                f"{d_conv_dim!r}, {num_classes!r}"
+            )
         self.num_classes = int(num_classes)
         ch = 2 * int(d_conv_dim)
-        self.blocks = nn.ModuleList([nn.ModuleList([_DiscOptBlock(3, ch)])] + [
-            nn.ModuleList([_DiscBlock(ch, ch, down, shortcut_relu)]) for down in (True, False, False)])
+        self.blocks = nn.ModuleList(
+            [nn.ModuleList([_DiscOptBlock(3, ch)])]
+            + [nn.ModuleList([_DiscBlock(ch, ch, down, shortcut_relu)]) for down in (True, False, False)]
+        )
         self.linear1 = _sn(nn.Linear(ch, 1))
         self.embedding = _sn(nn.Embedding(self.num_classes, ch))
 
@@ -157,8 +169,10 @@ def _rename(sd: dict, pairs) -> dict:
         for old, new in pairs:
             if key.endswith(old) and ".bn" in key:
                 if not isinstance(value, torch.Tensor) or value.dim() != 2:
-                    raise IntegrityError(f"state_dict[{key!r}]: expected a 2-d conditional-BatchNorm table, got "
-                                         f"{getattr(value, 'shape', type(value).__name__)}")
+                    raise IntegrityError(
+                        f"state_dict[{key!r}]: expected a 2-d conditional-BatchNorm table, got "
+                        f"{getattr(value, 'shape', type(value).__name__)}"
+                    )
                 key, value = key[: -len(old)] + new, value.t().contiguous()
                 break
         out[key] = value
@@ -185,9 +199,12 @@ def read_studiogan_checkpoint(obj) -> dict:
     DistributedDataParallel runs. A bare state dict is accepted as well."""
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        got = (f"a dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else type(obj).__name__)
-        raise IntegrityError(f"checkpoint: expected a StudioGAN {{'state_dict': {{name: tensor}}}} file, got {got}",
-                             expected="{'state_dict': state dict}", got=got)
+        got = f"a dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else type(obj).__name__
+        raise IntegrityError(
+            f"checkpoint: expected a StudioGAN {{'state_dict': {{name: tensor}}}} file, got {got}",
+            expected="{'state_dict': state dict}",
+            got=got,
+        )
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd

@@ -15,6 +15,7 @@ discriminator-guided Langevin).
 ``depth`` counts the linear layers of an MLP (``depth - 1`` hidden activations).
 Importing this module registers the architectures in ``latentflow.nets.registry``.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,17 @@ def _normal_init(module: nn.Module, std: float) -> None:
 class TimeMLPDiscriminator(nn.Module):
     """``f(x [B, in_dim], t [B]) -> [B]``: MLP on ``concat(x, e(t))`` (Discriminator Flow's 2-D Gaussian-mixture network)."""
 
-    def __init__(self, in_dim: int = 2, width: int = 512, depth: int = 4, n_freq: int = 64,
-                 freq_scale: float = 16.0, slope: float = 0.2, init_std: float = 0.02, seed: int = 0):
+    def __init__(
+        self,
+        in_dim: int = 2,
+        width: int = 512,
+        depth: int = 4,
+        n_freq: int = 64,
+        freq_scale: float = 16.0,
+        slope: float = 0.2,
+        init_std: float = 0.02,
+        seed: int = 0,
+    ):
         super().__init__()
         if depth < 1 or width < 1 or in_dim < 1:
             raise OptionError(f"in_dim, width and depth must be >= 1; got {in_dim}, {width}, {depth}")
@@ -97,9 +107,18 @@ class NoiseMLPDiscriminator(TimeMLPDiscriminator):
     ``d(x, σ) = logit(x, σ) - ||x||²/(2(ref_std² + σ²))``, so ``∇_x d ≈ ∇ log p_data^σ`` (a score, which
     is what noisy annealed Langevin needs)."""
 
-    def __init__(self, in_dim: int = 2, width: int = 512, depth: int = 4, n_freq: int = 64,
-                 freq_scale: float = 16.0, slope: float = 0.2, init_std: float = 0.02, seed: int = 0,
-                 ref_std: float = 0.0):
+    def __init__(
+        self,
+        in_dim: int = 2,
+        width: int = 512,
+        depth: int = 4,
+        n_freq: int = 64,
+        freq_scale: float = 16.0,
+        slope: float = 0.2,
+        init_std: float = 0.02,
+        seed: int = 0,
+        ref_std: float = 0.0,
+    ):
         super().__init__(in_dim, width, depth, n_freq, freq_scale, slope, init_std, seed)
         if ref_std < 0:
             raise OptionError(f"ref_std must be >= 0; got {ref_std!r}")
@@ -116,7 +135,7 @@ class NoiseMLPDiscriminator(TimeMLPDiscriminator):
         out = self.logit(x, sigma)
         if self.ref_std > 0:
             s = _rows(sigma, x, "sigma")
-            out = out - x.flatten(1).pow(2).sum(1) / (2 * (self.ref_std ** 2 + s ** 2))
+            out = out - x.flatten(1).pow(2).sum(1) / (2 * (self.ref_std**2 + s**2))
         return out
 
 
@@ -125,8 +144,17 @@ class MLPDenoiser(nn.Module):
     """EDM-preconditioned denoiser ``den(x̃, σ) = c_skip x̃ + c_out F(c_in x̃, e(log(σ)/4))`` on ``[B, n]``;
     ``score(x̃, σ) = (den - x̃)/σ²`` (Karras et al. 2022; ``σ_data`` 0.5)."""
 
-    def __init__(self, in_dim: int = 2, width: int = 512, depth: int = 4, n_freq: int = 64,
-                 freq_scale: float = 16.0, slope: float = 0.2, sigma_data: float = 0.5, seed: int = 0):
+    def __init__(
+        self,
+        in_dim: int = 2,
+        width: int = 512,
+        depth: int = 4,
+        n_freq: int = 64,
+        freq_scale: float = 16.0,
+        slope: float = 0.2,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+    ):
         super().__init__()
         self.in_dim, self.sigma_data = in_dim, float(sigma_data)
         self.embed = FourierEmbedding(n_freq, freq_scale, seed)
@@ -134,10 +162,10 @@ class MLPDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = _rows(sigma, x, "sigma").reshape(-1, *([1] * (x.dim() - 1)))
-        sd2 = self.sigma_data ** 2
-        c_skip = sd2 / (s ** 2 + sd2)
-        c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
-        c_in = 1 / (s ** 2 + sd2).sqrt()
+        sd2 = self.sigma_data**2
+        c_skip = sd2 / (s**2 + sd2)
+        c_out = s * self.sigma_data / (s**2 + sd2).sqrt()
+        c_in = 1 / (s**2 + sd2).sqrt()
         e = self.embed(torch.log(s.flatten()) / 4).to(x.dtype)
         F_x = self.net(torch.cat([(c_in * x).flatten(1), e], 1)).reshape(x.shape)
         return c_skip * x + c_out * F_x
@@ -145,7 +173,7 @@ class MLPDenoiser(nn.Module):
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """``σ``-smoothed score ``(den(x, σ) - x)/σ²``."""
         s = _rows(sigma, x, "sigma").reshape(-1, *([1] * (x.dim() - 1)))
-        return (self(x, sigma) - x) / s ** 2
+        return (self(x, sigma) - x) / s**2
 
 
 @register_arch("tconv28_d")
@@ -153,13 +181,26 @@ class TimeConv28Discriminator(nn.Module):
     """``f(x [B, C, 28, 28], t [B]) -> [B]``: three strided convs (28 -> 14 -> 7 -> 4), each FiLM-modulated
     before LeakyReLU 0.2 by an affine map from a depth-2 SiLU MLP on the time embedding; no BN."""
 
-    def __init__(self, channels: int = 1, ch: int = 32, n_freq: int = 64, freq_scale: float = 16.0,
-                 slope: float = 0.2, init_std: float = 0.02, seed: int = 0):
+    def __init__(
+        self,
+        channels: int = 1,
+        ch: int = 32,
+        n_freq: int = 64,
+        freq_scale: float = 16.0,
+        slope: float = 0.2,
+        init_std: float = 0.02,
+        seed: int = 0,
+    ):
         super().__init__()
         self.embed = FourierEmbedding(n_freq, freq_scale, seed)
         widths = [ch, 2 * ch, 4 * ch]
-        self.convs = nn.ModuleList([nn.Conv2d(channels, widths[0], 4, 2, 1), nn.Conv2d(widths[0], widths[1], 4, 2, 1),
-                                    nn.Conv2d(widths[1], widths[2], 3, 2, 1)])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(channels, widths[0], 4, 2, 1),
+                nn.Conv2d(widths[0], widths[1], 4, 2, 1),
+                nn.Conv2d(widths[1], widths[2], 3, 2, 1),
+            ]
+        )
         e = self.embed.dim
         self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(widths)))
         self.widths = widths
@@ -168,7 +209,7 @@ class TimeConv28Discriminator(nn.Module):
         if init_std > 0:
             _normal_init(self.convs, init_std)
             _normal_init(self.head, init_std)
-        nn.init.zeros_(self.film[-1].weight)   # starts as the unmodulated network
+        nn.init.zeros_(self.film[-1].weight)  # starts as the unmodulated network
         nn.init.zeros_(self.film[-1].bias)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
@@ -177,7 +218,7 @@ class TimeConv28Discriminator(nn.Module):
         h, o = x, 0
         for conv, w in zip(self.convs, self.widths):
             h = conv(h)
-            g, b = mod[:, o:o + w], mod[:, o + w:o + 2 * w]
+            g, b = mod[:, o : o + w], mod[:, o + w : o + 2 * w]
             o += 2 * w
             h = self.act((1 + g[:, :, None, None]) * h + b[:, :, None, None])
         return self.head(h.flatten(1))[:, 0]

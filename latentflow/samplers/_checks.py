@@ -1,8 +1,9 @@
 """Checks at the samplers' boundary: the initial state, the speed options against the device, and a
 two-row probe of G and D that says what shapes they take and return."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -46,8 +47,10 @@ def check_batch_size(batch_size, n: int) -> int | str:
 def check_speed_options(device: torch.device, cuda_graph: bool) -> None:
     """``cuda_graph=True`` needs CUDA tensors (the types are checked by the options record)."""
     if cuda_graph and torch.device(device).type != "cuda":
-        raise OptionError(f"cuda_graph=True captures the step as a CUDA graph and needs CUDA tensors; z is on "
-                          f"{torch.device(device)}. Move z (and G, D) to a CUDA device or leave cuda_graph=False")
+        raise OptionError(
+            f"cuda_graph=True captures the step as a CUDA graph and needs CUDA tensors; z is on "
+            f"{torch.device(device)}. Move z (and G, D) to a CUDA device or leave cuda_graph=False"
+        )
 
 
 def resolve_num_classes(num_classes, G, D) -> int:
@@ -67,6 +70,7 @@ def resolve_labels(y, n: int, num_classes: int, device, stream) -> Tensor | None
     (:data:`latentflow.rng.LABEL_SLOT`, so chunking and ``chain_offset`` splits keep them); None for an
     unconditional model. Labels are checked against ``num_classes`` when it is known (> 0)."""
     from ..rng import LABEL_SLOT, LABEL_STEP
+
     if y is None:
         return stream.labels(LABEL_STEP, LABEL_SLOT, num_classes) if num_classes > 0 else None
     if isinstance(y, int) and not isinstance(y, bool):
@@ -98,8 +102,9 @@ def _expected(G, z: Tensor) -> str:
     return " (" + "; ".join(want) + ")" if want else ""
 
 
-def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z",
-          ys: Sequence[Tensor] = ()) -> tuple:
+def probe(
+    engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z", ys: Sequence[Tensor] = ()
+) -> tuple:
     """Run G and D once on (at most) two rows of ``z`` to check their shapes at the boundary.
 
     ``ys`` (``()`` or ``(y,)``): class labels, passed last to G and D. Returns the per-sample shape of ``G(z)``
@@ -114,17 +119,22 @@ def probe(engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str =
                 raise OptionError(f"G must be callable (an nn.Module or a function); got {type(G).__name__}")
             dim = getattr(G, "latent_dim", None)
             if isinstance(dim, int) and not isinstance(dim, bool) and zz.dim() == 2 and zz.shape[1] != dim:
-                raise ShapeError(f"{name_z} has latent size {zz.shape[1]} but G expects {dim} (G.latent_dim); "
-                                 f"pass {name_z} of shape [B, {dim}]")
+                raise ShapeError(
+                    f"{name_z} has latent size {zz.shape[1]} but G expects {dim} (G.latent_dim); "
+                    f"pass {name_z} of shape [B, {dim}]"
+                )
             try:
                 x = G(zz, *yy)
             except Exception as e:  # a user's G that cannot take z: say so with shapes (and what G expects)
-                raise ShapeError(f"G(z{', y' if ys else ''}) failed on {name_z} of shape {tuple(zz.shape)} and dtype "
-                                 f"{zz.dtype}{lab}{_expected(G, zz)}: {type(e).__name__}: {e}") from e
+                raise ShapeError(
+                    f"G(z{', y' if ys else ''}) failed on {name_z} of shape {tuple(zz.shape)} and dtype "
+                    f"{zz.dtype}{lab}{_expected(G, zz)}: {type(e).__name__}: {e}"
+                ) from e
             if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != m:
                 got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ShapeError(f"G(z) returned {got} for z of shape {tuple(zz.shape)}; "
-                                 f"expected a tensor with {m} rows")
+                raise ShapeError(
+                    f"G(z) returned {got} for z of shape {tuple(zz.shape)}; expected a tensor with {m} rows"
+                )
             if engine is not None:
                 engine.count.n_G_forward += m
         else:
@@ -147,8 +157,17 @@ def latent_energy(engine, G, D, z: Tensor, o, **extra) -> tuple[LatentEnergy, tu
     """Probe G and D on ``z`` (with the chains' labels) and build the DDLS energy of the options record
     ``o`` (its ``prior``, ``d_output`` and ``temperature``): ``(energy, per-sample shape of G(z))``."""
     x_shape = probe(engine, G, D, z, ys=engine.ys)
-    energy = LatentEnergy(G, D, engine, latent_dim=z.shape[1], x_shape=x_shape, prior=o.prior,
-                          d_output=o.d_output, temperature=o.temperature, **extra)
+    energy = LatentEnergy(
+        G,
+        D,
+        engine,
+        latent_dim=z.shape[1],
+        x_shape=x_shape,
+        prior=o.prior,
+        d_output=o.d_output,
+        temperature=o.temperature,
+        **extra,
+    )
     return energy, x_shape
 
 

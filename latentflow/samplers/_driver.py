@@ -10,6 +10,7 @@ Class labels (engine options ``y`` and ``num_classes``): :func:`run` resolves th
 (:func:`~latentflow.samplers._checks.resolve_labels`); the kernels pass ``engine.ys`` (``()`` or
 ``(y,)``) as per-chain rows beside the state, so every chunk of G/D calls gets the labels of its chains.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,7 +85,7 @@ class Kernel:
 def _recorded(v: Any) -> Any:
     if isinstance(v, Tensor):
         return f"tensor{list(v.shape)}"
-    if callable(v) and not isinstance(v, type):   # a model given as an option (score=S): its name only
+    if callable(v) and not isinstance(v, type):  # a model given as an option (score=S): its name only
         return f"<{type(v).__name__} {getattr(v, '__qualname__', '')}>".replace(" >", ">")
     return v
 
@@ -95,8 +96,10 @@ def split_options(kernel_cls, options: dict) -> tuple[Options, EngineOptions]:
     allowed = own | set(kernel_cls.engine_fields)
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise OptionError(f'method "{kernel_cls.name}" got unknown option(s) {", ".join(unknown)}. '
-                          f'Valid options: {", ".join(sorted(allowed))}.')
+        raise OptionError(
+            f'method "{kernel_cls.name}" got unknown option(s) {", ".join(unknown)}. '
+            f"Valid options: {', '.join(sorted(allowed))}."
+        )
     opts = kernel_cls.Options(**{k: v for k, v in options.items() if k in own})
     eng = EngineOptions(**{k: v for k, v in options.items() if k not in own})
     return opts, eng
@@ -106,11 +109,14 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     """Run ``kernel_cls`` on ``z`` with the keyword ``options``: the loop every sampler shares."""
     opts, eng = split_options(kernel_cls, options)
     if G is None and kernel_cls.needs.get("generator") == "required":
-        raise OptionError(f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
-                          'latentflow.methods()[name].needs says which methods run without one')
+        raise OptionError(
+            f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
+            "latentflow.methods()[name].needs says which methods run without one"
+        )
     if D is None and not str(kernel_cls.needs.get("discriminator", "")).startswith(("none", "optional")):
-        raise OptionError(f'method "{kernel_cls.name}" needs a discriminator D '
-                          f'({kernel_cls.needs.get("discriminator")}); got D=None')
+        raise OptionError(
+            f'method "{kernel_cls.name}" needs a discriminator D ({kernel_cls.needs.get("discriminator")}); got D=None'
+        )
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     num_classes = resolve_num_classes(eng.num_classes, G, D)
@@ -118,8 +124,9 @@ def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     need_labels = y is None and num_classes > 0
     key = stream_key(eng.generator) if kernel.draws() or need_labels else None
     engine = Engine(kernel_cls.name, z.shape[0], z.device, eng, key)
-    engine.set_labels(resolve_labels(None, z.shape[0], num_classes, z.device, engine.rng) if need_labels else y,
-                      num_classes)
+    engine.set_labels(
+        resolve_labels(None, z.shape[0], num_classes, z.device, engine.rng) if need_labels else y, num_classes
+    )
     driver = Driver(kernel, engine, eng)
     n = kernel.n_steps()
     with frozen(*kernel.models()), driver.bar(n) as bar:
@@ -143,13 +150,15 @@ class Driver:
         rec = {k: _recorded(v) for k, v in kernel.o.as_dict().items()}
         rec.update({k: getattr(eng, k) for k in kernel.engine_fields if k not in _UNRECORDED})
         if "num_classes" in rec:
-            rec["num_classes"] = engine.num_classes     # as resolved (from the model when not given)
+            rec["num_classes"] = engine.num_classes  # as resolved (from the model when not given)
         self.options = rec
 
     def bar(self, n: int | None):
         from tqdm.auto import tqdm
-        return tqdm(total=n, desc=self.kernel.name, disable=None if self.eng.progress else True,
-                    leave=False, dynamic_ncols=True)
+
+        return tqdm(
+            total=n, desc=self.kernel.name, disable=None if self.eng.progress else True, leave=False, dynamic_ncols=True
+        )
 
     def _divergence(self, n_div: int) -> None:
         """Report (or raise on) diverged chains: one rule, documented in ``EngineOptions``."""
@@ -161,19 +170,25 @@ class Driver:
         parts = []
         if at_init:
             more = f" and {len(at_init) - 10} more" if len(at_init) > 10 else ""
-            parts.append(f"G/D returned non-finite values on the initial state of {len(at_init)} chain(s) "
-                         f"(chains {', '.join(map(str, at_init[:10]))}{more}): check the model and z, not the "
-                         "step size")
+            parts.append(
+                f"G/D returned non-finite values on the initial state of {len(at_init)} chain(s) "
+                f"(chains {', '.join(map(str, at_init[:10]))}{more}): check the model and z, not the "
+                "step size"
+            )
         if later:
             shown = ", ".join(f"{c} (step {s})" for c, s in later[:10])
             more = f" and {len(later) - 10} more" if len(later) > 10 else ""
-            parts.append(f"{len(later)} chain(s) produced non-finite values and were frozen at their last "
-                         f"finite state: chains {shown}{more}. To avoid this, {self.kernel.hint}")
+            parts.append(
+                f"{len(later)} chain(s) produced non-finite values and were frozen at their last "
+                f"finite state: chains {shown}{more}. To avoid this, {self.kernel.hint}"
+            )
         msg = f"{self.kernel.name}: {n_div} of {n} chains diverged. " + "; ".join(parts) + "."
         mode, frac = self.eng.on_divergence, n_div / n
         if mode == "raise" and frac > self.eng.max_diverged_fraction:
-            raise DivergenceError(msg + f" More than max_diverged_fraction={self.eng.max_diverged_fraction} "
-                                  "of the chains diverged; pass on_divergence=\"warn\" to keep the run anyway.")
+            raise DivergenceError(
+                msg + f" More than max_diverged_fraction={self.eng.max_diverged_fraction} "
+                'of the chains diverged; pass on_divergence="warn" to keep the run anyway.'
+            )
         if mode == "keep":
             log.info("%s", msg)
             return
@@ -192,7 +207,7 @@ class Driver:
         full["diverged"] = e.diverged
         full["diverged_step"] = e.diverged_step
         full.update(e.count.as_dict())
-        if e._auto:   # what batch_size="auto" chose, per kind of evaluation
+        if e._auto:  # what batch_size="auto" chose, per kind of evaluation
             full["auto_batch_size"] = {("grad" if g else "forward"): bs for (_, g), bs in e._auto.items()}
         full["wall_s"] = time.perf_counter() - e.t0
         return Result(x=x, z=z, info=full, y=e.y)

@@ -5,14 +5,15 @@ streams and the on-device divergence mask.
 Nothing here reads a device value back to the host inside a step: counters are host integers known
 in advance, the divergence mask stays on the device and is read once by the driver at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -37,6 +38,7 @@ AUTO_MEMORY_FRACTION = 0.7
 class Counter:
     """Evaluations of G and D, counted in samples (rows), forward and backward separately, and of a
     score model (forward only: samplers evaluate it without gradients)."""
+
     n_G_forward: int = 0
     n_G_backward: int = 0
     n_D_forward: int = 0
@@ -44,9 +46,13 @@ class Counter:
     n_score_forward: int = 0
 
     def as_dict(self) -> dict:
-        return dict(n_G_forward=self.n_G_forward, n_G_backward=self.n_G_backward,
-                    n_D_forward=self.n_D_forward, n_D_backward=self.n_D_backward,
-                    n_score_forward=self.n_score_forward)
+        return dict(
+            n_G_forward=self.n_G_forward,
+            n_G_backward=self.n_G_backward,
+            n_D_forward=self.n_D_forward,
+            n_D_backward=self.n_D_backward,
+            n_score_forward=self.n_score_forward,
+        )
 
 
 def _available_ram_bytes() -> int | None:
@@ -96,11 +102,11 @@ class Engine:
         self.rng = ChainStream(key, ids) if key is not None else None
         self.diverged = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.diverged_step = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        self._auto: dict = {}          # fn key -> resolved chunk size (batch_size="auto")
-        self._compiled: dict = {}      # id(fn) -> (fn, compiled fn or None after a failure)
-        self._graphs: dict = {}        # (id(fn), shapes) -> _GraphedStep
-        self._counting = True          # False while a step counts its rows itself (compiled/graphed)
-        self.y: Tensor | None = None   # the chains' class labels (set_labels), None when unconditional
+        self._auto: dict = {}  # fn key -> resolved chunk size (batch_size="auto")
+        self._compiled: dict = {}  # id(fn) -> (fn, compiled fn or None after a failure)
+        self._graphs: dict = {}  # (id(fn), shapes) -> _GraphedStep
+        self._counting = True  # False while a step counts its rows itself (compiled/graphed)
+        self.y: Tensor | None = None  # the chains' class labels (set_labels), None when unconditional
         self.num_classes = 0
         self.t0 = time.perf_counter()
 
@@ -120,6 +126,7 @@ class Engine:
             return ()
         if self.num_classes > 0:
             from ..rng import LABEL_SLOT, LABEL_STEP
+
             return (stream.labels(LABEL_STEP, LABEL_SLOT, self.num_classes),)
         return (self.y[torch.arange(n, device=self.y.device) % self.y.shape[0]],)
 
@@ -185,8 +192,10 @@ class Engine:
 
     def _fwd_for(self, fn):
         """The forward used by the step: eager, or ``torch.compile``d once per ``fn`` and this run."""
+
         def eager(leaf, *rows):
             return self._forward(fn, leaf, *rows)
+
         if not self.compile:
             return eager
         entry = self._compiled.get(id(fn))
@@ -196,11 +205,15 @@ class Engine:
                 try:
                     compiled = torch.compile(eager, dynamic=False)
                 except Exception as e:  # no dynamo on this build/platform
-                    log.warning("%s: compile=True but torch.compile is unavailable (%s: %s); running eager",
-                                self.method, type(e).__name__, e)
+                    log.warning(
+                        "%s: compile=True but torch.compile is unavailable (%s: %s); running eager",
+                        self.method,
+                        type(e).__name__,
+                        e,
+                    )
             else:
                 log.warning("%s: compile=True but this torch has no torch.compile; running eager", self.method)
-            entry = self._compiled[id(fn)] = [fn, compiled, False]   # fn kept alive: ids stay unique
+            entry = self._compiled[id(fn)] = [fn, compiled, False]  # fn kept alive: ids stay unique
         _, compiled, tried = entry
         if compiled is None:
             return eager
@@ -213,12 +226,17 @@ class Engine:
             except LatentflowError:
                 raise
             except Exception as e:
-                log.warning("%s: torch.compile failed on the energy (%s: %s); falling back to eager",
-                            self.method, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                log.warning(
+                    "%s: torch.compile failed on the energy (%s: %s); falling back to eager",
+                    self.method,
+                    type(e).__name__,
+                    str(e).splitlines()[0] if str(e) else "",
+                )
                 entry[1] = None
                 return eager(leaf, *rows)
             entry[2] = True
             return out
+
         return guarded
 
     def _step(self, fn, s: Tensor, rows: tuple):
@@ -231,8 +249,14 @@ class Engine:
             graphed = self._graphs[key] = _GraphedStep(lambda a, *b: self._eager_step(fwd, a, *b), s, rows)
         return graphed(s, *rows)
 
-    def value_and_grad(self, fn: Callable[..., tuple[Tensor, Tensor | None]], state: Tensor,
-                       *rows: Tensor, uses_G: bool = True, uses_D: bool = True):
+    def value_and_grad(
+        self,
+        fn: Callable[..., tuple[Tensor, Tensor | None]],
+        state: Tensor,
+        *rows: Tensor,
+        uses_G: bool = True,
+        uses_D: bool = True,
+    ):
         """Evaluate ``fn(state, *rows) -> (value [B], aux)`` chunk by chunk and the gradient of
         ``value`` with respect to ``state`` only (each row's gradient is that of its own value: no
         coupling). ``rows`` are per-chain tensors chunked alongside ``state``. ``fn`` calls G and D
@@ -241,7 +265,7 @@ class Engine:
         Returns ``(value, grad, aux)`` with ``aux`` concatenated (or ``None``)."""
         bs = self._chunk_size(fn, state, rows, grad=True, uses_G=uses_G, uses_D=uses_D)
         vals, grads, auxs = [], [], []
-        self._counting = False   # compiled and graphed steps do not run Python side effects
+        self._counting = False  # compiled and graphed steps do not run Python side effects
         try:
             for sl in chunk_slices(state.shape[0], bs):
                 v, g, aux = self._step(fn, state[sl], tuple(r[sl] for r in rows))
@@ -272,21 +296,31 @@ class Engine:
             for sl in chunk_slices(tensors[0].shape[0], bs):
                 with self._amp():
                     out = fn(*(t[sl] for t in tensors))
-                if self.autocast is not None and out.dtype in (torch.bfloat16, torch.float16) and dtype.is_floating_point:
+                if (
+                    self.autocast is not None
+                    and out.dtype in (torch.bfloat16, torch.float16)
+                    and dtype.is_floating_point
+                ):
                     out = out.to(dtype)
                 outs.append(out)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     # -- batch_size="auto" --------------------------------------------------------------------------
-    def _chunk_size(self, fn, state: Tensor, rows: tuple, *, grad: bool, uses_G: bool = True,
-                    uses_D: bool = True) -> int:
+    def _chunk_size(
+        self, fn, state: Tensor, rows: tuple, *, grad: bool, uses_G: bool = True, uses_D: bool = True
+    ) -> int:
         if self.batch_size != "auto":
             return self.batch_size
         key = (getattr(fn, "__code__", None) or type(fn), grad)
         if key not in self._auto:
             self._auto[key] = self._probe_chunk(fn, state, rows, grad=grad, uses_G=uses_G, uses_D=uses_D)
-            log.info("%s: batch_size='auto' -> %d rows per chunk (%s, %s)", self.method, self._auto[key],
-                     "energy+grad" if grad else "forward", self.device)
+            log.info(
+                "%s: batch_size='auto' -> %d rows per chunk (%s, %s)",
+                self.method,
+                self._auto[key],
+                "energy+grad" if grad else "forward",
+                self.device,
+            )
         return self._auto[key]
 
     def _probe_rows(self, fn, state, rows, m: int, grad: bool):
@@ -325,7 +359,7 @@ class Engine:
                 per_row = peaks[-1][1] / peaks[-1][0]
             free, _ = torch.cuda.mem_get_info(self.device)
             free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-            if grad:   # the probes' forwards were counted by fn itself
+            if grad:  # the probes' forwards were counted by fn itself
                 self._count(m1 + (m2 if m2 > m1 else 0), uses_G, uses_D, backward=True, forward=False)
         else:
             m = min(n, 8)
@@ -334,6 +368,7 @@ class Engine:
             def pack(t):
                 saved[0] += _nbytes(t)
                 return t
+
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = self._probe_rows(fn, state, rows, m, grad)
             out_row = sum(_nbytes(t) for t in out) / m
@@ -342,10 +377,11 @@ class Engine:
             if grad:
                 self._count(m, uses_G, uses_D, backward=True, forward=False)
             free = _available_ram_bytes() or 0
-        budget = AUTO_MEMORY_FRACTION * free - 2 * out_row * n   # the outputs of all rows, and their cat
+        budget = AUTO_MEMORY_FRACTION * free - 2 * out_row * n  # the outputs of all rows, and their cat
         chunk = int(budget // max(per_row, 1.0)) if budget > 0 else 1
         cap = n if self.device.type == "cuda" else min(n, AUTO_CPU_MAX_ROWS)
         return max(1, min(chunk, cap))
+
 
 class _GraphedStep:
     """One chunk's energy-and-gradient step captured as a CUDA graph for fixed input shapes.

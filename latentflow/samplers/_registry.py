@@ -6,13 +6,15 @@ The function's signature (``G, D, z, *, <method options>, <engine options>``) an
 once, in its record. ``methods()`` reads the records: fields, types, defaults, help, and what the
 method needs from the model.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .. import options as _options
 from ..errors import OptionError
@@ -35,10 +37,16 @@ def _fields(kernel_cls) -> list:
 def _doc(kernel_cls, name: str) -> str:
     doc = inspect.getdoc(kernel_cls) or name
     hints = typing.get_type_hints(kernel_cls.Options)
-    lines = [doc, "", "Args:", "    G, D, z: the generator, the discriminator and the initial state, one chain per row."]
+    lines = [
+        doc,
+        "",
+        "Args:",
+        "    G, D, z: the generator, the discriminator and the initial state, one chain per row.",
+    ]
     for f in dataclasses.fields(kernel_cls.Options):
-        lines.append(f"    {f.name} ({_options.type_name(hints[f.name])}, default {f.default!r}): "
-                     f"{f.metadata.get('help', '')}")
+        lines.append(
+            f"    {f.name} ({_options.type_name(hints[f.name])}, default {f.default!r}): {f.metadata.get('help', '')}"
+        )
     eng = ", ".join(f.name for f in dataclasses.fields(EngineOptions) if f.name in kernel_cls.engine_fields)
     lines.append(f"    {eng}: the engine options, see ``latentflow.options.EngineOptions``.")
     return "\n".join(lines)
@@ -55,8 +63,10 @@ def register(name: str, kernel_cls: type) -> Callable:
 
     hints = {**typing.get_type_hints(EngineOptions), **typing.get_type_hints(kernel_cls.Options)}
     params = [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in POSITIONAL]
-    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                                 annotation=hints[f.name]) for f in _fields(kernel_cls)]
+    params += [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in _fields(kernel_cls)
+    ]
     sampler.__signature__ = inspect.Signature(params, return_annotation=Result)
     sampler.__name__ = sampler.__qualname__ = name
     sampler.__module__ = kernel_cls.__module__
@@ -73,17 +83,22 @@ def register(name: str, kernel_cls: type) -> Callable:
 class MethodInfo:
     name: str
     fn: Callable
-    options: dict[str, Any]       # option name -> default
-    summary: str                  # first line of the docstring
-    fields: tuple = ()            # ({name, type, default, help}, ...) from the options record
-    needs: dict = dataclasses.field(default_factory=dict)   # what the method needs from the model
+    options: dict[str, Any]  # option name -> default
+    summary: str  # first line of the docstring
+    fields: tuple = ()  # ({name, type, default, help}, ...) from the options record
+    needs: dict = dataclasses.field(default_factory=dict)  # what the method needs from the model
 
     def to_dict(self) -> dict:
         def enc(v):
             return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-        return {"name": self.name, "summary": self.summary,
-                "options": {k: enc(v) for k, v in self.options.items()},
-                "fields": [dict(f) for f in self.fields], "needs": dict(self.needs)}
+
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "options": {k: enc(v) for k, v in self.options.items()},
+            "fields": [dict(f) for f in self.fields],
+            "needs": dict(self.needs),
+        }
 
 
 def methods() -> dict[str, MethodInfo]:
@@ -93,15 +108,18 @@ def methods() -> dict[str, MethodInfo]:
         k = KERNELS[name]
         fields = tuple(_options.describe(name))
         doc = (inspect.getdoc(k) or "").strip().splitlines()
-        out[name] = MethodInfo(name, METHODS[name], {f.name: f.default for f in _fields(k)},
-                               doc[0] if doc else "", fields, dict(k.needs))
+        out[name] = MethodInfo(
+            name, METHODS[name], {f.name: f.default for f in _fields(k)}, doc[0] if doc else "", fields, dict(k.needs)
+        )
     return out
 
 
 def get(name: str) -> Callable:
     if not isinstance(name, str) or name not in METHODS:
-        raise OptionError(f'Unknown method "{name}". Available: {", ".join(sorted(METHODS))}.'
-                          + (suggest(name, METHODS) if isinstance(name, str) else ""))
+        raise OptionError(
+            f'Unknown method "{name}". Available: {", ".join(sorted(METHODS))}.'
+            + (suggest(name, METHODS) if isinstance(name, str) else "")
+        )
     return METHODS[name]
 
 
@@ -112,9 +130,20 @@ def check_options(name: str, options: dict) -> None:
     unknown = sorted(set(options) - valid)
     if unknown:
         hint = suggest(unknown[0], valid) if len(unknown) == 1 else ""
-        raise OptionError(f'method "{name}" got unknown option(s) {", ".join(unknown)}. '
-                          f'Valid options: {", ".join(sorted(valid))}.{hint}')
+        raise OptionError(
+            f'method "{name}" got unknown option(s) {", ".join(unknown)}. '
+            f"Valid options: {', '.join(sorted(valid))}.{hint}"
+        )
 
 
-__all__ = ["METHODS", "KERNELS", "POSITIONAL", "register", "MethodInfo", "methods", "get", "check_options",
-           "split_options"]
+__all__ = [
+    "METHODS",
+    "KERNELS",
+    "POSITIONAL",
+    "register",
+    "MethodInfo",
+    "methods",
+    "get",
+    "check_options",
+    "split_options",
+]

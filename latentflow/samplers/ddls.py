@@ -44,6 +44,7 @@ StudioGAN              latentflow ``ddls``
 (energy)               ``d_output="logit"`` (D's raw output), ``temperature=1``, ``mala=False``
 =====================  ==========================================================================
 """
+
 from __future__ import annotations
 
 import math
@@ -70,27 +71,48 @@ PRIOR = Literal["normal", "uniform"]
 @dataclass(frozen=True)
 class DDLSOptions(Options):
     steps: int = field(100, "number of Langevin steps, n in Alg. 1", ge=0)
-    step_size: float = field(0.003, "ε in Alg. 1; the drift is (ε/2) ∇E (default chosen on GANs latentflow did "
-                                    "not make: see the module docstring)", gt=0)
-    noise_scale: float | None = field(None, "τ, the noise std per step; None means sqrt(ε) (Langevin "
-                                            "temperature 1); the CIFAR-10 run of Che et al. uses ε = 0.01, τ = 0.1", ge=0)
+    step_size: float = field(
+        0.003,
+        "ε in Alg. 1; the drift is (ε/2) ∇E (default chosen on GANs latentflow did not make: see the module docstring)",
+        gt=0,
+    )
+    noise_scale: float | None = field(
+        None,
+        "τ, the noise std per step; None means sqrt(ε) (Langevin "
+        "temperature 1); the CIFAR-10 run of Che et al. uses ε = 0.01, τ = 0.1",
+        ge=0,
+    )
     d_output: D_OUTPUT = field("logit", 'what D returns: "logit", "prob" (converted back stably) or "critic" (WGAN)')
-    prior: PRIOR = field("normal", 'latent prior: N(0, I) or U[-1, 1]^k (sampled through the normal CDF)')
+    prior: PRIOR = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (sampled through the normal CDF)")
     temperature: float = field(1.0, "T dividing the discriminator term of the energy", gt=0)
     mala: bool = field(False, "accept/reject each move with the Metropolis–Hastings ratio (MALA)")
-    adapt_steps: int = field(0, "MALA only: adapt each chain's step size towards target_accept during the "
-                                "first adapt_steps steps (Robbins–Monro on log ε with a decaying gain, then frozen at the average "
-                                "of its second half; T_L fixed)", ge=0)
-    target_accept: float = field(0.574, "acceptance rate the adaptation aims at (0.574 is optimal for MALA)",
-                                 gt=0, lt=1)
-    output_noise: float = field(0.0, "ε_n of Che et al. 2020, Corollary 1: sample G(z) + ε_n z' jointly "
-                                     "over (z, z')", ge=0)
+    adapt_steps: int = field(
+        0,
+        "MALA only: adapt each chain's step size towards target_accept during the "
+        "first adapt_steps steps (Robbins–Monro on log ε with a decaying gain, then frozen at the average "
+        "of its second half; T_L fixed)",
+        ge=0,
+    )
+    target_accept: float = field(
+        0.574, "acceptance rate the adaptation aims at (0.574 is optimal for MALA)", gt=0, lt=1
+    )
+    output_noise: float = field(
+        0.0, "ε_n of Che et al. 2020, Corollary 1: sample G(z) + ε_n z' jointly over (z, z')", ge=0
+    )
     record_trace: bool = field(False, 'keep the energy of every chain at every step in info["energy_trace"]')
-    decay_every: int = field(0, "k: after every k-th step multiply ε by step_decay and τ by noise_decay "
-                                "(StudioGAN's lgv_decay_steps); 0: a constant step", ge=0)
+    decay_every: int = field(
+        0,
+        "k: after every k-th step multiply ε by step_decay and τ by noise_decay "
+        "(StudioGAN's lgv_decay_steps); 0: a constant step",
+        ge=0,
+    )
     step_decay: float = field(1.0, "factor on ε every decay_every steps (StudioGAN's lgv_decay)", gt=0)
-    noise_decay: float | None = field(None, "factor on τ every decay_every steps; None: sqrt(step_decay), which "
-                                            "keeps T_L = τ²/ε fixed (StudioGAN: lgv_decay ** 1.5)", gt=0)
+    noise_decay: float | None = field(
+        None,
+        "factor on τ every decay_every steps; None: sqrt(step_decay), which "
+        "keeps T_L = τ²/ε fixed (StudioGAN: lgv_decay ** 1.5)",
+        gt=0,
+    )
 
     def check(self):
         if self.adapt_steps and not self.mala:
@@ -99,10 +121,15 @@ class DDLSOptions(Options):
             raise OptionError(f"adapt_steps must be an int in [0, steps]; got {self.adapt_steps!r}")
         if self.mala and self.noise_scale == 0:
             raise OptionError("mala=True needs noise_scale > 0")
-        if self.mala and self.noise_decay is not None and not math.isclose(self.noise_decay,
-                                                                            math.sqrt(self.step_decay)):
-            raise OptionError(f"mala=True keeps the Langevin temperature fixed: noise_decay must be None or "
-                              f"sqrt(step_decay) = {math.sqrt(self.step_decay):g}; got {self.noise_decay!r}")
+        if (
+            self.mala
+            and self.noise_decay is not None
+            and not math.isclose(self.noise_decay, math.sqrt(self.step_decay))
+        ):
+            raise OptionError(
+                f"mala=True keeps the Langevin temperature fixed: noise_decay must be None or "
+                f"sqrt(step_decay) = {math.sqrt(self.step_decay):g}; got {self.noise_decay!r}"
+            )
 
     @property
     def noise_factor(self) -> float:
@@ -114,13 +141,13 @@ class DDLSOptions(Options):
 
 
 class State(NamedTuple):
-    u: Tensor          # chain state [B, k (+ dim x)]
-    E: Tensor          # energy [B]
-    g: Tensor          # ∇E [B, ...]
-    x: Tensor          # G(z(u)) [B, *X]
-    a: Tensor          # drift ε/2 per chain [B, 1]
-    b: Tensor          # noise τ per chain [B, 1]
-    accepted: Tensor   # accept counts [B]
+    u: Tensor  # chain state [B, k (+ dim x)]
+    E: Tensor  # energy [B]
+    g: Tensor  # ∇E [B, ...]
+    x: Tensor  # G(z(u)) [B, *X]
+    a: Tensor  # drift ε/2 per chain [B, 1]
+    b: Tensor  # noise τ per chain [B, 1]
+    accepted: Tensor  # accept counts [B]
     trace: tuple
     log_eps_bar: Tensor  # adaptation: running average of log ε per chain [B, 1]
 
@@ -128,14 +155,14 @@ class State(NamedTuple):
 class DDLS(Kernel):
     """Langevin dynamics in latent space on the GAN energy E(z) = -log p0(z) - d(G(z))/T (Che et al. 2020)."""
 
-    Options = DDLSOptions         # needs: the default (a generator and D(x))
+    Options = DDLSOptions  # needs: the default (a generator and D(x))
     hint = "reduce step_size (or use mala=True)"
 
     def init(self, e, z):
         o = self.o
         B, k = z.shape
         self.energy, x_shape = latent_energy(e, self.G, self.D, z, o, output_noise=o.output_noise)
-        self.t_l = o.tau ** 2 / o.step_size
+        self.t_l = o.tau**2 / o.step_size
         self.k = k
         u = u_from_latent(z, o.prior)
         if o.output_noise > 0:
@@ -146,8 +173,9 @@ class DDLS(Kernel):
         # drift a = ε/2 and noise b = τ per chain: adaptation scales both, keeping T_L = b²/(2a)
         a = torch.full((B, 1), 0.5 * o.step_size, device=z.device, dtype=z.dtype)
         b = torch.full((B, 1), o.tau, device=z.device, dtype=z.dtype)
-        return State(u, E, g, x, a, b, torch.zeros(B, device=z.device), (E,) if o.record_trace else (),
-                     torch.log(2 * a))
+        return State(
+            u, E, g, x, a, b, torch.zeros(B, device=z.device), (E,) if o.record_trace else (), torch.log(2 * a)
+        )
 
     def step(self, e, i, s):
         o = self.o
@@ -172,8 +200,17 @@ class DDLS(Kernel):
         u = torch.where(acc.unsqueeze(1), prop, s.u)
         E = torch.where(acc, E_p, s.E)
         x = torch.where(acc.reshape((-1,) + (1,) * (s.x.dim() - 1)), x_p, s.x)
-        new = State(u, E, torch.where(acc.unsqueeze(1), g_p, s.g), x, a, b, accepted,
-                    s.trace + (E,) if o.record_trace else (), log_eps_bar)
+        new = State(
+            u,
+            E,
+            torch.where(acc.unsqueeze(1), g_p, s.g),
+            x,
+            a,
+            b,
+            accepted,
+            s.trace + (E,) if o.record_trace else (),
+            log_eps_bar,
+        )
         return new, loop_step(i, u, E, acc)
 
     def _adapt(self, i, live, log_alpha, s):
@@ -189,8 +226,8 @@ class DDLS(Kernel):
         o, t = self.o, i + 1
         p_acc = torch.exp(torch.clamp(torch.nan_to_num(log_alpha, nan=-math.inf), max=0.0))
         p_acc = torch.where(live, p_acc, torch.zeros_like(p_acc)).unsqueeze(1).to(s.a.dtype)
-        log_eps = torch.log(2 * s.a) + ADAPT_GAIN * t ** -ADAPT_DECAY * (p_acc - o.target_accept)
-        log_eps = torch.clamp(log_eps, min=-60.0, max=20.0)     # keep exp() and the proposal finite
+        log_eps = torch.log(2 * s.a) + ADAPT_GAIN * t**-ADAPT_DECAY * (p_acc - o.target_accept)
+        log_eps = torch.clamp(log_eps, min=-60.0, max=20.0)  # keep exp() and the proposal finite
         n_avg = t - o.adapt_steps // 2
         log_eps_bar = s.log_eps_bar + (log_eps - s.log_eps_bar) / n_avg if n_avg >= 1 else s.log_eps_bar
         a = 0.5 * torch.exp(log_eps_bar if t == o.adapt_steps else log_eps)
@@ -206,23 +243,29 @@ class DDLS(Kernel):
         if o.decay_every:
             info["noise_scale_final"] = s.b[:, 0]
         if o.output_noise > 0:
-            info["output_noise_z"] = s.u[:, self.k:]
+            info["output_noise_z"] = s.u[:, self.k :]
         if o.record_trace:
             info["energy_trace"] = torch.stack(s.trace)
-        return s.x, latent_from_u(s.u[:, :self.k], o.prior), info
+        return s.x, latent_from_u(s.u[:, : self.k], o.prior), info
 
 
-def studiogan_options(lgv_rate: float, lgv_std: float, lgv_decay: float = -1, lgv_decay_steps: int = -1,
-                      lgv_steps: int = 1000) -> dict:
+def studiogan_options(
+    lgv_rate: float, lgv_std: float, lgv_decay: float = -1, lgv_decay_steps: int = -1, lgv_steps: int = 1000
+) -> dict:
     """The ``ddls`` options that run PyTorch-StudioGAN's ``langevin_sampling`` with its ``-lgv_rate -lgv_std
     -lgv_decay -lgv_decay_steps -lgv_steps`` (see the table in this module's docstring)."""
     if not lgv_rate > 0 or not lgv_std > 0:
         raise OptionError(f"lgv_rate and lgv_std must be > 0; got lgv_rate={lgv_rate!r}, lgv_std={lgv_std!r}")
-    out = dict(steps=int(lgv_steps), step_size=float(lgv_rate), noise_scale=math.sqrt(lgv_rate * lgv_std),
-               d_output="logit", temperature=1.0, mala=False)
+    out = dict(
+        steps=int(lgv_steps),
+        step_size=float(lgv_rate),
+        noise_scale=math.sqrt(lgv_rate * lgv_std),
+        d_output="logit",
+        temperature=1.0,
+        mala=False,
+    )
     if lgv_decay > 0 and lgv_decay_steps > 0:
-        out.update(decay_every=int(lgv_decay_steps), step_decay=float(lgv_decay),
-                   noise_decay=float(lgv_decay) ** 1.5)
+        out.update(decay_every=int(lgv_decay_steps), step_decay=float(lgv_decay), noise_decay=float(lgv_decay) ** 1.5)
     return out
 
 

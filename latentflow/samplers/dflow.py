@@ -14,10 +14,12 @@ samples with). Heun: ``x̃ = x_i + h v(x_i, t_i)``, ``x_{i+1} = x_i + h/2 (v(x_i
 with a plain Euler last step, since ``t = 1`` is never seen in training (EDM's habit as well). The
 entropy noise of step i is slot 0 of the chain's stream.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, Union
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,15 +49,17 @@ def generator_loss(f: Tensor, loss: str) -> Tensor:
         return f
     if loss == "hinge":
         return -f
-    raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {loss!r}')
+    raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
 
 
 def loss_of_d(engine, D: Callable, loss: str):
     """``(x, t) -> (c(f(x, t)), f)`` for ``Engine.value_and_grad`` (one function per run, so that a
     compiled or graphed step is built once)."""
-    def c_of(xx, tr, *ys):   # ys: (y,) for a class-conditional D(x, t, y)
+
+    def c_of(xx, tr, *ys):  # ys: (y,) for a class-conditional D(x, t, y)
         f = engine.D(D, xx, tr, *ys)
         return generator_loss(f, loss), f
+
     return c_of
 
 
@@ -65,7 +69,9 @@ class DFlowOptions(Options):
     eta: float = field(20.0, "η, the gradient strength (20 on 2-D Gaussians with N = 56, 2 on MNIST with N = 64)")
     loss: Literal["ns", "ipm", "hinge"] = field("ns", "the GAN loss D was trained with")
     solver: Literal["euler", "heun"] = field("euler", "Euler (NFE = steps) or Heun (NFE = 2 steps - 1)")
-    grid: Union[Sequence[float], Tensor, None] = field(None, "increasing times [M + 1] to integrate over instead of the uniform grid")
+    grid: Sequence[float] | Tensor | None = field(
+        None, "increasing times [M + 1] to integrate over instead of the uniform grid"
+    )
     stop_step: int | None = field(None, "stop after this many steps (early stopping, output x_{M/N})", ge=1)
     entropy_reg: float = field(0.0, "adds sqrt(entropy_reg · h) ξ noise after every step but the last (0 = ODE)", ge=0)
 
@@ -115,7 +121,7 @@ class DFlow(Kernel):
         o, t = self.o, self.t
         h = t[i + 1] - t[i]
         k1, f = self.velocity(e, x, t[i])
-        if i == 0:   # f at the initial state: a non-finite value there is the model's
+        if i == 0:  # f at the initial state: a non-finite value there is the model's
             e.check_finite(0, f)
         x_new = x + h * k1
         if o.solver == "heun" and i < len(t) - 2:

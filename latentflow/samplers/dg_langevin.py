@@ -7,10 +7,12 @@ tracks the current particles (a score *difference*), turn the noise off (``noise
 update would then double-count diffusion. The noise ``ξ`` of global step ``it`` is slot 0 of the
 chain's stream. Class labels ``y`` (a conditional model) go last: ``G(z, y)``, ``D(x, y)`` or ``D(x, σ, y)``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -27,8 +29,9 @@ from ._registry import register
 class DGLangevinOptions(Options):
     steps: int = field(100, "T, Langevin iterations per noise level", ge=0)
     step_size: float = field(1e-3, "ε; the step at level i is α_i = ε σ_i² / σ_L² (ε itself without sigmas)", gt=0)
-    sigmas: Union[Sequence[float], Tensor, None] = field(
-        None, "decreasing noise levels σ_1 > ... > σ_L (D then takes D(x, σ [B])), or None for one level")
+    sigmas: Sequence[float] | Tensor | None = field(
+        None, "decreasing noise levels σ_1 > ... > σ_L (D then takes D(x, σ [B])), or None for one level"
+    )
     d_output: Literal["logit", "prob", "critic"] = field("logit", "what D returns")
     guidance: float = field(1.0, "s, multiplier of the discriminator gradient")
     noise: bool = field(True, "add the sqrt(α_i) ξ term (turn off for a deterministic discriminator flow)")
@@ -75,8 +78,9 @@ class DGLangevin(Kernel):
         probe(e, self.G, self.D, z, cond=() if self.levels[0] is None else (self.sig_rows[0],), ys=e.ys)
         self.d_val = None
 
-        def logit(xx, *rows):   # rows: (σ,) with sigmas, then (y,) for a class-conditional D
+        def logit(xx, *rows):  # rows: (σ,) with sigmas, then (y,) for a class-conditional D
             return to_logit(e.D(self.D, xx, *rows), self.o.d_output), None
+
         self.logit = logit
         return (e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys) if self.G is not None else z).detach()
 
@@ -85,11 +89,11 @@ class DGLangevin(Kernel):
         level = it // o.steps
         alpha, sig = self.alphas[level], self.sig_rows[level]
         d_val, g, _ = e.value_and_grad(self.logit, x, *(() if sig is None else (sig,)), *e.ys, uses_G=False)
-        if it == 0:   # D at the initial state: a non-finite value there is the model's
+        if it == 0:  # D at the initial state: a non-finite value there is the model's
             e.check_finite(0, d_val)
         x_new = x + (0.5 * alpha * o.guidance) * g
         if o.noise:
-            x_new = x_new + alpha ** 0.5 * e.rng.normal(it, 0, x.shape[1:], x.dtype)
+            x_new = x_new + alpha**0.5 * e.rng.normal(it, 0, x.shape[1:], x.dtype)
         if o.clip is not None:
             x_new = x_new.clamp(-o.clip, o.clip)
         self.d_val = d_val

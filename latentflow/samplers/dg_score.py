@@ -24,11 +24,13 @@ The score model runs without gradients through the engine (chunked, counted in `
 discriminator's input gradient is the engine's value-and-gradient step (chunked, counted in
 ``n_D_forward``/``n_D_backward``, and where asked compiled, CUDA-graphed or autocast).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, Union
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -44,67 +46,89 @@ from ._registry import register
 
 @dataclass(frozen=True)
 class DGScoreOptions(Options):
-    score: Union[Callable, None] = field(None, "the score model S(x, σ [B]) -> [B, *X] (required); score_output "
-                                               "says what it predicts")
+    score: Callable | None = field(
+        None, "the score model S(x, σ [B]) -> [B, *X] (required); score_output says what it predicts"
+    )
     score_output: Literal["score", "denoised", "eps", "raw"] = field(
-        "score", 'what S returns: the score ∇x log p_σ, the "denoised" E[y | x] (EDM\'s D_θ), the noise "eps", '
-                 'or a "raw" EDM network F (needs sigma_data)')
+        "score",
+        'what S returns: the score ∇x log p_σ, the "denoised" E[y | x] (EDM\'s D_θ), the noise "eps", '
+        'or a "raw" EDM network F (needs sigma_data)',
+    )
     sigma_data: float | None = field(None, 'σ_data of the EDM preconditioning (score_output="raw" only)', gt=0)
-    w: float = field(1.0, "w, the guidance weight of w ∇x log(d/(1 - d)) (Kim et al. 2023, Eq. 7); 0: plain "
-                          "sampling of S (D may then be None)")
-    d_output: Literal["logit", "prob"] = field("logit", 'what D(x, σ) returns: log(d/(1 - d)) or d in (0, 1)')
-    guide_range: Union[Sequence[float], None] = field(
-        None, "(lo, hi): guide only at noise levels lo <= σ <= hi (those D was trained on); None: every level")
-    solver: Literal["heun", "langevin"] = field("heun", '"heun": EDM Heun (Karras et al. 2022, Alg. 1/2); '
-                                                        '"langevin": annealed Langevin')
-    steps: int = field(18, "N, noise levels of the EDM grid (Heun: 2N - 1 evaluations; Langevin: L = N levels, "
-                           "σ_max ... σ_min)", ge=2)
+    w: float = field(
+        1.0,
+        "w, the guidance weight of w ∇x log(d/(1 - d)) (Kim et al. 2023, Eq. 7); 0: plain "
+        "sampling of S (D may then be None)",
+    )
+    d_output: Literal["logit", "prob"] = field("logit", "what D(x, σ) returns: log(d/(1 - d)) or d in (0, 1)")
+    guide_range: Sequence[float] | None = field(
+        None, "(lo, hi): guide only at noise levels lo <= σ <= hi (those D was trained on); None: every level"
+    )
+    solver: Literal["heun", "langevin"] = field(
+        "heun", '"heun": EDM Heun (Karras et al. 2022, Alg. 1/2); "langevin": annealed Langevin'
+    )
+    steps: int = field(
+        18, "N, noise levels of the EDM grid (Heun: 2N - 1 evaluations; Langevin: L = N levels, σ_max ... σ_min)", ge=2
+    )
     sigma_min: float = field(0.002, "σ_min of the EDM grid", gt=0)
     sigma_max: float = field(80.0, "σ_max of the EDM grid; the start is x_T = σ_max z", gt=0)
-    rho: float = field(7.0, "ρ of the EDM grid σ_i = (σ_max^{1/ρ} + i/(N-1) (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ",
-                       gt=0)
-    sigmas: Union[Sequence[float], Tensor, None] = field(
-        None, "an explicit grid instead of (steps, sigma_min, sigma_max, rho): Heun: strictly decreasing to a "
-              "last value >= 0; Langevin: positive, non-increasing levels")
+    rho: float = field(7.0, "ρ of the EDM grid σ_i = (σ_max^{1/ρ} + i/(N-1) (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ", gt=0)
+    sigmas: Sequence[float] | Tensor | None = field(
+        None,
+        "an explicit grid instead of (steps, sigma_min, sigma_max, rho): Heun: strictly decreasing to a "
+        "last value >= 0; Langevin: positive, non-increasing levels",
+    )
     s_churn: float = field(0.0, "S_churn of Alg. 2 (Heun): stochastic noise raise per step; 0 = deterministic", ge=0)
     s_tmin: float = field(0.0, "S_tmin: churn only at σ_i >= S_tmin", ge=0)
     s_tmax: float | None = field(None, "S_tmax: churn only at σ_i <= S_tmax (None: no upper bound)", ge=0)
     s_noise: float = field(1.0, "S_noise: std multiplier of the churn noise", ge=0)
-    langevin_steps: int = field(10, "T, Langevin steps per noise level (solver=\"langevin\")", ge=1)
-    step_size: float = field(1e-6, "ε of annealed Langevin: α_i = ε σ_i²/σ_L², so ε/σ_L² is the step relative "
-                                   "to the noise variance (keep it well below 1)", gt=0)
+    langevin_steps: int = field(10, 'T, Langevin steps per noise level (solver="langevin")', ge=1)
+    step_size: float = field(
+        1e-6,
+        "ε of annealed Langevin: α_i = ε σ_i²/σ_L², so ε/σ_L² is the step relative "
+        "to the noise variance (keep it well below 1)",
+        gt=0,
+    )
 
     def check(self):
         if self.score_output == "raw" and self.sigma_data is None:
             raise OptionError('score_output="raw" needs sigma_data > 0 (the data std of the EDM preconditioning)')
         if not self.sigma_min < self.sigma_max:
-            raise OptionError(f"sigma_min must be < sigma_max; got sigma_min={self.sigma_min!r}, "
-                              f"sigma_max={self.sigma_max!r}")
+            raise OptionError(
+                f"sigma_min must be < sigma_max; got sigma_min={self.sigma_min!r}, sigma_max={self.sigma_max!r}"
+            )
         if self.guide_range is not None:
             g = list(self.guide_range)
             if len(g) != 2 or not 0 <= g[0] < g[1]:
                 raise OptionError(f"guide_range must be (lo, hi) with 0 <= lo < hi; got {self.guide_range!r}")
         if self.solver == "langevin" and self.s_churn > 0:
-            raise OptionError('s_churn is a Heun option (Karras et al. 2022, Alg. 2); solver="langevin" adds its '
-                              "own noise: leave s_churn=0")
+            raise OptionError(
+                's_churn is a Heun option (Karras et al. 2022, Alg. 2); solver="langevin" adds its '
+                "own noise: leave s_churn=0"
+            )
         if self.sigmas is not None:
             sig = torch.as_tensor(self.sigmas, dtype=torch.float64).flatten()
             if self.solver == "heun":
                 if sig.numel() < 2 or not bool((sig[1:] < sig[:-1]).all()) or float(sig[-1]) < 0:
-                    raise OptionError("sigmas must decrease strictly to a last value >= 0 for solver=\"heun\" "
-                                      f"(at least two levels); got {sig.tolist()[:6]}")
+                    raise OptionError(
+                        'sigmas must decrease strictly to a last value >= 0 for solver="heun" '
+                        f"(at least two levels); got {sig.tolist()[:6]}"
+                    )
             elif sig.numel() < 1 or not bool((sig > 0).all()) or not bool((sig[1:] <= sig[:-1]).all()):
-                raise OptionError("sigmas must be positive and non-increasing for solver=\"langevin\"; got "
-                                  f"{sig.tolist()[:6]}")
+                raise OptionError(
+                    f'sigmas must be positive and non-increasing for solver="langevin"; got {sig.tolist()[:6]}'
+                )
 
 
 class DGScore(Kernel):
     """Discriminator-guided sampling of a score model: EDM Heun or annealed Langevin on s + w ∇ log(d/(1-d))."""
 
     Options = DGScoreOptions
-    needs = {"generator": "none (G=None: z ~ N(0, I) [B, *X] is the starting noise, x_T = σ_max z)",
-             "score": "score=S(x, σ) -> [B, *X] (score, denoised or eps, see score_output)",
-             "discriminator": "optional with w=0; else a noise-conditioned D(x, σ)"}
+    needs = {
+        "generator": "none (G=None: z ~ N(0, I) [B, *X] is the starting noise, x_T = σ_max z)",
+        "score": "score=S(x, σ) -> [B, *X] (score, denoised or eps, see score_output)",
+        "discriminator": "optional with w=0; else a noise-conditioned D(x, σ)",
+    }
     hint = "use more steps, a smaller w or guide_range (Langevin: a smaller step_size)"
 
     def __init__(self, *a):
@@ -115,11 +139,11 @@ class DGScore(Kernel):
         else:
             grid = edm_sigmas(o.steps, o.sigma_min, o.sigma_max, o.rho).tolist()
             if o.solver == "langevin":
-                grid = grid[:-1]          # the levels σ_1 = σ_max > ... > σ_L = σ_min
+                grid = grid[:-1]  # the levels σ_1 = σ_max > ... > σ_L = σ_min
         self.grid = grid
         if o.solver == "langevin":
-            self.alphas = [o.step_size * s ** 2 / grid[-1] ** 2 for s in grid]
-        lo, hi = (o.guide_range if o.guide_range is not None else (0.0, math.inf))
+            self.alphas = [o.step_size * s**2 / grid[-1] ** 2 for s in grid]
+        lo, hi = o.guide_range if o.guide_range is not None else (0.0, math.inf)
         self.guided_at = [o.w != 0 and self.D is not None and lo <= s <= hi for s in grid]
 
     def models(self):
@@ -128,23 +152,31 @@ class DGScore(Kernel):
     def validate(self, z):
         o = self.o
         if self.G is not None:
-            raise OptionError('dg_score samples a score model from noise and takes no generator: pass G=None '
-                              '(z ~ N(0, I) is the starting noise, x_T = σ_max z)')
+            raise OptionError(
+                "dg_score samples a score model from noise and takes no generator: pass G=None "
+                "(z ~ N(0, I) is the starting noise, x_T = σ_max z)"
+            )
         if o.score is None:
-            raise OptionError('dg_score needs score=S, a score model S(x, sigma [B]) -> [B, *X] (score_output '
-                              'says whether it returns the score, the denoised x or the noise eps)')
+            raise OptionError(
+                "dg_score needs score=S, a score model S(x, sigma [B]) -> [B, *X] (score_output "
+                "says whether it returns the score, the denoised x or the noise eps)"
+            )
         if self.D is None and o.w != 0:
-            raise OptionError(f"w={o.w!r} needs a noise-conditioned discriminator D(x, sigma); pass D, or w=0 "
-                              "for plain sampling of the score model")
+            raise OptionError(
+                f"w={o.w!r} needs a noise-conditioned discriminator D(x, sigma); pass D, or w=0 "
+                "for plain sampling of the score model"
+            )
         check_state(z, ndim=None)
         if z.dim() < 2:
-            raise ShapeError(f"z must have shape [B, *X] (the starting noise, one row per sample); got shape "
-                             f"{tuple(z.shape)}")
+            raise ShapeError(
+                f"z must have shape [B, *X] (the starting noise, one row per sample); got shape {tuple(z.shape)}"
+            )
 
     def draws(self):
         o = self.o
-        return o.solver == "langevin" or (o.s_churn > 0 and o.s_noise > 0 and any(self._gamma(i) > 0 for i in
-                                                                                   range(len(self.grid) - 1)))
+        return o.solver == "langevin" or (
+            o.s_churn > 0 and o.s_noise > 0 and any(self._gamma(i) > 0 for i in range(len(self.grid) - 1))
+        )
 
     def n_steps(self):
         if self.o.solver == "langevin":
@@ -160,8 +192,8 @@ class DGScore(Kernel):
     def init(self, e, z):
         o = self.o
         S = o.score
-        if e.autocast is not None:   # under autocast the network may answer in half precision
-            S = (lambda f: (lambda x, s: f(x, s).to(x.dtype)))(o.score)
+        if e.autocast is not None:  # under autocast the network may answer in half precision
+            S = (lambda f: lambda x, s: f(x, s).to(x.dtype))(o.score)
         self.S = as_score(S, o.score_output, o.sigma_data)
         x = (self.grid[0] * z).detach()
         m = min(2, x.shape[0])
@@ -171,9 +203,11 @@ class DGScore(Kernel):
                 e.score(self.S, x[:m], s0)
             except ShapeError:
                 raise
-            except Exception as err:   # a user's S that cannot take (x, σ): say so with shapes
-                raise ShapeError(f"the score model S(x, sigma) failed on x of shape {tuple(x[:m].shape)} and sigma "
-                                 f"of shape ({m},): {type(err).__name__}: {err}") from err
+            except Exception as err:  # a user's S that cannot take (x, σ): say so with shapes
+                raise ShapeError(
+                    f"the score model S(x, sigma) failed on x of shape {tuple(x[:m].shape)} and sigma "
+                    f"of shape ({m},): {type(err).__name__}: {err}"
+                ) from err
         if any(self.guided_at):
             probe(e, None, self.D, x, cond=(s0,))
 
@@ -182,6 +216,7 @@ class DGScore(Kernel):
 
         def logit(xx, ss):
             return to_logit(e.D(self.D, xx, ss), o.d_output), None
+
         self.score_rows, self.logit = score_rows, logit
         self.d_last = None
         return x
@@ -202,11 +237,11 @@ class DGScore(Kernel):
         o, s_i, s_next = self.o, self.grid[i], self.grid[i + 1]
         gamma = self._gamma(i)
         x_hat, s_hat = x, s_i
-        if gamma > 0:   # Alg. 2: raise the noise level to σ̂ = σ_i (1 + γ_i)
+        if gamma > 0:  # Alg. 2: raise the noise level to σ̂ = σ_i (1 + γ_i)
             s_hat = s_i * (1 + gamma)
-            x_hat = x + (math.sqrt(s_hat ** 2 - s_i ** 2) * o.s_noise) * e.rng.normal(i, 0, x.shape[1:], x.dtype)
+            x_hat = x + (math.sqrt(s_hat**2 - s_i**2) * o.s_noise) * e.rng.normal(i, 0, x.shape[1:], x.dtype)
         d = -s_hat * self.guided(e, x_hat, s_hat, self.guided_at[i])
-        if i == 0:   # the score (and D) at the initial state: a non-finite value there is the model's
+        if i == 0:  # the score (and D) at the initial state: a non-finite value there is the model's
             e.check_finite(0, d)
         guide_next = self.guided_at[i + 1] if i + 1 < len(self.grid) else False
         x_new, _ = heun_step(lambda xx, _s: self.guided(e, xx, s_next, guide_next), x_hat, s_hat, s_next, d=d)

@@ -19,6 +19,7 @@ logistic sigmoid, the velocity ``-∇ f'(r)`` is
 Defaults are the paper's CIFAR-10 settings (η = 0.1, γ = 0.01, 25 steps, KL). The noise ``ξ`` of step i
 is slot 0 of the chain's stream; ``prior="uniform"`` clips ``z`` to [-1, 1] after each step.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,12 +53,15 @@ def f_prime_of_ratio(d: Tensor, divergence: str) -> Tensor:
 class DGflowOptions(Options):
     steps: int = field(25, "n, Euler–Maruyama steps of the flow", ge=0)
     step_size: float = field(0.1, "η, the step size of the discretised SDE", gt=0)
-    gamma: float = field(0.01, "γ, the entropy regulariser: the noise per step is sqrt(2 η γ) ξ (0: a deterministic "
-                               "flow)", ge=0)
+    gamma: float = field(
+        0.01, "γ, the entropy regulariser: the noise per step is sqrt(2 η γ) ξ (0: a deterministic flow)", ge=0
+    )
     divergence: Literal["KL", "JS", "logD"] = field("KL", "the f-divergence whose flow is simulated")
     d_output: Literal["logit", "prob", "critic"] = field(
-        "logit", 'what D returns: "logit" (log of the density ratio), "prob" (converted back stably) or "critic" '
-                 "(used as the logit)")
+        "logit",
+        'what D returns: "logit" (log of the density ratio), "prob" (converted back stably) or "critic" '
+        "(used as the logit)",
+    )
     prior: Literal["normal", "uniform"] = field("normal", 'latent prior; "uniform" clips z to [-1, 1] after each step')
 
 
@@ -81,9 +85,10 @@ class DGflow(Kernel):
         probe(e, self.G, self.D, z, ys=e.ys)
         self.noise = math.sqrt(2.0 * o.step_size * o.gamma)
 
-        def f_prime(zz, *ys):   # ys: the chains' labels of a conditional model, chunked with zz
+        def f_prime(zz, *ys):  # ys: the chains' labels of a conditional model, chunked with zz
             d = to_logit(e.D(self.D, e.G(self.G, zz, *ys), *ys), o.d_output)
             return f_prime_of_ratio(d, o.divergence), None
+
         self.f_prime = f_prime
         self.last = None
         return z.detach().clone()
@@ -91,7 +96,7 @@ class DGflow(Kernel):
     def step(self, e, i, z):
         o = self.o
         fp, g, _ = e.value_and_grad(self.f_prime, z, *e.ys)
-        if i == 0:   # f' at the initial state: a non-finite value there is the model's
+        if i == 0:  # f' at the initial state: a non-finite value there is the model's
             e.check_finite(0, fp)
         z_new = z - o.step_size * g
         if self.noise > 0:

@@ -9,6 +9,7 @@ pairs come from their own counter-based stream (pair j, slot 10/11), not from th
 class-conditional model moves each sample under its own label (``G(z, y[b])``, ``D(x, y[b])``); the two
 ends of a K_eff pair share a label, uniform from the pairs' stream.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class DOTOptions(Options):
     lr: float = field(0.01, "step size of SGD (or Adam)", gt=0)
     space: Literal["latent", "target"] = field("latent", 'move z ("latent") or x = G(z) ("target")')
     d_output: Literal["logit", "prob", "critic"] = field("critic", "what D returns (a WGAN critic in DOT)")
-    prior: Literal["normal", "uniform"] = field("normal", 'latent prior; "normal" projects out the radial '
-                                                          'gradient, "uniform" clips to [-1, 1]')
+    prior: Literal["normal", "uniform"] = field(
+        "normal", 'latent prior; "normal" projects out the radial gradient, "uniform" clips to [-1, 1]'
+    )
     k_eff: float | None = field(None, "K_eff; None estimates it on k_eff_pairs random pairs from the prior", gt=0)
     k_eff_pairs: int = field(100, "number of pairs for the K_eff estimate", ge=1)
     delta: float = field(0.001, "δ, keeps the norm differentiable at the start point")
@@ -85,7 +87,7 @@ class DOT(Kernel):
         pairs = ChainStream(e.rng.key, torch.arange(o.k_eff_pairs, device=dev))
         if self.G is not None:
             za, zb = (pairs.latents(0, slot, z.shape[1], o.prior, dt) for slot in (10, 11))
-            yp = e.aux_labels(pairs, o.k_eff_pairs)   # both ends of a pair share a label
+            yp = e.aux_labels(pairs, o.k_eff_pairs)  # both ends of a pair share a label
             xa, xb = self._gmap(e, za, *yp), self._gmap(e, zb, *yp)
             da, db = (self._dmap(e, x, *yp) for x in (xa, xb))
             ka, kb = (za, zb) if o.space == "latent" else (xa, xb)
@@ -96,8 +98,10 @@ class DOT(Kernel):
             keep = (ka - kb).flatten(1).norm(dim=1) > 0
             ka, kb = ka[keep], kb[keep]
             if ka.shape[0] == 0:
-                raise OptionError(f"dot without G estimates K_eff on pairs of distinct rows of z, and the "
-                                  f"{B} row(s) of z give none (one row, or all rows equal); pass k_eff=")
+                raise OptionError(
+                    f"dot without G estimates K_eff on pairs of distinct rows of z, and the "
+                    f"{B} row(s) of z give none (one row, or all rows equal); pass k_eff="
+                )
             ya, yb = (tuple(t[i][keep] for t in e.ys) for i in (ia, ib))
             da, db = self._dmap(e, ka, *ya), self._dmap(e, kb, *yb)
         return estimate_k_eff(ka, kb, da, db)
@@ -114,6 +118,7 @@ class DOT(Kernel):
         def objective(y, y0_rows, *labels):
             dist = (y - y0_rows + o.delta).flatten(1).norm(dim=1)
             return dist - self._dval(e, e.G(self.G, y, *labels) if latent else y, *labels) * inv_k, None
+
         self.objective = objective
         return State(self.y0.clone(), torch.zeros_like(self.y0) if o.optimizer == "adam" else None, None)
 
@@ -121,7 +126,7 @@ class DOT(Kernel):
         o = self.o
         H, g, _ = e.value_and_grad(self.objective, s.y, self.y0, *e.ys, uses_G=o.space == "latent")
         y, v = s.y, s.v
-        if i == 0:   # H at the initial state: a non-finite value there is the model's
+        if i == 0:  # H at the initial state: a non-finite value there is the model's
             e.check_finite(0, H)
         if o.space == "latent" and o.prior == "normal":
             g = g - y * (g * y).sum(1, keepdim=True) / (y * y).sum(1, keepdim=True).clamp_min(1e-12)

@@ -17,6 +17,7 @@ per chain at iteration i: candidates slot 0, the resampling uniform slot 1, MALA
 2 + 2j and accept uniform slot 3 + 2j. D evaluations per chain and iteration: ``N - 1`` forwards
 (candidates) plus ``mala_steps + 1`` forwards and backwards (when ``mala_steps > 0``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,28 +36,33 @@ from ._registry import register
 @dataclass(frozen=True)
 class Ex2MCMCOptions(Options):
     steps: int = field(50, "iterations; each is one i-SIR global step and mala_steps MALA steps", ge=0)
-    n_particles: int = field(10, "N, the i-SIR candidates per chain, the current state included (N - 1 fresh "
-                                 "prior draws per iteration)", ge=2)
+    n_particles: int = field(
+        10,
+        "N, the i-SIR candidates per chain, the current state included (N - 1 fresh prior draws per iteration)",
+        ge=2,
+    )
     mala_steps: int = field(5, "local MALA steps after each i-SIR step (0: i-SIR alone)", ge=0)
     step_size: float = field(0.01, "ε of the MALA steps: drift (ε/2) ∇E, noise sqrt(ε)", gt=0)
     d_output: Literal["logit", "prob", "critic"] = field("logit", "what D returns (as in DDLS)")
-    prior: Literal["normal", "uniform"] = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (through the normal CDF)")
+    prior: Literal["normal", "uniform"] = field(
+        "normal", "latent prior: N(0, I) or U[-1, 1]^k (through the normal CDF)"
+    )
     temperature: float = field(1.0, "T dividing the discriminator term: weights exp(d/T)", gt=0)
 
 
 class State(NamedTuple):
-    u: Tensor          # chain state [B, k]
-    logw: Tensor       # d(G(z(u)))/T at the state [B]
-    E: Tensor          # energy at the state [B]
-    mala_acc: Tensor   # MALA accept counts [B]
-    moves: Tensor      # i-SIR steps that picked a fresh candidate [B]
+    u: Tensor  # chain state [B, k]
+    logw: Tensor  # d(G(z(u)))/T at the state [B]
+    E: Tensor  # energy at the state [B]
+    mala_acc: Tensor  # MALA accept counts [B]
+    moves: Tensor  # i-SIR steps that picked a fresh candidate [B]
     nonfinite: Tensor  # candidates with a non-finite D value [B]
 
 
 class Ex2MCMC(Kernel):
     """Ex2MCMC: i-SIR proposals from the prior (weights exp(d(G(z))/T)) interleaved with MALA steps in latent space."""
 
-    Options = Ex2MCMCOptions      # needs (a generator and D(x)) and hint (a smaller step size): the defaults
+    Options = Ex2MCMCOptions  # needs (a generator and D(x)) and hint (a smaller step size): the defaults
 
     def init(self, e, z):
         o = self.o
@@ -82,20 +88,21 @@ class Ex2MCMC(Kernel):
         def logw(t, *yy):
             d = to_logit(e.D(self.D, e.G(self.G, latent_from_u(t, o.prior), *yy), *yy), o.d_output)
             return d / o.temperature
+
         return e.map(logw, u, *ys)
 
     def _isir(self, e, i, s):
         o = self.o
         B, k, n = s.u.shape[0], self.k, o.n_particles - 1
-        cand = e.rng.normal(i, 0, (n, k), s.u.dtype)                      # [B, N-1, k]
+        cand = e.rng.normal(i, 0, (n, k), s.u.dtype)  # [B, N-1, k]
         lw = self._candidate_logw(e, cand.reshape(B * n, k), n).reshape(B, n)
         bad = ~torch.isfinite(lw)
         lw = torch.where(bad, torch.full_like(lw, -float("inf")), lw)
-        logits = torch.cat([s.logw.unsqueeze(1), lw], 1)                  # the current state is candidate 0
+        logits = torch.cat([s.logw.unsqueeze(1), lw], 1)  # the current state is candidate 0
         p = torch.softmax(logits, 1)
         cum = torch.cumsum(p, 1)
         v = e.rng.uniform(i, 1, (), cum.dtype).unsqueeze(1) * cum[:, -1:]
-        j = (cum <= v).sum(1).clamp_max(n)                                # inverse CDF of the weights
+        j = (cum <= v).sum(1).clamp_max(n)  # inverse CDF of the weights
         rows = torch.arange(B, device=s.u.device)
         pick = torch.cat([s.u.unsqueeze(1), cand], 1)[rows, j]
         return pick, logits[rows, j], j > 0, bad.sum(1)
@@ -108,7 +115,7 @@ class Ex2MCMC(Kernel):
             E = 0.5 * u.pow(2).sum(1) - logw
         else:
             E, g, _ = e.value_and_grad(self.energy, u, *e.ys)
-            a, b = 0.5 * o.step_size, o.step_size ** 0.5
+            a, b = 0.5 * o.step_size, o.step_size**0.5
             for j in range(o.mala_steps):
                 prop = u - a * g + b * e.rng.normal(i, 2 + 2 * j, u.shape[1:], u.dtype)
                 E_p, g_p, _ = e.value_and_grad(self.energy, prop, *e.ys)
@@ -127,8 +134,12 @@ class Ex2MCMC(Kernel):
         o = self.o
         z = latent_from_u(s.u, o.prior)
         x = e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys)
-        info = dict(energy=s.E, global_accept_rate=s.moves / max(o.steps, 1), nonfinite_d=s.nonfinite,
-                    n_nonfinite_d=int(s.nonfinite.sum()))
+        info = dict(
+            energy=s.E,
+            global_accept_rate=s.moves / max(o.steps, 1),
+            nonfinite_d=s.nonfinite,
+            n_nonfinite_d=int(s.nonfinite.sum()),
+        )
         if o.mala_steps:
             info["accept_rate"] = s.mala_acc / max(o.steps * o.mala_steps, 1)
         return x, z, info

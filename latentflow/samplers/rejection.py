@@ -19,6 +19,7 @@ Class-conditional models (labels ``y``): output row ``b`` keeps its label, and e
 it. The DRS pilot run draws uniform labels from its own stream (the chains' labels cycled when the number of
 classes is not known), so ``d_M`` is the maximum over the classes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ NO_SPEED = tuple(f for f in ENGINE_FIELDS if f not in SPEED_FIELDS)
 
 class _GX(Kernel):
     """Shared by DRS and MH: chunked ``x = G(z)`` and ``d(x)`` without gradients."""
+
     engine_fields = NO_SPEED
     hint = "check that D returns finite values"
 
@@ -55,15 +57,21 @@ class _GX(Kernel):
 class DRSOptions(Options):
     d_output: D_OUTPUT = field("logit", 'what D returns ("logit", "prob", "critic")')
     prior: PRIOR = field("normal", "latent prior of the proposals")
-    gamma_percentile: float | None = field(50.0, "set γ to this percentile of F over the pilot run (DRS's "
-                                                 "recipe: 95, which made a GAN with a poor D twice as bad "
-                                                 "(EMD +102 %, 50: +22 %; results/defaults); None uses gamma "
-                                                 "as given", ge=0, le=100)
+    gamma_percentile: float | None = field(
+        50.0,
+        "set γ to this percentile of F over the pilot run (DRS's "
+        "recipe: 95, which made a GAN with a poor D twice as bad "
+        "(EMD +102 %, 50: +22 %; results/defaults); None uses gamma "
+        "as given",
+        ge=0,
+        le=100,
+    )
     gamma: float = field(0.0, "γ when gamma_percentile is None (0 = exact rejection sampling)")
     epsilon: float = field(1e-6, "ε in F, keeps the log finite at L = 0", gt=0)
     pilot: int = field(10000, "size of the pilot run that sets d_M (and γ)", ge=1)
-    proposal_batch: int | None = field(None, "kept for compatibility; every pending row draws one proposal "
-                                             "per round", ge=1)
+    proposal_batch: int | None = field(
+        None, "kept for compatibility; every pending row draws one proposal per round", ge=1
+    )
     max_proposals: int | None = field(None, "give up (OptionError) after this many proposals (default 1000·B)", ge=1)
 
 
@@ -101,8 +109,11 @@ class DRS(_GX):
         if dp.numel() == 0:
             raise OptionError("drs: D returned no finite value on the pilot run; check D and d_output")
         self.d_max = dp.max()
-        self.g = (torch.quantile(self.f_of(dp, self.d_max).float(), o.gamma_percentile / 100.0).to(z.dtype)
-                  if o.gamma_percentile is not None else torch.tensor(float(o.gamma), device=z.device, dtype=z.dtype))
+        self.g = (
+            torch.quantile(self.f_of(dp, self.d_max).float(), o.gamma_percentile / 100.0).to(z.dtype)
+            if o.gamma_percentile is not None
+            else torch.tensor(float(o.gamma), device=z.device, dtype=z.dtype)
+        )
         self.z0, self.k = z, k
         self.max_proposals = 1000 * B if o.max_proposals is None else o.max_proposals
         done = torch.zeros(B, dtype=torch.bool, device=z.device)
@@ -112,8 +123,10 @@ class DRS(_GX):
         o = self.o
         rows = torch.nonzero(~s.done).flatten()
         if s.n_prop >= self.max_proposals:
-            raise OptionError(f"drs accepted {int(s.done.sum())} of {s.done.numel()} samples after {s.n_prop} "
-                              "proposals (max_proposals); lower gamma_percentile or raise max_proposals")
+            raise OptionError(
+                f"drs accepted {int(s.done.sum())} of {s.done.numel()} samples after {s.n_prop} "
+                "proposals (max_proposals); lower gamma_percentile or raise max_proposals"
+            )
         stream = e.rng.subset(rows)
         zb = self.z0[rows] if r == 0 else stream.latents(r, 0, self.k, o.prior, self.z0.dtype)
         x, d = self.gx(e, zb, *(t[rows] for t in e.ys))
@@ -121,8 +134,11 @@ class DRS(_GX):
         p = torch.where(d == float("inf"), torch.ones_like(d), torch.sigmoid(self.f_of(d, self.d_max) - self.g))
         acc = ~nan & (stream.uniform(r, 1, (), self.z0.dtype) < p)
         take = rows[acc]
-        xo = s.x if s.x is not None else torch.zeros((s.done.numel(),) + tuple(x.shape[1:]), device=x.device,
-                                                     dtype=x.dtype)
+        xo = (
+            s.x
+            if s.x is not None
+            else torch.zeros((s.done.numel(),) + tuple(x.shape[1:]), device=x.device, dtype=x.dtype)
+        )
         xo[take], s.z[take] = x[acc], zb[acc]
         s.done[take] = True
         s.nonfinite[rows] += nan.long()
@@ -130,8 +146,18 @@ class DRS(_GX):
 
     def finish(self, e, s):
         nf = s.nonfinite
-        return s.x, s.z, dict(accept_rate=s.done.numel() / max(s.n_prop, 1), n_proposals=s.n_prop, gamma=self.g,
-                              d_max=self.d_max, nonfinite_d=nf, n_nonfinite_d=int(nf.sum()))
+        return (
+            s.x,
+            s.z,
+            dict(
+                accept_rate=s.done.numel() / max(s.n_prop, 1),
+                n_proposals=s.n_prop,
+                gamma=self.g,
+                d_max=self.d_max,
+                nonfinite_d=nf,
+                n_nonfinite_d=int(nf.sum()),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -139,8 +165,11 @@ class MHOptions(Options):
     k: int = field(100, "K, proposals per chain", ge=1)
     d_output: D_OUTPUT = field("logit", "what D returns; acceptance is min(1, exp(d(x') - d(x))) on the logit")
     prior: PRIOR = field("normal", "latent prior of the proposals")
-    x_init: Tensor | None = field(None, "optional real samples [B, *X] to start the chains from (MH-GAN's "
-                                        "recipe); a chain that never leaves its real start is run again from G(z[b])")
+    x_init: Tensor | None = field(
+        None,
+        "optional real samples [B, *X] to start the chains from (MH-GAN's "
+        "recipe); a chain that never leaves its real start is run again from G(z[b])",
+    )
 
 
 class MHState(NamedTuple):
@@ -168,8 +197,14 @@ class MH(_GX):
         nan = torch.isnan(dp)
         acc = ~nan & ((log_u < dp - s.d) | torch.isnan(s.d) | (dp == float("inf")))
         x = torch.where(acc.reshape((-1,) + (1,) * (s.x.dim() - 1)), xp, s.x)
-        new = MHState(x, torch.where(acc, dp, s.d), torch.where(acc.unsqueeze(1), zp, s.z), s.moved | acc,
-                      s.counts + acc.float(), s.nonfinite + nan.long())
+        new = MHState(
+            x,
+            torch.where(acc, dp, s.d),
+            torch.where(acc.unsqueeze(1), zp, s.z),
+            s.moved | acc,
+            s.counts + acc.float(),
+            s.nonfinite + nan.long(),
+        )
         return new, acc
 
     def init(self, e, z):
@@ -201,13 +236,16 @@ class MH(_GX):
             xr, dr = self.gx(e, self.z0[idx], *ys)
             zeros = torch.zeros(idx.numel(), device=xr.device)
             sub = MHState(xr, dr, self.z0[idx].clone(), zeros.bool(), zeros, zeros.long())
-            for i in range(k, 2 * k):   # the rerun continues each chain's own stream
+            for i in range(k, 2 * k):  # the rerun continues each chain's own stream
                 sub, _ = self.move(e, stream, i, sub, ys)
             s.x[idx], s.d[idx], s.z[idx], s.counts[idx] = sub.x, sub.d, sub.z, sub.counts
             s.nonfinite[idx] += sub.nonfinite
         e.check_finite(k, s.x, torch.where(torch.isnan(s.d), s.d, torch.zeros_like(s.d)))
-        return s.x, s.z, dict(accept_rate=s.counts / k, d=s.d, nonfinite_d=s.nonfinite,
-                              n_nonfinite_d=int(s.nonfinite.sum()))
+        return (
+            s.x,
+            s.z,
+            dict(accept_rate=s.counts / k, d=s.d, nonfinite_d=s.nonfinite, n_nonfinite_d=int(s.nonfinite.sum())),
+        )
 
 
 drs = register("drs", DRS)

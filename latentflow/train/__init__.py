@@ -7,6 +7,7 @@ keeping its last finite checkpoint.
 ``TRAINERS`` maps a kind to ``(module, config class name, train function name)``; modules are imported
 only when a kind is used, so ``import latentflow`` stays light.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,7 +17,16 @@ from ..errors import OptionError
 from ._loop import TrainingDiverged
 from .config import check_config, make_config
 
-__all__ = ["TRAINERS", "PARALLEL_TRAINERS", "check_parallel", "get_trainer", "parse_overrides", "make_config", "check_config", "TrainingDiverged"]
+__all__ = [
+    "TRAINERS",
+    "PARALLEL_TRAINERS",
+    "check_parallel",
+    "get_trainer",
+    "parse_overrides",
+    "make_config",
+    "check_config",
+    "TrainingDiverged",
+]
 
 TRAINERS: dict[str, tuple[str, str, str]] = {
     "gan": ("latentflow.train.gan", "GANConfig", "train_gan"),
@@ -37,10 +47,13 @@ def check_parallel(kind: str) -> None:
     """Refuse, under a process group of more than one rank, a trainer that does not run data-parallel
     (it would train the same model once per rank, every rank writing the same files)."""
     from ..dist import world
+
     w = world()
     if w.distributed and kind not in PARALLEL_TRAINERS:
-        raise OptionError(f'trainer "{kind}" does not run data-parallel (torchrun with {w.size} processes); '
-                          f'run it in one process, or use one of {", ".join(PARALLEL_TRAINERS)}')
+        raise OptionError(
+            f'trainer "{kind}" does not run data-parallel (torchrun with {w.size} processes); '
+            f"run it in one process, or use one of {', '.join(PARALLEL_TRAINERS)}"
+        )
 
 
 def get_trainer(kind: str):

@@ -16,6 +16,7 @@
 
 Every file is written atomically through :mod:`latentflow._io`, with the mode the umask gives.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -37,8 +39,17 @@ from ..errors import DivergenceError, LatentflowError, OptionError
 
 log = logging.getLogger("latentflow.train")
 
-__all__ = ["Run", "TrainingDiverged", "atomic_save_safetensors", "atomic_write_bytes", "config_dict",
-           "save_weights", "make_ema", "ema_update", "check_ema"]
+__all__ = [
+    "Run",
+    "TrainingDiverged",
+    "atomic_save_safetensors",
+    "atomic_write_bytes",
+    "config_dict",
+    "save_weights",
+    "make_ema",
+    "ema_update",
+    "check_ema",
+]
 
 
 class TrainingDiverged(DivergenceError):
@@ -65,6 +76,7 @@ def save_weights(module: nn.Module, path: Path, spec: dict | None = None) -> Non
 def make_ema(module: nn.Module) -> nn.Module:
     """A frozen copy of ``module`` that :func:`ema_update` keeps as an exponential moving average."""
     import copy
+
     ema = copy.deepcopy(module).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -89,17 +101,27 @@ def check_ema(cfg) -> None:
 class Run:
     """Checkpointing, resuming, logging and progress for one training run in ``out``."""
 
-    def __init__(self, out: str | os.PathLike, config, modules: dict[str, nn.Module],
-                 optimizers: dict[str, torch.optim.Optimizer], generator: torch.Generator, *,
-                 ckpt_every: int = 1000, log_every: int = 100, progress: bool = True, resume: bool = True,
-                 parallel=None):
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        config,
+        modules: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        generator: torch.Generator,
+        *,
+        ckpt_every: int = 1000,
+        log_every: int = 100,
+        progress: bool = True,
+        resume: bool = True,
+        parallel=None,
+    ):
         if ckpt_every < 1 or log_every < 1:
             raise OptionError("ckpt_every and log_every must be >= 1")
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.modules, self.optimizers, self.generator = modules, optimizers, generator
-        self.main = dist.is_main()      # the one writer under torch.distributed
+        self.main = dist.is_main()  # the one writer under torch.distributed
         self.parallel = parallel
         self.ckpt_every, self.log_every, self.progress = ckpt_every, log_every, progress and self.main
         self.step = 0
@@ -131,8 +153,11 @@ class Run:
                         tensors[f"optim/{name}/{idx}/{k}"] = v
                     else:
                         scalars[f"{idx}/{k}"] = v
-            meta["optimizers"][name] = {"param_groups": sd["param_groups"], "scalars": scalars,
-                                        "state_ids": list(sd["state"].keys())}
+            meta["optimizers"][name] = {
+                "param_groups": sd["param_groups"],
+                "scalars": scalars,
+                "state_ids": list(sd["state"].keys()),
+            }
         tensors["rng/generator"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         if self.main:
@@ -142,12 +167,18 @@ class Run:
 
     # -- divergence ---------------------------------------------------------------------------------
     def _diverged(self, step: int, what: str) -> TrainingDiverged:
-        kept = (f"the last finite checkpoint (step {self.saved_step}) is kept in {self.ckpt_path}"
-                if self.saved_step is not None else "no checkpoint had been written yet")
+        kept = (
+            f"the last finite checkpoint (step {self.saved_step}) is kept in {self.ckpt_path}"
+            if self.saved_step is not None
+            else "no checkpoint had been written yet"
+        )
         lrs = {k: getattr(self.config, k) for k in ("lr", "lr_g", "lr_d") if hasattr(self.config, k)}
         hint = ("; try a smaller " + ", ".join(f"{k} (now {v:g})" for k, v in lrs.items())) if lrs else ""
-        return TrainingDiverged(f"training diverged at step {step}: {what}; stopped, {kept}{hint}",
-                                step=step, checkpoint_step=self.saved_step)
+        return TrainingDiverged(
+            f"training diverged at step {step}: {what}; stopped, {kept}{hint}",
+            step=step,
+            checkpoint_step=self.saved_step,
+        )
 
     def _check_losses(self, step: int, metrics: dict) -> None:
         """One host read per step: are all of this step's losses finite?"""
@@ -172,19 +203,24 @@ class Run:
             raise LatentflowError(f"cannot read the checkpoint in {self.out}: {e}; delete it to start over") from e
         saved_cfg = meta.get("config", {})
         now_cfg = config_dict(self.config)
-        defaults = {f.name: f.default for f in dataclasses.fields(self.config)
-                    if f.default is not dataclasses.MISSING}
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config) if f.default is not dataclasses.MISSING}
         # a field the checkpoint predates is fine while it keeps its default
-        diff = {k: (saved_cfg.get(k), v) for k, v in now_cfg.items()
-                if k not in ("steps", "out", "ckpt_every", "log_every") and saved_cfg.get(k) != v
-                and not (k not in saved_cfg and k in defaults and defaults[k] == v)}
+        diff = {
+            k: (saved_cfg.get(k), v)
+            for k, v in now_cfg.items()
+            if k not in ("steps", "out", "ckpt_every", "log_every")
+            and saved_cfg.get(k) != v
+            and not (k not in saved_cfg and k in defaults and defaults[k] == v)
+        }
         if diff:
-            raise OptionError(f"the checkpoint in {self.out} was made with a different config: "
-                              + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-                              + "; use another --out or resume=False")
+            raise OptionError(
+                f"the checkpoint in {self.out} was made with a different config: "
+                + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+                + "; use another --out or resume=False"
+            )
         for name, m in self.modules.items():
             pre = f"model/{name}/"
-            sd = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)}
+            sd = {k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)}
             m.load_state_dict(sd, strict=True)
         for name, opt in self.optimizers.items():
             om = meta["optimizers"][name]
@@ -194,7 +230,7 @@ class Run:
                 pre = f"optim/{name}/{idx}/"
                 for k, v in tensors.items():
                     if k.startswith(pre):
-                        st[k[len(pre):]] = v
+                        st[k[len(pre) :]] = v
                 for k, v in om["scalars"].items():
                     i, key = k.split("/", 1)
                     if i == str(idx):
@@ -214,15 +250,18 @@ class Run:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    def loop(self, total_steps: int, step_fn: Callable[[int], dict], desc: str = "train",
-             stop_after: int | None = None) -> None:
+    def loop(
+        self, total_steps: int, step_fn: Callable[[int], dict], desc: str = "train", stop_after: int | None = None
+    ) -> None:
         """Run ``step_fn(step) -> metrics`` from the current step to ``total_steps``.
 
         ``stop_after`` stops (after checkpointing) once that many steps ran in this call: the tests
         use it to simulate a kill mid-training."""
         from tqdm.auto import tqdm
-        bar = tqdm(total=total_steps, initial=self.step, desc=desc, disable=None if self.progress else True,
-                   dynamic_ncols=True)
+
+        bar = tqdm(
+            total=total_steps, initial=self.step, desc=desc, disable=None if self.progress else True, dynamic_ncols=True
+        )
         ran = 0
         while self.step < total_steps:
             metrics = step_fn(self.step)

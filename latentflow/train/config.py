@@ -5,10 +5,12 @@ A field's type comes from its annotation (``int``, ``float``, ``str``, ``bool``,
 ``list``, each optionally ``| None``); a tuple or list field with a non-empty default must keep the
 default's length and element kinds.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import OptionError
 
@@ -27,7 +29,7 @@ def _kinds(annotation) -> tuple[set, bool]:
         elif part.split("[")[0] in _NAMES:
             kinds.add(_NAMES[part.split("[")[0]])
         else:
-            return set(), True          # a type this check does not know: leave it to validate()
+            return set(), True  # a type this check does not know: leave it to validate()
     return kinds, none_ok
 
 
@@ -52,7 +54,7 @@ def _default(f: dataclasses.Field):
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()                    # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
     return None
 
 
@@ -97,8 +99,9 @@ def make_config(cls, overrides: Mapping[str, Any] | None = None):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - set(fields))
     if bad:
-        raise OptionError(f"unknown config field(s) {', '.join(bad)} for {cls.__name__}; "
-                          f"valid: {', '.join(sorted(fields))}")
+        raise OptionError(
+            f"unknown config field(s) {', '.join(bad)} for {cls.__name__}; valid: {', '.join(sorted(fields))}"
+        )
     checked = {k: _check_field(cls.__name__, fields[k], v) for k, v in overrides.items()}
     cfg = cls(**checked)
     return cfg.validate() if hasattr(cfg, "validate") else cfg

@@ -17,6 +17,7 @@ only array) or ``.pt`` (read with ``weights_only=True``). ``uint8`` data is scal
 model's output range. The architecture comes from the data shape (``mlp_d`` for flat data, the
 per-sample ``dcgan28_d`` / ``dcgan32_d`` / ``dcgan64_d`` with spectral norm for images) unless ``arch`` is set.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ class CorrectorConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "CorrectorConfig":
+    def validate(self) -> CorrectorConfig:
         check_config(self)
         if not self.model:
             raise OptionError("model is required: a manifest name, hf:owner/repo or a folder (--model)")
@@ -80,14 +81,17 @@ def default_arch(shape) -> tuple[str, dict]:
             return "dcgan28_d", {"channels": c, "sn": True}
         if s in (32, 64):
             return f"dcgan{s}_d", {"channels": c, "norm": "sn"}
-    raise OptionError(f"no default corrector architecture for samples of shape {list(shape)}; "
-                      "choose one with --set arch=NAME --set arch_kwargs={...}")
+    raise OptionError(
+        f"no default corrector architecture for samples of shape {list(shape)}; "
+        "choose one with --set arch=NAME --set arch_kwargs={...}"
+    )
 
 
 def _read_file(path: Path) -> Tensor:
     suf = path.suffix.lower()
     if suf == ".safetensors":
         from safetensors.torch import load_file
+
         d = load_file(str(path))
     elif suf == ".npy":
         return torch.from_numpy(np.load(path, allow_pickle=False))
@@ -128,18 +132,29 @@ def load_real(real: str, shape, value_range=None, root: str | None = None) -> Te
         x = x.float()
     x = x.float().cpu()
     if tuple(x.shape[1:]) != shape and x.dim() == len(shape) and shape[:1] == (1,) and tuple(x.shape[1:]) == shape[1:]:
-        x = x.unsqueeze(1)   # [N, H, W] grey images for a [1, H, W] generator
+        x = x.unsqueeze(1)  # [N, H, W] grey images for a [1, H, W] generator
     if x.dim() < 2 or tuple(x.shape[1:]) != shape:
-        raise ShapeError(f"real samples must have shape [N, {', '.join(map(str, shape))}] (the generator's output); "
-                         f"got {list(x.shape)}")
+        raise ShapeError(
+            f"real samples must have shape [N, {', '.join(map(str, shape))}] (the generator's output); "
+            f"got {list(x.shape)}"
+        )
     if x.shape[0] < 2 or not bool(torch.isfinite(x).all()):
-        raise ShapeError(f"real must hold at least 2 finite samples; got {x.shape[0]} (finite: "
-                         f"{bool(torch.isfinite(x).all())})")
+        raise ShapeError(
+            f"real must hold at least 2 finite samples; got {x.shape[0]} (finite: {bool(torch.isfinite(x).all())})"
+        )
     return x
 
 
-def train_corrector(cfg: CorrectorConfig, out: str, *, progress: bool = True, resume: bool = True,
-                    ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
+def train_corrector(
+    cfg: CorrectorConfig,
+    out: str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+):
     """Train a logit D of real vs ``G(z)`` for ``cfg.model``'s generator; writes G, the new D and
     ``latentflow.json`` (the ``export`` layout) to ``out``. Returns ``(G, D)`` in eval mode."""
     from ..models import load
@@ -148,13 +163,16 @@ def train_corrector(cfg: CorrectorConfig, out: str, *, progress: bool = True, re
     device = torch.device(cfg.device)
     pair = load(cfg.model, device=device)
     if pair.G is None:
-        raise LatentflowError(f'model "{cfg.model}" has no generator: a corrector discriminator is trained '
-                              "against G's samples")
+        raise LatentflowError(
+            f'model "{cfg.model}" has no generator: a corrector discriminator is trained against G\'s samples'
+        )
     spec = pair.meta.get("spec") or {}
     arch_g = (spec.get("arch") or {}).get("G")
     if not arch_g:
-        raise LatentflowError(f'model "{cfg.model}" carries no architecture record for G, so the corrected '
-                              "model could not be written back; load it from a folder or manifest entry")
+        raise LatentflowError(
+            f'model "{cfg.model}" carries no architecture record for G, so the corrected '
+            "model could not be written back; load it from a folder or manifest entry"
+        )
     shape = tuple(pair.meta["output_shape"])
     vr = pair.meta.get("output_range")
     real = load_real(cfg.real, shape, vr, cfg.data_root).to(device)
@@ -169,8 +187,17 @@ def train_corrector(cfg: CorrectorConfig, out: str, *, progress: bool = True, re
         p.requires_grad_(False)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    run = Run(
+        out,
+        cfg,
+        {"D": D},
+        {"D": opt},
+        gen,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        progress=progress,
+        resume=resume,
+    )
     B, k, prior = cfg.batch_size, pair.latent_dim, pair.meta.get("prior") or "normal"
 
     def step(_i):
@@ -197,11 +224,20 @@ def _write(out, cfg, pair, arch_g, arch_d, kwargs_d, G, D) -> None:
     from ..models import export, make_pair
 
     meta = pair.meta
-    corrected = make_pair(G, D, arch_g=arch_g, arch_d={"name": arch_d, "kwargs": kwargs_d},
-                          name=f"{meta.get('name') or 'model'}-corrector", latent_dim=pair.latent_dim,
-                          prior=meta.get("prior") or "normal", d_output="logit",
-                          output_shape=list(meta["output_shape"]), output_range=meta.get("output_range"),
-                          license=meta.get("license"), citation=meta.get("citation"),
-                          recipe=json.dumps({"trainer": "corrector", "config": config_dict(cfg)}),
-                          dataset=meta.get("dataset") or (cfg.real if not Path(cfg.real).suffix else None))
+    corrected = make_pair(
+        G,
+        D,
+        arch_g=arch_g,
+        arch_d={"name": arch_d, "kwargs": kwargs_d},
+        name=f"{meta.get('name') or 'model'}-corrector",
+        latent_dim=pair.latent_dim,
+        prior=meta.get("prior") or "normal",
+        d_output="logit",
+        output_shape=list(meta["output_shape"]),
+        output_range=meta.get("output_range"),
+        license=meta.get("license"),
+        citation=meta.get("citation"),
+        recipe=json.dumps({"trainer": "corrector", "config": config_dict(cfg)}),
+        dataset=meta.get("dataset") or (cfg.real if not Path(cfg.real).suffix else None),
+    )
     export(corrected, out)

@@ -1,4 +1,5 @@
 """Training data by name: a toy 2-D set or an image set, as ``sample(n, generator) -> tensor``."""
+
 from __future__ import annotations
 
 import torch

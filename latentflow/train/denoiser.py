@@ -13,6 +13,7 @@ Output folder: ``score.safetensors`` (the final weights, EMA when on) and ``late
 ``{arch: {score: {name, kwargs}}, score_output: denoised, sigma_data, recipe}``; :func:`load_denoiser`
 reads it back. Checkpoints and ``metrics.jsonl`` as every trainer (``latentflow.train._loop.Run``).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,10 @@ from .._io import atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
-from .edm import noised, sample_sigma_lognormal
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
+from .edm import noised, sample_sigma_lognormal
 
 #: per-dataset defaults for ``arch`` / ``arch_kwargs`` / ``sigma_data`` when they are left at None
 DEFAULT_ARCH = {
@@ -57,9 +58,9 @@ def resolve_arch(data: str, arch: str | None, arch_kwargs: dict | None, sigma_da
 class DenoiserConfig:
     data: str = "grid25"
     data_root: str | None = None
-    arch: str | None = None            # None: den_mlp for 2-D, tconv28_den for fashion-mnist
+    arch: str | None = None  # None: den_mlp for 2-D, tconv28_den for fashion-mnist
     arch_kwargs: dict | None = None
-    sigma_data: float | None = None    # None: 1.0 for 2-D (grid25's coordinate std is 1.4), 0.5 for images
+    sigma_data: float | None = None  # None: 1.0 for 2-D (grid25's coordinate std is 1.4), 0.5 for images
     p_mean: float = -1.2
     p_std: float = 1.2
     lr: float = 1e-3
@@ -67,11 +68,11 @@ class DenoiserConfig:
     batch_size: int = 256
     steps: int = 4000
     ema: float = 0.999
-    grad_clip: float = 1.0             # max gradient norm (0 = off)
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "DenoiserConfig":
+    def validate(self) -> DenoiserConfig:
         _pos_int(self, "batch_size", "steps")
         _pos_float(self, "p_std", "lr")
         _betas(self)
@@ -86,8 +87,16 @@ class DenoiserConfig:
         return self
 
 
-def train_denoiser(cfg: DenoiserConfig, out: str, *, progress: bool = True, resume: bool = True,
-                   ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None) -> nn.Module:
+def train_denoiser(
+    cfg: DenoiserConfig,
+    out: str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+) -> nn.Module:
     """Train an EDM denoiser per ``cfg``; writes ``score.safetensors`` and ``latentflow.json`` to ``out``.
     Returns the denoiser ``D(x, σ)`` in eval mode (the EMA weights when ``cfg.ema > 0``)."""
     cfg.validate()
@@ -101,8 +110,17 @@ def train_denoiser(cfg: DenoiserConfig, out: str, *, progress: bool = True, resu
     modules = {"score": net}
     if cfg.ema > 0:
         modules["score_ema"] = ema = make_ema(net)
-    run = Run(out, cfg, modules, {"score": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    run = Run(
+        out,
+        cfg,
+        modules,
+        {"score": opt},
+        gen,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        progress=progress,
+        resume=resume,
+    )
     B = cfg.batch_size
 
     def step(_i):
@@ -130,9 +148,15 @@ def train_denoiser(cfg: DenoiserConfig, out: str, *, progress: bool = True, resu
 
 def write_denoiser(out, cfg: DenoiserConfig, net: nn.Module, arch: str, kw: dict, sd: float) -> dict:
     out = Path(out)
-    spec = {"arch": {"score": {"name": arch, "kwargs": kw}}, "score_output": "denoised", "sigma_data": sd,
-            "output": {"shape": list(DataSource.shape_of(cfg.data))}, "dataset": cfg.data,
-            "recipe": {"trainer": "denoiser", "config": config_dict(cfg)}, "schema": 1}
+    spec = {
+        "arch": {"score": {"name": arch, "kwargs": kw}},
+        "score_output": "denoised",
+        "sigma_data": sd,
+        "output": {"shape": list(DataSource.shape_of(cfg.data))},
+        "dataset": cfg.data,
+        "recipe": {"trainer": "denoiser", "config": config_dict(cfg)},
+        "schema": 1,
+    }
     save_weights(net, out / "score.safetensors", spec)
     atomic_write_json(out / "latentflow.json", spec)
     return spec
@@ -144,14 +168,17 @@ def read_spec(folder, role: str) -> dict:
         spec = json.loads(p.read_text())
         spec["arch"][role]["name"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LatentflowError(f'{p}: expected a latentflow.json with arch.{role}.name (a folder written by the '
-                              f'trainer); got {type(e).__name__}: {e}') from e
+        raise LatentflowError(
+            f"{p}: expected a latentflow.json with arch.{role}.name (a folder written by the "
+            f"trainer); got {type(e).__name__}: {e}"
+        ) from e
     return spec
 
 
 def load_role(folder, role: str, device="cpu") -> tuple[nn.Module, dict]:
     """``(network in eval mode, spec)`` for ``role`` of a training folder (``<role>.safetensors``)."""
     from safetensors.torch import load_file
+
     spec = read_spec(folder, role)
     a = spec["arch"][role]
     net = build_net(a["name"], a.get("kwargs", {}))

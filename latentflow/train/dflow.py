@@ -27,6 +27,7 @@ cost. The output folder gets ``D.safetensors`` and ``latentflow.json`` whose ``s
 holds ``eta``, ``steps`` and ``loss`` for ``latentflow.refine(None, D, x0, method="dflow", ...)``, and
 ``x0`` says where the particles start (``{prior: normal}`` or ``{prior: gaussian}`` with ``P``).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,13 +63,15 @@ def _pos_float(cfg, *names):
 
 def _betas(cfg):
     b = cfg.betas
-    if not (isinstance(b, (list, tuple)) and len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)):
+    if not (
+        isinstance(b, (list, tuple)) and len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)
+    ):
         raise OptionError(f"betas must be two numbers in [0, 1); got {b!r}")
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 PRIORS = ("normal", "gaussian")
-PRIOR_FIT_N = 60_000   # "gaussian" prior: fitted to at most this many training samples (toy sets: drawn)
+PRIOR_FIT_N = 60_000  # "gaussian" prior: fitted to at most this many training samples (toy sets: drawn)
 
 
 def lr_at(cfg, k: int) -> float:
@@ -89,45 +92,49 @@ class DFlowConfig:
     arch: str = "tmlp_d"
     arch_kwargs: dict = field(default_factory=lambda: {"in_dim": 2, "width": 512, "depth": 4})
     loss: str = "ns"
-    prior: str = "normal"           # x_0: "normal" N(0, I) (the paper) or "gaussian" N(mean, cov) of the data
-    prior_eps: float = 1e-3         # "gaussian": cov + prior_eps I
+    prior: str = "normal"  # x_0: "normal" N(0, I) (the paper) or "gaussian" N(mean, cov) of the data
+    prior_eps: float = 1e-3  # "gaussian": cov + prior_eps I
     eta: float = 20.0
-    flow_steps: int = 56            # N, the training grid (sampling uses the same)
+    flow_steps: int = 56  # N, the training grid (sampling uses the same)
     gp_weight: float | None = None  # zero-centred GP strength; None: 0.04 for ipm, 0 otherwise
-    ema: float = 0.0                # decay of an EMA of D's weights, written as the output D (0 = off)
-    simulate_with: str = "live"     # "ema": trajectories by the EMA of D (needs ema > 0), the live D trains on them
-    reuse: int = 1                  # D updates per simulated batch of trajectories (1 = Algorithm 3)
-    time_sampling: str = "grid"     # "grid": t_b = i/N (Algorithm 3); "uniform": t_b ~ U[0, 1) (Algorithm 2)
-    time_weight: str = "none"       # "balanced": each time bin's loss divided by its running RMS ‖∇f‖ (ipm + GP)
+    ema: float = 0.0  # decay of an EMA of D's weights, written as the output D (0 = off)
+    simulate_with: str = "live"  # "ema": trajectories by the EMA of D (needs ema > 0), the live D trains on them
+    reuse: int = 1  # D updates per simulated batch of trajectories (1 = Algorithm 3)
+    time_sampling: str = "grid"  # "grid": t_b = i/N (Algorithm 3); "uniform": t_b ~ U[0, 1) (Algorithm 2)
+    time_weight: str = "none"  # "balanced": each time bin's loss divided by its running RMS ‖∇f‖ (ipm + GP)
     lr: float = 2e-4
-    lr_schedule: str = "constant"   # "constant", "linear" (lr (1 - k/steps)) or "cosine" (lr (1 + cos πk/steps)/2)
+    lr_schedule: str = "constant"  # "constant", "linear" (lr (1 - k/steps)) or "cosine" (lr (1 + cos πk/steps)/2)
     betas: tuple = (0.5, 0.999)
     batch_size: int = 128
     steps: int = 4000
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "DFlowConfig":
+    def validate(self) -> DFlowConfig:
         check_config(self)
         if self.loss not in LOSSES:
-            raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
+            raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         _pos_int(self, "flow_steps", "batch_size", "steps", "reuse")
         if self.prior not in PRIORS:
-            raise OptionError(f'prior must be one of {", ".join(PRIORS)}; got {self.prior!r}')
+            raise OptionError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
         _pos_float(self, "prior_eps")
         if self.time_sampling not in ("grid", "uniform"):
             raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
         _pos_float(self, "eta", "lr")
         if self.simulate_with not in ("live", "ema") or (self.simulate_with == "ema" and not self.ema > 0):
-            raise OptionError(f'simulate_with must be "live" or "ema" (with ema > 0); got {self.simulate_with!r} '
-                              f"with ema={self.ema!r}")
+            raise OptionError(
+                f'simulate_with must be "live" or "ema" (with ema > 0); got {self.simulate_with!r} '
+                f"with ema={self.ema!r}"
+            )
         if self.time_weight not in ("none", "balanced"):
             raise OptionError(f'time_weight must be "none" or "balanced"; got {self.time_weight!r}')
         if self.time_weight == "balanced" and (self.loss != "ipm" or self.gp <= 0):
-            raise OptionError(f'time_weight="balanced" needs loss="ipm" with gp_weight > 0; got loss={self.loss!r}, '
-                              f"gp_weight={self.gp_weight!r}")
+            raise OptionError(
+                f'time_weight="balanced" needs loss="ipm" with gp_weight > 0; got loss={self.loss!r}, '
+                f"gp_weight={self.gp_weight!r}"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
-            raise OptionError(f'lr_schedule must be one of {", ".join(LR_SCHEDULES)}; got {self.lr_schedule!r}')
+            raise OptionError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
         _betas(self)
         check_ema(self)
         if self.gp_weight is not None and (not isinstance(self.gp_weight, (int, float)) or self.gp_weight < 0):
@@ -148,7 +155,7 @@ def preset(name: str, **overrides) -> DFlowConfig:
     """``DFlowConfig`` of the named recipe in :data:`PRESETS` with ``overrides`` applied (not validated:
     ``train_dflow`` validates)."""
     if name not in PRESETS:
-        raise OptionError(f'preset must be one of {", ".join(PRESETS)}; got {name!r}')
+        raise OptionError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
     kw = {**PRESETS[name], **overrides}
     if "arch_kwargs" in overrides and isinstance(overrides["arch_kwargs"], dict):
         kw["arch_kwargs"] = {**PRESETS[name]["arch_kwargs"], **overrides["arch_kwargs"]}
@@ -163,7 +170,7 @@ def d_loss(loss: str, f_real: torch.Tensor, f_fake: torch.Tensor) -> torch.Tenso
         return f_real.mean() - f_fake.mean()
     if loss == "hinge":
         return F.relu(1 - f_real).mean() + F.relu(1 + f_fake).mean()
-    raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {loss!r}')
+    raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
 
 
 def zero_gp(D, real, fake, t, gen: torch.Generator, per_sample: bool = False) -> torch.Tensor:
@@ -256,8 +263,16 @@ class _TrajectoryCache(torch.nn.Module):
         self.register_buffer("traj", torch.zeros((N, B) + tuple(shape)))
 
 
-def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bool = True,
-                ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
+def train_dflow(
+    cfg: DFlowConfig,
+    out: str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+):
     """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (Franceschi et al. 2023, Alg. 3); writes
     ``D.safetensors``, ``latentflow.json``, checkpoints and ``metrics.jsonl`` to ``out``. Returns D (eval;
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
@@ -281,14 +296,16 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
             return z
         with torch.no_grad():
             return P(z.reshape(B, -1))
+
     if cfg.reuse > 1:
         modules["trajectories"] = cache = _TrajectoryCache(N, B, shape).to(device)
     if cfg.ema > 0:
         modules["D_ema"] = D_ema = make_ema(D)
     if cfg.time_weight == "balanced":
         modules["time_balance"] = balance = _TimeBalance(N).to(device)
-    run = Run(out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    run = Run(
+        out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every, progress=progress, resume=resume
+    )
     gp_w = cfg.gp
 
     def simulate(fn, *args):
@@ -308,11 +325,11 @@ def train_dflow(cfg: DFlowConfig, out: str, *, progress: bool = True, resume: bo
 
     def step(i):
         real = data.sample(B, gen)
-        if cfg.reuse == 1:   # Algorithm 3: fresh particles, each simulated only up to its own step
+        if cfg.reuse == 1:  # Algorithm 3: fresh particles, each simulated only up to its own step
             x0 = draw_x0()
             i_b = rng.randint(N, (B,), gen, device)
             fake = simulate(simulate_at, x0, i_b, cfg.eta, cfg.loss, N)
-        else:                # one simulated batch of trajectories serves `reuse` updates
+        else:  # one simulated batch of trajectories serves `reuse` updates
             if i % cfg.reuse == 0:
                 x0 = draw_x0()
                 cache.traj.copy_(simulate(simulate_all, x0, cfg.eta, cfg.loss, N))

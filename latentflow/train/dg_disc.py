@@ -11,6 +11,7 @@ Output folder: ``D.safetensors`` and ``latentflow.json`` ``{arch: {D: ...}, d_ou
 d_conditioning: sigma, score: <denoiser folder or null>, recipe}`` (read back by :func:`load_dg_disc`), and
 ``fake.safetensors``, the generated pool (so a resumed run does not redraw it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,11 +27,11 @@ from .. import rng
 from .._io import atomic_save_safetensors, atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
-from .edm import noised, sample_sigma_lognormal
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
 from .dflow import _betas, _pos_float, _pos_int
+from .edm import noised, sample_sigma_lognormal
 
 log = logging.getLogger("latentflow.train")
 
@@ -42,11 +43,11 @@ DEFAULT_2D = ("dg_mlp", {"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32, "x
 class DGDiscConfig:
     data: str = "grid25"
     data_root: str | None = None
-    score: str | None = None           # folder of a train_denoiser run (or pass score_model= to the trainer)
-    arch: str | None = None            # None: dg_mlp for 2-D, dg_conv28 for fashion-mnist
+    score: str | None = None  # folder of a train_denoiser run (or pass score_model= to the trainer)
+    arch: str | None = None  # None: dg_mlp for 2-D, dg_conv28 for fashion-mnist
     arch_kwargs: dict | None = None
-    n_fake: int = 10000                # size of the generated pool
-    heun_steps: int = 18               # N of the sampler that draws the pool (2N - 1 evaluations)
+    n_fake: int = 10000  # size of the generated pool
+    heun_steps: int = 18  # N of the sampler that draws the pool (2N - 1 evaluations)
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -55,13 +56,13 @@ class DGDiscConfig:
     p_std: float = 1.2
     lr: float = 3e-4
     betas: tuple = (0.9, 0.999)
-    batch_size: int = 256              # real and fake samples per step (each)
+    batch_size: int = 256  # real and fake samples per step (each)
     steps: int = 3000
     ema: float = 0.0
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "DGDiscConfig":
+    def validate(self) -> DGDiscConfig:
         _pos_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
         _betas(self)
@@ -74,8 +75,19 @@ class DGDiscConfig:
         return self
 
 
-def generate(score_model: nn.Module, n: int, shape, *, heun_steps: int, sigma_min: float, sigma_max: float,
-             rho: float, generator: torch.Generator, batch_size: int = 1000, device="cpu") -> torch.Tensor:
+def generate(
+    score_model: nn.Module,
+    n: int,
+    shape,
+    *,
+    heun_steps: int,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float,
+    generator: torch.Generator,
+    batch_size: int = 1000,
+    device="cpu",
+) -> torch.Tensor:
     """``n`` samples of the denoiser ``score_model`` (EDM Heun, ``σ_max n`` start): ``[n, *shape]``."""
     sig = edm_sigmas(heun_steps, sigma_min, sigma_max, rho)
     x0 = sigma_max * rng.randn((n, *shape), generator, device)
@@ -84,9 +96,17 @@ def generate(score_model: nn.Module, n: int, shape, *, heun_steps: int, sigma_mi
         return edm_heun_sample(s, x0, sig, batch_size=batch_size)
 
 
-def train_dg_disc(cfg: DGDiscConfig, out: str, *, score_model: nn.Module | None = None, progress: bool = True,
-                  resume: bool = True, ckpt_every: int = 1000, log_every: int = 100,
-                  stop_after: int | None = None) -> nn.Module:
+def train_dg_disc(
+    cfg: DGDiscConfig,
+    out: str,
+    *,
+    score_model: nn.Module | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+) -> nn.Module:
     """Train ``d_φ(x, σ)`` per ``cfg`` against the samples of ``score_model`` (default: the denoiser in
     ``cfg.score``); writes ``D.safetensors``, ``fake.safetensors`` and ``latentflow.json``. Returns ``d_φ``
     (a logit; eval mode; the EMA weights when ``cfg.ema > 0``)."""
@@ -103,14 +123,24 @@ def train_dg_disc(cfg: DGDiscConfig, out: str, *, score_model: nn.Module | None 
     else:
         if score_model is None:
             if cfg.score is None:
-                raise OptionError("train_dg_disc needs a score model: set cfg.score to a train_denoiser folder "
-                                  "or pass score_model=")
+                raise OptionError(
+                    "train_dg_disc needs a score model: set cfg.score to a train_denoiser folder or pass score_model="
+                )
             score_model = load_denoiser(cfg.score, device)
         gen0 = torch.Generator("cpu").manual_seed(cfg.seed + 2)
         log.info("drawing the pool: %d samples, Heun N = %d", cfg.n_fake, cfg.heun_steps)
-        fake = generate(score_model, cfg.n_fake, data.shape, heun_steps=cfg.heun_steps, sigma_min=cfg.sigma_min,
-                        sigma_max=cfg.sigma_max, rho=cfg.rho, generator=gen0, batch_size=cfg.gen_batch,
-                        device=device)
+        fake = generate(
+            score_model,
+            cfg.n_fake,
+            data.shape,
+            heun_steps=cfg.heun_steps,
+            sigma_min=cfg.sigma_min,
+            sigma_max=cfg.sigma_max,
+            rho=cfg.rho,
+            generator=gen0,
+            batch_size=cfg.gen_batch,
+            device=device,
+        )
         if not torch.isfinite(fake).all():
             raise LatentflowError("the score model produced non-finite samples; check it before training a D")
         atomic_save_safetensors({"fake": fake}, fake_path)
@@ -121,8 +151,9 @@ def train_dg_disc(cfg: DGDiscConfig, out: str, *, score_model: nn.Module | None 
     modules = {"D": D}
     if cfg.ema > 0:
         modules["D_ema"] = D_ema = make_ema(D)
-    run = Run(out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    run = Run(
+        out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every, progress=progress, resume=resume
+    )
     B = cfg.batch_size
 
     def step(_i):
@@ -145,9 +176,16 @@ def train_dg_disc(cfg: DGDiscConfig, out: str, *, score_model: nn.Module | None 
     final = D_ema if cfg.ema > 0 else D
     final.eval()
     if run.step >= cfg.steps:
-        spec = {"arch": {"D": {"name": arch, "kwargs": kw}}, "d_output": "logit", "d_conditioning": "sigma",
-                "score": cfg.score, "output": {"shape": list(data.shape)}, "dataset": cfg.data,
-                "recipe": {"trainer": "dgdisc", "config": config_dict(cfg)}, "schema": 1}
+        spec = {
+            "arch": {"D": {"name": arch, "kwargs": kw}},
+            "d_output": "logit",
+            "d_conditioning": "sigma",
+            "score": cfg.score,
+            "output": {"shape": list(data.shape)},
+            "dataset": cfg.data,
+            "recipe": {"trainer": "dgdisc", "config": config_dict(cfg)},
+            "schema": 1,
+        }
         save_weights(final, out / "D.safetensors", spec)
         atomic_write_json(out / "latentflow.json", spec)
     return final

@@ -2,6 +2,7 @@
 
 Used by the denoiser and guidance-discriminator trainers; sampling maths lives in ``latentflow.scores``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,9 @@ from ..scores import _col
 __all__ = ["sample_sigma_lognormal", "noised"]
 
 
-def sample_sigma_lognormal(n: int, generator: torch.Generator, p_mean: float = -1.2, p_std: float = 1.2,
-                           device="cpu", dtype=torch.float32) -> Tensor:
+def sample_sigma_lognormal(
+    n: int, generator: torch.Generator, p_mean: float = -1.2, p_std: float = 1.2, device="cpu", dtype=torch.float32
+) -> Tensor:
     """Training noise levels ``ln σ ~ N(P_mean, P_std²)`` (Karras et al. 2022, Table 1), shape ``[n]``."""
     return (p_mean + p_std * rng.randn((n,), generator, device, dtype)).exp()
 

@@ -17,9 +17,9 @@ noised reference ``N(0, (ref_std² + σ²) I)``, ``σ`` log-uniform in ``[σ_min
 network adds the reference log-density back (``nmlp_d`` with ``ref_std``), so ``∇_x d ≈ ∇ log p_data^σ``
 and ``refine(None, D, x0, method="dg_langevin", sigmas=...)`` (noisy annealed Langevin) samples the data.
 """
+
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,36 +46,38 @@ def _poly_beta(dim: int, order: int | None) -> int:
     return 2 * m - dim
 
 
-def kernel_value(kind: str, u: Tensor, *, bandwidth: float = 1.0, beta: float = 0.5, order: int | None = None,
-                 eps: float = 1e-2) -> Tensor:
+def kernel_value(
+    kind: str, u: Tensor, *, bandwidth: float = 1.0, beta: float = 0.5, order: int | None = None, eps: float = 1e-2
+) -> Tensor:
     """``κ(x, y)`` for differences ``u = x - y`` ``[..., n]`` -> ``[...]``."""
     r2 = u.pow(2).sum(-1)
     if kind == "gaussian":
-        return torch.exp(-r2 / (2 * bandwidth ** 2))
+        return torch.exp(-r2 / (2 * bandwidth**2))
     if kind == "imq":
-        return (bandwidth ** 2 + r2).pow(-beta)
+        return (bandwidth**2 + r2).pow(-beta)
     if kind == "polyharmonic":
         b = _poly_beta(u.shape[-1], order)
-        r = (r2 + eps ** 2).sqrt()
+        r = (r2 + eps**2).sqrt()
         if b < 0:
             return r.pow(b)
         if b % 2 == 1:
             return (-1) ** math.ceil(b / 2) * r.pow(b)
         return (-1) ** (1 + b // 2) * r.pow(b) * torch.log(r)
-    raise OptionError(f'kernel must be one of {", ".join(KERNELS)}; got {kind!r}')
+    raise OptionError(f"kernel must be one of {', '.join(KERNELS)}; got {kind!r}")
 
 
-def kernel_grad(kind: str, u: Tensor, *, bandwidth: float = 1.0, beta: float = 0.5, order: int | None = None,
-                eps: float = 1e-2) -> Tensor:
+def kernel_grad(
+    kind: str, u: Tensor, *, bandwidth: float = 1.0, beta: float = 0.5, order: int | None = None, eps: float = 1e-2
+) -> Tensor:
     """``∇_x κ(x, y)`` for ``u = x - y`` ``[..., n]`` -> ``[..., n]`` (closed form; 0 at ``u = 0`` when ε > 0)."""
     r2 = u.pow(2).sum(-1, keepdim=True)
     if kind == "gaussian":
-        return -(u / bandwidth ** 2) * torch.exp(-r2 / (2 * bandwidth ** 2))
+        return -(u / bandwidth**2) * torch.exp(-r2 / (2 * bandwidth**2))
     if kind == "imq":
-        return -2 * beta * u * (bandwidth ** 2 + r2).pow(-beta - 1)
+        return -2 * beta * u * (bandwidth**2 + r2).pow(-beta - 1)
     if kind == "polyharmonic":
         b = _poly_beta(u.shape[-1], order)
-        r = (r2 + eps ** 2).sqrt()
+        r = (r2 + eps**2).sqrt()
         if b < 0:
             dk = b * r.pow(b - 1)
         elif b % 2 == 1:
@@ -83,7 +85,7 @@ def kernel_grad(kind: str, u: Tensor, *, bandwidth: float = 1.0, beta: float = 0
         else:
             dk = (-1) ** (1 + b // 2) * r.pow(b - 1) * (b * torch.log(r) + 1)
         return dk * u / r
-    raise OptionError(f'kernel must be one of {", ".join(KERNELS)}; got {kind!r}')
+    raise OptionError(f"kernel must be one of {', '.join(KERNELS)}; got {kind!r}")
 
 
 def push_pull(x: Tensor, data: Tensor, particles: Tensor, kind: str = "polyharmonic", **kw) -> Tensor:
@@ -111,11 +113,11 @@ class FloWGANConfig:
     arch_g_kwargs: dict = field(default_factory=lambda: {"latent_dim": 2, "hidden": [256, 256, 256], "out_dim": 2})
     latent_dim: int = 2
     kernel: str = "polyharmonic"
-    bandwidth: float = 1.0          # ℓ (gaussian) or c (imq)
-    beta: float = 0.5               # IMQ exponent
-    order: int | None = None        # polyharmonic order m (None: ⌈n/2⌉)
-    eps: float = 1e-2               # ε-smoothing of r for the polyharmonic kernel
-    n_data: int = 512               # data points per step in the pull term
+    bandwidth: float = 1.0  # ℓ (gaussian) or c (imq)
+    beta: float = 0.5  # IMQ exponent
+    order: int | None = None  # polyharmonic order m (None: ⌈n/2⌉)
+    eps: float = 1e-2  # ε-smoothing of r for the polyharmonic kernel
+    n_data: int = 512  # data points per step in the pull term
     lr: float = 1e-3
     betas: tuple = (0.5, 0.999)
     batch_size: int = 512
@@ -123,10 +125,10 @@ class FloWGANConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "FloWGANConfig":
+    def validate(self) -> FloWGANConfig:
         check_config(self)
         if self.kernel not in KERNELS:
-            raise OptionError(f'kernel must be one of {", ".join(KERNELS)}; got {self.kernel!r}')
+            raise OptionError(f"kernel must be one of {', '.join(KERNELS)}; got {self.kernel!r}")
         _pos_int(self, "latent_dim", "n_data", "batch_size", "steps")
         _pos_float(self, "bandwidth", "beta", "lr")
         _betas(self)
@@ -142,8 +144,16 @@ class FloWGANConfig:
         return dict(bandwidth=self.bandwidth, beta=self.beta, order=self.order, eps=self.eps)
 
 
-def train_flowgan(cfg: FloWGANConfig, out: str, *, progress: bool = True, resume: bool = True,
-                  ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
+def train_flowgan(
+    cfg: FloWGANConfig,
+    out: str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+):
     """Train a generator on the push-pull kernel field (FloWGAN); writes ``G.safetensors`` and
     ``latentflow.json``. Returns G (eval mode)."""
     cfg.validate()
@@ -153,8 +163,17 @@ def train_flowgan(cfg: FloWGANConfig, out: str, *, progress: bool = True, resume
     data = DataSource(cfg.data, cfg.data_root, device)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"G": G}, {"G": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    run = Run(
+        out,
+        cfg,
+        {"G": G},
+        {"G": opt},
+        gen,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        progress=progress,
+        resume=resume,
+    )
     kw = cfg.kernel_kw()
 
     def step(_i):
@@ -171,9 +190,11 @@ def train_flowgan(cfg: FloWGANConfig, out: str, *, progress: bool = True, resume
     run.loop(cfg.steps, step, desc=f"flowgan {cfg.data}", stop_after=stop_after)
     G.eval()
     if run.step >= cfg.steps:
-        spec = {"arch": {"G": {"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs}},
-                "latent": {"dim": cfg.latent_dim, "prior": "normal"},
-                "recipe": {"trainer": "flowgan", "config": config_dict(cfg)}}
+        spec = {
+            "arch": {"G": {"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs}},
+            "latent": {"dim": cfg.latent_dim, "prior": "normal"},
+            "recipe": {"trainer": "flowgan", "config": config_dict(cfg)},
+        }
         save_weights(G, Path(out) / "G.safetensors", spec)
         atomic_write_json(Path(out) / "latentflow.json", spec)
     return G
@@ -181,6 +202,7 @@ def train_flowgan(cfg: FloWGANConfig, out: str, *, progress: bool = True, resume
 
 # ---------------------------------------------------------------------------------------------------
 # noise-conditioned discriminator for discriminator-guided Langevin
+
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, n: int) -> list[float]:
     """``n`` levels from ``sigma_max`` down to ``sigma_min``, geometrically spaced (NCSN)."""
@@ -206,9 +228,9 @@ class NoiseDConfig:
     # recommended sampling options written to latentflow.json
     n_levels: int = 10
     langevin_steps: int = 50
-    step_size: float = 1e-3          # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
+    step_size: float = 1e-3  # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
 
-    def validate(self) -> "NoiseDConfig":
+    def validate(self) -> NoiseDConfig:
         check_config(self)
         _pos_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
         _pos_float(self, "sigma_min", "sigma_max", "lr", "step_size")
@@ -223,8 +245,16 @@ class NoiseDConfig:
         return geometric_sigmas(self.sigma_max, self.sigma_min, self.n_levels)
 
 
-def train_noise_d(cfg: NoiseDConfig, out: str, *, progress: bool = True, resume: bool = True,
-                  ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
+def train_noise_d(
+    cfg: NoiseDConfig,
+    out: str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+):
     """Train ``d(x, σ)`` (noised data vs noised reference Gaussian); writes ``D.safetensors`` and
     ``latentflow.json`` with ``sampling.dg_langevin`` options. Returns D (eval mode)."""
     cfg.validate()
@@ -236,8 +266,17 @@ def train_noise_d(cfg: NoiseDConfig, out: str, *, progress: bool = True, resume:
     data = DataSource(cfg.data, cfg.data_root, device)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every,
-              progress=progress, resume=resume)
+    run = Run(
+        out,
+        cfg,
+        {"D": D},
+        {"D": opt},
+        gen,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        progress=progress,
+        resume=resume,
+    )
     B, ref = cfg.batch_size, float(cfg.arch_kwargs["ref_std"])
     lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
 
@@ -247,7 +286,7 @@ def train_noise_d(cfg: NoiseDConfig, out: str, *, progress: bool = True, resume:
         sig = torch.exp(lo + (hi - lo) * rng.rand((B,), gen, device))
         sr = sig.reshape(-1, *([1] * (real.dim() - 1)))
         xr = real + sr * rng.randn(real.shape, gen, device)
-        xf = (ref ** 2 + sr ** 2).sqrt() * rng.randn(real.shape, gen, device)
+        xf = (ref**2 + sr**2).sqrt() * rng.randn(real.shape, gen, device)
         lr_, lf = D.logit(xr, sig), D.logit(xf, sig)
         loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
         opt.zero_grad(set_to_none=True)
@@ -258,12 +297,21 @@ def train_noise_d(cfg: NoiseDConfig, out: str, *, progress: bool = True, resume:
     run.loop(cfg.steps, step, desc=f"dgd {cfg.data}", stop_after=stop_after)
     D.eval()
     if run.step >= cfg.steps:
-        spec = {"arch": {"D": {"name": cfg.arch, "kwargs": cfg.arch_kwargs}},
-                "d_output": "logit", "d_conditioning": "sigma",
-                "x0": {"prior": "normal", "std": cfg.sigma_max},
-                "sampling": {"dg_langevin": {"sigmas": cfg.sigmas(), "steps": cfg.langevin_steps,
-                                             "step_size": cfg.step_size, "d_output": "logit"}},
-                "recipe": {"trainer": "dgd", "config": config_dict(cfg)}}
+        spec = {
+            "arch": {"D": {"name": cfg.arch, "kwargs": cfg.arch_kwargs}},
+            "d_output": "logit",
+            "d_conditioning": "sigma",
+            "x0": {"prior": "normal", "std": cfg.sigma_max},
+            "sampling": {
+                "dg_langevin": {
+                    "sigmas": cfg.sigmas(),
+                    "steps": cfg.langevin_steps,
+                    "step_size": cfg.step_size,
+                    "d_output": "logit",
+                }
+            },
+            "recipe": {"trainer": "dgd", "config": config_dict(cfg)},
+        }
         save_weights(D, Path(out) / "D.safetensors", spec)
         atomic_write_json(Path(out) / "latentflow.json", spec)
     return D

@@ -11,12 +11,11 @@ Losses (the discriminator is high on real data in all three):
 Che et al. 2020 (§5.1) train their 2-D models with WGAN-GP, Adam(1e-4, β = (0.5, 0.9)), normal prior, DOT's MLPs;
 those are the defaults.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -53,10 +52,10 @@ class GANConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "GANConfig":
+    def validate(self) -> GANConfig:
         check_config(self)
         if self.loss not in LOSSES:
-            raise OptionError(f'loss must be one of {", ".join(LOSSES)}; got {self.loss!r}')
+            raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if self.prior not in ("normal", "uniform"):
             raise OptionError(f'prior must be "normal" or "uniform"; got {self.prior!r}')
         for k in ("n_critic", "batch_size", "steps", "latent_dim"):
@@ -101,8 +100,16 @@ def g_loss(loss: str, d_fake):
     return -d_fake.mean()
 
 
-def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool = True,
-              ckpt_every: int = 1000, log_every: int = 100, stop_after: int | None = None):
+def train_gan(
+    cfg: GANConfig,
+    out: str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+):
     """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
     checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode)."""
     cfg.validate()
@@ -114,10 +121,20 @@ def train_gan(cfg: GANConfig, out: str, *, progress: bool = True, resume: bool =
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-    par = Parallel(device)   # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
-    run = Run(out, cfg, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, gen, ckpt_every=ckpt_every,
-              log_every=log_every, progress=progress, resume=resume, parallel=par)
-    B = par.batch(cfg.batch_size)    # every draw is made at the global batch size, then sliced
+    par = Parallel(device)  # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
+    run = Run(
+        out,
+        cfg,
+        {"G": G, "D": D},
+        {"G": opt_g, "D": opt_d},
+        gen,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        progress=progress,
+        resume=resume,
+        parallel=par,
+    )
+    B = par.batch(cfg.batch_size)  # every draw is made at the global batch size, then sliced
     G_par, D_par = par.wrap(G), par.wrap(D)
 
     def latents(n):
@@ -162,11 +179,19 @@ def write_pair(out, cfg: GANConfig, G, D) -> dict:
     from ..models import export, make_pair
 
     shape = list(DataSource.shape_of(cfg.data))
-    pair = make_pair(G, D, arch_g={"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
-                     arch_d={"name": cfg.arch_d, "kwargs": cfg.arch_d_kwargs},
-                     name=f"{cfg.data}-{cfg.loss}", latent_dim=cfg.latent_dim, prior=cfg.prior,
-                     d_output=cfg.d_output, output_shape=shape,
-                     output_range=None if len(shape) == 1 else [-1.0, 1.0],
-                     recipe=json.dumps({"trainer": "gan", "config": config_dict(cfg)}), dataset=cfg.data)
+    pair = make_pair(
+        G,
+        D,
+        arch_g={"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
+        arch_d={"name": cfg.arch_d, "kwargs": cfg.arch_d_kwargs},
+        name=f"{cfg.data}-{cfg.loss}",
+        latent_dim=cfg.latent_dim,
+        prior=cfg.prior,
+        d_output=cfg.d_output,
+        output_shape=shape,
+        output_range=None if len(shape) == 1 else [-1.0, 1.0],
+        recipe=json.dumps({"trainer": "gan", "config": config_dict(cfg)}),
+        dataset=cfg.data,
+    )
     export(pair, out)
     return pair.meta["spec"]

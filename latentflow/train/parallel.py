@@ -14,6 +14,7 @@ single-process resume (weights, optimizer states, generator and global RNG state
 
 Without a process group (a world of one) everything here is the identity.
 """
+
 from __future__ import annotations
 
 import torch
@@ -56,8 +57,12 @@ class Parallel:
         if not self.distributed:
             return m
         from torch.nn.parallel import DistributedDataParallel as DDP
-        ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-            if self.device.type == "cuda" else None
+
+        ids = (
+            [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            if self.device.type == "cuda"
+            else None
+        )
         return DDP(m, device_ids=ids)
 
     def mean(self, metrics: dict) -> dict:

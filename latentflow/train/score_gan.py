@@ -12,12 +12,12 @@ of the Gaussian-smoothed mixture (``mixture_score``); otherwise pass one (e.g. a
 ``(den(x, σ) - x)/σ²``) as ``train_score_gan(..., data_score=...)``. ``steps`` counts φ updates
 (the paper's Gaussians: 31,500 = 3,150 generator steps × K = 10).
 """
+
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -41,8 +41,15 @@ def p_sigma_at(alpha: Tensor, sigma_min: float = 0.1, sigma_max: float = 10.0, r
     return (a + alpha * (b - a)) ** rho
 
 
-def sample_p_sigma(n: int, gen: torch.Generator, sigma_min: float = 0.1, sigma_max: float = 10.0,
-                   rho: float = 3.0, device="cpu", dtype=torch.float32) -> Tensor:
+def sample_p_sigma(
+    n: int,
+    gen: torch.Generator,
+    sigma_min: float = 0.1,
+    sigma_max: float = 10.0,
+    rho: float = 3.0,
+    device="cpu",
+    dtype=torch.float32,
+) -> Tensor:
     """``n`` noise levels ``σ ~ p_σ`` (Franceschi et al. 2023, Eq. 28): EDM's inference schedule at a uniform random position."""
     return p_sigma_at(rng.rand((n,), gen, device, dtype), sigma_min, sigma_max, rho)
 
@@ -56,17 +63,20 @@ def mixture_score(centers: Tensor, std: float, weights: Tensor | None = None) ->
     C = torch.as_tensor(centers).double()
     if C.dim() != 2:
         raise OptionError(f"centers must have shape [K, n]; got {tuple(C.shape)}")
-    logw = (torch.full((C.shape[0],), -float(torch.log(torch.tensor(float(C.shape[0])))), dtype=torch.float64)
-            if weights is None else torch.log(torch.as_tensor(weights, dtype=torch.float64)))
+    logw = (
+        torch.full((C.shape[0],), -float(torch.log(torch.tensor(float(C.shape[0])))), dtype=torch.float64)
+        if weights is None
+        else torch.log(torch.as_tensor(weights, dtype=torch.float64))
+    )
 
     def score(x: Tensor, sigma) -> Tensor:
         s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
         s = s.expand(x.shape[0]) if s.dim() == 0 else s.reshape(-1)
-        v = (std ** 2 + s ** 2)[:, None]                                     # [B, 1]
+        v = (std**2 + s**2)[:, None]  # [B, 1]
         xd = x.detach().double()
         c = C.to(x.device)
-        d2 = torch.cdist(xd, c).pow(2)                                       # [B, K]
-        gam = torch.softmax(logw.to(x.device) - d2 / (2 * v), dim=1)         # [B, K]
+        d2 = torch.cdist(xd, c).pow(2)  # [B, K]
+        gam = torch.softmax(logw.to(x.device) - d2 / (2 * v), dim=1)  # [B, K]
         return ((gam @ c - xd) / v).to(x.dtype)
 
     return score
@@ -74,15 +84,18 @@ def mixture_score(centers: Tensor, std: float, weights: Tensor | None = None) ->
 
 def denoiser_score(den: Callable[[Tensor, Tensor], Tensor]) -> ScoreFn:
     """``score(x, σ) = (den(x, σ) - x)/σ²`` for a denoiser ``den(x [B, *X], σ [B])``."""
+
     def score(x, sigma):
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         s = (s.expand(x.shape[0]) if s.dim() == 0 else s).reshape(-1, *([1] * (x.dim() - 1)))
-        return (den(x, s.flatten()) - x) / s ** 2
+        return (den(x, s.flatten()) - x) / s**2
+
     return score
 
 
-def score_gan_direction(x_noisy: Tensor, sigma: Tensor, s_data: ScoreFn, s_gen: ScoreFn,
-                        mu_data: float = 1.0, mu_rho: float = 1.0) -> Tensor:
+def score_gan_direction(
+    x_noisy: Tensor, sigma: Tensor, s_data: ScoreFn, s_gen: ScoreFn, mu_data: float = 1.0, mu_rho: float = 1.0
+) -> Tensor:
     """``σ (μ_data s_data - μ_ρ s_gen)`` at ``(x̃, σ)``, detached (ibid., Eq. 27)."""
     with torch.no_grad():
         sr = sigma.reshape(-1, *([1] * (x_noisy.dim() - 1)))
@@ -99,28 +112,29 @@ class ScoreGANConfig:
     data: str = "grid25"
     data_root: str | None = None
     arch_g: str = "mlp_g"
-    arch_g_kwargs: dict = field(default_factory=lambda: {"latent_dim": 128, "hidden": [512, 512, 512],
-                                                         "out_dim": 2, "slope": 0.0})
+    arch_g_kwargs: dict = field(
+        default_factory=lambda: {"latent_dim": 128, "hidden": [512, 512, 512], "out_dim": 2, "slope": 0.0}
+    )
     arch_s: str = "mlp_den"
     arch_s_kwargs: dict = field(default_factory=lambda: {"in_dim": 2, "width": 512, "depth": 4})
     latent_dim: int = 128
     sigma_min: float = 0.1
     sigma_max: float = 10.0
     rho: float = 3.0
-    k: int = 10                      # K: φ updates per generator update
+    k: int = 10  # K: φ updates per generator update
     mu_data: float = 1.0
     mu_rho: float = 1.0
-    ema: float = 0.0                 # decay of an EMA of G's weights, written as the output G (0 = off)
-    dsm_weight: str = "edm"          # "edm": λ(σ) = (σ² + σ_d²)/(σ σ_d)²; "none": plain squared error
+    ema: float = 0.0  # decay of an EMA of G's weights, written as the output G (0 = off)
+    dsm_weight: str = "edm"  # "edm": λ(σ) = (σ² + σ_d²)/(σ σ_d)²; "none": plain squared error
     lr_s: float = 2e-4
     lr_g: float = 2e-4
     betas: tuple = (0.9, 0.999)
     batch_size: int = 128
-    steps: int = 31500               # φ updates (generator updates = steps // k)
+    steps: int = 31500  # φ updates (generator updates = steps // k)
     seed: int = 0
     device: str = "cpu"
 
-    def validate(self) -> "ScoreGANConfig":
+    def validate(self) -> ScoreGANConfig:
         check_config(self)
         _pos_int(self, "latent_dim", "k", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
@@ -139,16 +153,26 @@ class ScoreGANConfig:
 def default_data_score(data: DataSource, n_ref: int = 4096, seed: int = 0) -> ScoreFn:
     """Exact smoothed score of a toy mixture; the smoothed empirical score of a fixed sample otherwise."""
     if data.toy is None:
-        raise OptionError(f'data "{data.name}" has no closed-form score; pass data_score=score(x, sigma) '
-                          "(e.g. denoiser_score(den) of a pre-trained denoiser)")
+        raise OptionError(
+            f'data "{data.name}" has no closed-form score; pass data_score=score(x, sigma) '
+            "(e.g. denoiser_score(den) of a pre-trained denoiser)"
+        )
     if data.toy.centers is not None:
         return mixture_score(data.toy.centers, data.toy.std)
     return mixture_score(data.toy.sample(n_ref, seed), 0.0)
 
 
-def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None = None, progress: bool = True,
-                    resume: bool = True, ckpt_every: int = 1000, log_every: int = 100,
-                    stop_after: int | None = None):
+def train_score_gan(
+    cfg: ScoreGANConfig,
+    out: str,
+    *,
+    data_score: ScoreFn | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    ckpt_every: int = 1000,
+    log_every: int = 100,
+    stop_after: int | None = None,
+):
     """Train a generator with the Score-GAN flow (Franceschi et al. 2023, Alg. 1); writes ``G.safetensors``,
     ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
     (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds)."""
@@ -165,10 +189,20 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
     modules = {"G": G, "S": S}
     if cfg.ema > 0:
         modules["G_ema"] = G_ema = make_ema(G)
-    par = Parallel(device)   # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
-    run = Run(out, cfg, modules, {"G": opt_g, "S": opt_s}, gen, ckpt_every=ckpt_every,
-              log_every=log_every, progress=progress, resume=resume, parallel=par)
-    B = par.batch(cfg.batch_size)    # every draw is made at the global batch size, then sliced
+    par = Parallel(device)  # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
+    run = Run(
+        out,
+        cfg,
+        modules,
+        {"G": opt_g, "S": opt_s},
+        gen,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        progress=progress,
+        resume=resume,
+        parallel=par,
+    )
+    B = par.batch(cfg.batch_size)  # every draw is made at the global batch size, then sliced
     G_par, S_par = par.wrap(G), par.wrap(S)
     sd = float(getattr(S, "sigma_data", 0.5))
     s_gen = denoiser_score(S)
@@ -188,7 +222,7 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
         sig, xn = noised(x)
         err = (S_par(xn, sig) - x).flatten(1).pow(2).sum(1)
         if cfg.dsm_weight == "edm":
-            err = err * (sig ** 2 + sd ** 2) / (sig * sd) ** 2
+            err = err * (sig**2 + sd**2) / (sig * sd) ** 2
         ls = err.mean()
         opt_s.zero_grad(set_to_none=True)
         ls.backward()
@@ -227,8 +261,10 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
 def write_score_gan(out, cfg: ScoreGANConfig, G, S) -> dict:
     out = Path(out)
     spec = {
-        "arch": {"G": {"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
-                 "S": {"name": cfg.arch_s, "kwargs": cfg.arch_s_kwargs}},
+        "arch": {
+            "G": {"name": cfg.arch_g, "kwargs": cfg.arch_g_kwargs},
+            "S": {"name": cfg.arch_s, "kwargs": cfg.arch_s_kwargs},
+        },
         "latent": {"dim": cfg.latent_dim, "prior": "normal"},
         "recipe": {"trainer": "scoregan", "config": config_dict(cfg)},
     }
