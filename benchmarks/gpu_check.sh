@@ -4,7 +4,7 @@
 # on the SN-GAN CIFAR-10 architectures (xyfJASON SimpleCNN, StudioGAN ResNet) and the 2-D model at
 # batch 1,024 and 8,192, the 50k x 1,000 estimate, the 50k-chain batch_size="auto" check and the
 # compiled-vs-eager check; writes results/gpu/*.json and results/gpu/README.md (the table, with the
-# device name), and on CUDA the README section between the gpu-table markers.
+# device name), and on CUDA the section of docs/gpu.md between the gpu-table markers.
 #
 #   benchmarks/gpu_check.sh                    # on the GPU machine
 #   DEVICE=cpu SMALL=1 benchmarks/gpu_check.sh # its CPU parts at small sizes (what CI can run)
@@ -46,7 +46,7 @@ tail -n 12 "$OUT/throughput.txt"
 
 echo "== 3/3 table"
 README_ARGS=()
-if [ "$DEVICE" != "cpu" ]; then README_ARGS=(--readme README.md); fi
+if [ "$DEVICE" != "cpu" ]; then README_ARGS=(--readme docs/gpu.md); fi
 "$PY" benchmarks/gpu_table.py render "$OUT/throughput.json" "$OUT/pytest_gpu.json" "$OUT/README.md" \
   "${README_ARGS[@]}" || status=1
 echo "gpu_check: $(( $(date +%s) - t0 )) s, status $status (results in $OUT)"

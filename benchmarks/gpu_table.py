@@ -2,14 +2,14 @@
 
     python benchmarks/gpu_table.py junit results/gpu/pytest_gpu.xml results/gpu/pytest_gpu.json RC
     python benchmarks/gpu_table.py render results/gpu/throughput.json results/gpu/pytest_gpu.json \
-        results/gpu/README.md [--readme README.md]
+        results/gpu/README.md [--readme docs/gpu.md]
 
 ``render`` writes a markdown report with the device name: the gpu tests' counts, per model and batch the
 steps/s of every loop and latentflow's best compiled or graph-captured path against the plain and the
 StudioGAN-style loops (the targets: >= 2x and >= 3x at batch >= 1,024 on the CIFAR-10 architectures),
 the compiled-vs-eager differences, the 50k-chain ``batch_size="auto"`` run and the 50k x 1,000
-estimate; with ``--readme`` it also replaces the README's text between ``<!-- gpu-table:start -->`` and
-``<!-- gpu-table:end -->``. Ratios are from one run of the benchmark.
+estimate; with ``--readme PAGE`` it also replaces the page's text between ``<!-- gpu-table:start -->`` and
+``<!-- gpu-table:end -->`` (the documentation's GPU page, ``docs/gpu.md``). Ratios are from one run of the benchmark.
 """
 
 from __future__ import annotations
