@@ -61,8 +61,11 @@ def _run(page: str, tmp_path: Path, monkeypatch, cache: Path) -> None:
     work.mkdir()
     try:
         run_page(blocks, work, _env(cache), repo=ROOT)
+        error = None
     except DocBlockError as e:
-        pytest.fail(str(e), pytrace=False)
+        error = str(e)
+    if error:  # outside the except clause: the report is the block's file, line and traceback only
+        pytest.fail(error, pytrace=False)
 
 
 @pytest.mark.rng_ok  # the blocks are user code: they may draw from the global torch RNG
@@ -81,12 +84,15 @@ def test_slow_page_code_blocks_run(page, tmp_path, monkeypatch, docs_cache):
 @pytest.mark.parametrize("page", sorted(SLOW_PAGES))
 def test_slow_page_code_blocks_compile(page):
     """The fast selection's check of the slow pages: Python blocks compile, shell blocks parse."""
+    errors = []
     for b in collect(ROOT / page, display=page):
         if b.runs:
             try:
                 check_syntax(b)
             except DocBlockError as e:
-                pytest.fail(str(e), pytrace=False)
+                errors.append(str(e))
+    if errors:
+        pytest.fail("\n".join(errors), pytrace=False)
 
 
 def test_every_code_block_runs_or_says_why_not():

@@ -2,7 +2,8 @@
 
 A page's markdown may hold, on a line of its own:
 
-* ``<!-- include: FILE -->``: the repository file FILE, its headings one level deeper (``ARCHITECTURE.md``);
+* ``<!-- include: FILE -->``: the repository file FILE (``CHANGELOG.md``), its headings one level deeper when the
+  page has a title of its own above the directive (``ARCHITECTURE.md`` in the development page);
 * ``<!-- include: FILE#NAME -->``: the text of FILE between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``
   (the method table of ``README.md``, written once there);
 * ``<!-- options-table: engine -->``: the fields of ``latentflow.options.EngineOptions`` (name, type, default,
@@ -38,13 +39,14 @@ def _demote(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _include(m: re.Match, page: str) -> str:
+def _include(m: re.Match, page: str, markdown: str) -> str:
     path = ROOT / m["file"]
     if not path.is_file():
         raise PluginError(f"{page}: include: {m['file']} does not exist")
     text = path.read_text(encoding="utf-8")
     if not m["name"]:
-        return _demote(text)
+        titled = any(line.startswith("# ") for line in markdown[: m.start()].splitlines())
+        return _demote(text) if titled else text
     start, end = f"<!-- {m['name']}:start -->", f"<!-- {m['name']}:end -->"
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise PluginError(f"{page}: include: {m['file']} needs one {start} ... {end} pair")
@@ -68,7 +70,7 @@ def _options_table(m: re.Match, page: str) -> str:
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     where = page.file.src_path
-    markdown = _INCLUDE.sub(lambda m: _include(m, where), markdown)
+    markdown = _INCLUDE.sub(lambda m: _include(m, where, markdown), markdown)
     return _OPTIONS.sub(lambda m: _options_table(m, where), markdown)
 
 
