@@ -5,6 +5,11 @@
 umask's file mode; with ``card=True`` also the model card ``README.md``, :mod:`latentflow.models.card`);
 :func:`convert` turns a pickled checkpoint (read with ``weights_only=True``) into that
 layout.
+
+The output folder is checked before anything is read or built (a file, a read-only file system or a
+folder without write permission is one ``OptionError``); the files are written into a staging folder beside
+it and moved in together when all are complete (``latentflow.json`` last), so a full disk leaves the folder
+as it was (one ``OutputError``), never a lone ``G.safetensors``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._io import atomic_save_safetensors, atomic_write_json, sha256_file
+from .._io import atomic_save_safetensors, atomic_write_json, check_writable, sha256_file, staged_folder
 from ..errors import ManifestError, OptionError, ShapeError
 from .checkpoints import extract_state_dict, read_pickle_weights_only, split_pair
 from .loading import build, load, load_state, pair_meta
@@ -136,7 +141,10 @@ def make_pair(
 
 def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
     """``out_dir`` as a Path, refused (``OptionError``) when it, or the nearest existing folder above it, is
-    a file; checked before anything is read or built."""
+    a file, or when it cannot be written (read-only file system, no permission); checked before anything is
+    read or built."""
+    if not isinstance(out_dir, (str, Path)) or not str(out_dir):
+        raise OptionError(f"{name} must be a folder path; got {out_dir!r}")
     out = Path(out_dir).expanduser()
     p = out
     while not p.exists() and p != p.parent:
@@ -146,6 +154,7 @@ def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
             f"{name} must be a folder; {str(p)!r} is a file"
             + ("" if p == out else f" (so {str(out)!r} cannot be created)")
         )
+    check_writable(out, name=name)
     return out
 
 
@@ -175,18 +184,18 @@ def export(
     if not spec:
         raise ManifestError("this ModelPair carries no spec; build it with latentflow.models.make_pair(...)")
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for role, model in (("G", pair.G), ("D", pair.D)):
-        sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-        target = out / f"{role}.safetensors"
-        atomic_save_safetensors(sd, target, metadata={"latentflow": json.dumps(spec), "latentflow_role": role})
-        files[role] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
-    atomic_write_json(out / SPEC_FILE, {**spec, "files": files})
-    if card:
-        from .card import write_card
+    with staged_folder(out, last=(SPEC_FILE,)) as stage:  # all files complete before any is moved in
+        for role, model in (("G", pair.G), ("D", pair.D)):
+            sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+            target = stage / f"{role}.safetensors"
+            atomic_save_safetensors(sd, target, metadata={"latentflow": json.dumps(spec), "latentflow_role": role})
+            files[role] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
+        atomic_write_json(stage / SPEC_FILE, {**spec, "files": files})
+        if card:
+            from .card import write_card
 
-        write_card(out, spec, metrics=metrics, tags=tags, repo_id=repo_id)
+            write_card(stage, spec, metrics=metrics, tags=tags, repo_id=repo_id)
     log.info("exported %s to %s", spec.get("name"), out)
     return out
 

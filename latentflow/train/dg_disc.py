@@ -28,6 +28,7 @@ from .._io import atomic_save_safetensors, atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
 from .dflow import _betas, _pos_float, _pos_int
@@ -63,6 +64,7 @@ class DGDiscConfig:
     device: str = "cpu"
 
     def validate(self) -> DGDiscConfig:
+        check_config(self)
         _pos_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
         _betas(self)

@@ -33,7 +33,7 @@ from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict, save_weights
-from .config import check_config
+from .config import check_config, check_nets_fit
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .score_gan import surrogate_loss
@@ -161,6 +161,7 @@ def train_flowgan(
     torch.manual_seed(cfg.seed)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
+    check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), arch_g=cfg.arch_g)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     run = Run(

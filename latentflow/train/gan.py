@@ -24,7 +24,7 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict
-from .config import check_config
+from .config import check_config, check_nets_fit
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -118,6 +118,7 @@ def train_gan(
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     D = build(cfg.arch_d, **cfg.arch_d_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
+    check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), D, arch_g=cfg.arch_g, arch_d=cfg.arch_d)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))

@@ -27,7 +27,7 @@ from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config
+from .config import check_config, check_nets_fit
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .parallel import Parallel
@@ -182,6 +182,7 @@ def train_score_gan(
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     S = build(cfg.arch_s, **cfg.arch_s_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
+    check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), arch_g=cfg.arch_g)
     s_data = data_score if data_score is not None else default_data_score(data)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
