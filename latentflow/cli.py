@@ -360,6 +360,9 @@ def models_cmd(as_json):
             f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
             f"{state.upper() if state == 'mismatch' else state} |"
         )
+    for r in rows:
+        if r.get("advice"):
+            click.echo(f"{r['name']}: a checkpoint does not match its SHA-256; {r['advice']}")
 
 
 @main.command("bench")

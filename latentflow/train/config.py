@@ -5,8 +5,8 @@ A field's type comes from its annotation (``int``, ``float``, ``str``, ``bool``,
 ``list``, each optionally ``| None``); a tuple or list field with a non-empty default must keep the
 default's length and element kinds.
 
-Two rules hold for every trainer's config: a ``device`` field must name a device this machine has
-(``"tpu"``, or ``"cuda"`` without CUDA, is refused before anything is built), and a ``latent_dim`` field
+Two rules hold for every trainer's config: a ``device`` field must name a torch device (``"tpu"`` is
+refused; :func:`train_device` refuses, before anything is built, one this machine does not have), and a ``latent_dim`` field
 must agree with the generator's own ``latent_dim`` in ``arch_g_kwargs`` (the architecture is built from
 the kwargs, the latents are drawn with ``latent_dim``). :func:`check_nets_fit` then runs the built
 generator once on ``latent_dim``-sized latents (and D on its samples), so any other mismatch is one
@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import OptionError, ShapeError
 
-__all__ = ["check_config", "make_config", "check_nets_fit"]
+__all__ = ["check_config", "make_config", "check_nets_fit", "train_device"]
 
 _NAMES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple, "list": list}
 
@@ -97,10 +97,15 @@ def check_config(cfg):
         fixed = _check_field(type(cfg).__name__, f, value)
         if fixed is not value:
             setattr(cfg, f.name, fixed)
-    if isinstance(getattr(cfg, "device", None), str):
-        from ..models.loading import check_device
+    if isinstance(getattr(cfg, "device", None), str):  # a name torch knows ("tpu" is not one)
+        import torch
 
-        check_device(cfg.device)
+        try:
+            torch.device(cfg.device)
+        except (RuntimeError, ValueError) as e:
+            raise OptionError(
+                f'device ({type(cfg).__name__}) must be a torch device such as "cpu" or "cuda:0"; got {cfg.device!r}'
+            ) from e
     own = (getattr(cfg, "arch_g_kwargs", None) or {}).get("latent_dim") if hasattr(cfg, "latent_dim") else None
     if own is not None and own != cfg.latent_dim:
         kw = {**cfg.arch_g_kwargs, "latent_dim": cfg.latent_dim}
@@ -110,6 +115,18 @@ def check_config(cfg):
             f"latent_dim={cfg.latent_dim} --set 'arch_g_kwargs={json.dumps(kw)}'"
         )
     return cfg
+
+
+def train_device(cfg):
+    """``torch.device(cfg.device)``, refused in one line (``OptionError``) when this machine does not have it
+    (``"cuda"`` without CUDA, ``"cuda:7"`` on a machine with one GPU); checked before anything is built. A
+    config names a device it cannot check alone (``--dry-run`` prints a GPU recipe on any machine)."""
+    import torch
+
+    from ..models.loading import check_device
+
+    check_device(cfg.device)
+    return torch.device(cfg.device)
 
 
 def check_nets_fit(G, latent_dim: int, data_shape=None, D=None, *, arch_g: str = "G", arch_d: str = "D") -> None:

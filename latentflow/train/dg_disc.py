@@ -28,7 +28,7 @@ from .._io import atomic_save_safetensors, atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config
+from .config import check_config, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
 from .dflow import _betas, _pos_float, _pos_int
@@ -113,7 +113,7 @@ def train_dg_disc(
     ``cfg.score``); writes ``D.safetensors``, ``fake.safetensors`` and ``latentflow.json``. Returns ``d_φ``
     (a logit; eval mode; the EMA weights when ``cfg.ema > 0``)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg)
     out = Path(out)
     d_arch, d_kw = DEFAULT_ARCH.get(cfg.data, DEFAULT_2D)
     arch = cfg.arch or d_arch

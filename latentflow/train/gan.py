@@ -24,7 +24,7 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict
-from .config import check_config, check_nets_fit
+from .config import check_config, check_nets_fit, train_device
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -113,7 +113,7 @@ def train_gan(
     """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
     checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg)
     torch.manual_seed(cfg.seed)  # initial weights
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     D = build(cfg.arch_d, **cfg.arch_d_kwargs).to(device)
