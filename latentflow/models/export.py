@@ -158,6 +158,40 @@ def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
     return out
 
 
+def _as_path(value, name: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise OptionError(f"{name} must be a file path; got {value!r}")
+    return Path(value).expanduser()
+
+
+def _check_card_args(card, metrics, tags, repo_id) -> None:
+    """The model card's arguments, checked before anything is loaded (``OptionError`` naming each)."""
+    import math
+    import re
+    from numbers import Real
+
+    if not isinstance(card, bool):
+        raise OptionError(f"card must be True or False; got {card!r}")
+    if metrics is not None:
+        if not isinstance(metrics, Mapping):
+            raise OptionError(f"metrics must be a mapping of names to numbers (e.g. {{'fid': 12.3}}); got {metrics!r}")
+        for k, v in metrics.items():
+            if (
+                not isinstance(k, str)
+                or not k
+                or isinstance(v, bool)
+                or not isinstance(v, Real)
+                or not math.isfinite(v)
+            ):
+                raise OptionError(f"metrics: expected finite numbers by name (e.g. {{'fid': 12.3}}); got {k!r}={v!r}")
+    if tags is not None and (
+        isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) and t for t in tags)
+    ):
+        raise OptionError(f"tags must be a list of non-empty strings; got {tags!r}")
+    if repo_id is not None and (not isinstance(repo_id, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id)):
+        raise OptionError(f"repo_id must look like OWNER/REPO (a Hugging Face Hub repo); got {repo_id!r}")
+
+
 def export(
     pair_or_ref,
     out_dir: str | Path,
@@ -173,6 +207,7 @@ def export(
     or anything ``load`` accepts. ``card=True`` also writes ``README.md`` with Hugging Face Hub front matter
     (library_name, tags, license, the ``sampling:`` block, and ``metrics`` such as ``{"fid": 12.3}`` when given)."""
     _check_out_dir(out_dir)
+    _check_card_args(card, metrics, tags, repo_id)
     pair = pair_or_ref if isinstance(pair_or_ref, ModelPair) else load(pair_or_ref)
     if pair.G is None or pair.D is None or pair.extra:
         raise ManifestError(
@@ -229,8 +264,10 @@ def convert(
     only: a pickle that would run code is refused. The state dicts must fit ``arch_g``/``arch_d`` exactly."""
     _check_out_dir(out_dir)
     ag, ad = _arch_spec(arch_g, kwargs_g, "G"), _arch_spec(arch_d, kwargs_d, "D")
-    in_path = Path(in_path).expanduser()
-    sources = [in_path] + ([Path(d_path).expanduser()] if d_path is not None else [])
+    in_path = _as_path(in_path, "in_path")
+    sources = [in_path] + ([_as_path(d_path, "d_path")] if d_path is not None else [])
+    if not isinstance(use_ema, bool):
+        raise OptionError(f"use_ema must be True or False; got {use_ema!r}")
     for p in sources:
         if not p.is_file():
             raise ManifestError(f"checkpoint {p} does not exist")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,14 +118,20 @@ def check_config(cfg):
     return cfg
 
 
-def train_device(cfg):
+def train_device(cfg, out=None):
     """``torch.device(cfg.device)``, refused in one line (``OptionError``) when this machine does not have it
-    (``"cuda"`` without CUDA, ``"cuda:7"`` on a machine with one GPU); checked before anything is built. A
-    config names a device it cannot check alone (``--dry-run`` prints a GPU recipe on any machine)."""
+    (``"cuda"`` without CUDA, ``"cuda:7"`` on a machine with one GPU), after checking that ``out`` can be a
+    folder written to (not a file, not on a read-only file system); both before anything is built. A config
+    names a device it cannot check alone (``--dry-run`` prints a GPU recipe on any machine)."""
     import torch
 
+    from .._io import check_writable
     from ..models.loading import check_device
 
+    if out is not None:
+        if not isinstance(out, (str, os.PathLike)) or not str(out):
+            raise OptionError(f"out must be a folder path; got {out!r}")
+        check_writable(out)
     check_device(cfg.device)
     return torch.device(cfg.device)
 

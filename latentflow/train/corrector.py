@@ -167,7 +167,7 @@ def train_corrector(
     from ..models import load
 
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     pair = load(cfg.model, device=device)
     if pair.G is None:
         raise LatentflowError(

@@ -102,7 +102,7 @@ def train_denoiser(
     """Train an EDM denoiser per ``cfg``; writes ``score.safetensors`` and ``latentflow.json`` to ``out``.
     Returns the denoiser ``D(x, σ)`` in eval mode (the EMA weights when ``cfg.ema > 0``)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     arch, kw, sd = resolve_arch(cfg.data, cfg.arch, cfg.arch_kwargs, cfg.sigma_data)
     torch.manual_seed(cfg.seed)
     net = build_net(arch, kw).to(device)

@@ -278,7 +278,7 @@ def train_dflow(
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
     simulation always uses the live D)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     D = build(cfg.arch, **cfg.arch_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)

@@ -113,7 +113,7 @@ def train_dg_disc(
     ``cfg.score``); writes ``D.safetensors``, ``fake.safetensors`` and ``latentflow.json``. Returns ``d_φ``
     (a logit; eval mode; the EMA weights when ``cfg.ema > 0``)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     out = Path(out)
     d_arch, d_kw = DEFAULT_ARCH.get(cfg.data, DEFAULT_2D)
     arch = cfg.arch or d_arch

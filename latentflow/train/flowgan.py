@@ -157,7 +157,7 @@ def train_flowgan(
     """Train a generator on the push-pull kernel field (FloWGAN); writes ``G.safetensors`` and
     ``latentflow.json``. Returns G (eval mode)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
@@ -259,7 +259,7 @@ def train_noise_d(
     """Train ``d(x, σ)`` (noised data vs noised reference Gaussian); writes ``D.safetensors`` and
     ``latentflow.json`` with ``sampling.dg_langevin`` options. Returns D (eval mode)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     D = build(cfg.arch, **cfg.arch_kwargs).to(device)
     if not hasattr(D, "logit"):

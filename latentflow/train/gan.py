@@ -113,7 +113,7 @@ def train_gan(
     """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
     checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)  # initial weights
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     D = build(cfg.arch_d, **cfg.arch_d_kwargs).to(device)

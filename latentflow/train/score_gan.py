@@ -177,7 +177,7 @@ def train_score_gan(
     ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
     (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds)."""
     cfg.validate()
-    device = train_device(cfg)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     S = build(cfg.arch_s, **cfg.arch_s_kwargs).to(device)
