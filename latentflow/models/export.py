@@ -183,7 +183,7 @@ def _check_card_args(card, metrics, tags, repo_id) -> None:
                 or not isinstance(v, Real)
                 or not math.isfinite(v)
             ):
-                raise OptionError(f"metrics: expected finite numbers by name (e.g. {{'fid': 12.3}}); got {k!r}={v!r}")
+                raise OptionError(f"metrics: expected finite numbers by name (e.g. {{'fid': 12.3}}); got {k}={v!r}")
     if tags is not None and (
         isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) and t for t in tags)
     ):
