@@ -10,15 +10,17 @@ as an alias, see ``TORCHRUN_ALIASES``).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
 import sys
+import warnings
 
 import click
 
 from . import app
-from .app import LatentflowError, OptionError
+from .app import DivergenceWarning, LatentflowError, OptionError, OutputError
 
 #: options of ours that are prefixes of torchrun options (``--num`` of ``--numa-binding``): kept for
 #: compatibility, each beside a safe spelling of the same option; under ``torchrun`` use the safe one
@@ -68,10 +70,25 @@ class _Choice(click.Choice):
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                # the library logs every divergence (a WARNING line on stderr) and also warns for Python
+                # callers: on the command line the log line is the one message
+                warnings.simplefilter("ignore", DivergenceWarning)
+                return super().invoke(ctx)
         except LatentflowError as e:
             click.echo(f"error: {_one_line(e)}", err=True)
             ctx.exit(1)
+
+
+@contextlib.contextmanager
+def _writing(out: str, kept: str, option: str = "--out"):
+    """A write the file system refuses (full, read-only) ends the command with one line naming ``option``
+    and what is left (``kept``)."""
+    try:
+        yield
+    except OutputError as e:
+        what = f"cannot write {e.path.rsplit('/', 1)[-1]}: {e.reason}" if e.path and e.reason else str(e)
+        raise OutputError(f"{option} {out!r}: {what}; {kept}", reason=e.reason, path=e.path) from None
 
 
 @click.group(cls=_Group)
@@ -93,6 +110,9 @@ def main(verbose):
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # huggingface_hub prints its records through a handler of its own: passed on to ours too, each line
+    # would show twice
+    logging.getLogger("huggingface_hub").propagate = False
     app.init_distributed()  # under torchrun: join its process group (NCCL on CUDA, gloo on CPU)
 
 
@@ -340,6 +360,9 @@ def models_cmd(as_json):
             f"| {r['name']} | {r.get('source')} | {'yes' if r.get('offline') else 'no'} | {size_s} | "
             f"{state.upper() if state == 'mismatch' else state} |"
         )
+    for r in rows:
+        if r.get("advice"):
+            click.echo(f"{r['name']}: a checkpoint does not match its SHA-256; {r['advice']}")
 
 
 @main.command("bench")
@@ -486,8 +509,10 @@ def _train_command(kind: str):
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
             return
+        app.check_writable(out, name="--out")  # a file, a read-only file system: refused before any compute
         app.check_parallel_trainer(kind)  # under torchrun: gan and scoregan run data-parallel
-        train_fn(cfg, out, progress=not quiet, resume=not no_resume)
+        with _writing(out, "the last checkpoint is kept: run again to resume"):
+            train_fn(cfg, out, progress=not quiet, resume=not no_resume)
         if app.is_main():
             click.echo(f"wrote {out}")
 
@@ -533,21 +558,23 @@ def convert_cmd(
       latentflow sample --model my-gan
     """
     kg, kd = _json_arg(kwargs_g, "--kwargs-g"), _json_arg(kwargs_d, "--kwargs-d")
-    app.convert(
-        src,
-        out,
-        arch_g=arch_g,
-        arch_d=arch_d,
-        kwargs_g=kg,
-        kwargs_d=kd,
-        d_path=d_path,
-        latent_dim=latent_dim,
-        prior=prior,
-        d_output=d_output,
-        use_ema=use_ema,
-        name=name,
-        dataset=dataset,
-    )
+    app.check_writable(out, name="--out")
+    with _writing(out, "the folder is as it was"):
+        app.convert(
+            src,
+            out,
+            arch_g=arch_g,
+            arch_d=arch_d,
+            kwargs_g=kg,
+            kwargs_d=kd,
+            d_path=d_path,
+            latent_dim=latent_dim,
+            prior=prior,
+            d_output=d_output,
+            use_ema=use_ema,
+            name=name,
+            dataset=dataset,
+        )
     click.echo(f"wrote {out}")
 
 
@@ -573,7 +600,9 @@ def export_cmd(model, out, metric_pairs, tags, repo_id, no_card):
             metrics[k] = float(v)
         except ValueError:
             raise app.OptionError(f"--metric {k}: expected a number; got {v!r}") from None
-    app.export(model, out, card=not no_card, metrics=metrics or None, tags=list(tags), repo_id=repo_id)
+    app.check_writable(out, name="--out")
+    with _writing(out, "the folder is as it was"):
+        app.export(model, out, card=not no_card, metrics=metrics or None, tags=list(tags), repo_id=repo_id)
     click.echo(f"wrote {out}")
 
 

@@ -33,6 +33,17 @@ class IntegrityError(LatentflowError):
         self.path = path
 
 
+class OutputError(LatentflowError):
+    """A file or folder could not be written: the file system is full or read-only, or permission is
+    missing. Nothing partial is left behind (writes go to a temporary file that is removed). ``reason``: the
+    file system's answer in words (e.g. "read-only file system")."""
+
+    def __init__(self, message: str, *, reason: str | None = None, path: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.path = path
+
+
 class DivergenceError(LatentflowError):
     """Every chain of a sampler diverged (non-finite values); raised only when nothing usable is left."""
 

@@ -192,7 +192,8 @@ class EngineOptions(Options):
     batch_size: int | Literal["auto"] | None = field(
         None,
         'evaluate G and D in chunks of this many chains; "auto": the largest chunk that fits in free '
-        "memory (from a probe on a few rows); results agree up to round-off (per-chain random streams)",
+        "memory (from a probe on a few rows); None: one chunk up to 16384 chains, more chunked as by "
+        '"auto"; results agree up to round-off (per-chain random streams)',
         ge=1,
     )
     compile: bool = field(

@@ -29,6 +29,11 @@ process) are split into contiguous balanced runs (``latentflow.dist.shard``), ea
 shards into ``out_path`` (a folder every rank can see), and rank 0 writes ``index.json`` once all are
 there. Every rank returns the index. Resume works the same: a rerun after a killed rank keeps every
 finished shard of the same key, whatever the number of processes.
+
+A lock file in the folder (``.lock``, taken by rank 0 for the whole run) refuses a second concurrent run
+into the same ``out_path``; a lock left by a killed run is taken over. A write the file system refuses
+(full, read-only) ends the run with one ``OutputError``: the shards already written stay, nothing half
+written is left, and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from . import dist
-from ._io import atomic_save_safetensors, atomic_write_json
+from ._io import FolderLock, atomic_save_safetensors, atomic_write_json
 from .errors import OptionError
 from .result import Result
 from .rng import ChainStream, stream_key
@@ -62,6 +67,8 @@ __all__ = [
 ]
 
 INDEX = "index.json"
+#: the lock file of a run, inside ``out_path``
+LOCK = ".lock"
 #: counters summed over the shards (and so over processes) into the index's ``totals``
 COUNTERS = ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward", "wall_s")
 
@@ -285,7 +292,17 @@ def refine_to_disk(
         z_hash,
         {"G": model_identity(G), "D": model_identity(D)},
     )
-    dist.agree(lambda: _prepare(out, key, overwrite))  # rank 0 checks and clears; every rank learns the outcome
+    lock = FolderLock(out / LOCK, out, "refine_to_disk")  # taken by rank 0 only
+    try:
+        dist.agree(lambda: _prepare(out, key, overwrite, lock))  # rank 0 locks, checks, clears; all learn it
+        return _run_blocks(
+            G, D, rows, method, out, key, make_gen, seed_id, n, chunk, n_blocks, resume, options, y_all, y_key
+        )
+    finally:
+        lock.release()
+
+
+def _run_blocks(G, D, rows, method, out, key, make_gen, seed_id, n, chunk, n_blocks, resume, options, y_all, y_key):
     dist.barrier()  # nobody writes before the old index is gone
     mine = dist.shard(n_blocks)
     dist.agree(
@@ -322,9 +339,11 @@ def refine_to_disk(
     return index
 
 
-def _prepare(out: Path, key: str, overwrite: bool) -> None:
+def _prepare(out: Path, key: str, overwrite: bool, lock: FolderLock | None = None) -> None:
     if out.exists() and not out.is_dir():
         raise OptionError(f"out_path must be a folder; {str(out)!r} is a file")
+    if lock is not None:
+        lock.acquire()
     if out.is_dir():
         other = _keys_in(out) - {key}
         if other and not overwrite:

@@ -47,3 +47,15 @@ def isolated_cache(tmp_path_factory):
     mp.setenv("LATENTFLOW_DISABLE_CUDA", "1")
     yield
     mp.undo()
+
+
+@pytest.fixture
+def fashion_mnist():
+    """The Fashion-MNIST folder, or a skip when the dataset is not installed (a user's fresh machine)."""
+    from latentflow.data import find_fashion_mnist
+    from latentflow.errors import LatentflowError
+
+    try:
+        return find_fashion_mnist()
+    except LatentflowError as e:
+        pytest.skip(f"Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): {e}")

@@ -29,11 +29,14 @@ def _z(n, *shape, seed=1, dtype=torch.float64):
 
 def test_heun_with_the_exact_ratio_turns_a_wrong_model_into_the_data():
     # p = 0.8 N((-2, 0), 0.25 I) + 0.2 N((2, 0), 0.25 I); the score model follows q (weights 0.3 / 0.7). With
-    # the exact log ratio as D and w = 1 the guided score is p_σ's, so the Heun ODE samples p.
+    # the exact log ratio as D and w = 1 the guided score is p_σ's, so the Heun ODE samples p. The ratio is exact
+    # at every noise level, so it guides every level (guide_range=None; the default guides σ <= 1 only).
     s_q, logit = _wrong_model_and_exact_ratio()
     n = 2000
     z = _z(n, 2)
-    res = lf.refine(None, logit, z, method="dg_score", score=s_q, steps=18, sigma_max=40.0, progress=False)
+    res = lf.refine(
+        None, logit, z, method="dg_score", score=s_q, steps=18, sigma_max=40.0, guide_range=None, progress=False
+    )
     left, mean0, var1 = _moments(res.x)
     # MC errors at n = 2000: P(left) 0.8 ± 0.009; E[x0] = -1.2 ± 0.037 (Var x0 = 2.81); Var x1 = 0.25 ± 0.008
     assert abs(left - 0.8) < 0.04, left
@@ -182,6 +185,7 @@ def test_annealed_langevin_with_the_exact_ratio_recovers_the_mixture_weights():
         sigma_min=0.1,
         langevin_steps=20,
         step_size=0.01,
+        guide_range=None,  # the exact ratio: every level
         seed=0,
         progress=False,
     )

@@ -36,7 +36,7 @@ CASES = {
     "dg_score": ("score", dict(steps=4, w=0.5, sigma_max=2.0, s_churn=1.0)),
     "dg_score-langevin": (
         "score",
-        dict(steps=3, w=0.5, sigma_max=2.0, solver="langevin", langevin_steps=2, step_size=0.05),
+        dict(steps=3, w=0.5, sigma_max=2.0, sigma_min=0.5, solver="langevin", langevin_steps=2, step_size=0.05),
     ),
 }
 

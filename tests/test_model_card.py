@@ -84,7 +84,7 @@ def test_bench_real_is_checked_before_compute(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_bench_images_real_puts_the_reference_in_the_document(tmp_path, monkeypatch):
+def test_bench_images_real_puts_the_reference_in_the_document(tmp_path, monkeypatch, fashion_mnist):
     """bench images --real: Inception FID/KID of the generator row against the real set (metric stubbed;
     the metric itself is tested in test_real_metrics.py), the set's split and count in the document."""
     import numpy as np

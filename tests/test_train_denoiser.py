@@ -72,7 +72,7 @@ def test_resume_is_bit_identical_and_the_folder_loads_back(tmp_path):
         load_denoiser(tmp_path / "missing")
 
 
-def test_fashion_mnist_uses_the_conv_unet(tmp_path):
+def test_fashion_mnist_uses_the_conv_unet(tmp_path, fashion_mnist):
     cfg = DenoiserConfig(data="fashion-mnist", steps=2, batch_size=4, arch_kwargs={"channels": 1, "ch": 4})
     net = train_denoiser(cfg, tmp_path, progress=False)
     spec = json.loads((tmp_path / "latentflow.json").read_text())

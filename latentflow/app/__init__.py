@@ -12,7 +12,7 @@ figures), ``sample``, ``suites``, ``toy2d`` and ``images*`` (the two suites).
 
 from __future__ import annotations
 
-from ..errors import LatentflowError, OptionError
+from ..errors import DivergenceWarning, LatentflowError, OptionError, OutputError
 from .fit import NO_REFINEMENT, check_method_fits, fitting_methods, method_options, resolve_device
 from .options import parse_method_options, split_pairs
 from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
@@ -34,6 +34,8 @@ __all__ = [
     "split_pairs",
     "check_seed",
     "check_writable",
+    "OutputError",
+    "DivergenceWarning",
     "MAX_SEED",
     "OutputSet",
     "json_text",

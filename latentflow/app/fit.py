@@ -107,12 +107,13 @@ def generate(G, z: torch.Tensor, batch_size: int = 1024, y: torch.Tensor | None 
             m.train(t)
 
 
-def method_options(method: str, meta: Any, user: dict) -> dict:
+def method_options(method: str, meta: Any, user: dict, *, none_is_unset: bool = True) -> dict:
     """The options a run uses: the model's recommended ones for ``method`` (manifest ``sampling``),
     the model's ``d_output`` and prior where the method takes them, then the user's on top (``None``: not
-    given). One rule with :meth:`ModelPair.refine <latentflow.models.ModelPair.refine>`:
+    given, unless ``none_is_unset=False``: then ``None`` is the value, e.g. ``noise_scale=None`` for
+    ``sqrt(step_size)``). One rule with :meth:`ModelPair.refine <latentflow.models.ModelPair.refine>`:
     :func:`latentflow.models.sampling_options`."""
-    return sampling_options(method, meta, user, methods()[method].options)
+    return sampling_options(method, meta, user, methods()[method].options, none_is_unset=none_is_unset)
 
 
 def _roles(meta: Any) -> list[str]:

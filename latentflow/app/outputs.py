@@ -14,19 +14,22 @@ puts a previous set that was moved aside back when ``DIR`` is absent, then write
 
 A lock file beside the folder (``.DIR.lock``, holding the writer's pid and host) refuses a second
 concurrent run into the same ``DIR``; a lock left by a process that no longer runs is taken over.
+
+``DIR`` given as a symbolic link to a folder is written where the link points (the staging folder and the
+lock beside the target); the link stays. A write the file system refuses (full, read-only) ends the run
+with one ``OutputError`` naming ``DIR``; the staging folder is removed and a previous set is kept.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
-from ..errors import OptionError
+from .._io import FolderLock, check_writable, output_error
+from ..errors import OptionError, OutputError
 
 log = logging.getLogger("latentflow")
 
@@ -43,29 +46,6 @@ def check_seed(seed, name: str = "seed") -> int:
     return int(seed)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_writable(folder: str | os.PathLike, name: str = "out") -> Path:
-    """Refuse (``OptionError`` naming ``name``) a folder that is a file, or that cannot be created or
-    written (its nearest existing ancestor is not a writable folder). Creates nothing."""
-    out = Path(folder)
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"{name} must be a folder; {str(out)!r} is a file")
-    anc = _existing_ancestor(out.parent if not out.exists() else out)
-    if not anc.is_dir():
-        raise OptionError(f"{name} {str(out)!r} cannot be created: {str(anc)!r} is a file")
-    # the staging folder and the lock live beside ``out``: its parent must be writable too
-    for p in {anc, _existing_ancestor(out.parent)}:
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise OptionError(f"{name} {str(out)!r} is not writable ({str(p)!r} does not allow writing)")
-    return out
-
-
 def check_out_file(path: str | os.PathLike, name: str = "out") -> Path:
     """Refuse a file path that is a folder or whose folder cannot be created or written."""
     p = Path(path)
@@ -73,16 +53,6 @@ def check_out_file(path: str | os.PathLike, name: str = "out") -> Path:
         raise OptionError(f"{name} must be a file path; {str(p)!r} is a folder")
     check_writable(p.parent, name=f"{name}'s folder")
     return p
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, as another user
-        return True
-    return True
 
 
 class OutputSet:
@@ -100,7 +70,8 @@ class OutputSet:
         what: str = "latentflow sample",
         allowed: tuple[str, ...] = (),
     ):
-        self.out = check_writable(out)
+        self.given = out
+        self.out = check_writable(out)  # a link: its target
         self.names, self.what = tuple(names), what
         self.allowed = set(self.names) | set(allowed)  # names a previous set may hold (other formats)
         self.run_id = uuid.uuid4().hex[:12]
@@ -108,7 +79,7 @@ class OutputSet:
         self.lock = parent / f".{base}.lock"
         self.staging = parent / f".{base}.staging-{self.run_id}"
         self._old = parent / f".{base}.old-{self.run_id}"
-        self._locked = False
+        self._lock = FolderLock(self.lock, self.out, self.what, self.run_id)
         if self.out.is_dir():
             foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.allowed)
             if foreign:
@@ -120,40 +91,14 @@ class OutputSet:
 
     # -- lock ------------------------------------------------------------------------------------
     def _take_lock(self) -> None:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "run_id": self.run_id})
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                try:
-                    held = json.loads(self.lock.read_text() or "{}")
-                except (OSError, ValueError):
-                    held = {}
-                pid = held.get("pid")
-                same_host = held.get("host") in (None, socket.gethostname())
-                if isinstance(pid, int) and (_alive(pid) or not same_host):
-                    raise OptionError(
-                        f"another {self.what} (pid {pid} on {held.get('host')}) is writing "
-                        f"{str(self.out)!r}; wait for it to finish or use another --out "
-                        f"(lock: {self.lock})"
-                    ) from None
-                log.warning("taking over the stale lock %s (pid %s no longer runs)", self.lock, pid)
-                self.lock.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            self._locked = True
-            return
-        raise OptionError(f"could not take the lock {self.lock}; another run is starting into {str(self.out)!r}")
+        self._lock.acquire()
+
+    @property
+    def _locked(self) -> bool:
+        return self._lock.held
 
     def __enter__(self) -> OutputSet:
-        try:
-            self._take_lock()
-        except OSError as e:  # os.access said yes, the file system says no (read-only mounts, /proc, ...)
-            raise OptionError(
-                f"out {str(self.out)!r} is not writable: {e.strerror or e} ({e.filename or self.lock})"
-            ) from None
+        self._take_lock()
         try:
             self._tidy()
             self.staging.mkdir()
@@ -193,12 +138,18 @@ class OutputSet:
         return self.out
 
     def _release(self) -> None:
-        if self._locked:
-            self.lock.unlink(missing_ok=True)
-            self._locked = False
+        self._lock.release()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, typ, exc, tb) -> None:
         try:
             shutil.rmtree(self.staging, ignore_errors=True)
         finally:  # the lock goes even when the clean-up is interrupted
             self._release()
+        err = output_error(exc, self.out) if exc is not None else None
+        if err is not None:  # the file system refused a write: say so in one line, naming out
+            kept = "the previous set is kept" if self.out.is_dir() else "nothing was written"
+            raise OutputError(
+                f"out {str(self.given)!r}: cannot write the output set: {err.reason or err}; {kept}",
+                reason=err.reason,
+                path=err.path,
+            ) from None

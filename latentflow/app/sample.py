@@ -145,7 +145,8 @@ def _prepare(model, method, dev, options, batch_size, progress, class_label, ext
             raise OptionError(f'method "{NO_REFINEMENT}" (no refinement) takes no options; got {", ".join(given)}')
         opts: dict = {}
     else:
-        opts = method_options(method, meta, options or {})
+        # the options given are values: --opt noise_scale=none is noise_scale=None (τ = √ε), as in Python
+        opts = method_options(method, meta, options or {}, none_is_unset=False)
     check_method_fits(method, meta, opts)
     if batch_size is not None:
         opts["batch_size"] = batch_size

@@ -141,7 +141,7 @@ def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str) 
     return refine(G, cal_D if use_cal else D, z, method=c.method, seed=seed, progress=False, **opts)
 
 
-def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods):
+def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods, seed=0):
     if not callable(G) or not callable(D):
         raise OptionError(f"G and D must be callables; got {type(G).__name__} and {type(D).__name__}")
     if not isinstance(real, Tensor) or real.dim() < 2 or real.shape[0] < 20:
@@ -164,6 +164,41 @@ def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, featu
     bad = sorted(set(methods or ()) - set(SEARCHED))
     if bad:
         raise OptionError(f"methods must be a subset of {', '.join(SEARCHED)}; got {', '.join(bad)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise OptionError(f"seed must be an int in 0..2**63-1; got {seed!r}")
+    _check_models_fit(G, D, real, latent_dim, prior)
+
+
+def _check_models_fit(G, D, real: Tensor, latent_dim: int, prior: str) -> None:
+    """G's samples must have the real samples' shape, and D must give one value per row of them: checked on
+    two rows before any candidate runs (``ShapeError`` naming what came)."""
+    from ..energy import d_values
+
+    z = sample_latents(2, latent_dim, prior, generator=0)
+    try:
+        with torch.no_grad():
+            x = _generate(G, z)
+    except LatentflowError:
+        raise
+    except Exception as e:  # noqa: BLE001  (a user's G that cannot take the latents)
+        raise ShapeError(
+            f"G failed on latents of shape (2, {latent_dim}) (latent_dim): {type(e).__name__}: {e}"
+        ) from None
+    if not isinstance(x, Tensor) or tuple(x.shape) != (2, *real.shape[1:]):
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(
+            f"G's samples must have the real samples' shape [*, {', '.join(map(str, real.shape[1:]))}]; "
+            f"G(z [2, {latent_dim}]) returned {got}"
+        )
+    try:
+        with torch.no_grad():
+            d_values(D(real[:2].to(x.dtype)), 2, "D(x)")
+    except LatentflowError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ShapeError(
+            f"D failed on real samples of shape {tuple(real[:2].shape)}: {type(e).__name__}: {e}"
+        ) from None
 
 
 def tune(
@@ -187,7 +222,7 @@ def tune(
     rows for ``"fid"``/``"kid"`` (default: raw coordinates for low-dimensional data, the Fashion-MNIST
     classifier for 28x28 grey images); ``methods`` restricts the search (``"none"`` always competes).
     Deterministic for a ``seed``. Logs one line per rung when ``progress``."""
-    _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods)
+    _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods, seed)
     t_start = time.process_time()
     perm = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))
     n_cal = max(10, int(0.3 * real.shape[0]))
@@ -271,6 +306,9 @@ def tune(
             alive = [none] + ranked[:keep]
     # confirmation on fresh latents (not used for selection): the best survivor must beat "none" on each of
     # CONFIRM paired draws and on average by more than 2 standard errors of the paired differences
+    if none.label not in scores:
+        why = next((r["status"] for r in reversed(table) if r["label"] == none.label), "no score")
+        raise LatentflowError(f"tune: the generator's own samples (none) could not be scored against real: {why}")
     n, m_none = sizes[-1], scores[none.label]
     best = ranked[0] if ranked else none
     diffs, conf = [], []

@@ -22,37 +22,62 @@ def read_real(path) -> Tensor:
     with ``x``; ``torch.load(weights_only=True)``), ``.safetensors`` (``x`` or the first tensor) or a folder
     of images (PNG/JPEG, to ``[N, C, H, W]`` in [-1, 1]); uint8 arrays are mapped to [-1, 1]."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise OptionError(f"real_path: no such file or folder: {str(p)!r}")
     if p.is_dir():
         import numpy as np
         from PIL import Image
 
+        from ..metrics.real import check_image_files
+
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not files:
             raise OptionError(f"real_path: folder {p} holds no .png/.jpg images")
-        arr = np.stack([np.asarray(Image.open(f)) for f in files])
+        check_image_files(files, "real_path")  # readable, one size: before any decoding
+        try:
+            arr = np.stack([np.asarray(Image.open(f)) for f in files])
+        except (OSError, ValueError) as e:  # decodes differently (modes) although sizes agree
+            raise OptionError(f"real_path: the images of {str(p)!r} cannot be stacked: {e}") from None
         x = torch.from_numpy(arr)
         x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-    elif p.suffix == ".npz":
-        import numpy as np
-
-        with np.load(p) as f:
-            key = next((k for k in ("x", "real") if k in f.files), f.files[0] if f.files else None)
-            if key is None:
-                raise OptionError(f"real_path: {p} holds no array")
-            x = torch.from_numpy(f[key].copy())
-    elif p.suffix in (".pt", ".pth"):
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-        x = obj.get("x") if isinstance(obj, dict) else obj
-    elif p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        d = load_file(str(p))
-        x = d.get("x", next(iter(d.values()), None))
     else:
-        raise OptionError(f"real_path must be a .npz, .pt, .safetensors file or an image folder; got {p}")
+        x = _read_tensor_file(p)
     if not isinstance(x, Tensor):
         raise OptionError(f"real_path: {p} holds no tensor of real samples")
+    if x.is_complex() or not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int64, torch.int32)):
+        raise OptionError(f"real_path: {p} holds a {x.dtype} tensor; expected numbers (float, or uint8 images)")
     return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
+def _read_tensor_file(p: Path):
+    """The samples of a ``.npz`` / ``.pt`` / ``.safetensors`` file; an unreadable file (or a pickle holding
+    more than tensors: never unpickled with code) is one ``OptionError`` naming ``real_path``."""
+    from ..errors import LatentflowError
+
+    try:
+        if p.suffix == ".npz":
+            import numpy as np
+
+            with np.load(p, allow_pickle=False) as f:
+                key = next((k for k in ("x", "real") if k in f.files), f.files[0] if f.files else None)
+                if key is None:
+                    raise OptionError(f"real_path: {p} holds no array")
+                return torch.from_numpy(f[key].copy())
+        if p.suffix in (".pt", ".pth"):
+            from ..models.checkpoints import read_pickle_weights_only
+
+            obj = read_pickle_weights_only(p)
+            return obj.get("x") if isinstance(obj, dict) else obj
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            d = load_file(str(p))
+            return d.get("x", next(iter(d.values()), None))
+    except LatentflowError as e:
+        raise OptionError(f"real_path: {e}") from None
+    except Exception as e:  # noqa: BLE001  (numpy, zipfile and safetensors report a bad file each their way)
+        raise OptionError(f"real_path: {str(p)!r} is not a readable {p.suffix} file: {type(e).__name__}: {e}") from None
+    raise OptionError(f"real_path must be a .npz, .pt, .safetensors file or an image folder; got {p}")
 
 
 def tune_table(res: TuneResult, max_rows: int = 30) -> str:

@@ -6,7 +6,10 @@ A real set is one of
   ``cifar100-val``): torch-fidelity builds it (torchvision downloads CIFAR on first use, so this needs
   internet once);
 * a folder of images (``*.png``, ``*.jpg``, ``*.jpeg``, not recursive, sorted by name), read by
-  torch-fidelity's own ``ImagesPathDataset`` (converted to RGB, as torch-fidelity does for folders);
+  torch-fidelity's own ``ImagesPathDataset`` (converted to RGB, as torch-fidelity does for folders). The
+  used files are checked when the set is resolved, before any sampling (:func:`check_image_files`): each
+  must be a readable image (its header and, for PNG, the checksums of its chunks) and all must have one
+  size; a file that still fails to decode later is a ``LatentflowError`` naming it;
 * a ``.npz`` of uint8 images (``arr_0`` or its only array; ``[N, H, W, C]`` with C = 1 or 3, or
   ``[N, H, W]``): the layout the FID tools write and read.
 
@@ -43,6 +46,7 @@ log = logging.getLogger("latentflow.metrics")
 
 __all__ = [
     "RealSet",
+    "check_image_files",
     "REGISTERED",
     "IMAGE_EXTENSIONS",
     "resolve_real",
@@ -148,7 +152,9 @@ def resolve_real(real: str | os.PathLike | RealSet, num_real: int | None = None)
                 f"real: expected a folder with at least 2 images ({', '.join(IMAGE_EXTENSIONS)}); "
                 f"{spec!r} holds {len(files)}"
             )
-        return RealSet(spec, "folder", _count(num_real, len(files), spec), len(files), path=path, files=files)
+        num = _count(num_real, len(files), spec)
+        check_image_files(files[:num], "real")
+        return RealSet(spec, "folder", num, len(files), path=path, files=files)
     if path.suffix.lower() == ".npz":
         key, shape, dtype = _npz_header(path)
         ok = dtype == np.uint8 and (len(shape) == 3 or (len(shape) == 4 and shape[-1] in (1, 3)))
@@ -162,6 +168,32 @@ def resolve_real(real: str | os.PathLike | RealSet, num_real: int | None = None)
         f"real: expected a folder of images, a .npz file or one of {', '.join(REGISTERED)}; "
         f"{spec!r} is a file that is not .npz"
     )
+
+
+def check_image_files(files, name: str = "real") -> tuple[int, int]:
+    """Open every file of ``files`` with PIL and check it (``Image.verify``: the header and, for PNG, the
+    checksum of every chunk) without decoding the pixels; all must have one size. Returns ``(width,
+    height)``; a file that is not a readable image, or a second size, is one ``OptionError`` naming
+    ``name`` and the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    first = None
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                size = im.size
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:  # PIL: a bad chunk is a SyntaxError
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise OptionError(f"{name}: {str(p)!r} is not a readable image ({why}); remove or replace it") from None
+        if first is None:
+            first = (p, size)
+        elif size != first[1]:
+            raise OptionError(
+                f"{name}: the images must all have one size; {Path(first[0]).name} is {first[1][0]}x{first[1][1]}, "
+                f"{Path(p).name} is {size[0]}x{size[1]} (in {str(Path(p).parent)!r})"
+            )
+    return first[1] if first is not None else (0, 0)
 
 
 def _count(num_real: int | None, total: int, spec: str) -> int:
@@ -231,7 +263,24 @@ def real_dataset(rs: RealSet) -> Dataset:
         return _NpzImages(rs)
     from torch_fidelity.datasets import ImagesPathDataset
 
-    return ImagesPathDataset([str(p) for p in rs.files[: rs.num]])
+    return _Named(ImagesPathDataset([str(p) for p in rs.files[: rs.num]]), rs.files[: rs.num])
+
+
+class _Named(Dataset):
+    """A folder's images, where a file that fails to decode is a ``LatentflowError`` naming it (the caller
+    then keeps the samples and records the error) instead of PIL's traceback."""
+
+    def __init__(self, ds: Dataset, files):
+        self.ds, self.files = ds, files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        try:
+            return self.ds[i]
+        except Exception as e:  # noqa: BLE001  (PIL's decoding errors vary by format)
+            raise LatentflowError(f"real: {str(self.files[i])!r} cannot be read: {type(e).__name__}: {e}") from e
 
 
 def _reference_name(rs: RealSet, sha: str | None) -> str:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -66,11 +67,15 @@ def read_pickle_weights_only(path: str | Path):
 
     path = Path(path)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol is no news to the user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = e
     except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise IntegrityError(f"{path} is not a readable PyTorch checkpoint: {e}", path=str(path)) from e
+        raise IntegrityError(
+            f"{path} is not a readable PyTorch checkpoint: {_unpickler_reason(e)}", path=str(path)
+        ) from e
     try:
         import numpy as np
 
@@ -80,16 +85,31 @@ def read_pickle_weights_only(path: str | Path):
         except ImportError:  # numpy >= 2 keeps it in numpy._core
             from numpy._core.multiarray import scalar as np_scalar  # type: ignore
         allowed.append(np_scalar)
-        with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         pass
     raise IntegrityError(
         f"refused to unpickle {path}: it needs more than tensors and plain containers "
-        f"(torch.load(weights_only=True) said: {first}). latentflow never runs code from a "
-        "checkpoint; re-save it as a plain state dict, or as safetensors.",
+        f"({_unpickler_reason(first)}). latentflow never runs code from a pickle: re-save it as "
+        "plain tensors (a state dict), or as safetensors.",
         path=str(path),
-    ) from first
+    ) from None
+
+
+#: lines of torch's weights-only refusal that are advice, not the reason (one suggests weights_only=False,
+#: which would run the file's code: never repeated here)
+_BOILERPLATE = ("weights only load failed", "weights_only", "please file an issue", "check the documentation")
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """The line of torch's message that says what the file holds (e.g. "Trying to load unsupported GLOBAL
+    posix.system ..."), without its advice."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not any(b in ln.lower() for b in _BOILERPLATE)]
+    reason = (keep or [type(e).__name__])[0]
+    return reason.removeprefix("WeightsUnpickler error:").strip() or type(e).__name__
 
 
 # -- key-layout adapters -----------------------------------------------------------------------------

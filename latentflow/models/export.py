@@ -5,6 +5,11 @@
 umask's file mode; with ``card=True`` also the model card ``README.md``, :mod:`latentflow.models.card`);
 :func:`convert` turns a pickled checkpoint (read with ``weights_only=True``) into that
 layout.
+
+The output folder is checked before anything is read or built (a file, a read-only file system or a
+folder without write permission is one ``OptionError``); the files are written into a staging folder beside
+it and moved in together when all are complete (``latentflow.json`` last), so a full disk leaves the folder
+as it was (one ``OutputError``), never a lone ``G.safetensors``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._io import atomic_save_safetensors, atomic_write_json, sha256_file
+from .._io import atomic_save_safetensors, atomic_write_json, check_writable, sha256_file, staged_folder
 from ..errors import ManifestError, OptionError, ShapeError
 from .checkpoints import extract_state_dict, read_pickle_weights_only, split_pair
 from .loading import build, load, load_state, pair_meta
@@ -136,7 +141,10 @@ def make_pair(
 
 def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
     """``out_dir`` as a Path, refused (``OptionError``) when it, or the nearest existing folder above it, is
-    a file; checked before anything is read or built."""
+    a file, or when it cannot be written (read-only file system, no permission); checked before anything is
+    read or built."""
+    if not isinstance(out_dir, (str, Path)) or not str(out_dir):
+        raise OptionError(f"{name} must be a folder path; got {out_dir!r}")
     out = Path(out_dir).expanduser()
     p = out
     while not p.exists() and p != p.parent:
@@ -146,7 +154,42 @@ def _check_out_dir(out_dir: str | Path, name: str = "out_dir") -> Path:
             f"{name} must be a folder; {str(p)!r} is a file"
             + ("" if p == out else f" (so {str(out)!r} cannot be created)")
         )
+    check_writable(out, name=name)
     return out
+
+
+def _as_path(value, name: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise OptionError(f"{name} must be a file path; got {value!r}")
+    return Path(value).expanduser()
+
+
+def _check_card_args(card, metrics, tags, repo_id) -> None:
+    """The model card's arguments, checked before anything is loaded (``OptionError`` naming each)."""
+    import math
+    import re
+    from numbers import Real
+
+    if not isinstance(card, bool):
+        raise OptionError(f"card must be True or False; got {card!r}")
+    if metrics is not None:
+        if not isinstance(metrics, Mapping):
+            raise OptionError(f"metrics must be a mapping of names to numbers (e.g. {{'fid': 12.3}}); got {metrics!r}")
+        for k, v in metrics.items():
+            if (
+                not isinstance(k, str)
+                or not k
+                or isinstance(v, bool)
+                or not isinstance(v, Real)
+                or not math.isfinite(v)
+            ):
+                raise OptionError(f"metrics: expected finite numbers by name (e.g. {{'fid': 12.3}}); got {k}={v!r}")
+    if tags is not None and (
+        isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) and t for t in tags)
+    ):
+        raise OptionError(f"tags must be a list of non-empty strings; got {tags!r}")
+    if repo_id is not None and (not isinstance(repo_id, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id)):
+        raise OptionError(f"repo_id must look like OWNER/REPO (a Hugging Face Hub repo); got {repo_id!r}")
 
 
 def export(
@@ -164,6 +207,7 @@ def export(
     or anything ``load`` accepts. ``card=True`` also writes ``README.md`` with Hugging Face Hub front matter
     (library_name, tags, license, the ``sampling:`` block, and ``metrics`` such as ``{"fid": 12.3}`` when given)."""
     _check_out_dir(out_dir)
+    _check_card_args(card, metrics, tags, repo_id)
     pair = pair_or_ref if isinstance(pair_or_ref, ModelPair) else load(pair_or_ref)
     if pair.G is None or pair.D is None or pair.extra:
         raise ManifestError(
@@ -175,18 +219,18 @@ def export(
     if not spec:
         raise ManifestError("this ModelPair carries no spec; build it with latentflow.models.make_pair(...)")
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for role, model in (("G", pair.G), ("D", pair.D)):
-        sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-        target = out / f"{role}.safetensors"
-        atomic_save_safetensors(sd, target, metadata={"latentflow": json.dumps(spec), "latentflow_role": role})
-        files[role] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
-    atomic_write_json(out / SPEC_FILE, {**spec, "files": files})
-    if card:
-        from .card import write_card
+    with staged_folder(out, last=(SPEC_FILE,)) as stage:  # all files complete before any is moved in
+        for role, model in (("G", pair.G), ("D", pair.D)):
+            sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+            target = stage / f"{role}.safetensors"
+            atomic_save_safetensors(sd, target, metadata={"latentflow": json.dumps(spec), "latentflow_role": role})
+            files[role] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
+        atomic_write_json(stage / SPEC_FILE, {**spec, "files": files})
+        if card:
+            from .card import write_card
 
-        write_card(out, spec, metrics=metrics, tags=tags, repo_id=repo_id)
+            write_card(stage, spec, metrics=metrics, tags=tags, repo_id=repo_id)
     log.info("exported %s to %s", spec.get("name"), out)
     return out
 
@@ -220,8 +264,10 @@ def convert(
     only: a pickle that would run code is refused. The state dicts must fit ``arch_g``/``arch_d`` exactly."""
     _check_out_dir(out_dir)
     ag, ad = _arch_spec(arch_g, kwargs_g, "G"), _arch_spec(arch_d, kwargs_d, "D")
-    in_path = Path(in_path).expanduser()
-    sources = [in_path] + ([Path(d_path).expanduser()] if d_path is not None else [])
+    in_path = _as_path(in_path, "in_path")
+    sources = [in_path] + ([_as_path(d_path, "d_path")] if d_path is not None else [])
+    if not isinstance(use_ema, bool):
+        raise OptionError(f"use_ema must be True or False; got {use_ema!r}")
     for p in sources:
         if not p.is_file():
             raise ManifestError(f"checkpoint {p} does not exist")

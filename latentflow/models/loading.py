@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 
-from ..errors import IntegrityError, OptionError
+from ..errors import IntegrityError, ManifestError, OptionError
 from ..nets import build as _build
 from ..nets import settle_spectral_norm, spectral_norm_buffer_keys
 from .checkpoints import read_role_states
@@ -24,7 +24,7 @@ from .spec import ArchSpec, ModelEntry
 
 log = logging.getLogger("latentflow")
 
-__all__ = ["load", "build", "load_state", "finish", "check_device", "pair_meta"]
+__all__ = ["load", "build", "load_state", "finish", "check_device", "check_latent_dim", "pair_meta"]
 
 
 def build(arch: ArchSpec):
@@ -105,6 +105,33 @@ def check_device(device) -> None:
         raise OptionError(f'device "{device}": MPS is not available on this machine; use device="cpu"')
 
 
+def check_latent_dim(entry: ModelEntry, G) -> None:
+    """Refuse (``ManifestError``) a spec whose ``latent.dim`` does not fit the generator it builds: read off
+    G's ``latent_dim`` attribute where it has one, else found by one forward pass on a zero latent."""
+    import torch
+
+    dim = entry.latent_dim
+    if G is None or dim is None:
+        return
+    where = f'model "{entry.name}": latent.dim {dim} (manifest entry or latentflow.json)'
+    arch = entry.arch["G"].name
+    own = getattr(G, "latent_dim", None)
+    if isinstance(own, int) and not isinstance(own, bool):
+        if own != int(dim):
+            raise ManifestError(f"{where} does not fit G ({arch}), which takes latents of size {own}")
+        return
+    p = next(iter(G.parameters()), None)
+    dev, dtype = (p.device, p.dtype) if p is not None else ("cpu", torch.float32)
+    k = getattr(G, "num_classes", 0)
+    y = (torch.zeros(1, dtype=torch.long, device=dev),) if isinstance(k, int) and k > 0 else ()
+    try:
+        with torch.no_grad():
+            G(torch.zeros(1, int(dim), device=dev, dtype=dtype), *y)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ManifestError(f"{where} does not fit G ({arch}): G(z [1, {dim}]) failed: {first}") from None
+
+
 def finish(model, device="cpu", dtype=None):
     """Inference state: ``eval()``, no parameter gradients, on ``device`` (and ``dtype`` if given)."""
     model = model.to(device=device) if dtype is None else model.to(device=device, dtype=dtype)
@@ -168,7 +195,9 @@ def load(ref, device="cpu", dtype=None) -> ModelPair:
             paths[role], hashes[role] = paths[entry.roles[0]], hashes[entry.roles[0]]
             continue
         paths[role] = fetch(entry, role)
-        hashes[role] = verify(paths[role], entry.files[role].sha256, key=pin_key(entry, role))
+        hashes[role] = verify(
+            paths[role], entry.files[role].sha256, key=pin_key(entry, role), source=entry.source.get("kind")
+        )
     # pickled files (StudioGAN .pth, xyfJASON model.pt) are unpickled (weights_only=True) once, then cached
     states = read_role_states(entry.reader, {r: (paths[r], hashes[r]) for r in entry.roles}, what=entry.name)
     models = {}
@@ -180,4 +209,5 @@ def load(ref, device="cpu", dtype=None) -> ModelPair:
         models[role] = finish(m, device, dtype)
     log.info('loaded "%s" (%s; roles %s)', entry.name, entry.source["kind"], ", ".join(entry.roles))
     G, D = models.pop("G", None), models.pop("D", None)
+    check_latent_dim(entry, G)
     return ModelPair(G, D, pair_meta(entry, hashes, G), extra=models)

@@ -54,16 +54,28 @@ def pin_key(entry, role: str) -> str | None:
     return None
 
 
-def verify(path: str | Path, expected: str | None, *, key: str | None = None) -> str:
+#: what to do about a file whose hash does not match, by where it comes from (the manifest's source kind)
+MISMATCH_ADVICE = {
+    "bundled": "it ships inside the installed latentflow package, which is damaged: reinstall latentflow "
+    "(pip install --force-reinstall latentflow)",
+    "local": "the folder's file changed after latentflow.json was written: export the model again, or restore the file",
+    "hub": "delete it from the Hugging Face cache and fetch it again",
+    "url": "delete it from the latentflow cache and fetch it again",
+}
+
+
+def verify(path: str | Path, expected: str | None, *, key: str | None = None, source: str | None = None) -> str:
     """Check the SHA-256 of ``path`` against ``expected`` (or the pin for ``key``; pin it if there is none).
 
-    Runs before the file is deserialised. Returns the hash; raises ``IntegrityError(expected, got, path)``."""
+    Runs before the file is deserialised. Returns the hash; raises ``IntegrityError(expected, got, path)``,
+    whose advice fits ``source`` (the manifest's source kind: a bundled file is not in any cache)."""
     got = sha256_file(path)
     if expected is not None:
         if got != expected:
+            advice = MISMATCH_ADVICE.get(source or "", "delete it from the cache and fetch it again")
             raise IntegrityError(
                 f"SHA-256 mismatch for {path}: expected {expected}, got {got}. The file is corrupt "
-                "or was replaced; delete it from the cache and fetch it again.",
+                f"or was replaced; {advice}.",
                 expected=expected,
                 got=got,
                 path=str(path),

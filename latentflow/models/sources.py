@@ -3,7 +3,11 @@ over ``huggingface_hub.hf_hub_download``, its cache and ``HF_HUB_OFFLINE``), htt
 cache, renamed into place only when complete) and local folders.
 
 The Hub adapter translates huggingface_hub's own exceptions into latentflow's, each with a one-line hint:
-offline without a cached copy, repository not found, revision not found, file not found.
+offline without a cached copy, repository not found, revision not found, file not found. A file not in
+the Hub cache is downloaded only after one TCP connection to the Hub's host succeeds (a few ms online):
+without a network huggingface_hub would retry for about 30 s, logging each try, before its error; here
+the error comes at once (skipped behind an HTTP(S) proxy, which may reach the Hub where this machine
+cannot resolve it).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from importlib import resources
 from pathlib import Path
 
@@ -68,6 +73,16 @@ def hf_download(repo: str, filename: str, revision: str | None) -> Path:
             "loading from the Hugging Face Hub needs huggingface_hub (pip install huggingface-hub)"
         ) from e
     where = f'file "{filename}" of Hugging Face repo "{repo}" at revision "{revision or "main"}"'
+    cached = _hf_cached(repo, filename, revision)
+    if cached is not None:
+        return cached
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    unreachable = None if offline else _hub_unreachable()
+    if unreachable is not None:
+        raise LatentflowError(
+            f"{where} is not in the local Hugging Face cache and cannot be downloaded now (no network: "
+            f"{unreachable}); fetch it once with {_fetch_command(repo, filename, revision)} and load again"
+        )
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision))
     except LocalEntryNotFound as e:
@@ -88,14 +103,44 @@ def hf_download(repo: str, filename: str, revision: str | None) -> Path:
         ) from e
 
 
-def _hf_cached(repo: str, filename: str, revision: str) -> Path | None:
+def _hf_cached(repo: str, filename: str, revision: str | None) -> Path | None:
     """The Hub cache's copy of a file, or None (never downloads)."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    hit = try_to_load_from_cache(repo, filename, revision=revision)
-    return Path(hit) if isinstance(hit, str) else None
+    try:
+        hit = try_to_load_from_cache(repo, filename, revision=revision)
+    except Exception:  # noqa: BLE001  (a malformed repo id or revision: hf_hub_download says what is wrong)
+        return None
+    return Path(hit) if isinstance(hit, str) and os.path.isfile(hit) else None
+
+
+#: seconds the connection to the Hub's host may take before the network counts as absent
+HUB_CONNECT_TIMEOUT = 5.0
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_unreachable(timeout: float = HUB_CONNECT_TIMEOUT) -> str | None:
+    """``None`` when a TCP connection to the Hub endpoint's host opens (or a proxy is configured, which this
+    check cannot see through); else why not, in one line (no name resolution, connection refused, ...)."""
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    try:
+        from huggingface_hub import constants
+
+        endpoint = str(constants.ENDPOINT)
+    except (ImportError, AttributeError):
+        endpoint = "https://huggingface.co"
+    u = urlparse(endpoint)
+    host, port = u.hostname or "huggingface.co", u.port or (80 if u.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host}:{port} cannot be reached: {e.strerror or e}"
+    return None
 
 
 def _download_url(url: str, dest: Path) -> Path:

@@ -5,7 +5,8 @@ The ``checkpoints`` column of :func:`model_rows` hashes the files themselves: ``
 disk hashes to the manifest's SHA-256; ``pinned`` when the manifest has no hash for some file and the file
 on disk hashes to the value pinned on first use; ``not downloaded`` when some file is not on disk;
 ``mismatch`` when a file on disk matches neither (loading it would fail); ``unpinned`` when a file without
-a manifest hash is on disk but was never loaded (so never pinned).
+a manifest hash is on disk but was never loaded (so never pinned). A ``mismatch`` row carries ``advice``:
+reinstall the package for a bundled file, fetch it again for a downloaded one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from .._io import sha256_file
 from ..errors import LatentflowError
 from .manifest import _packaged, list_models
-from .pins import pin_key, read_pins
+from .pins import MISMATCH_ADVICE, pin_key, read_pins
 from .sources import fetch, is_available_offline, local_path
 from .spec import ROLES
 
@@ -109,5 +110,8 @@ def model_rows() -> list[dict]:
     rows = []
     for name in list_models():
         e = _packaged()[name]
-        rows.append({**_row(name, pins), "checkpoints": checkpoint_state(e, pins), "dataset": e.dataset})
+        row = {**_row(name, pins), "checkpoints": checkpoint_state(e, pins), "dataset": e.dataset}
+        if row["checkpoints"] == "mismatch":  # what to do depends on where the file comes from
+            row["advice"] = MISMATCH_ADVICE.get(e.source["kind"], MISMATCH_ADVICE["hub"])
+        rows.append(row)
     return rows

@@ -26,17 +26,25 @@ def check_state(z, name: str = "z", *, ndim: int | None = 2) -> Tensor:
         raise ShapeError(f"{name} must have shape {want}; got shape {tuple(z.shape)}")
     if z.dim() < 1 or z.shape[0] < 1:
         raise ShapeError(f"{name} must have at least one row (chain); got shape {tuple(z.shape)}")
+    if z.device.type == "meta":
+        raise ShapeError(f"{name} is on the meta device (a shape without values); pass a tensor on cpu or cuda")
     if not torch.isfinite(z).all():
         bad = torch.nonzero(~torch.isfinite(z.reshape(z.shape[0], -1)).all(1)).flatten()[:10].tolist()
         raise ShapeError(f"{name} contains non-finite values (rows {bad}); pass finite initial states")
     return z
 
 
+#: ``batch_size=None`` evaluates up to this many chains in one chunk; more are chunked as ``"auto"`` does
+#: (so ``latentflow sample -n 2000000`` does not build the autograd graph of two million rows at once)
+ONE_CHUNK_MAX_ROWS = 16384
+
+
 def check_batch_size(batch_size, n: int) -> int | str:
-    """``None`` -> ``n`` (one chunk), an int -> ``min(batch_size, n)``, ``"auto"`` -> ``"auto"`` (resolved
-    by the engine on its first evaluation, from a probe of the memory one row needs)."""
+    """``None`` -> ``n`` (one chunk) up to :data:`ONE_CHUNK_MAX_ROWS` chains, else ``"auto"``; an int ->
+    ``min(batch_size, n)``; ``"auto"`` -> ``"auto"`` (resolved by the engine on its first evaluation, from a
+    probe of the memory one row needs: the largest chunk that fits in the free memory)."""
     if batch_size is None:
-        return n
+        return n if n <= ONE_CHUNK_MAX_ROWS else "auto"
     if batch_size == "auto":
         return "auto"
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -102,13 +110,45 @@ def _expected(G, z: Tensor) -> str:
     return " (" + "; ".join(want) + ")" if want else ""
 
 
+#: what a conditioning argument of D says about it, for messages
+_COND = {"t": "time-conditioned", "sigma": "noise-conditioned"}
+
+
+def _takes(f, n: int) -> bool:
+    """Whether ``f`` (a function or module) can be called with ``n`` positional arguments, as far as its
+    signature tells (``True`` when there is none to read)."""
+    import inspect
+
+    fn = f.forward if isinstance(f, torch.nn.Module) else f
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(*range(n))
+    except TypeError:
+        return False
+    return True
+
+
 def probe(
-    engine, G, D, z: Tensor, *, cond: Sequence[Tensor] = (), name_z: str = "z", ys: Sequence[Tensor] = ()
+    engine,
+    G,
+    D,
+    z: Tensor,
+    *,
+    cond: Sequence[Tensor] = (),
+    name_z: str = "z",
+    ys: Sequence[Tensor] = (),
+    cond_name: str = "t",
 ) -> tuple:
     """Run G and D once on (at most) two rows of ``z`` to check their shapes at the boundary.
 
-    ``ys`` (``()`` or ``(y,)``): class labels, passed last to G and D. Returns the per-sample shape of ``G(z)``
-    (or of ``z`` when ``G`` is None). Raises ``ShapeError`` with the shapes involved. Consumes no randomness."""
+    ``ys`` (``()`` or ``(y,)``): class labels, passed last to G and D. ``cond``: D's conditioning arguments
+    (``cond_name`` says what they are: ``"t"`` or ``"sigma"``). Returns the per-sample shape of ``G(z)`` (or
+    of ``z`` when ``G`` is None). Raises ``ShapeError`` with the shapes involved; labels given to a G or D
+    that takes none, or a D(x) where D(x, t) is called, are ``OptionError``s saying so. Consumes no
+    randomness."""
     m = min(2, z.shape[0])
     with torch.no_grad():
         zz = z[:m]
@@ -126,6 +166,11 @@ def probe(
             try:
                 x = G(zz, *yy)
             except Exception as e:  # a user's G that cannot take z: say so with shapes (and what G expects)
+                if ys and isinstance(e, TypeError) and not _takes(G, 2):
+                    raise OptionError(
+                        f"y (class labels) was given, but G is not class-conditional: it takes no labels "
+                        f"({type(G).__name__} takes z only); drop y"
+                    ) from None
                 raise ShapeError(
                     f"G(z{', y' if ys else ''}) failed on {name_z} of shape {tuple(zz.shape)} and dtype "
                     f"{zz.dtype}{lab}{_expected(G, zz)}: {type(e).__name__}: {e}"
@@ -146,6 +191,18 @@ def probe(
             try:
                 out = D(x, *c, *yy)
             except Exception as e:
+                if isinstance(e, TypeError) and not _takes(D, 1 + len(c) + len(yy)):
+                    if c and _takes(D, 1 + len(yy)):
+                        method = getattr(engine, "method", "this method")
+                        raise OptionError(
+                            f"{method} calls D(x, {cond_name}{', y' if yy else ''}), a {_COND[cond_name]} "
+                            f"discriminator; this D ({type(D).__name__}) takes x{' and y' if yy else ''} only"
+                        ) from None
+                    if yy and _takes(D, 1 + len(c)):
+                        raise OptionError(
+                            f"y (class labels) was given, but D is not class-conditional: it takes no labels "
+                            f"({type(D).__name__}); drop y"
+                        ) from None
                 raise ShapeError(f"D failed on x of shape {tuple(x.shape)}{lab}: {type(e).__name__}: {e}") from e
             d_values(out, m, "D(x, t)" if cond else "D(x)")
             if engine is not None:

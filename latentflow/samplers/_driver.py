@@ -179,8 +179,8 @@ class Driver:
             shown = ", ".join(f"{c} (step {s})" for c, s in later[:10])
             more = f" and {len(later) - 10} more" if len(later) > 10 else ""
             parts.append(
-                f"{len(later)} chain(s) produced non-finite values and were frozen at their last "
-                f"finite state: chains {shown}{more}. To avoid this, {self.kernel.hint}"
+                f"{len(later)} chain(s) produced non-finite values (or grew past the method's bound) and "
+                f"were frozen at their last good state: chains {shown}{more}. To avoid this, {self.kernel.hint}"
             )
         msg = f"{self.kernel.name}: {n_div} of {n} chains diverged. " + "; ".join(parts) + "."
         mode, frac = self.eng.on_divergence, n_div / n

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..energy import chunk_slices, d_values, frozen  # noqa: F401  (re-exported for callers)
-from ..errors import LatentflowError
+from ..errors import LatentflowError, ShapeError
 from ..rng import ChainStream
 from ._checks import AUTOCAST_DTYPES, check_batch_size, check_speed_options
 
@@ -187,6 +187,12 @@ class Engine:
         leaf = s.detach().requires_grad_(True)
         with torch.enable_grad():
             v, aux = fwd(leaf, *rows)
+            if not v.requires_grad:  # nothing to follow: say what, not autograd's "element 0 of tensors ..."
+                raise ShapeError(
+                    f"{self.method}: D's output does not depend on its input x (no gradient path: a constant D, "
+                    "one that detaches x or runs under torch.no_grad()); this method follows ∇x D and needs a "
+                    "D differentiable in x"
+                )
             (g,) = torch.autograd.grad(v.sum(), leaf)
         return v.detach(), g, (aux.detach() if aux is not None else None)
 

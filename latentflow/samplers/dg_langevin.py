@@ -75,7 +75,8 @@ class DGLangevin(Kernel):
     def init(self, e, z):
         B, dev, dt = z.shape[0], z.device, z.dtype
         self.sig_rows = [None if lv is None else torch.full((B,), lv, device=dev, dtype=dt) for lv in self.levels]
-        probe(e, self.G, self.D, z, cond=() if self.levels[0] is None else (self.sig_rows[0],), ys=e.ys)
+        cond = () if self.levels[0] is None else (self.sig_rows[0],)
+        probe(e, self.G, self.D, z, cond=cond, ys=e.ys, cond_name="sigma")
         self.d_val = None
 
         def logit(xx, *rows):  # rows: (σ,) with sigmas, then (y,) for a class-conditional D

@@ -8,8 +8,9 @@
 * ``mh`` — MH-GAN (Turner et al. 2019): an independence Metropolis–Hastings chain per output over
   ``K`` proposals ``x' ~ p_g``, accepting with ``min(1, exp(d(x') - d(x)))`` (= ``(1/D(x)-1)/(1/D(x')-1)``).
 
-Non-finite D values: a NaN is never accepted (the rows are counted in ``info["nonfinite_d"]``); a
-``+inf`` logit is an infinite density ratio and always accepted; ``-inf`` never. Proposals are drawn
+Non-finite D values: a NaN is never accepted (the rows are counted in ``info["nonfinite_d"]``, and the run
+warns as divergence does, with the share of the proposals: the region where D is NaN is missing from the
+samples); a ``+inf`` logit is an infinite density ratio and always accepted; ``-inf`` never. Proposals are drawn
 per row from the prior by the counter-based streams (row b, round/step r, slot 0; accept uniform slot
 1; the pilot run has its own stream, slot 3), so results do not depend on chunking or on how rows are
 split across calls.
@@ -22,14 +23,16 @@ classes is not known), so ``d_M`` is the maximum over the classes.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..energy import to_logit
-from ..errors import OptionError
+from ..energy import to_logit, user_stacklevel
+from ..errors import DivergenceWarning, OptionError
 from ..options import ENGINE_FIELDS, SPEED_FIELDS, Options, field
 from ..rng import ChainStream
 from ._checks import check_state, probe
@@ -41,11 +44,30 @@ PRIOR = Literal["normal", "uniform"]
 NO_SPEED = tuple(f for f in ENGINE_FIELDS if f not in SPEED_FIELDS)
 
 
+log = logging.getLogger("latentflow")
+
+
 class _GX(Kernel):
     """Shared by DRS and MH: chunked ``x = G(z)`` and ``d(x)`` without gradients."""
 
     engine_fields = NO_SPEED
     hint = "check that D returns finite values"
+
+    def warn_nan(self, n_nan: int, n_prop: int) -> None:
+        """Say (as the driver says of diverged chains; ``on_divergence="keep"``: at INFO only) that D was NaN
+        on ``n_nan`` of ``n_prop`` proposals: they were rejected, so the samples miss that region of G."""
+        if n_nan == 0:
+            return
+        msg = (
+            f"{self.name}: D returned NaN on {n_nan} of {n_prop} proposals ({100 * n_nan / max(n_prop, 1):.1f} %); "
+            "they were rejected, so the samples miss the part of G's output where D is NaN (per chain: "
+            'info["nonfinite_d"]). Check D on those inputs (its d_output, the range of x)'
+        )
+        if self.eo.on_divergence == "keep":
+            log.info("%s", msg)
+            return
+        log.warning("%s", msg)
+        warnings.warn(msg, DivergenceWarning, stacklevel=user_stacklevel())
 
     def gx(self, e, z: Tensor, *ys: Tensor):
         """``(G(z), d(G(z)))`` chunked; ``ys = (y,)``: the labels of these rows, ``G(z, y)``, ``D(x, y)``."""
@@ -146,6 +168,7 @@ class DRS(_GX):
 
     def finish(self, e, s):
         nf = s.nonfinite
+        self.warn_nan(int(nf.sum()), s.n_prop)
         return (
             s.x,
             s.z,
@@ -228,9 +251,10 @@ class MH(_GX):
         return s, loop_step(i, s.z, s.d, acc)
 
     def finish(self, e, s):
-        k = self.o.k
+        k, n_rerun = self.o.k, 0
         if self.o.x_init is not None and not bool(s.moved.all()):
             idx = torch.nonzero(~s.moved).flatten()
+            n_rerun = idx.numel()
             stream = e.rng.subset(idx)
             ys = tuple(t[idx] for t in e.ys)
             xr, dr = self.gx(e, self.z0[idx], *ys)
@@ -241,6 +265,7 @@ class MH(_GX):
             s.x[idx], s.d[idx], s.z[idx], s.counts[idx] = sub.x, sub.d, sub.z, sub.counts
             s.nonfinite[idx] += sub.nonfinite
         e.check_finite(k, s.x, torch.where(torch.isnan(s.d), s.d, torch.zeros_like(s.d)))
+        self.warn_nan(int(s.nonfinite.sum()), (s.counts.numel() + n_rerun) * k)
         return (
             s.x,
             s.z,

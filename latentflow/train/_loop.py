@@ -5,7 +5,12 @@
   atomically every ``ckpt_every`` steps; ``metrics.jsonl`` with one JSON object per logged step
   (EDM's ``stats.jsonl``); a tqdm bar with the latest losses.
 * Resuming reads the checkpoint back, so a run killed at any point and restarted with the same config
-  continues bit-for-bit where the checkpoint left it (tested).
+  continues bit-for-bit where the checkpoint left it (tested); ``metrics.jsonl`` is cut back to the rows
+  of the steps the checkpoint holds, so the rows logged after it (which the resumed run logs again) are
+  not doubled.
+* ``out`` is checked before anything is written: a file, or a folder that cannot be written (read-only
+  file system, no permission), is one ``OptionError``; a write the file system refuses later (full disk)
+  is one ``OutputError`` naming the file, with the last checkpoint kept.
 * Under ``torch.distributed`` (``latentflow.train.parallel``) rank 0 alone writes the checkpoint, the
   metrics and the bar; every rank resumes from the same checkpoint, and the losses a step returns are
   averaged over the ranks (``parallel.mean``) before they are checked and logged.
@@ -34,7 +39,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .. import dist
-from .._io import atomic_save_safetensors, atomic_write_bytes
+from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_text, check_writable, output_error
 from ..errors import DivergenceError, LatentflowError, OptionError
 
 log = logging.getLogger("latentflow.train")
@@ -117,8 +122,11 @@ class Run:
     ):
         if ckpt_every < 1 or log_every < 1:
             raise OptionError("ckpt_every and log_every must be >= 1")
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = check_writable(out)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise (output_error(e, self.out) or OptionError(f"out {str(out)!r} cannot be created: {e}")) from None
         self.config = config
         self.modules, self.optimizers, self.generator = modules, optimizers, generator
         self.main = dist.is_main()  # the one writer under torch.distributed
@@ -132,6 +140,8 @@ class Run:
         if resume and self.ckpt_path.exists() and self.meta_path.exists():
             self._load()
             self.saved_step = self.step
+            if self.main:
+                self._cut_metrics(self.step)
             log.info("resumed %s at step %d", self.out, self.step)
         elif self.metrics_path.exists() and self.main:
             self.metrics_path.unlink()
@@ -241,14 +251,40 @@ class Run:
         torch.set_rng_state(tensors["rng/torch"])
         self.step = int(meta["step"])
 
+    def _cut_metrics(self, step: int) -> None:
+        """Keep the rows of ``metrics.jsonl`` up to ``step`` (the checkpoint's): the run logged the later ones
+        before it was killed, and logs them again as it resumes. A row cut short by the kill is dropped."""
+        if not self.metrics_path.exists():
+            return
+        keep, cut = [], 0
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                ok = isinstance(row, dict) and int(row.get("step", step + 1)) <= step
+            except (ValueError, TypeError):
+                ok = False
+            if ok:
+                keep.append(line)
+            else:
+                cut += 1
+        if cut:
+            atomic_write_text(self.metrics_path, "".join(line + "\n" for line in keep))
+            log.info("metrics.jsonl: dropped %d row(s) logged after the checkpoint (step %d)", cut, step)
+
     # -- loop ---------------------------------------------------------------------------------------
     def log_metrics(self, step: int, metrics: dict) -> None:
         # an append-only log (one line per logged step), so not rewritten atomically
         if not self.main:
             return
         rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError as e:
+            err = output_error(e, self.metrics_path)
+            if err is None:
+                raise
+            raise err from None
 
     def loop(
         self, total_steps: int, step_fn: Callable[[int], dict], desc: str = "train", stop_after: int | None = None

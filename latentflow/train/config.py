@@ -4,17 +4,26 @@
 A field's type comes from its annotation (``int``, ``float``, ``str``, ``bool``, ``dict``, ``tuple``,
 ``list``, each optionally ``| None``); a tuple or list field with a non-empty default must keep the
 default's length and element kinds.
+
+Two rules hold for every trainer's config: a ``device`` field must name a torch device (``"tpu"`` is
+refused; :func:`train_device` refuses, before anything is built, one this machine does not have), and a ``latent_dim`` field
+must agree with the generator's own ``latent_dim`` in ``arch_g_kwargs`` (the architecture is built from
+the kwargs, the latents are drawn with ``latent_dim``). :func:`check_nets_fit` then runs the built
+generator once on ``latent_dim``-sized latents (and D on its samples), so any other mismatch is one
+``ShapeError`` before training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import OptionError
+from ..errors import OptionError, ShapeError
 
-__all__ = ["check_config", "make_config"]
+__all__ = ["check_config", "make_config", "check_nets_fit", "train_device"]
 
 _NAMES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple, "list": list}
 
@@ -89,7 +98,85 @@ def check_config(cfg):
         fixed = _check_field(type(cfg).__name__, f, value)
         if fixed is not value:
             setattr(cfg, f.name, fixed)
+    if isinstance(getattr(cfg, "device", None), str):  # a name torch knows ("tpu" is not one)
+        import torch
+
+        try:
+            torch.device(cfg.device)
+        except (RuntimeError, ValueError) as e:
+            raise OptionError(
+                f'device ({type(cfg).__name__}) must be a torch device such as "cpu" or "cuda:0"; got {cfg.device!r}'
+            ) from e
+    own = (getattr(cfg, "arch_g_kwargs", None) or {}).get("latent_dim") if hasattr(cfg, "latent_dim") else None
+    if own is not None and own != cfg.latent_dim:
+        kw = {**cfg.arch_g_kwargs, "latent_dim": cfg.latent_dim}
+        raise OptionError(
+            f"latent_dim={cfg.latent_dim!r} does not match arch_g_kwargs latent_dim={own!r} (the generator "
+            f"{getattr(cfg, 'arch_g', 'G')} is built from arch_g_kwargs); set both, e.g. --set "
+            f"latent_dim={cfg.latent_dim} --set 'arch_g_kwargs={json.dumps(kw)}'"
+        )
     return cfg
+
+
+def train_device(cfg, out=None):
+    """``torch.device(cfg.device)``, refused in one line (``OptionError``) when this machine does not have it
+    (``"cuda"`` without CUDA, ``"cuda:7"`` on a machine with one GPU), after checking that ``out`` can be a
+    folder written to (not a file, not on a read-only file system); both before anything is built. A config
+    names a device it cannot check alone (``--dry-run`` prints a GPU recipe on any machine)."""
+    import torch
+
+    from .._io import check_writable
+    from ..models.loading import check_device
+
+    if out is not None:
+        if not isinstance(out, (str, os.PathLike)) or not str(out):
+            raise OptionError(f"out must be a folder path; got {out!r}")
+        check_writable(out)
+    check_device(cfg.device)
+    return torch.device(cfg.device)
+
+
+def check_nets_fit(G, latent_dim: int, data_shape=None, D=None, *, arch_g: str = "G", arch_d: str = "D") -> None:
+    """Run ``G`` once on zero latents ``[2, latent_dim]`` and ``D`` on what it returns (eval mode, no
+    gradients, the modules' modes restored): a generator that cannot take the latents, whose samples do not
+    have the data's shape ``data_shape``, or a discriminator that cannot take them is one ``ShapeError``
+    before any training step."""
+    import torch
+
+    p = next(iter(G.parameters()), None)
+    dev, dtype = (p.device, p.dtype) if p is not None else ("cpu", torch.float32)
+    modes = [(m, m.training) for m in (G, D) if m is not None]
+    for m, _ in modes:
+        m.eval()
+    try:
+        with torch.no_grad():
+            try:
+                x = G(torch.zeros(2, int(latent_dim), device=dev, dtype=dtype))
+            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                raise ShapeError(
+                    f"latent_dim={latent_dim} does not fit the generator {arch_g}: G(z [2, {latent_dim}]) "
+                    f"failed: {_first_line(e)}"
+                ) from None
+            if data_shape is not None and tuple(x.shape[1:]) != tuple(data_shape):
+                raise ShapeError(
+                    f"the generator {arch_g} makes samples of shape {list(x.shape[1:])}; the data has shape "
+                    f"{list(data_shape)} (set arch_g_kwargs to fit the data)"
+                )
+            if D is not None:
+                try:
+                    D(x)
+                except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                    raise ShapeError(
+                        f"the discriminator {arch_d} cannot take samples of shape {list(x.shape[1:])}: "
+                        f"{_first_line(e)} (set arch_d_kwargs to fit the data)"
+                    ) from None
+    finally:
+        for m, was in modes:
+            m.train(was)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def make_config(cls, overrides: Mapping[str, Any] | None = None):

@@ -34,7 +34,7 @@ from ..data import TOY
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..nets import build
 from ._loop import Run, config_dict
-from .config import check_config
+from .config import check_config, train_device
 from .data_source import IMAGE_SETS, DataSource
 
 __all__ = ["CorrectorConfig", "train_corrector", "default_arch", "load_real"]
@@ -89,22 +89,29 @@ def default_arch(shape) -> tuple[str, dict]:
 
 def _read_file(path: Path) -> Tensor:
     suf = path.suffix.lower()
-    if suf == ".safetensors":
-        from safetensors.torch import load_file
-
-        d = load_file(str(path))
-    elif suf == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False))
-    elif suf == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: torch.from_numpy(z[k]) for k in z.files}
-    elif suf in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(obj, Tensor):
-            return obj
-        d = obj if isinstance(obj, dict) else {}
-    else:
+    if suf not in (".safetensors", ".npy", ".npz", ".pt", ".pth"):
         raise OptionError(f"real file {path} must be .safetensors, .npy, .npz or .pt; got {suf or 'no suffix'}")
+    try:
+        if suf == ".safetensors":
+            from safetensors.torch import load_file
+
+            d = load_file(str(path))
+        elif suf == ".npy":
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        elif suf == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                d = {k: torch.from_numpy(z[k]) for k in z.files}
+        else:  # a pickle: tensors and plain containers only, never code (models.checkpoints)
+            from ..models.checkpoints import read_pickle_weights_only
+
+            obj = read_pickle_weights_only(path)
+            if isinstance(obj, Tensor):
+                return obj
+            d = obj if isinstance(obj, dict) else {}
+    except LatentflowError as e:
+        raise OptionError(f"real: {e}") from None
+    except Exception as e:  # noqa: BLE001  (numpy, zipfile and safetensors report a bad file each their way)
+        raise OptionError(f"real: {str(path)!r} is not a readable {suf} file: {type(e).__name__}: {e}") from None
     d = {k: v for k, v in d.items() if isinstance(v, Tensor)}
     if "x" in d:
         return d["x"]
@@ -160,7 +167,7 @@ def train_corrector(
     from ..models import load
 
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     pair = load(cfg.model, device=device)
     if pair.G is None:
         raise LatentflowError(

@@ -28,6 +28,7 @@ from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config, train_device
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .edm import noised, sample_sigma_lognormal
@@ -73,6 +74,7 @@ class DenoiserConfig:
     device: str = "cpu"
 
     def validate(self) -> DenoiserConfig:
+        check_config(self)
         _pos_int(self, "batch_size", "steps")
         _pos_float(self, "p_std", "lr")
         _betas(self)
@@ -100,7 +102,7 @@ def train_denoiser(
     """Train an EDM denoiser per ``cfg``; writes ``score.safetensors`` and ``latentflow.json`` to ``out``.
     Returns the denoiser ``D(x, σ)`` in eval mode (the EMA weights when ``cfg.ema > 0``)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     arch, kw, sd = resolve_arch(cfg.data, cfg.arch, cfg.arch_kwargs, cfg.sigma_data)
     torch.manual_seed(cfg.seed)
     net = build_net(arch, kw).to(device)

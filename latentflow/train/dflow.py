@@ -43,7 +43,7 @@ from ..errors import OptionError
 from ..nets import build
 from ..samplers.dflow import LOSSES, generator_loss, time_grid
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config
+from .config import check_config, train_device
 from .data_source import DataSource
 
 
@@ -278,7 +278,7 @@ def train_dflow(
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
     simulation always uses the live D)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     D = build(cfg.arch, **cfg.arch_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)

@@ -28,6 +28,7 @@ from .._io import atomic_save_safetensors, atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from .config import check_config, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
 from .dflow import _betas, _pos_float, _pos_int
@@ -63,6 +64,7 @@ class DGDiscConfig:
     device: str = "cpu"
 
     def validate(self) -> DGDiscConfig:
+        check_config(self)
         _pos_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
         _pos_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
         _betas(self)
@@ -111,7 +113,7 @@ def train_dg_disc(
     ``cfg.score``); writes ``D.safetensors``, ``fake.safetensors`` and ``latentflow.json``. Returns ``d_φ``
     (a logit; eval mode; the EMA weights when ``cfg.ema > 0``)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     out = Path(out)
     d_arch, d_kw = DEFAULT_ARCH.get(cfg.data, DEFAULT_2D)
     arch = cfg.arch or d_arch

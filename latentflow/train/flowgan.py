@@ -33,7 +33,7 @@ from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict, save_weights
-from .config import check_config
+from .config import check_config, check_nets_fit, train_device
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .score_gan import surrogate_loss
@@ -157,10 +157,11 @@ def train_flowgan(
     """Train a generator on the push-pull kernel field (FloWGAN); writes ``G.safetensors`` and
     ``latentflow.json``. Returns G (eval mode)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
+    check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), arch_g=cfg.arch_g)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     run = Run(
@@ -258,7 +259,7 @@ def train_noise_d(
     """Train ``d(x, σ)`` (noised data vs noised reference Gaussian); writes ``D.safetensors`` and
     ``latentflow.json`` with ``sampling.dg_langevin`` options. Returns D (eval mode)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     D = build(cfg.arch, **cfg.arch_kwargs).to(device)
     if not hasattr(D, "logit"):

@@ -24,7 +24,7 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict
-from .config import check_config
+from .config import check_config, check_nets_fit, train_device
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -113,11 +113,12 @@ def train_gan(
     """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
     checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)  # initial weights
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     D = build(cfg.arch_d, **cfg.arch_d_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
+    check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), D, arch_g=cfg.arch_g, arch_d=cfg.arch_d)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))

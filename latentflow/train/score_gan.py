@@ -27,7 +27,7 @@ from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config
+from .config import check_config, check_nets_fit, train_device
 from .data_source import DataSource
 from .dflow import _betas, _pos_float, _pos_int
 from .parallel import Parallel
@@ -177,11 +177,13 @@ def train_score_gan(
     ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
     (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds)."""
     cfg.validate()
-    device = torch.device(cfg.device)
+    device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     S = build(cfg.arch_s, **cfg.arch_s_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
+    shape = DataSource.shape_of(cfg.data) if data_score is None else None  # a given score: any sample shape
+    check_nets_fit(G, cfg.latent_dim, shape, arch_g=cfg.arch_g)
     s_data = data_score if data_score is not None else default_data_score(data)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
