@@ -107,7 +107,7 @@ class Result:
 
     x: torch.Tensor
     z: torch.Tensor | None
-    info: Info = field(default_factory=lambda: Info())
+    info: dict[str, Any] = field(default_factory=dict)  # its common fields: Info
     y: torch.Tensor | None = None
 
     @property
@@ -130,7 +130,7 @@ class Result:
     @property
     def evals(self) -> Evals:
         """The run's evaluations of G, D and a score model (:class:`Evals`)."""
-        return Evals(**{k: self.info.get(k, 0) for k in EVAL_KEYS})  # type: ignore[misc]
+        return Evals(*[self.info.get(k, 0) for k in EVAL_KEYS])
 
     @property
     def wall_s(self) -> float:

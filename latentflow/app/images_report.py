@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from .._io import atomic_write_bytes, atomic_write_text
+from ..result import Evals
 from ..samplers import NO_REFINEMENT
 from .images_metrics import M_CS, M_FID, M_IFID, M_KID
 from .images_rows import FOCUS
@@ -94,13 +95,13 @@ def images_table(doc: dict) -> str:
         if "error" in r:
             lines.append(f"| {r['label']} | error: {r['error'].splitlines()[0][:200]} |" + " |" * (len(head) - 2))
             continue
-        b, m = r["budget_per_sample"], r["metrics"]
+        b, m = Evals(**r["budget_per_sample"]), r["metrics"]
         kid = m.get(M_KID)
         delta = r.get("vs_generator_pct", {}).get(M_FID)
         cells = [
             r["label"],
-            f"{b['n_G_forward']:.1f} / {b['n_G_backward']:.1f}",
-            f"{b['n_D_forward']:.1f} / {b['n_D_backward']:.1f}",
+            f"{b.n_G_forward:.1f} / {b.n_G_backward:.1f}",
+            f"{b.n_D_forward:.1f} / {b.n_D_backward:.1f}",
             _f(m.get(M_FID)),
             "–" if r["method"] == NO_REFINEMENT or delta is None else f"{delta:+.1f}%",
             _f(kid, 3),

@@ -19,7 +19,7 @@ import torch
 
 from .._io import atomic_write_text
 from ..errors import LatentflowError
-from ..result import GD_EVAL_KEYS
+from ..result import GD_EVAL_KEYS, Evals
 from ..rng import sample_latents
 from ..samplers import kernel
 from .images_rows import VARIANTS
@@ -188,7 +188,7 @@ def toy2d_table(doc: dict) -> str:
             lines.append(f"| {r['model']} | {r['label']} | error: {r['error']} | | | | | | |")
             continue
         m, sd = r["metrics"], r.get("metrics_std", {})
-        b = r["budget_per_sample"]
+        b = Evals(**r["budget_per_sample"])
 
         def ms(k, nd=3, m=m, sd=sd):
             if k not in m:
@@ -199,7 +199,7 @@ def toy2d_table(doc: dict) -> str:
         ref = r.get("reference") or {}
         ref_s = ", ".join(f"{k} {v}" for k, v in ref.items() if k != "source") if ref else ""
         lines.append(
-            f"| {r['model']} | {r['label']} | {b['n_D_forward'] + b['n_D_backward']:.0f} | "
+            f"| {r['model']} | {r['label']} | {b.n_D_forward + b.n_D_backward:.0f} | "
             f"{ms('modes', 1)} | {ms('high_quality_pct', 1)} | {ms('hq_std', 3)} | {ms('emd', 3)} | "
             f"{ref_s} | {r['wall_s']:.1f} |"
         )

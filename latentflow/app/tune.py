@@ -273,13 +273,13 @@ def tune(
                 scores[c.label] = m
         ranked = sorted((c for c in alive if c.label in scores and c != none), key=lambda c: scores[c.label])
         if progress:
-            best = ranked[0].label if ranked else "-"
+            top = ranked[0].label if ranked else "-"
             log.info(
-                "tune rung %d: n=%d, %d candidates, best %s (%.4g), none %.4g",
+                "tune rung %d: n=%d, %d candidates, best %s (%.4g), generator alone %.4g",
                 rung,
                 n,
                 len(alive),
-                best,
+                top,
                 scores[ranked[0].label] if ranked else float("nan"),
                 scores.get(none.label, float("nan")),
             )

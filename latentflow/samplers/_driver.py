@@ -61,7 +61,7 @@ class Kernel:
     """
 
     name: ClassVar[str] = ""
-    Options: ClassVar[type] = Options
+    Options: ClassVar[type[Options]] = Options
     engine_fields: ClassVar[tuple] = ENGINE_FIELDS
     needs: ClassVar[Needs] = Needs()
     hint: ClassVar[str] = "reduce the step size"

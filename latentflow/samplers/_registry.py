@@ -32,7 +32,7 @@ from ._driver import Kernel, run, split_options
 log = logging.getLogger("latentflow")
 
 METHODS: dict[str, Callable] = {}
-KERNELS: dict[str, type] = {}
+KERNELS: dict[str, type[Kernel]] = {}
 
 #: positional parameters every sampler takes (the callables and the initial state), not options.
 POSITIONAL = ("G", "D", "z")
@@ -89,7 +89,7 @@ def _check_declarations(name: str, kernel_cls) -> None:
         raise OptionError(f'method "{name}": unknown engine field(s) {", ".join(bad)}')
 
 
-def register(name: str, kernel_cls: type) -> Callable:
+def register(name: str, kernel_cls: type[Kernel]) -> Callable:
     """File ``kernel_cls`` under ``name`` and return its public sampler function; a duplicate raises."""
     if name in METHODS:
         raise OptionError(f'method "{name}" is already registered (by {KERNELS[name].__module__})')
@@ -151,7 +151,7 @@ def load_plugins() -> list[str]:
     return added
 
 
-def kernels() -> dict[str, type]:
+def kernels() -> dict[str, type[Kernel]]:
     """``name -> Kernel subclass`` of every registered method, plug-ins included, in registration order."""
     if not _plugins_loaded:
         load_plugins()
@@ -166,7 +166,7 @@ class MethodInfo:
     summary: str  # first line of the docstring
     fields: tuple = ()  # ({name, type, default, help}, ...) from the options record
     needs: Needs = dataclasses.field(default_factory=Needs)  # what the method needs from the model
-    kernel: type = Kernel  # the kernel, with the rest of its declarations (cost, search space, ...)
+    kernel: type[Kernel] = Kernel  # the kernel, with the rest of its declarations (cost, search space, ...)
 
     def to_dict(self) -> dict:
         def enc(v):
@@ -222,7 +222,7 @@ def get(name: str) -> Callable:
     return METHODS[name]
 
 
-def kernel(name: str) -> type:
+def kernel(name: str) -> type[Kernel]:
     """The :class:`Kernel` subclass of method ``name`` (its declarations); unknown: ``OptionError``."""
     if not isinstance(name, str) or name not in kernels():
         raise _unknown(name)

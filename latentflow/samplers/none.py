@@ -10,6 +10,7 @@ one chunked generator call of latentflow (sample, tune, bench, calibration).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,7 +68,7 @@ def generate(G, z: Tensor, batch_size: int = 1024, y: Tensor | None = None) -> T
     """``G(z)`` (``G(z, y)`` with labels ``y [B]``) in chunks of ``batch_size`` latents, without gradients and
     with every ``nn.Module`` in eval mode (restored afterwards): the ``none`` method. A class-conditional G
     given no labels gets uniform ones from the per-chain streams of seed 0 (a fixed draw)."""
-    opts = dict(batch_size=batch_size, generator=0, progress=False)
+    opts: dict[str, Any] = dict(batch_size=batch_size, generator=0, progress=False)
     if y is not None:
         opts["y"] = y
     with torch.no_grad():
