@@ -20,16 +20,19 @@ from .errors import (
     OptionError,
     ShapeError,
 )
-from .models import set_method_table as _set_method_table
-from .models import set_sampler as _set_sampler
 from .result import Result, Step
 from .rng import sample_latents
 from .samplers import methods
 
-# the manifest checks its per-method sampling defaults against the samplers' registry (models cannot import
-# samplers: they sit on the same level), so the facade, above both, connects them
-_set_method_table(lambda: {name: info.options for name, info in methods().items()})
-_set_sampler(refine)  # ModelPair.refine runs latentflow.refine through this hook, for the same reason
+
+def __getattr__(name: str):
+    """The subpackages not imported by ``import latentflow`` (``latentflow.models``, ``latentflow.app``, ...),
+    imported on first access."""
+    import importlib
+
+    if name in ("models", "app", "stream", "metrics", "train", "nets", "data", "dist", "cli"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'latentflow' has no attribute {name!r}")
 
 
 def load(ref, **kwargs):

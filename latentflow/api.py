@@ -9,14 +9,14 @@ from torch import Tensor
 
 from .errors import OptionError
 from .result import Result
-from .samplers import check_options, get, methods  # noqa: F401  (methods re-exported)
+from .samplers import DEFAULT_METHOD, check_options, get, methods  # noqa: F401  (methods re-exported)
 
 
 def refine(
     G: Callable | None,
     D: Callable,
     z: Tensor,
-    method: str = "ddls",
+    method: str = DEFAULT_METHOD,
     *,
     y: Tensor | int | None = None,
     seed: int | None = None,
@@ -30,6 +30,7 @@ def refine(
     the per-chain streams as ``generator=seed``). ``chain_offset=a`` gives rows [a, b) of a bigger run.
     A method that samples a score model takes it as the option ``score=S`` with ``G=None`` (``"dg_score"``:
     ``S(x, σ) -> [B, *X]``, ``z`` the starting noise; ``methods()[method].needs`` says what each method needs).
+    ``method="none"`` is the generator alone, ``G(z)`` in chunks (the baseline of every comparison).
 
     ``y``: class labels of a class-conditional model, one per row of ``z`` (``[B]`` integers, or one int for
     every row). G is then called as ``G(z, y)`` and D as ``D(x, y)`` in every chunk; each chain keeps its label

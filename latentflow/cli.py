@@ -11,7 +11,6 @@ as an alias, see ``TORCHRUN_ALIASES``).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import logging
 import sys
@@ -25,17 +24,6 @@ from .app import DivergenceWarning, LatentflowError, OptionError, OutputError
 #: options of ours that are prefixes of torchrun options (``--num`` of ``--numa-binding``): kept for
 #: compatibility, each beside a safe spelling of the same option; under ``torchrun`` use the safe one
 TORCHRUN_ALIASES = {"--num": "--num-samples"}
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _parse_opts(pairs) -> dict:
-    return {k: _parse_value(v) for k, v in app.split_pairs(pairs, name="--set")}
 
 
 def _json_arg(text: str | None, name: str):
@@ -52,11 +40,6 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _suggest(name: str, choices) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f' Did you mean "{close[0]}"?' if close else ""
-
-
 class _Choice(click.Choice):
     """``click.Choice`` whose refusal adds a close-match suggestion (a usage error: exit code 2)."""
 
@@ -64,7 +47,7 @@ class _Choice(click.Choice):
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as e:
-            raise click.BadParameter(e.message + _suggest(value, self.choices), ctx=ctx, param=param) from None
+            raise click.BadParameter(e.message + app.suggest(value, self.choices), ctx=ctx, param=param) from None
 
 
 class _Group(click.Group):
@@ -117,7 +100,7 @@ def main(verbose):
 
 
 def _method_names():
-    return app.method_names()  # and "none": no refinement (latentflow.app.NO_REFINEMENT)
+    return app.method_names()  # plug-ins and "none" (the generator alone) included
 
 
 @main.command()
@@ -130,10 +113,10 @@ def _method_names():
 )
 @click.option(
     "--method",
-    default="ddls",
+    default=app.DEFAULT_METHOD,
     show_default=True,
     type=_Choice(_method_names()),
-    help="A sampler (see `latentflow methods`), or none: the generator's samples, unrefined.",
+    help=f"A sampler (see `latentflow methods`), or {app.NO_REFINEMENT}: the generator's samples, unrefined.",
 )
 @click.option(
     "-n",
@@ -327,13 +310,14 @@ def tune_cmd(model, real, budget, out, seed, quiet, as_json):
 @main.command("methods")
 @click.option("--json", "as_json", is_flag=True)
 def methods_cmd(as_json):
-    """List the samplers with their options and defaults."""
+    """List the samplers (plug-ins included) with what they need from the model, their options and defaults."""
     ms = app.list_methods()
     if as_json:
         click.echo(json.dumps({n: m.to_dict() for n, m in ms.items()}, indent=2))
         return
     for name, m in ms.items():
         click.echo(f"{name}: {m.summary}")
+        click.echo(f"    needs: {m.needs.describe()}")
         for k, v in m.options.items():
             if k in ("generator", "callback", "progress", "batch_size"):
                 continue
@@ -481,7 +465,7 @@ def _train_command(kind: str):
             presets = app.trainer_presets(kind)
             if preset not in presets:
                 raise click.BadParameter(
-                    f'unknown preset "{preset}" for {kind}.{_suggest(preset, presets)} '
+                    f'unknown preset "{preset}" for {kind}.{app.suggest(preset, presets)} '
                     f"Valid: {', '.join(presets) or 'none (this trainer has no presets)'}",
                     param_hint="--preset",
                 )
@@ -495,12 +479,12 @@ def _train_command(kind: str):
                 if v is not None
             }
         )
-        kw.update(_parse_opts(sets))
+        kw.update(app.parse_config_options(Config, sets))
         bad = sorted(set(kw) - fields)
         if bad:
             raise click.BadParameter(
                 f"unknown config field(s) {', '.join(bad)} for {kind}."
-                f"{_suggest(bad[0], fields)} Valid: {', '.join(sorted(fields))}",
+                f"{app.suggest(bad[0], fields)} Valid: {', '.join(sorted(fields))}",
                 param_hint="--set",
             )
         cfg = Config(**kw)
@@ -594,12 +578,7 @@ def convert_cmd(
 def export_cmd(model, out, metric_pairs, tags, repo_id, no_card):
     """Write a model as G.safetensors + D.safetensors + latentflow.json and a model card README.md
     (uploadable to the Hub)."""
-    metrics = {}
-    for k, v in app.split_pairs(metric_pairs, name="--metric"):
-        try:
-            metrics[k] = float(v)
-        except ValueError:
-            raise app.OptionError(f"--metric {k}: expected a number; got {v!r}") from None
+    metrics = app.parse_pairs(metric_pairs, float, name="--metric")
     app.check_writable(out, name="--out")
     with _writing(out, "the folder is as it was"):
         app.export(model, out, card=not no_card, metrics=metrics or None, tags=list(tags), repo_id=repo_id)

@@ -6,6 +6,9 @@ Every error a user can cause subclasses :class:`LatentflowError`, itself a ``Val
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class LatentflowError(ValueError):
     """Base class of every error latentflow raises for bad input, models or files."""
@@ -50,3 +53,10 @@ class DivergenceError(LatentflowError):
 
 class DivergenceWarning(UserWarning):
     """Some chains produced non-finite values and were frozen at their last finite state."""
+
+
+def suggest(name: object, choices: Iterable) -> str:
+    """``' Did you mean "x"?'`` for the closest of ``choices`` to ``name`` (difflib), or ``""``: the one
+    close-match hint of every "unknown name" message (methods, options, models, architectures, presets)."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f' Did you mean "{close[0]}"?' if close else ""

@@ -13,14 +13,17 @@ A wrong value is an ``OptionError`` naming the option, the expected type and the
 :class:`EngineOptions` holds the options every sampler shares (chunking, speed, randomness,
 callbacks, divergence policy); they are documented once, here.
 
-``parse_cli_options(method, ["steps=10", "mala=true"])`` parses ``key=value`` strings by the declared
-types (the command line is the only place where ``"true"``/``"no"``/``"1"`` mean a bool).
+:func:`parse_pairs` is the one ``KEY=VALUE`` parser (``--opt``, ``--set``, ``--metric``, a benchmark row's
+``ddls:steps=20``): it reads each value by its declared type where one is given (the command line is the
+only place where ``"true"``/``"no"``/``"1"`` mean a bool), else as JSON where it parses, else as the text.
+The samplers' registry (:func:`latentflow.samplers.parse_cli_options`) and the trainers' configs
+(:mod:`latentflow.train.config`) both parse and check through here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import json
 import math
 import typing
 from collections.abc import Callable
@@ -28,15 +31,15 @@ from typing import Any, Literal, Union
 
 import torch
 
-from .errors import OptionError
+from .errors import OptionError, suggest
 
 __all__ = [
     "field",
     "Options",
     "EngineOptions",
-    "declare",
-    "describe",
-    "parse_cli_options",
+    "parse_pairs",
+    "parse_value",
+    "field_types",
     "suggest",
     "type_name",
     "check_value",
@@ -45,8 +48,6 @@ __all__ = [
 ]
 
 _NONE = type(None)
-#: method name -> its options record (filled by ``declare`` when the samplers are imported)
-_RECORDS: dict[str, type] = {}
 _RANGES = {
     "gt": (">", lambda v, b: v > b),
     "ge": (">=", lambda v, b: v >= b),
@@ -61,12 +62,6 @@ def field(default: Any, help: str, **ranges) -> Any:
     if bad:
         raise TypeError(f"unknown range keys {sorted(bad)}")
     return dataclasses.field(default=default, metadata={"help": help, **ranges})
-
-
-def suggest(name: str, choices) -> str:
-    """``' Did you mean "x"?'`` for the closest of ``choices`` to ``name`` (difflib), or ``""``."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f' Did you mean "{close[0]}"?' if close else ""
 
 
 def _args(tp) -> tuple:
@@ -111,9 +106,13 @@ def _matches(v, tp) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
     if tp is str:
         return isinstance(v, str)
+    if tp in (tuple, list):  # a bare tuple or list: any sequence (a JSON list on the command line)
+        return isinstance(v, (list, tuple))
     origin = typing.get_origin(tp)
     if origin is not None and getattr(origin, "__name__", "") == "Callable" or tp is Callable:
         return callable(v)
+    if origin is dict or tp is dict:
+        return isinstance(v, dict)
     if origin is not None:  # Sequence[float] and friends: a non-string sequence of numbers
         return isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
     return isinstance(v, tp)
@@ -247,97 +246,77 @@ ENGINE_FIELDS = tuple(f.name for f in dataclasses.fields(EngineOptions))
 SPEED_FIELDS = ("compile", "cuda_graph", "autocast")
 
 
-def declare(method: str, record: type, engine_fields: tuple = ENGINE_FIELDS) -> None:
-    """Register the options record of ``method`` and the engine options it takes (the samplers'
-    registry calls this)."""
-    _RECORDS[method] = (record, tuple(engine_fields))
-
-
-def _fields(method: str) -> list:
-    record, eng = _record(method)
-    return list(dataclasses.fields(record)) + [f for f in dataclasses.fields(EngineOptions) if f.name in eng]
-
-
-def _hints(method: str) -> dict:
-    record, eng = _record(method)
-    h = typing.get_type_hints(record)
-    h.update({k: v for k, v in typing.get_type_hints(EngineOptions).items() if k in eng})
-    return h
-
-
-def _record(method: str) -> tuple:
-    if method not in _RECORDS:
-        raise OptionError(
-            f'Unknown method "{method}". Available: {", ".join(sorted(_RECORDS))}.' + suggest(method, _RECORDS)
-        )
-    return _RECORDS[method]
-
-
-def describe(method: str) -> list[dict]:
-    """The fields of ``method``'s options record and of the engine options it takes: name, type,
-    default, help (JSON-able)."""
-    record, eng = _record(method)
-    return record.fields_info() + [f for f in EngineOptions.fields_info() if f["name"] in eng]
+def field_types(record: type) -> dict:
+    """``{field name: annotation}`` of a dataclass (annotations resolved, also those written as strings)."""
+    return typing.get_type_hints(record)
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _parse_one(name: str, text: str, tp):
-    """One CLI value by its annotation; ``None`` (the text "none") for optional fields."""
+def _json_or_text(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_value(name: str, text: str, tp=None, *, what: str = "option"):
+    """One ``KEY=VALUE`` value by its annotation ``tp``: bools take ``true/false/1/0/yes/no/on/off``, optional
+    fields ``none``/``null``, Literal fields one of their choices, number sequences ``2,1,0.5``; a type this
+    parser does not read (``dict``, ``tuple``, a class) or no ``tp``: JSON where it parses, else the text."""
+    if tp is None or tp is Any:
+        return _json_or_text(text)
     alts = list(_args(tp)) if _is_union(tp) else [tp]
     low = text.strip().lower()
     if _NONE in alts and low in ("none", "null"):
         return None
+    known = False
     for a in alts:
         if typing.get_origin(a) is Literal:
+            known = True
             for c in _args(a):
                 if str(c) == text.strip():
                     return c
-        elif a is bool and low in _TRUE + _FALSE:
-            return low in _TRUE
-        elif a is int:
+        elif a is bool:
+            known = True
+            if low in _TRUE + _FALSE:
+                return low in _TRUE
+        elif a in (int, float):
+            known = True
             try:
-                return int(text)
-            except ValueError:
-                pass
-        elif a is float:
-            try:
-                return float(text)
+                return a(text)
             except ValueError:
                 pass
         elif a is str:
             return text
         elif typing.get_origin(a) is not None and getattr(typing.get_origin(a), "__name__", "") == "Sequence":
+            known = True
             try:  # a comma-separated list of numbers: sigmas=2,1,0.5
                 return [float(t) for t in text.split(",")]
             except ValueError:
                 pass
-    raise OptionError(f"option {name} must be {type_name(tp)}; got {text!r}")
+    if not known:
+        return _json_or_text(text)
+    raise OptionError(f"{what} {name} must be {type_name(tp)}; got {text!r}")
 
 
-def parse_cli_options(method: str, pairs: list[str]) -> dict:
-    """Parse ``["key=value", ...]`` by the types ``method`` declares; returns ``{key: value}``.
-
-    Bools take ``true/false/1/0/yes/no/on/off``; optional fields take ``none``; Literal fields one of
-    their choices. Unknown keys get a close-match suggestion. Engine options that are not plain values
-    (``generator``, ``callback``) cannot be given here."""
-    hints = _hints(method)
-    metas = {f.name: f.metadata for f in _fields(method)}
+def parse_pairs(pairs, types=None, *, name: str = "option") -> dict:
+    """The one ``KEY=VALUE`` parser: ``["key=value", ...]`` -> ``{key: value}`` (``-`` in keys read as ``_``; a
+    key given twice keeps its last value). ``types``: ``{key: annotation}``, or one annotation for every key
+    (a key it does not list, or ``types=None``: JSON where it parses, else the text; see :func:`parse_value`).
+    Names and values are not checked here: the record or config they go to checks them (:func:`check_value`).
+    ``name`` (``"option"``, ``"--set"``, ``"--metric"``) names the pairs in messages."""
+    if types is not None and not isinstance(types, dict):
+        one = types
+        types = {}
+    else:
+        one = None
     out = {}
     for pair in pairs:
         if not isinstance(pair, str) or "=" not in pair:
-            raise OptionError(f"options must be given as key=value; got {pair!r}")
+            raise OptionError(f"{name} expects KEY=VALUE; got {pair!r}")
         key, _, text = pair.partition("=")
-        key = key.strip()
-        if key not in hints or key in ("generator", "callback"):
-            valid = sorted(k for k in hints if k not in ("generator", "callback"))
-            raise OptionError(
-                f'method "{method}" got unknown option(s) {key}.'
-                + suggest(key, valid)
-                + f" Valid options: {', '.join(valid)}."
-            )
-        value = _parse_one(key, text, hints[key])
-        check_value(key, value, hints[key], metas[key])
-        out[key] = value
+        key = key.strip().replace("-", "_")
+        out[key] = parse_value(key, text.strip(), (types or {}).get(key, one), what=name)
     return out

@@ -51,8 +51,9 @@ from torch import Tensor, nn
 from . import dist
 from ._io import FolderLock, atomic_save_safetensors, atomic_write_json
 from .errors import OptionError
-from .result import Result
+from .result import GD_EVAL_KEYS, Result
 from .rng import ChainStream, stream_key
+from .samplers import DEFAULT_METHOD
 
 log = logging.getLogger("latentflow")
 
@@ -70,7 +71,7 @@ INDEX = "index.json"
 #: the lock file of a run, inside ``out_path``
 LOCK = ".lock"
 #: counters summed over the shards (and so over processes) into the index's ``totals``
-COUNTERS = ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward", "wall_s")
+COUNTERS = (*GD_EVAL_KEYS, "wall_s")
 
 
 def block_seed(seed: int, block: int, purpose: str = "block") -> int:
@@ -182,7 +183,7 @@ def refine_to_disk(
     G: Callable | None,
     D: Callable,
     z_or_n: Tensor | int,
-    method: str = "ddls",
+    method: str = DEFAULT_METHOD,
     out_path: str | os.PathLike = "refined",
     *,
     chunk: int = 4096,

@@ -100,10 +100,11 @@ def test_clear_errors(tiny_model, tmp_path):
 def test_methods_and_models_listing():
     r = run(["methods", "--json"])
     ms = json.loads(r.output)
-    assert set(ms) == {"ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh"}
+    assert set(ms) == {"ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh", "none"}
+    assert ms["none"]["refines"] is False and ms["ddls"]["needs"]["discriminator"] == ["D(x)"]
     assert ms["ddls"]["options"]["step_size"] == 0.003
     r = run(["methods"])
-    assert "ddls:" in r.output and "step_size = 0.003" in r.output
+    assert "ddls:" in r.output and "step_size = 0.003" in r.output and "needs: a generator, D(x)" in r.output
     r = run(["models", "--json"])
     rows = json.loads(r.output)
     assert {"name", "source", "offline", "verified"} <= set(rows[0])

@@ -331,7 +331,7 @@ def test_clear_errors():
 
 def test_methods_declare_the_score_role_and_results_serialise():
     info = lf.methods()["dg_score"]
-    assert "score" in info.needs and "D(x, σ)" in info.needs["discriminator"]
+    assert info.needs.score and info.needs.discriminator == ("D(x, sigma)",) and info.needs.discriminator_optional
     assert info.options["score"] is None and info.options["solver"] == "heun"
     json.dumps(info.to_dict())
     s_q, logit = _wrong_model_and_exact_ratio()

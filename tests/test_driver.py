@@ -38,6 +38,7 @@ CASES = {
         "score",
         dict(steps=3, w=0.5, sigma_max=2.0, sigma_min=0.5, solver="langevin", langevin_steps=2, step_size=0.05),
     ),
+    "none": ("gauss", dict()),
 }
 
 
@@ -95,9 +96,9 @@ def test_chain_offset_split_equals_one_call(case):
     torch.testing.assert_close(torch.cat([a.x, b.x]), ref.x, rtol=1e-4, atol=1e-4)
     if ref.z is not None:
         torch.testing.assert_close(torch.cat([a.z, b.z]), ref.z, rtol=1e-4, atol=1e-4)
-    # and a wrong offset gives other samples (the offset is really used); DOT draws nothing per chain
+    # and a wrong offset gives other samples (the offset is really used); DOT and G alone draw nothing per chain
     c = _run(case, z[k:], chain_offset=0)
-    assert torch.allclose(c.x, ref.x[k:]) == (case == "dot")
+    assert torch.allclose(c.x, ref.x[k:]) == (case in ("dot", "none"))
 
 
 def test_mala_accept_decisions_do_not_depend_on_chunking():

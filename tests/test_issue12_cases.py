@@ -377,7 +377,7 @@ def test_err_z_whose_dtype_or_latent_size_does_not_match_g():
 
 
 def test_err_G_none_for_a_method_that_needs_a_generator():
-    needs = [m for m, info in lf.methods().items() if info.needs["generator"] == "required"]
+    needs = [m for m, info in lf.methods().items() if info.needs.generator == "required"]
     assert {"ddls", "drs", "mh"} <= set(needs)
     calls = []
     D = lambda x: calls.append(1) or x[:, 0]  # noqa: E731

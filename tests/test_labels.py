@@ -264,7 +264,7 @@ def test_sample_model_and_cli_write_labels(tmp_path):
     assert r.exit_code != 0 and "--class" in r.output
     with pytest.raises(OptionError, match="not class-conditional"):
         app.sample_model("grid25-wgangp", "ddls", num=4, class_label=1, device="cpu", progress=False)
-    with pytest.raises(OptionError, match=r"class must be an int in \[0, 9\]"):
+    with pytest.raises(OptionError, match=r"class_label must be an int in \[0, 9\]"):
         app.sample_model(str(folder), "ddls", num=4, class_label=10, device="cpu", progress=False)
 
 

@@ -290,7 +290,7 @@ def test_methods_that_do_not_fit_are_refused_clearly(trained, tmp_path):
             "--quiet",
         ]
     )
-    assert r.exit_code == 1 and 'method "none" (no refinement) takes no options; got steps' in r.output
+    assert r.exit_code == 1 and 'method "none" got unknown option(s) steps' in r.output
     r = cli(
         ["sample", "--model", str(trained["dgd"][0]), "--method", "dflow", "--num", "4", "--out", str(tmp_path / "o")]
     )

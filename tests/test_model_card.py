@@ -71,7 +71,7 @@ def test_cli_export_writes_the_card(tmp_path):
     assert fm["latentflow_metrics"] == {"emd": 0.05} and "toy" in fm["tags"]
     assert fm["model-index"][0]["results"][0]["task"]["type"] == "other"  # 2-D samples, not images
     r = CliRunner().invoke(main, ["export", "grid25-wgangp", "--out", str(tmp_path / "f"), "--metric", "emd=x"])
-    assert r.exit_code == 1 and r.output.strip() == "error: --metric emd: expected a number; got 'x'"
+    assert r.exit_code == 1 and r.output.strip() == "error: --metric emd must be float; got 'x'"
 
 
 def test_bench_real_is_checked_before_compute(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from analytic import gaussian_problem
 
 import latentflow as lf
-from latentflow import options
+from latentflow import options, samplers
 from latentflow.errors import OptionError
 from latentflow.samplers.ddls import DDLSOptions
 
@@ -71,8 +71,8 @@ def dataclass_frozen_error():
 
 
 def test_parse_cli_options_by_declared_types():
-    assert options.parse_cli_options("ddls", ["mala=false"]) == {"mala": False}
-    got = options.parse_cli_options(
+    assert samplers.parse_cli_options("ddls", ["mala=false"]) == {"mala": False}
+    got = samplers.parse_cli_options(
         "ddls",
         [
             "mala=yes",
@@ -88,8 +88,8 @@ def test_parse_cli_options_by_declared_types():
         mala=True, steps=10, step_size=0.5, noise_scale=None, d_output="critic", batch_size="auto", progress=False
     )
     assert type(got["step_size"]) is float and type(got["steps"]) is int
-    assert options.parse_cli_options("dot", ["k_eff=2"]) == {"k_eff": 2}
-    assert options.parse_cli_options("ddls", ["batch_size=64"]) == {"batch_size": 64}
+    assert samplers.parse_cli_options("dot", ["k_eff=2"]) == {"k_eff": 2}
+    assert samplers.parse_cli_options("ddls", ["batch_size=64"]) == {"batch_size": 64}
 
 
 @pytest.mark.parametrize(
@@ -101,19 +101,19 @@ def test_parse_cli_options_by_declared_types():
         ("d_output=score", r"option d_output must be one of logit, prob, critic; got .score."),
         ("step_size=-1", r"step_size must be > 0; got -1"),
         ("stepsize=0.1", r'method "ddls" got unknown option\(s\) stepsize. Did you mean "step_size"\?'),
-        ("steps", r"key=value"),
+        ("steps", r"expects KEY=VALUE"),
     ],
 )
 def test_parse_cli_options_errors(pair, match):
     with pytest.raises(OptionError, match=match):
-        options.parse_cli_options("ddls", [pair])
+        samplers.parse_cli_options("ddls", [pair])
 
 
 def test_unknown_method_and_option_suggestions():
     assert options.suggest("ddsl", ["ddls", "dot", "mh"]) == ' Did you mean "ddls"?'
     assert options.suggest("zzz", ["ddls"]) == ""
     with pytest.raises(OptionError, match='Unknown method "ddsl".*Did you mean "ddls"'):
-        options.parse_cli_options("ddsl", [])
+        samplers.parse_cli_options("ddsl", [])
     with pytest.raises(OptionError, match='Did you mean "ddls"'):
         lf.refine(None, None, torch.zeros(2, 2), method="ddsl")
     with pytest.raises(OptionError, match=r'unknown option\(s\) stepsize.*Did you mean "step_size"'):
@@ -128,12 +128,12 @@ def test_methods_list_fields_types_help_and_needs():
     assert f["batch_size"]["type"] == 'int or "auto" or None'
     assert "on_divergence" in f and "chain_offset" in f
     assert "compile" not in {x["name"] for x in ms["mh"].fields}  # no speed options without gradients
-    assert ms["dflow"].needs["discriminator"] == "time-conditioned D(x, t)"
-    assert ms["ddls"].needs["generator"] == "required"
+    assert ms["dflow"].needs.discriminator == ("D(x, t)",)
+    assert ms["ddls"].needs.generator == "required"
     for m in ms.values():
         d = json.loads(json.dumps(m.to_dict()))
         assert d["fields"] and d["needs"] and all(x["help"] for x in d["fields"])
-    assert options.describe("ddls") == [dict(x) for x in ms["ddls"].fields]
+    assert samplers.describe("ddls") == [dict(x) for x in ms["ddls"].fields]
 
 
 def test_generated_signature_and_docstring():
@@ -149,10 +149,34 @@ def test_generated_signature_and_docstring():
 
 
 def test_cli_sequences_generator_type_and_listing():
-    assert options.parse_cli_options("dg_langevin", ["sigmas=2,1,0.5"]) == {"sigmas": [2.0, 1.0, 0.5]}
+    assert samplers.parse_cli_options("dg_langevin", ["sigmas=2,1,0.5"]) == {"sigmas": [2.0, 1.0, 0.5]}
     with pytest.raises(OptionError, match="generator must be Generator or int or None; got 'seed'"):
         options.EngineOptions(generator="seed")
     with pytest.raises(OptionError, match=r"got unknown option\(s\) generator"):
-        options.parse_cli_options("ddls", ["generator=3"])
+        samplers.parse_cli_options("ddls", ["generator=3"])
     with pytest.raises(OptionError, match="callback must be Callable or None"):
         options.EngineOptions(callback=3)
+
+
+def test_one_key_value_parser_types_by_declaration_else_json():
+    assert options.parse_pairs(["a=1", "b-c=x", "d=[1, 2]", "e=true"]) == {"a": 1, "b_c": "x", "d": [1, 2], "e": True}
+    assert options.parse_pairs(["lr=1e-3", "name=123"], {"lr": float, "name": str}) == {"lr": 0.001, "name": "123"}
+    assert options.parse_pairs(["fid=12.5"], float) == {"fid": 12.5}
+    with pytest.raises(OptionError, match="--metric fid must be float; got 'x'"):
+        options.parse_pairs(["fid=x"], float, name="--metric")
+    with pytest.raises(OptionError, match="--set expects KEY=VALUE; got 'lr'"):
+        options.parse_pairs(["lr"], name="--set")
+    from latentflow.app.options import parse_config_options
+    from latentflow.train import get_trainer
+
+    Config, _ = get_trainer("gan")
+    got = parse_config_options(Config, ["steps=10", "data=grid25", "betas=[0.4, 0.9]", "data_root=none"])
+    assert got == {"steps": 10, "data": "grid25", "betas": [0.4, 0.9], "data_root": None}
+
+
+def test_one_suggest_for_every_unknown_name():
+    from latentflow import errors
+
+    assert options.suggest is errors.suggest
+    with pytest.raises(lf.ManifestError, match='Did you mean "mlp_g"'):
+        lf.nets.build("mlp_gg")

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 import latentflow as lf
 from latentflow import app
-from latentflow.errors import ManifestError, OptionError
+from latentflow.errors import OptionError
 from latentflow.models import export, make_pair, sampling_options
 from latentflow.nets import build
 
@@ -75,10 +75,10 @@ def test_overrides_go_on_top_and_none_is_a_value(folder):
 def test_one_merge_rule_for_cli_and_api(folder):
     meta = lf.load(folder, device="cpu").meta
     user = {"steps": 3, "step_size": None}
-    cli = app.method_options("ddls", meta, user)
-    assert cli == sampling_options("ddls", meta, user, lf.methods()["ddls"].options)
+    cli = app.sampling_options("ddls", meta, user)
+    assert cli == sampling_options("ddls", meta, user)
     assert cli == {"steps": 3, "step_size": 0.02, "noise_scale": 0.05, "d_output": "critic", "prior": "normal"}
-    api = sampling_options("ddls", meta, user, lf.methods()["ddls"].options, none_is_unset=False)
+    api = sampling_options("ddls", meta, user, none_is_unset=False)
     assert api["step_size"] is None and api["steps"] == 3
 
 
@@ -92,7 +92,7 @@ def test_refine_errors_name_the_argument(folder):
         pair.refine(n=2, method="ddsl")
     with pytest.raises(OptionError, match="either seed or generator"):
         pair.refine(n=2, seed=0, generator=torch.Generator())
-    with pytest.raises(ManifestError, match="not class-conditional"):
+    with pytest.raises(OptionError, match="not class-conditional"):
         pair.refine(n=2, class_label=1, progress=False)
 
 

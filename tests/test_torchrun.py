@@ -83,10 +83,10 @@ def test_two_processes_write_what_one_process_writes(two_process_runs, tmp_path,
     # the counts are summed over both ranks: those of rank 0's block plus rank 1's (each call has its own
     # fixed overhead, e.g. a probe, so they are not those of one call over all 200 rows)
     import latentflow as lf
-    from latentflow.app import method_options
+    from latentflow.app import sampling_options
 
     pair = lf.load("grid25-wgangp")
-    opts = method_options(case.split("-")[0], pair.meta, dict(JOBS[case]))
+    opts = sampling_options(case.split("-")[0], pair.meta, dict(JOBS[case]))
     gen = torch.Generator().manual_seed(0)  # as sample_model draws: latents first, then the key
     z = lf.sample_latents(200, 2, generator=gen)
     state = gen.get_state()

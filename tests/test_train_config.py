@@ -14,13 +14,13 @@ from latentflow.train import check_config, get_trainer, make_config
     [
         ("gan", {"betas": [0.5]}, r"betas \(GANConfig\) must be 2 numbers like \[0\.5, 0\.9\]; got \[0\.5\]"),
         ("gan", {"betas": ["a", "b"]}, r"betas \(GANConfig\) must be 2 numbers"),
-        ("gan", {"steps": "ten"}, r"steps \(GANConfig\) must be int; got str 'ten'"),
-        ("gan", {"steps": 2.5}, r"steps \(GANConfig\) must be int; got float 2\.5"),
-        ("gan", {"lr_g": True}, r"lr_g \(GANConfig\) must be float; got bool True"),
+        ("gan", {"steps": "ten"}, r"steps \(GANConfig\) must be int; got 'ten' \(str\)"),
+        ("gan", {"steps": 2.5}, r"steps \(GANConfig\) must be int; got 2\.5 \(float\)"),
+        ("gan", {"lr_g": True}, r"lr_g \(GANConfig\) must be float; got True \(bool\)"),
         ("gan", {"arch_g_kwargs": [1]}, r"arch_g_kwargs \(GANConfig\) must be dict"),
         ("gan", {"data": None}, r"data \(GANConfig\) must be str; got None"),
-        ("dflow", {"gp_weight": "big"}, r"gp_weight \(DFlowConfig\) must be float or null; got str"),
-        ("scoregan", {"betas": 0.5}, r"betas \(ScoreGANConfig\) must be list; got float"),
+        ("dflow", {"gp_weight": "big"}, r"gp_weight \(DFlowConfig\) must be float or None; got 'big' \(str\)"),
+        ("scoregan", {"betas": 0.5}, r"betas \(ScoreGANConfig\) must be tuple; got 0\.5 \(float\)"),
     ],
 )
 def test_wrong_types_name_the_field(kind, kw, msg):

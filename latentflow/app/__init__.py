@@ -12,9 +12,10 @@ figures), ``sample``, ``suites``, ``toy2d`` and ``images*`` (the two suites).
 
 from __future__ import annotations
 
-from ..errors import DivergenceWarning, LatentflowError, OptionError, OutputError
-from .fit import NO_REFINEMENT, check_method_fits, fitting_methods, method_options, resolve_device
-from .options import parse_method_options, split_pairs
+from ..errors import DivergenceWarning, LatentflowError, OptionError, OutputError, suggest
+from ..samplers import DEFAULT_METHOD, NO_REFINEMENT
+from .fit import check_method_fits, fitting_methods, resolve_device, sampling_options
+from .options import parse_config_options, parse_method_options, parse_pairs
 from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
 from .report import json_text, sample_summary
 from .sample import OUTPUT_FILES, sample_model
@@ -31,7 +32,10 @@ __all__ = [
     "Suite",
     "suite_names",
     "parse_method_options",
-    "split_pairs",
+    "parse_config_options",
+    "parse_pairs",
+    "suggest",
+    "DEFAULT_METHOD",
     "check_seed",
     "check_writable",
     "OutputError",
@@ -41,7 +45,7 @@ __all__ = [
     "json_text",
     "check_method_fits",
     "fitting_methods",
-    "method_options",
+    "sampling_options",
     "resolve_device",
     "list_methods",
     "method_names",
@@ -88,8 +92,8 @@ def list_methods() -> dict:
 
 
 def method_names() -> list[str]:
-    """The samplers' names and ``"none"`` (no refinement), for ``latentflow sample --method``."""
-    return sorted(list_methods()) + [NO_REFINEMENT]
+    """The registered methods (plug-ins and the generator alone included), for ``latentflow sample --method``."""
+    return sorted(list_methods())
 
 
 def models_table() -> list[dict]:

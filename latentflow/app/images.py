@@ -49,12 +49,13 @@ from .images_metrics import (
     inception_row_metrics,
     real_row_metrics,
 )
-from .images_report import TIE_PCT, curves_png, images_table, verdict, write_outputs
+from .images_report import TIE_PCT, curves_png, generator_row, images_table, verdict, write_outputs
 from .images_rows import (
     ALIASES,
     DEFAULT_BUDGET,
     DEFAULT_METHODS,
     EVAL_KEYS,
+    FOCUS,
     FULL,
     QUICK,
     VARIANTS,
@@ -135,7 +136,8 @@ def images(
     (quick: 5). ``real``: the real set for the Inception metrics (implies ``inception``), checked first."""
     from ..metrics import resolve_real, to_uint8
     from ..models import ModelPair, load
-    from .fit import generate, meta_get
+    from ..samplers import generate
+    from .fit import meta_get
 
     rs = resolve_real(real, num_real) if real is not None else None  # before any compute
     inception = inception or rs is not None
@@ -156,7 +158,7 @@ def images(
             f"For other image models use `latentflow sample --real DIR|FILE.npz|cifar10-train` "
             f"(Inception FID/KID/IS) or `latentflow tune`"
         )
-    rec = (meta_get(pair.meta, "sampling") or {}).get("ddls", {})
+    rec = (meta_get(pair.meta, "sampling") or {}).get(FOCUS, {})
     if budget is None:
         budget = size["budget"] or int(rec.get("steps") or DEFAULT_BUDGET)
     budget = int(budget)
@@ -241,7 +243,7 @@ def images(
         row["total_wall_s"] = time.perf_counter() - t0
         doc["rows"].append(row)
     # the generator's FID-FMNIST is every curve's step 0 (same latents)
-    gen = next((r for r in doc["rows"] if r["method"] == "none" and "error" not in r), None)
+    gen = generator_row(doc["rows"])
     for c in doc["curves"]:
         c[M_FID][0] = gen["metrics"][M_FID] if gen else None
         if c[M_FID][0] is None:
@@ -255,7 +257,7 @@ def images(
 
 
 def _add_deltas(doc: dict) -> None:
-    gen = next((r for r in doc["rows"] if r["method"] == "none" and "error" not in r), None)
+    gen = generator_row(doc["rows"])
     if gen is None:
         return
     g = gen["metrics"][M_FID]
@@ -271,8 +273,8 @@ def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: 
     from ..metrics import to_uint8
 
     ok = [r for r in doc["rows"] if "error" not in r]
-    picks = [r for r in ok if r["method"] == "none"][:1]
-    ddls = [r for r in ok if r["method"] == "ddls"]
+    picks = [r for r in [generator_row(ok)] if r is not None]
+    ddls = [r for r in ok if r["method"] == FOCUS]
     if ddls:
         picks.append(min(ddls, key=lambda r: r["metrics"][M_FID]))
     doc["inception"] = {

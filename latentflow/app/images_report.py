@@ -9,7 +9,10 @@ import traceback
 from pathlib import Path
 
 from .._io import atomic_write_bytes, atomic_write_text
+from ..result import Evals
+from ..samplers import NO_REFINEMENT
 from .images_metrics import M_CS, M_FID, M_IFID, M_KID
+from .images_rows import FOCUS
 from .report import write_json
 
 log = logging.getLogger("latentflow.bench")
@@ -27,10 +30,15 @@ def _f(v, nd=2):
     return str(v)
 
 
+def generator_row(rows) -> dict | None:
+    """The row of the generator alone (the baseline), when it ran."""
+    return next((r for r in rows if r["method"] == NO_REFINEMENT and "error" not in r), None)
+
+
 def verdict(doc: dict) -> str:
     """One line: which rows beat the generator alone on FID-FMNIST, and the best row."""
     ok = [r for r in doc["rows"] if "error" not in r]
-    gen = next((r for r in ok if r["method"] == "none"), None)
+    gen = generator_row(ok)
     if gen is None:
         return "no verdict: the generator row is missing or failed"
     others = [r for r in ok if r is not gen]
@@ -45,7 +53,7 @@ def verdict(doc: dict) -> str:
         f"({', '.join(r['label'] for r in better) or 'none'}); best: {best['label']} "
         f"({_f(best['metrics'][M_FID])} vs {_f(g)}, {best['vs_generator_pct'][M_FID]:+.1f}%)."
     )
-    ddls = [r for r in others if r["method"] == "ddls"]
+    ddls = [r for r in others if r["method"] == FOCUS]
     if ddls:
         bd = min(ddls, key=lambda r: r["metrics"][M_FID])
         pct = bd["vs_generator_pct"][M_FID]
@@ -87,15 +95,15 @@ def images_table(doc: dict) -> str:
         if "error" in r:
             lines.append(f"| {r['label']} | error: {r['error'].splitlines()[0][:200]} |" + " |" * (len(head) - 2))
             continue
-        b, m = r["budget_per_sample"], r["metrics"]
+        b, m = Evals(**r["budget_per_sample"]), r["metrics"]
         kid = m.get(M_KID)
         delta = r.get("vs_generator_pct", {}).get(M_FID)
         cells = [
             r["label"],
-            f"{b['n_G_forward']:.1f} / {b['n_G_backward']:.1f}",
-            f"{b['n_D_forward']:.1f} / {b['n_D_backward']:.1f}",
+            f"{b.n_G_forward:.1f} / {b.n_G_backward:.1f}",
+            f"{b.n_D_forward:.1f} / {b.n_D_backward:.1f}",
             _f(m.get(M_FID)),
-            "–" if r["method"] == "none" or delta is None else f"{delta:+.1f}%",
+            "–" if r["method"] == NO_REFINEMENT or delta is None else f"{delta:+.1f}%",
             _f(kid, 3),
             _f(m.get(M_CS)),
         ]
@@ -131,7 +139,7 @@ def curves_png(path: Path, doc: dict) -> bool:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for c in curves:
         ax.plot(c["steps"], c[M_FID], marker="o", label=c["label"])
-    gen = next((r for r in doc["rows"] if r["method"] == "none" and "error" not in r), None)
+    gen = generator_row(doc["rows"])
     if gen:
         ax.axhline(gen["metrics"][M_FID], color="grey", ls="--", lw=1, label="generator")
     ax.set_xlabel("sampler steps (D evaluations per sample)")
@@ -156,7 +164,7 @@ def write_outputs(doc: dict, samples: dict, out: str | Path, n_grid: int = 64) -
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": "results.json", "md": "results.md"}
-    gen_label = next((r["label"] for r in doc["rows"] if r["method"] == "none" and "error" not in r), None)
+    gen_label = (generator_row(doc["rows"]) or {}).get("label")
     vr = (-1.0, 1.0)
     grids = {}
     if gen_label and gen_label in samples:

@@ -1,5 +1,5 @@
-"""Rows of the image suite: which methods (:data:`VARIANTS`, :func:`parse_method`), at which budget
-(:func:`budget_options`), and how one row runs (:func:`run_row`, with the calibrated "(cal)" D of
+"""Rows of the image suite: which methods (:data:`VARIANTS`, :func:`parse_method`), at which budget (each
+method's own ``Kernel.fit_budget``), and how one row runs (:func:`run_row`, with the calibrated "(cal)" D of
 Che et al. 2020, §5.2, fitted on held-out Fashion-MNIST train images)."""
 
 from __future__ import annotations
@@ -10,50 +10,65 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import OptionError
+from ..options import field_types, parse_pairs
+from ..result import GD_EVAL_KEYS as EVAL_KEYS
+from ..result import Evals
 from ..rng import sample_latents
+from ..samplers import NO_REFINEMENT, kernel, kernels
 
-EVAL_KEYS = ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")
+#: the method the suite follows (Che et al. 2020's DDLS): its best row's Inception FID, and the budget's
+#: default (the model's recommended steps for it)
+FOCUS = "ddls"
 
 
 @dataclass(frozen=True)
 class ImageVariant:
     """One row: a key (as given on the command line), a label, a method (``"none"`` = the generator
-    alone), explicit options (over the model's recommended ones and the budget's), and whether D is
-    calibrated first (the "(cal)" rows)."""
+    alone), explicit options (over the model's recommended ones and the budget's), whether D is
+    calibrated first (the "(cal)" rows), and whether the row records FID-FMNIST against steps (``curve``)."""
 
     key: str
     label: str
     method: str
     options: dict = field(default_factory=dict)
     calibrated: bool = False
+    curve: bool = False
+
+
+def _row(label: str, method: str, options=None, *, key=None, calibrated=False, curve=False) -> ImageVariant:
+    """A row keyed by its method (``-cal`` for a calibrated D) unless ``key`` says otherwise."""
+    key = key or method + ("-cal" if calibrated else "")
+    return ImageVariant(key, label, method, dict(options or {}), calibrated, curve)
 
 
 VARIANTS = {
-    "generator": ImageVariant("generator", "generator", "none"),
-    "drs": ImageVariant("drs", "DRS", "drs"),
-    "mh": ImageVariant("mh", "MH-GAN", "mh"),
-    "dot": ImageVariant("dot", "DOT", "dot"),
-    # the model's recommended DDLS settings apply to every DDLS row; the ULA/MALA rows pin the one
-    # option that tells them apart, so a manifest recommending MALA cannot turn the ULA row into MALA
-    "ddls": ImageVariant("ddls", "DDLS (ULA)", "ddls", {"mala": False}),
-    "ddls-mala": ImageVariant("ddls-mala", "DDLS (MALA)", "ddls", {"mala": True}),
-    "drs-cal": ImageVariant("drs-cal", "DRS (cal)", "drs", calibrated=True),
-    "mh-cal": ImageVariant("mh-cal", "MH-GAN (cal)", "mh", calibrated=True),
-    "ddls-cal": ImageVariant("ddls-cal", "DDLS (cal, MALA)", "ddls", {"mala": True}, calibrated=True),
-    # the peers: DGflow (Ansari et al. 2021) at the paper's η, γ; Ex2MCMC (Samsonov et al. 2022) with
-    # N = 5 candidates and 4 MALA steps per iteration (9 D evaluations: budget_options counts them)
-    "dgflow": ImageVariant("dgflow", "DGflow (KL)", "dgflow"),
-    "ex2mcmc": ImageVariant("ex2mcmc", "Ex2MCMC", "ex2mcmc", {"n_particles": 5, "mala_steps": 4}),
+    v.key: v
+    for v in (
+        _row("generator", NO_REFINEMENT, key="generator"),
+        _row("DRS", "drs"),
+        _row("MH-GAN", "mh"),
+        _row("DOT", "dot", curve=True),
+        # the model's recommended DDLS settings apply to every DDLS row; the ULA/MALA rows pin the one
+        # option that tells them apart, so a manifest recommending MALA cannot turn the ULA row into MALA
+        _row("DDLS (ULA)", "ddls", {"mala": False}, curve=True),
+        _row("DDLS (MALA)", "ddls", {"mala": True}, key="ddls-mala", curve=True),
+        _row("DRS (cal)", "drs", calibrated=True),
+        _row("MH-GAN (cal)", "mh", calibrated=True),
+        _row("DDLS (cal, MALA)", "ddls", {"mala": True}, calibrated=True, curve=True),
+        # the peers: DGflow (Ansari et al. 2021) at the paper's η, γ; Ex2MCMC (Samsonov et al. 2022) with
+        # N = 5 candidates and 4 MALA steps per iteration (9 D evaluations: its fit_budget counts them)
+        _row("DGflow (KL)", "dgflow"),
+        _row("Ex2MCMC", "ex2mcmc", {"n_particles": 5, "mala_steps": 4}),
+    )
 }
 DEFAULT_METHODS = tuple(VARIANTS)
+#: other names of rows (-> a key or a label; the labels themselves, e.g. "mh-gan", work as they are)
 ALIASES = {
-    "none": "generator",
+    NO_REFINEMENT: "generator",
     "g": "generator",
-    "mh-gan": "mh",
-    "ddls-ula": "ddls",
-    "ula": "ddls",
-    "mala": "ddls-mala",
+    "ddls-ula": "DDLS (ULA)",
+    "ula": "DDLS (ULA)",
+    "mala": "DDLS (MALA)",
 }
 
 QUICK = dict(num=200, budget=5, n_cal=256, drs_pilot=1000, inception_num=16, curve_points=3)
@@ -61,22 +76,9 @@ FULL = dict(num=2000, budget=None, n_cal=2000, drs_pilot=10000, inception_num=10
 DEFAULT_BUDGET = 50
 
 
-def _parse_value(s: str):
-    low = s.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(s)
-        except ValueError:
-            pass
-    return s
-
-
 def parse_method(spec: str) -> ImageVariant:
-    """``"ddls"``, ``"ddls-cal"``, ``"DDLS (MALA)"`` or with options ``"ddls:step_size=0.05:steps=20"``.
+    """``"ddls"``, ``"ddls-cal"``, ``"DDLS (MALA)"`` or with options ``"ddls:step_size=0.05:steps=20"`` (read by
+    the method's declared types, :func:`latentflow.options.parse_pairs`).
 
     Known keys are those of :data:`VARIANTS` (and their labels); any other registered sampler name works
     too, with a ``-cal`` suffix for a calibrated D. An unknown name still becomes a row (that fails),
@@ -84,50 +86,31 @@ def parse_method(spec: str) -> ImageVariant:
     if isinstance(spec, ImageVariant):
         return spec
     head, *opts = str(spec).strip().split(":")
-    options = {}
-    for o in opts:
-        if "=" not in o:
-            raise OptionError(f"method option {o!r} in {spec!r}: expected key=value")
-        k, v = o.split("=", 1)
-        options[k.strip()] = _parse_value(v.strip())
     name = head.strip()
-    key = ALIASES.get(name.lower(), name.lower())
+    name = ALIASES.get(name.lower(), name).lower()
     by_label = {v.label.lower(): v for v in VARIANTS.values()}
-    if key in VARIANTS:
-        base = VARIANTS[key]
-    elif name.lower() in by_label:
-        base = by_label[name.lower()]
+    if name in VARIANTS:
+        base = VARIANTS[name]
+    elif name in by_label:
+        base = by_label[name]
     else:
-        cal = key.endswith("-cal")
-        method = key[:-4] if cal else key
-        base = ImageVariant(key, f"{method} (cal)" if cal else method, method, calibrated=cal)
+        cal = name.endswith("-cal")
+        method = name[:-4] if cal else name
+        plain = VARIANTS.get(method)
+        curve = plain.curve if plain is not None else False
+        base = ImageVariant(name, f"{method} (cal)" if cal else method, method, calibrated=cal, curve=curve)
+    types = field_types(kernel(base.method).Options) if base.method in kernels() else None
+    options = parse_pairs(opts, types, name=f"{base.method} option")
     if options:
         label = base.label + " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
-        return ImageVariant(str(spec), label, base.method, {**base.options, **options}, base.calibrated)
+        return ImageVariant(str(spec), label, base.method, {**base.options, **options}, base.calibrated, base.curve)
     return base
 
 
-def ex2mcmc_evals_per_step(options: dict | None = None) -> int:
-    """D forward evaluations per chain in one Ex2MCMC iteration: ``N - 1`` candidates, and ``L + 1`` energy
-    evaluations when there are ``L > 0`` MALA steps (defaults from the method's record)."""
-    from ..samplers import methods
-
-    defaults = methods()["ex2mcmc"].options
-    o = {**defaults, **(options or {})}
-    n, L = int(o["n_particles"]), int(o["mala_steps"])
-    return n - 1 + (L + 1 if L else 0)
-
-
 def budget_options(method: str, budget: int, options: dict | None = None) -> dict:
-    """The options that put ``method`` at ``budget`` D forward evaluations per sample (``options``: the
-    row's own, for methods whose cost per step depends on them; Ex2MCMC runs at least one iteration)."""
-    if method in ("ddls", "dot", "dg_langevin", "dgflow"):
-        return {"steps": int(budget)}
-    if method == "mh":
-        return {"k": int(budget)}
-    if method == "ex2mcmc":
-        return {"steps": max(1, int(budget) // ex2mcmc_evals_per_step(options))}
-    return {}
+    """The options that put ``method`` at ``budget`` D forward evaluations per sample: its kernel's
+    ``fit_budget`` (``options``: the row's own, for methods whose cost per step depends on them)."""
+    return kernel(method).fit_budget(int(budget), options or {})
 
 
 def real_for_calibration(n: int, seed: int, value_range=(-1.0, 1.0)) -> torch.Tensor:
@@ -143,7 +126,8 @@ def real_for_calibration(n: int, seed: int, value_range=(-1.0, 1.0)) -> torch.Te
 
 def _calibrated_d(pair, n_cal: int, seed: int, device):
     from ..calibration import calibrate
-    from .fit import generate, meta_get
+    from ..samplers import generate
+    from .fit import meta_get
 
     vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
     real = real_for_calibration(n_cal, seed, vr).to(device)
@@ -153,23 +137,21 @@ def _calibrated_d(pair, n_cal: int, seed: int, device):
     )
     fake = generate(pair.G, zc)
     cal = calibrate(pair.D, real, fake, d_output=pair.meta.get("d_output") or "logit")
-    cost = {"n_G_forward": n_cal, "n_G_backward": 0, "n_D_forward": 2 * n_cal, "n_D_backward": 0}
-    return cal, cost
+    cost = Evals(n_G_forward=n_cal, n_D_forward=2 * n_cal).as_dict()
+    return cal, {k: cost[k] for k in EVAL_KEYS}
 
 
 class _Snapshots:
-    """Sampler callback keeping the latents every ``every`` steps (and at the last step)."""
+    """Sampler callback keeping the chains' latents (``Step.z``) every ``every`` steps (and at the last)."""
 
-    def __init__(self, every: int, last: int, k: int, prior: str):
-        self.every, self.last, self.k, self.prior = max(1, int(every)), int(last), k, prior
+    def __init__(self, every: int, last: int):
+        self.every, self.last = max(1, int(every)), int(last)
         self.states: dict[int, torch.Tensor] = {}
 
     def __call__(self, step) -> None:
-        from ..energy import latent_from_u
-
         n = step.i + 1
-        if n % self.every == 0 or n == self.last:
-            self.states[n] = latent_from_u(step.state[:, : self.k], self.prior).detach().clone()
+        if step.z is not None and (n % self.every == 0 or n == self.last):
+            self.states[n] = step.z.detach().clone()
 
 
 def run_row(
@@ -187,28 +169,16 @@ def run_row(
 ):
     """Run one row; returns ``(x, row fields, snapshots {step: z})``."""
     from ..dist import world
-    from .fit import generate, method_options
+    from .fit import sampling_options
     from .sample_dist import gather_rows, refine_split
 
-    num = z.shape[0]
-    if v.method == "none":
-        t0 = time.perf_counter()
-        x = generate(pair.G, z)
-        return (
-            x,
-            {
-                "options": {},
-                "evals": {"n_G_forward": num, "n_G_backward": 0, "n_D_forward": 0, "n_D_backward": 0},
-                "wall_s": time.perf_counter() - t0,
-            },
-            {},
-        )
+    k = kernel(v.method)
     user = {
-        **budget_options(v.method, budget, v.options),
-        **({"pilot": drs_pilot} if v.method == "drs" else {}),
+        **k.fit_budget(int(budget), v.options),
+        **({"pilot": drs_pilot} if "pilot" in k.defaults() else {}),  # the suite's size of a pilot run
         **v.options,
     }
-    opts = method_options(v.method, pair.meta, user)
+    opts = sampling_options(v.method, pair.meta, user)
     D, extra, fields = pair.D, None, {}
     if v.calibrated:
         t0 = time.perf_counter()
@@ -224,16 +194,9 @@ def run_row(
         fields["calibration"] = fit
     snaps = None
     steps = opts.get("steps")
-    if curve_points and v.method in ("ddls", "dot") and isinstance(steps, int) and steps > 0:
-        space = opts.get("space", "latent")
-        if space == "latent":
-            snaps = _Snapshots(
-                math.ceil(steps / curve_points),
-                steps,
-                pair.latent_dim,
-                opts.get("prior", pair.meta.get("prior", "normal")),
-            )
-            opts["callback"] = snaps
+    if curve_points and v.curve and isinstance(steps, int) and steps > 0:
+        snaps = _Snapshots(math.ceil(steps / curve_points), steps)
+        opts["callback"] = snaps
     t1 = time.perf_counter()
     # under torch.distributed the rows are split over the ranks and gathered back (sample_dist)
     res = refine_split(pair.G, D, z, v.method, seed, progress=progress, **opts)
@@ -253,9 +216,11 @@ def run_row(
             "wall_s": wall + (fields["calibration"]["wall_s"] if v.calibrated else 0.0),
         }
     )
-    for k in ("accept_rate", "accept_rate_mean", "n_diverged", "k_eff"):
-        if k in info and not isinstance(info[k], (list, dict)):
-            fields[k] = info[k]
-    if res.info.get("n_diverged") is None and "diverged" in res.info:
-        fields["n_diverged"] = int(res.info["diverged"].sum())
+    if k.refines:  # the generator alone has no diagnostics to report
+        fields.update(diagnostics(info, ("accept_rate", "accept_rate_mean", "n_diverged", "k_eff")))
     return res.x, fields, (snaps.states if snaps is not None else {})
+
+
+def diagnostics(info: dict, keys: tuple) -> dict:
+    """The scalar diagnostics ``keys`` of a run (``Result.to_dict()``) that it has."""
+    return {k: info[k] for k in keys if k in info and not isinstance(info[k], (list, dict))}

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json, strict_json
+from ..result import Evals
 
 
 def package_version() -> str:
@@ -177,10 +178,10 @@ def sample_summary(rep: dict, out) -> list[str]:
     model, method, num = rep["model"], rep["method"], rep["num"]
     r = rep["result"]
     lines = [f"{model} · {method} · {num} samples · {r['wall_s']:.2f} s · device {rep['env']['device']}"]
-    ev = rep["evaluations_per_sample"]
+    ev = Evals(**rep["evaluations_per_sample"])
     lines.append(
-        f"evaluations per sample: G {ev['n_G_forward']:.0f} fwd / {ev['n_G_backward']:.0f} bwd, "
-        f"D {ev['n_D_forward']:.0f} fwd / {ev['n_D_backward']:.0f} bwd"
+        f"evaluations per sample: G {ev.n_G_forward:.0f} fwd / {ev.n_G_backward:.0f} bwd, "
+        f"D {ev.n_D_forward:.0f} fwd / {ev.n_D_backward:.0f} bwd"
     )
     for key in ("accept_rate", "accept_rate_mean"):
         if key in r:

@@ -1,7 +1,9 @@
 """``sample_model``: load a model, refine a batch of its samples, and write the outputs as one set.
 
-This is what ``latentflow sample`` runs; the CLI only parses options and prints. Besides the registered
-samplers, ``method="none"`` (:data:`NO_REFINEMENT`) writes the generator's samples as they are. A model
+This is what ``latentflow sample`` runs; the CLI only parses options and prints. The sampling itself is the
+model's (:meth:`ModelPair.start <latentflow.models.ModelPair.start>` draws the chains' starting points and
+labels, :meth:`ModelPair.refine <latentflow.models.ModelPair.refine>` runs the method with the model's
+settings); this module adds the files and the report. ``method="none"`` is the generator alone. A model
 without a generator (``latentflow train dflow`` / ``dgd``) starts from ``x0`` drawn as its ``meta["x0"]``
 says; :func:`check_method_fits` refuses a method the model cannot serve, naming what it lacks.
 
@@ -23,25 +25,17 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..api import refine
 from ..dist import world
 from ..errors import LatentflowError, OptionError
-from ..result import Result
-from ..rng import sample_latents
-from .fit import (
-    NO_REFINEMENT,
-    check_method_fits,
-    generate,
-    labels_for,
-    meta_get,
-    method_options,
-    num_classes_of,
-    resolve_device,
-)
+from ..result import GD_EVAL_KEYS
+from ..samplers import DEFAULT_METHOD, generate
+from .fit import check_method_fits, meta_get, resolve_device, sampling_options
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
 from .sample_files import NPZ, SAMPLES_DIR, parse_formats
@@ -53,24 +47,9 @@ OUTPUT_FILES = (SAMPLES, PNG, REPORT)
 ALL_OUTPUT_FILES = (SAMPLES, SAMPLES_DIR, NPZ, PNG, REPORT)
 
 
-def _unrefined(x: torch.Tensor, z: torch.Tensor | None, wall_s: float, y: torch.Tensor | None = None) -> Result:
-    n = x.shape[0]
-    info = {
-        "method": NO_REFINEMENT,
-        "options": {},
-        "n_G_forward": n if z is not None else 0,
-        "n_G_backward": 0,
-        "n_D_forward": 0,
-        "n_D_backward": 0,
-        "wall_s": wall_s,
-        "diverged": torch.zeros(n, dtype=torch.bool, device=x.device),
-    }
-    return Result(x=x.clone(), z=z, info=info, y=y)  # a copy: x_before and x are written as separate tensors
-
-
 def sample_model(
     model: str = "grid25-wgangp",
-    method: str = "ddls",
+    method: str = DEFAULT_METHOD,
     *,
     num: int = 1000,
     seed: int = 0,
@@ -118,111 +97,76 @@ def _distributed(*args, extras: dict, names: tuple) -> dict:
     """``sample_model`` under a process group (``latentflow.app.sample_dist``), with this module's steps."""
     from . import sample_dist
 
-    prepare = functools.partial(_prepare, extras=extras)
     return sample_dist.sample_distributed(
         *args,
         steps={
             "files": names,
             "allowed": ALL_OUTPUT_FILES,
-            "prepare": prepare,
+            "prepare": functools.partial(_prepare, extras=extras),
             "initial": initial_state,
             "report": write_report,
         },
     )
 
 
-def _prepare(model, method, dev, options, batch_size, progress, class_label, extras=None):
-    """Load the model and settle the options a run uses: ``(pair, meta, opts, extras)``; ``extras`` are the
-    output formats and real set, checked against what the model can serve (before any sampling)."""
+@dataclass(frozen=True)
+class SampleRun:
+    """What one ``sample`` run is: the arguments, the loaded model, the options it uses and its extras (output
+    formats and real set, checked against what the model can serve)."""
+
+    model: str
+    method: str
+    num: int
+    seed: int
+    dev: torch.device
+    class_label: int | str | None
+    pair: Any
+    opts: dict
+    extras: dict
+
+    @property
+    def meta(self):
+        return self.pair.meta
+
+
+def _prepare(model, method, num, seed, dev, options, batch_size, progress, class_label, extras=None) -> SampleRun:
+    """Load the model and settle the options a run uses (before any sampling)."""
     from ..models import load
 
     pair = load(model, device=dev)
     meta = pair.meta
     extras = _fit_extras(extras or _check_extras(None, None, None), meta)
-    if method == NO_REFINEMENT:
-        given = sorted(k for k, v in (options or {}).items() if v is not None)
-        if given:
-            raise OptionError(f'method "{NO_REFINEMENT}" (no refinement) takes no options; got {", ".join(given)}')
-        opts: dict = {}
-    else:
-        # the options given are values: --opt noise_scale=none is noise_scale=None (τ = √ε), as in Python
-        opts = method_options(method, meta, options or {}, none_is_unset=False)
+    # the options given are values: --opt noise_scale=none is noise_scale=None (τ = √ε), as in Python
+    opts = sampling_options(method, meta, options or {}, none_is_unset=False)
     check_method_fits(method, meta, opts)
     if batch_size is not None:
         opts["batch_size"] = batch_size
     opts["progress"] = progress
-    return pair, meta, opts, extras
+    return SampleRun(model, method, num, seed, dev, class_label, pair, opts, extras)
 
 
-def initial_state(pair, num: int, gen: torch.Generator, dev, class_label=None):
-    """``(start, z, x0_or_None, y)`` of the ``num`` chains of a run, drawn from ``gen`` (``Generator(seed)``):
-    latents from the prior (and labels ``y`` for a class-conditional model) for a model with a generator,
-    else ``x0`` as its ``meta["x0"]`` says."""
-    meta = pair.meta
-    if pair.G is not None:
-        dim = int(meta_get(meta, "latent_dim"))
-        prior = meta_get(meta, "prior") or "normal"
-        z = sample_latents(num, dim, prior, generator=gen, device=dev)
-        y = labels_for(pair.G, num, class_label, generator=gen, device=dev)  # None: unconditional
-        return "generator", z, None, y
-    if class_label is not None and class_label != "random":
-        raise OptionError(f"class {class_label!r} was given, but the model has no generator to condition")
-    return "x0", None, pair.initial_state(num, generator=gen, device=dev, dtype=torch.float32), None
+def initial_state(run: SampleRun, gen: torch.Generator):
+    """``(start, z, x0_or_None, y)`` of the chains of a run, drawn from ``gen`` (``Generator(seed)``) by
+    :meth:`ModelPair.start <latentflow.models.ModelPair.start>`."""
+    kind, state, y = run.pair.start(run.num, generator=gen, device=run.dev, class_label=run.class_label)
+    return (kind, state, None, y) if kind == "generator" else (kind, None, state, None)
 
 
 def _run(model, method, num, seed, dev, options, batch_size, progress, class_label, folder, extras=None) -> dict:
-    pair, meta, opts, extras = _prepare(model, method, dev, options, batch_size, progress, class_label, extras)
+    run = _prepare(model, method, num, seed, dev, options, batch_size, progress, class_label, extras)
     gen = torch.Generator("cpu").manual_seed(seed)
     t0 = time.perf_counter()
-    start, z, x0, y = initial_state(pair, num, gen, dev, class_label)
+    start, z, x0, y = initial_state(run, gen)
     if z is not None:
-        x0 = generate(pair.G, z, y=y)
-    state = z if z is not None else x0
+        x0 = generate(run.pair.G, z, y=y)
     t_gen = time.perf_counter() - t0
-    if method == NO_REFINEMENT:
-        res = _unrefined(x0, z, t_gen, y)
-    else:
-        res = refine(pair.G, pair.D, state, method=method, generator=gen, y=y, **opts)
-    return write_report(
-        model,
-        method,
-        num,
-        seed,
-        dev,
-        meta,
-        start,
-        x0,
-        res,
-        t_gen,
-        folder,
-        pair=pair,
-        opts=opts,
-        extras=extras,
-        class_label=class_label,
-    )
+    res = run.pair.refine(z if z is not None else x0, method, generator=gen, y=y, **run.opts)
+    return write_report(run, start, x0, res, t_gen, folder)
 
 
-def write_report(
-    model,
-    method,
-    num,
-    seed,
-    dev,
-    meta,
-    start,
-    x0,
-    res,
-    t_gen,
-    folder,
-    *,
-    pair=None,
-    opts=None,
-    extras=None,
-    class_label=None,
-) -> dict:
+def write_report(run: SampleRun, start, x0, res, t_gen, folder) -> dict:
     """The report of a run (and, with ``folder``, its samples in the chosen formats, picture and report)."""
-    if extras is None:
-        extras = _fit_extras(_check_extras(None, None, None), meta)
+    model, method, num, seed, meta, extras = run.model, run.method, run.num, run.seed, run.meta, run.extras
     report: dict = {
         "schema": 1,
         "model": model,
@@ -230,27 +174,25 @@ def write_report(
         "num": num,
         "seed": seed,
         "start": start,
-        "env": env_info(dev),
+        "env": env_info(run.dev),
         "result": res.to_dict(),
         "generator_wall_s": t_gen,
     }
     y = res.y
     if y is not None:
-        k = num_classes_of(pair.G) if pair is not None and pair.G is not None else int(y.max()) + 1
+        k = run.pair.num_classes or int(y.max()) + 1
         report["classes"] = {
-            "class": class_label if isinstance(class_label, int) else "random",
+            "class": run.class_label if isinstance(run.class_label, int) else "random",
             "counts": torch.bincount(y.cpu(), minlength=int(k)).tolist(),
         }
     dataset = meta_get(meta, "dataset")
     report["metrics"] = _metrics(dataset, x0, res.x)
     _real_metrics(report["metrics"], extras, x0, res.x, meta)
-    report["evaluations_per_sample"] = {
-        k: res.info[k] / num for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")
-    }
+    report["evaluations_per_sample"] = {k: res.info[k] / num for k in GD_EVAL_KEYS}
     if folder is not None:
         folder = Path(folder)
         files = {
-            **_write_sample_files(folder, extras, model, method, opts or {}, seed, num, start, meta, x0, res, y),
+            **_write_sample_files(folder, extras, model, method, run.opts, seed, num, start, meta, x0, res, y),
             "report": REPORT,
         }
         if x0.dim() == 2 and x0.shape[1] == 2:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from .. import dist
 from ..errors import OptionError
+from ..samplers import generate
 from ..stream import load_result, refine_to_disk
-from .fit import NO_REFINEMENT, generate
 from .outputs import OutputSet
 
 log = logging.getLogger("latentflow")
@@ -59,8 +59,6 @@ def sample_distributed(
     ``files`` (the set's file names), ``prepare`` (load the model, settle the options), ``initial``
     (the initial state of chosen rows) and ``report`` (write the report and files)."""
     w = dist.world()
-    if method == NO_REFINEMENT:
-        raise OptionError(f'method "{NO_REFINEMENT}" has nothing to split over processes; run it in one process')
     if out is None:
         raise OptionError("a distributed sample run needs out= (a folder every rank can see)")
     outset = dist.agree(
@@ -86,23 +84,21 @@ def sample_distributed(
 
 
 def _sample(model, method, num, seed, dev, options, batch_size, progress, class_label, out, staged, w, steps) -> dict:
-    pair, meta, opts, extras = steps["prepare"](
-        model, method, dev, options, batch_size, progress and w.main, class_label
-    )
+    run = steps["prepare"](model, method, num, seed, dev, options, batch_size, progress and w.main, class_label)
     import torch
 
     gen = torch.Generator("cpu").manual_seed(seed)
     t0 = time.perf_counter()
     # every rank draws all initial states as one process does (num x latent_dim numbers: cheap), then
     # samples its blocks with the generator in the state one process's refine would find it in
-    start, z, x0, y = steps["initial"](pair, num, gen, dev, class_label)
+    start, z, x0, y = steps["initial"](run, gen)
     t_gen = time.perf_counter() - t0
     state = z if z is not None else x0
     chunk = block_size(num, w.size)
     t1 = time.perf_counter()
     refine_to_disk(
-        pair.G,
-        pair.D,
+        run.pair.G,
+        run.pair.D,
         state,
         method,
         shard_folder(out),
@@ -110,7 +106,7 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
         seed=gen,
         overwrite=True,
         **({} if y is None else {"y": y}),
-        **opts,
+        **run.opts,
     )
     wall = time.perf_counter() - t1
 
@@ -122,26 +118,10 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
         x_before = x0
         if z is not None:
             t = time.perf_counter()
-            x_before = generate(pair.G, z, y=y)
+            x_before = generate(run.pair.G, z, y=y)
             res.info.setdefault("generator_wall_s", time.perf_counter() - t)
-        report = steps["report"](
-            model,
-            method,
-            num,
-            seed,
-            dev,
-            meta,
-            start,
-            x_before,
-            res,
-            t_gen + res.info.pop("generator_wall_s", 0.0),
-            staged.staging,
-            pair=pair,
-            opts=opts,
-            extras=extras,
-            class_label=class_label,
-        )
-        return report
+        t_all = t_gen + res.info.pop("generator_wall_s", 0.0)
+        return steps["report"](run, start, x_before, res, t_all, staged.staging)
 
     return dist.agree(assemble)
 

@@ -19,33 +19,48 @@ import torch
 
 from .._io import atomic_write_text
 from ..errors import LatentflowError
+from ..result import GD_EVAL_KEYS, Evals
 from ..rng import sample_latents
+from ..samplers import kernel
+from .images_rows import VARIANTS
 from .report import env_info, write_json
 from .runner import Suite
 
 log = logging.getLogger("latentflow.bench")
+#: the diagnostics a row reports (averaged over seeds), where its method gives them
+DIAGNOSTICS = ("accept_rate", "accept_rate_mean", "n_diverged")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One benchmark row: a label, a method (``"none"`` = the generator alone) and its options."""
+    """One benchmark row: a label, a method (``"none"`` = the generator alone; ``"data"``: a fresh draw from
+    the data distribution) and its options."""
 
     label: str
     method: str
     options: dict = field(default_factory=dict)
 
 
+#: the row of a fresh draw from the data distribution (the metrics' floor)
+DATA = "data"
+
+
+def _as(label: str, **options) -> Variant:
+    """The image suite's row of that label (its method), with this suite's options."""
+    return Variant(label, next(v.method for v in VARIANTS.values() if v.label == label), options)
+
+
 # ≈ 200 discriminator evaluations per sample for every iterative method (Che et al. 2020 run DDLS for
 # 100-1000 steps); DDLS uses the model's recommended settings from the manifest (``sampling.ddls``);
 # DRS's cost is set by its acceptance rate and reported as measured.
 TOY2D_VARIANTS = [
-    Variant("data (fresh sample)", "data"),
-    Variant("generator", "none"),
-    Variant("DRS", "drs", {}),
-    Variant("MH-GAN", "mh", {"k": 200}),
-    Variant("DOT", "dot", {"steps": 200}),
-    Variant("DDLS (ULA)", "ddls", {}),
-    Variant("DDLS (MALA)", "ddls", {"mala": True}),
+    Variant("data (fresh sample)", DATA),
+    _as("generator"),
+    _as("DRS"),
+    _as("MH-GAN", k=200),
+    _as("DOT", steps=200),
+    _as("DDLS (ULA)"),
+    _as("DDLS (MALA)", mala=True),
 ]
 
 #: Che et al. 2020's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
@@ -72,32 +87,15 @@ def _mean_std(vals):
 def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bool = False):
     """Run one variant on latents ``z``; returns ``(x, info dict)``."""
     from ..api import refine
-    from .fit import generate, method_options
+    from .fit import sampling_options
 
-    if variant.method == "data":  # the metrics' floor: a fresh draw from the data distribution
+    if variant.method == DATA:  # the metrics' floor: a fresh draw from the data distribution
         from ..data import toy
 
         t0 = time.perf_counter()
         x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
-        return x, {
-            "n_G_forward": 0,
-            "n_G_backward": 0,
-            "n_D_forward": 0,
-            "n_D_backward": 0,
-            "wall_s": time.perf_counter() - t0,
-        }
-    if variant.method == "none":
-        t0 = time.perf_counter()
-        x = generate(pair.G, z)
-        n = z.shape[0]
-        return x, {
-            "n_G_forward": n,
-            "n_G_backward": 0,
-            "n_D_forward": 0,
-            "n_D_backward": 0,
-            "wall_s": time.perf_counter() - t0,
-        }
-    opts = method_options(variant.method, pair.meta, dict(variant.options))
+        return x, {**{k: 0 for k in GD_EVAL_KEYS}, "wall_s": time.perf_counter() - t0}
+    opts = sampling_options(variant.method, pair.meta, dict(variant.options))
     res = refine(
         pair.G,
         pair.D,
@@ -109,6 +107,8 @@ def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bo
     )
     d = res.to_dict()
     d["options"] = {k: v for k, v in opts.items() if k not in ("progress",)}
+    if not kernel(variant.method).refines:  # the generator alone: no diagnostics
+        d = {k: v for k, v in d.items() if k not in DIAGNOSTICS}
     return res.x, d
 
 
@@ -151,13 +151,10 @@ def toy2d(
                 row["metrics"] = {k: _mean_std([m[k] for m in per_seed])[0] for k in keys}
                 row["metrics_std"] = {k: _mean_std([m[k] for m in per_seed])[1] for k in keys}
                 row["per_seed"] = per_seed
-                row["budget_per_sample"] = {
-                    k: sum(i[k] for i in infos) / (len(infos) * num)
-                    for k in ("n_G_forward", "n_G_backward", "n_D_forward", "n_D_backward")
-                }
+                row["budget_per_sample"] = {k: sum(i[k] for i in infos) / (len(infos) * num) for k in GD_EVAL_KEYS}
                 row["wall_s"] = sum(i["wall_s"] for i in infos) / len(infos)
                 row["options"] = infos[0].get("options", {})
-                for k in ("accept_rate", "accept_rate_mean", "n_diverged"):
+                for k in DIAGNOSTICS:
                     if k in infos[0]:
                         row[k] = _mean_std([i[k] for i in infos])[0]
             except (LatentflowError, RuntimeError) as e:
@@ -191,7 +188,7 @@ def toy2d_table(doc: dict) -> str:
             lines.append(f"| {r['model']} | {r['label']} | error: {r['error']} | | | | | | |")
             continue
         m, sd = r["metrics"], r.get("metrics_std", {})
-        b = r["budget_per_sample"]
+        b = Evals(**r["budget_per_sample"])
 
         def ms(k, nd=3, m=m, sd=sd):
             if k not in m:
@@ -202,7 +199,7 @@ def toy2d_table(doc: dict) -> str:
         ref = r.get("reference") or {}
         ref_s = ", ".join(f"{k} {v}" for k, v in ref.items() if k != "source") if ref else ""
         lines.append(
-            f"| {r['model']} | {r['label']} | {b['n_D_forward'] + b['n_D_backward']:.0f} | "
+            f"| {r['model']} | {r['label']} | {b.n_D_forward + b.n_D_backward:.0f} | "
             f"{ms('modes', 1)} | {ms('high_quality_pct', 1)} | {ms('hq_std', 3)} | {ms('emd', 3)} | "
             f"{ref_s} | {r['wall_s']:.1f} |"
         )

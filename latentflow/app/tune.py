@@ -1,20 +1,25 @@
 """``tune``: pick the method and settings that improve a given GAN, by successive halving on held-out data.
 
 The real samples are split into a calibration part (Platt scaling of D, ``latentflow.calibrate``) and a
-validation part. Every candidate (DDLS ULA/MALA over temperature, step size and steps; DOT in latent and
-target space; DRS; MH-GAN; raw and calibrated D; data-space Langevin on D (``dg_langevin``); and ``"none"``, the generator alone) is scored on the
-validation metric with few samples; the best third go on with twice the samples (successive halving,
-Jamieson & Talwalkar 2016), until the survivors and ``"none"`` meet on the largest sample, from the
-same initial latents, and the best survivor is confirmed on fresh latents. A candidate whose D evaluations per sample exceed ``budget`` is refused.
+validation part. The candidates are the methods' own search spaces (``Kernel.search_space``: every registered
+method that can sample a G with an unconditioned D(x), plug-ins included, each with its grid and its
+published settings; raw and calibrated D where a calibration applies) and the generator alone (the ``none``
+method, the baseline). Each is scored on the validation metric with few samples; the best third go on with
+twice the samples (successive halving, Jamieson & Talwalkar 2016), until the survivors and the generator
+alone meet on the largest sample, from the same initial latents, and the best survivor is confirmed on
+fresh latents. A candidate whose declared D evaluations per sample (``Kernel.cost``) exceed ``budget`` is
+refused.
 
 Metrics: ``"fid"`` — Fréchet distance ``||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` between
 feature Gaussians; ``"kid"`` — unbiased MMD² with the kernel ``(a·b / F + 1)³`` over subsets; ``"emd"`` —
-exact W1 on 2-D points (``latentflow.metrics.emd``). The winner must beat ``"none"`` on three fresh
+exact W1 on 2-D points (``latentflow.metrics.emd``). The winner must beat the generator alone on three fresh
 paired latent draws, each time and on average by more than two standard errors of the paired differences;
-otherwise ``"none"`` is recommended, so the recipe is never worse than the generator on validation.
+otherwise the generator alone is recommended, so the recipe is never worse than the generator on validation.
 
-Calibrated DDLS needs no wrapped D: with ``d_cal = a·s + b`` the energy ``-d_cal/T`` has the gradient of
-``-s/(T/a)``, so it runs as raw DDLS at temperature ``T/a`` (and saves as plain options).
+A calibrated D applies as each method declares (``Kernel.calibration``): a ``"temperature"`` method (DDLS)
+needs no wrapped D: with ``d_cal = a·s + b`` the energy ``-d_cal/T`` has the gradient of ``-s/(T/a)``, so it
+runs on the raw D at temperature ``T/a`` (and saves as plain options); a ``"discriminator"`` method (DRS,
+MH-GAN) runs on the calibrated D itself.
 """
 
 from __future__ import annotations
@@ -35,19 +40,39 @@ from ..calibration import calibrate
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..result import Result
 from ..rng import sample_latents
+from ..samplers import NO_REFINEMENT, Candidate, SearchContext, generate, kernel
 from ..samplers import methods as _methods
+from .fit import misfit
 from .tune_metrics import EMD_MAX_N, default_features, frechet, kid, scorer  # noqa: F401
-from .tune_space import SEARCHED, Candidate, _predicted_cost, candidates  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 METRICS = ("fid", "kid", "emd")
-CONFIRM = 3  # paired confirmation draws of the best survivor against "none"
+CONFIRM = 3  # paired confirmation draws of the best survivor against the generator alone
 ETA = 3  # successive halving keeps the best 1/ETA of the candidates at each rung
+#: the model ``tune`` searches for: a generator with an unconditioned D(x)
+GD_MODEL = {"roles": ["G", "D"], "d_conditioning": None}
 
 
-def _generate(G, z: Tensor) -> Tensor:
-    with torch.no_grad():
-        return torch.cat([G(z[i : i + 4096]) for i in range(0, z.shape[0], 4096)])
+def searched_methods() -> tuple[str, ...]:
+    """The methods ``tune`` searches by default: every registered refinement that can sample a G with D(x)."""
+    ms = _methods()
+    return tuple(m for m, info in ms.items() if info.kernel.refines and misfit(m, GD_MODEL) is None)
+
+
+def candidates(budget: int, methods=None, calibrated: bool = True, prior: str = "normal") -> list[Candidate]:
+    """The search: the generator alone, then each method's search space (``Kernel.search_space``) at
+    ``budget`` D evaluations per sample, restricted to ``methods``; calibrated candidates when ``calibrated``."""
+    ctx = SearchContext(budget=budget, calibrated=calibrated, prior=prior)
+    out = list(kernel(NO_REFINEMENT).search_space(ctx))
+    for m in methods or searched_methods():
+        if kernel(m).refines:
+            out += kernel(m).search_space(ctx)
+    return out
+
+
+def predicted_cost(c: Candidate) -> float:
+    """D forward evaluations per sample the candidate's method declares for its options."""
+    return float(kernel(c.method).cost(c.options).n_D_forward)
 
 
 @dataclass
@@ -69,18 +94,10 @@ class TuneResult:
 
     def run_options(self) -> dict:
         """The options ``refine`` gets for the winner (``d_output``/``prior`` included)."""
-        if self.method == "none":
-            return {}
-        valid = _methods()[self.method].options
-        opts = dict(self.options)
-        if "d_output" in valid:
-            opts["d_output"] = "logit" if (self.calibrated and self.method in ("mh", "drs")) else self.d_output
-        if "prior" in valid:
-            opts["prior"] = self.prior
-        return opts
+        return _run_options(Candidate(self.method, self.options, self.calibrated), self.d_output, self.prior)
 
     def refine(self, z: Tensor, seed: int | None = 0) -> Result:
-        """Run the winner on latents ``z`` (calibration included); ``"none"`` returns ``G(z)``."""
+        """Run the winner on latents ``z`` (calibration included); the generator alone returns ``G(z)``."""
         cand = Candidate(self.method, self.options, self.calibrated)
         return _run(self.G, self.D, self.cal_D, cand, z, seed, self.d_output, self.prior)
 
@@ -99,15 +116,17 @@ class TuneResult:
     def save(self, folder) -> Path:
         """Write ``tune.json`` into ``folder``; when it holds a model (``latentflow.json``), also set the
         winner's options as that model's ``sampling`` block, which ``latentflow sample --model FOLDER
-        --method M`` applies. ``none`` and calibrated DRS/MH-GAN (not expressible as options) leave it."""
+        --method M`` applies. The generator alone and a method that needs the calibrated D itself (DRS,
+        MH-GAN: not expressible as options) leave it."""
         import json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / "tune.json", self.to_dict())
         spec = folder / "latentflow.json"
-        if spec.exists() and self.method != "none":
-            if self.calibrated and self.method in ("mh", "drs"):
+        k = kernel(self.method)
+        if spec.exists() and k.refines:
+            if self.calibrated and k.calibration == "discriminator":
                 log.warning("tune: calibrated %s cannot be written as sampling options; see tune.json", self.method)
             else:
                 doc = json.loads(spec.read_text())
@@ -117,28 +136,23 @@ class TuneResult:
         return folder
 
 
-def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str) -> Result:
-    if c.method == "none":
-        x = _generate(G, z)
-        return Result(
-            x=x,
-            z=z,
-            info={
-                "method": "none",
-                "options": {},
-                "n_D_forward": 0,
-                "n_D_backward": 0,
-                "diverged": torch.zeros(z.shape[0], dtype=torch.bool),
-            },
-        )
-    valid = _methods()[c.method].options
+def _uses_calibrated_d(c: Candidate) -> bool:
+    return c.calibrated and kernel(c.method).calibration == "discriminator"
+
+
+def _run_options(c: Candidate, d_output: str, prior: str) -> dict:
+    valid = kernel(c.method).defaults()
     opts = dict(c.options)
-    use_cal = c.calibrated and c.method in ("mh", "drs")
     if "d_output" in valid:
-        opts["d_output"] = "logit" if use_cal else d_output
+        opts["d_output"] = "logit" if _uses_calibrated_d(c) else d_output
     if "prior" in valid:
         opts["prior"] = prior
-    return refine(G, cal_D if use_cal else D, z, method=c.method, seed=seed, progress=False, **opts)
+    return opts
+
+
+def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str) -> Result:
+    opts = _run_options(c, d_output, prior)
+    return refine(G, cal_D if _uses_calibrated_d(c) else D, z, method=c.method, seed=seed, progress=False, **opts)
 
 
 def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods, seed=0):
@@ -161,9 +175,10 @@ def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, featu
         raise OptionError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
     if features is not None and not callable(features):
         raise OptionError(f"features must be a callable x -> [B, F] or None; got {type(features).__name__}")
-    bad = sorted(set(methods or ()) - set(SEARCHED))
+    searched = searched_methods()
+    bad = sorted(set(methods or ()) - set(searched))
     if bad:
-        raise OptionError(f"methods must be a subset of {', '.join(SEARCHED)}; got {', '.join(bad)}")
+        raise OptionError(f"methods must be a subset of {', '.join(searched)}; got {', '.join(bad)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise OptionError(f"seed must be an int in 0..2**63-1; got {seed!r}")
     _check_models_fit(G, D, real, latent_dim, prior)
@@ -176,8 +191,7 @@ def _check_models_fit(G, D, real: Tensor, latent_dim: int, prior: str) -> None:
 
     z = sample_latents(2, latent_dim, prior, generator=0)
     try:
-        with torch.no_grad():
-            x = _generate(G, z)
+        x = generate(G, z)  # eval mode, no gradients, in chunks: as every candidate's G runs
     except LatentflowError:
         raise
     except Exception as e:  # noqa: BLE001  (a user's G that cannot take the latents)
@@ -220,7 +234,7 @@ def tune(
 
     ``budget`` caps D evaluations per sample (``n_D_forward / n``); ``features`` maps samples to feature
     rows for ``"fid"``/``"kid"`` (default: raw coordinates for low-dimensional data, the Fashion-MNIST
-    classifier for 28x28 grey images); ``methods`` restricts the search (``"none"`` always competes).
+    classifier for 28x28 grey images); ``methods`` restricts the search (the generator alone always competes).
     Deterministic for a ``seed``. Logs one line per rung when ``progress``."""
     _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods, seed)
     t_start = time.process_time()
@@ -237,19 +251,19 @@ def tune(
     cal_D, calib = None, None
     z_cal = sample_latents(n_cal, latent_dim, prior, generator=seed + 7919)
     try:
-        cal_D = calibrate(D, real_cal, _generate(G, z_cal), d_output=d_output)
+        cal_D = calibrate(D, real_cal, generate(G, z_cal), d_output=d_output)
         calib = dict(cal_D.fit_info)
     except LatentflowError as e:
         log.warning("tune: calibration failed (%s); calibrated candidates are skipped", e)
     a = calib["a"] if calib else 0.0
-    cands = candidates(budget, methods, calibrated=a > 1e-8)
+    cands = candidates(budget, methods, calibrated=a > 1e-8, prior=prior)
     cands = [
-        Candidate(c.method, {**c.options, "temperature": c.options["temperature"] / a}, True)
-        if c.calibrated and c.method == "ddls"
+        Candidate(c.method, kernel(c.method).calibrated_options(c.options, a), True, c.name)
+        if c.calibrated and kernel(c.method).calibration == "temperature"
         else c
         for c in cands
     ]
-    table, over = [], [c for c in cands if _predicted_cost(c) > budget]
+    table, over = [], [c for c in cands if predicted_cost(c) > budget]
     for c in over:
         table.append(
             dict(
@@ -260,7 +274,7 @@ def tune(
                 rung=0,
                 n=0,
                 metric=None,
-                d_evals_per_sample=_predicted_cost(c),
+                d_evals_per_sample=predicted_cost(c),
                 cpu_s=0.0,
                 status="over_budget",
             )
@@ -277,9 +291,11 @@ def tune(
         for c in alive:
             t0 = time.process_time()
             row = dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=rung, n=n)
+            if c.name:  # the method's published setting
+                row["published"] = c.name
             try:
                 res = _run(G, D, cal_D, c, z, seed + rung, d_output, prior)
-                evals = float(res.info.get("n_D_forward", 0)) / n
+                evals = float(res.evals.n_D_forward) / n
                 ok = bool(torch.isfinite(res.x).all())
                 status = "ok" if ok and evals <= budget else ("over_budget" if ok else "diverged")
                 m = score(res.x) if status == "ok" else None
@@ -291,31 +307,34 @@ def tune(
                 scores[c.label] = m
         ranked = sorted((c for c in alive if c.label in scores and c != none), key=lambda c: scores[c.label])
         if progress:
-            best = ranked[0].label if ranked else "-"
+            top = ranked[0].label if ranked else "-"
             log.info(
-                "tune rung %d: n=%d, %d candidates, best %s (%.4g), none %.4g",
+                "tune rung %d: n=%d, %d candidates, best %s (%.4g), generator alone %.4g",
                 rung,
                 n,
                 len(alive),
-                best,
+                top,
                 scores[ranked[0].label] if ranked else float("nan"),
                 scores.get(none.label, float("nan")),
             )
         if rung < len(sizes) - 1:
             keep = max(1, math.ceil(len(ranked) / ETA)) if rung < len(sizes) - 2 else min(3, len(ranked))
             alive = [none] + ranked[:keep]
-    # confirmation on fresh latents (not used for selection): the best survivor must beat "none" on each of
+    # confirmation on fresh latents (not used for selection): the best survivor must beat G alone on each of
     # CONFIRM paired draws and on average by more than 2 standard errors of the paired differences
     if none.label not in scores:
         why = next((r["status"] for r in reversed(table) if r["label"] == none.label), "no score")
-        raise LatentflowError(f"tune: the generator's own samples (none) could not be scored against real: {why}")
+        raise LatentflowError(
+            f"tune: the generator's own samples ({NO_REFINEMENT}) could not be scored against real: {why}"
+        )
     n, m_none = sizes[-1], scores[none.label]
     best = ranked[0] if ranked else none
     diffs, conf = [], []
     if best != none:
         for r in range(CONFIRM):
             z = sample_latents(n, latent_dim, prior, generator=seed * 1009 + 100 + r)
-            a_, b_ = score(_generate(G, z)), score(_run(G, D, cal_D, best, z, seed + 100 + r, d_output, prior).x)
+            pair = [_run(G, D, cal_D, c, z, seed + 100 + r, d_output, prior).x for c in (none, best)]
+            a_, b_ = score(pair[0]), score(pair[1])
             conf.append((a_, b_))
             diffs.append(a_ - b_)
     mean = sum(diffs) / len(diffs) if diffs else 0.0
@@ -341,7 +360,7 @@ def tune(
         verdict=(
             "refinement beats the generator alone beyond noise"
             if win != none
-            else "nothing beats the generator alone beyond noise: use none"
+            else f"nothing beats the generator alone beyond noise: use {NO_REFINEMENT}"
         ),
     )
     log.info("tune: %s", summary["verdict"])

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import OptionError
-from .tune import SEARCHED, TuneResult, tune
+from .tune import TuneResult, tune
 
 log = logging.getLogger("latentflow")
 
@@ -110,7 +110,7 @@ def plot_tune(res: TuneResult, path) -> bool:
         log.warning("matplotlib is not installed: no plot")
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    for meth in ("none",) + SEARCHED:
+    for meth in dict.fromkeys(r["method"] for r in res.table):  # the generator alone first
         pts = [
             (r["d_evals_per_sample"], r["metric"])
             for r in res.table

@@ -15,14 +15,13 @@ from .._io import cache_dir
 from .export import convert, export, make_pair
 from .loading import load
 from .manifest import get_entry, list_models
-from .pair import ModelPair
+from .pair import ModelPair, Start
 from .pins import verify
 from .resolve import resolve
-from .sampling import sampling_options, set_sampler
+from .sampling import meta_get, sampling_options
 from .sources import fetch
 from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
 from .table import model_rows, models_table
-from .validate import set_method_table
 
 __all__ = [
     "load",
@@ -42,7 +41,7 @@ __all__ = [
     "FileRef",
     "ModelEntry",
     "TrainedEntry",
-    "set_method_table",
     "sampling_options",
-    "set_sampler",
+    "meta_get",
+    "Start",
 ]

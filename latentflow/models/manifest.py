@@ -25,12 +25,11 @@ Schema (``schema: 1``)::
 
 from __future__ import annotations
 
-import difflib
 import functools
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ManifestError
+from ..errors import ManifestError, suggest
 from .spec import ROLES, SCHEMA, ArchSpec, FileRef, ModelEntry, _plain  # noqa: F401
 from .validate import (
     ALL_SOURCE_KINDS,
@@ -40,7 +39,6 @@ from .validate import (
     _fail,  # noqa: F401
     _keys,
     _mapping,
-    set_method_table,
     validate_arch,
     validate_entry,
     validate_file,
@@ -64,7 +62,6 @@ __all__ = [
     "load_manifest",
     "list_models",
     "get_entry",
-    "set_method_table",
 ]
 
 MANIFEST_RESOURCE = ("latentflow", "checkpoints/checkpoints_manifest.yaml")
@@ -123,8 +120,7 @@ def get_entry(name: str) -> ModelEntry:
     entries = _packaged()
     if not isinstance(name, str) or name not in entries:
         avail = ", ".join(sorted(entries)) or "(none)"
-        close = difflib.get_close_matches(str(name), list(entries), n=1, cutoff=0.6)
-        hint = f' Did you mean "{close[0]}"?' if close else ""
+        hint = suggest(name, entries)
         raise ManifestError(
             f'Unknown model "{name}". Available: {avail}. '
             "Other refs: hf:owner/repo[@revision], a local folder, or a (G, D) pair of "

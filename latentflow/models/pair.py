@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import rng
 from ..errors import ManifestError, OptionError
+from ..samplers import DEFAULT_METHOD
 
-__all__ = ["ModelPair"]
+__all__ = ["ModelPair", "Start"]
+
+
+class Start(NamedTuple):
+    """Where the chains of a model start (:meth:`ModelPair.start`): ``kind`` is ``"generator"`` (``state``:
+    latents ``z`` from the prior) or ``"x0"`` (``state``: a generator-free model's particles); ``y``: the
+    labels of a class-conditional model, else None."""
+
+    kind: str
+    state: Any
+    y: Any
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,24 +106,51 @@ class ModelPair:
 
     @property
     def num_classes(self) -> int:
-        """Classes of a class-conditional pair (``G(z, y)``, ``D(x, y)``), 0 when unconditional."""
-        return int(self.meta.get("num_classes") or 0)
+        """Classes of a class-conditional pair (``G(z, y)``, ``D(x, y)``), 0 when unconditional: ``meta``'s
+        ``num_classes``, else G's attribute of that name."""
+        k = self.meta.get("num_classes") or getattr(self.G, "num_classes", 0)
+        return k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 0
 
-    def labels(self, n: int, class_label: int | None = None, generator=None, device=None):
+    def labels(self, n: int, class_label: int | str | None = None, generator=None, device=None):
         """Labels ``[n]`` (long) for ``refine(pair.G, pair.D, z, y=...)``: ``class_label`` for every sample, or
-        uniform classes per sample (``None``) drawn as the samplers draw them (per-chain streams of ``generator``)."""
+        uniform classes per sample (``None`` or ``"random"``) drawn as the samplers draw them (per-chain streams
+        of ``generator``). An unconditional model takes no class label (``OptionError``)."""
         import torch
 
         k = self.num_classes
         if k <= 0:
-            raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; it takes no labels')
-        p = next((q for m in (self.G, self.D) if isinstance(m, torch.nn.Module) for q in m.parameters()), None)
-        device = device if device is not None else (p.device if p is not None else "cpu")
-        if class_label is None:
+            raise OptionError(
+                f'model "{self.meta.get("name")}" is not class-conditional (its G has no num_classes); it takes '
+                f"no class label; got {class_label!r}"
+            )
+        device = device if device is not None else self._device()
+        if class_label is None or class_label == "random":
             return rng.sample_labels(n, k, generator=generator, device=device)
         if isinstance(class_label, bool) or not isinstance(class_label, int) or not 0 <= class_label < k:
-            raise OptionError(f"class_label must be an int in [0, {k - 1}] or None; got {class_label!r}")
+            raise OptionError(f'class_label must be an int in [0, {k - 1}] or "random"; got {class_label!r}')
         return torch.full((n,), class_label, dtype=torch.long, device=device)
+
+    def _device(self):
+        import torch
+
+        p = next((q for m in (self.G, self.D) if isinstance(m, torch.nn.Module) for q in m.parameters()), None)
+        return p.device if p is not None else "cpu"
+
+    def start(self, n: int, *, generator=None, device=None, dtype=None, class_label: int | str | None = None) -> Start:
+        """Where ``n`` chains of this model start, drawn from ``generator`` in this order: latents from the prior
+        (:meth:`initial_state`), then labels for a class-conditional model (:meth:`labels`: ``class_label``,
+        or uniform per sample); a generator-free model's chains start from ``x0`` (``meta["x0"]``) and take
+        no label."""
+        x = self.initial_state(n, generator=generator, device=device, dtype=dtype)
+        if self.G is None:
+            if class_label is not None and class_label != "random":
+                raise OptionError(f"class {class_label!r} was given, but the model has no generator to condition")
+            return Start("x0", x, None)
+        if self.num_classes > 0:
+            return Start("generator", x, self.labels(n, class_label, generator=generator, device=x.device))
+        if class_label is not None and class_label != "random":
+            self.labels(n, class_label)  # raises: not class-conditional
+        return Start("generator", x, None)
 
     def set_class(self, label) -> ModelPair:
         """Set the label that direct calls ``G(z)`` / ``D(x)`` WITHOUT labels use, on the networks that read a
@@ -130,31 +168,32 @@ class ModelPair:
     def refine(
         self,
         z=None,
-        method: str = "ddls",
+        method: str = DEFAULT_METHOD,
         *,
         n: int | None = None,
         seed: int | None = None,
         generator=None,
         y=None,
-        class_label: int | None = None,
+        class_label: int | str | None = None,
+        none_is_unset: bool = False,
         **overrides,
     ):
         """Run ``latentflow.refine(pair.G, pair.D, z, method, ...)`` with this model's recommended settings:
         ``meta["sampling"][method]`` (manifest entry or the folder's ``latentflow.json``), the model's
         ``d_output`` and prior where the method takes them, then ``overrides`` on top (a ``None`` override is a
-        value, e.g. ``noise_scale=None``); the same merge as ``latentflow sample``
+        value, e.g. ``noise_scale=None``, unless ``none_is_unset``); the one path of ``latentflow sample``
         (:func:`~latentflow.models.sampling_options`).
 
-        ``z=None``: ``n`` starting points from the model's prior (:meth:`initial_state`: latents, or the
-        particles ``x0`` of a generator-free model). ``seed`` (or a ``torch.Generator`` ``generator``) draws
-        ``z``, the labels and the sampler's streams in that order, as ``latentflow sample --seed`` does, so
+        ``z=None``: ``n`` chains drawn by :meth:`start` (latents and labels, or the particles ``x0`` of a
+        generator-free model). ``seed`` (or a ``torch.Generator`` ``generator``) draws ``z``, the labels and the
+        sampler's streams in that order, as ``latentflow sample --seed`` does, so
         ``pair.refine(n=64, method="ddls", seed=0)`` gives ``latentflow sample --num 64 --seed 0``'s samples.
         A class-conditional model gets ``y`` (labels ``[n]`` or one int), else ``class_label`` for every
         sample, else uniform labels per sample (:meth:`labels`). Returns the ``Result``."""
         import torch
 
-        from .sampling import sampler, sampling_options
-        from .validate import _method_table
+        from ..samplers import check_options, get, kernel
+        from .sampling import sampling_options
 
         if seed is not None and generator is not None:
             raise OptionError("pass either seed or generator, not both")
@@ -164,18 +203,18 @@ class ModelPair:
             generator = torch.Generator("cpu").manual_seed(seed)
         elif generator is None or isinstance(generator, int):
             generator = torch.Generator("cpu").manual_seed(0 if generator is None else int(generator))
-        table = _method_table() if _method_table is not None else {}
-        if method not in table:
-            raise OptionError(f'Unknown method "{method}". Available: {", ".join(sorted(table))}')
+        kernel(method)  # an unknown method is refused before anything is drawn
         if z is None:
             if n is None:
                 raise OptionError("pass z (the starting points) or n (how many to draw from the prior)")
-            z = self.initial_state(n, generator=generator)
+            if y is None:
+                _, z, y = self.start(n, generator=generator, class_label=class_label)
+            else:
+                z = self.initial_state(n, generator=generator)
         elif n is not None and n != z.shape[0]:
             raise OptionError(f"n must be None or z.shape[0] = {z.shape[0]} when z is given; got {n!r}")
-        if y is None and self.num_classes > 0 and self.G is not None:
+        elif y is None and self.G is not None and (self.num_classes > 0 or class_label not in (None, "random")):
             y = self.labels(z.shape[0], class_label, generator=generator, device=z.device)
-        elif class_label is not None and y is None:
-            raise ManifestError(f'model "{self.meta.get("name")}" is not class-conditional; it takes no class_label')
-        opts = sampling_options(method, self.meta, overrides, table[method], none_is_unset=False)
-        return sampler()(self.G, self.D, z, method=method, generator=generator, y=y, **opts)
+        opts = sampling_options(method, self.meta, overrides, none_is_unset=none_is_unset)
+        check_options(method, opts)
+        return get(method)(self.G, self.D, z, generator=generator, y=y, **opts)

@@ -7,7 +7,7 @@ field checkers.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from ..errors import ManifestError
@@ -26,7 +26,6 @@ __all__ = [
     "validate_files",
     "validate_sampling",
     "validate_entry",
-    "set_method_table",
 ]
 
 SOURCE_KINDS = ("bundled", "hub", "url")
@@ -178,24 +177,15 @@ def validate_output(o, where: str) -> dict:
     return {"shape": shape, "range": rng}
 
 
-#: ``() -> {method: its option names}``, installed by ``latentflow/__init__.py`` from the samplers' registry:
-#: models sit beside samplers, not above them, so they check method names without importing them.
-_method_table: Callable[[], Mapping[str, Iterable[str]]] | None = None
-
-
-def set_method_table(fn: Callable[[], Mapping[str, Iterable[str]]] | None) -> None:
-    """Install the function that lists the sampling methods and their options (``None``: no check)."""
-    global _method_table
-    _method_table = fn
-
-
 def validate_sampling(s, where: str, check_methods: bool = True) -> dict:
     if s is None:
         return {}
     s = _mapping(s, where)
     known = None
-    if check_methods and _method_table is not None:
-        known = {str(k): set(v) for k, v in _method_table().items()}
+    if check_methods:  # the samplers' registry (plug-ins included) says which methods and options exist
+        from ..samplers import methods
+
+        known = {name: set(info.options) for name, info in methods().items()}
     out = {}
     for method, opts in s.items():
         if known is not None and method not in known:

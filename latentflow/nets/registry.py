@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..errors import ManifestError
+from ..errors import ManifestError, suggest
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -32,11 +32,10 @@ def register_arch(name: str):
 def build(name: str, **kwargs) -> nn.Module:
     """``ARCHITECTURES[name](**kwargs)``; an unknown name or unfitting kwargs raise ``ManifestError``."""
     if name not in ARCHITECTURES:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list(ARCHITECTURES), n=1)
-        hint = f' Did you mean "{close[0]}"?' if close else ""
-        raise ManifestError(f'Unknown architecture "{name}". Available: {", ".join(sorted(ARCHITECTURES))}.{hint}')
+        raise ManifestError(
+            f'Unknown architecture "{name}". Available: {", ".join(sorted(ARCHITECTURES))}.'
+            + suggest(name, ARCHITECTURES)
+        )
     try:
         return ARCHITECTURES[name](**kwargs)
     except TypeError as e:

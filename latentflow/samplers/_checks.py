@@ -52,6 +52,16 @@ def check_batch_size(batch_size, n: int) -> int | str:
     return min(batch_size, n)
 
 
+def check_grad_path(method: str, v: Tensor) -> None:
+    """A gradient step's value ``v`` must depend on the chain state: say what, not autograd's "element 0 of
+    tensors does not require grad"."""
+    if not v.requires_grad:
+        raise ShapeError(
+            f"{method}: D's output does not depend on its input x (no gradient path: a constant D, one that "
+            "detaches x or runs under torch.no_grad()); this method follows ∇x D and needs a D differentiable in x"
+        )
+
+
 def check_speed_options(device: torch.device, cuda_graph: bool) -> None:
     """``cuda_graph=True`` needs CUDA tensors (the types are checked by the options record)."""
     if cuda_graph and torch.device(device).type != "cuda":

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -25,9 +26,10 @@ from torch import Tensor
 from ..energy import frozen, user_stacklevel
 from ..errors import DivergenceError, DivergenceWarning, OptionError
 from ..options import ENGINE_FIELDS, EngineOptions, Options
-from ..result import Result, Step
+from ..result import Evals, Result, Step
 from ..rng import stream_key
 from ._checks import check_state, resolve_labels, resolve_num_classes
+from ._declare import Candidate, Needs, SearchContext
 from ._engine import Engine
 
 log = logging.getLogger("latentflow")
@@ -37,23 +39,96 @@ _UNRECORDED = ("generator", "callback", "progress", "y")
 
 
 class Kernel:
-    """One sampling method: ``Options`` (its record), what it ``needs`` from the model, and its maths.
+    """One sampling method: its maths, and everything the rest of latentflow needs to know about it.
 
-    Subclasses set ``Options`` and, where the defaults below do not fit, ``needs`` and ``hint`` (the advice
-    when chains diverge), and write
-    ``init``, ``step`` and ``finish``; ``validate`` checks the options against the inputs; ``draws``
-    says whether these options use randomness (so that nothing is drawn that is not used)."""
+    The maths: ``Options`` (its record), ``init``, ``step`` and ``finish``; ``validate`` checks the options
+    against the inputs; ``draws`` says whether these options use randomness (so that nothing is drawn that
+    is not used).
+
+    The declarations (read by ``refine``, ``latentflow sample``/``methods``/``tune``/``bench`` and the README
+    method table; a subclass overrides those whose defaults below do not fit):
+
+    * ``needs`` (:class:`~latentflow.samplers._declare.Needs`): generator, discriminator calls, score model,
+      labels; :meth:`d_call` (which D call given options) and :meth:`misfit_options` refine it per options;
+    * :meth:`cost`: G/D evaluations per sample as a function of the options;
+    * :meth:`fit_budget` (or just ``budget_option``): the options that spend a budget of D evaluations per
+      sample;
+    * :meth:`search_space`: the candidates ``tune`` tries, the method's published settings among them;
+    * ``calibration``: how a calibrated D applies ("temperature", "discriminator" or None) and
+      :meth:`calibrated_options`;
+    * ``refines`` (False only for the generator alone, the baseline every refinement is compared with),
+      ``hint`` (the advice when chains diverge), ``about`` and ``paper`` (the README table's row).
+    """
 
     name: ClassVar[str] = ""
-    Options: ClassVar[type] = Options
+    Options: ClassVar[type[Options]] = Options
     engine_fields: ClassVar[tuple] = ENGINE_FIELDS
-    #: what the method needs from the model, declared by the method (listed by ``methods()``)
-    needs: ClassVar[dict] = {"generator": "required", "discriminator": "D(x)"}
+    needs: ClassVar[Needs] = Needs()
     hint: ClassVar[str] = "reduce the step size"
+    calibration: ClassVar[str | None] = None
+    #: the option that counts D evaluations per sample (steps, proposals), which ``fit_budget`` sets
+    budget_option: ClassVar[str | None] = None
+    refines: ClassVar[bool] = True
+    about: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
 
     def __init__(self, G, D, opts, engine_opts: EngineOptions):
         self.G, self.D, self.o, self.eo = G, D, opts, engine_opts
 
+    # -- declarations ------------------------------------------------------------------------------
+    @classmethod
+    def defaults(cls) -> dict:
+        """The method's options at their defaults."""
+        return {f.name: f.default for f in dataclasses.fields(cls.Options)}
+
+    @classmethod
+    def options_of(cls, options: Mapping | None = None) -> dict:
+        """``options`` over the defaults (the method's own options; others are left out)."""
+        own = cls.defaults()
+        return {**own, **{k: v for k, v in (options or {}).items() if k in own}}
+
+    @classmethod
+    def cost(cls, options: Mapping | None = None, *, n: int | None = None, generator: bool = True) -> Evals:
+        """G/D (and score) evaluations per sample of a run with ``options`` (forward and backward). ``n``: the
+        chains of the run, to spread what a run evaluates once (the probe of G and D, a pilot run, pairs)
+        over them; None leaves those out. ``generator``: whether G is given, for methods where it is
+        optional. A method whose cost depends on chance (DRS) gives its least."""
+        return Evals()
+
+    @classmethod
+    def fit_budget(cls, budget: int, options: Mapping | None = None) -> dict:
+        """The options that make the method spend about ``budget`` D forward evaluations per sample
+        (``options``: the caller's own, where the cost per step depends on them): by default its
+        ``budget_option`` (one D evaluation each) set to ``budget``; ``{}`` when its cost has no such option."""
+        return {cls.budget_option: int(budget)} if cls.budget_option else {}
+
+    @classmethod
+    def search_space(cls, ctx: SearchContext) -> list[Candidate]:
+        """The candidates ``tune`` tries for this method within ``ctx.budget``: by default one, its
+        defaults fitted to the budget."""
+        return [Candidate(cls.name, cls.fit_budget(ctx.budget))]
+
+    @classmethod
+    def calibrated_options(cls, options: Mapping, a: float) -> dict:
+        """The options that run a ``calibration="temperature"`` method on a D calibrated as ``a·d + b``
+        with the raw D: the temperature ``T`` becomes ``T/a``."""
+        if cls.calibration != "temperature":
+            raise OptionError(f'method "{cls.name}" takes a calibrated D as {cls.calibration}, not as options')
+        opts = dict(options)
+        opts["temperature"] = cls.options_of(options)["temperature"] / a
+        return opts
+
+    @classmethod
+    def d_call(cls, options: Mapping | None = None) -> str | None:
+        """The call of D a run with ``options`` makes (one of ``needs.discriminator``), None for none."""
+        return cls.needs.discriminator[0] if cls.needs.discriminator else None
+
+    @classmethod
+    def misfit_options(cls, model_call: str | None, options: Mapping) -> str | None:
+        """Why ``options`` do not fit a model whose D is called as ``model_call`` (None: it fits)."""
+        return None
+
+    # -- the maths ---------------------------------------------------------------------------------
     def models(self) -> tuple:
         """The callables held in eval mode without parameter gradients during the run (``frozen``)."""
         return (self.G, self.D)
@@ -82,6 +157,11 @@ class Kernel:
         raise NotImplementedError
 
 
+def probe_cost(n: int | None) -> float:
+    """The two-row probe of G and D at the boundary, per sample of ``n`` chains (0 when ``n`` is unknown)."""
+    return min(2, n) / n if n else 0.0
+
+
 def _recorded(v: Any) -> Any:
     if isinstance(v, Tensor):
         return f"tensor{list(v.shape)}"
@@ -108,15 +188,18 @@ def split_options(kernel_cls, options: dict) -> tuple[Options, EngineOptions]:
 def run(kernel_cls, G, D, z: Tensor, options: dict) -> Result:
     """Run ``kernel_cls`` on ``z`` with the keyword ``options``: the loop every sampler shares."""
     opts, eng = split_options(kernel_cls, options)
-    if G is None and kernel_cls.needs.get("generator") == "required":
+    needs = kernel_cls.needs
+    if G is None and needs.generator == "required":
         raise OptionError(
             f'method "{kernel_cls.name}" needs a generator G (it samples G(z)); got G=None. '
             "latentflow.methods()[name].needs says which methods run without one"
         )
-    if D is None and not str(kernel_cls.needs.get("discriminator", "")).startswith(("none", "optional")):
+    if D is None and needs.needs_discriminator:
         raise OptionError(
-            f'method "{kernel_cls.name}" needs a discriminator D ({kernel_cls.needs.get("discriminator")}); got D=None'
+            f'method "{kernel_cls.name}" needs a discriminator D ({" or ".join(needs.discriminator)}); got D=None'
         )
+    if eng.y is not None and not needs.labels:
+        raise OptionError(f'method "{kernel_cls.name}" takes no class labels; got y (leave y=None)')
     kernel = kernel_cls(G, D, opts, eng)
     kernel.validate(z)
     num_classes = resolve_num_classes(eng.num_classes, G, D)
@@ -213,6 +296,7 @@ class Driver:
         return Result(x=x, z=z, info=full, y=e.y)
 
 
-def loop_step(i: int, state: Tensor, energy=None, accepted=None) -> Step:
-    """The ``Step`` a kernel returns with its new state (what the callback sees)."""
-    return Step(i, state, energy, accepted)
+def loop_step(i: int, state: Tensor, energy=None, accepted=None, z: Tensor | None = None) -> Step:
+    """The ``Step`` a kernel returns with its new state (what the callback sees; ``z``: the chains' latents
+    when the state is not them, see :class:`~latentflow.result.Step`)."""
+    return Step(i, state, energy, accepted, z)

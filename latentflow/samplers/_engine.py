@@ -13,15 +13,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..energy import chunk_slices, d_values, frozen  # noqa: F401  (re-exported for callers)
-from ..errors import LatentflowError, ShapeError
+from ..errors import LatentflowError
+from ..result import Evals
 from ..rng import ChainStream
-from ._checks import AUTOCAST_DTYPES, check_batch_size, check_speed_options
+from ._checks import AUTOCAST_DTYPES, check_batch_size, check_grad_path, check_speed_options
 
 log = logging.getLogger("latentflow")
 
@@ -34,25 +34,8 @@ AUTO_CPU_MAX_ROWS = 16384
 AUTO_MEMORY_FRACTION = 0.7
 
 
-@dataclass
-class Counter:
-    """Evaluations of G and D, counted in samples (rows), forward and backward separately, and of a
-    score model (forward only: samplers evaluate it without gradients)."""
-
-    n_G_forward: int = 0
-    n_G_backward: int = 0
-    n_D_forward: int = 0
-    n_D_backward: int = 0
-    n_score_forward: int = 0
-
-    def as_dict(self) -> dict:
-        return dict(
-            n_G_forward=self.n_G_forward,
-            n_G_backward=self.n_G_backward,
-            n_D_forward=self.n_D_forward,
-            n_D_backward=self.n_D_backward,
-            n_score_forward=self.n_score_forward,
-        )
+#: evaluations of G, D and a score model, counted in samples (rows), forward and backward separately
+Counter = Evals
 
 
 def _available_ram_bytes() -> int | None:
@@ -187,12 +170,7 @@ class Engine:
         leaf = s.detach().requires_grad_(True)
         with torch.enable_grad():
             v, aux = fwd(leaf, *rows)
-            if not v.requires_grad:  # nothing to follow: say what, not autograd's "element 0 of tensors ..."
-                raise ShapeError(
-                    f"{self.method}: D's output does not depend on its input x (no gradient path: a constant D, "
-                    "one that detaches x or runs under torch.no_grad()); this method follows ∇x D and needs a "
-                    "D differentiable in x"
-                )
+            check_grad_path(self.method, v)
             (g,) = torch.autograd.grad(v.sum(), leaf)
         return v.detach(), g, (aux.detach() if aux is not None else None)
 

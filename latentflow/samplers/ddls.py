@@ -57,8 +57,10 @@ from torch import Tensor
 from ..energy import latent_from_u, u_from_latent
 from ..errors import OptionError
 from ..options import Options, field
+from ..result import Evals
 from ._checks import latent_energy, mala_log_alpha
-from ._driver import Kernel, loop_step
+from ._declare import Candidate, with_published
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 #: step-size adaptation: gain γ0 t^-κ on log ε (see :meth:`DDLS._adapt`)
@@ -157,6 +159,43 @@ class DDLS(Kernel):
 
     Options = DDLSOptions  # needs: the default (a generator and D(x))
     hint = "reduce step_size (or use mala=True)"
+    calibration = "temperature"  # -(a s + b)/T has the gradient (and MH ratio) of -s/(T/a)
+    about = (
+        "Langevin on `E(z) = -log p0(z) - d(G(z))/T` in latent space; ULA (`z <- z - ε/2 ∇E + τ ξ`) or MALA "
+        "(`mala=True`, acceptance reported, `adapt_steps` tunes ε per chain, scale-free: Robbins–Monro on log ε "
+        "with a decaying gain); `d_output` = `logit`, `prob` or `critic`; normal or uniform prior (the uniform "
+        "one through the normal CDF, so chains never leave the box); `output_noise` = seed 001 Corollary 1"
+    )
+    paper = "seed 001 Alg. 1"
+    budget_option = "steps"
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """One value-and-gradient of G and D at the start and per step (MALA's too)."""
+        per = cls.options_of(options)["steps"] + 1
+        return Evals(per + probe_cost(n), per, per + probe_cost(n), per)
+
+    @classmethod
+    def search_space(cls, ctx):
+        """ULA over temperature × step size × steps, MALA (adapted over the first half) at the most steps,
+        and their calibrated variants; Che et al. 2020's CIFAR-10 setting (ε = 0.01, τ = √ε, up to 1000
+        steps) among them."""
+        steps, out = ctx.steps, []
+        for T in (1.0, 0.3, 0.1, 0.03):
+            for eps in (0.01, 0.03, 0.1):
+                out += [Candidate(cls.name, dict(steps=s, step_size=ctx.step(eps), temperature=T)) for s in steps]
+            if steps:
+                s = steps[-1]
+                mala = dict(steps=s, step_size=ctx.step(0.01), temperature=T, mala=True, adapt_steps=s // 2)
+                out.append(Candidate(cls.name, mala))
+                if ctx.calibrated:
+                    out.append(Candidate(cls.name, mala, True))
+                    out += [
+                        Candidate(cls.name, dict(steps=s, step_size=ctx.step(0.03), temperature=T), True) for s in steps
+                    ]
+        top = min(1000, ctx.budget - 2)
+        che = dict(steps=top, step_size=ctx.step(0.01), temperature=1.0)
+        return with_published(out, [Candidate(cls.name, che, name="Che et al. 2020")] if top >= 1 else [])
 
     def init(self, e, z):
         o = self.o
@@ -211,7 +250,7 @@ class DDLS(Kernel):
             s.trace + (E,) if o.record_trace else (),
             log_eps_bar,
         )
-        return new, loop_step(i, u, E, acc)
+        return new, loop_step(i, u, E, acc, latent_from_u(u[:, : self.k], o.prior))
 
     def _adapt(self, i, live, log_alpha, s):
         """One Robbins–Monro update of each chain's log ε with a decaying gain, at t = i + 1::

@@ -27,8 +27,10 @@ from torch import Tensor
 
 from ..errors import OptionError
 from ..options import Options, field
+from ..result import Evals
 from ._checks import check_state, probe
-from ._driver import Kernel, loop_step
+from ._declare import Needs
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 LOSSES = ("ns", "ipm", "hinge")
@@ -80,8 +82,20 @@ class DFlow(Kernel):
     """Discriminator Flow: integrate dx/dt = -η ∇c(f(x, t)) with Euler or Heun steps (Franceschi et al. 2023)."""
 
     Options = DFlowOptions
-    needs = {"generator": "none (G=None: z holds x_0) or optional", "discriminator": "time-conditioned D(x, t)"}
+    needs = Needs(generator="optional", discriminator=("D(x, t)",), note="G=None: z holds x_0")
     hint = "reduce eta or use more steps"
+    about = "Discriminator Flow particle ODE `dx/dt = -η ∇c(f(x, t))` with Euler or Heun steps"
+    paper = "seed 000 §4.2"
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """A value-and-gradient of D per Euler step, two per Heun step but the last (the NFE); G once at the
+        start when given."""
+        o = cls.options_of(options)
+        grid_steps = o["steps"] if o["grid"] is None else len(o["grid"]) - 1
+        run = grid_steps if o["stop_step"] is None else min(o["stop_step"], grid_steps)
+        nfe = run + (min(run, grid_steps - 1) if o["solver"] == "heun" else 0)
+        return Evals((1 + probe_cost(n)) * generator, 0, nfe + probe_cost(n), nfe)
 
     def draws(self):
         return self.o.entropy_reg > 0

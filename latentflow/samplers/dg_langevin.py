@@ -20,8 +20,10 @@ from torch import Tensor
 from ..energy import to_logit
 from ..errors import OptionError
 from ..options import Options, field
+from ..result import Evals
 from ._checks import check_state, probe
-from ._driver import Kernel, loop_step
+from ._declare import Candidate, Needs
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 
@@ -50,8 +52,43 @@ class DGLangevin(Kernel):
     """Langevin in data space driven by the discriminator's gradient, optionally annealed over σ."""
 
     Options = DGLangevinOptions
-    needs = {"generator": "optional (None: z holds x0)", "discriminator": "D(x), or D(x, σ) with sigmas"}
+    needs = Needs(generator="optional", discriminator=("D(x)", "D(x, sigma)"), note="D(x, σ) with sigmas")
     hint = "reduce step_size"
+    about = "(annealed) Langevin in data space driven by `∇x D(x)` or a noise-conditioned `D(x, σ)`"
+    paper = "seed 002"
+    budget_option = "steps"
+
+    @classmethod
+    def _levels(cls, o) -> int:
+        return 1 if o["sigmas"] is None else int(torch.as_tensor(o["sigmas"]).numel())
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """A value-and-gradient of D per step and noise level; G once at the start (when given)."""
+        o = cls.options_of(options)
+        d = o["steps"] * cls._levels(o)
+        return Evals((1 + probe_cost(n)) * generator, 0, d + probe_cost(n), d)
+
+    @classmethod
+    def search_space(cls, ctx):
+        """ε at the two largest step counts (one noise level)."""
+        return [
+            Candidate(cls.name, dict(steps=s, step_size=ctx.step(eps)))
+            for eps in (0.001, 0.003, 0.01)
+            for s in ctx.steps[-2:]
+        ]
+
+    @classmethod
+    def d_call(cls, options=None):
+        return "D(x)" if cls.options_of(options)["sigmas"] is None else "D(x, sigma)"
+
+    @classmethod
+    def misfit_options(cls, model_call, options):
+        if model_call == "D(x, sigma)" and options.get("sigmas") is None:
+            return "needs sigmas (the noise levels) for a noise-conditioned D(x, sigma); pass --opt sigmas=[...]"
+        if model_call == "D(x)" and options.get("sigmas") is not None:
+            return "with sigmas calls D(x, sigma), and the model's D is an unconditioned D(x); drop sigmas"
+        return None
 
     def validate(self, z):
         check_state(z, ndim=2 if self.G is not None else None)

@@ -55,9 +55,11 @@ from torch import Tensor
 from ..energy import to_logit
 from ..errors import OptionError, ShapeError
 from ..options import Options, field
+from ..result import Evals
 from ..scores import as_score, edm_sigmas, heun_step
 from ._checks import check_state, probe
-from ._driver import Kernel, loop_step
+from ._declare import Needs
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 #: a chain whose RMS passes this multiple of max(σ_0, σ_data) has diverged (module docstring)
@@ -146,37 +148,64 @@ class DGScore(Kernel):
     """Discriminator-guided sampling of a score model: EDM Heun or annealed Langevin on s + w ∇ log(d/(1-d))."""
 
     Options = DGScoreOptions
-    needs = {
-        "generator": "none (G=None: z ~ N(0, I) [B, *X] is the starting noise, x_T = σ_max z)",
-        "score": "score=S(x, σ) -> [B, *X] (score, denoised or eps, see score_output)",
-        "discriminator": "optional with w=0; else a noise-conditioned D(x, σ)",
-    }
+    needs = Needs(
+        generator="none",
+        discriminator=("D(x, sigma)",),
+        discriminator_optional=True,
+        score=True,
+        labels=False,
+        note="G=None: z ~ N(0, I) [B, *X] is the starting noise; D optional with w=0",
+    )
     hint = (
         "use more steps, a smaller w or a guide_range D was trained on (Langevin: a smaller step_size); a "
         "chain diverges when non-finite or when its RMS passes 10·max(σ_0, σ_data)"
     )
+    about = (
+        "discriminator guidance of a **score model** `S(x, σ)` (`score=S`, no G): EDM Heun (optional churn) or "
+        "annealed Langevin on `s + w ∇x log(d/(1-d))(x, σ)`, guided on a σ range (σ ≤ 1 by default)"
+    )
+    paper = "Kim et al. 2023; Karras et al. 2022, Alg. 1/2"
 
     def __init__(self, *a):
         super().__init__(*a)
-        o = self.o
-        if o.sigmas is not None:
-            grid = [float(v) for v in torch.as_tensor(o.sigmas, dtype=torch.float64).flatten()]
-        else:
-            grid = edm_sigmas(o.steps, o.sigma_min, o.sigma_max, o.rho).tolist()
-            if o.solver == "langevin":
-                grid = grid[:-1]  # the levels σ_1 = σ_max > ... > σ_L = σ_min
-        self.grid = grid
-        if o.solver == "langevin":
-            self.alphas = [o.step_size * s**2 / grid[-1] ** 2 for s in grid]
-        lo, hi = o.guide_range if o.guide_range is not None else (0.0, math.inf)
-        self.guided_at = [o.w != 0 and self.D is not None and lo <= s <= hi for s in grid]
-        self.bound = DIVERGE_RMS * max(grid[0], o.sigma_data or 1.0)
+        self.grid, self.alphas, self.guided_at = self._schedule(self.o, self.D is not None)
+        self.bound = DIVERGE_RMS * max(self.grid[0], self.o.sigma_data or 1.0)
 
     def beyond(self, x: Tensor) -> Tensor:
         """Per chain: NaN where the state's RMS passes ``self.bound`` (or is not finite), else 0; given to
         ``engine.advance`` as a check, so such chains are frozen and counted as diverged."""
         rms = x.detach().reshape(x.shape[0], -1).float().pow(2).mean(1).sqrt()
         return torch.where(rms <= self.bound, torch.zeros_like(rms), torch.full_like(rms, math.nan))
+
+    @staticmethod
+    def _schedule(o, has_d: bool) -> tuple[list, list, list]:
+        """The noise levels, the Langevin step per level and whether each level is guided."""
+        if o.sigmas is not None:
+            grid = [float(v) for v in torch.as_tensor(o.sigmas, dtype=torch.float64).flatten()]
+        else:
+            grid = edm_sigmas(o.steps, o.sigma_min, o.sigma_max, o.rho).tolist()
+            if o.solver == "langevin":
+                grid = grid[:-1]  # the levels σ_1 = σ_max > ... > σ_L = σ_min
+        alphas = [o.step_size * s**2 / grid[-1] ** 2 for s in grid] if o.solver == "langevin" else []
+        lo, hi = o.guide_range if o.guide_range is not None else (0.0, math.inf)
+        return grid, alphas, [o.w != 0 and has_d and lo <= s <= hi for s in grid]
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """Score evaluations: Heun ``2N - 1`` (``2N - 2`` ending at σ = 0), Langevin ``L T``; a
+        value-and-gradient of D at each guided one."""
+        o = cls.Options(**cls.options_of(options))
+        grid, _, guided = cls._schedule(o, True)
+        if o.solver == "langevin":
+            per_level = [o.langevin_steps] * len(grid)
+        else:  # step i evaluates at σ_i (churned) and, in Heun's correction, at σ_{i+1} unless it is 0
+            per_level = [0] * len(grid)
+            for i in range(len(grid) - 1):
+                per_level[i] += 1
+                if grid[i + 1] != 0:
+                    per_level[i + 1] += 1
+        d = sum(c for c, g in zip(per_level, guided) if g)
+        return Evals(0, 0, d + (probe_cost(n) if any(guided) else 0.0), d, sum(per_level) + probe_cost(n))
 
     def models(self):
         return (self.D, self.o.score)

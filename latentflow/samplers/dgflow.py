@@ -33,8 +33,10 @@ from torch import Tensor
 from ..energy import to_logit
 from ..errors import OptionError
 from ..options import Options, field
+from ..result import Evals
 from ._checks import probe
-from ._driver import Kernel, loop_step
+from ._declare import Candidate, Needs, with_published
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 DIVERGENCES = ("KL", "JS", "logD")
@@ -69,8 +71,35 @@ class DGflow(Kernel):
     """DGflow: the latent gradient flow of an entropy-regularised f-divergence, z <- z - η ∇f'(e^-d) + sqrt(2ηγ) ξ."""
 
     Options = DGflowOptions
-    needs = {"generator": "required", "discriminator": "D(x), a logit estimating log p_data/p_G"}
+    needs = Needs(note="D(x) a logit estimating log p_data/p_G")
     hint = "reduce step_size"
+    about = (
+        "DGflow: the latent gradient flow of an entropy-regularised f-divergence, `z <- z - η ∇z f'(e^-d(G(z))) "
+        "+ sqrt(2ηγ) ξ`, for `divergence` = `KL` (velocity `∇d`), `JS` (`σ(d) ∇d`) or `logD` (`σ(-d) ∇d`); the "
+        "paper's η = 0.1, γ = 0.01, 25 steps; the flow's ratio is frozen at G's (no separate prior drift), as in "
+        "the paper"
+    )
+    paper = "Ansari et al. 2021, Alg. 1"
+    budget_option = "steps"
+
+    @classmethod
+    def search_space(cls, ctx):
+        """η × divergence (KL, logD) at the two largest step counts; Ansari et al. 2021's CIFAR-10 setting
+        (η = 0.1, γ = 0.01, 25 steps, KL) among them."""
+        out = [
+            Candidate(cls.name, dict(steps=s, step_size=ctx.step(eta), divergence=div))
+            for eta in (0.01, 0.03, 0.1)
+            for div in ("KL", "logD")
+            for s in ctx.steps[-2:]
+        ]
+        paper = dict(steps=25, step_size=ctx.step(0.1), divergence="KL")
+        return with_published(out, [Candidate(cls.name, paper, name="Ansari et al. 2021")] if 27 <= ctx.budget else [])
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """A value-and-gradient of G and D per step, G once more at the end."""
+        steps = cls.options_of(options)["steps"]
+        return Evals(steps + 1 + probe_cost(n), steps, steps + probe_cost(n), steps)
 
     def validate(self, z):
         super().validate(z)
@@ -105,7 +134,7 @@ class DGflow(Kernel):
             z_new = z_new.clamp(-1, 1)
         self.last = fp
         z = e.advance(i + 1, z_new, z, fp, g)
-        return z, loop_step(i, z, fp, None)
+        return z, loop_step(i, z, fp, None, z)
 
     def finish(self, e, z):
         x = e.map(lambda t, *yy: e.G(self.G, t, *yy), z, *e.ys)

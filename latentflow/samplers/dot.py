@@ -21,9 +21,11 @@ from torch import Tensor
 from ..energy import to_logit
 from ..errors import OptionError
 from ..options import Options, field
+from ..result import Evals
 from ..rng import ChainStream
 from ._checks import check_state, probe
-from ._driver import Kernel, loop_step
+from ._declare import Candidate, Needs, with_published
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 
@@ -60,8 +62,47 @@ class DOT(Kernel):
     """Discriminator optimal transport: descend H(y) = ||y - y0 + δ|| - d(y)/K_eff from each y0."""
 
     Options = DOTOptions
-    needs = {"generator": "optional (None with space='target': z holds the samples x)", "discriminator": "D(x)"}
+    needs = Needs(generator="optional", note="G=None with space='target': z holds the samples x")
     hint = "reduce lr"
+    about = "latent- or target-space discriminator optimal transport with the `K_eff` estimate"
+    paper = "Tanaka 2019"
+    budget_option = "steps"
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """A value-and-gradient of D per step (of G too in latent space), G once at the start (target
+        space) or the end (latent space); the K_eff estimate evaluates G and D on 2 k_eff_pairs points."""
+        o = cls.options_of(options)
+        once = probe_cost(n) + (2 * o["k_eff_pairs"] / n if n and o["k_eff"] is None else 0.0)
+        steps, latent = o["steps"], o["space"] == "latent"
+        g_once = once if generator else 0.0
+        return Evals((steps + 1 if latent else 1) * generator + g_once, steps if latent else 0, steps + once, steps)
+
+    @classmethod
+    def search_space(cls, ctx):
+        """SGD in latent and target space over learning rate × steps; Tanaka 2019's settings (SGD at
+        lr ≈ 0.05, and Adam with β = (0, 0.9), at most 100 updates) among them."""
+        steps = ctx.steps
+        out = [
+            Candidate(cls.name, dict(steps=s, lr=ctx.step(lr), space=space))
+            for space in ("latent", "target")
+            for lr in (0.003, 0.01, 0.03, 0.1)
+            for s in steps
+        ]
+        if not steps:
+            return out
+        s = steps[-1]
+        return with_published(
+            out,
+            [
+                Candidate(cls.name, dict(steps=s, lr=ctx.step(0.05), space="latent"), name="Tanaka 2019, SGD"),
+                Candidate(
+                    cls.name,
+                    dict(steps=s, lr=ctx.step(0.01), space="latent", optimizer="adam"),
+                    name="Tanaka 2019, Adam",
+                ),
+            ],
+        )
 
     def validate(self, z):
         if self.G is None and self.o.space == "latent":
@@ -139,7 +180,7 @@ class DOT(Kernel):
         if o.space == "target" and o.clip is not None:
             y_new = y_new.clamp(-o.clip, o.clip)
         y = e.advance(i + 1, y_new, y, H)
-        return State(y, v, H), loop_step(i, y, H, None)
+        return State(y, v, H), loop_step(i, y, H, None, y if o.space == "latent" else None)
 
     def finish(self, e, s):
         info = dict(k_eff=self.k_est, objective=s.H if s.H is not None else torch.zeros(s.y.shape[0]))

@@ -28,8 +28,10 @@ from torch import Tensor
 
 from ..energy import latent_from_u, to_logit, u_from_latent
 from ..options import Options, field
+from ..result import Evals
 from ._checks import latent_energy, mala_log_alpha
-from ._driver import Kernel, loop_step
+from ._declare import Candidate
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 
@@ -63,6 +65,49 @@ class Ex2MCMC(Kernel):
     """Ex2MCMC: i-SIR proposals from the prior (weights exp(d(G(z))/T)) interleaved with MALA steps in latent space."""
 
     Options = Ex2MCMCOptions  # needs (a generator and D(x)) and hint (a smaller step size): the defaults
+    about = (
+        "Ex2MCMC: i-SIR global moves (N - 1 prior candidates per chain plus the current state, picked ∝ "
+        "`exp(d(G(z))/T)`) interleaved with `mala_steps` MALA steps on the DDLS energy; reaches modes Langevin "
+        "alone cannot leave or enter"
+    )
+    paper = "Samsonov et al. 2022"
+    #: the search space's i-SIR candidates N and MALA steps per iteration
+    SEARCH_N, SEARCH_MALA = 5, 4
+
+    @classmethod
+    def per_step(cls, options=None) -> tuple[int, int]:
+        """D (forward, backward) evaluations per chain in one iteration: ``N - 1`` candidates, and ``L + 1``
+        value-and-gradients when there are ``L > 0`` MALA steps."""
+        o = cls.options_of(options)
+        local = o["mala_steps"] + 1 if o["mala_steps"] else 0
+        return o["n_particles"] - 1 + local, local
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """A value-and-gradient at the start, :meth:`per_step` per iteration (G with D), G once at the end."""
+        steps = cls.options_of(options)["steps"]
+        fwd, bwd = cls.per_step(options)
+        d = 1 + steps * fwd + probe_cost(n)
+        return Evals(d + 1, 1 + steps * bwd, d, 1 + steps * bwd)
+
+    @classmethod
+    def fit_budget(cls, budget, options=None):
+        """At least one iteration, as many as ``budget`` D forward evaluations per sample pay for."""
+        return {"steps": max(1, int(budget) // cls.per_step(options)[0])}
+
+    @classmethod
+    def search_space(cls, ctx):
+        """N = 5 candidates and 4 MALA steps per iteration; 2 iterations and the most the budget allows,
+        over ε × T."""
+        shape = dict(n_particles=cls.SEARCH_N, mala_steps=cls.SEARCH_MALA)
+        per = cls.per_step(shape)[0]
+        iters = sorted({i for i in (2, (ctx.budget - 1) // per) if i >= 1 and 1 + i * per <= ctx.budget})
+        return [
+            Candidate(cls.name, dict(steps=i, **shape, step_size=ctx.step(eps), temperature=T))
+            for i in iters
+            for eps in (0.01, 0.03)
+            for T in (1.0, 0.3)
+        ]
 
     def init(self, e, z):
         o = self.o
@@ -128,7 +173,7 @@ class Ex2MCMC(Kernel):
                 acc_total = acc_total + acc.float()
             logw = self._logw(u, E)
         new = State(u, logw, E, acc_total, s.moves + moved.float(), s.nonfinite + n_bad)
-        return new, loop_step(i, u, E, moved)
+        return new, loop_step(i, u, E, moved, latent_from_u(u, o.prior))
 
     def finish(self, e, s):
         o = self.o

@@ -34,9 +34,11 @@ from torch import Tensor
 from ..energy import to_logit, user_stacklevel
 from ..errors import DivergenceWarning, OptionError
 from ..options import ENGINE_FIELDS, SPEED_FIELDS, Options, field
+from ..result import Evals
 from ..rng import ChainStream
 from ._checks import check_state, probe
-from ._driver import Kernel, loop_step
+from ._declare import Candidate, with_published
+from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 D_OUTPUT = Literal["logit", "prob", "critic"]
@@ -52,6 +54,7 @@ class _GX(Kernel):
 
     engine_fields = NO_SPEED
     hint = "check that D returns finite values"
+    calibration = "discriminator"  # the accept tests read the calibrated logit itself
 
     def warn_nan(self, n_nan: int, n_prop: int) -> None:
         """Say (as the driver says of diverged chains; ``on_divergence="keep"``: at INFO only) that D was NaN
@@ -109,6 +112,29 @@ class DRS(_GX):
     """Discriminator rejection sampling: keep x ~ G with probability sigmoid(F(x)); returns exactly B samples."""
 
     Options = DRSOptions
+    about = (
+        "discriminator rejection sampling (γ percentile, `d_M` the max of a pilot run, each output row accepting "
+        "the first of its own proposals); returns exactly the number asked; NaN D values are never accepted, "
+        "`+inf` always"
+    )
+    paper = "Azadi et al. 2019"
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """At least one proposal (G and D) per sample: the number depends on the acceptance rate; the pilot
+        run evaluates G and D on ``pilot`` points."""
+        once = probe_cost(n) + (cls.options_of(options)["pilot"] / n if n else 0.0)
+        return Evals(1 + once, 0, 1 + once, 0)
+
+    @classmethod
+    def search_space(cls, ctx):
+        """γ at the 95th (Azadi et al. 2019's recipe), 80th and 50th percentile of the pilot's F, with the
+        raw and (when at hand) the calibrated D."""
+        out = []
+        for cal in (False, True) if ctx.calibrated else (False,):
+            out += [Candidate(cls.name, dict(gamma_percentile=g, pilot=1000), cal) for g in (95.0, 80.0, 50.0)]
+        azadi = Candidate(cls.name, dict(gamma_percentile=95.0, pilot=1000), ctx.calibrated, "Azadi et al. 2019")
+        return with_published(out, [azadi])
 
     def n_steps(self):
         return None
@@ -208,6 +234,28 @@ class MH(_GX):
     """MH-GAN: independence Metropolis-Hastings over K generator proposals per chain."""
 
     Options = MHOptions
+    about = "MH-GAN: independence Metropolis–Hastings over K proposals per chain"
+    paper = "Turner et al. 2019"
+    budget_option = "k"
+
+    @classmethod
+    def cost(cls, options=None, *, n=None, generator=True):
+        """The start and one proposal per step, each one G and one D forward (a real start: D only)."""
+        o = cls.options_of(options)
+        g = o["k"] + (1 if o["x_init"] is None else 0)
+        return Evals(g + probe_cost(n), 0, o["k"] + 1 + probe_cost(n), 0)
+
+    @classmethod
+    def search_space(cls, ctx):
+        """K = 10, 30 and the most the budget allows, with the raw and (when at hand) the calibrated D;
+        Turner et al. 2019's chains (K = 640 with a calibrated D, cut to the budget) among them."""
+        ks = sorted({min(10, ctx.budget - 1), 30, ctx.budget - 1})
+        out = []
+        for cal in (False, True) if ctx.calibrated else (False,):
+            out += [Candidate(cls.name, dict(k=k), cal) for k in ks if 1 <= k <= ctx.budget - 1]
+        k = min(640, ctx.budget - 1)
+        turner = [Candidate(cls.name, dict(k=k), ctx.calibrated, "Turner et al. 2019")] if k >= 1 else []
+        return with_published(out, turner)
 
     def n_steps(self):
         return self.o.k
@@ -248,7 +296,7 @@ class MH(_GX):
 
     def step(self, e, i, s):
         s, acc = self.move(e, e.rng, i, s, e.ys)
-        return s, loop_step(i, s.z, s.d, acc)
+        return s, loop_step(i, s.z, s.d, acc, s.z)
 
     def finish(self, e, s):
         k, n_rerun = self.o.k, 0

@@ -11,9 +11,9 @@ only when a kind is used, so ``import latentflow`` stays light.
 from __future__ import annotations
 
 import importlib
-import json
 
-from ..errors import OptionError
+from ..errors import OptionError, suggest
+from ..options import parse_pairs
 from ._loop import TrainingDiverged
 from .config import check_config, make_config
 
@@ -59,7 +59,9 @@ def check_parallel(kind: str) -> None:
 def get_trainer(kind: str):
     """``(ConfigClass, train_fn)`` for ``kind``."""
     if kind not in TRAINERS:
-        raise OptionError(f'Unknown trainer "{kind}". Available: {", ".join(sorted(TRAINERS))}.')
+        raise OptionError(
+            f'Unknown trainer "{kind}". Available: {", ".join(sorted(TRAINERS))}.' + suggest(kind, TRAINERS)
+        )
     mod, cfg, fn = TRAINERS[kind]
     try:
         m = importlib.import_module(mod)
@@ -79,12 +81,7 @@ def parse_overrides(items) -> dict[str, dict]:
     """``["dflow.lr=1e-3", 'dflow.arch_kwargs={"width": 64}']`` -> ``{"dflow": {"lr": 0.001, ...}}``: the
     benchmarks' ``--set TRAINER.KEY=VALUE`` (a value is JSON where it parses, else the plain string)."""
     out: dict[str, dict] = {}
-    for item in items:
-        key, _, val = item.partition("=")
+    for key, v in parse_pairs(items, name="--set").items():
         kind, _, name = key.partition(".")
-        try:
-            v = json.loads(val)
-        except json.JSONDecodeError:
-            v = val
         out.setdefault(kind, {})[name] = v
     return out

@@ -1,8 +1,8 @@
 """Type checks of trainer configs, so that a wrong ``--set`` value fails at once with a one-line
 ``OptionError`` naming the field and the expected type (e.g. ``betas=[0.5]``: "betas must be 2 numbers").
 
-A field's type comes from its annotation (``int``, ``float``, ``str``, ``bool``, ``dict``, ``tuple``,
-``list``, each optionally ``| None``); a tuple or list field with a non-empty default must keep the
+A field's type is its annotation, checked by the samplers' option checker (:func:`latentflow.options.check_value`:
+one validator for every typed record); a tuple or list field with a non-empty default must keep the
 default's length and element kinds.
 
 Two rules hold for every trainer's config: a ``device`` field must name a torch device (``"tpu"`` is
@@ -16,47 +16,26 @@ generator once on ``latent_dim``-sized latents (and D on its samples), so any ot
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import typing
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import OptionError, ShapeError
+from ..options import check_value, field_types
 
 __all__ = ["check_config", "make_config", "check_nets_fit", "train_device"]
 
-_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple, "list": list}
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    return field_types(cls)
 
 
-def _kinds(annotation) -> tuple[set, bool]:
-    """``({types}, none_ok)`` from an annotation string such as ``"float | None"`` (unknown names: no check)."""
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    kinds, none_ok = set(), False
-    for part in (p.strip() for p in text.split("|")):
-        if part in ("None", "NoneType"):
-            none_ok = True
-        elif part.split("[")[0] in _NAMES:
-            kinds.add(_NAMES[part.split("[")[0]])
-        else:
-            return set(), True  # a type this check does not know: leave it to validate()
-    return kinds, none_ok
-
-
-def _want(kinds: set) -> str:
-    # a tuple field takes a JSON list too: name the kind as it is written on the command line
-    return " or ".join(sorted({"list" if k in (tuple, list) else k.__name__ for k in kinds}))
-
-
-def _is(value, kind) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind in (tuple, list):
-        return isinstance(value, (tuple, list))
-    return isinstance(value, kind)
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _default(f: dataclasses.Field):
@@ -67,25 +46,22 @@ def _default(f: dataclasses.Field):
     return None
 
 
-def _check_field(cls_name: str, f: dataclasses.Field, value) -> Any:
-    kinds, none_ok = _kinds(f.type)
-    if not kinds:
-        return value
-    if value is None:
-        if none_ok:
-            return None
-        raise OptionError(f"{f.name} ({cls_name}) must be {_want(kinds)}; got None")
-    if not any(_is(value, k) for k in kinds):
-        want = _want(kinds) + (" or null" if none_ok else "")
-        raise OptionError(f"{f.name} ({cls_name}) must be {want}; got {type(value).__name__} {value!r}")
+def _alts(tp) -> tuple:
+    return typing.get_args(tp) if type(tp).__name__ in ("UnionType", "_UnionGenericAlias") else (tp,)
+
+
+def _check_field(cls_name: str, f: dataclasses.Field, value, tp) -> Any:
+    where = f"{f.name} ({cls_name})"
     default = _default(f)
     if isinstance(value, (tuple, list)) and isinstance(default, (tuple, list)) and default:
-        numeric = all(_is(d, float) for d in default)
-        if len(value) != len(default) or (numeric and not all(_is(v, float) for v in value)):
+        numeric = all(_number(d) for d in default)
+        if len(value) != len(default) or (numeric and not all(_number(v) for v in value)):
             what = f"{len(default)} numbers" if numeric else f"{len(default)} items"
-            raise OptionError(f"{f.name} ({cls_name}) must be {what} like {list(default)}; got {list(value)!r}")
-        return tuple(value) if isinstance(default, tuple) else list(value)
-    if float in kinds and int not in kinds and _is(value, int):
+            raise OptionError(f"{where} must be {what} like {list(default)}; got {list(value)!r}")
+        value = tuple(value) if isinstance(default, tuple) else list(value)
+    check_value(where, value, tp)
+    alts = _alts(tp)
+    if float in alts and int not in alts and _number(value) and isinstance(value, int):
         return float(value)
     return value
 
@@ -93,9 +69,10 @@ def _check_field(cls_name: str, f: dataclasses.Field, value) -> Any:
 def check_config(cfg):
     """Check (and normalise: ints to floats, lists to tuples where the field says so) every field of the
     dataclass ``cfg`` against its annotation; returns ``cfg``. Raises ``OptionError`` on the first bad field."""
+    hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        fixed = _check_field(type(cfg).__name__, f, value)
+        fixed = _check_field(type(cfg).__name__, f, value, hints[f.name])
         if fixed is not value:
             setattr(cfg, f.name, fixed)
     if isinstance(getattr(cfg, "device", None), str):  # a name torch knows ("tpu" is not one)
@@ -189,6 +166,7 @@ def make_config(cls, overrides: Mapping[str, Any] | None = None):
         raise OptionError(
             f"unknown config field(s) {', '.join(bad)} for {cls.__name__}; valid: {', '.join(sorted(fields))}"
         )
-    checked = {k: _check_field(cls.__name__, fields[k], v) for k, v in overrides.items()}
+    hints = _hints(cls)
+    checked = {k: _check_field(cls.__name__, fields[k], v, hints[k]) for k, v in overrides.items()}
     cfg = cls(**checked)
     return cfg.validate() if hasattr(cfg, "validate") else cfg

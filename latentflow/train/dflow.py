@@ -41,7 +41,7 @@ from .. import rng
 from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
-from ..samplers.dflow import LOSSES, generator_loss, time_grid
+from ..samplers.dflow import LOSSES, DFlow, generator_loss, time_grid
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
 from .config import check_config, train_device
 from .data_source import DataSource
@@ -395,7 +395,7 @@ def write_dflow(out, cfg: DFlowConfig, D, P=None) -> dict:
         "d_output": "critic" if cfg.loss == "ipm" else "logit",
         "d_conditioning": "time",
         "x0": {"prior": cfg.prior},
-        "sampling": {"dflow": {"eta": cfg.eta, "steps": cfg.flow_steps, "loss": cfg.loss}},
+        "sampling": {DFlow.name: {"eta": cfg.eta, "steps": cfg.flow_steps, "loss": cfg.loss}},
         "recipe": {"trainer": "dflow", "config": config_dict(cfg)},
     }
     save_weights(D, out / "D.safetensors", spec)

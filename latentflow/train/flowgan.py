@@ -32,6 +32,7 @@ from .. import rng
 from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
+from ..samplers.dg_langevin import DGLangevin
 from ._loop import Run, config_dict, save_weights
 from .config import check_config, check_nets_fit, train_device
 from .data_source import DataSource
@@ -304,7 +305,7 @@ def train_noise_d(
             "d_conditioning": "sigma",
             "x0": {"prior": "normal", "std": cfg.sigma_max},
             "sampling": {
-                "dg_langevin": {
+                DGLangevin.name: {
                     "sigmas": cfg.sigmas(),
                     "steps": cfg.langevin_steps,
                     "step_size": cfg.step_size,
