@@ -52,7 +52,7 @@ class DivergenceError(LatentflowError):
 
 
 class DivergenceWarning(UserWarning):
-    """Some chains produced non-finite values and were frozen at their last finite state."""
+    """Some chains diverged (non-finite values, or past a method's bound) and were frozen at their last good state."""
 
 
 def suggest(name: object, choices: Iterable) -> str:

@@ -49,7 +49,8 @@ RUNS = [
     ("dflow", None, D, X, dict(steps=4)),
     ("dflow", None, D, X, dict(steps=4, solver="heun")),
     ("dflow", None, D, X, dict(steps=5, solver="heun", stop_step=3)),
-    ("dg_score", None, D, X, dict(score=S, steps=4)),
+    ("dg_score", None, D, X, dict(score=S, steps=4)),  # the default guide_range: σ <= 1 only
+    ("dg_score", None, D, X, dict(score=S, steps=4, sigma_max=2.0, guide_range=None)),  # every level
     ("dg_score", None, D, X, dict(score=S, steps=3, solver="langevin", langevin_steps=2, guide_range=(0.0, 10.0))),
     ("dg_score", None, None, X, dict(score=S, steps=4, w=0.0)),
     (NO_REFINEMENT, G, None, Z, dict(batch_size=3)),

@@ -127,7 +127,7 @@ class Engine:
 
     def advance(self, i: int, new: Tensor, old: Tensor, *checks: Tensor) -> Tensor:
         """``new`` for the chains whose ``new`` and ``checks`` are finite after step ``i`` (and that never
-        diverged), ``old`` for the others (frozen at their last finite state)."""
+        diverged), ``old`` for the others (frozen at their last good state)."""
         live = self.check_finite(i, new, *checks)
         return torch.where(live.reshape((-1,) + (1,) * (new.dim() - 1)), new, old)
 
