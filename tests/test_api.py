@@ -11,7 +11,9 @@ from latentflow.errors import LatentflowError, OptionError
 def test_methods_lists_every_sampler_with_real_defaults():
     ms = lf.methods()
     assert (
-        list(ms) == sorted(ms) == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh"]
+        list(ms)
+        == sorted(ms)
+        == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh", "truncation"]
     )
     assert ms["ddls"].options["step_size"] == 0.003
     assert ms["ddls"].options["mala"] is False

@@ -27,6 +27,7 @@ _NEEDS: dict[str, tuple[bool, bool, tuple]] = {
     "dot": (True, True, (None,)),
     "drs": (True, True, (None,)),
     "mh": (True, True, (None,)),
+    "truncation": (True, False, ()),
     "dflow": (False, True, ("time",)),
     "dg_langevin": (False, True, (None, "sigma")),
 }

@@ -45,6 +45,9 @@ VARIANTS = {
     # N = 5 candidates and 4 MALA steps per iteration (9 D evaluations: budget_options counts them)
     "dgflow": ImageVariant("dgflow", "DGflow (KL)", "dgflow"),
     "ex2mcmc": ImageVariant("ex2mcmc", "Ex2MCMC", "ex2mcmc", {"n_particles": 5, "mala_steps": 4}),
+    # the simplest fidelity-for-diversity trade (Brock et al. 2019): what every method must beat
+    "truncation": ImageVariant("truncation", "truncation ψ=1", "truncation", {"psi": 1.0}),
+    "truncation-0.5": ImageVariant("truncation-0.5", "truncation ψ=0.5", "truncation", {"psi": 0.5}),
 }
 DEFAULT_METHODS = tuple(VARIANTS)
 ALIASES = {

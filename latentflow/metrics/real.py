@@ -263,10 +263,15 @@ def real_metrics(
     cuda: bool | None = None,
     verbose: bool = False,
     batch_size: int = 64,
+    prdc: bool = False,
+    prdc_k: int = 5,
 ) -> dict:
-    """Inception FID / KID / IS of uint8 ``samples [N, C, H, W]`` against the real set ``real``.
+    """Inception FID / KID / IS of uint8 ``samples [N, C, H, W]`` against the real set ``real``; with ``prdc``
+    also precision / recall / density / coverage (:func:`latentflow.metrics.features.image_prdc`, k-th
+    neighbour ``prdc_k``) on the same pool3 features, against the first ``min(num_real, N)`` real images.
 
     Returns ``{"fid", "kid", "kid_std", "is", "is_std", "num", "reference": {...}, "null_reasons": {...}}``
+    (with ``prdc``: also ``precision``, ``recall``, ``density``, ``coverage`` and ``prdc: {k, num_real, num_fake}``)
     (a metric not asked for is absent; IS is ``None`` with a reason when the Inception weights at hand
     have no logits). ``reference`` names the real set, its split, the number of real images, the content
     hash, the feature extractor, the weights and whether the cached statistics were used.
@@ -319,6 +324,21 @@ def real_metrics(
             verbose=verbose,
             batch_size=batch_size,
         )
+    if prdc:
+        from .features import image_prdc
+
+        p = image_prdc(
+            samples,
+            real_dataset(rs),
+            k=prdc_k,
+            feature_extractor=feature_extractor,
+            offline=offline,
+            reference_name=ref,
+            cuda=cuda,
+            batch_size=batch_size,
+        )
+        out.update({key: p[key] for key in ("precision", "recall", "density", "coverage")})
+        out["prdc"] = {key: p[key] for key in ("k", "num_real", "num_fake")}
     if fid:
         out["fid"] = float(fd[KEY_FID])
     if kid:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import ddls, dflow, dg_langevin, dg_score, dgflow, dot, ex2mcmc, rejection  # noqa: F401,E402  (registers the methods)
+from . import ddls, dflow, dg_langevin, dg_score, dgflow, dot, ex2mcmc, rejection, truncation  # noqa: F401,E402  (registers the methods)
 from ._registry import KERNELS, METHODS, POSITIONAL, MethodInfo, check_options, get, methods, register
 
 __all__ = ["KERNELS", "METHODS", "POSITIONAL", "MethodInfo", "check_options", "get", "methods", "register"]
