@@ -85,6 +85,8 @@ def image_prdc(
     compare. Returns the four values plus ``k``, ``num_real`` and ``num_fake``."""
     from ..errors import OptionError
 
+    if num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
+        raise OptionError(f"num_real: expected an int >= 2; got {num_real!r}")
     fake = feature_rows(samples, feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
     real = feature_rows(
         reference,
@@ -94,8 +96,6 @@ def image_prdc(
         cuda=cuda,
         batch_size=batch_size,
     )
-    if num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
-        raise OptionError(f"num_real: expected an int >= 2; got {num_real!r}")
     n = min(real.shape[0] if num_real is None else min(num_real, real.shape[0]), fake.shape[0])
     out: dict = prdc(real[:n], fake, k)
     out.update(k=k, num_real=n, num_fake=int(fake.shape[0]))
