@@ -13,7 +13,8 @@ truncation curve (generator = ψ ∞ and the ψ rows, interpolated linearly in p
 recall minus it ("Δ recall at equal precision": > 0 means the method buys its precision more cheaply than
 truncation does).
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/prdc.py --out results/prdc          # ~40 CPU-minutes
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/prdc.py --out results/prdc          # ~55 CPU-minutes
+    python benchmarks/prdc.py --out results/prdc --reuse     # rerun only generator, truncation and data rows
     python benchmarks/prdc.py --quick --out /tmp/prdc                                  # a smoke run
 
 Writes OUT/fmnist.json, OUT/fmnist.md, OUT/toy2d.json, OUT/toy2d.md (JSON first, tables from it).
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-PSIS = (0.5, 0.75, 1.0, 1.5)
+PSIS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 IMAGE_METHODS = ("generator", "drs", "mh", "dot", "ddls", "ddls-mala", "dgflow", "ex2mcmc", "ddls-cal")
 KEYS = ("precision", "recall", "density", "coverage")
 
@@ -68,14 +69,56 @@ def add_trade(rows: list[dict], metrics_of) -> None:
         r["delta_recall"] = None if rt is None else m["recall"] - rt
 
 
-def run_fmnist(num: int, seed: int, quick: bool) -> dict:
-    from latentflow.app.images import images
+def reusable(previous: dict | None, same: dict) -> dict:
+    """Rows of ``previous`` (a document this script wrote) that a run with the settings ``same`` may take
+    over instead of running them again: the methods' rows (never the generator, truncation or data rows,
+    which are cheap), only when every setting in ``same`` matches; keyed by (model, label, method)."""
+    if not previous or any(previous.get(k) != v for k, v in same.items()):
+        return {}
+    return {
+        (r.get("model"), r["label"], r["method"]): r
+        for r in previous["rows"]
+        if "error" not in r and r["method"] not in ("none", "truncation", "data")
+    }
+
+
+def fmnist_data_row(num: int, seed: int) -> dict:
+    """The floor: ``num`` Fashion-MNIST *train* images (seeded draw) scored like a method's samples."""
+    from latentflow.app.images_metrics import fmnist_row_metrics
+    from latentflow.app.images_rows import real_for_calibration
+    from latentflow.metrics import to_uint8
+
+    x = real_for_calibration(num, 50_000 + seed)
+    flat, _ = fmnist_row_metrics(to_uint8(x), rng_seed=seed)
+    zero = {"n_G_forward": 0.0, "n_G_backward": 0.0, "n_D_forward": 0.0, "n_D_backward": 0.0}
+    return {
+        "key": "data",
+        "label": "data (Fashion-MNIST train)",
+        "method": "data",
+        "metrics": flat,
+        "budget_per_sample": zero,
+        "wall_s": 0.0,
+        "n": num,
+    }
+
+
+def run_fmnist(num: int, seed: int, quick: bool, previous: dict | None = None) -> dict:
+    from latentflow.app.images import images, verdict
     from latentflow.app.images_rows import ImageVariant, parse_method
 
     rows = [parse_method(m) for m in IMAGE_METHODS]
     rows[1:1] = [ImageVariant(f"truncation-{p}", f"truncation ψ={p}", "truncation", {"psi": p}) for p in PSIS]
     t0 = time.perf_counter()
-    doc, _ = images("dcgan-fashion", rows, num=num, seed=seed, quick=quick, keep_samples=False, curve_points=0)
+    done = reusable(previous, {"num": num, "seed": seed, "quick": quick})
+    todo = [v for v in rows if (v.method, v.label) not in {(k[2], k[1]) for k in done}]
+    doc, _ = images("dcgan-fashion", todo, num=num, seed=seed, quick=quick, keep_samples=False, curve_points=0)
+    if done:
+        ran = {r["label"]: r for r in doc["rows"]}
+        old = {k[1]: r for k, r in done.items()}
+        doc["rows"] = [ran.get(v.label) or old[v.label] for v in rows]
+        doc["reused_rows"] = sorted(old)  # run before with the same num, seed and budget rule
+        doc["verdict"] = verdict(doc)
+    doc["rows"].insert(0, fmnist_data_row(num, seed))
     doc["total_wall_s"] = time.perf_counter() - t0
     add_trade(doc["rows"], lambda r: r["metrics"])
     return doc
@@ -118,7 +161,7 @@ def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * root))
 
 
-def run_toy2d(models, num: int, seeds) -> dict:
+def run_toy2d(models, num: int, seeds, previous: dict | None = None) -> dict:
     from latentflow.app.report import env_info
     from latentflow.app.toy2d import TOY2D_VARIANTS, Variant, run_variant
     from latentflow.data import toy
@@ -130,11 +173,17 @@ def run_toy2d(models, num: int, seeds) -> dict:
     variants[2:2] = [Variant(f"truncation ψ={p}", "truncation", {"psi": p}) for p in PSIS]
     doc: dict = {"schema": 1, "suite": "prdc-toy2d", "env": env_info("cpu"), "num": num, "seeds": list(seeds)}
     doc["rows"] = []
+    done = reusable(previous, {"num": num, "seeds": list(seeds)})
+    if done:
+        doc["reused_rows"] = sorted(f"{k[0]} / {k[1]}" for k in done)
     for model in models:
         pair = load(model)
         ds = toy(pair.meta.get("dataset"))
         ref = ds.sample(num, generator=12345)  # toy_metrics' own reference: EMD, PRDC and FD share it
         for v in variants:
+            if (model, v.label, v.method) in done:
+                doc["rows"].append(dict(done[(model, v.label, v.method)]))
+                continue
             row: dict = {"model": model, "label": v.label, "method": v.method}
             per_seed, walls, evals = [], [], []
             try:
@@ -195,6 +244,12 @@ def toy2d_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def _previous(path: Path, reuse: bool) -> dict | None:
+    import json
+
+    return json.loads(path.read_text()) if reuse and path.exists() else None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results/prdc")
@@ -204,6 +259,12 @@ def main(argv=None) -> int:
     p.add_argument("--models-2d", nargs="+", default=["grid25-wgangp", "swissroll-wgangp"])
     p.add_argument("--only", choices=["fmnist", "toy2d"], default=None)
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take the methods' rows from OUT's previous JSON when num, seed(s) and budget match (the "
+        "generator, truncation and data rows always run)",
+    )
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -216,13 +277,13 @@ def main(argv=None) -> int:
     failed = False
     if a.only in (None, "toy2d"):
         num, seeds = (500, 1) if a.quick else (a.num_2d, a.seeds)
-        doc = run_toy2d(a.models_2d, num, tuple(range(seeds)))
+        doc = run_toy2d(a.models_2d, num, tuple(range(seeds)), _previous(out / "toy2d.json", a.reuse))
         write_json(out / "toy2d.json", doc)
         atomic_write_text(out / "toy2d.md", toy2d_table(doc) + "\n")
         print(toy2d_table(doc), flush=True)
         failed |= any("error" in r for r in doc["rows"])
     if a.only in (None, "fmnist"):
-        doc = run_fmnist(200 if a.quick else a.num_images, 0, a.quick)
+        doc = run_fmnist(200 if a.quick else a.num_images, 0, a.quick, _previous(out / "fmnist.json", a.reuse))
         write_json(out / "fmnist.json", doc)
         atomic_write_text(out / "fmnist.md", fmnist_table(doc) + "\n")
         print("\n" + fmnist_table(doc), flush=True)
