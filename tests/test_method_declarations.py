@@ -116,8 +116,8 @@ def test_truncation_spends_no_budget_and_searches_psi_with_the_models_prior():
         assert spaces[0] == spaces[1] == spaces[2]  # the same at any budget
         assert {c.options["prior"] for c in spaces[0]} == {prior} and not any(c.calibrated for c in spaces[0])
         psis = [c.options["psi"] for c in spaces[0]]
-        # a uniform prior's support is [-1, 1]: ψ > 1 would be the generator itself
-        assert psis == ([0.5, 0.7, 1.0, 1.5, 2.0] if prior == "normal" else [0.5, 0.7, 1.0])
+        # a uniform prior's support is [-1, 1]: ψ ≥ 1 would be the generator itself
+        assert psis == ([0.5, 0.7, 1.0, 1.5, 2.0] if prior == "normal" else [0.5, 0.7])
 
 
 def test_calibration_as_a_temperature_rescales_options_only():

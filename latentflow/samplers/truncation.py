@@ -89,9 +89,10 @@ class Truncation(Kernel):
 
     @classmethod
     def search_space(cls, ctx: SearchContext) -> list[Candidate]:
-        """ψ in 0.5, 0.7, 1, 1.5, 2 with the model's prior (a uniform prior stops at ψ = 1, its support's
-        half-width: a larger ψ is the generator itself); the same at any budget (no D evaluations)."""
-        grid = PSI_GRID if ctx.prior != "uniform" else tuple(p for p in PSI_GRID if p <= 1.0)
+        """ψ in 0.5, 0.7, 1, 1.5, 2 with the model's prior (a uniform prior keeps ψ < 1, its support's
+        half-width: ψ ≥ 1 is the generator itself, ``tune``'s reference); the same at any budget (no D
+        evaluations)."""
+        grid = PSI_GRID if ctx.prior != "uniform" else tuple(p for p in PSI_GRID if p < 1.0)
         return [Candidate(cls.name, dict(psi=p, prior=ctx.prior)) for p in grid]
 
     def models(self) -> tuple:
