@@ -13,7 +13,7 @@ def test_methods_lists_every_sampler_with_real_defaults():
     assert (
         list(ms)
         == sorted(ms)
-        == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh", "none"]
+        == ["ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh", "none", "truncation"]
     )
     assert ms["ddls"].options["step_size"] == 0.003
     assert ms["ddls"].options["mala"] is False

@@ -49,7 +49,7 @@ def tiny(tmp_path_factory):
     return str(export(pair, tmp_path_factory.mktemp("tiny")))
 
 
-ROWS = ["generator", "drs", "mh", "ddls", "ddls-cal", "ddls:steps=-1", "no-such-method"]
+ROWS = ["generator", "drs", "mh", "ddls", "ddls-cal", "truncation-0.5", "ddls:steps=-1", "no-such-method"]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_json_schema_snapshot(run):
             "vs_generator_pct",
         } <= set(r)
         assert set(r["budget_per_sample"]) == set(B.EVAL_KEYS)
-        assert set(r["metrics"]) == {B.M_FID, B.M_KID, B.M_KID_STD, B.M_CS, B.M_CS_STD}
+        assert set(r["metrics"]) == {B.M_FID, B.M_KID, B.M_KID_STD, B.M_CS, B.M_CS_STD, *B.M_PRDC}
         assert all(isinstance(v, float) for v in r["metrics"].values())
         # torch-fidelity's own dict, untouched
         assert "frechet_inception_distance" in r["fidelity_fmnist"]
@@ -155,6 +155,9 @@ def test_table_is_built_from_the_json(run):
     assert md.count("\n| ") == len(doc["rows"]) + 1  # header + one line per row
     assert "| DDLS (ULA) |" in md and "error: OptionError" in md
     assert "vs generator" in md and doc["verdict"] in md
+    assert "| precision ↑ | recall ↑ | density | coverage ↑ |" in md and "| truncation ψ=0.5 |" in md
+    trunc = next(r for r in doc["rows"] if r["key"] == "truncation-0.5")
+    assert trunc["options"]["psi"] == 0.5 and trunc["budget_per_sample"]["n_D_forward"] == 0
     gen_fid = next(r for r in doc["rows"] if r["key"] == "generator")["metrics"][B.M_FID]
     assert f"{gen_fid:.2f}" in md
 

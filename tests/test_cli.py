@@ -53,7 +53,16 @@ def test_sample_writes_three_outputs(tiny_model, tmp_path):
     assert rep["method"] == "ddls" and rep["num"] == 50
     # the manifest's recommended settings are used, the model's d_output too
     assert rep["result"]["options"]["steps"] == 7 and rep["result"]["options"]["d_output"] == "critic"
-    assert set(rep["metrics"]["before"]) == {"modes", "high_quality_pct", "hq_std", "emd"}
+    assert set(rep["metrics"]["before"]) == {
+        "modes",
+        "high_quality_pct",
+        "hq_std",
+        "emd",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+    }
     t = load_file(str(out / "samples.safetensors"))
     assert t["x"].shape == (50, 2) and t["x_before"].shape == (50, 2) and t["z"].shape == (50, 2)
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -100,7 +109,19 @@ def test_clear_errors(tiny_model, tmp_path):
 def test_methods_and_models_listing():
     r = run(["methods", "--json"])
     ms = json.loads(r.output)
-    assert set(ms) == {"ddls", "dflow", "dg_langevin", "dg_score", "dgflow", "dot", "drs", "ex2mcmc", "mh", "none"}
+    assert set(ms) == {
+        "ddls",
+        "dflow",
+        "dg_langevin",
+        "dg_score",
+        "dgflow",
+        "dot",
+        "drs",
+        "ex2mcmc",
+        "mh",
+        "none",
+        "truncation",
+    }
     assert ms["none"]["refines"] is False and ms["ddls"]["needs"]["discriminator"] == ["D(x)"]
     assert ms["ddls"]["options"]["step_size"] == 0.003
     r = run(["methods"])

@@ -34,6 +34,7 @@ CASES = {
     "dgflow": ("gauss", dict(steps=5, step_size=0.1, gamma=0.05)),
     "ex2mcmc": ("gauss", dict(steps=3, n_particles=4, mala_steps=2, step_size=0.1)),
     "dg_score": ("score", dict(steps=4, w=0.5, sigma_max=2.0, s_churn=1.0)),
+    "truncation": ("gauss", dict(psi=0.7)),
     "dg_score-langevin": (
         "score",
         dict(steps=3, w=0.5, sigma_max=2.0, sigma_min=0.5, solver="langevin", langevin_steps=2, step_size=0.05),

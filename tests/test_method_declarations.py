@@ -54,6 +54,8 @@ RUNS = [
     ("dg_score", None, D, X, dict(score=S, steps=3, solver="langevin", langevin_steps=2, guide_range=(0.0, 10.0))),
     ("dg_score", None, None, X, dict(score=S, steps=4, w=0.0)),
     (NO_REFINEMENT, G, None, Z, dict(batch_size=3)),
+    ("truncation", G, None, Z, dict(psi=0.7, batch_size=3)),
+    ("truncation", G, D, Z, dict(psi=0.5, prior="uniform")),  # a D given is not called
 ]
 
 
@@ -105,6 +107,19 @@ def test_search_spaces_are_valid_options_within_the_budget(budget, calibrated):
     assert ("dgflow" in named) == (budget >= 27)
 
 
+def test_truncation_spends_no_budget_and_searches_psi_with_the_models_prior():
+    k = kernel("truncation")
+    assert k.fit_budget(5) == k.fit_budget(500) == {} and k.calibration is None
+    assert k.cost({"psi": 0.5}, n=N) == k.cost({"psi": 2.0}, n=N) and k.cost().n_D_forward == 0
+    for prior in ("normal", "uniform"):
+        spaces = [k.search_space(SearchContext(budget=b, calibrated=True, prior=prior)) for b in (3, 12, 150)]
+        assert spaces[0] == spaces[1] == spaces[2]  # the same at any budget
+        assert {c.options["prior"] for c in spaces[0]} == {prior} and not any(c.calibrated for c in spaces[0])
+        psis = [c.options["psi"] for c in spaces[0]]
+        # a uniform prior's support is [-1, 1]: ψ ≥ 1 would be the generator itself
+        assert psis == ([0.5, 0.7, 1.0, 1.5, 2.0] if prior == "normal" else [0.5, 0.7])
+
+
 def test_calibration_as_a_temperature_rescales_options_only():
     k = kernel("ddls")
     assert k.calibrated_options({"steps": 5, "temperature": 0.3}, 2.0) == {"steps": 5, "temperature": 0.15}
@@ -119,6 +134,7 @@ def test_needs_are_typed_and_enforced():
         assert isinstance(info.needs, Needs) and info.to_dict()["needs"]["summary"], name
     assert kernel("dflow").needs.discriminator == ("D(x, t)",)
     assert kernel("dg_score").needs.score and not kernel("dg_score").needs.labels
+    assert kernel("truncation").needs.discriminator == () and not kernel("truncation").needs.needs_discriminator
     with pytest.raises(lf.OptionError, match="needs a generator"):
         lf.refine(None, D, Z, method="ex2mcmc")
     with pytest.raises(lf.OptionError, match=r"needs a discriminator D \(D\(x\)\)"):
@@ -130,8 +146,10 @@ def test_needs_are_typed_and_enforced():
 def test_fit_reads_the_needs_for_every_method():
     gan = {"roles": ["G", "D"], "d_conditioning": None}
     flow = {"roles": ["D"], "d_conditioning": "time", "name": "f"}
-    assert {"ddls", "dgflow", "ex2mcmc", "dot", "drs", "mh", "dg_langevin", NO_REFINEMENT} <= set(fitting_methods(gan))
+    every = {"ddls", "dgflow", "ex2mcmc", "dot", "drs", "mh", "dg_langevin", "truncation", NO_REFINEMENT}
+    assert every <= set(fitting_methods(gan))
     assert fitting_methods(flow) == ["dflow"]
+    assert set(fitting_methods({"roles": ["G"], "name": "g"})) == {NO_REFINEMENT, "truncation"}  # no D needed
     for m in ("ex2mcmc", "dgflow"):  # once said to fit any model
         assert "needs a generator" in misfit(m, flow)
     assert "needs sigmas" in misfit("dg_langevin", {"roles": ["D"], "d_conditioning": "sigma"}, {})
@@ -184,6 +202,7 @@ def test_readme_method_table_is_rendered_from_the_declarations():
     assert m, "README.md lost the methods-table markers"
     assert m.group(1) == methods_table()
     assert f"`{NO_REFINEMENT}`" not in methods_table()  # the table lists refinements
+    assert "| `truncation` |" in methods_table() and "Brock et al. 2019" in methods_table()
 
 
 def _method_literals(path: Path, names: set) -> list:

@@ -107,6 +107,27 @@ def test_fid_of_the_set_against_itself_is_zero_and_the_reference_is_cached(real_
     assert abs(third["fid"]) < 1e-3
 
 
+def test_prdc_on_the_same_features_reads_the_cached_reference(real_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path))
+    from latentflow.metrics import image_prdc
+
+    folder, x = real_folder
+    _fm(x, folder, isc=False)  # FID caches the reference's features
+    cls = C.extractor_class()
+    c0 = cls.calls
+    m = _fm(x[:40], folder, isc=False, prdc=True)
+    # FID and PRDC each pass the 40 samples once; the reference's rows come from torch-fidelity's cache
+    assert cls.calls - c0 == 2 * math.ceil(40 / 16)
+    assert m["prdc"] == {"k": 5, "num_real": 40, "num_fake": 40}
+    # the samples are the first 40 real images themselves: every value is that of a set against itself
+    assert (m["precision"], m["recall"], m["coverage"]) == (1.0, 1.0, 1.0) and m["density"] == pytest.approx(1.2)
+    want = image_prdc(x[:40], x, feature_extractor=F.FMNIST)
+    assert {k: m[k] for k in ("precision", "recall", "density", "coverage")} == {
+        k: want[k] for k in ("precision", "recall", "density", "coverage")
+    }
+    assert "precision" not in _fm(x[:40], folder, isc=False)  # only when asked for
+
+
 def test_a_changed_image_changes_the_key(real_folder, tmp_path):
     import shutil
 

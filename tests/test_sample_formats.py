@@ -138,7 +138,10 @@ def test_real_metrics_go_into_the_report(tmp_path, monkeypatch):
     def fake(samples, real, **kw):
         calls.append(samples.shape)
         rs = M.resolve_real(real)
+        prdc = {"precision": 0.9, "recall": 0.8, "density": 1.1, "coverage": 0.7} if kw.get("prdc") else {}
         return {
+            **prdc,
+            **({"prdc": {"k": 5, "num_real": 6, "num_fake": 6}} if prdc else {}),
             "num": samples.shape[0],
             "fid": 10.0 + len(calls),
             "kid": 0.5,
@@ -164,3 +167,5 @@ def test_real_metrics_go_into_the_report(tmp_path, monkeypatch):
     assert (m["before"]["fid"], m["after"]["fid"], m["after"]["is"]) == (11.0, 12.0, None)
     assert m["real"]["num_real"] == 8 and m["real"]["split"] is None and m["real"]["kind"] == "npz"
     assert m["real"]["null_reasons"]["is"] == "no logits" and m["real"]["n"] == 6
+    assert m["after"]["recall"] == 0.8 and m["before"]["coverage"] == 0.7  # beside FID/KID, same features
+    assert m["real"]["prdc"] == {"k": 5, "num_real": 6, "num_fake": 6}

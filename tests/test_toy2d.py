@@ -35,8 +35,24 @@ def test_emd_exact_on_shifted_sets():
 
 def test_toy_metrics_and_errors():
     m = toy_metrics(toy("swissroll").sample(500, generator=1), "swissroll")
-    assert set(m) == {"emd"} and m["emd"] < 0.2
+    assert set(m) == {"emd", "precision", "recall", "density", "coverage"} and m["emd"] < 0.2
     with pytest.raises(ShapeError, match=r"\[N, 2\]"):
         mode_metrics(torch.zeros(3, 3), TOY["grid25"].centers, 0.1)
     with pytest.raises(OptionError, match='Unknown toy dataset "grid"'):
         toy("grid")
+
+
+def test_bench_rows_carry_prdc_and_truncation_costs_one_g_forward():
+    from latentflow.app.toy2d import TOY2D_VARIANTS, toy2d, toy2d_table
+
+    rows = [v for v in TOY2D_VARIANTS if v.method in ("none", "truncation")]
+    assert [v.label for v in rows] == ["generator", "truncation ψ=1", "truncation ψ=0.5"]
+    doc = toy2d(("grid25-wgangp",), rows, num=300, seeds=(0,))
+    for r in doc["rows"]:
+        assert "error" not in r
+        assert {"precision", "recall", "density", "coverage"} <= set(r["metrics"])
+        assert r["budget_per_sample"]["n_D_forward"] == 0
+    assert doc["rows"][2]["options"]["psi"] == 0.5
+    assert doc["rows"][2]["budget_per_sample"]["n_G_forward"] == pytest.approx(1, abs=0.01)
+    table = toy2d_table(doc)
+    assert "| precision | recall | density | coverage |" in table and table.count("\n| grid25-wgangp |") == 3

@@ -9,8 +9,8 @@ MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of Che et al. 2
    cost is set by its acceptance rate and recorded as measured. The exact G/D forward and backward
    evaluations per sample (from ``Result.info``, plus the calibration's, amortised over ``num``) and the
    wall time are recorded per row;
-2. computes FID-FMNIST, KID and the classifier score with the ``fmnist-classifier`` features against
-   Fashion-MNIST test (torch-fidelity's dict kept untouched under ``fidelity_fmnist``); with
+2. computes FID-FMNIST, KID, the classifier score and precision / recall / density / coverage (k = 5,
+   against the first ``num`` test images) with the ``fmnist-classifier`` features against Fashion-MNIST test (torch-fidelity's dict kept untouched under ``fidelity_fmnist``); with
    ``inception=True`` also Inception FID (offline weights where torch-fidelity's are absent) on at most
    ``inception_num`` samples of the generator and of the best DDLS row, against the first
    ``inception_num`` Fashion-MNIST test images or, with ``real=`` (``--real``: a folder of images, an
@@ -45,6 +45,7 @@ from .images_metrics import (
     M_IS,
     M_KID,
     M_KID_STD,
+    M_PRDC,
     fmnist_row_metrics,
     inception_row_metrics,
     real_row_metrics,
@@ -103,6 +104,7 @@ __all__ = [
     "M_IFID",
     "M_IS",
     "M_IKID",
+    "M_PRDC",
     "real_row_metrics",
 ]
 
@@ -183,6 +185,8 @@ def images(
             "not comparable with Inception FID",
             M_KID: "KID (same features), subset size min(1000, num)",
             M_CS: "Inception-Score formula with the fmnist-classifier softmax",
+            "precision/recall/density/coverage": "k-NN manifold estimates (Kynkäänniemi et al. 2019, Naeem et al. "
+            "2020; k = 5) on the fmnist-classifier features vs the first num Fashion-MNIST test images",
         },
         "rows": [],
         "curves": [],

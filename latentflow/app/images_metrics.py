@@ -1,5 +1,5 @@
-"""Row metrics of the image suite: FID-FMNIST, KID and the classifier score in the bundled
-``fmnist-classifier`` feature space, and Inception FID / KID / IS against Fashion-MNIST test or a real set
+"""Row metrics of the image suite: FID-FMNIST, KID, the classifier score and precision / recall / density /
+coverage (k = 5, against the first ``num`` test images) in the bundled ``fmnist-classifier`` feature space, and Inception FID / KID / IS against Fashion-MNIST test or a real set
 (``--real``; torch-fidelity's dicts are kept as they are)."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ M_CS_STD = "classifier_score_std"
 M_IFID = "inception_fid"
 M_IS = "inception_score"
 M_IKID = "inception_kid"
+#: precision, recall, density, coverage (latentflow.metrics.manifold, same features as FID-FMNIST)
+M_PRDC = ("precision", "recall", "density", "coverage")
+PRDC_K = 5
 
 
 def fmnist_row_metrics(
@@ -44,6 +47,11 @@ def fmnist_row_metrics(
                 M_CS_STD: fd.get(KEY_IS_STD),
             }
         )
+        if x_uint8.shape[0] > PRDC_K:
+            from ..metrics.features import image_prdc
+
+            p = image_prdc(x_uint8, "fashion-mnist-test", k=PRDC_K, feature_extractor=FMNIST)
+            flat.update({k: p[k] for k in M_PRDC})
     return flat, fd
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from .._io import atomic_write_bytes, atomic_write_text
 from ..result import Evals
 from ..samplers import NO_REFINEMENT
-from .images_metrics import M_CS, M_FID, M_IFID, M_KID
+from .images_metrics import M_CS, M_FID, M_IFID, M_KID, M_PRDC
 from .images_rows import FOCUS
 from .report import write_json
 
@@ -78,6 +78,10 @@ def images_table(doc: dict) -> str:
         "vs generator",
         "KID-FMNIST ↓",
         "classifier score ↑",
+        "precision ↑",
+        "recall ↑",
+        "density",
+        "coverage ↑",
     ]
     if inc:
         head.append(f"Inception FID (n={doc.get('inception', {}).get('num', '?')}) ↓")
@@ -106,6 +110,7 @@ def images_table(doc: dict) -> str:
             "–" if r["method"] == NO_REFINEMENT or delta is None else f"{delta:+.1f}%",
             _f(kid, 3),
             _f(m.get(M_CS)),
+            *(_f(m.get(k), 3) for k in M_PRDC),
         ]
         if inc:
             if M_IFID in m:

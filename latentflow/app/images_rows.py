@@ -59,6 +59,9 @@ VARIANTS = {
         # N = 5 candidates and 4 MALA steps per iteration (9 D evaluations: its fit_budget counts them)
         _row("DGflow (KL)", "dgflow"),
         _row("Ex2MCMC", "ex2mcmc", {"n_particles": 5, "mala_steps": 4}),
+        # the simplest fidelity-for-diversity trade (Brock et al. 2019): what every method must beat
+        _row("truncation ψ=1", "truncation", {"psi": 1.0}),
+        _row("truncation ψ=0.5", "truncation", {"psi": 0.5}, key="truncation-0.5"),
     )
 }
 DEFAULT_METHODS = tuple(VARIANTS)

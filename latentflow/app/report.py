@@ -202,6 +202,12 @@ def sample_summary(rep: dict, out) -> list[str]:
             f"FID/KID vs {ref['real']} ({ref.get('split') or ref['kind']}, {ref['num_real']} real images, "
             f"{'cached' if ref.get('cache_hit') else 'new'} reference statistics)"
         )
+        if ref.get("prdc"):
+            p = ref["prdc"]
+            lines.append(
+                f"precision/recall/density/coverage: pool3 features, k={p['k']}, {p['num_real']} real vs "
+                f"{p['num_fake']} generated rows"
+            )
         for k, why in (ref.get("null_reasons") or {}).items():
             if k == "is":
                 lines.append(f"IS not computed: {why}")

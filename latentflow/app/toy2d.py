@@ -61,6 +61,9 @@ TOY2D_VARIANTS = [
     _as("DOT", steps=200),
     _as("DDLS (ULA)"),
     _as("DDLS (MALA)", mala=True),
+    # the simplest fidelity-for-diversity trade (Brock et al. 2019), one G forward per sample
+    _as("truncation ψ=1", psi=1.0),
+    _as("truncation ψ=0.5", psi=0.5),
 ]
 
 #: Che et al. 2020's numbers (Table 1: 25-Gaussians; Table 2: EMD), for the side-by-side column
@@ -180,12 +183,13 @@ def _fmt(v, nd=3):
 def toy2d_table(doc: dict) -> str:
     """A markdown table of a ``toy2d`` document, with Che et al. 2020's numbers beside ours."""
     lines = [
-        "| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | paper (S1) | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | method | D evals/sample (fwd+bwd) | modes | HQ % | HQ std | EMD | precision | recall | density "
+        "| coverage | paper (S1) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['label']} | error: {r['error']} | | | | | | |")
+            lines.append(f"| {r['model']} | {r['label']} | error: {r['error']} |" + " |" * 10)
             continue
         m, sd = r["metrics"], r.get("metrics_std", {})
         b = Evals(**r["budget_per_sample"])
@@ -201,6 +205,7 @@ def toy2d_table(doc: dict) -> str:
         lines.append(
             f"| {r['model']} | {r['label']} | {b.n_D_forward + b.n_D_backward:.0f} | "
             f"{ms('modes', 1)} | {ms('high_quality_pct', 1)} | {ms('hq_std', 3)} | {ms('emd', 3)} | "
+            f"{ms('precision')} | {ms('recall')} | {ms('density')} | {ms('coverage')} | "
             f"{ref_s} | {r['wall_s']:.1f} |"
         )
     return "\n".join(lines)
@@ -240,5 +245,5 @@ TOY2D = Suite(
     write=_toy2d_write,
     default_out="results/toy2d.json",
     out_is_file=True,
-    summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD",
+    summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD, precision/recall/density/coverage",
 )

@@ -1,8 +1,11 @@
 """Metrics: the 2-D metrics of Che et al. 2020 (``toy2d``) and image metrics through torch-fidelity
 (``fidelity``: FID/KID/IS/precision-recall, offline Inception weights; ``fmnist_classifier``: FID-FMNIST
 and a classifier score; ``real``: Inception FID/KID/IS against CIFAR-10 or a folder / ``.npz`` of real
-images, with cached reference statistics). Importing this package does not import torch-fidelity."""
+images, with cached reference statistics; ``prdc``: precision, recall, density and coverage on any feature
+rows, ``features``: the feature rows of images and PRDC on them). Importing this package does not import
+torch-fidelity."""
 
+from .features import feature_rows, image_prdc
 from .fidelity import (
     KEY_FID,
     KEY_IS_MEAN,
@@ -20,6 +23,7 @@ from .fidelity import (
     to_uint8,
 )
 from .fmnist_classifier import classifier_score, fid_fmnist, fmnist_metrics, kid_fmnist
+from .manifold import PRDC_KEYS, keeps_recall, prdc, recall_margin
 from .real import DEFAULT_REAL, REGISTERED, RealSet, real_metrics, resolve_real
 from .toy2d import emd, mode_metrics, toy_metrics
 
@@ -29,6 +33,12 @@ __all__ = [
     "kid",
     "inception_score",
     "precision_recall",
+    "prdc",
+    "recall_margin",
+    "keeps_recall",
+    "PRDC_KEYS",
+    "feature_rows",
+    "image_prdc",
     "to_uint8",
     "make_sampler_model",
     "KEY_FID",

@@ -312,10 +312,15 @@ def real_metrics(
     cuda: bool | None = None,
     verbose: bool = False,
     batch_size: int = 64,
+    prdc: bool = False,
+    prdc_k: int = 5,
 ) -> dict:
-    """Inception FID / KID / IS of uint8 ``samples [N, C, H, W]`` against the real set ``real``.
+    """Inception FID / KID / IS of uint8 ``samples [N, C, H, W]`` against the real set ``real``; with ``prdc``
+    also precision / recall / density / coverage (:func:`latentflow.metrics.features.image_prdc`, k-th
+    neighbour ``prdc_k``) on the same pool3 features, against the first ``min(num_real, N)`` real images.
 
     Returns ``{"fid", "kid", "kid_std", "is", "is_std", "num", "reference": {...}, "null_reasons": {...}}``
+    (with ``prdc``: also ``precision``, ``recall``, ``density``, ``coverage`` and ``prdc: {k, num_real, num_fake}``)
     (a metric not asked for is absent; IS is ``None`` with a reason when the Inception weights at hand
     have no logits). ``reference`` names the real set, its split, the number of real images, the content
     hash, the feature extractor, the weights and whether the cached statistics were used.
@@ -342,6 +347,7 @@ def real_metrics(
     hit = _cached(cache_root, name)
     out: dict = {"num": int(samples.shape[0])}
     fd: dict = {}
+    common: dict = dict(feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
     if fid or kid:
         fd = F.compute_metrics(
             samples,
@@ -349,25 +355,19 @@ def real_metrics(
             fid=fid,
             kid=kid,
             isc=isc,
-            feature_extractor=feature_extractor,
-            offline=offline,
             reference_name=ref,
             rng_seed=rng_seed,
-            cuda=cuda,
             verbose=verbose,
-            batch_size=batch_size,
+            **common,
         )
     elif isc:
-        fd = F.compute_metrics(
-            samples,
-            isc=True,
-            feature_extractor=feature_extractor,
-            offline=offline,
-            rng_seed=rng_seed,
-            cuda=cuda,
-            verbose=verbose,
-            batch_size=batch_size,
-        )
+        fd = F.compute_metrics(samples, isc=True, rng_seed=rng_seed, verbose=verbose, **common)
+    if prdc:
+        from .features import image_prdc
+
+        p = image_prdc(samples, real_dataset(rs), k=prdc_k, reference_name=ref, **common)
+        out.update({key: p[key] for key in ("precision", "recall", "density", "coverage")})
+        out["prdc"] = {key: p[key] for key in ("k", "num_real", "num_fake")}
     if fid:
         out["fid"] = float(fd[KEY_FID])
     if kid:

@@ -7,6 +7,8 @@
 * ``emd``: exact optimal transport (W1, Euclidean cost, uniform weights) between two equal-size sets,
   solved as an assignment problem; averaged over ``repeats`` random subsets of ``n`` points when the
   sets are larger, since the exact problem is cubic in ``n``.
+* ``precision``, ``recall``, ``density``, ``coverage`` (:func:`latentflow.metrics.manifold.prdc`, k = 5) on
+  the raw coordinates against the same reference set as the EMD.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import Tensor
 from .. import rng
 from ..data import Toy2D, toy
 from ..errors import ShapeError
+from .manifold import DEFAULT_K, prdc
 
 #: metric keys, as they appear in JSON reports
 MODES = "modes"
@@ -79,8 +82,10 @@ def toy_metrics(
     reference: Tensor | None = None,
     n_emd: int = 1000,
     generator: rng.GeneratorLike = 0,
+    k: int = DEFAULT_K,
 ) -> dict:
-    """All 2-D metrics of ``samples`` for ``dataset``: mode metrics (mixtures only) and EMD against
+    """All 2-D metrics of ``samples`` for ``dataset``: mode metrics (mixtures only), EMD and precision /
+    recall / density / coverage (k-th neighbour ``k``; skipped for ``k`` or fewer finite samples) against
     ``reference`` (default: a fresh draw of the same size from the dataset, fixed seed)."""
     ds = toy(dataset) if isinstance(dataset, str) else dataset
     x = _check(samples)
@@ -90,4 +95,7 @@ def toy_metrics(
     if reference is None:
         reference = ds.sample(x.shape[0], generator=12345)
     out[EMD] = emd(x, reference, n=n_emd, generator=generator)
+    fin, ref = x[torch.isfinite(x).all(1)], _check(reference, "reference")
+    if min(fin.shape[0], ref.shape[0]) > k:
+        out.update(prdc(ref, fin, k))
     return out

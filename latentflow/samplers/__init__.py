@@ -6,7 +6,8 @@ point group ``latentflow.samplers`` on the first use of the registry (:func:`met
 from __future__ import annotations
 
 # isort: off
-from . import ddls, dot, rejection, dg_langevin, dflow, dgflow, ex2mcmc, dg_score, none  # noqa: F401  (registers)
+from . import ddls, dot, rejection, dg_langevin, dflow, dgflow, ex2mcmc, dg_score  # noqa: F401  (registers)
+from . import none, truncation  # noqa: F401  (registers)
 
 # isort: on
 from ._declare import Candidate, Needs, SearchContext
