@@ -1,0 +1,77 @@
+"""``latentflow bench``: run a benchmark suite."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import app
+from ._common import Choice
+
+
+@click.command("bench")
+@click.argument("suite", type=Choice(app.suite_names()))
+@click.option("--model", "models", multiple=True, help="Model(s) to benchmark [default: the suite's].")
+@click.option(
+    "-n",
+    "--num-samples",
+    "--num",
+    "num",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Samples per method (and seed); --num is an alias.",
+)
+@click.option("--seeds", default=None, type=click.IntRange(min=1), help="Number of seeds (toy2d).")
+@click.option("--methods", "method_list", default=None, help="Comma-separated rows (images suite).")
+@click.option("--inception", is_flag=True, help="Also Inception FID with the offline weights (images).")
+@click.option("--inception-num", default=None, type=click.IntRange(min=2), help="Samples for Inception FID (images).")
+@click.option(
+    "--budget",
+    default=None,
+    type=click.IntRange(min=1),
+    help="D evaluations per sample for every method (images) [default: the model's DDLS steps].",
+)
+@click.option(
+    "--real",
+    default=None,
+    metavar="DIR|FILE.npz|cifar10-train",
+    help="Real images for Inception FID/KID/IS (images; implies --inception).",
+)
+@click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2), help="Use the first N real images.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
+@click.option("--quick", is_flag=True, help="CI size.")
+@click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
+@click.option("--quiet", is_flag=True)
+def bench_cmd(
+    suite, models, num, seeds, method_list, inception, inception_num, real, num_real, budget, seed, quick, out, quiet
+):
+    """Run a benchmark suite; writes JSON and a markdown table, prints the table.
+
+    \b
+    Examples:
+      latentflow bench toy2d --num-samples 5000 --seeds 3
+      latentflow bench images --model dcgan-fashion -n 2000
+    """
+    extra = {}
+    if real is not None or num_real is not None:
+        if suite != "images":
+            raise app.OptionError(f"--real: only the images suite compares with real images; got suite {suite}")
+        extra = {"real": real, "num_real": num_real}
+    code = app.run_suite(
+        suite,
+        out=out,
+        seed=seed,
+        echo=click.echo,
+        models=models,
+        num=num,
+        seeds=seeds,
+        **extra,
+        methods=method_list.split(",") if method_list else None,
+        quick=quick,
+        inception=inception,
+        inception_num=inception_num,
+        budget=budget,
+        progress=not quiet,
+    )
+    sys.exit(code)

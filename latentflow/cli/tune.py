@@ -1,0 +1,48 @@
+"""``latentflow tune``: pick the method and settings that improve a model on held-out real samples."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import app
+
+
+@click.command("tune")
+@click.option("--model", required=True, help="Manifest name, hf:owner/repo or a model folder.")
+@click.option(
+    "--real",
+    "real",
+    required=True,
+    type=click.Path(),
+    help="Real samples: .npz / .safetensors / .pt (weights_only) file or an image folder.",
+)
+@click.option(
+    "--budget",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="D evaluations per sample a candidate may use.",
+)
+@click.option("--out", default=None, type=click.Path(), help="Folder for tune.json, tune.md and tune.png.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
+def tune_cmd(model, real, budget, out, seed, quiet, as_json):
+    """Pick the method and settings that improve MODEL on held-out real samples (latentflow.tune)."""
+    from pathlib import Path
+
+    if not Path(real).exists():
+        raise app.OptionError(f"--real: no such file or folder: {real}")
+    seed = app.check_seed(seed)
+    if out is not None:
+        app.check_writable(out)
+    doc = app.run_tune(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
+    if as_json:
+        click.echo(app.json_text(doc))
+        return
+    click.echo(doc.get("table_md") or "")
+    click.echo(f"recommended: {doc['method']} {json.dumps(doc.get('options') or {})}")
+    if out is not None:
+        click.echo(f"wrote {out}/tune.json, {out}/tune.md, {out}/tune.png")
