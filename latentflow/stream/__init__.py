@@ -39,21 +39,21 @@ written is left, and a rerun resumes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from . import dist
-from ._io import FolderLock, atomic_save_safetensors, atomic_write_json
-from .errors import OptionError
-from .result import GD_EVAL_KEYS, Result
-from .rng import ChainStream, stream_key
-from .samplers import DEFAULT_METHOD
+from .. import dist
+from .._io import FolderLock
+from ..errors import OptionError
+from ..rng import stream_key
+from ..samplers import DEFAULT_METHOD
+from .chains import NOT_IN_KEY, block_seed, chain_latents, latent_key, model_identity, run_key
+from .shards import COUNTERS, INDEX, LOCK, clear, keys_in, load_result, load_shards, write_blocks, write_index
 
 log = logging.getLogger("latentflow")
 
@@ -65,118 +65,11 @@ __all__ = [
     "latent_key",
     "block_seed",
     "model_identity",
+    "INDEX",
+    "LOCK",
+    "COUNTERS",
+    "NOT_IN_KEY",
 ]
-
-INDEX = "index.json"
-#: the lock file of a run, inside ``out_path``
-LOCK = ".lock"
-#: counters summed over the shards (and so over processes) into the index's ``totals``
-COUNTERS = (*GD_EVAL_KEYS, "wall_s")
-
-
-def block_seed(seed: int, block: int, purpose: str = "block") -> int:
-    """A 63-bit seed derived from ``(seed, block, purpose)``; block 0 of purpose "block" is ``seed``."""
-    if purpose == "block" and block == 0:
-        return int(seed)
-    h = hashlib.sha256(f"latentflow/stream/{purpose}/{int(seed)}/{int(block)}".encode()).digest()
-    return int.from_bytes(h[:8], "little") >> 1
-
-
-def latent_key(seed: int) -> int:
-    """The key of the per-chain streams the initial latents of a run with ``seed`` come from: the
-    stream key (``latentflow.rng.stream_key``) of the seed derived by ``block_seed(seed, 0, "latents")``,
-    so it differs from the key the sampler draws its noise with (``stream_key(seed)``)."""
-    return stream_key(block_seed(seed, 0, "latents"))
-
-
-def chain_latents(
-    seed: int,
-    start: int,
-    stop: int,
-    dim: int,
-    prior: str = "normal",
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Initial latents ``[stop - start, dim]`` of chains ``start .. stop - 1`` of a run with ``seed``: row
-    ``c`` is ``ChainStream(latent_key(seed), c).latents(step 0, slot 0, dim, prior)`` (N(0, I) or
-    U[-1, 1]^dim), the same whichever rows are drawn together."""
-    if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop):
-        raise OptionError(f"chain_latents needs ints 0 <= start < stop; got start={start!r}, stop={stop!r}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise OptionError(f"dim must be an int >= 1; got {dim!r}")
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    ids = torch.arange(start, stop, device=dev, dtype=torch.int64)
-    return ChainStream(latent_key(seed), ids).latents(0, 0, dim, prior, dtype)
-
-
-#: options that do not change the samples, left out of the run key
-NOT_IN_KEY = ("progress", "batch_size", "callback")
-
-
-def model_identity(f: Callable | None) -> str:
-    """What the run key knows of a G or D: ``"module:<sha256>"`` of an ``nn.Module``'s state dict (every
-    entry's name, dtype, shape and bytes, in order), ``"callable:<module>.<qualname>"`` for anything else
-    (a function is known by its name, not by what it computes), ``"none"`` for None."""
-    if f is None:
-        return "none"
-    if isinstance(f, nn.Module):
-        h = hashlib.sha256()
-        for name, t in f.state_dict().items():
-            t = t.detach().cpu().contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return "module:" + h.hexdigest()
-    fn = getattr(f, "__func__", f)
-    name = getattr(fn, "__qualname__", None) or type(f).__qualname__
-    return f"callable:{getattr(fn, '__module__', None) or type(f).__module__}.{name}"
-
-
-def _run_key(method: str, seed: int | str, n: int, chunk: int, options: dict, z_hash: str, models: dict) -> str:
-    enc = json.dumps(
-        {
-            "method": method,
-            "seed": seed,
-            "n": n,
-            "chunk": chunk,
-            "z": z_hash,
-            "models": models,
-            "options": {k: repr(v) for k, v in sorted(options.items()) if k not in NOT_IN_KEY},
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(enc.encode()).hexdigest()[:32]
-
-
-def _keys_in(out: Path) -> set[str]:
-    """The run keys of what ``out`` already holds (its index and shards)."""
-    from safetensors import safe_open
-
-    keys = set()
-    idx = out / INDEX
-    if idx.exists():
-        try:
-            keys.add(str(json.loads(idx.read_text()).get("run_key")))
-        except (OSError, ValueError, AttributeError):
-            keys.add("unreadable index.json")
-    for p in sorted(out.glob("shard-*-of-*.safetensors")):
-        try:
-            with safe_open(str(p), "pt") as fh:
-                keys.add(str((fh.metadata() or {}).get("run_key")))
-        except Exception:  # noqa: BLE001  (unreadable: rewritten when its block comes)
-            pass
-    return keys
-
-
-def _clear(out: Path) -> None:
-    (out / INDEX).unlink(missing_ok=True)
-    for p in out.glob("shard-*-of-*.safetensors"):
-        p.unlink()
-
-
-def _shard_name(b: int, n_blocks: int) -> str:
-    return f"shard-{b:05d}-of-{n_blocks:05d}.safetensors"
 
 
 def refine_to_disk(
@@ -225,7 +118,7 @@ def refine_to_disk(
     Under ``torch.distributed`` every rank calls this with the same arguments and writes its own blocks
     (module docstring). Returns the index (also written to ``out_path/index.json``): shard files, N, and
     the counters summed over all shards."""
-    from .samplers import check_options
+    from ..samplers import check_options
 
     check_options(method, options)
     for bad, why in (("generator", "seed="), ("chain_offset", "the block's start")):
@@ -284,7 +177,7 @@ def refine_to_disk(
 
     out = Path(out_path)
     n_blocks = -(-n // chunk)
-    key = _run_key(
+    key = run_key(
         method,
         seed_id,
         n,
@@ -307,7 +200,7 @@ def _run_blocks(G, D, rows, method, out, key, make_gen, seed_id, n, chunk, n_blo
     dist.barrier()  # nobody writes before the old index is gone
     mine = dist.shard(n_blocks)
     dist.agree(
-        lambda: _write_blocks(
+        lambda: write_blocks(
             G,
             D,
             rows,
@@ -326,7 +219,7 @@ def _run_blocks(G, D, rows, method, out, key, make_gen, seed_id, n, chunk, n_blo
         everyone=True,
     )
     index = dist.agree(
-        lambda: _write_index(
+        lambda: write_index(
             out,
             key,
             method,
@@ -346,7 +239,7 @@ def _prepare(out: Path, key: str, overwrite: bool, lock: FolderLock | None = Non
     if lock is not None:
         lock.acquire()
     if out.is_dir():
-        other = _keys_in(out) - {key}
+        other = keys_in(out) - {key}
         if other and not overwrite:
             raise OptionError(
                 f"out_path {str(out)!r} holds a refine_to_disk run with other settings (G, D, "
@@ -355,131 +248,8 @@ def _prepare(out: Path, key: str, overwrite: bool, lock: FolderLock | None = Non
             )
         if other:
             log.info("refine_to_disk: overwrite=True, removing the other run in %s", out)
-            _clear(out)
+            clear(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / INDEX).unlink(missing_ok=True)  # a killed rerun must not leave the old index behind
     for stale in [*out.glob(".shard-*.tmp"), *out.glob(f".{INDEX}.*.tmp")]:  # half-written by a killed run
         stale.unlink(missing_ok=True)
-
-
-def _shard_meta(path: Path) -> dict | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as fh:
-            return fh.metadata() or {}
-    except Exception:  # noqa: BLE001  (unreadable or foreign: rewritten)
-        return None
-
-
-def _write_blocks(G, D, rows, method, out, key, make_gen, seed, n, chunk, blocks, resume, options, y_all=None) -> None:
-    from .api import refine
-
-    n_blocks = -(-n // chunk)
-    for b in blocks:
-        lo, hi = b * chunk, min((b + 1) * chunk, n)
-        path = out / _shard_name(b, n_blocks)
-        if resume and path.exists() and (_shard_meta(path) or {}).get("run_key") == key:
-            log.info("refine_to_disk: keeping %s (same run)", path.name)
-            continue
-        y_b = y_all[lo:hi] if isinstance(y_all, Tensor) else y_all
-        res = refine(G, D, rows(lo, hi), method=method, generator=make_gen(), chain_offset=lo, y=y_b, **options)
-        tensors = {"x": res.x}
-        if res.z is not None:
-            tensors["z"] = res.z
-        if res.y is not None:
-            tensors["y"] = res.y
-        scalars = {}
-        for k, v in res.info.items():
-            if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == hi - lo:
-                tensors["info." + k] = v
-            elif k not in COUNTERS and k != "options" and not isinstance(v, Tensor):
-                scalars[k] = v
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        counters = {k: res.info[k] for k in COUNTERS if k in res.info}
-        meta = {
-            "run_key": key,
-            "block": str(b),
-            "start": str(lo),
-            "stop": str(hi),
-            "method": method,
-            "seed": str(seed),
-            "counters": json.dumps(counters),
-            "options": json.dumps(res.info.get("options", {}), default=repr),
-            "info": json.dumps(scalars, default=repr),
-        }
-        atomic_save_safetensors(tensors, path, metadata=meta)
-        del res, tensors
-        log.info("refine_to_disk: wrote %s (%d/%d)", path.name, b + 1, n_blocks)
-
-
-def _write_index(out, key, method, seed, n, chunk, options, y=None) -> dict:
-    n_blocks = -(-n // chunk)
-    totals: dict[str, float] = {}
-    shards = []
-    for b in range(n_blocks):
-        lo, hi = b * chunk, min((b + 1) * chunk, n)
-        name = _shard_name(b, n_blocks)
-        meta = _shard_meta(out / name)
-        if meta is None or meta.get("run_key") != key:
-            raise OptionError(
-                f"refine_to_disk: shard {name} of this run is missing in {str(out)!r} "
-                f"(a process stopped early?); run again to resume"
-            )
-        counters = json.loads(meta.get("counters", "{}"))
-        for k, v in counters.items():
-            totals[k] = totals.get(k, 0) + v
-        shards.append({"file": name, "start": lo, "stop": hi, "counters": counters})
-    index = {
-        "schema": 1,
-        "method": method,
-        "seed": seed,
-        "n": n,
-        "chunk": chunk,
-        "run_key": key,
-        "shards": shards,
-        "totals": totals,
-        "options": json.loads(json.dumps(options, default=repr)),
-    }
-    if y is not None:
-        index["y"] = y
-    atomic_write_json(out / INDEX, index, indent=1)
-    return index
-
-
-def load_shards(out_path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, Tensor]:
-    """Concatenate the shards of a ``refine_to_disk`` run (all tensors, or only ``keys``), in order.
-
-    Loads everything into memory: for 50k images read the shards one by one instead."""
-    from safetensors.torch import load_file
-
-    out = Path(out_path)
-    idx_path = out / INDEX
-    if not idx_path.exists():
-        raise OptionError(f"{out} has no {INDEX}: not a finished refine_to_disk output")
-    index = json.loads(idx_path.read_text())
-    parts: dict[str, list[Tensor]] = {}
-    for sh in index["shards"]:
-        for k, v in load_file(str(out / sh["file"])).items():
-            if keys is None or k in keys:
-                parts.setdefault(k, []).append(v)
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
-def load_result(out_path: str | os.PathLike) -> Result:
-    """The ``Result`` of a finished ``refine_to_disk`` run, as one ``refine`` call over all N chains would
-    return it: ``x``, ``z`` and the per-chain info concatenated, the counters summed over the shards
-    (``wall_s``: summed over blocks, i.e. processor time when processes ran in parallel) and the other
-    scalars of the first block (``method``, ``options``, ...). Loads everything into memory."""
-    from safetensors import safe_open
-
-    out = Path(out_path)
-    parts = load_shards(out)
-    index = json.loads((out / INDEX).read_text())
-    with safe_open(str(out / index["shards"][0]["file"]), "pt") as fh:
-        meta = fh.metadata() or {}
-    info: dict = json.loads(meta.get("info", "{}"))
-    info["options"] = json.loads(meta.get("options", "{}"))
-    info.update({k[len("info.") :]: v for k, v in parts.items() if k.startswith("info.")})
-    info.update(index["totals"])
-    return Result(x=parts["x"], z=parts.get("z"), info=info, y=parts.get("y"))
