@@ -10,7 +10,8 @@ import latentflow
 from latentflow.errors import ShapeError
 from latentflow.models.zoo import ARCHITECTURES, build
 from latentflow.samplers.dflow import generator_loss
-from latentflow.train.dflow import DFlowConfig, d_loss, flow_velocity, simulate_at, train_dflow, zero_gp
+from latentflow.train.dflow import DFlowConfig, d_loss, train_dflow, zero_gp
+from latentflow.train.dflow_sim import flow_velocity, simulate_at
 from latentflow.train.nets import FourierEmbedding, NoiseMLPDiscriminator, TimeConv28Discriminator, TimeMLPDiscriminator
 
 pytestmark = pytest.mark.rng_ok  # building networks draws their initial weights from the global RNG
@@ -163,7 +164,7 @@ def test_ema_update_is_the_exponential_average():
 
 
 def test_simulate_all_rows_equal_simulate_at():
-    from latentflow.train.dflow import simulate_all
+    from latentflow.train.dflow_sim import simulate_all
 
     torch.manual_seed(0)
     D = TimeMLPDiscriminator(width=16, depth=3).eval()

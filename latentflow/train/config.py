@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -26,7 +27,15 @@ from typing import Any
 from ..errors import OptionError, ShapeError
 from ..options import check_value, field_types
 
-__all__ = ["check_config", "make_config", "check_nets_fit", "train_device"]
+__all__ = [
+    "check_config",
+    "make_config",
+    "check_nets_fit",
+    "train_device",
+    "check_positive_int",
+    "check_positive_float",
+    "check_betas",
+]
 
 
 @functools.cache
@@ -170,3 +179,28 @@ def make_config(cls, overrides: Mapping[str, Any] | None = None):
     checked = {k: _check_field(cls.__name__, fields[k], v, hints[k]) for k, v in overrides.items()}
     cfg = cls(**checked)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def check_positive_int(cfg, *names) -> None:
+    """Each field of ``names`` is an int >= 1 (a bool is not)."""
+    for k in names:
+        v = getattr(cfg, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise OptionError(f"{k} must be a positive int; got {v!r}")
+
+
+def check_positive_float(cfg, *names) -> None:
+    """Each field of ``names`` is a finite number > 0."""
+    for k in names:
+        v = getattr(cfg, k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not v > 0:
+            raise OptionError(f"{k} must be a finite number > 0; got {v!r}")
+
+
+def check_betas(cfg) -> None:
+    """``cfg.betas`` is Adam's two betas, each in [0, 1)."""
+    b = cfg.betas
+    if not (
+        isinstance(b, (list, tuple)) and len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)
+    ):
+        raise OptionError(f"betas must be two numbers in [0, 1); got {b!r}")

@@ -28,9 +28,8 @@ from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config, train_device
+from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
-from .dflow import _betas, _pos_float, _pos_int
 from .edm import noised, sample_sigma_lognormal
 
 #: per-dataset defaults for ``arch`` / ``arch_kwargs`` / ``sigma_data`` when they are left at None
@@ -75,14 +74,14 @@ class DenoiserConfig:
 
     def validate(self) -> DenoiserConfig:
         check_config(self)
-        _pos_int(self, "batch_size", "steps")
-        _pos_float(self, "p_std", "lr")
-        _betas(self)
+        check_positive_int(self, "batch_size", "steps")
+        check_positive_float(self, "p_std", "lr")
+        check_betas(self)
         check_ema(self)
         if not isinstance(self.p_mean, (int, float)) or isinstance(self.p_mean, bool):
             raise OptionError(f"p_mean must be a number; got {self.p_mean!r}")
         if self.sigma_data is not None:
-            _pos_float(self, "sigma_data")
+            check_positive_float(self, "sigma_data")
         if not isinstance(self.grad_clip, (int, float)) or self.grad_clip < 0:
             raise OptionError(f"grad_clip must be a number >= 0 (0 = off); got {self.grad_clip!r}")
         DataSource.shape_of(self.data)

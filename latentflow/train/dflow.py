@@ -41,33 +41,11 @@ from .. import rng
 from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
-from ..samplers.dflow import LOSSES, DFlow, generator_loss, time_grid
+from ..samplers.dflow import LOSSES, DFlow
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config, train_device
+from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
-
-
-def _pos_int(cfg, *names):
-    for k in names:
-        v = getattr(cfg, k)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise OptionError(f"{k} must be a positive int; got {v!r}")
-
-
-def _pos_float(cfg, *names):
-    for k in names:
-        v = getattr(cfg, k)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not v > 0:
-            raise OptionError(f"{k} must be a finite number > 0; got {v!r}")
-
-
-def _betas(cfg):
-    b = cfg.betas
-    if not (
-        isinstance(b, (list, tuple)) and len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)
-    ):
-        raise OptionError(f"betas must be two numbers in [0, 1); got {b!r}")
-
+from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 PRIORS = ("normal", "gaussian")
@@ -114,13 +92,13 @@ class DFlowConfig:
         check_config(self)
         if self.loss not in LOSSES:
             raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        _pos_int(self, "flow_steps", "batch_size", "steps", "reuse")
+        check_positive_int(self, "flow_steps", "batch_size", "steps", "reuse")
         if self.prior not in PRIORS:
             raise OptionError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
-        _pos_float(self, "prior_eps")
+        check_positive_float(self, "prior_eps")
         if self.time_sampling not in ("grid", "uniform"):
             raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
-        _pos_float(self, "eta", "lr")
+        check_positive_float(self, "eta", "lr")
         if self.simulate_with not in ("live", "ema") or (self.simulate_with == "ema" and not self.ema > 0):
             raise OptionError(
                 f'simulate_with must be "live" or "ema" (with ema > 0); got {self.simulate_with!r} '
@@ -135,7 +113,7 @@ class DFlowConfig:
             )
         if self.lr_schedule not in LR_SCHEDULES:
             raise OptionError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
-        _betas(self)
+        check_betas(self)
         check_ema(self)
         if self.gp_weight is not None and (not isinstance(self.gp_weight, (int, float)) or self.gp_weight < 0):
             raise OptionError(f"gp_weight must be >= 0 or None; got {self.gp_weight!r}")
@@ -215,52 +193,6 @@ class _TimeBalance(torch.nn.Module):
         mean = tot[m] / cnt[m]
         cur = self.s[m]
         self.s[m] = torch.where(cur > 0, self.decay * cur + (1 - self.decay) * mean, mean)
-
-
-def flow_velocity(D, x: torch.Tensor, t: torch.Tensor, eta: float, loss: str) -> torch.Tensor:
-    """``v(x, t) = -η ∇_x c(f(x, t))`` (detached), as the ``dflow`` sampler computes it."""
-    with torch.enable_grad():
-        xx = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(generator_loss(D(xx, t), loss).sum(), xx)
-    return -eta * g
-
-
-def simulate_at(D, x0: torch.Tensor, i_b: torch.Tensor, eta: float, loss: str, N: int) -> torch.Tensor:
-    """``x_{i_b}`` per sample of the Euler flow from ``x0`` on the grid ``t_i = i/N`` (no graph kept)."""
-    ts = time_grid(N, device=x0.device, dtype=x0.dtype).tolist()
-    out = x0.detach().clone()
-    idx = torch.arange(x0.shape[0], device=x0.device)
-    x = out
-    top = int(i_b.max()) if i_b.numel() else 0
-    for i in range(top):
-        keep = i_b[idx] > i
-        idx, x = idx[keep], x[keep]
-        t = torch.full((x.shape[0],), ts[i], device=x.device, dtype=x.dtype)
-        x = (x + (ts[i + 1] - ts[i]) * flow_velocity(D, x, t, eta, loss)).detach()
-        done = i_b[idx] == i + 1
-        out[idx[done]] = x[done]
-    return out
-
-
-def simulate_all(D, x0: torch.Tensor, eta: float, loss: str, N: int) -> torch.Tensor:
-    """The Euler trajectory ``[x_0, ..., x_{N-1}]`` of every particle as an ``[N, B, *X]`` tensor."""
-    ts = time_grid(N, device=x0.device, dtype=x0.dtype).tolist()
-    traj = [x0.detach()]
-    x = traj[0]
-    for i in range(N - 1):
-        t = torch.full((x.shape[0],), ts[i], device=x.device, dtype=x.dtype)
-        x = (x + (ts[i + 1] - ts[i]) * flow_velocity(D, x, t, eta, loss)).detach()
-        traj.append(x)
-    return torch.stack(traj)
-
-
-class _TrajectoryCache(torch.nn.Module):
-    """Holds the trajectories shared by ``reuse`` D updates as a buffer, so checkpoints carry them and a
-    resumed run continues bit-for-bit inside a block."""
-
-    def __init__(self, N: int, B: int, shape):
-        super().__init__()
-        self.register_buffer("traj", torch.zeros((N, B) + tuple(shape)))
 
 
 def train_dflow(

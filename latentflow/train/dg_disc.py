@@ -28,10 +28,9 @@ from .._io import atomic_save_safetensors, atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config, train_device
+from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
-from .dflow import _betas, _pos_float, _pos_int
 from .edm import noised, sample_sigma_lognormal
 
 log = logging.getLogger("latentflow.train")
@@ -65,9 +64,9 @@ class DGDiscConfig:
 
     def validate(self) -> DGDiscConfig:
         check_config(self)
-        _pos_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
-        _pos_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
-        _betas(self)
+        check_positive_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
+        check_positive_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
+        check_betas(self)
         check_ema(self)
         if self.heun_steps < 2:
             raise OptionError(f"heun_steps must be >= 2; got {self.heun_steps!r}")

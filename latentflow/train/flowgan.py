@@ -34,9 +34,8 @@ from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
 from ._loop import Run, config_dict, save_weights
-from .config import check_config, check_nets_fit, train_device
+from .config import check_betas, check_config, check_nets_fit, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
-from .dflow import _betas, _pos_float, _pos_int
 from .score_gan import surrogate_loss
 
 KERNELS = ("gaussian", "imq", "polyharmonic")
@@ -130,9 +129,9 @@ class FloWGANConfig:
         check_config(self)
         if self.kernel not in KERNELS:
             raise OptionError(f"kernel must be one of {', '.join(KERNELS)}; got {self.kernel!r}")
-        _pos_int(self, "latent_dim", "n_data", "batch_size", "steps")
-        _pos_float(self, "bandwidth", "beta", "lr")
-        _betas(self)
+        check_positive_int(self, "latent_dim", "n_data", "batch_size", "steps")
+        check_positive_float(self, "bandwidth", "beta", "lr")
+        check_betas(self)
         if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
             raise OptionError(f"eps must be >= 0; got {self.eps!r}")
         if self.kernel == "polyharmonic" and self.eps == 0:
@@ -234,9 +233,9 @@ class NoiseDConfig:
 
     def validate(self) -> NoiseDConfig:
         check_config(self)
-        _pos_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
-        _pos_float(self, "sigma_min", "sigma_max", "lr", "step_size")
-        _betas(self)
+        check_positive_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
+        check_positive_float(self, "sigma_min", "sigma_max", "lr", "step_size")
+        check_betas(self)
         if not self.sigma_min < self.sigma_max:
             raise OptionError(f"sigma_min must be < sigma_max; got {self.sigma_min!r} and {self.sigma_max!r}")
         if not float(self.arch_kwargs.get("ref_std", 0.0)) > 0:

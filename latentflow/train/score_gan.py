@@ -27,9 +27,8 @@ from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
-from .config import check_config, check_nets_fit, train_device
+from .config import check_betas, check_config, check_nets_fit, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
-from .dflow import _betas, _pos_float, _pos_int
 from .parallel import Parallel
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -136,9 +135,9 @@ class ScoreGANConfig:
 
     def validate(self) -> ScoreGANConfig:
         check_config(self)
-        _pos_int(self, "latent_dim", "k", "batch_size", "steps")
-        _pos_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
-        _betas(self)
+        check_positive_int(self, "latent_dim", "k", "batch_size", "steps")
+        check_positive_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
+        check_betas(self)
         check_ema(self)
         if not self.sigma_min < self.sigma_max:
             raise OptionError(f"sigma_min must be < sigma_max; got {self.sigma_min!r} and {self.sigma_max!r}")
