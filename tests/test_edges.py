@@ -553,7 +553,7 @@ def test_a_malicious_pickle_is_refused_without_suggesting_weights_only_false(tmp
 
 
 def test_many_chains_are_chunked_by_default(monkeypatch):
-    from latentflow.samplers import _checks, _engine
+    from latentflow.samplers import _auto_batch, _checks
 
     assert _checks.check_batch_size(None, 16384) == 16384
     assert _checks.check_batch_size(None, 2_000_000) == "auto"
@@ -562,7 +562,7 @@ def test_many_chains_are_chunked_by_default(monkeypatch):
     kw = dict(steps=3, step_size=0.01, d_output="critic", seed=1, progress=False)
     one = lf.refine(pair.G, pair.D, z, "ddls", batch_size=300, **kw)
     monkeypatch.setattr(_checks, "ONE_CHUNK_MAX_ROWS", 100)  # 300 chains are now "many"
-    monkeypatch.setattr(_engine, "_available_ram_bytes", lambda: 64 << 20)  # and memory is short
+    monkeypatch.setattr(_auto_batch, "available_ram_bytes", lambda: 64 << 20)  # and memory is short
     many = lf.refine(pair.G, pair.D, z, "ddls", **kw)
     assert many.info["auto_batch_size"]["grad"] < 300
     torch.testing.assert_close(many.x, one.x, rtol=1e-5, atol=1e-5)  # the same samples up to round-off

@@ -11,7 +11,7 @@ import latentflow as lf
 from latentflow import stream
 from latentflow.errors import OptionError
 from latentflow.models import zoo
-from latentflow.samplers import _driver, _engine
+from latentflow.samplers import _auto_batch, _driver, _engine
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -75,7 +75,7 @@ def test_batch_size_auto_gives_the_same_samples_as_none(pair, case):
 
 def test_batch_size_auto_with_a_small_memory_cap_chunks_and_stays_invariant(pair, monkeypatch):
     G, D = pair
-    monkeypatch.setattr(_engine, "AUTO_CPU_MAX_ROWS", 7)
+    monkeypatch.setattr(_auto_batch, "AUTO_CPU_MAX_ROWS", 7)
     seen = []
     orig = _engine.chunk_slices
     monkeypatch.setattr(_engine, "chunk_slices", lambda n, bs: seen.append(bs) or orig(n, bs))

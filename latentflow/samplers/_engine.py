@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 
@@ -21,40 +20,16 @@ from ..energy import chunk_slices, d_values, frozen  # noqa: F401  (re-exported 
 from ..errors import LatentflowError
 from ..result import Evals
 from ..rng import ChainStream
+from ._auto_batch import probe_chunk
 from ._checks import AUTOCAST_DTYPES, check_batch_size, check_grad_path, check_speed_options
+from ._cuda_graph import GraphedStep
 
 log = logging.getLogger("latentflow")
 
 __all__ = ["Counter", "Engine", "frozen", "d_values", "chunk_slices", "AUTOCAST_DTYPES"]
 
-#: ``batch_size="auto"`` on the CPU never picks more rows than this per chunk (bigger chunks buy no
-#: speed there, only memory).
-AUTO_CPU_MAX_ROWS = 16384
-#: fraction of the free memory an automatic chunk may plan to use (the rest is the safety margin).
-AUTO_MEMORY_FRACTION = 0.7
-
-
 #: evaluations of G, D and a score model, counted in samples (rows), forward and backward separately
 Counter = Evals
-
-
-def _available_ram_bytes() -> int | None:
-    """Available physical memory from the OS (no psutil): ``MemAvailable`` on Linux, else free pages."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _nbytes(t) -> int:
-    return t.numel() * t.element_size() if isinstance(t, Tensor) else 0
 
 
 class Engine:
@@ -87,7 +62,7 @@ class Engine:
         self.diverged_step = torch.full((n,), -1, dtype=torch.long, device=self.device)
         self._auto: dict = {}  # fn key -> resolved chunk size (batch_size="auto")
         self._compiled: dict = {}  # id(fn) -> (fn, compiled fn or None after a failure)
-        self._graphs: dict = {}  # (id(fn), shapes) -> _GraphedStep
+        self._graphs: dict = {}  # (id(fn), shapes) -> GraphedStep
         self._counting = True  # False while a step counts its rows itself (compiled/graphed)
         self.y: Tensor | None = None  # the chains' class labels (set_labels), None when unconditional
         self.num_classes = 0
@@ -230,7 +205,7 @@ class Engine:
         key = (id(fn), tuple(s.shape), tuple(tuple(r.shape) for r in rows))
         graphed = self._graphs.get(key)
         if graphed is None:
-            graphed = self._graphs[key] = _GraphedStep(lambda a, *b: self._eager_step(fwd, a, *b), s, rows)
+            graphed = self._graphs[key] = GraphedStep(lambda a, *b: self._eager_step(fwd, a, *b), s, rows)
         return graphed(s, *rows)
 
     def value_and_grad(
@@ -297,7 +272,7 @@ class Engine:
             return self.batch_size
         key = (getattr(fn, "__code__", None) or type(fn), grad)
         if key not in self._auto:
-            self._auto[key] = self._probe_chunk(fn, state, rows, grad=grad, uses_G=uses_G, uses_D=uses_D)
+            self._auto[key] = probe_chunk(self, fn, state, rows, grad=grad, uses_G=uses_G, uses_D=uses_D)
             log.info(
                 "%s: batch_size='auto' -> %d rows per chunk (%s, %s)",
                 self.method,
@@ -307,92 +282,10 @@ class Engine:
             )
         return self._auto[key]
 
-    def _probe_rows(self, fn, state, rows, m: int, grad: bool):
+    def probe_rows(self, fn, state, rows, m: int, grad: bool):
         """One chunk of ``m`` rows through the eager step, counted like any other evaluation."""
         sl = slice(0, m)
         if grad:
             return self._eager_step(lambda leaf, *r: self._forward(fn, leaf, *r), state[sl], *(r[sl] for r in rows))
         with torch.no_grad(), self._amp():
             return (fn(state[sl], *(r[sl] for r in rows)),)
-
-    def _probe_chunk(self, fn, state: Tensor, rows: tuple, *, grad: bool, uses_G: bool, uses_D: bool) -> int:
-        """The largest chunk whose evaluation fits in the free memory, from a probe on a few rows.
-
-        CUDA: peak allocated memory of probes on two chunk sizes gives the bytes per row (the slope,
-        so fixed workspaces do not count per row); the chunk uses at most ``AUTO_MEMORY_FRACTION`` of
-        the free device memory (``mem_get_info`` plus what the caching allocator holds unused), after
-        the outputs of all ``n`` rows. CPU: the bytes autograd saves per row (plus the outputs) against
-        the available RAM, capped at ``AUTO_CPU_MAX_ROWS``. Results never depend on the chunk size."""
-        n = state.shape[0]
-        out_row = 0
-        if self.device.type == "cuda":
-            m1, m2 = min(n, 4), min(n, 32)
-            peaks = []
-            for m in (m1, m2) if m2 > m1 else (m1,):
-                torch.cuda.synchronize(self.device)
-                base = torch.cuda.memory_allocated(self.device)
-                torch.cuda.reset_peak_memory_stats(self.device)
-                out = self._probe_rows(fn, state, rows, m, grad)
-                torch.cuda.synchronize(self.device)
-                peaks.append((m, torch.cuda.max_memory_allocated(self.device) - base))
-                out_row = sum(_nbytes(t) for t in out) / m
-                del out
-            if len(peaks) == 2 and peaks[1][1] > peaks[0][1]:
-                per_row = (peaks[1][1] - peaks[0][1]) / (peaks[1][0] - peaks[0][0])
-            else:
-                per_row = peaks[-1][1] / peaks[-1][0]
-            free, _ = torch.cuda.mem_get_info(self.device)
-            free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-            if grad:  # the probes' forwards were counted by fn itself
-                self._count(m1 + (m2 if m2 > m1 else 0), uses_G, uses_D, backward=True, forward=False)
-        else:
-            m = min(n, 8)
-            saved = [0]
-
-            def pack(t):
-                saved[0] += _nbytes(t)
-                return t
-
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = self._probe_rows(fn, state, rows, m, grad)
-            out_row = sum(_nbytes(t) for t in out) / m
-            # the backward holds about as much again as the forward saved; the input chunk is copied
-            per_row = 2 * saved[0] / m + 2 * out_row + 2 * _nbytes(state[:1])
-            if grad:
-                self._count(m, uses_G, uses_D, backward=True, forward=False)
-            free = _available_ram_bytes() or 0
-        budget = AUTO_MEMORY_FRACTION * free - 2 * out_row * n  # the outputs of all rows, and their cat
-        chunk = int(budget // max(per_row, 1.0)) if budget > 0 else 1
-        cap = n if self.device.type == "cuda" else min(n, AUTO_CPU_MAX_ROWS)
-        return max(1, min(chunk, cap))
-
-
-class _GraphedStep:
-    """One chunk's energy-and-gradient step captured as a CUDA graph for fixed input shapes.
-
-    Warm-up runs on a side stream (compiles, cuDNN autotuning), then one capture; each call copies
-    its inputs into the static buffers, replays, and clones the static outputs (the next replay
-    overwrites them). Nothing in the step draws random numbers, so replays are exact re-runs."""
-
-    WARMUP = 3
-
-    def __init__(self, step: Callable, s: Tensor, rows: tuple):
-        self.static_s = s.detach().clone()
-        self.static_rows = tuple(r.detach().clone() for r in rows)
-        side = torch.cuda.Stream(device=s.device)
-        side.wait_stream(torch.cuda.current_stream(s.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.WARMUP):
-                step(self.static_s, *self.static_rows)
-        torch.cuda.current_stream(s.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = step(self.static_s, *self.static_rows)
-
-    def __call__(self, s: Tensor, *rows: Tensor):
-        self.static_s.copy_(s)
-        for dst, src in zip(self.static_rows, rows):
-            dst.copy_(src)
-        self.graph.replay()
-        v, g, aux = self.out
-        return v.clone(), g.clone(), (aux.clone() if aux is not None else None)
