@@ -108,12 +108,12 @@ def test_refine_to_disk_killed_between_and_during_shards_resumes_bit_for_bit(tmp
 
 
 def test_refine_to_disk_failing_at_a_random_block_resumes_bit_for_bit(tmp_path, monkeypatch):
-    import latentflow.stream as stream
+    from latentflow.stream import shards
 
     pair = lf.load("grid25-wgangp")
     lf.refine_to_disk(pair.G, pair.D, N, "ddls", tmp_path / "ref", **RTD)
     ref_all = lf.load_shards(tmp_path / "ref")
-    real = stream.atomic_save_safetensors
+    real = shards.atomic_save_safetensors
     rng = random.Random(7)
     for trial in range(3):
         out, at, calls = tmp_path / f"run{trial}", rng.randrange(0, N // CHUNK), []
@@ -124,10 +124,10 @@ def test_refine_to_disk_failing_at_a_random_block_resumes_bit_for_bit(tmp_path, 
                 raise KeyboardInterrupt("injected")
             return real(tensors, path, **kw)
 
-        monkeypatch.setattr(stream, "atomic_save_safetensors", failing)
+        monkeypatch.setattr(shards, "atomic_save_safetensors", failing)
         with pytest.raises(KeyboardInterrupt):
             lf.refine_to_disk(pair.G, pair.D, N, "ddls", out, **RTD)
-        monkeypatch.setattr(stream, "atomic_save_safetensors", real)
+        monkeypatch.setattr(shards, "atomic_save_safetensors", real)
         assert len(_shards(out)) == at and not (out / "index.json").exists()
         lf.refine_to_disk(pair.G, pair.D, N, "ddls", out, **RTD)
         got = lf.load_shards(out)

@@ -19,6 +19,7 @@ from latentflow.metrics import fidelity as F
 from latentflow.metrics import fmnist_classifier as C
 from latentflow.metrics import inception_offline as IO
 from latentflow.metrics import real as R
+from latentflow.metrics import real_sets as S
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest: a temporary $LATENTFLOW_CACHE, CPU only
 
@@ -44,39 +45,39 @@ def _fm(samples, real, **kw):
 
 def test_resolve_real_checks_without_reading_images(real_folder, tmp_path):
     folder, x = real_folder
-    rs = R.resolve_real(folder)
+    rs = S.resolve_real(folder)
     assert (rs.kind, rs.num, rs.total, rs.split) == ("folder", N, N, None)
     assert [p.name for p in rs.files][:2] == ["000.png", "001.png"] and len(rs.files) == N
-    assert R.resolve_real(folder, 10).num == 10
-    reg = R.resolve_real("cifar10-train")
+    assert S.resolve_real(folder, 10).num == 10
+    reg = S.resolve_real("cifar10-train")
     assert (reg.kind, reg.split, reg.num) == ("registered", "train", 50000)
     with pytest.raises(OptionError, match=r"real: expected a folder .*'.*missing' does not exist"):
-        R.resolve_real(tmp_path / "missing")
+        S.resolve_real(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(OptionError, match="at least 2 images.*holds 0"):
-        R.resolve_real(tmp_path / "empty")
+        S.resolve_real(tmp_path / "empty")
     with pytest.raises(OptionError, match="not .npz"):
-        R.resolve_real(folder / "notes.txt")
+        S.resolve_real(folder / "notes.txt")
     np.savez(tmp_path / "f.npz", arr_0=np.zeros((4, 8, 8, 3), np.float32))
     with pytest.raises(OptionError, match="uint8 images.*float32"):
-        R.resolve_real(tmp_path / "f.npz")
+        S.resolve_real(tmp_path / "f.npz")
     with pytest.raises(OptionError, match="num_real: expected at most the 64 images"):
-        R.resolve_real(folder, 65)
+        S.resolve_real(folder, 65)
     with pytest.raises(OptionError, match="num_real: expected an int >= 2"):
-        R.resolve_real(folder, 1)
+        S.resolve_real(folder, 1)
 
 
 def test_npz_reads_back_the_same_images_as_the_folder(real_folder, tmp_path):
     folder, x = real_folder
     np.savez(tmp_path / "r.npz", arr_0=x.permute(0, 2, 3, 1).numpy())
-    from_npz = R.real_dataset(R.resolve_real(tmp_path / "r.npz"))
-    from_png = R.real_dataset(R.resolve_real(folder))
+    from_npz = S.real_dataset(S.resolve_real(tmp_path / "r.npz"))
+    from_png = S.real_dataset(S.resolve_real(folder))
     assert len(from_npz) == len(from_png) == N
     for i in (0, 17, N - 1):
         assert torch.equal(from_npz[i], x[i]) and torch.equal(from_png[i], x[i])
     grey = x[:, :1]
     np.savez(tmp_path / "g.npz", arr_0=grey[:, 0].numpy())  # [N, H, W]: grey, replicated
-    assert torch.equal(R.real_dataset(R.resolve_real(tmp_path / "g.npz"))[3], grey[3].expand(3, -1, -1))
+    assert torch.equal(S.real_dataset(S.resolve_real(tmp_path / "g.npz"))[3], grey[3].expand(3, -1, -1))
 
 
 def test_fid_of_the_set_against_itself_is_zero_and_the_reference_is_cached(real_folder, tmp_path, monkeypatch):
@@ -95,7 +96,7 @@ def test_fid_of_the_set_against_itself_is_zero_and_the_reference_is_cached(real_
     assert first["fid"] == second["fid"] and abs(first["fid"]) < 1e-3, first["fid"]
     ref = first["reference"]
     assert (ref["kind"], ref["split"], ref["num_real"], ref["feature_extractor"]) == ("folder", None, N, F.FMNIST)
-    rs = R.resolve_real(folder)
+    rs = S.resolve_real(folder)
     assert ref["sha256"] == rs.content_hash() and len(ref["sha256"]) == 64
     files = sorted(p.name for p in (tmp_path / "fidelity").iterdir())
     assert any(f.startswith(f"latentflow-real-{ref['sha256'][:16]}-n{N}-") and "stat-fid" in f for f in files), files
@@ -134,13 +135,13 @@ def test_a_changed_image_changes_the_key(real_folder, tmp_path):
     folder, x = real_folder
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
-    assert R.resolve_real(copy).content_hash() == R.resolve_real(folder).content_hash()
+    assert S.resolve_real(copy).content_hash() == S.resolve_real(folder).content_hash()
     from PIL import Image
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(copy / "005.png")
-    assert R.resolve_real(copy).content_hash() != R.resolve_real(folder).content_hash()
+    assert S.resolve_real(copy).content_hash() != S.resolve_real(folder).content_hash()
     # ... but not when only images past num_real change
-    assert R.resolve_real(copy, 5).content_hash() == R.resolve_real(folder, 5).content_hash()
+    assert S.resolve_real(copy, 5).content_hash() == S.resolve_real(folder, 5).content_hash()
 
 
 def test_fid_grows_with_distance_from_the_real_set(real_folder):

@@ -24,7 +24,8 @@ from .fidelity import (
 )
 from .fmnist_classifier import classifier_score, fid_fmnist, fmnist_metrics, kid_fmnist
 from .manifold import PRDC_KEYS, keeps_recall, prdc, recall_margin
-from .real import DEFAULT_REAL, REGISTERED, RealSet, real_metrics, resolve_real
+from .real import real_metrics
+from .real_sets import DEFAULT_REAL, REGISTERED, RealSet, resolve_real
 from .toy2d import emd, mode_metrics, toy_metrics
 
 __all__ = [
