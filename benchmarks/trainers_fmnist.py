@@ -283,7 +283,7 @@ def heun_vs_euler(rows: list[dict], N: int) -> dict:
 def fid_metrics(x: torch.Tensor, seed: int, fid_only: bool = False) -> dict:
     """FID-FMNIST (+ KID-FMNIST and classifier score) against the test split, as the image benchmark does."""
     from latentflow.app.images import fmnist_row_metrics
-    from latentflow.metrics.fidelity import to_uint8
+    from latentflow.metrics import to_uint8
 
     return fmnist_row_metrics(to_uint8(x), rng_seed=seed, fid_only=fid_only)[0]
 

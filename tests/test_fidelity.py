@@ -18,6 +18,7 @@ import torch
 from latentflow.errors import LatentflowError, OptionError, ShapeError
 from latentflow.metrics import fidelity as F
 from latentflow.metrics import fmnist_classifier as C
+from latentflow.metrics import image_inputs as I
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest: a temporary $LATENTFLOW_CACHE, CPU only
 
@@ -53,24 +54,24 @@ def test_importing_latentflow_does_not_import_torch_fidelity():
 
 def test_to_uint8_maps_range_and_rounds():
     x = torch.tensor([-1.0, 0.0, 1.0, 2.0, -3.0]).view(1, 1, 1, 5)
-    assert F.to_uint8(x).flatten().tolist() == [0, 128, 255, 255, 0]
-    assert F.to_uint8(torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3), (0, 1)).flatten().tolist() == [0, 128, 255]
+    assert I.to_uint8(x).flatten().tolist() == [0, 128, 255, 255, 0]
+    assert I.to_uint8(torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3), (0, 1)).flatten().tolist() == [0, 128, 255]
     u = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(F.to_uint8(u), u)
+    assert torch.equal(I.to_uint8(u), u)
     with pytest.raises(ShapeError, match=r"\[N, C, H, W\]"):
-        F.to_uint8(torch.zeros(3, 4, 4))
+        I.to_uint8(torch.zeros(3, 4, 4))
     with pytest.raises(OptionError, match="value_range"):
-        F.to_uint8(torch.zeros(1, 1, 2, 2), (1, 1))
+        I.to_uint8(torch.zeros(1, 1, 2, 2), (1, 1))
 
 
 def test_dataset_replicates_grey_and_rejects_float():
-    ds = F.ImageTensorDataset(torch.arange(2 * 16, dtype=torch.uint8).view(2, 1, 4, 4))
+    ds = I.ImageTensorDataset(torch.arange(2 * 16, dtype=torch.uint8).view(2, 1, 4, 4))
     item = ds[1]
     assert item.shape == (3, 4, 4) and item.dtype == torch.uint8 and torch.equal(item[0], item[2])
     with pytest.raises(ShapeError, match="uint8"):
-        F.ImageTensorDataset(torch.zeros(2, 1, 4, 4))
+        I.ImageTensorDataset(torch.zeros(2, 1, 4, 4))
     with pytest.raises(ShapeError, match="1 or 3"):
-        F.ImageTensorDataset(torch.zeros(2, 2, 4, 4, dtype=torch.uint8))
+        I.ImageTensorDataset(torch.zeros(2, 2, 4, 4, dtype=torch.uint8))
 
 
 def test_cuda_is_explicit_and_off_when_disabled():
@@ -193,7 +194,7 @@ def test_sampler_model_runs_with_gradients_enabled(fmnist_test):
         (g,) = torch.autograd.grad((y**2).sum(), y)
         return (y - 1e-3 * g).clamp(-1, 1)
 
-    model = F.make_sampler_model(sampler, z_size=8)
+    model = I.make_sampler_model(sampler, z_size=8)
     out = C.classifier_score(model, num_samples=200, batch_size=100)
     assert seen and all(seen)
     assert out[F.KEY_IS_MEAN] > 3.0, out

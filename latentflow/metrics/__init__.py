@@ -18,11 +18,10 @@ from .fidelity import (
     fid,
     inception_score,
     kid,
-    make_sampler_model,
     precision_recall,
-    to_uint8,
 )
 from .fmnist_classifier import classifier_score, fid_fmnist, fmnist_metrics, kid_fmnist
+from .image_inputs import make_sampler_model, to_uint8
 from .manifold import PRDC_KEYS, keeps_recall, prdc, recall_margin
 from .real import real_metrics
 from .real_sets import DEFAULT_REAL, REGISTERED, RealSet, resolve_real

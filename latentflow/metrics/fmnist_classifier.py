@@ -74,9 +74,7 @@ def preprocess(x: Tensor) -> Tensor:
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ShapeError(f"images: expected a tensor [N, 1 or 3, H, W]; got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8:
-        raise ShapeError(
-            f"images: expected dtype torch.uint8 (use latentflow.metrics.fidelity.to_uint8); got {x.dtype}"
-        )
+        raise ShapeError(f"images: expected dtype torch.uint8 (use latentflow.metrics.to_uint8); got {x.dtype}")
     x = x.float().mean(1, keepdim=True) / 255.0
     if x.shape[-2:] != (28, 28):
         x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import LatentflowError, ShapeError
 from ._base import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, cache_dir
+from .image_inputs import check_images
 from .real_sets import RealSet, check_image_files, real_dataset, resolve_real
 
 log = logging.getLogger("latentflow.metrics")
@@ -76,7 +77,7 @@ def real_metrics(
     from . import fidelity as F  # through the module, at call time (a patched compute_metrics is the one used)
 
     rs = resolve_real(real, num_real)
-    samples = F._check_images(samples, "samples")
+    samples = check_images(samples, "samples")
     if samples.shape[0] < 2:
         raise ShapeError(f"samples: expected at least 2 images for FID/KID; got {samples.shape[0]}")
     null_reasons: dict = {}
