@@ -35,13 +35,14 @@ from typing import Any
 import torch
 
 from ..dist import world
-from ..errors import LatentflowError, OptionError
+from ..errors import OptionError
 from ..result import GD_EVAL_KEYS
 from ..samplers import DEFAULT_METHOD, generate
 from .fit import check_method_fits, meta_get, resolve_device, sampling_options
 from .outputs import OutputSet, check_seed
 from .report import env_info, grid_png, scatter_png, write_json, write_samples
 from .sample_files import NPZ, SAMPLES_DIR, parse_formats
+from .sample_metrics import add_real_metrics, model_metrics
 
 #: the files of one ``sample`` output set
 SAMPLES, PNG, REPORT = "samples.safetensors", "samples.png", "report.json"
@@ -189,8 +190,8 @@ def write_report(run: SampleRun, start, x0, res, t_gen, folder) -> dict:
             "counts": torch.bincount(y.cpu(), minlength=int(k)).tolist(),
         }
     dataset = meta_get(meta, "dataset")
-    report["metrics"] = _metrics(dataset, x0, res.x)
-    _real_metrics(report["metrics"], extras, x0, res.x, meta)
+    report["metrics"] = model_metrics(dataset, x0, res.x)
+    add_real_metrics(report["metrics"], extras["real"], x0, res.x, meta)
     report["evaluations_per_sample"] = {k: res.info[k] / num for k in GD_EVAL_KEYS}
     if folder is not None:
         folder = Path(folder)
@@ -213,43 +214,8 @@ def write_report(run: SampleRun, start, x0, res, t_gen, folder) -> dict:
     return report
 
 
-def _metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> dict:
-    from ..data import TOY
-
-    if dataset in TOY:
-        from ..metrics import toy_metrics
-
-        return {"before": toy_metrics(before, dataset), "after": toy_metrics(after, dataset)}
-    if dataset == "fashion-mnist" and before.shape[0] >= 2:
-        # FID in the bundled classifier's feature space (FID-FMNIST; not comparable to Inception FID)
-        try:
-            from ..metrics import KEY_FID, fid_fmnist, to_uint8
-
-            n = before.shape[0]
-            note = (
-                "FID-FMNIST of n samples vs the 10k test images; biased upward for small n "
-                "(compare runs at equal n; use `latentflow bench images` for tables)"
-            )
-            from ..metrics import PRDC_KEYS, image_prdc
-            from ..metrics.fidelity import FMNIST
-
-            out: dict = {"n": n, "note": note}
-            for side, x in (("before", before), ("after", after)):
-                u8 = to_uint8(x)
-                m = {"fid_fmnist": fid_fmnist(u8)[KEY_FID]}
-                if n > 5:  # precision / recall / density / coverage, same features, k = 5
-                    p = image_prdc(u8, "fashion-mnist-test", feature_extractor=FMNIST)
-                    m.update({k: p[k] for k in PRDC_KEYS})
-                    out["prdc"] = {k: p[k] for k in ("k", "num_real", "num_fake")}
-                out[side] = m
-            return out
-        except LatentflowError as e:  # e.g. Fashion-MNIST not installed: the samples are still written
-            return {"error": str(e)}
-    return {}
-
-
 # ---------------------------------------------------------------------------------------------------
-# output formats and real-data metrics (kept apart from the sampling above)
+# output formats and the real set (kept apart from the sampling above)
 
 
 def _check_extras(formats, real, num_real) -> dict:
@@ -292,36 +258,6 @@ def _fit_extras(extras: dict, meta) -> dict:
         if default is not None:
             extras = {**extras, "real": resolve_real(default, extras["num_real"])}
     return extras
-
-
-def _real_metrics(metrics: dict, extras: dict, before: torch.Tensor, after: torch.Tensor, meta) -> None:
-    """Inception FID/KID/IS of ``before`` and ``after`` vs the real set, into ``metrics`` (``before``,
-    ``after`` gain ``fid``, ``kid``, ``kid_std``, ``is``, ``is_std``; ``real`` describes the reference).
-    A failure (e.g. CIFAR-10 not downloadable) is recorded under ``real.error``: the samples are written."""
-    rs = extras["real"]
-    if rs is None:
-        return
-    from ..metrics import real_metrics, to_uint8
-
-    vr = tuple(meta_get(meta, "output_range") or (-1.0, 1.0))
-    try:
-        prdc = before.shape[0] > 5  # k = 5 needs at least 6 samples
-        b = real_metrics(to_uint8(before, vr), rs, prdc=prdc)
-        a = real_metrics(to_uint8(after, vr), rs, prdc=prdc)
-    except LatentflowError as e:
-        metrics["real"] = {**rs.to_dict(), "error": " ".join(str(e).split())}
-        return
-    keys = ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage")
-    for side, m in (("before", b), ("after", a)):
-        metrics.setdefault(side, {}).update({k: m[k] for k in keys if k in m})
-    metrics["real"] = {
-        **a["reference"],
-        "cache_hit": b["reference"]["cache_hit"],
-        "n": a["num"],
-        "metric": "Inception (pool3) FID / KID and precision / recall / density / coverage; IS from its logits",
-        **({"prdc": a["prdc"]} if "prdc" in a else {}),
-        **({"null_reasons": a["null_reasons"]} if "null_reasons" in a else {}),
-    }
 
 
 def _write_sample_files(
