@@ -18,13 +18,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "latentflow"
 MAX_LEVELS = 7
-MAX_LINES = 400
-#: modules over MAX_LINES since the code was first formatted with `ruff format` (which unfolds long calls);
-#: each is to be split by job, and this set only shrinks
+#: the house cap is 400 lines; a module is split by job 10 % before it reaches it
+MAX_LINES = 360
+#: modules over MAX_LINES that another branch in flight splits (the ``tune`` and ``rgb`` work); one that
+#: is under MAX_LINES again is reported, so this set only shrinks and is empty once they are merged
 OVERSIZE_PENDING = {
-    "latentflow.cli",
-    "latentflow.stream",
-    "latentflow.train.dflow",
+    "latentflow.app.images",
+    "latentflow.app.tune",
 }
 #: importer unit -> units it must not import ("*" = every unit except those listed in ALLOWED_APP)
 FORBIDDEN = {
@@ -169,6 +169,10 @@ def report() -> dict:
     for m, n in lines.items():
         if n > MAX_LINES and m not in OVERSIZE_PENDING:
             problems.append(f"{m}: {n} lines (at most {MAX_LINES})")
+        elif m in OVERSIZE_PENDING and n <= MAX_LINES:
+            problems.append(f"{m}: {n} lines, no longer over {MAX_LINES}: remove it from OVERSIZE_PENDING")
+    for m in sorted(OVERSIZE_PENDING - set(lines)):
+        problems.append(f"{m}: in OVERSIZE_PENDING but not a module: remove it")
     for u, deps in units.items():
         for d in sorted(deps & FORBIDDEN.get(u, set())):
             problems.append(f"{u} imports {d} (forbidden direction)")
