@@ -15,13 +15,8 @@ loaded; the output files (samples in the chosen formats, see :mod:`latentflow.ap
 picture and the report) are written into a staging folder and renamed into place together
 (:class:`~latentflow.app.outputs.OutputSet`), under a lock that refuses a concurrent run into ``out``.
 
-Image models also get Inception FID / KID / IS against a real set (:func:`latentflow.metrics.real_metrics`):
-``real`` (a folder of images, an ``.npz``, or a torch-fidelity name such as ``cifar10-train``), by default
-the model's dataset's (``cifar10`` -> ``cifar10-train``); the report's ``metrics.real`` names the set, its
-split, the number of real images and whether the cached reference statistics were used. Beside FID/KID
-stand precision, recall, density and coverage (k = 5) on the same features (Inception pool3 with a real
-set; the ``fmnist-classifier`` features for Fashion-MNIST models; raw coordinates for 2-D models), against the
-first ``min(num_real, num)`` real rows; ``metrics.real.prdc`` (or ``metrics.prdc``) records k and the sizes.
+The report's metrics (2-D metrics, FID-FMNIST, FID / KID / IS and PRDC against a real image set) are
+:mod:`latentflow.app.sample_metrics`'s.
 """
 
 from __future__ import annotations

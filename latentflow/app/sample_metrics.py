@@ -1,7 +1,16 @@
 """The metrics a ``latentflow sample`` report holds: the 2-D metrics of a toy model, FID-FMNIST of a
 Fashion-MNIST model, and Inception FID / KID / IS (with precision / recall / density / coverage) against a
 real image set. A metric that cannot be computed (a data set not installed, no internet) is recorded as an
-error: the samples are still written."""
+error: the samples are still written.
+
+Image models also get Inception FID / KID / IS against a real set (:func:`latentflow.metrics.real_metrics`):
+``real`` (a folder of images, an ``.npz``, or a torch-fidelity name such as ``cifar10-train``), by default
+the model's dataset's (``cifar10`` -> ``cifar10-train``); the report's ``metrics.real`` names the set, its
+split, the number of real images and whether the cached reference statistics were used. Beside FID/KID
+stand precision, recall, density and coverage (k = 5) on the same features (Inception pool3 with a real
+set; the ``fmnist-classifier`` features for Fashion-MNIST models; raw coordinates for 2-D models), against the
+first ``min(num_real, num)`` real rows; ``metrics.real.prdc`` (or ``metrics.prdc``) records k and the sizes.
+"""
 
 from __future__ import annotations
 
