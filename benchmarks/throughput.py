@@ -46,8 +46,8 @@ from pathlib import Path
 import torch
 
 import latentflow as lf
+from latentflow import nets
 from latentflow.app.report import env_info, write_json
-from latentflow.models import zoo
 
 # -- the loops compared ----------------------------------------------------------------------------------
 
@@ -168,8 +168,8 @@ def build_models(name, dev, a):
         torch.manual_seed(0)
         if name == "simplecnn":
             dim = a.sngan_g_ch if a.quick else 256
-            G = zoo.build("xyfjason_simple_cnn_g", z_dim=128, dim=dim)
-            D = zoo.build("xyfjason_simple_cnn_d", dim=dim, with_sn=True)
+            G = nets.build("xyfjason_simple_cnn_g", z_dim=128, dim=dim)
+            D = nets.build("xyfjason_simple_cnn_d", dim=dim, with_sn=True)
             return (
                 G.to(dev),
                 D.to(dev),
@@ -179,8 +179,8 @@ def build_models(name, dev, a):
             )
         if name == "studiogan":
             cd = max(a.sngan_d_ch // 2, 4) if a.quick else 64
-            G = zoo.build("studiogan_resnet32_g", z_dim=128, g_conv_dim=cd)
-            D = zoo.build("studiogan_resnet32_d", d_conv_dim=cd)
+            G = nets.build("studiogan_resnet32_g", z_dim=128, g_conv_dim=cd)
+            D = nets.build("studiogan_resnet32_d", d_conv_dim=cd)
             G, D = FixedClass(G), FixedClass(D)
             return (
                 G.to(dev),
@@ -190,8 +190,8 @@ def build_models(name, dev, a):
                 f"studiogan_resnet32 (SNGAN CIFAR-10, conv_dim={cd}, class 0), random weights",
             )
         if name == "sngan":
-            G = zoo.build("sngan_resnet32_g", latent_dim=128, ch=a.sngan_g_ch)
-            D = zoo.build("sngan_resnet32_d", ch=a.sngan_d_ch)
+            G = nets.build("sngan_resnet32_g", latent_dim=128, ch=a.sngan_g_ch)
+            D = nets.build("sngan_resnet32_d", ch=a.sngan_d_ch)
             return (
                 G.to(dev),
                 D.to(dev),
@@ -203,8 +203,8 @@ def build_models(name, dev, a):
             pair = lf.load("grid25-wgangp", device=dev)
             return pair.G, pair.D, pair.latent_dim, pair.meta.get("d_output", "critic"), "grid25-wgangp"
         except Exception:
-            G = zoo.build("mlp_g", latent_dim=2, hidden=[512, 512, 512], out_dim=2)
-            D = zoo.build("mlp_d", in_dim=2, hidden=[512, 512, 512])
+            G = nets.build("mlp_g", latent_dim=2, hidden=[512, 512, 512], out_dim=2)
+            D = nets.build("mlp_d", in_dim=2, hidden=[512, 512, 512])
             return G.to(dev), D.to(dev), 2, "critic", "random mlp_g/mlp_d 3x512 (grid25-wgangp not installed)"
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from latentflow import nets
 from latentflow.errors import IntegrityError, ManifestError
-from latentflow.models import convert, hub, load, zoo
+from latentflow.models import checkpoints, convert, load
 from latentflow.models.manifest import ALL_SOURCE_KINDS, validate_entry
 
 
@@ -35,7 +36,7 @@ PAIRS = [
 ]
 
 
-# architectures of the particle-model trainers (registered by latentflow.train.nets and .nets_images) are
+# architectures of the particle-model trainers (latentflow.nets.time_cond and .denoiser28) are
 # tested in tests/test_train_dflow.py, tests/test_score_gan.py, tests/test_flowgan.py and tests/test_nets_images.py
 TRAINER_NETS = {
     "tmlp_d",
@@ -55,12 +56,12 @@ LABELLED_NETS = {"studiogan_resnet32_g", "studiogan_resnet32_d"}
 
 def test_every_registered_arch_is_covered():
     names = {n for p in PAIRS for n in p[:2]}
-    assert names | TRAINER_NETS | LABELLED_NETS == set(zoo.ARCHITECTURES)
+    assert names | TRAINER_NETS | LABELLED_NETS == set(nets.ARCHITECTURES)
 
 
 @pytest.mark.parametrize("g,d,kg,kd,shape", PAIRS, ids=[f"{p[0]}-{i}" for i, p in enumerate(PAIRS)])
 def test_shapes_and_ranges(g, d, kg, kd, shape):
-    G, D = zoo.build(g, **kg).eval(), zoo.build(d, **kd).eval()
+    G, D = nets.build(g, **kg).eval(), nets.build(d, **kd).eval()
     z = torch.randn(3, G.latent_dim)
     with torch.no_grad():
         x = G(z)
@@ -72,7 +73,7 @@ def test_shapes_and_ranges(g, d, kg, kd, shape):
 
 
 def test_dcgan28_is_small_and_batch_independent():
-    G, D = zoo.build("dcgan28_g"), zoo.build("dcgan28_d")
+    G, D = nets.build("dcgan28_g"), nets.build("dcgan28_d")
     assert G.latent_dim == 64
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
     assert sum(p.numel() for p in G.parameters()) + sum(p.numel() for p in D.parameters()) < 400_000
@@ -84,11 +85,11 @@ def test_dcgan28_is_small_and_batch_independent():
 
 def test_build_errors():
     with pytest.raises(ManifestError, match=r'Unknown architecture "dcgan16_g"\. Available: .*dcgan32_g'):
-        zoo.build("dcgan16_g")
+        nets.build("dcgan16_g")
     with pytest.raises(ManifestError, match=r'"dcgan32_d" cannot be built with'):
-        zoo.build("dcgan32_d", colour=1)
+        nets.build("dcgan32_d", colour=1)
     with pytest.raises(ManifestError, match="norm must be one of bn, sn, none"):
-        zoo.build("dcgan32_d", norm="ln")
+        nets.build("dcgan32_d", norm="ln")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -133,8 +134,8 @@ def studiogan_resnet32_keys(num_classes: int) -> tuple[set[str], set[str]]:
 
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_sngan_resnet_keys_match_studiogan_layout(num_classes):
-    G = zoo.build("sngan_resnet32_g", num_classes=num_classes)
-    D = zoo.build("sngan_resnet32_d", num_classes=num_classes)
+    G = nets.build("sngan_resnet32_g", num_classes=num_classes)
+    D = nets.build("sngan_resnet32_d", num_classes=num_classes)
     g_keys, d_keys = studiogan_resnet32_keys(num_classes)
     assert set(G.state_dict()) == g_keys
     assert set(D.state_dict()) == d_keys
@@ -187,8 +188,8 @@ def _pth_entry(gpath, dpath, num_classes=10, ch_g=256, ch_d=128):
 def test_studiogan_sngan_checkpoint_loads_through_the_manifest_path(tmp_path):
     """What ``load("sngan-cifar")`` does after the download: .pth read with weights_only, strict load."""
     # narrower than the paper's 256/128 to keep the test fast; the layout test above checks full width
-    src_G = zoo.build("sngan_resnet32_g", num_classes=10, ch=32)
-    src_D = zoo.build("sngan_resnet32_d", num_classes=10, ch=32)
+    src_G = nets.build("sngan_resnet32_g", num_classes=10, ch=32)
+    src_D = nets.build("sngan_resnet32_d", num_classes=10, ch=32)
     with torch.no_grad():  # non-trivial BN statistics
         for m in src_G.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -220,7 +221,7 @@ def test_studiogan_sngan_checkpoint_loads_through_the_manifest_path(tmp_path):
 
 
 def test_studiogan_pair_converts_to_safetensors(tmp_path):
-    G, D = zoo.build("sngan_cnn32_g"), zoo.build("sngan_cnn32_d")
+    G, D = nets.build("sngan_cnn32_g"), nets.build("sngan_cnn32_d")
     _studiogan_checkpoint(G, tmp_path / "g.pth")
     _studiogan_checkpoint(D, tmp_path / "d.pth")
     out = convert(
@@ -240,19 +241,19 @@ def test_studiogan_pair_converts_to_safetensors(tmp_path):
 
 
 def test_missing_spectral_norm_vectors_are_settled(tmp_path):
-    D = zoo.build("sngan_resnet32_d", ch=32)
+    D = nets.build("sngan_resnet32_d", ch=32)
     with torch.no_grad():  # trained SN weights have a clear top singular value; random ones barely do
-        for _name, mod, h in zoo.spectral_norm_modules(D):
+        for _name, mod, h in nets.spectral_norm_modules(D):
             w = getattr(mod, h.name + "_orig")
             a, b = torch.randn(w.shape[0]), torch.randn(w[0].numel())
             w += (
                 2 * torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2) * torch.outer(a / a.norm(), b / b.norm())
             ).reshape(w.shape)
     _studiogan_checkpoint(D, tmp_path / "g.pth", drop_sn_vectors=True)
-    G = zoo.build("sngan_resnet32_g", ch=32)
+    G = nets.build("sngan_resnet32_g", ch=32)
     _studiogan_checkpoint(G, tmp_path / "gg.pth")
     pair = load(_pth_entry(tmp_path / "gg.pth", tmp_path / "g.pth", num_classes=0, ch_g=32, ch_d=32))
-    for name, mod, h in zoo.spectral_norm_modules(pair.D):
+    for name, mod, h in nets.spectral_norm_modules(pair.D):
         w = getattr(mod, h.name + "_orig").reshape(getattr(mod, h.name + "_orig").shape[0], -1)
         sigma_true = torch.linalg.matrix_norm(w, ord=2)
         u, v = getattr(mod, h.name + "_u"), getattr(mod, h.name + "_v")
@@ -262,7 +263,7 @@ def test_missing_spectral_norm_vectors_are_settled(tmp_path):
 
 
 def test_adapters_module_prefix_and_netg_netd(tmp_path):
-    G, D = zoo.build("dcgan32_g", ch=8), zoo.build("dcgan32_d", ch=8)
+    G, D = nets.build("dcgan32_g", ch=8), nets.build("dcgan32_d", ch=8)
     pref = lambda m: {f"module.{k}": v for k, v in m.state_dict().items()}  # noqa: E731
     torch.save({"netG": pref(G), "netD": pref(D), "optimizerG": {}}, tmp_path / "ck.pth")
     out = convert(
@@ -278,8 +279,8 @@ def test_adapters_module_prefix_and_netg_netd(tmp_path):
     G.eval(), D.eval()
     with torch.no_grad():
         torch.testing.assert_close(pair.G(z), G(z))
-    assert hub.strip_prefixes({"module._orig_mod.a": 1}) == {"a": 1}
-    assert set(hub.split_pair({"generator": G.state_dict(), "discriminator": D.state_dict()})) == {"G", "D"}
+    assert checkpoints.strip_prefixes({"module._orig_mod.a": 1}) == {"a": 1}
+    assert set(checkpoints.split_pair({"generator": G.state_dict(), "discriminator": D.state_dict()})) == {"G", "D"}
     # a StudioGAN file for a different width is refused with the mis-shaped keys listed
     with pytest.raises(
         IntegrityError,
@@ -297,7 +298,7 @@ def test_adapters_module_prefix_and_netg_netd(tmp_path):
 
 
 def test_class_labels_are_checked():
-    G = zoo.build("sngan_resnet32_g", num_classes=10).eval()
+    G = nets.build("sngan_resnet32_g", num_classes=10).eval()
     G.class_label = 10
     with pytest.raises(ManifestError, match=r"class_label must lie in \[0, 9\]; got 10"):
         G(torch.randn(2, 128))

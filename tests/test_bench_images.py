@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("isolated_cache")  # conftest: a temporary 
 def tiny(tmp_path_factory):
     """A dcgan28 pair with random weights, exported so that ``load(folder)`` works."""
     from latentflow.data import find_fashion_mnist
-    from latentflow.models.hub import export, make_pair
-    from latentflow.models.zoo import build
+    from latentflow.models import export, make_pair
+    from latentflow.nets import build
 
     try:
         find_fashion_mnist()

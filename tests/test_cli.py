@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from latentflow.cli import main
-from latentflow.models.hub import export, make_pair
-from latentflow.models.zoo import build
+from latentflow.models import export, make_pair
+from latentflow.nets import build
 
 
 @pytest.fixture(scope="module")

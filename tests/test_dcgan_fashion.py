@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 import latentflow
 from latentflow.cli import main
-from latentflow.models.hub import is_available_offline, resolve
+from latentflow.models.resolve import resolve
+from latentflow.models.sources import is_available_offline
 
 NAME = "dcgan-fashion"
 

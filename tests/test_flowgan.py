@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import latentflow
+from latentflow.nets.time_cond import NoiseMLPDiscriminator
 from latentflow.train.flowgan import (
     FloWGANConfig,
     NoiseDConfig,
@@ -17,7 +18,6 @@ from latentflow.train.flowgan import (
     train_flowgan,
     train_noise_d,
 )
-from latentflow.train.nets import NoiseMLPDiscriminator
 
 CASES = [
     ("gaussian", {"bandwidth": 0.7}),

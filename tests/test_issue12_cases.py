@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 import latentflow as lf
 from latentflow.cli import main
 from latentflow.errors import DivergenceError, LatentflowError, OptionError, ShapeError
-from latentflow.models.hub import export, make_pair
-from latentflow.models.zoo import build
+from latentflow.models import export, make_pair
+from latentflow.nets import build
 
 ARCH_G = {"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [16], "out_dim": 2}}
 ARCH_D = {"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [16]}}

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 import latentflow
+from latentflow import nets
 from latentflow.errors import IntegrityError, LatentflowError, ManifestError
-from latentflow.models import ModelPair, convert, export, hub, load, make_pair, models_table, zoo
+from latentflow.models import ModelPair, convert, export, load, make_pair, models_table, pins, sources
+from latentflow.models.resolve import resolve
 
 OWNER_REPO = "tester/tiny-pair"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -34,8 +36,8 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def tiny_pair() -> ModelPair:
-    G = zoo.build("mlp_g", latent_dim=3, hidden=[8], out_dim=2)
-    D = zoo.build("mlp_d", in_dim=2, hidden=[8])
+    G = nets.build("mlp_g", latent_dim=3, hidden=[8], out_dim=2)
+    D = nets.build("mlp_d", in_dim=2, hidden=[8])
     return make_pair(
         G,
         D,
@@ -106,7 +108,7 @@ def test_hub_cache_offline_load_tamper_missing_and_pin(tmp_path):
         from latentflow.errors import IntegrityError, LatentflowError
         from latentflow.models import load, get_entry
         from latentflow.models.manifest import validate_entry
-        from latentflow.models.hub import pins_path, read_pins
+        from latentflow.models.pins import pins_path, read_pins
         import huggingface_hub.constants as C
         r = {{"offline": C.HF_HUB_OFFLINE}}
         pair = latentflow.load("hf:{OWNER_REPO}@{COMMIT}")
@@ -169,13 +171,13 @@ def test_hub_cache_offline_load_tamper_missing_and_pin(tmp_path):
 def test_pinned_hash_refuses_a_changed_file(tmp_path):
     pair = tiny_pair()
     d = export(pair, tmp_path / "m")
-    entry = hub.resolve(d)
+    entry = resolve(d)
     key = "hf:x/y@" + "0" * 40 + "/G.safetensors"
-    hub.verify(d / "G.safetensors", None, key=key)  # first use: pinned
-    assert hub.read_pins()[key] == entry.files["G"].sha256
-    hub.verify(d / "G.safetensors", None, key=key)  # same file: fine
+    pins.verify(d / "G.safetensors", None, key=key)  # first use: pinned
+    assert pins.read_pins()[key] == entry.files["G"].sha256
+    pins.verify(d / "G.safetensors", None, key=key)  # same file: fine
     with pytest.raises(IntegrityError, match="pinned on first download") as ei:
-        hub.verify(d / "D.safetensors", None, key=key)
+        pins.verify(d / "D.safetensors", None, key=key)
     assert ei.value.expected == entry.files["G"].sha256 and ei.value.got == entry.files["D"].sha256
 
 
@@ -333,7 +335,7 @@ def test_url_source_streams_to_temp_then_replaces(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=0: Resp(payload))
     dest = tmp_path / "c" / "f.bin"
-    assert hub._download_url("https://example.org/f.bin", dest) == dest
+    assert sources._download_url("https://example.org/f.bin", dest) == dest
     assert dest.read_bytes() == payload and not list(dest.parent.glob("*.part"))
 
     class Broken(Resp):
@@ -343,7 +345,7 @@ def test_url_source_streams_to_temp_then_replaces(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=0: Broken(b""))
     dest2 = tmp_path / "c" / "g.bin"
     with pytest.raises(LatentflowError, match="downloading https://example.org/g.bin failed"):
-        hub._download_url("https://example.org/g.bin", dest2)
+        sources._download_url("https://example.org/g.bin", dest2)
     assert not dest2.exists() and not list(dest2.parent.glob("*.part"))
 
 
@@ -370,8 +372,8 @@ def test_load_onto_cuda_in_half_precision(tmp_path):
     z = torch.randn(4, 3, device="cuda", dtype=torch.float16)
     out = D(G(z))
     assert out.device.type == "cuda" and out.dtype == torch.float16 and out.shape == (4,)
-    sg = zoo.build("sngan_resnet32_g", num_classes=10).cuda().eval()
-    sd = zoo.build("sngan_resnet32_d", num_classes=10).cuda().eval()
+    sg = nets.build("sngan_resnet32_g", num_classes=10).cuda().eval()
+    sd = nets.build("sngan_resnet32_d", num_classes=10).cuda().eval()
     with torch.no_grad():
         x = sg(torch.randn(8, 128, device="cuda"))
         assert x.shape == (8, 3, 32, 32) and sd(x).shape == (8,)

@@ -15,7 +15,7 @@ import latentflow as lf
 from latentflow.cli import main
 from latentflow.errors import IntegrityError, ManifestError, OptionError
 from latentflow.models import export, list_models
-from latentflow.models.zoo import build
+from latentflow.nets import build
 from latentflow.train import get_trainer
 
 TINY = {

@@ -45,10 +45,9 @@ def test_a_missing_path_says_no_such_folder_or_file(ref):
 
 
 def test_one_record_type_for_pairs_and_trained_folders(tmp_path):
-    from latentflow.models import ModelEntry, TrainedEntry, get_entry, resolve
+    from latentflow.models import ModelEntry, get_entry, resolve
     from latentflow.models.trained import validate_trained
 
-    assert TrainedEntry is ModelEntry
     pair = get_entry("grid25-wgangp")
     assert pair.is_pair and pair.roles == ("G", "D") and pair.latent_dim == 2 and pair.raw is None
     assert resolve(pair) is pair

@@ -63,7 +63,7 @@ def test_every_bundled_file_exists_with_matching_sha256_and_size():
 
 
 def test_every_entry_builds_and_matches_its_latent_and_output():
-    from latentflow.models.hub import build
+    from latentflow.models.loading import build
 
     for name in list_models():
         e = get_entry(name)

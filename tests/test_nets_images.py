@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentflow.errors import OptionError
-from latentflow.models.zoo import ARCHITECTURES, build
+from latentflow.nets import ARCHITECTURES, build
 
 
 def _net(**kw):

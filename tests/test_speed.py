@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import latentflow as lf
-from latentflow import stream
+from latentflow import nets, stream
 from latentflow.errors import OptionError
-from latentflow.models import zoo
 from latentflow.samplers import _auto_batch, _driver, _engine
 
 HAS_CUDA = torch.cuda.is_available()
@@ -19,8 +18,8 @@ HAS_CUDA = torch.cuda.is_available()
 def _mlp_pair(seed=0, k=2, hidden=(32, 32), dtype=torch.float32, device="cpu"):
     with torch.random.fork_rng():  # weight init uses the global RNG; leave it as it was
         torch.manual_seed(seed)
-        G = zoo.build("mlp_g", latent_dim=k, hidden=list(hidden), out_dim=2).to(device, dtype)
-        D = zoo.build("mlp_d", in_dim=2, hidden=list(hidden)).to(device, dtype)
+        G = nets.build("mlp_g", latent_dim=k, hidden=list(hidden), out_dim=2).to(device, dtype)
+        D = nets.build("mlp_d", in_dim=2, hidden=list(hidden)).to(device, dtype)
     return G, D
 
 

@@ -1,4 +1,4 @@
-"""Discriminator Flow trainer (seed 000 Alg. 3) and the conditioned networks of train/nets.py."""
+"""Discriminator Flow trainer (seed 000 Alg. 3) and the conditioned networks of nets/time_cond.py."""
 
 import json
 import math
@@ -8,11 +8,16 @@ import torch
 
 import latentflow
 from latentflow.errors import ShapeError
-from latentflow.models.zoo import ARCHITECTURES, build
+from latentflow.nets import ARCHITECTURES, build
+from latentflow.nets.time_cond import (
+    FourierEmbedding,
+    NoiseMLPDiscriminator,
+    TimeConv28Discriminator,
+    TimeMLPDiscriminator,
+)
 from latentflow.samplers.dflow import generator_loss
 from latentflow.train.dflow import DFlowConfig, d_loss, train_dflow, zero_gp
 from latentflow.train.dflow_sim import flow_velocity, simulate_at
-from latentflow.train.nets import FourierEmbedding, NoiseMLPDiscriminator, TimeConv28Discriminator, TimeMLPDiscriminator
 
 pytestmark = pytest.mark.rng_ok  # building networks draws their initial weights from the global RNG
 

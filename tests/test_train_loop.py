@@ -99,8 +99,8 @@ def test_resume_after_kill_is_bit_identical(tmp_path, name):
 
 
 def test_checkpoint_round_trip(tmp_path):
+    from latentflow.nets.time_cond import TimeMLPDiscriminator
     from latentflow.train.dflow import DFlowConfig
-    from latentflow.train.nets import TimeMLPDiscriminator
 
     torch.manual_seed(0)
     D = TimeMLPDiscriminator(width=8, depth=2)

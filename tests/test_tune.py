@@ -94,7 +94,7 @@ def test_save_round_trip(tmp_path, tuned):
     try:  # the architectures' home after the nets/ refactor
         from latentflow.nets import build
     except ImportError:
-        from latentflow.models.zoo import build
+        from latentflow.nets import build
     ag, ad = (
         ArchSpec("mlp_g", {"latent_dim": 2, "hidden": [4], "out_dim": 2}),
         ArchSpec("mlp_d", {"in_dim": 2, "hidden": [4]}),

@@ -23,7 +23,7 @@ def _json_arg(text: str | None, name: str):
 @click.command("convert")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, metavar="DIR")
-@click.option("--arch-g", required=True, help="Architecture name of G (see latentflow.models.zoo).")
+@click.option("--arch-g", required=True, help="Architecture name of G (see latentflow.nets).")
 @click.option("--arch-d", required=True, help="Architecture name of D.")
 @click.option("--kwargs-g", default=None, metavar="JSON", help="Keyword arguments of G's architecture.")
 @click.option("--kwargs-d", default=None, metavar="JSON", help="Keyword arguments of D's architecture.")

@@ -20,7 +20,7 @@ from .pins import verify
 from .resolve import resolve
 from .sampling import meta_get, sampling_options
 from .sources import fetch
-from .spec import ArchSpec, FileRef, ModelEntry, TrainedEntry
+from .spec import ArchSpec, FileRef, ModelEntry
 from .table import model_rows, models_table
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "ArchSpec",
     "FileRef",
     "ModelEntry",
-    "TrainedEntry",
     "sampling_options",
     "meta_get",
     "Start",

@@ -129,10 +129,6 @@ class ModelEntry:
         return d
 
 
-#: a trained folder's record is a :class:`ModelEntry` too (the name is kept for existing imports)
-TrainedEntry = ModelEntry
-
-
 def _plain(x):
     """Mappings/tuples back to plain dicts/lists (JSON- and YAML-ready)."""
     if isinstance(x, Mapping):

@@ -26,7 +26,7 @@ Schema (every field but ``arch`` is optional or depends on the roles)::
 
 A G/D pair (``arch`` with exactly G and D) is a manifest-style entry and is validated by
 :func:`~latentflow.models.manifest.validate_entry` instead. Both give a
-:class:`~latentflow.models.spec.ModelEntry` (``TrainedEntry`` is the same type).
+:class:`~latentflow.models.spec.ModelEntry`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from ..data import sample_shape
 from ..errors import LatentflowError
-from .spec import ALL_ROLES, ROLES, SCHEMA, ModelEntry, TrainedEntry
+from .spec import ALL_ROLES, ROLES, SCHEMA, ModelEntry
 from .validate import (
     _NAME,
     D_OUTPUTS,
@@ -54,7 +54,7 @@ from .validate import (
     validate_sampling,
 )
 
-__all__ = ["TRAINED_ROLES", "CONDITIONINGS", "is_pair_spec", "validate_trained", "TrainedEntry"]
+__all__ = ["TRAINED_ROLES", "CONDITIONINGS", "is_pair_spec", "validate_trained"]
 
 #: the roles a training folder may hold, in load order
 TRAINED_ROLES = ALL_ROLES
