@@ -59,3 +59,11 @@ def fashion_mnist():
         return find_fashion_mnist()
     except LatentflowError as e:
         pytest.skip(f"Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): {e}")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A folder holding a tiny exported 2-D G/D pair (see ``tiny_pair.py``): the command line's test model."""
+    from tiny_pair import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("tiny"))

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from safetensors.torch import load_file
+from tiny_pair import cli, one_line_error
 
 from latentflow.app import OUTPUT_FILES, OutputSet, sample_model
 from latentflow.app.report import write_json
@@ -93,3 +94,28 @@ def test_reports_are_strict_json_with_reasons_for_nulls(tmp_path):
     doc = json.loads(text)
     assert doc["a"] is None and doc["b"] == [1.0, None] and doc["c"] == "x"
     assert doc["null_reasons"] == {"a": "non-finite (nan)", "b[1]": "non-finite (inf)"}
+
+
+def test_sample_outputs_are_one_set_and_a_concurrent_run_is_refused(tiny_model, tmp_path, monkeypatch):
+    import latentflow.app.sample as s
+
+    out = tmp_path / "o"
+    assert (
+        cli(["sample", "--model", tiny_model, "-n", "10", "--out", str(out), "--quiet", "--seed", "1"]).exit_code == 0
+    )
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = s.write_json
+
+    def killed(*a, **k):  # the samples and the picture are written, then the run dies before the report
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(s, "write_json", killed)
+    r = cli(["sample", "--model", tiny_model, "-n", "10", "--out", str(out), "--quiet", "--seed", "2"])
+    assert r.exit_code != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old  # never new samples beside an old report
+    monkeypatch.setattr(s, "write_json", real)
+    # a second run while the first holds the lock is refused, before any compute
+    lock = tmp_path / ".o.lock"
+    lock.write_text(json.dumps({"pid": __import__("os").getpid(), "host": __import__("socket").gethostname()}))
+    one_line_error(cli(["sample", "--model", tiny_model, "-n", "10", "--out", str(out), "--quiet"]), "is writing")
+    lock.unlink()

@@ -7,36 +7,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from tiny_pair import cli, one_line_error
 
 from latentflow.cli import main
-from latentflow.models import export, make_pair
-from latentflow.nets import build
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    g = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng():  # module init draws from the global RNG; keep it untouched
-        G = build("mlp_g", latent_dim=2, hidden=[16], out_dim=2)
-        D = build("mlp_d", in_dim=2, hidden=[16])
-    for p in list(G.parameters()) + list(D.parameters()):
-        p.data = 0.3 * torch.randn(p.shape, generator=g)
-    pair = make_pair(
-        G,
-        D,
-        arch_g={"name": "mlp_g", "kwargs": {"latent_dim": 2, "hidden": [16], "out_dim": 2}},
-        arch_d={"name": "mlp_d", "kwargs": {"in_dim": 2, "hidden": [16]}},
-        name="tiny",
-        latent_dim=2,
-        d_output="critic",
-        output_range=None,
-        output_shape=[2],
-        dataset="grid25",
-        sampling={"ddls": {"steps": 7, "step_size": 0.01}},
-    )
-    out = tmp_path_factory.mktemp("tiny")
-    export(pair, out)
-    return str(out)
 
 
 def run(args):
@@ -320,3 +293,72 @@ def test_tune_command_wires_the_app_and_checks_real_first(tmp_path, monkeypatch)
     assert r.exit_code == 0, r.output
     assert seen == {"model": "grid25-wgangp", "real": str(real), "budget": 30, "out": None, "seed": 0, "quiet": True}
     assert 'recommended: dot {"steps": 10}' in r.output
+
+
+def test_total_divergence_exits_nonzero_with_advice_and_leaves_no_report(tiny_model, tmp_path):
+    out = tmp_path / "o"
+    ok = cli(["sample", "--model", tiny_model, "-n", "20", "--out", str(out), "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = cli(
+        [
+            "sample",
+            "--model",
+            tiny_model,
+            "-n",
+            "20",
+            "--steps",
+            "30",
+            "--step-size",
+            "1e6",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    line = one_line_error(r, "20 of 20 chains diverged", "To avoid this, reduce step_size", 'on_divergence="warn"')
+    assert "initial state" not in line
+    # the previous set is untouched (no report with NaN was written over it), and nothing is left beside it
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+    # on_divergence="warn" keeps the run: its report is strict JSON, non-finite numbers as null with a reason
+    r = cli(
+        [
+            "sample",
+            "--model",
+            tiny_model,
+            "-n",
+            "20",
+            "--steps",
+            "30",
+            "--step-size",
+            "1e6",
+            "--out",
+            str(out),
+            "--quiet",
+            "--opt",
+            "on_divergence=warn",
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    text = (out / "report.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    rep = json.loads(text)
+    assert rep["result"]["n_diverged"] == 20
+
+
+def test_models_reports_the_files_on_disk_not_the_manifest(monkeypatch, tmp_path):
+    import latentflow.models.table as table
+
+    r = cli(["models", "--json"])
+    rows = {row["name"]: row for row in json.loads(r.output)}
+    assert rows["grid25-wgangp"]["checkpoints"] == "verified"  # the bundled files, hashed now
+    r = cli(["models"])
+    assert "| grid25-wgangp |" in r.output and "verified" in r.output.split("| grid25-wgangp |")[1].splitlines()[0]
+    bad = tmp_path / "tampered.safetensors"
+    bad.write_bytes(b"not the file the manifest hashed")
+    monkeypatch.setattr(table, "local_path", lambda entry, role: bad)
+    rows = {row["name"]: row for row in json.loads(cli(["models", "--json"]).output)}
+    assert rows["grid25-wgangp"]["checkpoints"] == "mismatch"
+    line = cli(["models"]).output.split("| grid25-wgangp |")[1].splitlines()[0]
+    assert "MISMATCH" in line and "verified" not in line

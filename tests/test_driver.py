@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from analytic import Identity, RatioD, gaussian_problem
+from tiny_pair import tiny_modules
 
 import latentflow as lf
 from latentflow.errors import DivergenceError, DivergenceWarning
@@ -220,3 +221,27 @@ def test_a_lambda_around_a_batchnorm_d_samples_as_the_module_in_eval_mode():
     net.eval()
     b = lf.refine(Identity(), net, z, method="ddls", steps=3, seed=0, progress=False)
     torch.testing.assert_close(a.x, b.x)
+
+
+def test_a_nan_generator_at_step_0_is_blamed_on_the_model():
+    G, D = tiny_modules()
+    bad = lambda z: G(z) * float("nan")  # noqa: E731
+    z = lf.sample_latents(8, 2, generator=0)
+    with pytest.raises(DivergenceError) as ei:
+        lf.refine(bad, D, z, "ddls", steps=3, seed=0, progress=False, d_output="critic")
+    msg = str(ei.value)
+    assert "non-finite values on the initial state of 8 chain(s)" in msg
+    assert "check the model and z, not the step size" in msg and "reduce step_size" not in msg
+
+
+def test_mala_samples_do_not_depend_on_chunking_or_on_a_split_across_calls():
+    G, D = tiny_modules()
+    z = lf.sample_latents(24, 2, generator=3)
+    opts = dict(steps=5, step_size=0.05, d_output="critic", mala=True, seed=7, progress=False)
+    ref = lf.refine(G, D, z, "ddls", **opts)
+    for bs in (1, 7):
+        torch.testing.assert_close(lf.refine(G, D, z, "ddls", batch_size=bs, **opts).x, ref.x, rtol=1e-4, atol=1e-4)
+    a = lf.refine(G, D, z[:10], "ddls", **opts)  # "another process": rows 10..23
+    b = lf.refine(G, D, z[10:], "ddls", chain_offset=10, **opts)
+    torch.testing.assert_close(torch.cat([a.x, b.x]), ref.x, rtol=1e-4, atol=1e-4)
+    assert torch.equal(torch.cat([a.info["accept_rate"], b.info["accept_rate"]]), ref.info["accept_rate"])

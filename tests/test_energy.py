@@ -2,6 +2,7 @@ import math
 
 import torch
 
+import latentflow as lf
 from latentflow.energy import latent_from_u, to_logit, u_from_latent
 
 
@@ -78,3 +79,16 @@ def test_a_function_reading_a_module_level_net_is_found():
             assert not _GLOBAL_NET.training
     assert rec[0].filename == __file__  # points at the caller's line, not inside latentflow
     assert _GLOBAL_NET.training
+
+
+def test_a_plain_function_d_around_a_train_mode_module_warns_and_a_4d_d_output_is_accepted():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1))
+    stats = net[1].running_mean.clone()
+    z = lf.sample_latents(16, 2, generator=0)
+    with pytest.warns(UserWarning, match="train mode"):
+        a = lf.refine(lambda v: v, lambda x: net(x).view(-1, 1, 1, 1), z, "ddls", steps=3, seed=0, progress=False)
+    assert torch.equal(net[1].running_mean, stats) and net.training  # statistics untouched, mode restored
+    b = lf.refine(lambda v: v, net.eval(), z, "ddls", steps=3, seed=0, progress=False)
+    torch.testing.assert_close(a.x, b.x)

@@ -1,6 +1,7 @@
 """DRS and MH-GAN with an exact density-ratio D recover the data distribution."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -121,3 +122,38 @@ def test_mh_never_moves_to_nan_and_always_to_plus_inf():
     assert at_inf.any() and bool((res.info["d"][at_inf] == float("inf")).all())  # once there, kept
     assert res.info["n_nonfinite_d"] == int(res.info["nonfinite_d"].sum()) > 0
     assert not res.diverged[~(res.x[:, 0] > 1.5)].any()
+
+
+def test_nonfinite_d_is_defined_and_reported_in_drs_mh_and_dot():
+    # D is NaN for x0 > 1 and +inf for x0 < -1.5 (a +inf logit means "accept")
+    def D(x):
+        d = -(x**2).sum(1)
+        d = torch.where(x[:, 0] > 1, torch.full_like(d, float("nan")), d)
+        return torch.where(x[:, 0] < -1.5, torch.full_like(d, float("inf")), d)
+
+    G = lambda z: z  # noqa: E731
+    z = torch.randn(200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drs = lf.refine(G, D, z, "drs", gamma_percentile=None, pilot=500, seed=0, progress=False)
+    assert drs.x.shape == (200, 2) and not (drs.x[:, 0] > 1).any()  # exactly B rows, none where D is NaN
+    assert drs.info["n_nonfinite_d"] > 0
+    first_inf = z[:, 0] < -1.5
+    assert torch.equal(drs.x[first_inf], z[first_inf])  # +inf on the first proposal: kept
+    mh = lf.refine(G, D, z, "mh", k=20, seed=0, progress=False)
+    assert mh.info["n_nonfinite_d"] > 0 and not (mh.x[:, 0] > 1).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the critic -x0 moves every chain away from the NaN region x0 > 1
+        dot = lf.refine(
+            None,
+            lambda x: torch.where(x[:, 0] > 1, torch.full_like(x[:, 0], float("nan")), -x[:, 0]),
+            z,
+            "dot",
+            space="target",
+            steps=5,
+            lr=0.1,
+            seed=0,
+            progress=False,
+        )
+    nan_rows = z[:, 0] > 1
+    assert torch.equal(dot.diverged, nan_rows) and (dot.info["diverged_step"][nan_rows] == 0).all()  # per row
+    assert bool((dot.x[~nan_rows, 0] < z[~nan_rows, 0]).all())  # the other chains are not frozen

@@ -207,3 +207,17 @@ def test_a_rerun_removes_the_temporary_files_of_a_killed_write(toys, tmp_path):
     assert not any(p.exists() for p in stale)
     assert keep.read_text() == "mine"
     assert stream.load_shards(out)["x"].shape == (16, 2)
+
+
+def test_resume_refuses_the_shards_of_another_run_or_other_options(tmp_path):
+    grid, roll = lf.load("grid25-wgangp"), lf.load("swissroll-wgangp")
+    out = tmp_path / "run"
+    opts = dict(steps=2, step_size=0.01, progress=False, chunk=8, seed=0)
+    lf.refine_to_disk(grid.G, grid.D, 16, "ddls", out, **opts)
+    x_grid = lf.load_shards(out)["x"]
+    with pytest.raises(OptionError, match="other settings"):
+        lf.refine_to_disk(roll.G, roll.D, 16, "ddls", out, **opts)
+    assert torch.equal(lf.load_shards(out)["x"], x_grid)
+    # the same G and D but another option is another run too
+    with pytest.raises(OptionError, match="other settings"):
+        lf.refine_to_disk(grid.G, grid.D, 16, "ddls", out, **{**opts, "steps": 3})

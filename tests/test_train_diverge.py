@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from tiny_pair import cli, one_line_error
 
 from latentflow.errors import DivergenceError, LatentflowError
 from latentflow.train import TrainingDiverged, get_trainer, make_config
@@ -53,3 +54,37 @@ def test_the_cli_exits_non_zero(tmp_path):
     with torch.random.fork_rng(devices=[]):
         r = CliRunner().invoke(main, args)
     assert r.exit_code != 0 and "training diverged at step" in r.output, r.output
+
+
+@pytest.mark.rng_ok  # a trainer seeds the global RNG for weight init (torch.manual_seed)
+def test_training_that_produces_nan_exits_nonzero_and_keeps_the_last_finite_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "gan",
+        "--steps",
+        "40",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "lr_g=1e9",
+        "--set",
+        "lr_d=1e9",
+        "--set",
+        "n_critic=1",
+        "--set",
+        'arch_g_kwargs={"latent_dim": 2, "hidden": [8], "out_dim": 2}',
+        "--set",
+        'arch_d_kwargs={"in_dim": 2, "hidden": [8]}',
+    ]
+    with torch.random.fork_rng(devices=[]):
+        r = cli(args)
+    line = one_line_error(r, "training diverged at step", "non-finite loss")
+    assert not (out / "G.safetensors").exists()  # no final model with NaN weights
+    ck = out / "checkpoint.safetensors"
+    if ck.exists():  # a checkpoint, when one was written, holds only finite weights
+        assert all(bool(v.isfinite().all()) for v in load_file(str(ck)).values() if v.is_floating_point())
+    assert "lr_g" in line
