@@ -8,6 +8,20 @@ from .. import app
 from ._common import Choice
 
 
+def _int_or_word(value: str | None, word: str, least: int, expected: str, hint: str, too_small: str):
+    """``value`` as an int >= ``least``, or ``word`` / None as they are; click's usage error naming ``hint``
+    otherwise (``expected`` for a value that is not an int, ``too_small`` below ``least``)."""
+    if value is None or value == word:
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected {expected} or {word!r}, got {value!r}", param_hint=hint) from None
+    if number < least:
+        raise click.BadParameter(too_small, param_hint=hint)
+    return number
+
+
 def _method_names():
     return app.method_names()  # plug-ins and "none" (the generator alone) included
 
@@ -132,24 +146,8 @@ def sample(
         options["autocast"] = autocast
     if cuda_graph:
         options["cuda_graph"] = True
-    if batch_size is not None and batch_size != "auto":
-        try:
-            batch_size = int(batch_size)
-        except ValueError:
-            raise click.BadParameter(
-                f"expected a positive int or 'auto', got {batch_size!r}", param_hint="--batch-size"
-            ) from None
-        if batch_size < 1:
-            raise click.BadParameter("must be >= 1", param_hint="--batch-size")
-    if class_label is not None and class_label != "random":
-        try:
-            class_label = int(class_label)
-        except ValueError:
-            raise click.BadParameter(
-                f"expected a class index K >= 0 or 'random', got {class_label!r}", param_hint="--class"
-            ) from None
-        if class_label < 0:
-            raise click.BadParameter("must be >= 0 or 'random'", param_hint="--class")
+    batch_size = _int_or_word(batch_size, "auto", 1, "a positive int", "--batch-size", "must be >= 1")
+    class_label = _int_or_word(class_label, "random", 0, "a class index K >= 0", "--class", "must be >= 0 or 'random'")
     if out is None:
         safe = model.replace("/", "_").replace(":", "_").replace("@", "_")
         out = f"out/{safe}-{method}"

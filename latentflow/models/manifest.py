@@ -80,33 +80,31 @@ def parse_manifest(doc, *, check_registry: bool = True) -> dict[str, ModelEntry]
 
 def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
     """Read and validate a manifest file (default: the packaged ``checkpoints_manifest.yaml``)."""
-    import yaml
-
     if path is None:
         return dict(_packaged())
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ManifestError(f"cannot read manifest {path}: {e}") from e
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ManifestError(f"manifest {path} is not valid YAML: {e}") from e
-    return parse_manifest(doc)
+    return _parse_yaml(text, f"manifest {path}")
 
 
 @functools.lru_cache(maxsize=1)
 def _packaged() -> dict[str, ModelEntry]:
-    import yaml
-
     try:
         text = resources.files(MANIFEST_RESOURCE[0]).joinpath(MANIFEST_RESOURCE[1]).read_text(encoding="utf-8")
     except (OSError, ModuleNotFoundError) as e:
         raise ManifestError(f"the packaged manifest {'/'.join(MANIFEST_RESOURCE)} cannot be read: {e}") from e
+    return _parse_yaml(text, "the packaged manifest")
+
+
+def _parse_yaml(text: str, what: str) -> dict[str, ModelEntry]:
+    import yaml
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ManifestError(f"the packaged manifest is not valid YAML: {e}") from e
+        raise ManifestError(f"{what} is not valid YAML: {e}") from e
     return parse_manifest(doc)
 
 
