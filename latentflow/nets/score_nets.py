@@ -82,65 +82,57 @@ def _check_dims(**kw) -> None:
             raise OptionError(f"{k} must be a positive int; got {v!r}")
 
 
-class EDMDenoiserMLP(nn.Module):
+class _SigmaMLP(nn.Module):
+    """A SiLU MLP on ``concat(features(c_in(σ) x), e(c_noise(σ)))``: ``in_dim`` outputs when the subclass
+    ``denoises`` (the last layer starting at zero), one logit otherwise."""
+
+    denoises = False
+
+    def __init__(
+        self,
+        in_dim: int = 2,
+        width: int = 128,
+        depth: int = 4,
+        n_freq: int = 32,
+        freq_scale: float = 4.0,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+        x_freq: int = 0,
+        x_scale: float = 1.0,
+    ):
+        super().__init__()
+        _check_dims(in_dim=in_dim, width=width, depth=depth)
+        self.in_dim, self.sigma_data = in_dim, float(sigma_data)
+        self.embed = FourierFeatures(n_freq, freq_scale, seed)
+        self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
+        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [in_dim if self.denoises else 1])
+        if self.denoises:
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
+
+    def _net(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(F(c_in x, c_noise), c_skip, c_out)``, the preconditioning factors as ``[B, 1]``."""
+        s = sigma_rows(sigma, x)
+        c_skip, c_out, c_in, c_noise = edm_precond(s[:, None], self.sigma_data)
+        return self.net(torch.cat([self.feat(c_in * x), self.embed(c_noise[:, 0]).to(x.dtype)], 1)), c_skip, c_out
+
+
+class EDMDenoiserMLP(_SigmaMLP):
     """``D(x [B, in_dim], σ [B] or scalar) -> [B, in_dim]``, EDM-preconditioned; ``score = (D - x)/σ²``."""
 
     output = "denoised"
-
-    def __init__(
-        self,
-        in_dim: int = 2,
-        width: int = 128,
-        depth: int = 4,
-        n_freq: int = 32,
-        freq_scale: float = 4.0,
-        sigma_data: float = 0.5,
-        seed: int = 0,
-        x_freq: int = 0,
-        x_scale: float = 1.0,
-    ):
-        super().__init__()
-        _check_dims(in_dim=in_dim, width=width, depth=depth)
-        self.in_dim, self.sigma_data = in_dim, float(sigma_data)
-        self.embed = FourierFeatures(n_freq, freq_scale, seed)
-        self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
-        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [in_dim])
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+    denoises = True
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = sigma_rows(sigma, x)
-        c_skip, c_out, c_in, c_noise = edm_precond(s[:, None], self.sigma_data)
-        F = self.net(torch.cat([self.feat(c_in * x), self.embed(c_noise[:, 0]).to(x.dtype)], 1))
+        F, c_skip, c_out = self._net(x, sigma)
         return c_skip * x + c_out * F
 
 
-class NoiseDiscMLP(nn.Module):
+class NoiseDiscMLP(_SigmaMLP):
     """``d(x [B, in_dim], σ) -> [B]`` logit: a SiLU MLP on ``concat(c_in(σ) x, e(log(σ)/4))``."""
 
-    def __init__(
-        self,
-        in_dim: int = 2,
-        width: int = 128,
-        depth: int = 4,
-        n_freq: int = 32,
-        freq_scale: float = 4.0,
-        sigma_data: float = 0.5,
-        seed: int = 0,
-        x_freq: int = 0,
-        x_scale: float = 1.0,
-    ):
-        super().__init__()
-        _check_dims(in_dim=in_dim, width=width, depth=depth)
-        self.in_dim, self.sigma_data = in_dim, float(sigma_data)
-        self.embed = FourierFeatures(n_freq, freq_scale, seed)
-        self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
-        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [1])
-
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = sigma_rows(sigma, x)
-        _, _, c_in, c_noise = edm_precond(s[:, None], self.sigma_data)
-        return self.net(torch.cat([self.feat(c_in * x), self.embed(c_noise[:, 0]).to(x.dtype)], 1))[:, 0]
+        return self._net(x, sigma)[0][:, 0]
 
 
 def _groups(c: int) -> int:
