@@ -14,7 +14,8 @@
 * Under ``torch.distributed`` (``latentflow.train.parallel``) rank 0 alone writes the checkpoint, the
   metrics and the bar; every rank resumes from the same checkpoint, and the losses a step returns are
   averaged over the ranks (``parallel.mean``) before they are checked and logged.
-* ``save_weights`` writes final model weights as safetensors with their config in the metadata.
+* ``save_weights`` writes final model weights as safetensors with their config in the metadata;
+  ``write_trained`` writes a trained folder (each role's weights, then ``latentflow.json``).
 * A step whose losses are not finite, or a checkpoint whose weights are not, stops the run with
   :class:`TrainingDiverged` before anything non-finite is written: the last checkpoint stays the last
   finite one.
@@ -39,7 +40,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .. import dist
-from .._io import atomic_save_safetensors, atomic_write_bytes, atomic_write_text, check_writable, output_error
+from .._io import (
+    atomic_save_safetensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_writable,
+    output_error,
+)
 from ..errors import DivergenceError, LatentflowError, OptionError
 
 log = logging.getLogger("latentflow.train")
@@ -51,6 +59,7 @@ __all__ = [
     "atomic_write_bytes",
     "config_dict",
     "save_weights",
+    "write_trained",
     "make_ema",
     "ema_update",
     "check_ema",
@@ -76,6 +85,16 @@ def save_weights(module: nn.Module, path: Path, spec: dict | None = None) -> Non
     """Final weights as safetensors; ``spec`` (architecture and kwargs) goes into the metadata."""
     meta = {"latentflow": json.dumps(spec)} if spec is not None else None
     atomic_save_safetensors(module.state_dict(), path, meta)
+
+
+def write_trained(out: str | os.PathLike, spec: dict, weights: dict[str, nn.Module]) -> dict:
+    """A trained folder: ``ROLE.safetensors`` for each of ``weights`` (in order, ``spec`` in the metadata),
+    then ``latentflow.json`` holding ``spec``; returns ``spec``."""
+    out = Path(out)
+    for role, module in weights.items():
+        save_weights(module, out / f"{role}.safetensors", spec)
+    atomic_write_json(out / "latentflow.json", spec)
+    return spec
 
 
 def make_ema(module: nn.Module) -> nn.Module:

@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._io import atomic_write_json
 from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .edm import noised, sample_sigma_lognormal
@@ -158,9 +157,7 @@ def write_denoiser(out, cfg: DenoiserConfig, net: nn.Module, arch: str, kw: dict
         "recipe": {"trainer": "denoiser", "config": config_dict(cfg)},
         "schema": 1,
     }
-    save_weights(net, out / "score.safetensors", spec)
-    atomic_write_json(out / "latentflow.json", spec)
-    return spec
+    return write_trained(out, spec, {"score": net})
 
 
 def read_spec(folder, role: str) -> dict:

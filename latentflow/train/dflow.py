@@ -38,11 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import rng
-from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ..samplers.dflow import LOSSES, DFlow
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at
@@ -330,8 +329,4 @@ def write_dflow(out, cfg: DFlowConfig, D, P=None) -> dict:
         "sampling": {DFlow.name: {"eta": cfg.eta, "steps": cfg.flow_steps, "loss": cfg.loss}},
         "recipe": {"trainer": "dflow", "config": config_dict(cfg)},
     }
-    save_weights(D, out / "D.safetensors", spec)
-    if P is not None:
-        save_weights(P, out / "P.safetensors", spec)
-    atomic_write_json(out / "latentflow.json", spec)
-    return spec
+    return write_trained(out, spec, {"D": D} if P is None else {"D": D, "P": P})

@@ -24,10 +24,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .. import rng
-from .._io import atomic_save_safetensors, atomic_write_json
+from .._io import atomic_save_safetensors
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
@@ -187,8 +187,7 @@ def train_dg_disc(
             "recipe": {"trainer": "dgdisc", "config": config_dict(cfg)},
             "schema": 1,
         }
-        save_weights(final, out / "D.safetensors", spec)
-        atomic_write_json(out / "latentflow.json", spec)
+        write_trained(out, spec, {"D": final})
     return final
 
 

@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng
-from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
-from ._loop import Run, config_dict, save_weights
+from ._loop import Run, config_dict, write_trained
 from .config import check_betas, check_config, check_nets_fit, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .score_gan import surrogate_loss
@@ -196,8 +194,7 @@ def train_flowgan(
             "latent": {"dim": cfg.latent_dim, "prior": "normal"},
             "recipe": {"trainer": "flowgan", "config": config_dict(cfg)},
         }
-        save_weights(G, Path(out) / "G.safetensors", spec)
-        atomic_write_json(Path(out) / "latentflow.json", spec)
+        write_trained(out, spec, {"G": G})
     return G
 
 
@@ -313,6 +310,5 @@ def train_noise_d(
             },
             "recipe": {"trainer": "dgd", "config": config_dict(cfg)},
         }
-        save_weights(D, Path(out) / "D.safetensors", spec)
-        atomic_write_json(Path(out) / "latentflow.json", spec)
+        write_trained(out, spec, {"D": D})
     return D

@@ -23,10 +23,9 @@ import torch
 from torch import Tensor
 
 from .. import dist, rng
-from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
+from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_config, check_nets_fit, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .parallel import Parallel
@@ -269,7 +268,4 @@ def write_score_gan(out, cfg: ScoreGANConfig, G, S) -> dict:
         "latent": {"dim": cfg.latent_dim, "prior": "normal"},
         "recipe": {"trainer": "scoregan", "config": config_dict(cfg)},
     }
-    save_weights(G, out / "G.safetensors", spec)
-    save_weights(S, out / "S.safetensors", spec)
-    atomic_write_json(out / "latentflow.json", spec)
-    return spec
+    return write_trained(out, spec, {"G": G, "S": S})
