@@ -35,6 +35,7 @@ __all__ = [
     "check_positive_int",
     "check_positive_float",
     "check_betas",
+    "check_choice",
 ]
 
 
@@ -204,3 +205,11 @@ def check_betas(cfg) -> None:
         isinstance(b, (list, tuple)) and len(b) == 2 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)
     ):
         raise OptionError(f"betas must be two numbers in [0, 1); got {b!r}")
+
+
+def check_choice(cfg, name: str, choices, *, quoted: bool = False) -> None:
+    """``cfg.<name>`` is one of ``choices``; the message lists them (``quoted``: ``"a" or "b"``)."""
+    v = getattr(cfg, name)
+    if v not in choices:
+        want = " or ".join(f'"{c}"' for c in choices) if quoted else f"one of {', '.join(choices)}"
+        raise OptionError(f"{name} must be {want}; got {v!r}")

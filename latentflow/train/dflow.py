@@ -42,7 +42,7 @@ from ..errors import OptionError
 from ..nets import build
 from ..samplers.dflow import LOSSES, DFlow
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
-from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
+from .config import check_betas, check_choice, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at
 
@@ -89,29 +89,24 @@ class DFlowConfig:
 
     def validate(self) -> DFlowConfig:
         check_config(self)
-        if self.loss not in LOSSES:
-            raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        check_choice(self, "loss", LOSSES)
         check_positive_int(self, "flow_steps", "batch_size", "steps", "reuse")
-        if self.prior not in PRIORS:
-            raise OptionError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        check_choice(self, "prior", PRIORS)
         check_positive_float(self, "prior_eps")
-        if self.time_sampling not in ("grid", "uniform"):
-            raise OptionError(f'time_sampling must be "grid" or "uniform"; got {self.time_sampling!r}')
+        check_choice(self, "time_sampling", ("grid", "uniform"), quoted=True)
         check_positive_float(self, "eta", "lr")
         if self.simulate_with not in ("live", "ema") or (self.simulate_with == "ema" and not self.ema > 0):
             raise OptionError(
                 f'simulate_with must be "live" or "ema" (with ema > 0); got {self.simulate_with!r} '
                 f"with ema={self.ema!r}"
             )
-        if self.time_weight not in ("none", "balanced"):
-            raise OptionError(f'time_weight must be "none" or "balanced"; got {self.time_weight!r}')
+        check_choice(self, "time_weight", ("none", "balanced"), quoted=True)
         if self.time_weight == "balanced" and (self.loss != "ipm" or self.gp <= 0):
             raise OptionError(
                 f'time_weight="balanced" needs loss="ipm" with gp_weight > 0; got loss={self.loss!r}, '
                 f"gp_weight={self.gp_weight!r}"
             )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise OptionError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        check_choice(self, "lr_schedule", LR_SCHEDULES)
         check_betas(self)
         check_ema(self)
         if self.gp_weight is not None and (not isinstance(self.gp_weight, (int, float)) or self.gp_weight < 0):

@@ -32,7 +32,15 @@ from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
 from ._loop import Run, config_dict, write_trained
-from .config import check_betas, check_config, check_nets_fit, check_positive_float, check_positive_int, train_device
+from .config import (
+    check_betas,
+    check_choice,
+    check_config,
+    check_nets_fit,
+    check_positive_float,
+    check_positive_int,
+    train_device,
+)
 from .data_source import DataSource
 from .score_gan import surrogate_loss
 
@@ -125,8 +133,7 @@ class FloWGANConfig:
 
     def validate(self) -> FloWGANConfig:
         check_config(self)
-        if self.kernel not in KERNELS:
-            raise OptionError(f"kernel must be one of {', '.join(KERNELS)}; got {self.kernel!r}")
+        check_choice(self, "kernel", KERNELS)
         check_positive_int(self, "latent_dim", "n_data", "batch_size", "steps")
         check_positive_float(self, "bandwidth", "beta", "lr")
         check_betas(self)

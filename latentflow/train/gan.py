@@ -24,7 +24,7 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, config_dict
-from .config import check_config, check_nets_fit, train_device
+from .config import check_choice, check_config, check_nets_fit, train_device
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -54,10 +54,8 @@ class GANConfig:
 
     def validate(self) -> GANConfig:
         check_config(self)
-        if self.loss not in LOSSES:
-            raise OptionError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        if self.prior not in ("normal", "uniform"):
-            raise OptionError(f'prior must be "normal" or "uniform"; got {self.prior!r}')
+        check_choice(self, "loss", LOSSES)
+        check_choice(self, "prior", ("normal", "uniform"), quoted=True)
         for k in ("n_critic", "batch_size", "steps", "latent_dim"):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:

@@ -26,7 +26,15 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
-from .config import check_betas, check_config, check_nets_fit, check_positive_float, check_positive_int, train_device
+from .config import (
+    check_betas,
+    check_choice,
+    check_config,
+    check_nets_fit,
+    check_positive_float,
+    check_positive_int,
+    train_device,
+)
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -140,8 +148,7 @@ class ScoreGANConfig:
         check_ema(self)
         if not self.sigma_min < self.sigma_max:
             raise OptionError(f"sigma_min must be < sigma_max; got {self.sigma_min!r} and {self.sigma_max!r}")
-        if self.dsm_weight not in ("edm", "none"):
-            raise OptionError(f'dsm_weight must be "edm" or "none"; got {self.dsm_weight!r}')
+        check_choice(self, "dsm_weight", ("edm", "none"), quoted=True)
         for k in ("mu_data", "mu_rho"):
             if not isinstance(getattr(self, k), (int, float)):
                 raise OptionError(f"{k} must be a number; got {getattr(self, k)!r}")
