@@ -35,6 +35,16 @@ class IntegrityError(LatentflowError):
         self.got = got
         self.path = path
 
+    @classmethod
+    def check_digest(cls, path, algorithm: str, expected: str, got: str, source: str = "") -> None:
+        """Raise the error of a file whose ``algorithm`` digest ``got`` is not ``expected`` (pinned in
+        ``source``, named in the message when given)."""
+        if got != expected:
+            where = f" (from {source})" if source else ""
+            raise cls(
+                f"{path}: {algorithm} expected {expected}{where}; got {got}", expected=expected, got=got, path=str(path)
+            )
+
 
 class OutputError(LatentflowError):
     """A file or folder could not be written: the file system is full or read-only, or permission is

@@ -93,14 +93,7 @@ def load_classifier(path: str | os.PathLike | None = None, check: bool = True) -
         )
     if check and path == CHECKPOINT and INFO.exists():
         expected = json.loads(INFO.read_text())["sha256"]
-        got = sha256_file(path)
-        if got != expected:
-            raise IntegrityError(
-                f"{path}: sha256 expected {expected} (from {INFO.name}); got {got}",
-                expected=expected,
-                got=got,
-                path=str(path),
-            )
+        IntegrityError.check_digest(path, "sha256", expected, sha256_file(path), INFO.name)
     with torch.device("meta"):  # no random init: leaves the global RNG alone
         net = FMNISTNet()
     try:

@@ -154,14 +154,7 @@ def load_torchscript(path: str | os.PathLike | None = None, check: bool = True) 
     """The TorchScript module (input: float NCHW 299x299 in ``(x_uint8 - 128) / 128``; output ``[N, 2048]``)."""
     path = Path(path) if path is not None else torchscript_path()
     if check:
-        got = _sha1(path)
-        if got != TORCHSCRIPT_SHA1:
-            raise IntegrityError(
-                f"{path}: sha1 expected {TORCHSCRIPT_SHA1}; got {got}",
-                expected=TORCHSCRIPT_SHA1,
-                got=got,
-                path=str(path),
-            )
+        IntegrityError.check_digest(path, "sha1", TORCHSCRIPT_SHA1, _sha1(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
         return torch.jit.load(str(path), map_location="cpu").eval()
