@@ -12,6 +12,7 @@ StudioGAN's checkpoints need no key adapter here: the module names are theirs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,8 @@ class SNGANResNetGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
         y = _class_labels(self, y, z.shape[0], z.device) if self.num_classes > 0 else None
         h = self.linear0(z).view(z.shape[0], self.ch, 4, 4)
-        for (block,) in self.blocks:
+        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
+            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
             h = block(h, y)
         return torch.tanh(self.conv2d5(F.relu(self.bn4(h))))
 
@@ -161,7 +163,8 @@ class SNGANResNetDiscriminator(_ProjectionHead):
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         h = x
-        for (block,) in self.blocks:
+        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
+            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
             h = block(h)
         return self._head(F.relu(h).sum(dim=(2, 3)), y)
 
@@ -200,7 +203,8 @@ class SNGANCNNGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
         y = _class_labels(self, y, z.shape[0], z.device) if self.num_classes > 0 else None
         h = self.linear0(z).view(z.shape[0], self.widths[0], 4, 4)
-        for (block,) in self.blocks:
+        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
+            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
             h = block(h, y)
         return torch.tanh(self.conv2d4(h))
 
@@ -236,7 +240,8 @@ class SNGANCNNDiscriminator(_ProjectionHead):
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         h = x
-        for (block,) in self.blocks:
+        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
+            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
             h = block(h)
         h = F.leaky_relu(self.conv(h), self.slope)
         return self._head(h.sum(dim=(2, 3)), y)

@@ -28,6 +28,8 @@ maps them to this layout (``gain.weight = embed0.weight^T``).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -112,7 +114,8 @@ class StudioGANResNetGenerator(nn.Module):
         y = _labels(y, z.shape[0], self.num_classes, z.device)
         onehot = F.one_hot(y, self.num_classes).to(z.dtype)
         h = self.linear0(z).view(z.shape[0], self.ch, 4, 4)
-        for (block,) in self.blocks:
+        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
+            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
             h = block(h, onehot)
         return torch.tanh(self.conv2d5(F.relu(self.bn4(h))))
 
@@ -152,7 +155,8 @@ class StudioGANResNetDiscriminator(nn.Module):
             raise ShapeError(f"x: expected images [B, 3, 32, 32], got {list(x.shape)}")
         y = _labels(y, x.shape[0], self.num_classes, x.device)
         h = x
-        for (block,) in self.blocks:
+        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
+            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
             h = block(h)
         f = F.relu(h).sum(dim=(2, 3))
         return self.linear1(f)[:, 0] + (self.embedding(y) * f).sum(1)
