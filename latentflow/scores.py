@@ -52,6 +52,7 @@ class DiffusersScore(Protocol):
 
     def __call__(self, x: Tensor, sigma: Tensor | float, /) -> Tensor: ...
 
+
 OUTPUTS = ("score", "denoised", "eps", "raw")
 D_OUTPUTS = ("logit", "prob")
 

@@ -293,7 +293,7 @@ class Engine:
     def _chunk_size(
         self, fn, state: Tensor, rows: tuple, *, grad: bool, uses_G: bool = True, uses_D: bool = True
     ) -> int:
-        if self.batch_size != "auto":
+        if isinstance(self.batch_size, int):  # else "auto"
             return self.batch_size
         key = (getattr(fn, "__code__", None) or type(fn), grad)
         if key not in self._auto:
@@ -324,7 +324,7 @@ class Engine:
         the outputs of all ``n`` rows. CPU: the bytes autograd saves per row (plus the outputs) against
         the available RAM, capped at ``AUTO_CPU_MAX_ROWS``. Results never depend on the chunk size."""
         n = state.shape[0]
-        out_row = 0
+        out_row: float = 0
         if self.device.type == "cuda":
             m1, m2 = min(n, 4), min(n, 32)
             peaks = []

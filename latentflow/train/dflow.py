@@ -41,6 +41,7 @@ from .. import rng
 from .._io import atomic_write_json
 from ..errors import OptionError
 from ..nets import build
+from ..nets.priors import GaussianPrior
 from ..samplers.dflow import LOSSES, DFlow, generator_loss, time_grid
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, save_weights
 from .config import check_config, train_device
@@ -191,6 +192,8 @@ class _TimeBalance(torch.nn.Module):
     of the update (measured: ``‖∇f‖`` 150 at t = 0 against 3 at t ≈ 1, where the critic no longer tells
     fakes from data). Rescaling each time's objective does not change its optimum, only how the updates
     are shared between times. A buffer, so checkpoints carry it."""
+
+    s: torch.Tensor  # the buffer (registered in __init__)
 
     def __init__(self, N: int, decay: float = 0.99):
         super().__init__()
@@ -380,7 +383,7 @@ def fit_prior(cfg: DFlowConfig, data: DataSource):
         x = data.images[:PRIOR_FIT_N].cpu()
     else:
         x = data.sample(PRIOR_FIT_N, torch.Generator("cpu").manual_seed(cfg.seed + 7)).cpu()
-    return build("gaussian_prior", shape=list(data.shape)).fit(x, cfg.prior_eps)
+    return GaussianPrior(shape=list(data.shape)).fit(x, cfg.prior_eps)
 
 
 def write_dflow(out, cfg: DFlowConfig, D, P=None) -> dict:
