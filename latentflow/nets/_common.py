@@ -32,6 +32,11 @@ def _film(e: int, out: int) -> nn.Sequential:
     return nn.Sequential(first, nn.SiLU(), last)
 
 
+def _slotted(blocks: nn.Module) -> list[nn.Module]:
+    """The blocks of ``blocks``, a list of one-block lists (the checkpoints' ``blocks.i.0`` keys), in order."""
+    return [block for slot in blocks.children() for block in slot.children()]
+
+
 def _sn(module: nn.Module, enabled: bool = True, eps: float = 1e-6) -> nn.Module:
     """Spectral normalisation (Miyato et al. 2018) through ``torch.nn.utils.spectral_norm``, whose
     state-dict keys (``weight_orig``, ``weight_u``, ``weight_v``) are what SN-GAN checkpoints store."""

@@ -12,13 +12,12 @@ StudioGAN's checkpoints need no key adapter here: the module names are theirs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import _class_labels, _sn
+from ._common import _class_labels, _slotted, _sn
 from .registry import register_arch
 
 
@@ -80,8 +79,7 @@ class SNGANResNetGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
         y = _class_labels(self, y, z.shape[0], z.device) if self.num_classes > 0 else None
         h = self.linear0(z).view(z.shape[0], self.ch, 4, 4)
-        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
-            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
+        for block in _slotted(self.blocks):
             h = block(h, y)
         return torch.tanh(self.conv2d5(F.relu(self.bn4(h))))
 
@@ -163,8 +161,7 @@ class SNGANResNetDiscriminator(_ProjectionHead):
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         h = x
-        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
-            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
+        for block in _slotted(self.blocks):
             h = block(h)
         return self._head(F.relu(h).sum(dim=(2, 3)), y)
 
@@ -203,8 +200,7 @@ class SNGANCNNGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
         y = _class_labels(self, y, z.shape[0], z.device) if self.num_classes > 0 else None
         h = self.linear0(z).view(z.shape[0], self.widths[0], 4, 4)
-        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
-            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
+        for block in _slotted(self.blocks):
             h = block(h, y)
         return torch.tanh(self.conv2d4(h))
 
@@ -240,8 +236,7 @@ class SNGANCNNDiscriminator(_ProjectionHead):
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         h = x
-        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
-            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
+        for block in _slotted(self.blocks):
             h = block(h)
         h = F.leaky_relu(self.conv(h), self.slope)
         return self._head(h.sum(dim=(2, 3)), y)

@@ -28,14 +28,13 @@ maps them to this layout (``gain.weight = embed0.weight^T``).
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
 from ..errors import IntegrityError, ShapeError
+from ._common import _slotted
 from .registry import register_arch
 from .resnet_sngan import _SNGANDiscBlock, _SNGANOptBlock
 
@@ -114,8 +113,7 @@ class StudioGANResNetGenerator(nn.Module):
         y = _labels(y, z.shape[0], self.num_classes, z.device)
         onehot = F.one_hot(y, self.num_classes).to(z.dtype)
         h = self.linear0(z).view(z.shape[0], self.ch, 4, 4)
-        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
-            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
+        for block in _slotted(self.blocks):
             h = block(h, onehot)
         return torch.tanh(self.conv2d5(F.relu(self.bn4(h))))
 
@@ -155,8 +153,7 @@ class StudioGANResNetDiscriminator(nn.Module):
             raise ShapeError(f"x: expected images [B, 3, 32, 32], got {list(x.shape)}")
         y = _labels(y, x.shape[0], self.num_classes, x.device)
         h = x
-        for slot in self.blocks:  # one block per slot (checkpoint keys blocks.i.0)
-            (block,) = cast(nn.ModuleList, slot)  # torch types ModuleList items as Module
+        for block in _slotted(self.blocks):
             h = block(h)
         f = F.relu(h).sum(dim=(2, 3))
         return self.linear1(f)[:, 0] + (self.embedding(y) * f).sum(1)
