@@ -9,6 +9,7 @@ critic as it is). The result is a callable returning calibrated logits, to be us
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,9 @@ class CalibratedD(nn.Module):
     """``x -> a · s(x) + b``: a calibrated logit head over a frozen discriminator."""
 
     d_output = "logit"
+    a: Tensor  # buffers (registered in __init__)
+    b: Tensor
+    fit_info: dict[str, Any]  # set by calibrate()
 
     def __init__(self, D: Callable, a: float, b: float, d_output: str = "logit"):
         super().__init__()
@@ -59,11 +63,11 @@ def calibrate(
     ``info`` about the fit (``bce_before``, ``bce_after``, ``a``, ``b``) is kept in ``.fit_info``.
     """
     check_d_output(d_output)
-    for name, t in (("real", real), ("fake", fake)):
-        if not isinstance(t, Tensor) or t.dim() < 2 or t.shape[0] < 2:
+    for name, arg in (("real", real), ("fake", fake)):
+        if not isinstance(arg, Tensor) or arg.dim() < 2 or arg.shape[0] < 2:
             raise ShapeError(
                 f"{name} must be a tensor [N, *X] with N >= 2; got "
-                f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}"
+                f"{tuple(arg.shape) if isinstance(arg, Tensor) else type(arg).__name__}"
             )
     if real.shape[1:] != fake.shape[1:]:
         raise ShapeError(

@@ -40,6 +40,7 @@ class Toy2D:
             pts = torch.stack([t * torch.cos(t), t * torch.sin(t)], 1)
             pts = pts + 0.25 * rng.randn((n, 2), gen, "cpu", torch.float64)
             return (pts / 7.5).float().to(device)
+        assert self.centers is not None  # every set but the Swiss roll has mode centres
         k = rng.randint(self.centers.shape[0], (n,), gen, "cpu")
         x = self.centers[k] + self.std * rng.randn((n, 2), gen, "cpu", torch.float32)
         return x.to(device)

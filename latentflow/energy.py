@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import math
+import types
 import warnings
 from collections.abc import Callable
 
@@ -89,7 +90,8 @@ def user_stacklevel() -> int:
     import sys
 
     pkg = os.path.dirname(os.path.abspath(__file__))
-    f, level = sys._getframe(2), 2
+    f: types.FrameType | None = sys._getframe(2)
+    level = 2
     while f is not None and (
         os.path.abspath(f.f_code.co_filename).startswith(pkg) or f.f_code.co_filename.endswith("contextlib.py")
     ):

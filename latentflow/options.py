@@ -155,6 +155,9 @@ def check_value(name: str, v, tp, meta=None) -> None:
 class Options:
     """Base of the frozen option records: ``__post_init__`` validates every field, then ``check()``."""
 
+    if typing.TYPE_CHECKING:  # every record is a dataclass (the subclasses are decorated)
+        __dataclass_fields__: typing.ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):

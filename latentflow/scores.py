@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor
@@ -31,6 +32,27 @@ from torch import Tensor
 from .errors import OptionError, ShapeError
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class Score(Protocol):
+    """What :func:`as_score` returns: a score ``S(x, σ)`` (``σ`` a scalar or ``[B]``) that names the
+    network's ``output``."""
+
+    output: str
+
+    def __call__(self, x: Tensor, sigma: Tensor | float, /) -> Tensor: ...
+
+
+class DiffusersScore(Protocol):
+    """What :func:`diffusers_score` returns: an ``ε``-predictor ``S(x, σ)`` and the ``σ`` range of its
+    scheduler."""
+
+    sigma_min: float
+    sigma_max: float
+
+    def __call__(self, x: Tensor, sigma: Tensor | float, /) -> Tensor: ...
+
+
 OUTPUTS = ("score", "denoised", "eps", "raw")
 D_OUTPUTS = ("logit", "prob")
 
@@ -81,7 +103,7 @@ def edm_loss_weight(sigma: Tensor, sigma_data: float) -> Tensor:
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
-def as_score(model: Callable, output: str = "score", sigma_data: float | None = None) -> ScoreFn:
+def as_score(model: Callable, output: str = "score", sigma_data: float | None = None) -> Score:
     """The score ``∇x log p_σ(x)`` of a network ``model(x [B, *X], σ [B])`` that predicts ``output``
     (module docstring); ``sigma_data`` is needed for ``"raw"`` only. The returned callable takes ``σ`` as a
     scalar or one value per sample and checks shapes and dtypes (``ShapeError``)."""
@@ -93,6 +115,7 @@ def as_score(model: Callable, output: str = "score", sigma_data: float | None = 
         raise OptionError(
             f'output="raw" needs sigma_data > 0 (the data std of the EDM preconditioning); got {sigma_data!r}'
         )
+    sd = sigma_data if sigma_data is not None else 0.0  # > 0 when output == "raw", unused otherwise
 
     def score(x: Tensor, sigma) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() < 2 or not x.is_floating_point():
@@ -100,7 +123,7 @@ def as_score(model: Callable, output: str = "score", sigma_data: float | None = 
             raise ShapeError(f"x must be a floating tensor [B, *X]; got {got}")
         s = _sigma_rows(sigma, x)
         if output == "raw":
-            c_skip, c_out, c_in, c_noise = (_col(c, x) for c in edm_precond(s, sigma_data))
+            c_skip, c_out, c_in, c_noise = (_col(c, x) for c in edm_precond(s, sd))
             y = model(c_in * x, c_noise.flatten())
         else:
             y = model(x, s)
@@ -118,8 +141,9 @@ def as_score(model: Callable, output: str = "score", sigma_data: float | None = 
         den = y if output == "denoised" else c_skip * x + c_out * y
         return (den - x) / sc**2
 
-    score.output = output
-    return score
+    typed = cast(Score, score)  # a function with an attribute: mypy cannot type the assignment below otherwise
+    typed.output = output
+    return typed
 
 
 def edm_sigmas(
@@ -231,7 +255,7 @@ def guided_score(
     return g
 
 
-def diffusers_score(unet, scheduler) -> Callable[[Tensor, Tensor], Tensor]:
+def diffusers_score(unet, scheduler) -> DiffusersScore:
     """An ``ε``-predictor ``S(x, σ)`` (use ``as_score(S, "eps")``) from a diffusers ``UNet2DModel`` and its
     DDPM / DDIM / Euler (Karras) scheduler.
 
@@ -262,6 +286,7 @@ def diffusers_score(unet, scheduler) -> Callable[[Tensor, Tensor], Tensor]:
             out = a.sqrt() * out + (1 - a).sqrt() * xt
         return out
 
-    S.sigma_min = float(math.exp(float(log_sig.min())))
-    S.sigma_max = float(math.exp(float(log_sig.max())))
-    return S
+    typed = cast(DiffusersScore, S)  # a function with attributes (as in as_score)
+    typed.sigma_min = float(math.exp(float(log_sig.min())))
+    typed.sigma_max = float(math.exp(float(log_sig.max())))
+    return typed

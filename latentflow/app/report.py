@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,7 @@ def _nonfinite(obj, where: str, found: dict) -> None:
             _nonfinite(v, f"{where}[{i}]", found)
 
 
-def with_null_reasons(obj):
+def with_null_reasons(obj: Any) -> Any:
     """``obj`` with a ``null_reasons`` entry naming each non-finite number (which strict JSON writes as
     ``null``); ``obj`` itself when there are none."""
     found: dict = {}

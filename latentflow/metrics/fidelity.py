@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -203,9 +204,10 @@ def compute_metrics(
         kw["input2"] = input2
         if ref_name is not None:
             kw["input2_cache_name"] = f"latentflow-{ref_name}-{tag}"
-    if kid and "kid_subset_size" not in fidelity_kwargs:
-        n1 = num_samples if in1_kwargs else len(input1)
-        kw["kid_subset_size"] = int(min(1000, n1, len(input2)))
+    if kid and "kid_subset_size" not in fidelity_kwargs and input2 is not None:  # (KID has a reference)
+        n1 = num_samples if in1_kwargs and num_samples is not None else len(input1)
+        n2 = len(cast(Sized, input2))  # torch types Dataset without __len__; a reference set has one
+        kw["kid_subset_size"] = int(min(1000, n1, n2))
     kw.update(fidelity_kwargs)
     log.info(
         "torch-fidelity: %s on %s (cuda=%s, reference cache %s)",

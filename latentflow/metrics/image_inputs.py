@@ -73,7 +73,8 @@ class FashionMNISTDataset(Dataset):
     def __init__(self, split: str = "test", root: str | os.PathLike | None = None):
         if split not in _FMNIST_SIZES:
             raise OptionError(f'split: expected "train" or "test"; got {split!r}')
-        self.split, self.root, self._images = split, root, None
+        self.split, self.root = split, root
+        self._images: Tensor | None = None
 
     def _load(self) -> Tensor:
         if self._images is None:

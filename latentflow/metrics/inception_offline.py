@@ -164,7 +164,7 @@ def convert_state_dict(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     """TorchScript parameters -> ``FeatureExtractorInceptionV3`` state dict (fc filled with NaN: no logits)."""
     names = conv_name_map()
     out: dict[str, torch.Tensor] = {}
-    used = set()
+    used: set[str] = set()
     for ts, tf in names.items():
         try:
             w, beta, mean, var = (ts_state[f"{ts}.{s}"] for s in ("weight", "beta", "mean", "var"))

@@ -67,6 +67,7 @@ class RealSet:
         if self.kind == "registered":
             return hashlib.sha256(self.spec.encode()).hexdigest()
         if self.kind == "npz":
+            assert self.path is not None  # an npz set names its file
             return sha256_file(self.path)
         h = hashlib.sha256()
         for p in self.files[: self.num]:
@@ -193,10 +194,12 @@ class _NpzImages(Dataset):
     """The first ``num`` images of an ``.npz`` as uint8 ``[3, H, W]`` (read on first item access)."""
 
     def __init__(self, rs: RealSet):
-        self.rs, self._x = rs, None
+        self.rs = rs
+        self._x: torch.Tensor | None = None
 
     def _load(self) -> torch.Tensor:
         if self._x is None:
+            assert self.rs.path is not None  # an npz set names its file
             with np.load(self.rs.path, allow_pickle=False) as z:
                 a = z[self.rs.npz_key][: self.rs.num]
             a = a[..., None] if a.ndim == 3 else a
@@ -215,7 +218,8 @@ class _Registered(Dataset):
     """A torch-fidelity registered dataset, built on first item access (a cached statistic never builds it)."""
 
     def __init__(self, rs: RealSet, download: bool = True):
-        self.rs, self.download, self._ds = rs, download, None
+        self.rs, self.download = rs, download
+        self._ds: Dataset | None = None
 
     def _get(self) -> Dataset:
         if self._ds is None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .._io import atomic_save_safetensors, cache_dir
 from ..errors import IntegrityError, ManifestError
@@ -79,11 +80,16 @@ def read_pickle_weights_only(path: str | Path):
     try:
         import numpy as np
 
-        allowed = [np.dtype, type(np.dtype("float64")), type(np.dtype("float32")), type(np.dtype("int64"))]
+        allowed: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+            np.dtype,
+            type(np.dtype("float64")),
+            type(np.dtype("float32")),
+            type(np.dtype("int64")),
+        ]
         try:
             from numpy.core.multiarray import scalar as np_scalar
         except ImportError:  # numpy >= 2 keeps it in numpy._core
-            from numpy._core.multiarray import scalar as np_scalar  # type: ignore
+            from numpy._core.multiarray import scalar as np_scalar
         allowed.append(np_scalar)
         with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

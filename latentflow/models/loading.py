@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from ..errors import IntegrityError, ManifestError, OptionError
 from ..nets import build as _build
@@ -153,7 +154,7 @@ def _trainer_of(recipe: str | None) -> str | None:
     return t if isinstance(t, str) else None
 
 
-def pair_meta(entry: ModelEntry, hashes: Mapping[str, str], G) -> dict:
+def pair_meta(entry: ModelEntry, hashes: Mapping[str, str | None], G) -> dict:
     roles = entry.roles
     trained = not entry.is_pair
     return {
@@ -189,7 +190,8 @@ def load(ref, device="cpu", dtype=None) -> ModelPair:
     net in ``pair.extra["S"]``; see :class:`ModelPair`)."""
     check_device(device)
     entry = resolve(ref)
-    paths, hashes = {}, {}
+    paths: dict[str, Path] = {}
+    hashes: dict[str, str] = {}
     for role in entry.roles:
         if entry.combined and role != entry.roles[0]:  # one file holds G and D: fetched and hashed once
             paths[role], hashes[role] = paths[entry.roles[0]], hashes[entry.roles[0]]

@@ -55,7 +55,7 @@ def _hf_errors():
     except ImportError:  # huggingface_hub < 0.23
         from huggingface_hub.utils import (
             EntryNotFoundError,
-            LocalEntryNotFoundError,  # type: ignore
+            LocalEntryNotFoundError,
             RepositoryNotFoundError,
             RevisionNotFoundError,
         )
@@ -173,6 +173,7 @@ def local_path(entry, role: str) -> Path | None:
     """Where ``entry``'s ``role`` file is on disk now (package, Hub cache, URL cache, folder), or None."""
     src, f = entry.source, entry.files[role]
     kind = src["kind"]
+    p: Path | None
     if kind == "bundled":
         p = _bundled(f.path)
     elif kind == "hub":

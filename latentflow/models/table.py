@@ -86,11 +86,12 @@ def _row(name: str, pins: dict[str, str]) -> dict:
         except LatentflowError:
             pass
     keys = [pin_key(e, r) for r in ROLES]
+    known = [s for s in sizes if s is not None]
     return {
         "name": name,
         "source": _where(e.source),
         "offline": bool(offline),
-        "bytes": None if None in sizes else int(sum(sizes)),
+        "bytes": int(sum(known)) if len(known) == len(sizes) else None,
         "verified": bool(e.verified),
         "pinned": all(k is not None and k in pins for k in keys),
     }

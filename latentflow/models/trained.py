@@ -155,6 +155,7 @@ def validate_trained(
         forbidden("d_conditioning", "the model has no discriminator D")
 
     recipe, trainer, config = raw.get("recipe"), None, {}
+    recipe_text: str | None
     if isinstance(recipe, Mapping):
         _keys(recipe, f"{where}.recipe", ("trainer",), ("config",))
         trainer = recipe["trainer"]

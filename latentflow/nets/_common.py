@@ -5,6 +5,7 @@ labels of conditional models."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,20 @@ def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _film(e: int, out: int) -> nn.Sequential:
+    """The FiLM head ``t-embedding [B, e] -> [B, out]`` (scales and shifts): ``Linear-SiLU-Linear`` with the
+    last layer zeroed, so that the untrained network does not depend on ``t`` (the unmodulated network)."""
+    first, last = nn.Linear(e, 2 * e), nn.Linear(2 * e, out)  # built in this order: the same initial draws
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(first, nn.SiLU(), last)
+
+
+def _slotted(blocks: nn.Module) -> list[nn.Module]:
+    """The blocks of ``blocks``, a list of one-block lists (the checkpoints' ``blocks.i.0`` keys), in order."""
+    return [block for slot in blocks.children() for block in slot.children()]
+
+
 def _sn(module: nn.Module, enabled: bool = True, eps: float = 1e-6) -> nn.Module:
     """Spectral normalisation (Miyato et al. 2018) through ``torch.nn.utils.spectral_norm``, whose
     state-dict keys (``weight_orig``, ``weight_u``, ``weight_v``) are what SN-GAN checkpoints store."""
@@ -33,7 +48,17 @@ def _act(slope: float) -> nn.Module:
     return nn.LeakyReLU(slope) if slope > 0 else nn.ReLU()
 
 
-def _class_labels(module: nn.Module, y, batch: int, device) -> torch.Tensor:
+class _Conditional(Protocol):
+    """A class-conditional net: its number of classes and the label it uses when called without one."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def class_label(self) -> int | torch.Tensor: ...
+
+
+def _class_labels(module: _Conditional, y, batch: int, device) -> torch.Tensor:
     """Labels for a class-conditional model: ``y`` if given, else ``module.class_label`` (an int or a
     ``[B]`` tensor) broadcast to the batch. The samplers always pass ``y`` (per-chain labels); the
     ``class_label`` fallback only serves direct calls ``G(z)`` / ``D(x)`` (``ModelPair.set_class``)."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError
+from ._common import _film
 from .registry import register_arch
 from .time_cond import FourierEmbedding, _rows
 
@@ -73,14 +74,10 @@ class ConvDenoiser28(nn.Module):
         self.u1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)  # 14 -> 28
         self.dec2, self.dec1 = _Block(2 * c2, c2), _Block(2 * c1, c1)
         self.blocks = [self.e1, self.e2, self.mid, self.dec2, self.dec1]
-        self.film = nn.Sequential(
-            nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(b.cout for b in self.blocks))
-        )
-        nn.init.zeros_(self.film[-1].weight)
-        nn.init.zeros_(self.film[-1].bias)
+        self.film = _film(e, 2 * sum(b.cout for b in self.blocks))
         self.out = nn.Conv2d(c1, channels, 3, 1, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        for p in self.out.parameters():  # weight and bias: the untrained network outputs zero
+            nn.init.zeros_(p)
 
     def F(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         mod = self.film(self.embed(c_noise).to(x.dtype))

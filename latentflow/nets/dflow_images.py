@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
+from ._common import _film
 from .registry import register_arch
 from .time_cond import _rows
 
@@ -42,6 +43,8 @@ EMBEDDINGS = ("fourier", "learned")
 class TimeEmbedding(nn.Module):
     """``t [B] -> [B, dim]``: ``"fourier"`` (``dim = 2 n_freq``, ``ω ~ N(0, scale²)`` from ``seed``) or
     ``"learned"`` (``dim = 2 n_freq``, a table of ``n_knots`` rows interpolated linearly in ``t``)."""
+
+    freqs: torch.Tensor  # a buffer (registered in __init__ for "fourier")
 
     def __init__(self, kind: str = "fourier", n_freq: int = 64, scale: float = 1.0, n_knots: int = 17, seed: int = 0):
         super().__init__()
@@ -132,10 +135,8 @@ class TimeConvDiscriminator(nn.Module):
         self.widths = w
         self.act = nn.LeakyReLU(slope)
         e = self.embed.dim
-        self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(w)))
+        self.film = _film(e, 2 * sum(w))  # the untrained critic does not depend on t
         _init(list(self.convs) + [self.head], init, float(gain))
-        nn.init.zeros_(self.film[-1].weight)  # the untrained critic does not depend on t
-        nn.init.zeros_(self.film[-1].bias)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):

@@ -25,6 +25,9 @@ class GaussianPrior(nn.Module):
     """``z [n, d] -> x [n, *shape]``, ``x = mean + z Lᵀ`` (``d = prod(shape)``); identity ``L`` and zero mean
     until :meth:`fit` or a state dict sets them."""
 
+    mean: torch.Tensor  # buffers (registered in __init__)
+    scale_tril: torch.Tensor
+
     def __init__(self, shape=(1, 28, 28)):
         super().__init__()
         if not (

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import _class_labels, _sn
+from ._common import _class_labels, _slotted, _sn
 from .registry import register_arch
 
 
@@ -79,7 +79,7 @@ class SNGANResNetGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
         y = _class_labels(self, y, z.shape[0], z.device) if self.num_classes > 0 else None
         h = self.linear0(z).view(z.shape[0], self.ch, 4, 4)
-        for (block,) in self.blocks:
+        for block in _slotted(self.blocks):
             h = block(h, y)
         return torch.tanh(self.conv2d5(F.relu(self.bn4(h))))
 
@@ -161,7 +161,7 @@ class SNGANResNetDiscriminator(_ProjectionHead):
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         h = x
-        for (block,) in self.blocks:
+        for block in _slotted(self.blocks):
             h = block(h)
         return self._head(F.relu(h).sum(dim=(2, 3)), y)
 
@@ -200,7 +200,7 @@ class SNGANCNNGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
         y = _class_labels(self, y, z.shape[0], z.device) if self.num_classes > 0 else None
         h = self.linear0(z).view(z.shape[0], self.widths[0], 4, 4)
-        for (block,) in self.blocks:
+        for block in _slotted(self.blocks):
             h = block(h, y)
         return torch.tanh(self.conv2d4(h))
 
@@ -236,7 +236,7 @@ class SNGANCNNDiscriminator(_ProjectionHead):
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         h = x
-        for (block,) in self.blocks:
+        for block in _slotted(self.blocks):
             h = block(h)
         h = F.leaky_relu(self.conv(h), self.slope)
         return self._head(h.sum(dim=(2, 3)), y)

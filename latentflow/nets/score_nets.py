@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
+from ._common import _film
 from .registry import register_arch
 from .time_cond import FourierEmbedding, _rows
 
@@ -52,6 +53,8 @@ class FourierFeatures(FourierEmbedding):
 class InputFeatures(nn.Module):
     """``u [B, n] -> [u, cos 2π uΩ, sin 2π uΩ]`` with ``Ω [n, k] ~ N(0, scale²)`` fixed (``k = 0``: ``u``)."""
 
+    freqs: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(self, in_dim: int, k: int = 0, scale: float = 1.0, seed: int = 0):
         super().__init__()
         if isinstance(k, bool) or not isinstance(k, int) or k < 0 or not scale > 0:
@@ -67,12 +70,17 @@ class InputFeatures(nn.Module):
         return torch.cat([u, torch.cos(a), torch.sin(a)], 1)
 
 
-def _mlp(dims: list[int]) -> nn.Sequential:
+def _mlp(dims: list[int], zero_last: bool = False) -> nn.Sequential:
+    """``Linear-SiLU-...-Linear`` through ``dims``; ``zero_last``: the last layer starts at zero."""
     layers: list[nn.Module] = []
     for i in range(len(dims) - 1):
-        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        layer = nn.Linear(dims[i], dims[i + 1])
+        layers.append(layer)
         if i < len(dims) - 2:
             layers.append(nn.SiLU())
+        elif zero_last:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
 
 
@@ -105,10 +113,8 @@ class _SigmaMLP(nn.Module):
         self.in_dim, self.sigma_data = in_dim, float(sigma_data)
         self.embed = FourierFeatures(n_freq, freq_scale, seed)
         self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
-        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [in_dim if self.denoises else 1])
-        if self.denoises:
-            nn.init.zeros_(self.net[-1].weight)
-            nn.init.zeros_(self.net[-1].bias)
+        out = in_dim if self.denoises else 1
+        self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [out], zero_last=self.denoises)
 
     def _net(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(F(c_in x, c_noise), c_skip, c_out)``, the preconditioning factors as ``[B, 1]``."""
@@ -163,9 +169,7 @@ class NoiseDiscConv28(nn.Module):
         )
         self.norms = nn.ModuleList([nn.GroupNorm(_groups(c), c) for c in w])
         e = self.embed.dim
-        self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(w)))
-        nn.init.zeros_(self.film[-1].weight)
-        nn.init.zeros_(self.film[-1].bias)
+        self.film = _film(e, 2 * sum(w))
         self.act = nn.SiLU()
         self.head = nn.Linear(w[-1] * 16, 1)
 

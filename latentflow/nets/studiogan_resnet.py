@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from ..errors import IntegrityError, ShapeError
+from ._common import _slotted
 from .registry import register_arch
 from .resnet_sngan import _SNGANDiscBlock, _SNGANOptBlock
 
@@ -112,7 +113,7 @@ class StudioGANResNetGenerator(nn.Module):
         y = _labels(y, z.shape[0], self.num_classes, z.device)
         onehot = F.one_hot(y, self.num_classes).to(z.dtype)
         h = self.linear0(z).view(z.shape[0], self.ch, 4, 4)
-        for (block,) in self.blocks:
+        for block in _slotted(self.blocks):
             h = block(h, onehot)
         return torch.tanh(self.conv2d5(F.relu(self.bn4(h))))
 
@@ -152,7 +153,7 @@ class StudioGANResNetDiscriminator(nn.Module):
             raise ShapeError(f"x: expected images [B, 3, 32, 32], got {list(x.shape)}")
         y = _labels(y, x.shape[0], self.num_classes, x.device)
         h = x
-        for (block,) in self.blocks:
+        for block in _slotted(self.blocks):
             h = block(h)
         f = F.relu(h).sum(dim=(2, 3))
         return self.linear1(f)[:, 0] + (self.embedding(y) * f).sum(1)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _mlp
+from ._common import _film, _mlp
 from .registry import register_arch
 
 
@@ -44,6 +44,8 @@ def _rows(c, x: torch.Tensor, name: str) -> torch.Tensor:
 class FourierEmbedding(nn.Module):
     """``e(t) = [cos 2πωt, sin 2πωt]`` with ``n_freq`` fixed frequencies ``ω ~ N(0, scale²)`` drawn from
     ``seed`` (so the same kwargs give the same embedding); ``[B] -> [B, 2 n_freq]``."""
+
+    freqs: torch.Tensor  # a buffer (registered in __init__)
 
     def __init__(self, n_freq: int = 64, scale: float = 16.0, seed: int = 0):
         super().__init__()
@@ -202,15 +204,13 @@ class TimeConv28Discriminator(nn.Module):
             ]
         )
         e = self.embed.dim
-        self.film = nn.Sequential(nn.Linear(e, 2 * e), nn.SiLU(), nn.Linear(2 * e, 2 * sum(widths)))
+        self.film = _film(e, 2 * sum(widths))  # starts as the unmodulated network
         self.widths = widths
         self.act = nn.LeakyReLU(slope)
         self.head = nn.Linear(widths[-1] * 4 * 4, 1)
         if init_std > 0:
             _normal_init(self.convs, init_std)
             _normal_init(self.head, init_std)
-        nn.init.zeros_(self.film[-1].weight)  # starts as the unmodulated network
-        nn.init.zeros_(self.film[-1].bias)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         c = _rows(t, x, "t")

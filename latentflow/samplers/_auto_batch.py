@@ -43,7 +43,7 @@ def probe_chunk(eng, fn, state: Tensor, rows: tuple, *, grad: bool, uses_G: bool
     the outputs of all ``n`` rows. CPU: the bytes autograd saves per row (plus the outputs) against
     the available RAM, capped at ``AUTO_CPU_MAX_ROWS``. Results never depend on the chunk size."""
     n = state.shape[0]
-    out_row = 0
+    out_row: float = 0
     if eng.device.type == "cuda":
         m1, m2 = min(n, 4), min(n, 32)
         peaks = []

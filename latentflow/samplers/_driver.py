@@ -285,7 +285,7 @@ class Driver:
             self._divergence(n_div)
         if e.device.type == "cuda":
             torch.cuda.synchronize(e.device)
-        full = dict(method=self.kernel.name, options=self.options)
+        full: dict[str, Any] = dict(method=self.kernel.name, options=self.options)
         full.update(info)
         full["diverged"] = e.diverged
         full["diverged_step"] = e.diverged_step

@@ -268,7 +268,7 @@ class Engine:
     def _chunk_size(
         self, fn, state: Tensor, rows: tuple, *, grad: bool, uses_G: bool = True, uses_D: bool = True
     ) -> int:
-        if self.batch_size != "auto":
+        if isinstance(self.batch_size, int):  # else "auto"
             return self.batch_size
         key = (getattr(fn, "__code__", None) or type(fn), grad)
         if key not in self._auto:

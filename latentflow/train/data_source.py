@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .. import rng
 from ..data import IMAGE_SETS as _IMAGE_SHAPES
-from ..data import TOY, load_image_set, sample_shape, toy
+from ..data import TOY, Toy2D, load_image_set, sample_shape, toy
 from ..errors import OptionError
 
 IMAGE_SETS = tuple(_IMAGE_SHAPES)
@@ -19,6 +19,9 @@ class DataSource:
     def __init__(self, name: str, root: str | None = None, device="cpu"):
         self.name = name
         self.device = torch.device(device)
+        self.toy: Toy2D | None
+        self.images: Tensor | None
+        self.shape: tuple[int, ...]
         if name in TOY:
             self.toy = toy(name)
             self.images = None
@@ -39,5 +42,6 @@ class DataSource:
     def sample(self, n: int, gen: torch.Generator) -> Tensor:
         if self.toy is not None:
             return self.toy.sample(n, gen, self.device)
+        assert self.images is not None  # __init__ sets one of toy and images
         idx = rng.randint(self.images.shape[0], (n,), gen, self.device)
         return self.images[idx]

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from .. import rng
 from ..errors import OptionError
 from ..nets import build
+from ..nets.priors import GaussianPrior
 from ..samplers.dflow import LOSSES, DFlow
 from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_choice, check_config, check_positive_float, check_positive_int, train_device
@@ -163,6 +164,8 @@ class _TimeBalance(torch.nn.Module):
     of the update (measured: ``‖∇f‖`` 150 at t = 0 against 3 at t ≈ 1, where the critic no longer tells
     fakes from data). Rescaling each time's objective does not change its optimum, only how the updates
     are shared between times. A buffer, so checkpoints carry it."""
+
+    s: torch.Tensor  # the buffer (registered in __init__)
 
     def __init__(self, N: int, decay: float = 0.99):
         super().__init__()
@@ -306,7 +309,7 @@ def fit_prior(cfg: DFlowConfig, data: DataSource):
         x = data.images[:PRIOR_FIT_N].cpu()
     else:
         x = data.sample(PRIOR_FIT_N, torch.Generator("cpu").manual_seed(cfg.seed + 7)).cpu()
-    return build("gaussian_prior", shape=list(data.shape)).fit(x, cfg.prior_eps)
+    return GaussianPrior(shape=list(data.shape)).fit(x, cfg.prior_eps)
 
 
 def write_dflow(out, cfg: DFlowConfig, D, P=None) -> dict:

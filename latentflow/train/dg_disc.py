@@ -99,7 +99,7 @@ def generate(
 
 def train_dg_disc(
     cfg: DGDiscConfig,
-    out: str,
+    out: str | Path,
     *,
     score_model: nn.Module | None = None,
     progress: bool = True,
