@@ -14,6 +14,8 @@
 * Under ``torch.distributed`` (``latentflow.train.parallel``) rank 0 alone writes the checkpoint, the
   metrics and the bar; every rank resumes from the same checkpoint, and the losses a step returns are
   averaged over the ranks (``parallel.mean``) before they are checked and logged.
+* ``LoopOptions`` are the keyword arguments every trainer takes (``progress``, ``resume``, ``ckpt_every``,
+  ``log_every``, ``stop_after``) and hands to ``Run`` as they are.
 * ``save_weights`` writes final model weights as safetensors with their config in the metadata;
   ``write_trained`` writes a trained folder (each role's weights, then ``latentflow.json``).
 * A step whose losses are not finite, or a checkpoint whose weights are not, stops the run with
@@ -33,7 +35,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from safetensors.torch import load_file
@@ -122,6 +124,19 @@ def check_ema(cfg) -> None:
         raise OptionError(f"ema must be a decay in [0, 1) (0 = off); got {v!r}")
 
 
+class LoopOptions(TypedDict, total=False):
+    """A trainer's keyword arguments, handed to :class:`Run` as they are: ``progress`` (a tqdm bar; default
+    True), ``resume`` (continue from ``out``'s checkpoint; True), ``ckpt_every`` (steps between checkpoints;
+    1000), ``log_every`` (steps between ``metrics.jsonl`` rows; 100), ``stop_after`` (stop, checkpointed,
+    after that many steps of this call; None: run to the end; the tests simulate a kill with it)."""
+
+    progress: bool
+    resume: bool
+    ckpt_every: int
+    log_every: int
+    stop_after: int | None
+
+
 class Run:
     """Checkpointing, resuming, logging and progress for one training run in ``out``."""
 
@@ -137,6 +152,7 @@ class Run:
         log_every: int = 100,
         progress: bool = True,
         resume: bool = True,
+        stop_after: int | None = None,
         parallel=None,
     ):
         if ckpt_every < 1 or log_every < 1:
@@ -151,6 +167,7 @@ class Run:
         self.main = dist.is_main()  # the one writer under torch.distributed
         self.parallel = parallel
         self.ckpt_every, self.log_every, self.progress = ckpt_every, log_every, progress and self.main
+        self.stop_after = stop_after
         self.step = 0
         self.saved_step: int | None = None
         self.ckpt_path = self.out / "checkpoint.safetensors"
@@ -310,8 +327,9 @@ class Run:
     ) -> None:
         """Run ``step_fn(step) -> metrics`` from the current step to ``total_steps``.
 
-        ``stop_after`` stops (after checkpointing) once that many steps ran in this call: the tests
-        use it to simulate a kill mid-training."""
+        ``stop_after`` (default: the run's) stops (after checkpointing) once that many steps ran in this
+        call: the tests use it to simulate a kill mid-training."""
+        stop_after = self.stop_after if stop_after is None else stop_after
         from tqdm.auto import tqdm
 
         bar = tqdm(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,9 +34,12 @@ from .. import rng
 from ..data import TOY
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..nets import build
-from ._loop import Run, config_dict
+from ._loop import LoopOptions, Run, config_dict
 from .config import check_config, train_device
 from .data_source import IMAGE_SETS, DataSource
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CorrectorConfig", "train_corrector", "default_arch", "load_real"]
 
@@ -152,18 +156,10 @@ def load_real(real: str, shape, value_range=None, root: str | None = None) -> Te
     return x
 
 
-def train_corrector(
-    cfg: CorrectorConfig,
-    out: str,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-):
+def train_corrector(cfg: CorrectorConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train a logit D of real vs ``G(z)`` for ``cfg.model``'s generator; writes G, the new D and
-    ``latentflow.json`` (the ``export`` layout) to ``out``. Returns ``(G, D)`` in eval mode."""
+    ``latentflow.json`` (the ``export`` layout) to ``out``. Returns ``(G, D)`` in eval mode.
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     from ..models import load
 
     cfg.validate()
@@ -194,17 +190,7 @@ def train_corrector(
         p.requires_grad_(False)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(
-        out,
-        cfg,
-        {"D": D},
-        {"D": opt},
-        gen,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        progress=progress,
-        resume=resume,
-    )
+    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, **loop)
     B, k, prior = cfg.batch_size, pair.latent_dim, pair.meta.get("prior") or "normal"
 
     def step(_i):
@@ -220,7 +206,7 @@ def train_corrector(
         acc = 0.5 * ((dr > 0).float().mean() + (df < 0).float().mean())
         return {"loss_d": loss.detach(), "accuracy": acc.detach()}
 
-    run.loop(cfg.steps, step, desc=f"corrector {pair.meta.get('name')}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"corrector {pair.meta.get('name')}")
     D.eval()
     if run.step >= cfg.steps:
         _write(out, cfg, pair, arch_g, name, kwargs, G, D)

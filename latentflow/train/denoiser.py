@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -26,10 +27,13 @@ from torch import nn
 from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .edm import noised, sample_sigma_lognormal
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: per-dataset defaults for ``arch`` / ``arch_kwargs`` / ``sigma_data`` when they are left at None
 DEFAULT_ARCH = {
@@ -87,18 +91,10 @@ class DenoiserConfig:
         return self
 
 
-def train_denoiser(
-    cfg: DenoiserConfig,
-    out: str,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-) -> nn.Module:
+def train_denoiser(cfg: DenoiserConfig, out: str, **loop: Unpack[LoopOptions]) -> nn.Module:
     """Train an EDM denoiser per ``cfg``; writes ``score.safetensors`` and ``latentflow.json`` to ``out``.
-    Returns the denoiser ``D(x, σ)`` in eval mode (the EMA weights when ``cfg.ema > 0``)."""
+    Returns the denoiser ``D(x, σ)`` in eval mode (the EMA weights when ``cfg.ema > 0``).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     arch, kw, sd = resolve_arch(cfg.data, cfg.arch, cfg.arch_kwargs, cfg.sigma_data)
@@ -110,17 +106,7 @@ def train_denoiser(
     modules = {"score": net}
     if cfg.ema > 0:
         modules["score_ema"] = ema = make_ema(net)
-    run = Run(
-        out,
-        cfg,
-        modules,
-        {"score": opt},
-        gen,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        progress=progress,
-        resume=resume,
-    )
+    run = Run(out, cfg, modules, {"score": opt}, gen, **loop)
     B = cfg.batch_size
 
     def step(_i):
@@ -138,7 +124,7 @@ def train_denoiser(
             ema_update(ema, net, cfg.ema)
         return {"loss": loss.detach()}
 
-    run.loop(cfg.steps, step, desc=f"denoiser {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"denoiser {cfg.data}")
     final = ema if cfg.ema > 0 else net
     final.eval()
     if run.step >= cfg.steps:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ from ..errors import OptionError
 from ..nets import build
 from ..nets.priors import GaussianPrior
 from ..samplers.dflow import LOSSES, DFlow
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_choice, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at
@@ -123,6 +124,9 @@ class DFlowConfig:
 
 from .dflow_presets import PRESETS  # noqa: E402  (named recipes; data only)
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 
 def preset(name: str, **overrides) -> DFlowConfig:
     """``DFlowConfig`` of the named recipe in :data:`PRESETS` with ``overrides`` applied (not validated:
@@ -192,20 +196,12 @@ class _TimeBalance(torch.nn.Module):
         self.s[m] = torch.where(cur > 0, self.decay * cur + (1 - self.decay) * mean, mean)
 
 
-def train_dflow(
-    cfg: DFlowConfig,
-    out: str,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-):
+def train_dflow(cfg: DFlowConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train a time-conditioned discriminator ``f(x, t)`` per ``cfg`` (Franceschi et al. 2023, Alg. 3); writes
     ``D.safetensors``, ``latentflow.json``, checkpoints and ``metrics.jsonl`` to ``out``. Returns D (eval;
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
-    simulation always uses the live D)."""
+    simulation always uses the live D).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
@@ -232,9 +228,7 @@ def train_dflow(
         modules["D_ema"] = D_ema = make_ema(D)
     if cfg.time_weight == "balanced":
         modules["time_balance"] = balance = _TimeBalance(N).to(device)
-    run = Run(
-        out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every, progress=progress, resume=resume
-    )
+    run = Run(out, cfg, modules, {"D": opt}, gen, **loop)
     gp_w = cfg.gp
 
     def simulate(fn, *args):
@@ -294,7 +288,7 @@ def train_dflow(
             ema_update(D_ema, D, cfg.ema)
         return metrics
 
-    run.loop(cfg.steps, step, desc=f"dflow {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"dflow {cfg.data}")
     D.eval()
     final = D_ema if cfg.ema > 0 else D
     if run.step >= cfg.steps:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +28,14 @@ from .. import rng
 from .._io import atomic_save_safetensors
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
 from .edm import noised, sample_sigma_lognormal
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("latentflow.train")
 
@@ -98,19 +102,12 @@ def generate(
 
 
 def train_dg_disc(
-    cfg: DGDiscConfig,
-    out: str | Path,
-    *,
-    score_model: nn.Module | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
+    cfg: DGDiscConfig, out: str | Path, *, score_model: nn.Module | None = None, **loop: Unpack[LoopOptions]
 ) -> nn.Module:
     """Train ``d_φ(x, σ)`` per ``cfg`` against the samples of ``score_model`` (default: the denoiser in
     ``cfg.score``); writes ``D.safetensors``, ``fake.safetensors`` and ``latentflow.json``. Returns ``d_φ``
-    (a logit; eval mode; the EMA weights when ``cfg.ema > 0``)."""
+    (a logit; eval mode; the EMA weights when ``cfg.ema > 0``).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     out = Path(out)
@@ -119,7 +116,7 @@ def train_dg_disc(
     kw = dict(d_kw if cfg.arch_kwargs is None else cfg.arch_kwargs)
     data = DataSource(cfg.data, cfg.data_root, device)
     fake_path = out / "fake.safetensors"
-    if resume and fake_path.exists():
+    if loop.get("resume", True) and fake_path.exists():
         fake = load_file(str(fake_path))["fake"].to(device)
     else:
         if score_model is None:
@@ -152,9 +149,7 @@ def train_dg_disc(
     modules = {"D": D}
     if cfg.ema > 0:
         modules["D_ema"] = D_ema = make_ema(D)
-    run = Run(
-        out, cfg, modules, {"D": opt}, gen, ckpt_every=ckpt_every, log_every=log_every, progress=progress, resume=resume
-    )
+    run = Run(out, cfg, modules, {"D": opt}, gen, **loop)
     B = cfg.batch_size
 
     def step(_i):
@@ -173,7 +168,7 @@ def train_dg_disc(
         acc = 0.5 * ((d_r > 0).float().mean() + (d_f < 0).float().mean())
         return {"loss": loss.detach(), "acc": acc.detach()}
 
-    run.loop(cfg.steps, step, desc=f"dg-disc {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"dg-disc {cfg.data}")
     final = D_ema if cfg.ema > 0 else D
     final.eval()
     if run.step >= cfg.steps:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from .. import rng
 from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
-from ._loop import Run, config_dict, write_trained
+from ._loop import LoopOptions, Run, config_dict, write_trained
 from .config import (
     check_betas,
     check_choice,
@@ -43,6 +44,9 @@ from .config import (
 )
 from .data_source import DataSource
 from .score_gan import surrogate_loss
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 KERNELS = ("gaussian", "imq", "polyharmonic")
 
@@ -149,18 +153,10 @@ class FloWGANConfig:
         return dict(bandwidth=self.bandwidth, beta=self.beta, order=self.order, eps=self.eps)
 
 
-def train_flowgan(
-    cfg: FloWGANConfig,
-    out: str,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-):
+def train_flowgan(cfg: FloWGANConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train a generator on the push-pull kernel field (FloWGAN); writes ``G.safetensors`` and
-    ``latentflow.json``. Returns G (eval mode)."""
+    ``latentflow.json``. Returns G (eval mode).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
@@ -169,17 +165,7 @@ def train_flowgan(
     check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), arch_g=cfg.arch_g)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(
-        out,
-        cfg,
-        {"G": G},
-        {"G": opt},
-        gen,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        progress=progress,
-        resume=resume,
-    )
+    run = Run(out, cfg, {"G": G}, {"G": opt}, gen, **loop)
     kw = cfg.kernel_kw()
 
     def step(_i):
@@ -193,7 +179,7 @@ def train_flowgan(
         opt.step()
         return {"v_norm": v.norm(dim=1).mean().detach()}
 
-    run.loop(cfg.steps, step, desc=f"flowgan {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"flowgan {cfg.data}")
     G.eval()
     if run.step >= cfg.steps:
         spec = {
@@ -250,18 +236,10 @@ class NoiseDConfig:
         return geometric_sigmas(self.sigma_max, self.sigma_min, self.n_levels)
 
 
-def train_noise_d(
-    cfg: NoiseDConfig,
-    out: str,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-):
+def train_noise_d(cfg: NoiseDConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train ``d(x, σ)`` (noised data vs noised reference Gaussian); writes ``D.safetensors`` and
-    ``latentflow.json`` with ``sampling.dg_langevin`` options. Returns D (eval mode)."""
+    ``latentflow.json`` with ``sampling.dg_langevin`` options. Returns D (eval mode).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
@@ -271,17 +249,7 @@ def train_noise_d(
     data = DataSource(cfg.data, cfg.data_root, device)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(
-        out,
-        cfg,
-        {"D": D},
-        {"D": opt},
-        gen,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        progress=progress,
-        resume=resume,
-    )
+    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, **loop)
     B, ref = cfg.batch_size, float(cfg.arch_kwargs["ref_std"])
     lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
 
@@ -299,7 +267,7 @@ def train_noise_d(
         opt.step()
         return {"loss_d": loss.detach(), "acc": 0.5 * ((lr_ > 0).float().mean() + (lf < 0).float().mean()).detach()}
 
-    run.loop(cfg.steps, step, desc=f"dgd {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"dgd {cfg.data}")
     D.eval()
     if run.step >= cfg.steps:
         spec = {

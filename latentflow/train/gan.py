@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +24,13 @@ import torch.nn.functional as F
 from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
-from ._loop import Run, config_dict
+from ._loop import LoopOptions, Run, config_dict
 from .config import check_choice, check_config, check_nets_fit, train_device
 from .data_source import DataSource
 from .parallel import Parallel
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 LOSSES = ("wgan-gp", "ns", "hinge")
 
@@ -98,18 +102,10 @@ def g_loss(loss: str, d_fake):
     return -d_fake.mean()
 
 
-def train_gan(
-    cfg: GANConfig,
-    out: str,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-):
+def train_gan(cfg: GANConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
-    checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode)."""
+    checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)  # initial weights
@@ -121,18 +117,7 @@ def train_gan(
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
     par = Parallel(device)  # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
-    run = Run(
-        out,
-        cfg,
-        {"G": G, "D": D},
-        {"G": opt_g, "D": opt_d},
-        gen,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        progress=progress,
-        resume=resume,
-        parallel=par,
-    )
+    run = Run(out, cfg, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, gen, parallel=par, **loop)
     B = par.batch(cfg.batch_size)  # every draw is made at the global batch size, then sliced
     G_par, D_par = par.wrap(G), par.wrap(D)
 
@@ -163,7 +148,7 @@ def train_gan(
             p.requires_grad_(True)
         return {"loss_d": ld.detach(), "loss_g": lg.detach()}
 
-    run.loop(cfg.steps, step, desc=f"gan {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"gan {cfg.data}")
     G.eval()
     D.eval()
     if run.step >= cfg.steps and par.main:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,7 +26,7 @@ from torch import Tensor
 from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
-from ._loop import Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
 from .config import (
     check_betas,
     check_choice,
@@ -37,6 +38,9 @@ from .config import (
 )
 from .data_source import DataSource
 from .parallel import Parallel
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -167,20 +171,11 @@ def default_data_score(data: DataSource, n_ref: int = 4096, seed: int = 0) -> Sc
     return mixture_score(data.toy.sample(n_ref, seed), 0.0)
 
 
-def train_score_gan(
-    cfg: ScoreGANConfig,
-    out: str,
-    *,
-    data_score: ScoreFn | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    ckpt_every: int = 1000,
-    log_every: int = 100,
-    stop_after: int | None = None,
-):
+def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None = None, **loop: Unpack[LoopOptions]):
     """Train a generator with the Score-GAN flow (Franceschi et al. 2023, Alg. 1); writes ``G.safetensors``,
     ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
-    (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds)."""
+    (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds).
+    ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
     cfg.validate()
     device = train_device(cfg, out)
     torch.manual_seed(cfg.seed)
@@ -197,18 +192,7 @@ def train_score_gan(
     if cfg.ema > 0:
         modules["G_ema"] = G_ema = make_ema(G)
     par = Parallel(device)  # under torchrun: DDP nets, global-batch draws sliced per rank (train.parallel)
-    run = Run(
-        out,
-        cfg,
-        modules,
-        {"G": opt_g, "S": opt_s},
-        gen,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        progress=progress,
-        resume=resume,
-        parallel=par,
-    )
+    run = Run(out, cfg, modules, {"G": opt_g, "S": opt_s}, gen, parallel=par, **loop)
     B = par.batch(cfg.batch_size)  # every draw is made at the global batch size, then sliced
     G_par, S_par = par.wrap(G), par.wrap(S)
     sd = float(getattr(S, "sigma_data", 0.5))
@@ -255,7 +239,7 @@ def train_score_gan(
             metrics["dir_norm"] = last["dir_norm"]
         return metrics
 
-    run.loop(cfg.steps, step, desc=f"scoregan {cfg.data}", stop_after=stop_after)
+    run.loop(cfg.steps, step, desc=f"scoregan {cfg.data}")
     G.eval()
     S.eval()
     final = G_ema if cfg.ema > 0 else G
