@@ -16,8 +16,7 @@
   averaged over the ranks (``parallel.mean``) before they are checked and logged.
 * ``LoopOptions`` are the keyword arguments every trainer takes (``progress``, ``resume``, ``ckpt_every``,
   ``log_every``, ``stop_after``) and hands to ``Run`` as they are.
-* ``save_weights`` writes final model weights as safetensors with their config in the metadata;
-  ``write_trained`` writes a trained folder (each role's weights, then ``latentflow.json``).
+* A finished run's folder (its weights and ``latentflow.json``) is written by :mod:`latentflow.train._trained`.
 * A step whose losses are not finite, or a checkpoint whose weights are not, stops the run with
   :class:`TrainingDiverged` before anything non-finite is written: the last checkpoint stays the last
   finite one.
@@ -34,7 +33,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypedDict
 
 import torch
@@ -45,7 +43,6 @@ from .. import dist
 from .._io import (
     atomic_save_safetensors,
     atomic_write_bytes,
-    atomic_write_json,
     atomic_write_text,
     check_writable,
     output_error,
@@ -60,8 +57,6 @@ __all__ = [
     "atomic_save_safetensors",
     "atomic_write_bytes",
     "config_dict",
-    "save_weights",
-    "write_trained",
     "make_ema",
     "ema_update",
     "check_ema",
@@ -81,22 +76,6 @@ class TrainingDiverged(DivergenceError):
 def config_dict(cfg) -> dict:
     d = dataclasses.asdict(cfg)
     return json.loads(json.dumps(d, default=str))
-
-
-def save_weights(module: nn.Module, path: Path, spec: dict | None = None) -> None:
-    """Final weights as safetensors; ``spec`` (architecture and kwargs) goes into the metadata."""
-    meta = {"latentflow": json.dumps(spec)} if spec is not None else None
-    atomic_save_safetensors(module.state_dict(), path, meta)
-
-
-def write_trained(out: str | os.PathLike, spec: dict, weights: dict[str, nn.Module]) -> dict:
-    """A trained folder: ``ROLE.safetensors`` for each of ``weights`` (in order, ``spec`` in the metadata),
-    then ``latentflow.json`` holding ``spec``; returns ``spec``."""
-    out = Path(out)
-    for role, module in weights.items():
-        save_weights(module, out / f"{role}.safetensors", spec)
-    atomic_write_json(out / "latentflow.json", spec)
-    return spec
 
 
 def make_ema(module: nn.Module) -> nn.Module:

@@ -27,7 +27,8 @@ from torch import nn
 from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
-from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._trained import write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .edm import noised, sample_sigma_lognormal

@@ -43,7 +43,8 @@ from ..errors import OptionError
 from ..nets import build
 from ..nets.priors import GaussianPrior
 from ..samplers.dflow import LOSSES, DFlow
-from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._trained import write_trained
 from .config import check_betas, check_choice, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at

@@ -28,7 +28,8 @@ from .. import rng
 from .._io import atomic_save_safetensors
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
-from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._trained import write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role

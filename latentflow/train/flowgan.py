@@ -32,7 +32,8 @@ from .. import rng
 from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
-from ._loop import LoopOptions, Run, config_dict, write_trained
+from ._loop import LoopOptions, Run, config_dict
+from ._trained import write_trained
 from .config import (
     check_betas,
     check_choice,

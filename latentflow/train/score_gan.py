@@ -26,7 +26,8 @@ from torch import Tensor
 from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
-from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema, write_trained
+from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._trained import write_trained
 from .config import (
     check_betas,
     check_choice,
