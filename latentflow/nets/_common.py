@@ -23,6 +23,19 @@ def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _init_weights(modules, init: str, scale: float) -> None:
+    """Initialise the weights of the ``nn.Linear`` / ``nn.Conv2d`` among ``modules`` (others are passed over):
+    ``init`` ``"orthogonal"`` (gain ``scale``) or ``"normal"`` (std ``scale``); biases zeroed."""
+    for m in modules:
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if init == "orthogonal":
+                nn.init.orthogonal_(m.weight, scale)
+            else:
+                nn.init.normal_(m.weight, 0.0, scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def _film(e: int, out: int) -> nn.Sequential:
     """The FiLM head ``t-embedding [B, e] -> [B, out]`` (scales and shifts): ``Linear-SiLU-Linear`` with the
     last layer zeroed, so that the untrained network does not depend on ``t`` (the unmodulated network)."""

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film
+from ._common import _film, _init_weights
 from .registry import register_arch
 from .time_cond import _rows
 
@@ -74,17 +74,6 @@ class TimeEmbedding(nn.Module):
         lo = u.floor().clamp(max=K - 2).long()
         w = (u - lo.to(u.dtype))[:, None]
         return (1 - w) * self.table[lo] + w * self.table[lo + 1]
-
-
-def _init(modules, init: str, gain: float) -> None:
-    for m in modules:
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            if init == "orthogonal":
-                nn.init.orthogonal_(m.weight, gain)
-            else:
-                nn.init.normal_(m.weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 @register_arch("tconv_d")
@@ -136,7 +125,7 @@ class TimeConvDiscriminator(nn.Module):
         self.act = nn.LeakyReLU(slope)
         e = self.embed.dim
         self.film = _film(e, 2 * sum(w))  # the untrained critic does not depend on t
-        _init(list(self.convs) + [self.head], init, float(gain))
+        _init_weights(list(self.convs) + [self.head], init, float(gain))
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film, _mlp
+from ._common import _film, _init_weights, _mlp
 from .registry import register_arch
 
 
@@ -60,14 +60,6 @@ class FourierEmbedding(nn.Module):
         return torch.cat([torch.cos(a), torch.sin(a)], 1)
 
 
-def _normal_init(module: nn.Module, std: float) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
 @register_arch("tmlp_d")
 class TimeMLPDiscriminator(nn.Module):
     """``f(x [B, in_dim], t [B]) -> [B]``: MLP on ``concat(x, e(t))`` (Discriminator Flow's 2-D Gaussian-mixture network)."""
@@ -90,7 +82,7 @@ class TimeMLPDiscriminator(nn.Module):
         self.embed = FourierEmbedding(n_freq, freq_scale, seed)
         self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [1], slope)
         if init_std > 0:
-            _normal_init(self.net, init_std)
+            _init_weights(self.net.modules(), "normal", init_std)
 
     def cond(self, t, x):
         return _rows(t, x, "t")
@@ -107,21 +99,10 @@ class NoiseMLPDiscriminator(TimeMLPDiscriminator):
     With ``ref_std > 0`` the network ``logit(x, σ)`` is trained against a reference ``N(0, ref_std² I)``
     noised to ``N(0, (ref_std² + σ²) I)``, and ``forward`` adds that reference's log-density back:
     ``d(x, σ) = logit(x, σ) - ||x||²/(2(ref_std² + σ²))``, so ``∇_x d ≈ ∇ log p_data^σ`` (a score, which
-    is what noisy annealed Langevin needs)."""
+    is what noisy annealed Langevin needs). The other keywords are ``tmlp_d``'s, with its defaults."""
 
-    def __init__(
-        self,
-        in_dim: int = 2,
-        width: int = 512,
-        depth: int = 4,
-        n_freq: int = 64,
-        freq_scale: float = 16.0,
-        slope: float = 0.2,
-        init_std: float = 0.02,
-        seed: int = 0,
-        ref_std: float = 0.0,
-    ):
-        super().__init__(in_dim, width, depth, n_freq, freq_scale, slope, init_std, seed)
+    def __init__(self, *, ref_std: float = 0.0, **tmlp_kwargs):
+        super().__init__(**tmlp_kwargs)
         if ref_std < 0:
             raise OptionError(f"ref_std must be >= 0; got {ref_std!r}")
         self.ref_std = float(ref_std)
@@ -209,8 +190,7 @@ class TimeConv28Discriminator(nn.Module):
         self.act = nn.LeakyReLU(slope)
         self.head = nn.Linear(widths[-1] * 4 * 4, 1)
         if init_std > 0:
-            _normal_init(self.convs, init_std)
-            _normal_init(self.head, init_std)
+            _init_weights([*self.convs, self.head], "normal", init_std)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         c = _rows(t, x, "t")

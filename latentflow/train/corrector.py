@@ -34,7 +34,8 @@ from .. import rng
 from ..data import TOY
 from ..errors import LatentflowError, OptionError, ShapeError
 from ..nets import build
-from ._loop import LoopOptions, Run, config_dict
+from ._loop import LoopOptions, config_dict
+from ._setup import one_net_run
 from .config import check_config, train_device
 from .data_source import IMAGE_SETS, DataSource
 
@@ -188,9 +189,7 @@ def train_corrector(cfg: CorrectorConfig, out: str, **loop: Unpack[LoopOptions])
     G.eval()
     for p in G.parameters():
         p.requires_grad_(False)
-    gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, **loop)
+    run, opt, gen, _ = one_net_run(out, cfg, "D", D, loop)
     B, k, prior = cfg.batch_size, pair.latent_dim, pair.meta.get("prior") or "normal"
 
     def step(_i):

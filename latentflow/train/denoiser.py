@@ -27,7 +27,8 @@ from torch import nn
 from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
-from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._loop import LoopOptions, check_ema, config_dict, ema_update
+from ._setup import one_net_run
 from ._trained import write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
@@ -102,12 +103,7 @@ def train_denoiser(cfg: DenoiserConfig, out: str, **loop: Unpack[LoopOptions]) -
     torch.manual_seed(cfg.seed)
     net = build_net(arch, kw).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
-    gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    modules = {"score": net}
-    if cfg.ema > 0:
-        modules["score_ema"] = ema = make_ema(net)
-    run = Run(out, cfg, modules, {"score": opt}, gen, **loop)
+    run, opt, gen, ema = one_net_run(out, cfg, "score", net, loop)
     B = cfg.batch_size
 
     def step(_i):
@@ -121,12 +117,12 @@ def train_denoiser(cfg: DenoiserConfig, out: str, **loop: Unpack[LoopOptions]) -
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
-        if cfg.ema > 0:
+        if ema is not None:
             ema_update(ema, net, cfg.ema)
         return {"loss": loss.detach()}
 
     run.loop(cfg.steps, step, desc=f"denoiser {cfg.data}")
-    final = ema if cfg.ema > 0 else net
+    final = net if ema is None else ema
     final.eval()
     if run.step >= cfg.steps:
         write_denoiser(out, cfg, final, arch, kw, sd)

@@ -28,7 +28,8 @@ from .. import rng
 from .._io import atomic_save_safetensors
 from ..errors import LatentflowError, OptionError
 from ..scores import as_score, edm_heun_sample, edm_sigmas
-from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._loop import LoopOptions, check_ema, config_dict, ema_update
+from ._setup import one_net_run
 from ._trained import write_trained
 from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
@@ -145,12 +146,7 @@ def train_dg_disc(
         atomic_save_safetensors({"fake": fake}, fake_path)
     torch.manual_seed(cfg.seed)
     D = build_net(arch, kw).to(device)
-    gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    modules = {"D": D}
-    if cfg.ema > 0:
-        modules["D_ema"] = D_ema = make_ema(D)
-    run = Run(out, cfg, modules, {"D": opt}, gen, **loop)
+    run, opt, gen, D_ema = one_net_run(out, cfg, "D", D, loop)
     B = cfg.batch_size
 
     def step(_i):
@@ -164,13 +160,13 @@ def train_dg_disc(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if cfg.ema > 0:
+        if D_ema is not None:
             ema_update(D_ema, D, cfg.ema)
         acc = 0.5 * ((d_r > 0).float().mean() + (d_f < 0).float().mean())
         return {"loss": loss.detach(), "acc": acc.detach()}
 
     run.loop(cfg.steps, step, desc=f"dg-disc {cfg.data}")
-    final = D_ema if cfg.ema > 0 else D
+    final = D if D_ema is None else D_ema
     final.eval()
     if run.step >= cfg.steps:
         spec = {

@@ -32,7 +32,8 @@ from .. import rng
 from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
-from ._loop import LoopOptions, Run, config_dict
+from ._loop import LoopOptions, config_dict
+from ._setup import one_net_run
 from ._trained import write_trained
 from .config import (
     check_betas,
@@ -164,9 +165,7 @@ def train_flowgan(cfg: FloWGANConfig, out: str, **loop: Unpack[LoopOptions]):
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
     check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), arch_g=cfg.arch_g)
-    gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"G": G}, {"G": opt}, gen, **loop)
+    run, opt, gen, _ = one_net_run(out, cfg, "G", G, loop)
     kw = cfg.kernel_kw()
 
     def step(_i):
@@ -248,9 +247,7 @@ def train_noise_d(cfg: NoiseDConfig, out: str, **loop: Unpack[LoopOptions]):
     if not hasattr(D, "logit"):
         raise OptionError(f'arch "{cfg.arch}" has no logit(x, sigma) method; use "nmlp_d"')
     data = DataSource(cfg.data, cfg.data_root, device)
-    gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    run = Run(out, cfg, {"D": D}, {"D": opt}, gen, **loop)
+    run, opt, gen, _ = one_net_run(out, cfg, "D", D, loop)
     B, ref = cfg.batch_size, float(cfg.arch_kwargs["ref_std"])
     lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
 
