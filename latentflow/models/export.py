@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from .._io import atomic_save_safetensors, atomic_write_json, check_writable, sha256_file, staged_folder
 from ..errors import ManifestError, OptionError, ShapeError
@@ -28,9 +29,12 @@ from .resolve import SPEC_FILE
 from .spec import ROLES, ArchSpec
 from .validate import ALL_SOURCE_KINDS, validate_entry
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger("latentflow")
 
-__all__ = ["make_pair", "export", "convert"]
+__all__ = ["PairInfo", "make_pair", "export", "convert"]
 
 
 def _kwargs(kwargs, role: str) -> dict:
@@ -90,6 +94,29 @@ def _output_shape(G, latent_dim: int, arch: ArchSpec) -> list[int]:
     return list(x.shape[1:])
 
 
+class PairInfo(TypedDict, total=False):
+    """What :func:`make_pair` and :func:`convert` record about a pair besides its weights (all optional):
+    ``latent_dim`` (default ``G.latent_dim``), ``prior`` (``"normal"``), ``d_output`` (``"logit"``),
+    ``output_range`` (``(-1.0, 1.0)``), ``license``, ``citation``, ``recipe``, ``sampling`` (recommended
+    sampler options) and ``dataset`` (None)."""
+
+    latent_dim: int | None
+    prior: str
+    d_output: str
+    output_range: tuple[float, float] | list[float] | None
+    license: str | None
+    citation: str | None
+    recipe: str | None
+    sampling: Mapping | None
+    dataset: str | None
+
+
+def _check_info(fn: str, info: Mapping) -> None:
+    for k in info:
+        if k not in PairInfo.__annotations__:
+            raise TypeError(f"{fn}() got an unexpected keyword argument {k!r}")
+
+
 def make_pair(
     G,
     D,
@@ -99,20 +126,14 @@ def make_pair(
     kwargs_g=None,
     kwargs_d=None,
     name: str = "custom",
-    latent_dim: int | None = None,
-    prior: str = "normal",
-    d_output: str = "logit",
-    output_range=(-1.0, 1.0),
     output_shape=None,
-    license: str | None = None,
-    citation: str | None = None,
-    recipe: str | None = None,
-    sampling: Mapping | None = None,
-    dataset: str | None = None,
+    **info: Unpack[PairInfo],
 ) -> ModelPair:
     """Wrap modules built from the zoo into a :class:`ModelPair` whose ``meta['spec']`` :func:`export` can write.
-    ``latent_dim`` defaults to ``G.latent_dim``; ``output_shape`` is found by one forward pass of G."""
+    ``info``: :class:`PairInfo`; ``output_shape`` is found by one forward pass of G when not given."""
+    _check_info("make_pair", info)
     ag, ad = _arch_spec(arch_g, kwargs_g, "G"), _arch_spec(arch_d, kwargs_d, "D")
+    latent_dim, output_range = info.get("latent_dim"), info.get("output_range", (-1.0, 1.0))
     if latent_dim is None:
         latent_dim = getattr(G, "latent_dim", None)
         if latent_dim is None:
@@ -123,14 +144,12 @@ def make_pair(
         "source": {"kind": "local", "root": ""},
         "files": {r: {"path": f"{r}.safetensors"} for r in ROLES},
         "arch": {"G": ag.to_dict(), "D": ad.to_dict()},
-        "latent": {"dim": int(latent_dim), "prior": prior},
+        "latent": {"dim": int(latent_dim), "prior": info.get("prior", "normal")},
         "output": {"shape": list(output_shape), "range": list(output_range) if output_range is not None else None},
-        "d_output": d_output,
-        "license": license,
-        "citation": citation,
-        "recipe": recipe,
-        "sampling": dict(sampling or {}),
-        "dataset": dataset,
+        "d_output": info.get("d_output", "logit"),
+        **{k: info.get(k) for k in ("license", "citation", "recipe")},
+        "sampling": dict(info.get("sampling") or {}),
+        "dataset": info.get("dataset"),
     }
     entry = validate_entry(name, raw, allow_sources=ALL_SOURCE_KINDS)
     for role, m, a in (("G", G, ag), ("D", D, ad)):  # the spec must rebuild exactly these modules
@@ -246,22 +265,16 @@ def convert(
     kwargs_d: Mapping | None = None,
     use_ema: bool = False,
     name: str = "converted",
-    latent_dim: int | None = None,
-    prior: str = "normal",
-    d_output: str = "logit",
-    output_range=(-1.0, 1.0),
-    license: str | None = None,
-    citation: str | None = None,
-    recipe: str | None = None,
-    sampling: Mapping | None = None,
-    dataset: str | None = None,
+    **info: Unpack[PairInfo],
 ) -> Path:
     """Turn a pickled ``.pt/.pth/.ckpt`` G/D checkpoint into the :func:`export` layout.
 
     ``in_path`` holds both models (under ``G``/``D``, ``netG``/``netD``, ``generator``/``discriminator``, ...,
     possibly nested under ``state_dict`` and with ``module.`` prefixes), or only G when ``d_path`` gives D's file
     (StudioGAN's ``model=G-...pth`` / ``model=D-...pth``). Files are read with ``torch.load(weights_only=True)``
-    only: a pickle that would run code is refused. The state dicts must fit ``arch_g``/``arch_d`` exactly."""
+    only: a pickle that would run code is refused. The state dicts must fit ``arch_g``/``arch_d`` exactly.
+    ``info``: :class:`PairInfo` (``recipe`` defaults to the checkpoint files' names and sha256 digests)."""
+    _check_info("convert", info)
     _check_out_dir(out_dir)
     ag, ad = _arch_spec(arch_g, kwargs_g, "G"), _arch_spec(arch_d, kwargs_d, "D")
     in_path = _as_path(in_path, "in_path")
@@ -285,22 +298,6 @@ def convert(
     load_state(D, sds["D"], what=f"D ({ad.name})")
     G.eval()
     D.eval()
-    if recipe is None:
-        recipe = "converted from " + ", ".join(f"{p.name} (sha256 {h})" for p, h in zip(sources, hashes))
-    pair = make_pair(
-        G,
-        D,
-        arch_g=ag,
-        arch_d=ad,
-        name=name,
-        latent_dim=latent_dim,
-        prior=prior,
-        d_output=d_output,
-        output_range=output_range,
-        license=license,
-        citation=citation,
-        recipe=recipe,
-        sampling=sampling,
-        dataset=dataset,
-    )
-    return export(pair, out_dir)
+    if info.get("recipe") is None:
+        info["recipe"] = "converted from " + ", ".join(f"{p.name} (sha256 {h})" for p, h in zip(sources, hashes))
+    return export(make_pair(G, D, arch_g=ag, arch_d=ad, name=name, **info), out_dir)
