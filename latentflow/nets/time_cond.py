@@ -60,9 +60,11 @@ class FourierEmbedding(nn.Module):
         return torch.cat([torch.cos(a), torch.sin(a)], 1)
 
 
-@register_arch("tmlp_d")
-class TimeMLPDiscriminator(nn.Module):
-    """``f(x [B, in_dim], t [B]) -> [B]``: MLP on ``concat(x, e(t))`` (Discriminator Flow's 2-D Gaussian-mixture network)."""
+class _FourierMLP(nn.Module):
+    """An MLP on ``concat(x, e(c))``: ``in_dim`` outputs when the subclass ``denoises``, one otherwise; its
+    linear layers drawn from ``normal(init_std)`` when ``init_std > 0`` (PyTorch's default otherwise)."""
+
+    denoises = False
 
     def __init__(
         self,
@@ -80,9 +82,15 @@ class TimeMLPDiscriminator(nn.Module):
             raise OptionError(f"in_dim, width and depth must be >= 1; got {in_dim}, {width}, {depth}")
         self.in_dim = in_dim
         self.embed = FourierEmbedding(n_freq, freq_scale, seed)
-        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [1], slope)
+        out = in_dim if self.denoises else 1
+        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [out], slope)
         if init_std > 0:
             _init_weights(self.net.modules(), "normal", init_std)
+
+
+@register_arch("tmlp_d")
+class TimeMLPDiscriminator(_FourierMLP):
+    """``f(x [B, in_dim], t [B]) -> [B]``: MLP on ``concat(x, e(t))`` (Discriminator Flow's 2-D Gaussian-mixture network)."""
 
     def cond(self, t, x):
         return _rows(t, x, "t")
@@ -123,25 +131,16 @@ class NoiseMLPDiscriminator(TimeMLPDiscriminator):
 
 
 @register_arch("mlp_den")
-class MLPDenoiser(nn.Module):
+class MLPDenoiser(_FourierMLP):
     """EDM-preconditioned denoiser ``den(x̃, σ) = c_skip x̃ + c_out F(c_in x̃, e(log(σ)/4))`` on ``[B, n]``;
-    ``score(x̃, σ) = (den - x̃)/σ²`` (Karras et al. 2022; ``σ_data`` 0.5)."""
+    ``score(x̃, σ) = (den - x̃)/σ²`` (Karras et al. 2022; ``σ_data`` 0.5). The other keywords are ``tmlp_d``'s,
+    with its defaults but ``init_std`` 0 (PyTorch's default initialisation)."""
 
-    def __init__(
-        self,
-        in_dim: int = 2,
-        width: int = 512,
-        depth: int = 4,
-        n_freq: int = 64,
-        freq_scale: float = 16.0,
-        slope: float = 0.2,
-        sigma_data: float = 0.5,
-        seed: int = 0,
-    ):
-        super().__init__()
-        self.in_dim, self.sigma_data = in_dim, float(sigma_data)
-        self.embed = FourierEmbedding(n_freq, freq_scale, seed)
-        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [in_dim], slope)
+    denoises = True
+
+    def __init__(self, *, sigma_data: float = 0.5, init_std: float = 0.0, **tmlp_kwargs):
+        super().__init__(init_std=init_std, **tmlp_kwargs)
+        self.sigma_data = float(sigma_data)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = _rows(sigma, x, "sigma").reshape(-1, *([1] * (x.dim() - 1)))
