@@ -11,6 +11,8 @@ torch-fidelity is imported only inside the functions.
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor
 
 from ._base import INCEPTION, cache_dir
@@ -87,15 +89,9 @@ def image_prdc(
 
     if num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
         raise OptionError(f"num_real: expected an int >= 2; got {num_real!r}")
-    fake = feature_rows(samples, feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
-    real = feature_rows(
-        reference,
-        feature_extractor=feature_extractor,
-        offline=offline,
-        reference_name=reference_name,
-        cuda=cuda,
-        batch_size=batch_size,
-    )
+    rows = partial(feature_rows, feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
+    fake = rows(samples)
+    real = rows(reference, reference_name=reference_name)
     n = min(real.shape[0] if num_real is None else min(num_real, real.shape[0]), fake.shape[0])
     out: dict = prdc(real[:n], fake, k)
     out.update(k=k, num_real=n, num_fake=int(fake.shape[0]))

@@ -174,7 +174,8 @@ def compute_metrics(
     (True), torch-fidelity's download (False), or whichever is at hand without downloading (None).
     Other keywords go to ``torch_fidelity.calculate_metrics`` (e.g. ``kid_subset_size``, ``isc_splits``).
     """
-    if not (isc or fid or kid or prc):
+    metrics = {"isc": isc, "fid": fid, "kid": kid, "prc": prc}
+    if not any(metrics.values()):
         raise OptionError("metrics: expected at least one of isc, fid, kid, prc to be True; got none")
     if (fid or kid or prc) and reference is None:
         raise OptionError("reference: expected a reference set for FID/KID/precision-recall; got None")
@@ -185,10 +186,7 @@ def compute_metrics(
 
     kw = dict(
         input1=input1,
-        isc=isc,
-        fid=fid,
-        kid=kid,
-        prc=prc,
+        **metrics,
         cuda=use_cuda(cuda),
         rng_seed=int(rng_seed),
         verbose=bool(verbose),
@@ -211,7 +209,7 @@ def compute_metrics(
     kw.update(fidelity_kwargs)
     log.info(
         "torch-fidelity: %s on %s (cuda=%s, reference cache %s)",
-        ",".join(m for m, on in (("isc", isc), ("fid", fid), ("kid", kid), ("prc", prc)) if on),
+        ",".join(m for m, on in metrics.items() if on),
         feature_extractor,
         kw["cuda"],
         kw.get("input2_cache_name"),
