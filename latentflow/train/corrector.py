@@ -36,7 +36,7 @@ from ..errors import LatentflowError, OptionError, ShapeError
 from ..nets import build
 from ._loop import LoopOptions, config_dict
 from ._setup import one_net_run
-from .config import check_config, train_device
+from .config import check_config, check_positive_int, train_device
 from .data_source import IMAGE_SETS, DataSource
 
 if TYPE_CHECKING:
@@ -65,10 +65,7 @@ class CorrectorConfig:
             raise OptionError("model is required: a manifest name, hf:owner/repo or a folder (--model)")
         if not self.real:
             raise OptionError("real is required: a dataset name or a tensor file of real samples (--real)")
-        for k in ("steps", "batch_size"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or v < 1:
-                raise OptionError(f"{k} must be a positive int; got {v!r}")
+        check_positive_int(self, "steps", "batch_size")
         if not self.lr > 0:
             raise OptionError(f"lr must be > 0; got {self.lr!r}")
         return self

@@ -25,7 +25,7 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import LoopOptions, Run, config_dict
-from .config import check_choice, check_config, check_nets_fit, train_device
+from .config import check_choice, check_config, check_nets_fit, check_positive_int, train_device
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -60,10 +60,7 @@ class GANConfig:
         check_config(self)
         check_choice(self, "loss", LOSSES)
         check_choice(self, "prior", ("normal", "uniform"), quoted=True)
-        for k in ("n_critic", "batch_size", "steps", "latent_dim"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or v < 1:
-                raise OptionError(f"{k} must be a positive int; got {v!r}")
+        check_positive_int(self, "n_critic", "batch_size", "steps", "latent_dim")
         for k in ("lr_g", "lr_d"):
             if not getattr(self, k) > 0:
                 raise OptionError(f"{k} must be > 0; got {getattr(self, k)!r}")
