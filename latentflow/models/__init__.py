@@ -12,7 +12,7 @@ type, with ``G`` or ``D`` set to ``None`` and further networks in ``pair.extra``
 from __future__ import annotations
 
 from .._io import cache_dir
-from .export import convert, export, make_pair
+from .export import PairInfo, convert, export, make_pair
 from .loading import load
 from .manifest import get_entry, list_models
 from .pair import ModelPair, Start
@@ -31,6 +31,7 @@ __all__ = [
     "convert",
     "export",
     "make_pair",
+    "PairInfo",
     "models_table",
     "model_rows",
     "resolve",
