@@ -36,6 +36,15 @@ def _init_weights(modules, init: str, scale: float) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def edm_precond(sigma: torch.Tensor, sigma_data: float):
+    """``(c_skip, c_out, c_in, c_noise)`` of Karras et al. 2022, Table 1, elementwise in ``sigma``: the
+    preconditioning of every EDM denoiser here (``nets`` imports no ``latentflow.scores``, which has the
+    same function for users' networks)."""
+    sd2 = sigma_data**2
+    r = (sigma**2 + sd2).sqrt()
+    return sd2 / (sigma**2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
+
+
 def _film(e: int, out: int) -> nn.Sequential:
     """The FiLM head ``t-embedding [B, e] -> [B, out]`` (scales and shifts): ``Linear-SiLU-Linear`` with the
     last layer zeroed, so that the untrained network does not depend on ``t`` (the unmodulated network)."""

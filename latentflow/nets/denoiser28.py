@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError
-from ._common import _film
+from ._common import _film, edm_precond
 from .registry import register_arch
 from .time_cond import FourierEmbedding, _rows
 
@@ -94,11 +94,8 @@ class ConvDenoiser28(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = _rows(sigma, x, "sigma").reshape(-1, 1, 1, 1)
-        sd2 = self.sigma_data**2
-        c_skip = sd2 / (s**2 + sd2)
-        c_out = s * self.sigma_data / (s**2 + sd2).sqrt()
-        c_in = 1 / (s**2 + sd2).sqrt()
-        return c_skip * x + c_out * self.F(c_in * x, torch.log(s.flatten()) / 4)
+        c_skip, c_out, c_in, c_noise = edm_precond(s, self.sigma_data)
+        return c_skip * x + c_out * self.F(c_in * x, c_noise.flatten())
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """``σ``-smoothed score ``(den(x, σ) - x)/σ²``."""

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film
+from ._common import _film, edm_precond
 from .registry import register_arch
 from .time_cond import FourierEmbedding, _rows
 
@@ -33,13 +33,6 @@ from .time_cond import FourierEmbedding, _rows
 def sigma_rows(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     """A noise level as a ``[B]`` tensor on ``x``'s device and dtype (a scalar is broadcast)."""
     return _rows(sigma, x, name)
-
-
-def edm_precond(sigma: torch.Tensor, sigma_data: float):
-    """``(c_skip, c_out, c_in, c_noise)`` of Karras et al. 2022, Table 1, elementwise in ``sigma``."""
-    sd2 = sigma_data**2
-    r = (sigma**2 + sd2).sqrt()
-    return sd2 / (sigma**2 + sd2), sigma * sigma_data / r, 1 / r, torch.log(sigma) / 4
 
 
 class FourierFeatures(FourierEmbedding):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film, _init_weights, _mlp
+from ._common import _film, _init_weights, _mlp, edm_precond
 from .registry import register_arch
 
 
@@ -144,11 +144,8 @@ class MLPDenoiser(_FourierMLP):
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = _rows(sigma, x, "sigma").reshape(-1, *([1] * (x.dim() - 1)))
-        sd2 = self.sigma_data**2
-        c_skip = sd2 / (s**2 + sd2)
-        c_out = s * self.sigma_data / (s**2 + sd2).sqrt()
-        c_in = 1 / (s**2 + sd2).sqrt()
-        e = self.embed(torch.log(s.flatten()) / 4).to(x.dtype)
+        c_skip, c_out, c_in, c_noise = edm_precond(s, self.sigma_data)
+        e = self.embed(c_noise.flatten()).to(x.dtype)
         F_x = self.net(torch.cat([(c_in * x).flatten(1), e], 1)).reshape(x.shape)
         return c_skip * x + c_out * F_x
 
