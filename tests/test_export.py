@@ -114,3 +114,19 @@ def test_a_latent_size_the_architecture_cannot_take(tmp_path):
         )
     assert "\n" not in str(ei.value) and isinstance(ei.value, LatentflowError)
     assert not (tmp_path / "x").exists()
+
+
+def test_pair_metadata_keywords_recorded_and_a_misspelt_one_refused(tmp_path):
+    p = _pair()
+    spec = p.meta["spec"]
+    assert spec["d_output"] == "critic" and spec["output"]["range"] is None and spec["latent"]["prior"] == "normal"
+    G, D = build("mlp_g", **KW_G), build("mlp_d", **KW_D)
+    arch = dict(arch_g={"name": "mlp_g", "kwargs": KW_G}, arch_d={"name": "mlp_d", "kwargs": KW_D})
+    with pytest.raises(TypeError, match="make_pair\\(\\) got an unexpected keyword argument 'lisence'"):
+        make_pair(G, D, **arch, lisence="MIT")
+    torch.save({"G": G.state_dict(), "D": D.state_dict()}, tmp_path / "gd.pt")
+    with pytest.raises(TypeError, match="convert\\(\\) got an unexpected keyword argument 'prio'"):
+        convert(
+            tmp_path / "gd.pt", tmp_path / "x", arch_g="mlp_g", arch_d="mlp_d", kwargs_g=KW_G, kwargs_d=KW_D, prio="x"
+        )
+    assert not (tmp_path / "x").exists()
