@@ -21,6 +21,7 @@ import math
 import types
 import warnings
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +30,11 @@ from .errors import OptionError, ShapeError
 
 log = logging.getLogger("latentflow")
 
-D_OUTPUTS = ("logit", "prob", "critic")
-PRIORS = ("normal", "uniform")
+#: what D returns (the options records' type) and the latent priors; the tuples are their choices
+DOutput = Literal["logit", "prob", "critic"]
+Prior = Literal["normal", "uniform"]
+D_OUTPUTS: tuple[str, ...] = get_args(DOutput)
+PRIORS: tuple[str, ...] = get_args(Prior)
 
 
 def chunk_slices(n: int, batch_size: int) -> list[slice]:

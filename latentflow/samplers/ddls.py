@@ -49,12 +49,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..energy import latent_from_u, u_from_latent
+from ..energy import DOutput, Prior, latent_from_u, u_from_latent
 from ..errors import OptionError
 from ..options import Options, field
 from ..result import Evals
@@ -65,9 +65,6 @@ from ._registry import register
 
 #: step-size adaptation: gain γ0 t^-κ on log ε (see :meth:`DDLS._adapt`)
 ADAPT_GAIN, ADAPT_DECAY = 4.0, 0.6
-
-D_OUTPUT = Literal["logit", "prob", "critic"]
-PRIOR = Literal["normal", "uniform"]
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,8 @@ class DDLSOptions(Options):
         "temperature 1); the CIFAR-10 run of Che et al. uses ε = 0.01, τ = 0.1",
         ge=0,
     )
-    d_output: D_OUTPUT = field("logit", 'what D returns: "logit", "prob" (converted back stably) or "critic" (WGAN)')
-    prior: PRIOR = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (sampled through the normal CDF)")
+    d_output: DOutput = field("logit", 'what D returns: "logit", "prob" (converted back stably) or "critic" (WGAN)')
+    prior: Prior = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (sampled through the normal CDF)")
     temperature: float = field(1.0, "T dividing the discriminator term of the energy", gt=0)
     mala: bool = field(False, "accept/reject each move with the Metropolis–Hastings ratio (MALA)")
     adapt_steps: int = field(

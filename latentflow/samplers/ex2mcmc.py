@@ -21,12 +21,12 @@ per chain at iteration i: candidates slot 0, the resampling uniform slot 1, MALA
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..energy import latent_from_u, to_logit, u_from_latent
+from ..energy import DOutput, Prior, latent_from_u, to_logit, u_from_latent
 from ..options import Options, field
 from ..result import Evals
 from ._checks import latent_energy, mala_log_alpha
@@ -45,10 +45,8 @@ class Ex2MCMCOptions(Options):
     )
     mala_steps: int = field(5, "local MALA steps after each i-SIR step (0: i-SIR alone)", ge=0)
     step_size: float = field(0.01, "ε of the MALA steps: drift (ε/2) ∇E, noise sqrt(ε)", gt=0)
-    d_output: Literal["logit", "prob", "critic"] = field("logit", "what D returns (as in DDLS)")
-    prior: Literal["normal", "uniform"] = field(
-        "normal", "latent prior: N(0, I) or U[-1, 1]^k (through the normal CDF)"
-    )
+    d_output: DOutput = field("logit", "what D returns (as in DDLS)")
+    prior: Prior = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (through the normal CDF)")
     temperature: float = field(1.0, "T dividing the discriminator term: weights exp(d/T)", gt=0)
 
 

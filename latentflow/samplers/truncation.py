@@ -18,11 +18,12 @@ not depend on ``batch_size`` or on how the rows are split. A class-conditional G
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from ..energy import Prior
 from ..options import ENGINE_FIELDS, SPEED_FIELDS, Options, field
 from ..result import Evals
 from ._checks import probe
@@ -43,7 +44,7 @@ class TruncationOptions(Options):
         "truncated N(0, 1); uniform prior: U[-ψ, ψ], ψ in units of the support [-1, 1])",
         gt=0,
     )
-    prior: Literal["normal", "uniform"] = field("normal", "latent prior of z (and of the redrawn coordinates)")
+    prior: Prior = field("normal", "latent prior of z (and of the redrawn coordinates)")
 
 
 class State(NamedTuple):
