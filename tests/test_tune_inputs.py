@@ -59,7 +59,10 @@ def _refused(match, **kw):
 
 
 def test_real_of_another_shape_than_g_is_refused():
-    _refused(r"real: G's samples have shape \[\*, 2\] but the real samples have \[\*, 3\]", real=torch.randn(50, 3, generator=g))
+    _refused(
+        r"real: G's samples have shape \[\*, 2\] but the real samples have \[\*, 3\]",
+        real=torch.randn(50, 3, generator=g),
+    )
     _refused(r"real: G's samples have shape \[\*, 2\] but the real samples have \[\*, 1, 6, 6\]", real=IMGS)
 
 

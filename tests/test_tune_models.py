@@ -126,3 +126,11 @@ def test_fid_recall_metric_reports_recall_and_never_picks_a_loss_of_diversity():
     if r.method != "none":
         rec = r.summary["confirm_recall"]
         assert sum(c[1] for c in rec) / 3 >= sum(c[0] for c in rec) / 3 - 0.1
+
+
+def test_fast_frechet_to_a_reference_equals_the_closed_form():
+    from latentflow.app.tune_metrics import FrechetRef, frechet
+
+    a = torch.randn(3000, 50, generator=g)
+    for b in (1.3 * torch.randn(200, 50, generator=g) + 0.2, torch.randn(40, 50, generator=g)):
+        assert abs(FrechetRef(a)(b) - frechet(b, a)) < 1e-6 * frechet(b, a)

@@ -181,10 +181,14 @@ def _run_options(c: Candidate, d_output: str, prior: str) -> dict:
     return opts
 
 
-def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str, y=None, k: int = 0) -> Result:
+def _run(G, D, cal_D, c, z: Tensor, seed, d_output: str, prior: str, y=None, k: int = 0, cap=None) -> Result:
+    """Run candidate ``c``; ``cap``: D evaluations per sample after which a method that draws proposals until
+    it accepts (its ``max_proposals`` option) gives up, so no search run exceeds the budget by far."""
     opts = _run_options(c, d_output, prior)
     if k > 0:
         opts["num_classes"] = k
+    if cap is not None and "max_proposals" in kernel(c.method).defaults() and "max_proposals" not in c.options:
+        opts["max_proposals"] = max(1, int(cap * z.shape[0]))
     Dc = cal_D if _uses_calibrated_d(c) else D
     return refine(G, Dc, z, method=c.method, y=y, seed=seed, progress=False, **opts)
 
@@ -280,7 +284,7 @@ def tune(
         else c
         for c in cands
     ]
-    s.run = lambda c, z, yy, sd: _run(G, D, cal_D, c, z, sd, d_output, prior, yy, k)
+    s.run = lambda c, z, yy, sd: _run(G, D, cal_D, c, z, sd, d_output, prior, yy, k, cap=budget)
     over = [c for c in cands if predicted_cost(c) > budget]
     for c in over:
         s.table.append(

@@ -145,7 +145,9 @@ def check_models(G, D, real: Tensor, latent_dim: int, prior: str, num_classes, y
                 f"G needs class labels (G(z, y)): pass num_classes= (latentflow tune: a model whose metadata "
                 f"says num_classes) and real_labels=; G said: {e}"
             ) from None
-        raise ShapeError(f"G failed on latents of shape ({N_PROBE}, {latent_dim}) (latent_dim): TypeError: {e}") from None
+        raise ShapeError(
+            f"G failed on latents of shape ({N_PROBE}, {latent_dim}) (latent_dim): TypeError: {e}"
+        ) from None
     except Exception as e:  # noqa: BLE001  (a user's G that cannot take the latents)
         raise ShapeError(
             f"G failed on latents of shape ({N_PROBE}, {latent_dim}) (latent_dim): {type(e).__name__}: {e}"

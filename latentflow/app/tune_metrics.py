@@ -47,28 +47,26 @@ def kid(fa: Tensor, fb: Tensor, *, subsets: int = 10, size: int = 1000, generato
 
 
 class FrechetRef:
-    """The Fréchet distance to fixed reference rows, fast for many candidates: ``√Σ_r`` is computed once
-    (eigendecomposition), and ``tr (Σ_r Σ_x)^{1/2}`` is the sum of the square roots of the eigenvalues of the
-    symmetric ``√Σ_r Σ_x √Σ_r``, or of the n×n ``B Bᵀ`` with ``B = A √Σ_r / √(n-1)`` (``A``: the centred
-    candidate rows) when n is below the feature count (same non-zero eigenvalues)."""
+    """The Fréchet distance to fixed reference rows ``R`` (n_r of them), fast for many candidates and many
+    features: ``tr (Σ_r Σ_x)^{1/2}`` is the sum of the square roots of the eigenvalues of ``C Cᵀ`` with
+    ``C = A R̄ᵀ / √((n_x - 1)(n_r - 1))`` (``A``, ``R̄``: the centred rows), which has the non-zero eigenvalues
+    of ``Σ_x^{1/2} Σ_r Σ_x^{1/2}``; no F×F matrix is formed."""
 
     def __init__(self, fr: Tensor):
         r = fr.detach().double().cpu()
         self.mu = r.mean(0)
-        c = torch.atleast_2d(torch.cov(r.T))
-        self.tr = float(c.trace())
-        w, v = torch.linalg.eigh(c)
-        self.sqrt = (v * w.clamp_min(0).sqrt()) @ v.T
+        self.r = (r - self.mu) / math.sqrt(max(r.shape[0] - 1, 1))
+        self.tr = float((self.r * self.r).sum())
 
     def __call__(self, fx: Tensor) -> float:
         x = fx.detach().double().cpu()
-        n, mu = x.shape[0], x.mean(0)
-        a = x - mu
-        b = a @ self.sqrt / math.sqrt(max(n - 1, 1))
-        m = b @ b.T if n < x.shape[1] else b.T @ b
-        ev = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0)
-        tr_x = float((a * a).sum()) / max(n - 1, 1)
-        return float(((mu - self.mu) ** 2).sum()) + self.tr + tr_x - 2 * float(ev.sqrt().sum())
+        mu = x.mean(0)
+        a = (x - mu) / math.sqrt(max(x.shape[0] - 1, 1))
+        c = a @ self.r.T
+        m = c @ c.T if c.shape[0] <= c.shape[1] else c.T @ c
+        ev = torch.linalg.eigvalsh((m + m.T) / 2)
+        ev = torch.where(ev > 1e-12 * ev.abs().max(), ev, torch.zeros_like(ev))  # rounding noise of zero
+        return float(((mu - self.mu) ** 2).sum()) + self.tr + float((a * a).sum()) - 2 * float(ev.sqrt().sum())
 
 
 class Scorer:
