@@ -222,22 +222,8 @@ def tune(
     model (G or D has ``num_classes``, or ``num_classes=``) runs every candidate on the same per-chain
     labels: the class ``y`` for all, else drawn from ``real_labels`` (the real samples' labels, which the
     calibration also uses), else uniform. Deterministic for a ``seed``. ``progress``: a bar with ETA."""
-    check_args(
-        G,
-        D,
-        latent_dim,
-        prior,
-        d_output,
-        budget,
-        metric,
-        features,
-        methods,
-        seed,
-        time_budget,
-        num_classes,
-        metrics=METRICS,
-        searched=searched_methods(),
-    )
+    args = (G, D, latent_dim, prior, d_output, budget, metric, features, methods, seed, time_budget, num_classes)
+    check_args(*args, metrics=METRICS, searched=searched_methods())
     chk = check_models(G, D, as_float(real), latent_dim, prior, num_classes, y, real_labels)
     real, k, labels = chk.real, chk.num_classes, chk.real_labels
     t_start = time.process_time()
