@@ -134,3 +134,15 @@ def test_fast_frechet_to_a_reference_equals_the_closed_form():
     a = torch.randn(3000, 50, generator=g)
     for b in (1.3 * torch.randn(200, 50, generator=g) + 0.2, torch.randn(40, 50, generator=g)):
         assert abs(FrechetRef(a)(b) - frechet(b, a)) < 1e-6 * frechet(b, a)
+
+
+def test_time_budget_thins_the_search_and_is_respected(caplog):
+    real = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3))
+    D = lambda x: -0.375 * (x**2).sum(1) + math.log(4.0)  # noqa: E731
+    with caplog.at_level(logging.INFO, logger="latentflow.app.tune"):
+        r = tune(lambda z: 2 * z, D, real, latent_dim=2, budget=100, time_budget=3, metric="emd", progress=False)
+    est = next(m for m in caplog.messages if "CPU s (" in m)
+    assert "about" in est
+    ran = {row["label"] for row in r.table if row["status"] != "over_budget"}
+    assert len(ran) < r.summary["n_candidates"]  # the grid was thinned (and/or rungs dropped)
+    assert r.summary["cpu_s"] < 3 + 6  # no candidate starts after the budget; the one running may finish

@@ -260,7 +260,7 @@ def tune(
         except LatentflowError as e:
             log.warning("tune: calibration failed (%s); calibrated candidates are skipped", e)
     a = calib["a"] if calib else 0.0
-    if cal_D is not None:
+    if cal_D is not None and a > 1e-8:  # D's verdict prunes; a calibration that flips D's order does not apply
         s.D, s.d_kind = cal_D, "logit"
     scale = step_scale(G, D, latent_dim, prior, d_output, s.draw(16, 1)[1])
     cands = candidates(budget, methods, calibrated=a > 1e-8, prior=prior, step_scale=scale)
@@ -281,7 +281,8 @@ def tune(
     n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
     t_d, t_f = timings(G, D, real_val, feats, latent_dim, prior, s.draw(16, 2)[1])
     t_run = lambda cs: t_d * sum(min(predicted_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
-    rest, sizes = fit_plan(rest, n_final, time_budget, t_run, t_f)
+    left = None if time_budget is None else time_budget - (time.process_time() - t_start)
+    rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
     est = estimate(len(rest), sizes, t_run(rest), t_f)
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
