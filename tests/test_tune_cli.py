@@ -85,6 +85,7 @@ def test_cli_refuses_bad_input_in_one_line_before_the_search(hub, tmp_path):
     try:
         cases = [
             (["--out", str(ro / "x")], "is not writable"),
+            (["--out", str(hub / "real.npz" / "x")], "cannot be created"),  # under a file: also as root
             (["--labels", str(hub / "y_bad.npy")], r"real_labels must hold class labels in [0, 9]"),
         ]
         for args, msg in cases:
