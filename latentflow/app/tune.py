@@ -324,6 +324,8 @@ def tune(
         estimate_cpu_s=est,
         cpu_s=time.process_time() - t_start,
         time_budget=time_budget,
+        time_out=s.over_time(),  # the search stopped early (no confirmation: the generator alone is kept)
+        metric_name=s.key(rung == len(sizes) - 1),
         verdict=(
             "refinement beats the generator alone beyond noise"
             if win != none
