@@ -231,6 +231,10 @@ def tune(
     n_cal = max(10, int(0.3 * real.shape[0]))
     real_cal, real_val = real[perm[:n_cal]], real[perm[n_cal:]]
     feats = None if metric == "emd" else resolve_features(features, tuple(real.shape[1:]), chk.value_range)
+    t_d, t_f = timings(G, D, real_val, feats, latent_dim, prior, None if not k else torch.arange(16) % k)
+    if time_budget is not None and real_val.shape[0] > (cap := max(256, int(0.3 * time_budget / max(t_f, 1e-9)))):
+        log.info("tune: %d of the %d validation samples fit time_budget", cap, real_val.shape[0])
+        real_val, perm = real_val[:cap], perm[: n_cal + cap]
     score = Scorer(metric, feats, real_val, seed)
     s = Setup(
         run=None,
@@ -279,7 +283,6 @@ def tune(
         )  # fmt: skip
     none, rest = cands[0], [c for c in cands[1:] if c not in over]
     n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
-    t_d, t_f = timings(G, D, real_val, feats, latent_dim, prior, s.draw(16, 2)[1])
     t_run = lambda cs: t_d * sum(min(predicted_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
     left = None if time_budget is None else time_budget - (time.process_time() - t_start)
     rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
