@@ -97,3 +97,23 @@ def test_cli_refuses_bad_input_in_one_line_before_the_search(hub, tmp_path):
             assert "Traceback" not in r.stderr and len(errors) == 1 and msg in errors[0], r.stderr
     finally:
         ro.chmod(0o700)
+
+
+def test_labels_files_are_read_or_refused_in_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from latentflow.app.tune_cmd import read_labels
+    from latentflow.errors import OptionError
+
+    y = torch.arange(12) % 4
+    np.save(tmp_path / "y.npy", y.numpy())
+    np.savez(tmp_path / "y.npz", labels=y.numpy())
+    torch.save({"y": y}, tmp_path / "y.pt")
+    save_file({"y": y}, str(tmp_path / "y.safetensors"))
+    for name in ("y.npy", "y.npz", "y.pt", "y.safetensors"):
+        assert torch.equal(read_labels(tmp_path / name, 12), y)
+    np.save(tmp_path / "f.npy", y.float().numpy())
+    for name, n, msg in (("y.npy", 10, r"one label per real sample, shape \(10,\)"), ("f.npy", 12, "integer class"),
+                         ("none.npy", 12, "no such file"), ("y.txt", 12, "no such file")):  # fmt: skip
+        with pytest.raises(OptionError, match=msg):
+            read_labels(tmp_path / name, n)
