@@ -85,17 +85,18 @@ def tune_table(res: TuneResult, max_rows: int = 30) -> str:
     last = {}
     for row in res.table:
         last[row["label"]] = row
-    rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r["metric"] is not None else math.inf))
+    rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r.get("metric") is not None else math.inf))
     out = [
         f"winner: **{res.summary['winner']}** ({res.summary['verdict']})",
         "",
-        f"| candidate | rung | n | {res.metric} | D evals/sample | CPU s | status |",
+        f"| candidate | rung | n | metric ({res.metric}) | D evals/sample | CPU s | status |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows[:max_rows]:
-        m = "-" if r["metric"] is None else f"{r['metric']:.4g}"
-        e = "-" if r["d_evals_per_sample"] is None else f"{r['d_evals_per_sample']:.1f}"
-        out.append(f"| {r['label']} | {r['rung']} | {r['n']} | {m} | {e} | {r['cpu_s']:.2f} | {r['status']} |")
+        m = "-" if r.get("metric") is None else f"{r['metric']:.4g} {r.get('metric_name', '')}".strip()
+        e = "-" if r.get("d_evals_per_sample") is None else f"{r['d_evals_per_sample']:.1f}"
+        cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"
+        out.append(f"| {r['label']} | {r['rung']} | {r['n']} | {m} | {e} | {cpu} | {r['status']} |")
     return "\n".join(out) + "\n"
 
 
@@ -199,10 +200,31 @@ def run_tune_command(
     real = read_real(real_path)
     y = None if labels is None else read_labels(labels, real.shape[0])
     pair = load(_model_ref(model))
-    meta = pair.meta
     if metric is None:
         metric = "emd" if real.dim() == 2 and real.shape[1] == 2 else "fid"
-    res = tune(
+    tune_log = logging.getLogger("latentflow.app.tune")
+    level = tune_log.level
+    if not quiet:  # the features chosen, the estimate and one line per rung, beside the progress bar
+        tune_log.setLevel(logging.INFO)
+    try:
+        res = _tune(pair, real, y, budget, metric, seed, quiet, features, time_budget)
+    finally:
+        tune_log.setLevel(level)
+    doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
+    doc.update(labels=str(labels) if labels is not None else doc.get("labels"), time_budget=time_budget)
+    table = tune_table(res)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "tune.json", doc)
+        atomic_write_text(out / "tune.md", table)
+        plot_tune(res, out / "tune.png")
+    return {**doc, "table_md": table}
+
+
+def _tune(pair, real, y, budget, metric, seed, quiet, features, time_budget) -> TuneResult:
+    meta = pair.meta
+    return tune(
         pair.G,
         pair.D,
         real,
@@ -218,13 +240,3 @@ def run_tune_command(
         num_classes=pair.num_classes or None,
         real_labels=y,
     )
-    doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
-    doc.update(labels=str(labels) if labels is not None else doc.get("labels"), time_budget=time_budget)
-    table = tune_table(res)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "tune.json", doc)
-        atomic_write_text(out / "tune.md", table)
-        plot_tune(res, out / "tune.png")
-    return {**doc, "table_md": table}

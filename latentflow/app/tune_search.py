@@ -144,7 +144,10 @@ def run_rungs(s: Setup, none: Candidate, cands: list[Candidate], sizes: list[int
         scores, x_none, d_none = {}, None, None
         for c in alive:
             if c != none and s.over_time():
-                s.table.append(dict(label=c.label, method=c.method, rung=rung, n=n, status="skipped: time_budget"))
+                s.table.append(
+                    dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=rung, n=n,
+                         metric=None, d_evals_per_sample=None, cpu_s=0.0, status="skipped: time_budget")
+                )  # fmt: skip
                 continue
             t0 = time.process_time()
             row = dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=rung, n=n)
