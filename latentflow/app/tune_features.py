@@ -39,9 +39,10 @@ class Features:
     fn: Callable[[Tensor], Tensor]
     name: str
     tag: str | None = None
+    chunk: int = CHUNK  # samples per call
 
     def __call__(self, x: Tensor) -> Tensor:
-        return torch.cat([self._rows(x[i : i + CHUNK]) for i in range(0, x.shape[0], CHUNK)])
+        return torch.cat([self._rows(x[i : i + self.chunk]) for i in range(0, x.shape[0], self.chunk)])
 
     def _rows(self, x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -124,7 +125,7 @@ def inception(value_range: tuple[float, float] = (-1.0, 1.0), offline: bool | No
         u = u.expand(-1, 3, -1, -1).contiguous() if u.shape[1] == 1 else u
         return net(u)[0]
 
-    return Features(rows, f"Inception-v3 pool3 ({which} weights)", f"inception-{tag}")
+    return Features(rows, f"Inception-v3 pool3 ({which} weights)", f"inception-{tag}", chunk=64)  # 299x299 inside
 
 
 def is_image(shape) -> bool:
