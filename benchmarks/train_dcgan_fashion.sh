@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 import latentflow
-from latentflow.models.hub import resolve
+from latentflow.models.resolve import resolve
 out = Path(sys.argv[1])
 entry = resolve("dcgan-fashion")
 root = Path(latentflow.__file__).parent / "checkpoints"

@@ -38,11 +38,12 @@ class CalibratedD(nn.Module):
         return self.a.to(s.dtype) * s + self.b.to(s.dtype)
 
 
-def _scores(D, x: Tensor, d_output: str, batch_size: int) -> Tensor:
+def _scores(D, x: Tensor, d_output: str, batch_size: int, y: Tensor | None = None) -> Tensor:
     out = []
     with torch.no_grad(), frozen(D):
         for sl in chunk_slices(x.shape[0], batch_size):
-            out.append(to_logit(d_values(D(x[sl]), sl.stop - sl.start), d_output))
+            cond = () if y is None else (y[sl],)
+            out.append(to_logit(d_values(D(x[sl], *cond), sl.stop - sl.start), d_output))
     return torch.cat(out).double()
 
 
@@ -55,12 +56,15 @@ def calibrate(
     iters: int = 100,
     l2: float = 1e-6,
     batch_size: int = 1024,
+    real_labels: Tensor | None = None,
+    fake_labels: Tensor | None = None,
 ) -> CalibratedD:
     """Platt-scale D on held-out ``real`` and generated ``fake`` samples (Newton's method, exact).
 
     Returns a ``CalibratedD`` whose output is a logit ``log p_data(x)/p_g(x)`` estimate (up to the
     class prior ``log(n_real/n_fake)``, which is removed so that the logit is a density-ratio logit).
     ``info`` about the fit (``bce_before``, ``bce_after``, ``a``, ``b``) is kept in ``.fit_info``.
+    A class-conditional D is called as ``D(x, y)`` with ``real_labels`` / ``fake_labels`` (``[N]`` each).
     """
     check_d_output(d_output)
     for name, arg in (("real", real), ("fake", fake)):
@@ -73,7 +77,12 @@ def calibrate(
         raise ShapeError(
             f"real and fake must have the same sample shape; got {tuple(real.shape[1:])} and {tuple(fake.shape[1:])}"
         )
-    s = torch.cat([_scores(D, real, d_output, batch_size), _scores(D, fake, d_output, batch_size)])
+    for name, t, lab in (("real_labels", real, real_labels), ("fake_labels", fake, fake_labels)):
+        if lab is not None and (not isinstance(lab, Tensor) or tuple(lab.shape) != (t.shape[0],)):
+            raise ShapeError(f"{name} must be labels [{t.shape[0]}], one per sample")
+    s = torch.cat(
+        [_scores(D, real, d_output, batch_size, real_labels), _scores(D, fake, d_output, batch_size, fake_labels)]
+    )
     if not torch.isfinite(s).all():
         raise OptionError("calibrate: D returned non-finite values on the calibration samples")
     y = torch.cat([torch.ones(real.shape[0]), torch.zeros(fake.shape[0])]).double()

@@ -291,7 +291,25 @@ def test_tune_command_wires_the_app_and_checks_real_first(tmp_path, monkeypatch)
     monkeypatch.setattr(app, "run_tune", fake)
     r = CliRunner().invoke(main, ["tune", "--model", "grid25-wgangp", "--real", str(real), "--budget", "30", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert seen == {"model": "grid25-wgangp", "real": str(real), "budget": 30, "out": None, "seed": 0, "quiet": True}
+    unset = dict(labels=None, features=None, time_budget=None, metric=None)
+    assert seen == {
+        "model": "grid25-wgangp",
+        "real": str(real),
+        "budget": 30,
+        "out": None,
+        "seed": 0,
+        "quiet": True,
+        **unset,
+    }
+    args = ["--labels", str(real), "--features", "raw", "--time-budget", "60", "--metric", "fid_recall"]
+    r = CliRunner().invoke(main, ["tune", "--model", "m", "--real", str(real), "--quiet", *args])
+    assert r.exit_code == 0, r.output
+    assert (seen["labels"], seen["features"], seen["time_budget"], seen["metric"]) == (
+        str(real),
+        "raw",
+        60.0,
+        "fid_recall",
+    )
     assert 'recommended: dot {"steps": 10}' in r.output
 
 

@@ -30,7 +30,7 @@ def D_exact(x):
 
 
 def D_const(x):
-    return torch.zeros(x.shape[0])
+    return 0 * x.sum(1)  # connected to x, but it says nothing
 
 
 @pytest.fixture(scope="module")

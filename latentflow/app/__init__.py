@@ -62,11 +62,12 @@ __all__ = [
 ]
 
 
-def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
-    """``latentflow tune``: :func:`latentflow.app.tune_cmd.run_tune_command` (writes tune.json/.md/.png)."""
+def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False, **options) -> dict:
+    """``latentflow tune``: :func:`latentflow.app.tune_cmd.run_tune_command` (writes tune.json/.md/.png);
+    ``options``: ``labels``, ``features``, ``time_budget``, ``metric``."""
     from .tune_cmd import run_tune_command
 
-    return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
+    return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet, **options)
 
 
 def init_distributed():

