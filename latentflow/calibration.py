@@ -77,9 +77,9 @@ def calibrate(
         raise ShapeError(
             f"real and fake must have the same sample shape; got {tuple(real.shape[1:])} and {tuple(fake.shape[1:])}"
         )
-    for name, t, lab in (("real_labels", real, real_labels), ("fake_labels", fake, fake_labels)):
-        if lab is not None and (not isinstance(lab, Tensor) or tuple(lab.shape) != (t.shape[0],)):
-            raise ShapeError(f"{name} must be labels [{t.shape[0]}], one per sample")
+    for name, rows, lab in (("real_labels", real, real_labels), ("fake_labels", fake, fake_labels)):
+        if lab is not None and (not isinstance(lab, Tensor) or tuple(lab.shape) != (rows.shape[0],)):
+            raise ShapeError(f"{name} must be labels [{rows.shape[0]}], one per sample")
     s = torch.cat(
         [_scores(D, real, d_output, batch_size, real_labels), _scores(D, fake, d_output, batch_size, fake_labels)]
     )

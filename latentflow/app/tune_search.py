@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,7 +50,7 @@ class Setup:
     score: Callable  # (x, final) -> dict
     key: Callable  # final -> metric name
     deadline: float | None = None  # process time after which no further candidate starts
-    bar: object = None
+    bar: Any = None  # a tqdm bar, or None when quiet
     table: list = field(default_factory=list)
 
     def draw(self, n: int, stream: int) -> tuple[Tensor, Tensor | None]:
