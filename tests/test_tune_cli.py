@@ -73,7 +73,8 @@ def test_cli_tunes_a_conditional_studiogan_layout_model_from_an_offline_hub_cach
     doc = json.loads(r.stdout)
     assert doc["num_classes"] == 10 and doc["labels"].endswith("y.npy") and doc["metric"] == "fid_recall"
     assert doc["calibration"] is not None  # D(x, y) calibrated on the real labels
-    assert doc["time_budget"] == 8 and doc["summary"]["estimate_cpu_s"] <= 8
+    ran = {row["label"] for row in doc["table"] if row["status"] != "over_budget"}
+    assert doc["time_budget"] == 8 and len(ran) < doc["summary"]["n_candidates"]  # thinned to the time budget
     assert any(row["status"] == "ok" and row["method"] != "none" for row in doc["table"])
     assert {p.name for p in out.iterdir()} >= {"tune.json", "tune.md"}
 

@@ -146,3 +146,13 @@ def test_time_budget_thins_the_search_and_is_respected(caplog):
     ran = {row["label"] for row in r.table if row["status"] != "over_budget"}
     assert len(ran) < r.summary["n_candidates"]  # the grid was thinned (and/or rungs dropped)
     assert r.summary["cpu_s"] < 3 + 6  # no candidate starts after the budget; the one running may finish
+
+
+def test_candidates_over_budget_at_the_first_rung_size_never_run():
+    real = torch.randn(400, 2, generator=torch.Generator().manual_seed(3))
+    r = tune(lambda z: 2 * z, lambda x: -0.375 * (x**2).sum(1) + math.log(4.0), real, latent_dim=2, methods=["dot"],
+             budget=12, metric="emd", progress=False)  # fmt: skip
+    over = [row for row in r.table if row["status"] == "over_budget"]
+    assert over and all(row["cpu_s"] == 0.0 and row["d_evals_per_sample"] > 12 for row in over)
+    assert all(row["n"] == r.summary["rung_sizes"][0] for row in over)
+    assert all(row["d_evals_per_sample"] <= 12 for row in r.table if row["status"] == "ok")

@@ -94,9 +94,10 @@ def candidates(
     return list({c.label: c for c in reversed(out)}.values())[::-1]
 
 
-def predicted_cost(c: Candidate) -> float:
-    """D forward evaluations per sample the candidate's method declares for its options."""
-    return float(kernel(c.method).cost(c.options).n_D_forward)
+def predicted_cost(c: Candidate, n: int | None = None) -> float:
+    """D forward evaluations per sample the candidate's method declares for its options (at ``n`` chains: with
+    the once-per-run evaluations, e.g. probes and estimates, shared by ``n``)."""
+    return float(kernel(c.method).cost(c.options, n=n).n_D_forward)
 
 
 @dataclass
@@ -275,17 +276,17 @@ def tune(
         for c in cands
     ]
     s.run = lambda c, z, yy, sd: _run(G, D, cal_D, c, z, sd, d_output, prior, yy, k, cap=budget)
-    over = [c for c in cands if predicted_cost(c) > budget]
-    for c in over:
-        s.table.append(
-            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=0,
-                 metric=None, d_evals_per_sample=predicted_cost(c), cpu_s=0.0, status="over_budget")
-        )  # fmt: skip
-    none, rest = cands[0], [c for c in cands[1:] if c not in over]
+    none, rest = cands[0], [c for c in cands[1:] if predicted_cost(c) <= budget]
     n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
     t_run = lambda cs: t_d * sum(min(predicted_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
     left = None if time_budget is None else time_budget - (time.process_time() - t_start)
     rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
+    for c in (c for c in cands[1:] if predicted_cost(c, sizes[0]) > budget):  # refused before any run
+        s.table.append(
+            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=sizes[0],
+                 metric=None, d_evals_per_sample=predicted_cost(c, sizes[0]), cpu_s=0.0, status="over_budget")
+        )  # fmt: skip
+    rest = [c for c in rest if predicted_cost(c, sizes[0]) <= budget]
     est = estimate(len(rest), sizes, t_run(rest), t_f)
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
