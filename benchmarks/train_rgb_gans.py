@@ -160,13 +160,24 @@ def write_test_set(out: Path, limit: int | None = None) -> Path:
 
 
 def save_grid(x, path: Path, nrow: int = 10) -> None:
-    from torchvision.utils import save_image
+    """Images in [-1, 1] as a PNG grid, ``nrow`` a row, 1-pixel gaps (PIL only: torchvision imports slowly)."""
+    from PIL import Image
 
-    save_image((x[: nrow * nrow] + 1) / 2, str(path), nrow=nrow, padding=1)
+    x = ((x[: nrow * nrow].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = x.shape
+    rows = math.ceil(n / nrow)
+    grid = torch.zeros(c, rows * (h + 1) + 1, nrow * (w + 1) + 1, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = x[i]
+    arr = grid.permute(1, 2, 0).numpy()
+    Image.fromarray(arr[..., 0] if c == 1 else arr).save(path)
 
 
 # -- training --------------------------------------------------------------------------------------------
-def train_image_gan(name: str, out: Path, x_train, y_train, *, cpu_minutes: float, steps: int, seed: int = 0) -> dict:
+def train_image_gan(
+    name: str, out: Path, x_train, y_train, *, cpu_minutes: float, steps: int, seed: int = 0, batch: int | None = None
+) -> dict:
     s = SPECS[name]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -174,7 +185,7 @@ def train_image_gan(name: str, out: Path, x_train, y_train, *, cpu_minutes: floa
     G, D = build(ag, **kg), build(ad, **kd)
     opt_g = torch.optim.Adam(G.parameters(), lr=s["lr"][0], betas=s["betas"])
     opt_d = torch.optim.Adam(D.parameters(), lr=s["lr"][1], betas=s["betas"])
-    B, cond, n = s["batch"], s.get("conditional", False), x_train.shape[0]
+    B, cond, n = batch or s["batch"], s.get("conditional", False), x_train.shape[0]
 
     def fake_labels():
         return torch.randint(0, 10, (B,), generator=gen) if cond else None
@@ -277,13 +288,15 @@ def main(argv=None):
     p.add_argument("--toy-steps", type=int, default=2500)
     p.add_argument("--no-test-set", action="store_true", help="do not (re)write <out>/data (a parallel run does)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: 512 train images, 5 steps, 64 test images")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: 512 train images, 5 steps of batch 8, 64 test images"
+    )
     a = p.parse_args(argv)
-    torch.set_num_threads(1)
     out = Path(a.out)
     names = a.only or list(NAMES)
     limit = 512 if a.smoke else None
     steps, toy_steps = (5, 5) if a.smoke else (a.steps, a.toy_steps)
+    smoke_batch = 8 if a.smoke else None
     if not a.no_test_set:
         write_test_set(out, 64 if a.smoke else None)
     x_train, y_train = rgb_fashion("train", limit)
@@ -295,11 +308,14 @@ def main(argv=None):
             infos.append(train_toy(out, steps=toy_steps, seed=a.seed))
         else:
             infos.append(
-                train_image_gan(name, out, x_train, y_train, cpu_minutes=a.cpu_minutes, steps=steps, seed=a.seed)
+                train_image_gan(
+                    name, out, x_train, y_train, cpu_minutes=a.cpu_minutes, steps=steps, seed=a.seed, batch=smoke_batch
+                )
             )
         print(json.dumps({k: infos[-1][k] for k in ("name", "steps", "train_cpu_s")}), flush=True)
     return infos
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # CPU seconds of one core
     main()
