@@ -293,6 +293,15 @@ def table(docs: list, env: dict) -> str:
             f"{'–' if pct is None else f'{-pct:+.1f}%'} | {_f(s.get('best_other_value'))} ({s.get('best_other')}) | "
             f"{_f(s.get('tune_at_least_best_other'))} | {_f(t.get('cpu_s'))} |"
         )
+    ss = [d.get("summary", {}) for d in docs if d["model"] != TOY]
+    out += [
+        "",
+        f"Image models where tune lowers Inception FID by >= 15%: "
+        f"{sum(1 for s in ss if (s.get('tune_lowers_by_pct') or 0) >= 15)} of {len(ss)}; tune never worse than "
+        f"the generator: {all(s.get('tune_not_worse_than_generator') for s in ss)}; tune at least as good as the "
+        f"best published/default run everywhere: "
+        f"{all(d.get('summary', {}).get('tune_at_least_best_other') for d in docs)}.",
+    ]
     for d in docs:
         key = d["metric"]
         out += ["", f"## {d['model']} ({key}, lower is better)", ""]
