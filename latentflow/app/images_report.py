@@ -148,8 +148,11 @@ def _tail(doc: dict, lines: list) -> str:
     errs = {(r["label"], k): v for r in doc["rows"] for k, v in r.get("metric_errors", {}).items()}
     if errs:
         lines.append("")
+        by_error: dict = {}  # one line per (metric, message): the offline IS reason is the same on every row
         for (label, k), v in errs.items():
-            lines.append(f"- {label}, {k}: {v.splitlines()[0][:300]}")
+            by_error.setdefault((k, v.splitlines()[0][:300]), []).append(label)
+        for (k, v), labels in by_error.items():
+            lines.append(f"- {', '.join(labels)}, {k}: {v}")
     return "\n".join(lines)
 
 
