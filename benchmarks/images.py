@@ -6,7 +6,8 @@ sample; FID-FMNIST, KID and classifier score (fmnist-classifier features, vs Fas
     python benchmarks/images.py --quick --out /tmp/images-quick        # CI size (< 1 min on 2 cores)
     python benchmarks/images.py --methods generator,ddls,ddls:step_size=0.05 --budget 20
 
-Same as ``latentflow bench images``. Writes OUT/results.json, OUT/results.md, OUT/fid_vs_steps.png and
+Any other image model (RGB, class-conditional) with ``--real`` (and ``--labels``): Inception FID / KID / IS /
+PRDC on every row against those images. Same as ``latentflow bench images``. Writes OUT/results.json, OUT/results.md, OUT/fid_vs_steps.png and
 OUT/grid_*.png; exits 1 if any row failed (the other rows are still written).
 """
 
@@ -37,6 +38,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--inception", action="store_true", help="also Inception FID (generator and best DDLS)")
     p.add_argument("--inception-num", type=int, default=None, help="samples for Inception FID [1000]")
+    p.add_argument("--real", default=None, help="real images (any other image model: every row vs these)")
+    p.add_argument("--real-num", type=int, default=None, help="use the first N real images")
+    p.add_argument("--labels", default=None, help="the real images' class labels (class-conditional (cal) rows)")
     p.add_argument("--out", default="results/images")
     p.add_argument("--quick", action="store_true", help="CI size: 200 samples, budget 5")
     p.add_argument("--threads", type=int, default=None)
@@ -56,6 +60,9 @@ def main(argv=None):
         progress=not a.quiet,
         budget=a.budget,
         inception_num=a.inception_num,
+        real=a.real,
+        num_real=a.real_num,
+        labels=a.labels,
     )
 
 

@@ -247,9 +247,9 @@ def test_cli_bench_images(tiny, tmp_path):
     assert "| MH-GAN |" in r.output
 
 
-def test_a_model_that_is_not_1x28x28_is_refused_before_any_compute():
+def test_a_model_that_does_not_give_images_is_refused_before_any_compute():
     from latentflow.app.images import images
     from latentflow.errors import OptionError
 
-    with pytest.raises(OptionError, match=r"1x28x28.*\[2\].*latentflow sample --real"):
+    with pytest.raises(OptionError, match=r"images \[C, H, W\].*\[2\].*bench toy2d"):
         images("grid25-wgangp", quick=True)

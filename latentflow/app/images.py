@@ -21,6 +21,11 @@ MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of Che et al. 2
    Che et al. 2020, Figure 5) and writes ``results.json`` first, then ``results.md`` built from it, a plot of
    FID-FMNIST against sampler steps (``fid_vs_steps.png``) and before/after grids (``grid_*.png``).
 
+Any other image model (RGB or grey, any size, class-conditional; or a 1x28x28 one given ``labels``) is
+measured against the real images of ``real`` on every row instead: Inception FID, KID, IS (where the
+network has logits) and PRDC, with per-chain labels for a class-conditional model and the (cal) rows
+calibrated on held-out real images (:mod:`latentflow.app.images_any`; ``doc["headline"]`` names the metric).
+
 Failing rows record ``error``; the run goes on and :func:`run_images_bench` returns 1 at the end.
 """
 
@@ -37,6 +42,8 @@ import torch
 from ..errors import OptionError
 from ..rng import sample_latents
 from .images_metrics import (
+    FMNIST_INFO,
+    GENERIC_INFO,
     M_CS,
     M_CS_STD,
     M_FID,
@@ -46,6 +53,7 @@ from .images_metrics import (
     M_KID,
     M_KID_STD,
     M_PRDC,
+    add_inception,
     fmnist_row_metrics,
     inception_row_metrics,
     real_row_metrics,
@@ -130,42 +138,62 @@ def images(
     keep_samples: bool = True,
     real=None,
     num_real: int | None = None,
+    labels=None,
 ) -> tuple[dict, dict]:
     """Run the image suite; returns ``(doc, samples)`` with ``samples[label] = float images`` (for grids).
 
     ``model`` is a name, folder or ``hf:`` reference (anything ``latentflow.load`` takes) or a ModelPair.
     ``budget`` defaults to the model's recommended DDLS ``steps`` (manifest ``sampling.ddls``), else 50
-    (quick: 5). ``real``: the real set for the Inception metrics (implies ``inception``), checked first."""
+    (quick: 5). A 1x28x28 model is measured as Fashion-MNIST (``real``: the real set of the extra Inception
+    metrics, implies ``inception``); any other image model (or one given ``labels``) against the real
+    images ``real`` with Inception FID / KID / IS / PRDC on every row (:mod:`latentflow.app.images_any`;
+    ``labels``: the real images' class labels, for the (cal) rows of a class-conditional model). The real
+    data are read and checked before any sampling."""
     from ..metrics import resolve_real, to_uint8
     from ..models import ModelPair, load
     from ..samplers import generate
     from .fit import meta_get
 
-    rs = resolve_real(real, num_real) if real is not None else None  # before any compute
-    inception = inception or rs is not None
+    pair = model if isinstance(model, ModelPair) else load(model, device=device)
+    name = pair.meta.get("name") if isinstance(model, ModelPair) else str(model)
+    shape = meta_get(pair.meta, "output_shape")
+    if pair.G is None or shape is None or len(shape) != 3:
+        raise OptionError(
+            f"bench images takes a G/D model of images [C, H, W]; "
+            f'"{name}" gives {list(shape) if shape is not None else "no generator samples"}. '
+            f"For 2-D models use `latentflow bench toy2d` or `latentflow tune`"
+        )
+    generic = tuple(shape) != (1, 28, 28) or labels is not None
     size = QUICK if quick else FULL
     num = int(num or size["num"])
     if num < 2:
         raise OptionError(f"num must be >= 2 (FID needs two samples); got {num}")
     n_cal = int(n_cal or min(size["n_cal"], max(num, 2)))
-    curve_points = size["curve_points"] if curve_points is None else int(curve_points)
+    vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
+    if generic:
+        from .images_any import RealImages, generic_row_metrics
+
+        if real is None:
+            raise OptionError(
+                f'real: "{name}" gives {list(shape)} images; bench images measures it against real images: '
+                f"give --real DIR|FILE (.npz, .pt, .safetensors) or cifar10-train"
+            )
+        rs = None
+        reals = RealImages(
+            pair, real, labels=labels, num_real=num_real, n_cal=n_cal, seed=seed, shape=tuple(shape), value_range=vr
+        )  # before any compute
+        curve_points, inception = 0, False
+    else:
+        rs = resolve_real(real, num_real) if real is not None else None  # before any compute
+        reals = None
+        inception = inception or rs is not None
+        curve_points = size["curve_points"] if curve_points is None else int(curve_points)
     inception_num = int(inception_num or size["inception_num"])
-    pair = model if isinstance(model, ModelPair) else load(model, device=device)
-    name = pair.meta.get("name") if isinstance(model, ModelPair) else str(model)
-    shape = meta_get(pair.meta, "output_shape")
-    if pair.G is None or shape is None or tuple(shape) != (1, 28, 28):
-        raise OptionError(
-            f"bench images measures FID-FMNIST and calibrates on Fashion-MNIST: it takes a 1x28x28 G/D "
-            f'model; "{name}" gives {list(shape) if shape is not None else "no generator samples"}. '
-            f"For other image models use `latentflow sample --real DIR|FILE.npz|cifar10-train` "
-            f"(Inception FID/KID/IS) or `latentflow tune`"
-        )
     rec = (meta_get(pair.meta, "sampling") or {}).get(FOCUS, {})
     if budget is None:
         budget = size["budget"] or int(rec.get("steps") or DEFAULT_BUDGET)
     budget = int(budget)
     variants = [parse_method(m) for m in (methods or DEFAULT_METHODS)]
-    vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "suite": SUITE,
@@ -180,18 +208,14 @@ def images(
             "rule": "DDLS/DOT steps = budget (each step 1 D forward + 1 D backward), MH-GAN k = budget; "
             "DRS as measured; calibration's evaluations amortised over num",
         },
-        "metrics_info": {
-            M_FID: "FID in the fmnist-classifier feature space vs Fashion-MNIST test (10k); "
-            "not comparable with Inception FID",
-            M_KID: "KID (same features), subset size min(1000, num)",
-            M_CS: "Inception-Score formula with the fmnist-classifier softmax",
-            "precision/recall/density/coverage": "k-NN manifold estimates (Kynkäänniemi et al. 2019, Naeem et al. "
-            "2020; k = 5) on the fmnist-classifier features vs the first num Fashion-MNIST test images",
-        },
+        "metrics_info": GENERIC_INFO if generic else FMNIST_INFO,
         "rows": [],
         "curves": [],
     }
+    if generic:
+        doc.update(headline=M_IFID, real=reals.to_dict(), num_classes=pair.num_classes)
     z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + seed, device=device)
+    y = pair.labels(num, generator=1000 + seed, device=device) if pair.num_classes > 0 else None
     samples: dict[str, torch.Tensor] = {}
     cal_cache: dict = {}
     for v in variants:
@@ -216,6 +240,9 @@ def images(
                 curve_points=curve_points,
                 progress=progress,
                 cal_cache=cal_cache,
+                y=y,
+                cal_real=reals.cal if reals is not None else None,
+                cal_real_y=reals.cal_y if reals is not None else None,
             )
             evals = fields.pop("evals")
             row["options"] = fields.pop("options")
@@ -225,8 +252,14 @@ def images(
             if not torch.isfinite(x).all():
                 raise FloatingPointError(f"{v.label}: non-finite samples")
             t_m = time.perf_counter()
-            flat, fd = fmnist_row_metrics(to_uint8(x, vr), rng_seed=seed, verbose=False)
-            row["metrics"], row["fidelity_fmnist"] = flat, fd
+            if generic:
+                flat, fd, errs = generic_row_metrics(x, reals, offline=inception_offline, rng_seed=seed)
+                row["metrics"], row["fidelity_inception"] = flat, fd
+                if errs:
+                    row["metric_errors"] = errs
+            else:
+                flat, fd = fmnist_row_metrics(to_uint8(x, vr), rng_seed=seed, verbose=False)
+                row["metrics"], row["fidelity_fmnist"] = flat, fd
             row["metrics_wall_s"] = time.perf_counter() - t_m
             if snaps:
                 curve = {"label": v.label, "steps": [0], M_FID: [None]}
@@ -254,7 +287,7 @@ def images(
             c["steps"], c[M_FID] = c["steps"][1:], c[M_FID][1:]
     _add_deltas(doc)
     if inception:
-        _add_inception(doc, samples, inception_num, inception_offline, seed, vr, rs)
+        add_inception(doc, samples, inception_num, inception_offline, seed, vr, rs)
     doc["verdict"] = verdict(doc)
     doc["failed"] = any("error" in r for r in doc["rows"])
     return doc, samples
@@ -264,120 +297,31 @@ def _add_deltas(doc: dict) -> None:
     gen = generator_row(doc["rows"])
     if gen is None:
         return
-    g = gen["metrics"][M_FID]
+    key = doc.get("headline", M_FID)
+    g = gen["metrics"][key]
     for r in doc["rows"]:
         if "error" not in r and g:
-            r["vs_generator_pct"] = {M_FID: 100.0 * (r["metrics"][M_FID] - g) / g}
-
-
-def _add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: int, vr, rs=None) -> None:
-    """Inception FID for the generator and the best DDLS row (lowest FID-FMNIST) on ``inception_num``
-    samples, against Fashion-MNIST test or the real set ``rs``; errors (IS offline, or a failure) go
-    into the row's ``metric_errors``."""
-    from ..metrics import to_uint8
-
-    ok = [r for r in doc["rows"] if "error" not in r]
-    picks = [r for r in [generator_row(ok)] if r is not None]
-    ddls = [r for r in ok if r["method"] == FOCUS]
-    if ddls:
-        picks.append(min(ddls, key=lambda r: r["metrics"][M_FID]))
-    doc["inception"] = {
-        "num": inception_num,
-        "reference": f"Fashion-MNIST test, first {inception_num} images",
-        "rows": [r["label"] for r in picks],
-    }
-    if rs is not None:
-        doc["inception"]["reference"] = f"{rs.spec} ({rs.split or rs.kind}, {rs.num} images)"
-        doc["inception"]["real"] = rs.to_dict()
-    for r in picks:
-        t0 = time.perf_counter()
-        try:
-            x = samples[r["label"]][:inception_num]
-            if rs is None:
-                flat, fd, errs = inception_row_metrics(
-                    to_uint8(x, vr), n_ref=inception_num, offline=offline, rng_seed=seed
-                )
-            else:
-                flat, fd, errs = real_row_metrics(to_uint8(x, vr), rs, offline=offline, rng_seed=seed)
-                doc["inception"]["real"] = fd["reference"]
-            r["metrics"].update(flat)
-            r["fidelity_inception"] = fd
-            if errs:
-                r.setdefault("metric_errors", {}).update(errs)
-        except Exception as e:  # noqa: BLE001
-            r.setdefault("metric_errors", {})[M_IFID] = f"{type(e).__name__}: {e}"
-            log.error("Inception metrics for %s failed: %s", r["label"], traceback.format_exc())
-        r["inception_wall_s"] = time.perf_counter() - t0
+            r["vs_generator_pct"] = {key: 100.0 * (r["metrics"][key] - g) / g}
 
 
 def run_images_bench(
-    model: str = "dcgan-fashion",
-    methods=None,
-    num: int | None = None,
-    seed: int = 0,
-    out: str | Path = "results/images",
-    quick: bool = False,
-    inception: bool = False,
-    progress: bool = True,
-    budget: int | None = None,
-    inception_num: int | None = None,
-    device: str = "cpu",
-    echo=print,
-    real=None,
-    num_real: int | None = None,
+    model: str = "dcgan-fashion", methods=None, *, out: str | Path = "results/images", echo=print, seed: int = 0, **kw
 ) -> int:
-    """``latentflow bench images``: run, write ``out/results.{json,md}`` + PNGs, print the table.
+    """``latentflow bench images``: run, write ``out/results.{json,md}`` + PNGs, print the table. Keywords are
+    :func:`images`'s (``num``, ``budget``, ``quick``, ``inception``, ``real``, ``num_real``, ``labels``, ...).
 
     Returns the exit code: 0 when every row ran, 1 when any row failed (the others are still written)."""
-    return run(
-        IMAGES,
-        out=out,
-        seed=seed,
-        echo=echo,
-        models=(model,),
-        methods=methods,
-        num=num,
-        budget=budget,
-        quick=quick,
-        inception=inception,
-        inception_num=inception_num,
-        progress=progress,
-        device=device,
-        real=real,
-        num_real=num_real,
-    )
+    kw.setdefault("progress", True)
+    return run(IMAGES, out=out, seed=seed, echo=echo, models=(model,), methods=methods, **kw)
 
 
-def _images_run(
-    models=None,
-    num=None,
-    seed=0,
-    methods=None,
-    quick=False,
-    inception=False,
-    inception_num=None,
-    budget=None,
-    progress=False,
-    device="cpu",
-    real=None,
-    num_real=None,
-    **unused,
-) -> tuple[dict, dict]:
+_RUN_KEYS = ("num", "budget", "quick", "inception", "inception_num", "progress", "device", "real", "num_real", "labels")
+
+
+def _images_run(models=None, seed=0, methods=None, **kw) -> tuple[dict, dict]:
     t0 = time.perf_counter()
-    doc, samples = images(
-        models[0] if models else "dcgan-fashion",
-        methods,
-        num=num,
-        seed=seed,
-        budget=budget,
-        quick=quick,
-        inception=inception,
-        inception_num=inception_num,
-        progress=progress,
-        device=device,
-        real=real,
-        num_real=num_real,
-    )
+    opts = {k: v for k, v in kw.items() if k in _RUN_KEYS}
+    doc, samples = images(models[0] if models else "dcgan-fashion", methods, seed=seed, **opts)
     doc["total_wall_s"] = time.perf_counter() - t0
     return doc, samples
 
@@ -392,5 +336,5 @@ IMAGES = Suite(
     write=write_outputs,
     default_out="results/images",
     out_is_file=False,
-    summary="an image GAN (dcgan-fashion) at an equal D budget: FID-FMNIST, KID, classifier score",
+    summary="an image GAN at an equal D budget: FID-FMNIST (1x28x28) or Inception FID/KID/IS vs --real",
 )

@@ -4,7 +4,13 @@ coverage (k = 5, against the first ``num`` test images) in the bundled ``fmnist-
 
 from __future__ import annotations
 
+import logging
+import time
+import traceback
+
 import torch
+
+log = logging.getLogger("latentflow.bench")
 
 # flat metric names of a row (the torch-fidelity dicts are kept as they are under fidelity_*)
 M_FID = "fid_fmnist"
@@ -105,3 +111,61 @@ def real_row_metrics(
     elif "is" in m.get("null_reasons", {}):
         errors[M_IS] = m["null_reasons"]["is"]
     return flat, m, errors
+
+
+FMNIST_INFO = {
+    M_FID: "FID in the fmnist-classifier feature space vs Fashion-MNIST test (10k); not comparable with Inception FID",
+    M_KID: "KID (same features), subset size min(1000, num)",
+    M_CS: "Inception-Score formula with the fmnist-classifier softmax",
+    "precision/recall/density/coverage": "k-NN manifold estimates (Kynkäänniemi et al. 2019, Naeem et al. "
+    "2020; k = 5) on the fmnist-classifier features vs the first num Fashion-MNIST test images",
+}
+GENERIC_INFO = {
+    M_IFID: "FID on the Inception-v3 pool3 features vs the real images (--real; the first --real-num)",
+    M_IKID: "KID (same features), subset size min(1000, num, num_real)",
+    M_IS: "Inception Score (needs the network's logits: torch-fidelity's own weights; else under metric_errors)",
+    "precision/recall/density/coverage": "k-NN manifold estimates (k = 5) on the same pool3 features vs the "
+    "first min(num, num_real) real images",
+}
+
+
+def add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: int, vr, rs=None) -> None:
+    """Inception FID for the generator and the best DDLS row (lowest FID-FMNIST) on ``inception_num``
+    samples, against Fashion-MNIST test or the real set ``rs``; errors (IS offline, or a failure) go
+    into the row's ``metric_errors``."""
+    from ..metrics import to_uint8
+    from ..samplers import NO_REFINEMENT
+    from .images_rows import FOCUS
+
+    ok = [r for r in doc["rows"] if "error" not in r]
+    picks = [r for r in ok if r["method"] == NO_REFINEMENT][:1]
+    ddls = [r for r in ok if r["method"] == FOCUS]
+    if ddls:
+        picks.append(min(ddls, key=lambda r: r["metrics"][M_FID]))
+    doc["inception"] = {
+        "num": inception_num,
+        "reference": f"Fashion-MNIST test, first {inception_num} images",
+        "rows": [r["label"] for r in picks],
+    }
+    if rs is not None:
+        doc["inception"]["reference"] = f"{rs.spec} ({rs.split or rs.kind}, {rs.num} images)"
+        doc["inception"]["real"] = rs.to_dict()
+    for r in picks:
+        t0 = time.perf_counter()
+        try:
+            x = samples[r["label"]][:inception_num]
+            if rs is None:
+                flat, fd, errs = inception_row_metrics(
+                    to_uint8(x, vr), n_ref=inception_num, offline=offline, rng_seed=seed
+                )
+            else:
+                flat, fd, errs = real_row_metrics(to_uint8(x, vr), rs, offline=offline, rng_seed=seed)
+                doc["inception"]["real"] = fd["reference"]
+            r["metrics"].update(flat)
+            r["fidelity_inception"] = fd
+            if errs:
+                r.setdefault("metric_errors", {}).update(errs)
+        except Exception as e:  # noqa: BLE001
+            r.setdefault("metric_errors", {})[M_IFID] = f"{type(e).__name__}: {e}"
+            log.error("Inception metrics for %s failed: %s", r["label"], traceback.format_exc())
+        r["inception_wall_s"] = time.perf_counter() - t0

@@ -11,13 +11,21 @@ from pathlib import Path
 from .._io import atomic_write_bytes, atomic_write_text
 from ..result import Evals
 from ..samplers import NO_REFINEMENT
-from .images_metrics import M_CS, M_FID, M_IFID, M_KID, M_PRDC
+from .images_metrics import M_CS, M_FID, M_IFID, M_IKID, M_IS, M_KID, M_PRDC
 from .images_rows import FOCUS
 from .report import write_json
 
 log = logging.getLogger("latentflow.bench")
 
-TIE_PCT = 1.0  # a FID-FMNIST change within ±1% of the generator's is not counted as beating it
+TIE_PCT = 1.0  # a FID change within ±1% of the generator's is not counted as beating it
+#: the name of each headline metric in the verdict
+_NAMES = {M_FID: "FID-FMNIST", M_IFID: "Inception FID"}
+
+
+def headline(doc: dict) -> tuple[str, str]:
+    """(key, name) of the metric a document ranks rows by: FID-FMNIST, or Inception FID for any other model."""
+    key = doc.get("headline", M_FID)
+    return key, _NAMES.get(key, key)
 
 
 def _f(v, nd=2):
@@ -36,7 +44,8 @@ def generator_row(rows) -> dict | None:
 
 
 def verdict(doc: dict) -> str:
-    """One line: which rows beat the generator alone on FID-FMNIST, and the best row."""
+    """One line: which rows beat the generator alone on the headline FID, and the best row."""
+    key, name = headline(doc)
     ok = [r for r in doc["rows"] if "error" not in r]
     gen = generator_row(ok)
     if gen is None:
@@ -44,21 +53,21 @@ def verdict(doc: dict) -> str:
     others = [r for r in ok if r is not gen]
     if not others:
         return "no verdict: only the generator ran"
-    g = gen["metrics"][M_FID]
-    better = [r for r in others if r["metrics"][M_FID] < g * (1 - TIE_PCT / 100)]
-    best = min(others, key=lambda r: r["metrics"][M_FID])
+    g = gen["metrics"][key]
+    better = [r for r in others if r["metrics"][key] < g * (1 - TIE_PCT / 100)]
+    best = min(others, key=lambda r: r["metrics"][key])
     d = doc.get("budget", {}).get("d_forward_per_sample")
     s = (f"At ≈{d} D evaluations per sample, " if d else "") + (
-        f"{len(better)} of {len(others)} methods beat the generator alone on FID-FMNIST by more than {TIE_PCT:g}% "
+        f"{len(better)} of {len(others)} methods beat the generator alone on {name} by more than {TIE_PCT:g}% "
         f"({', '.join(r['label'] for r in better) or 'none'}); best: {best['label']} "
-        f"({_f(best['metrics'][M_FID])} vs {_f(g)}, {best['vs_generator_pct'][M_FID]:+.1f}%)."
+        f"({_f(best['metrics'][key])} vs {_f(g)}, {best['vs_generator_pct'][key]:+.1f}%)."
     )
     ddls = [r for r in others if r["method"] == FOCUS]
     if ddls:
-        bd = min(ddls, key=lambda r: r["metrics"][M_FID])
-        pct = bd["vs_generator_pct"][M_FID]
+        bd = min(ddls, key=lambda r: r["metrics"][key])
+        pct = bd["vs_generator_pct"][key]
         s += (
-            f" Best DDLS ({bd['label']}) {'meets' if pct <= -20 else 'does not meet'} the ≥20% FID-FMNIST "
+            f" Best DDLS ({bd['label']}) {'meets' if pct <= -20 else 'does not meet'} the ≥20% {name} "
             f"reduction target ({pct:+.1f}%)."
         )
     failed = [r["label"] for r in doc["rows"] if "error" in r]
@@ -69,6 +78,8 @@ def verdict(doc: dict) -> str:
 
 def images_table(doc: dict) -> str:
     """Markdown table of an ``images`` document (plus the verdict line under it)."""
+    if headline(doc)[0] == M_IFID:
+        return _generic_table(doc)
     inc = any(M_IFID in r.get("metrics", {}) or M_IFID in r.get("metric_errors", {}) for r in doc["rows"])
     head = [
         "method",
@@ -86,18 +97,10 @@ def images_table(doc: dict) -> str:
     if inc:
         head.append(f"Inception FID (n={doc.get('inception', {}).get('num', '?')}) ↓")
     head += ["accept", "wall s"]
-    lines = [
-        f"**{doc.get('model')}**, {doc.get('num')} samples per row, seed {doc.get('seed')}, "
-        f"budget ≈{doc.get('budget', {}).get('d_forward_per_sample')} D evaluations per sample "
-        f"({doc.get('env', {}).get('device_name') or doc.get('env', {}).get('device', '')}, "
-        f"torch {doc.get('env', {}).get('torch', '?')})",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+    lines = _head_lines(doc, head)
     for r in doc["rows"]:
         if "error" in r:
-            lines.append(f"| {r['label']} | error: {r['error'].splitlines()[0][:200]} |" + " |" * (len(head) - 2))
+            lines.append(_error_line(r, head))
             continue
         b, m = Evals(**r["budget_per_sample"]), r["metrics"]
         kid = m.get(M_KID)
@@ -120,13 +123,65 @@ def images_table(doc: dict) -> str:
         acc = r.get("accept_rate_mean", r.get("accept_rate"))
         cells += [_f(acc) if isinstance(acc, float) else "", f"{r['wall_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return _tail(doc, lines)
+
+
+def _head_lines(doc: dict, head: list) -> list:
+    return [
+        f"**{doc.get('model')}**, {doc.get('num')} samples per row, seed {doc.get('seed')}, "
+        f"budget ≈{doc.get('budget', {}).get('d_forward_per_sample')} D evaluations per sample "
+        f"({doc.get('env', {}).get('device_name') or doc.get('env', {}).get('device', '')}, "
+        f"torch {doc.get('env', {}).get('torch', '?')})"
+        + (f"; real: {doc['real']['spec']} ({doc['real']['num_reference']} images)" if doc.get("real") else ""),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+
+
+def _error_line(r: dict, head: list) -> str:
+    return f"| {r['label']} | error: {r['error'].splitlines()[0][:200]} |" + " |" * (len(head) - 2)
+
+
+def _tail(doc: dict, lines: list) -> str:
     lines += ["", doc.get("verdict") or verdict(doc)]
     errs = {(r["label"], k): v for r in doc["rows"] for k, v in r.get("metric_errors", {}).items()}
     if errs:
         lines.append("")
+        by_error: dict = {}  # one line per (metric, message): the offline IS reason is the same on every row
         for (label, k), v in errs.items():
-            lines.append(f"- {label}, {k}: {v.splitlines()[0][:300]}")
+            by_error.setdefault((k, v.splitlines()[0][:300]), []).append(label)
+        for (k, v), labels in by_error.items():
+            lines.append(f"- {', '.join(labels)}, {k}: {v}")
     return "\n".join(lines)
+
+
+def _generic_table(doc: dict) -> str:
+    """The table of a run against ``--real``: Inception FID / KID / IS and PRDC on every row."""
+    head = ["method", "G fwd/bwd per sample", "D fwd/bwd per sample", "Inception FID ↓", "vs generator"]
+    head += ["Inception KID ↓", "IS ↑", "precision ↑", "recall ↑", "density", "coverage ↑", "accept", "wall s"]
+    lines = _head_lines(doc, head)
+    for r in doc["rows"]:
+        if "error" in r:
+            lines.append(_error_line(r, head))
+            continue
+        b, m = Evals(**r["budget_per_sample"]), r["metrics"]
+        delta = r.get("vs_generator_pct", {}).get(M_IFID)
+        acc = r.get("accept_rate_mean", r.get("accept_rate"))
+        cells = [
+            r["label"],
+            f"{b.n_G_forward:.1f} / {b.n_G_backward:.1f}",
+            f"{b.n_D_forward:.1f} / {b.n_D_backward:.1f}",
+            _f(m.get(M_IFID)),
+            "–" if r["method"] == NO_REFINEMENT or delta is None else f"{delta:+.1f}%",
+            _f(m.get(M_IKID), 3),
+            _f(m.get(M_IS)),
+            *(_f(m.get(k), 3) for k in M_PRDC),
+            _f(acc) if isinstance(acc, float) else "",
+            f"{r['wall_s']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return _tail(doc, lines)
 
 
 def curves_png(path: Path, doc: dict) -> bool:

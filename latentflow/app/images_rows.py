@@ -127,21 +127,54 @@ def real_for_calibration(n: int, seed: int, value_range=(-1.0, 1.0)) -> torch.Te
     return x[idx].float() / 255.0 * (hi - lo) + lo
 
 
-def _calibrated_d(pair, n_cal: int, seed: int, device):
-    from ..calibration import calibrate
+def _calibrated_d(pair, n_cal: int, seed: int, device, real=None, real_y=None):
+    """Platt-scaled D on ``n_cal`` held-out real images (``real``; default Fashion-MNIST train) against as
+    many generated ones; a class-conditional D sees the real images' labels ``real_y`` and the generated
+    ones' (uniform, from their own stream)."""
+    from ..calibration import CalibratedD, calibrate
     from ..samplers import generate
     from .fit import meta_get
 
     vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
-    real = real_for_calibration(n_cal, seed, vr).to(device)
-    # latents for the fake half come from their own stream, never the benchmark's
-    zc = sample_latents(
-        n_cal, pair.latent_dim, pair.meta.get("prior", "normal"), generator=777_000 + seed, device=device
-    )
-    fake = generate(pair.G, zc)
-    cal = calibrate(pair.D, real, fake, d_output=pair.meta.get("d_output") or "logit")
-    cost = Evals(n_G_forward=n_cal, n_D_forward=2 * n_cal).as_dict()
+    real = (real_for_calibration(n_cal, seed, vr) if real is None else real[:n_cal]).to(device)
+    n = real.shape[0]
+    # latents (and labels) for the fake half come from their own stream, never the benchmark's
+    gen = 777_000 + seed
+    zc = sample_latents(n, pair.latent_dim, pair.meta.get("prior", "normal"), generator=gen, device=device)
+    k, d_output = pair.num_classes, pair.meta.get("d_output") or "logit"
+    if k > 0:
+        from ..errors import OptionError
+
+        if real_y is None:
+            raise OptionError(
+                "labels: the (cal) rows calibrate a class-conditional D on real images with their labels; "
+                "give the real images' labels (--labels) or leave the (cal) rows out"
+            )
+        yc = pair.labels(n, generator=gen, device=device)
+        fake = generate(pair.G, zc, y=yc)
+        fit = calibrate(_InOrder(pair.D, [real_y[:n].to(device), yc]), real, fake, d_output=d_output, batch_size=n)
+        cal = CalibratedD(pair.D, fit.fit_info["a"], fit.fit_info["b"], d_output)
+        cal.fit_info = fit.fit_info
+    else:
+        fake = generate(pair.G, zc)
+        cal = calibrate(pair.D, real, fake, d_output=d_output)
+    cost = Evals(n_G_forward=n, n_D_forward=2 * n).as_dict()
     return cal, {k: cost[k] for k in EVAL_KEYS}
+
+
+class _InOrder(torch.nn.Module):
+    """``x -> D(x, y)`` with the labels of the sets :func:`latentflow.calibrate` scores, in the order it scores
+    them (the real set, then the generated one, each in one call: ``batch_size`` = the set size)."""
+
+    def __init__(self, D, ys):
+        super().__init__()
+        self.D, self.ys = D, list(ys)
+
+    def forward(self, x):
+        y = self.ys.pop(0)
+        if y.shape[0] != x.shape[0]:
+            raise RuntimeError(f"calibration scored {x.shape[0]} samples in one call; expected {y.shape[0]}")
+        return self.D(x, y)
 
 
 class _Snapshots:
@@ -169,8 +202,13 @@ def run_row(
     curve_points: int = 0,
     progress: bool = False,
     cal_cache: dict | None = None,
+    y=None,
+    cal_real=None,
+    cal_real_y=None,
 ):
-    """Run one row; returns ``(x, row fields, snapshots {step: z})``."""
+    """Run one row; returns ``(x, row fields, snapshots {step: z})``. ``y``: the chains' labels (a
+    class-conditional model); ``cal_real`` / ``cal_real_y``: the (cal) rows' real images and labels
+    (default Fashion-MNIST train)."""
     from ..dist import world
     from .fit import sampling_options
     from .sample_dist import gather_rows, refine_split
@@ -188,7 +226,7 @@ def run_row(
         if cal_cache is not None and "D" in cal_cache:
             D, extra, fit = cal_cache["D"], cal_cache["cost"], cal_cache["fit"]
         else:
-            D, extra = _calibrated_d(pair, n_cal, seed, z.device)
+            D, extra = _calibrated_d(pair, n_cal, seed, z.device, cal_real, cal_real_y)
             fit = dict(D.fit_info)
             fit["wall_s"] = time.perf_counter() - t0
             if cal_cache is not None:
@@ -200,6 +238,8 @@ def run_row(
     if curve_points and v.curve and isinstance(steps, int) and steps > 0:
         snaps = _Snapshots(math.ceil(steps / curve_points), steps)
         opts["callback"] = snaps
+    if y is not None:
+        opts["y"] = y
     t1 = time.perf_counter()
     # under torch.distributed the rows are split over the ranks and gathered back (sample_dist)
     res = refine_split(pair.G, D, z, v.method, seed, progress=progress, **opts)
@@ -213,7 +253,7 @@ def run_row(
         evals = {k: evals[k] + extra[k] for k in EVAL_KEYS}
     fields.update(
         {
-            "options": {k: val for k, val in opts.items() if k not in ("callback", "progress")},
+            "options": {k: val for k, val in opts.items() if k not in ("callback", "progress", "y")},
             "evals": evals,
             # a (cal) row's wall time includes the calibration it needs (shared between cal rows)
             "wall_s": wall + (fields["calibration"]["wall_s"] if v.calibrated else 0.0),

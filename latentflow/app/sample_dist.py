@@ -141,6 +141,9 @@ def refine_split(G, D, z, method: str, seed: int, **options):
     if not w.distributed:
         return refine(G, D, z, method=method, seed=seed, **options)
     sl = dist.shard(z.shape[0])
+    y = options.get("y")
+    if hasattr(y, "dim") and y.dim() == 1 and y.shape[0] == z.shape[0]:  # per-chain labels: this rank's
+        options = {**options, "y": y[sl]}
     res = refine(G, D, z[sl], method=method, seed=seed, chain_offset=sl.start, **options)
     return gather_result(res, z.shape[0], sl.stop - sl.start)
 

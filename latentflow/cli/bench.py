@@ -35,16 +35,38 @@ from ._common import Choice
 @click.option(
     "--real",
     default=None,
-    metavar="DIR|FILE.npz|cifar10-train",
-    help="Real images for Inception FID/KID/IS (images; implies --inception).",
+    metavar="DIR|FILE|cifar10-train",
+    help="Real images (folder, .npz/.pt/.safetensors, uint8 or in the model's range): every row's Inception "
+    "FID/KID/IS/PRDC for any image model; for a 1x28x28 model the extra Inception FID (implies --inception).",
 )
 @click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2), help="Use the first N real images.")
+@click.option(
+    "--labels",
+    default=None,
+    metavar="FILE",
+    help="The real images' class labels (.npy/.npz/.pt/.safetensors/.txt): the (cal) rows of a "
+    "class-conditional model (images).",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)
 def bench_cmd(
-    suite, models, num, seeds, method_list, inception, inception_num, real, num_real, budget, seed, quick, out, quiet
+    suite,
+    models,
+    num,
+    seeds,
+    method_list,
+    inception,
+    inception_num,
+    real,
+    num_real,
+    labels,
+    budget,
+    seed,
+    quick,
+    out,
+    quiet,
 ):
     """Run a benchmark suite; writes JSON and a markdown table, prints the table.
 
@@ -52,12 +74,13 @@ def bench_cmd(
     Examples:
       latentflow bench toy2d --num-samples 5000 --seeds 3
       latentflow bench images --model dcgan-fashion -n 2000
+      latentflow bench images --model DIR --real test.npz --labels test_labels.npy -n 500
     """
     extra = {}
-    if real is not None or num_real is not None:
+    if real is not None or num_real is not None or labels is not None:
         if suite != "images":
             raise app.OptionError(f"--real: only the images suite compares with real images; got suite {suite}")
-        extra = {"real": real, "num_real": num_real}
+        extra = {"real": real, "num_real": num_real, "labels": labels}
     code = app.run_suite(
         suite,
         out=out,

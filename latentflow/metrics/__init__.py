@@ -5,7 +5,7 @@ images, with cached reference statistics; ``prdc``: precision, recall, density a
 rows, ``features``: the feature rows of images and PRDC on them). Importing this package does not import
 torch-fidelity."""
 
-from .features import feature_rows, image_prdc
+from .features import feature_dict, feature_rows, fidelity_from_features, image_prdc
 from .fidelity import (
     KEY_FID,
     KEY_IS_MEAN,
@@ -38,6 +38,8 @@ __all__ = [
     "keeps_recall",
     "PRDC_KEYS",
     "feature_rows",
+    "feature_dict",
+    "fidelity_from_features",
     "image_prdc",
     "to_uint8",
     "make_sampler_model",

@@ -5,7 +5,9 @@ numbers per image, offline weights where torch-fidelity's are absent; ``"fmnist-
 penultimate numbers) over uint8 images and returns the rows FID is computed from. A named reference reads
 and writes torch-fidelity's feature cache under the name :func:`latentflow.metrics.fidelity.compute_metrics`
 gives it (``latentflow-<reference name>-<weights tag>``), so after an FID against a reference its features
-are not computed again. :func:`image_prdc` applies :func:`latentflow.metrics.manifold.prdc` to them.
+are not computed again. :func:`image_prdc` applies :func:`latentflow.metrics.manifold.prdc` to them;
+:func:`feature_dict` returns the FID layer and, where the network has them, the logits from one pass, and
+:func:`fidelity_from_features` computes FID / KID / IS from those rows (one pass per image set).
 torch-fidelity is imported only inside the functions.
 """
 
@@ -17,6 +19,9 @@ from torch import Tensor
 
 from ._base import INCEPTION, cache_dir
 from .manifold import DEFAULT_K, prdc
+
+#: feature networks built in this process, by (name, layers, weights tag, cuda)
+_EXTRACTORS: dict = {}
 
 
 def feature_rows(
@@ -33,6 +38,32 @@ def feature_rows(
     ``[3, H, W]``, or a Fashion-MNIST split name such as ``"fashion-mnist-test"``): the layer torch-fidelity
     computes FID from with ``feature_extractor``. ``reference_name``: cache the rows (and read them from the
     cache) under the name :func:`~latentflow.metrics.fidelity.compute_metrics` uses for that reference."""
+    return feature_dict(
+        images,
+        feature_extractor=feature_extractor,
+        offline=offline,
+        reference_name=reference_name,
+        cuda=cuda,
+        batch_size=batch_size,
+        verbose=verbose,
+    )["features"]
+
+
+def feature_dict(
+    images,
+    *,
+    logits: bool = False,
+    feature_extractor: str = INCEPTION,
+    offline: bool | None = None,
+    reference_name: str | None = None,
+    cuda: bool | None = None,
+    batch_size: int = 64,
+    verbose: bool = False,
+) -> dict:
+    """One pass of the feature network over ``images`` (as :func:`feature_rows` takes them):
+    ``{"features": [N, D]}`` (the FID layer) plus, with ``logits=True``, ``"logits"`` ``[N, K]`` (the layer
+    the Inception Score uses) when the network has them; otherwise ``"null_reasons": {"is": why}`` (the
+    offline Inception weights have no logits)."""
     import torch
     from torch_fidelity.utils import (
         create_feature_extractor,
@@ -40,10 +71,16 @@ def feature_rows(
         resolve_feature_layer_for_metric,
     )
 
+    from ..errors import LatentflowError
     from . import fidelity as F
 
     ds, name = F._resolve_reference(images, reference_name)
-    fe_kwargs, tag = F.resolve_extractor(feature_extractor, offline, need_logits=False)
+    reasons: dict = {}
+    try:
+        fe_kwargs, tag = F.resolve_extractor(feature_extractor, offline, need_logits=logits)
+    except LatentflowError as e:  # no logits (offline weights): features only, the reason kept
+        fe_kwargs, tag = F.resolve_extractor(feature_extractor, offline, need_logits=False)
+        reasons["is"], logits = f"{type(e).__name__}: {e}", False
     kw = dict(
         input1=ds,
         cuda=F.use_cuda(cuda),
@@ -57,13 +94,50 @@ def feature_rows(
         **fe_kwargs,
     )
     if name is not None:
-        kw["input1_cache_name"] = f"latentflow-{name}-{tag}"
-    layer = resolve_feature_layer_for_metric("fid", **kw)
-    fe = create_feature_extractor(fe_kwargs["feature_extractor"], [layer], **kw)
+        kw["input1_cache_name"] = f"latentflow-{name}-{tag}" + ("-logits" if logits else "")
+    layers = {"features": resolve_feature_layer_for_metric("fid", **kw)}
+    if logits:
+        layers["logits"] = resolve_feature_layer_for_metric("isc", **kw)
+    key = (fe_kwargs["feature_extractor"], tuple(dict.fromkeys(layers.values())), tag, kw["cuda"])
+    fe = _EXTRACTORS.get(key)
+    if fe is None:  # built once per process (loading Inception costs seconds on a CPU)
+        fe = _EXTRACTORS[key] = create_feature_extractor(key[0], list(key[1]), **kw)
     # torch-fidelity's DataLoader draws a seed from the global torch RNG: keep the caller's stream intact
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if kw["cuda"] else []):
-        feats = extract_featuresdict_from_input_id_cached(1, fe, **kw)[layer]
-    return feats.float().cpu()
+        feats = extract_featuresdict_from_input_id_cached(1, fe, **kw)
+    out: dict = {k: feats[layer].float().cpu() for k, layer in layers.items()}
+    if reasons:
+        out["null_reasons"] = reasons
+    return out
+
+
+def fidelity_from_features(
+    fake: dict, real: dict, *, kid_subset_size: int = 1000, kid_subsets: int = 100, rng_seed: int = 2020
+) -> dict:
+    """FID, KID (mean, std) and, where ``fake`` has ``"logits"``, the Inception Score (mean, std) of the
+    :func:`feature_dict` outputs ``fake`` against ``real``, with torch-fidelity's own formulas (so the
+    numbers equal :func:`~latentflow.metrics.fidelity.compute_metrics`'s on the same features). KID's
+    subsets have ``min(kid_subset_size, N_fake, N_real)`` rows. Missing values are None, with the reason
+    under ``null_reasons``."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    a, b = fake["features"], real["features"]
+    st_a, st_b = fid_features_to_statistics(a), fid_features_to_statistics(b)
+    out: dict = {"fid": float(fid_statistics_to_metric(st_a, st_b, False)[KEY_METRIC_FID])}
+    m = min(int(kid_subset_size), a.shape[0], b.shape[0])
+    kid = kid_features_to_metric(a, b, kid_subset_size=m, kid_subsets=kid_subsets, rng_seed=rng_seed, verbose=False)
+    out.update(kid=float(kid[KEY_METRIC_KID_MEAN]), kid_std=float(kid[KEY_METRIC_KID_STD]))
+    reasons = dict(fake.get("null_reasons", {}))
+    if "logits" in fake:
+        isc = isc_features_to_metric(fake["logits"], splits=min(10, a.shape[0]), rng_seed=rng_seed)
+        out.update({"is": float(isc[KEY_METRIC_ISC_MEAN]), "is_std": float(isc[KEY_METRIC_ISC_STD])})
+    else:
+        out.update({"is": None, "is_std": None})
+        reasons.setdefault("is", "the feature network gave no logits")
+    out["null_reasons"] = reasons
+    return out
 
 
 def image_prdc(

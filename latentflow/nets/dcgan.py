@@ -37,10 +37,22 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """``x [B, channels, size, size] -> [B]`` logits. ``norm``: "bn" (DCGAN), "sn" (spectral norm) or "none"."""
+    """``x [B, channels, size, size] -> [B]`` logits. ``norm``: "bn" (DCGAN), "sn" (spectral norm) or "none".
+    ``sigmoid=True`` ends in a sigmoid (the original DCGAN head): D then returns probabilities
+    (``d_output: prob``); the weights are those of the logit head, so a D trained on logits is exported
+    with ``sigmoid=True`` unchanged."""
 
-    def __init__(self, size: int = 32, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2):
+    def __init__(
+        self,
+        size: int = 32,
+        ch: int = 64,
+        channels: int = 3,
+        norm: str = "bn",
+        slope: float = 0.2,
+        sigmoid: bool = False,
+    ):
         super().__init__()
+        self.sigmoid = bool(sigmoid)
         if size not in (32, 64):
             raise ManifestError(f"DCGAN size must be 32 or 64; got {size}")
         if norm not in ("bn", "sn", "none"):
@@ -58,7 +70,8 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1)[:, 0]
+        out = self.net(x).flatten(1)[:, 0]
+        return torch.sigmoid(out) if self.sigmoid else out
 
 
 @register_arch("dcgan32_g")
@@ -69,8 +82,8 @@ class DCGAN32Generator(DCGANGenerator):
 
 @register_arch("dcgan32_d")
 class DCGAN32Discriminator(DCGANDiscriminator):
-    def __init__(self, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2):
-        super().__init__(32, ch, channels, norm, slope)
+    def __init__(self, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2, sigmoid: bool = False):
+        super().__init__(32, ch, channels, norm, slope, sigmoid)
 
 
 @register_arch("dcgan64_g")
@@ -81,8 +94,8 @@ class DCGAN64Generator(DCGANGenerator):
 
 @register_arch("dcgan64_d")
 class DCGAN64Discriminator(DCGANDiscriminator):
-    def __init__(self, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2):
-        super().__init__(64, ch, channels, norm, slope)
+    def __init__(self, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2, sigmoid: bool = False):
+        super().__init__(64, ch, channels, norm, slope, sigmoid)
 
 
 @register_arch("dcgan28_g")

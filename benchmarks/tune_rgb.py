@@ -1,0 +1,348 @@
+"""Does ``latentflow.tune`` help the GANs people have? On the RGB test GANs of ``benchmarks/train_rgb_gans.py``
+(and its 2-D WGAN-GP with a uniform prior and a raw critic, the DOT paper's setting), on held-out data:
+
+* ``generator``: the generator alone;
+* every method searched by ``tune`` at each of its **published** settings (``Kernel.search_space``
+  candidates that carry a paper's name; calibrated ones on a Platt-scaled D, as ``tune`` applies it) and at
+  its **defaults** (``refine(G, D, z, method=m)`` with the model's ``d_output`` / prior only);
+* ``tune``: ``latentflow.tune(G, D, real_tune, budget=100, time_budget=..., num_classes=..., real_labels=...)``
+  and its pick run on the evaluation latents.
+
+The test split is cut in two: the first ``--tune-real`` images are what ``tune`` (and the calibrations) see;
+the evaluation set is the LAST ``--test-num`` images, never seen by any choice. Every run draws the same
+``--num`` latents (and, for a class-conditional model, the same uniform per-chain labels). Images are scored
+by Inception FID (pool3, torch-fidelity's weights or the offline ones) and KID against the evaluation set;
+the 2-D model by exact EMD (and the ring's high-quality share). CPU seconds are recorded per run (sampling
+and scoring apart) and for the tune search.
+
+Writes ``<out>/results.json`` and ``<out>/results.md`` (one table per model, and a summary: tune vs the
+generator and vs the best published / default run).
+
+    OMP_NUM_THREADS=1 python benchmarks/tune_rgb.py --models /work/rgb_models             # the full run
+    python benchmarks/tune_rgb.py --only rgb-ns-bn --num 16 --test-num 32 --tune-real 64 \\
+        --time-budget 60 --out /tmp/tune_rgb_smoke                                         # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import latentflow
+from latentflow import rng
+from latentflow._io import atomic_write_json, atomic_write_text
+from latentflow.api import refine
+from latentflow.samplers import NO_REFINEMENT, Candidate, SearchContext, kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = "ring8-wgangp-unif"
+IMAGE_MODELS = ("rgb-hinge-proj", "rgb-ns-bn", "rgb-wgangp-unif", "rgb-hinge-strongd")
+
+
+# -- scoring ---------------------------------------------------------------------------------------------
+class ImageScorer:
+    """Inception FID / KID against the evaluation images (their features computed once)."""
+
+    def __init__(self, x_eval: torch.Tensor):
+        from latentflow.metrics import feature_dict, to_uint8
+
+        self._fd, self._u8 = feature_dict, to_uint8
+        self.real = feature_dict(to_uint8(x_eval))
+        self.name = "inception_fid"
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fd(self._u8(x))["features"]
+
+    def __call__(self, x: torch.Tensor) -> dict:
+        from latentflow.metrics import fidelity_from_features
+
+        m = fidelity_from_features({"features": self.features(x)}, self.real)
+        return {"inception_fid": m["fid"], "inception_kid": m["kid"]}
+
+
+class ToyScorer:
+    def __init__(self, x_eval: torch.Tensor, data: str = "ring8"):
+        self.real, self.data, self.name = x_eval, data, "emd"
+
+    def __call__(self, x: torch.Tensor) -> dict:
+        from latentflow.metrics.toy2d import toy_metrics
+
+        m = toy_metrics(x, self.data, reference=self.real)
+        return {k: m[k] for k in ("emd", "high_quality_pct", "modes") if k in m}
+
+
+# -- runs ------------------------------------------------------------------------------------------------
+def model_options(method: str, pair, calibrated_d: bool = False) -> dict:
+    """``d_output`` and ``prior`` where the method takes them: facts of the model, not tuning."""
+    valid = kernel(method).defaults()
+    out = {}
+    if "d_output" in valid:
+        out["d_output"] = "logit" if calibrated_d else (pair.meta.get("d_output") or "logit")
+    if "prior" in valid:
+        out["prior"] = pair.meta.get("prior", "normal")
+    return out
+
+
+def run_candidate(pair, cal, c: Candidate, z, y, seed: int):
+    """Run one candidate as ``tune`` applies it: a "temperature" calibration as rescaled options on the raw
+    D, a "discriminator" calibration on the calibrated D itself."""
+    k = kernel(c.method)
+    opts, D = dict(c.options), pair.D
+    uses_cal = c.calibrated and k.calibration == "discriminator"
+    if c.calibrated:
+        if cal is None:
+            raise RuntimeError("calibration failed: no calibrated candidate can run")
+        if k.calibration == "temperature":
+            opts = k.calibrated_options(opts, cal.fit_info["a"])
+        elif uses_cal:
+            D = cal
+    opts.update(model_options(c.method, pair, uses_cal))
+    if y is not None:
+        opts["y"] = y
+    return refine(pair.G, D, z, method=c.method, seed=seed, progress=False, **opts)
+
+
+def timed(fn):
+    t0 = time.process_time()
+    out = fn()
+    return out, time.process_time() - t0
+
+
+def record(label, kind, method, options, res, cpu, score, scorer_cpu, n, name=None) -> dict:
+    row = {"label": label, "kind": kind, "method": method, "options": _jsonable(options), "published": name}
+    row["d_evals_per_sample"] = float(res.evals.n_D_forward) / n if res is not None else None
+    row.update(run_cpu_s=round(cpu, 2), score_cpu_s=round(scorer_cpu, 2), metrics=score)
+    return row
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in d.items()}
+
+
+def tune_kwargs(pair, real_tune, real_tune_y, budget: int, time_budget: float, features, seed: int, notes: list):
+    """The keyword arguments of ``latentflow.tune`` for this model, without those it does not take yet."""
+    from latentflow.app.tune import tune as _tune
+
+    params = inspect.signature(_tune).parameters
+    kw = dict(
+        latent_dim=pair.latent_dim,
+        prior=pair.meta.get("prior", "normal"),
+        d_output=pair.meta.get("d_output") or "logit",
+        budget=budget,
+        seed=seed,
+        progress=True,
+    )
+    wanted = {"time_budget": time_budget}
+    if features is not None:
+        wanted["features"] = features
+    else:
+        wanted["metric"] = "emd"
+    if pair.num_classes > 0:
+        if "num_classes" not in params:
+            raise RuntimeError("latentflow.tune cannot label a class-conditional model's chains yet (no num_classes=)")
+        wanted.update(num_classes=pair.num_classes, real_labels=real_tune_y)
+    for k, v in wanted.items():
+        if k in params:
+            kw[k] = v
+        else:
+            notes.append(f"latentflow.tune takes no {k}= yet (the tune rewrite adds it): run without it")
+    return kw
+
+
+def tuned_run(res, z, y, seed):
+    params = inspect.signature(res.refine).parameters
+    if y is not None:
+        if "y" not in params:
+            raise RuntimeError("TuneResult.refine takes no y= yet: cannot run the pick on labelled chains")
+        return res.refine(z, y=y, seed=seed)
+    return res.refine(z, seed=seed)
+
+
+def bench_model(name: str, models: Path, a) -> dict:
+    pair = latentflow.load(str(models / name))
+    prior, k = pair.meta.get("prior", "normal"), pair.num_classes
+    toy = name == TOY
+    if toy:
+        from latentflow.data import toy as toy_data
+
+        ds = toy_data("ring8")
+        real_tune, real_tune_y = ds.sample(a.tune_real, generator=a.seed + 11), None
+        scorer = ToyScorer(ds.sample(a.test_num, generator=a.seed + 12))
+        features = None
+    else:
+        with np.load(models / "data" / "test.npz") as f:
+            x, yl = torch.from_numpy(f["x"]), torch.from_numpy(f["y"]).long()
+        if a.tune_real + a.test_num > x.shape[0]:
+            raise SystemExit(f"--tune-real + --test-num must be <= {x.shape[0]} (the test split)")
+        real_tune, real_tune_y = x[: a.tune_real], yl[: a.tune_real]
+        scorer = ImageScorer(x[-a.test_num :])
+        features = scorer.features
+    z = rng.sample_latents(a.num, pair.latent_dim, prior, generator=a.seed + 1000)
+    y = pair.labels(a.num, generator=a.seed + 1000) if k > 0 else None
+    doc: dict = {"model": name, "metric": scorer.name, "num": a.num, "num_classes": k, "rows": [], "notes": []}
+    rows = doc["rows"]
+
+    def add(label, kind, method, options, fn, pub=None):
+        try:
+            res, cpu = timed(fn)
+            x = res.x
+            if not torch.isfinite(x).all():
+                raise FloatingPointError("non-finite samples")
+            score, scpu = timed(lambda: scorer(x))
+            rows.append(record(label, kind, method, options, res, cpu, score, scpu, a.num, pub))
+        except Exception as e:  # noqa: BLE001  (a failing run is a result)
+            rows.append({"label": label, "kind": kind, "method": method, "error": f"{type(e).__name__}: {e}"})
+        print(name, json.dumps(rows[-1], default=str)[:300], flush=True)
+
+    add("generator", "generator", NO_REFINEMENT, {}, lambda: refine(pair.G, pair.D, z, method=NO_REFINEMENT, y=y))
+    from latentflow.app.images_rows import _calibrated_d
+    from latentflow.app.tune import searched_methods
+
+    cal = None
+    try:
+        n_cal = max(10, int(0.3 * real_tune.shape[0]))
+        if toy:
+            from latentflow.calibration import calibrate
+            from latentflow.samplers import generate
+
+            zc = rng.sample_latents(n_cal, pair.latent_dim, prior, generator=a.seed + 7919)
+            cal = calibrate(pair.D, real_tune[:n_cal], generate(pair.G, zc), d_output=pair.meta.get("d_output"))
+        else:
+            cal, _ = _calibrated_d(pair, n_cal, a.seed, "cpu", real_tune[:n_cal], real_tune_y[:n_cal])
+        doc["calibration"] = dict(cal.fit_info)
+    except Exception as e:  # noqa: BLE001
+        doc["notes"].append(f"calibration failed: {type(e).__name__}: {e}")
+    ctx = SearchContext(budget=a.budget, calibrated=cal is not None, prior=prior)
+    for m in searched_methods():
+        for c in (c for c in kernel(m).search_space(ctx) if c.name):
+            add(c.label, "published", m, c.options, lambda c=c: run_candidate(pair, cal, c, z, y, a.seed), c.name)
+        dc = Candidate(m, {})
+        add(f"{m}[defaults]", "defaults", m, {}, lambda dc=dc: run_candidate(pair, None, dc, z, y, a.seed))
+    try:
+        kw = tune_kwargs(pair, real_tune, real_tune_y, a.budget, a.time_budget, features, a.seed, doc["notes"])
+        res, tcpu = timed(lambda: latentflow.tune(pair.G, pair.D, real_tune, **kw))
+        doc["tune"] = {"cpu_s": round(tcpu, 1), "winner": res.summary.get("winner"), "summary": res.summary}
+        add(
+            f"tune: {res.summary.get('winner')}",
+            "tune",
+            res.method,
+            res.options,
+            lambda: tuned_run(res, z, y, a.seed),
+        )
+        rows[-1]["tune_search_cpu_s"] = round(tcpu, 1)
+    except Exception as e:  # noqa: BLE001
+        doc["notes"].append(f"tune failed: {type(e).__name__}: {e}")
+        rows.append({"label": "tune", "kind": "tune", "method": None, "error": f"{type(e).__name__}: {e}"})
+    summarise(doc)
+    return doc
+
+
+def summarise(doc: dict) -> None:
+    key = doc["metric"]
+    ok = [r for r in doc["rows"] if "error" not in r]
+    val = {r["label"]: r["metrics"][key] for r in ok}
+    gen = val.get("generator")
+    for r in ok:
+        r["vs_generator_pct"] = 100 * (r["metrics"][key] - gen) / gen if gen else None
+    tuned = next((r for r in ok if r["kind"] == "tune"), None)
+    others = [r for r in ok if r["kind"] in ("published", "defaults")]
+    best = min(others, key=lambda r: r["metrics"][key]) if others else None
+    doc["summary"] = {
+        "generator": gen,
+        "tune": tuned["metrics"][key] if tuned else None,
+        "best_other": best["label"] if best else None,
+        "best_other_value": best["metrics"][key] if best else None,
+        "tune_lowers_by_pct": (100 * (1 - tuned["metrics"][key] / gen)) if tuned and gen else None,
+        "tune_not_worse_than_generator": (tuned["metrics"][key] <= gen) if tuned and gen is not None else None,
+        "tune_at_least_best_other": (tuned["metrics"][key] <= best["metrics"][key]) if tuned and best else None,
+    }
+
+
+def _f(v, nd=3):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{nd}g}"
+    return str(v)
+
+
+def table(docs: list, env: dict) -> str:
+    out = [
+        "# tune on the RGB test GANs (benchmarks/tune_rgb.py)",
+        "",
+        f"{env['num']} samples per run, evaluation set: the last {env['test_num']} test images "
+        f"(tune sees the first {env['tune_real']}), budget {env['budget']} D evaluations per sample, "
+        f"tune time budget {env['time_budget']} s; torch {torch.__version__}.",
+        "",
+        "| model | generator | tune (pick) | tune vs generator | best published/default | tune ≤ best? | "
+        "tune search CPU s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in docs:
+        s, t = d.get("summary", {}), d.get("tune", {})
+        pct = s.get("tune_lowers_by_pct")
+        out.append(
+            f"| {d['model']} | {_f(s.get('generator'))} | {_f(s.get('tune'))} ({t.get('winner', '–')}) | "
+            f"{'–' if pct is None else f'{-pct:+.1f}%'} | {_f(s.get('best_other_value'))} ({s.get('best_other')}) | "
+            f"{_f(s.get('tune_at_least_best_other'))} | {_f(t.get('cpu_s'))} |"
+        )
+    ss = [d.get("summary", {}) for d in docs if d["model"] != TOY]
+    out += [
+        "",
+        f"Image models where tune lowers Inception FID by >= 15%: "
+        f"{sum(1 for s in ss if (s.get('tune_lowers_by_pct') or 0) >= 15)} of {len(ss)}; tune never worse than "
+        f"the generator: {all(s.get('tune_not_worse_than_generator') for s in ss)}; tune at least as good as the "
+        f"best published/default run everywhere: "
+        f"{all(d.get('summary', {}).get('tune_at_least_best_other') for d in docs)}.",
+    ]
+    for d in docs:
+        key = d["metric"]
+        out += ["", f"## {d['model']} ({key}, lower is better)", ""]
+        out += [f"| run | kind | published | D evals/sample | {key} | vs generator | run CPU s | score CPU s |"]
+        out += ["|---|---|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            if "error" in r:
+                out.append(f"| {r['label']} | {r['kind']} | | | error: {r['error'][:150]} | | | |")
+                continue
+            pct = r.get("vs_generator_pct")
+            out.append(
+                f"| {r['label']} | {r['kind']} | {r.get('published') or ''} | {_f(r['d_evals_per_sample'])} | "
+                f"{_f(r['metrics'][key], 4)} | {'–' if pct is None else f'{pct:+.1f}%'} | "
+                f"{r['run_cpu_s']:.1f} | {r['score_cpu_s']:.1f} |"
+            )
+        out += [f"- {n}" for n in d.get("notes", [])]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="/work/rgb_models", help="the folder train_rgb_gans.py wrote")
+    p.add_argument("--only", nargs="*", default=None, choices=(*IMAGE_MODELS, TOY))
+    p.add_argument("--num", type=int, default=1000, help="samples per run")
+    p.add_argument("--test-num", type=int, default=5000, help="evaluation images (the last of the test split)")
+    p.add_argument("--tune-real", type=int, default=5000, help="real images tune sees (the first of the split)")
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--time-budget", type=float, default=1800.0, help="tune's time_budget (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "results" / "tune_rgb"))
+    a = p.parse_args(argv)
+    models, out = Path(a.models), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {k: getattr(a, k) for k in ("num", "test_num", "tune_real", "budget", "time_budget", "seed")}
+    docs = []
+    for name in a.only or [*IMAGE_MODELS, TOY]:
+        docs.append(bench_model(name, models, a))
+        atomic_write_json(out / "results.json", {"env": env, "models": docs}, default=str)
+        atomic_write_text(out / "results.md", table(docs, env))
+    print(table(docs, env))
+
+
+if __name__ == "__main__":
+    main()
