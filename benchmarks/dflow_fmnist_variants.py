@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import latentflow
-from latentflow.app.images_metrics import fmnist_row_metrics
+from latentflow.app.bench.images_metrics import fmnist_row_metrics
 from latentflow.data import load_fashion_mnist
 from latentflow.metrics import to_uint8
 from latentflow.nets import build

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from latentflow.app.images import DEFAULT_METHODS, run_images_bench
+from latentflow.app.bench.images import DEFAULT_METHODS, run_images_bench
 
 
 def main(argv=None):

@@ -84,8 +84,8 @@ def reusable(previous: dict | None, same: dict) -> dict:
 
 def fmnist_data_row(num: int, seed: int) -> dict:
     """The floor: ``num`` Fashion-MNIST *train* images (seeded draw) scored like a method's samples."""
-    from latentflow.app.images_metrics import fmnist_row_metrics
-    from latentflow.app.images_rows import real_for_calibration
+    from latentflow.app.bench.images_metrics import fmnist_row_metrics
+    from latentflow.app.bench.images_rows import real_for_calibration
     from latentflow.metrics import to_uint8
 
     x = real_for_calibration(num, 50_000 + seed)
@@ -103,8 +103,8 @@ def fmnist_data_row(num: int, seed: int) -> dict:
 
 
 def run_fmnist(num: int, seed: int, quick: bool, previous: dict | None = None) -> dict:
-    from latentflow.app.images import images, verdict
-    from latentflow.app.images_rows import ImageVariant, parse_method
+    from latentflow.app.bench.images import images, verdict
+    from latentflow.app.bench.images_rows import ImageVariant, parse_method
 
     rows = [parse_method(m) for m in IMAGE_METHODS]
     rows[1:1] = [ImageVariant(f"truncation-{p}", f"truncation ψ={p}", "truncation", {"psi": p}) for p in PSIS]
@@ -162,8 +162,8 @@ def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_toy2d(models, num: int, seeds, previous: dict | None = None) -> dict:
+    from latentflow.app.bench.toy2d import TOY2D_VARIANTS, Variant, run_variant
     from latentflow.app.report import env_info
-    from latentflow.app.toy2d import TOY2D_VARIANTS, Variant, run_variant
     from latentflow.data import toy
     from latentflow.metrics import toy_metrics
     from latentflow.models import load

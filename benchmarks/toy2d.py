@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from latentflow.app.toy2d import toy2d, toy2d_table, write_doc
+from latentflow.app.bench.toy2d import toy2d, toy2d_table, write_doc
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ Each trainer runs in ``--evals`` chunks that resume bit-exactly from the checkpo
 one uninterrupted run; evaluation time is not counted in the training times), with FID-FMNIST after each
 chunk. At the end, on ``--n`` samples: FID-FMNIST, KID-FMNIST and the classifier score against the
 Fashion-MNIST test split (the bundled classifier's features, through
-``latentflow.app.images.fmnist_row_metrics``; **not** Inception FID), an 8x8 sample grid, and
+``latentflow.app.bench.images.fmnist_row_metrics``; **not** Inception FID), an 8x8 sample grid, and
 memorisation statistics: the L2 distance (pixels in [-1, 1], 784 of them) from each sample to its nearest
 training image, beside the same distance for held-out test images. The same metrics are computed for
 ``n`` real training images (the floor at this ``n``) and for the bundled ``dcgan-fashion`` generator.
@@ -282,7 +282,7 @@ def heun_vs_euler(rows: list[dict], N: int) -> dict:
 
 def fid_metrics(x: torch.Tensor, seed: int, fid_only: bool = False) -> dict:
     """FID-FMNIST (+ KID-FMNIST and classifier score) against the test split, as the image benchmark does."""
-    from latentflow.app.images import fmnist_row_metrics
+    from latentflow.app.bench.images import fmnist_row_metrics
     from latentflow.metrics import to_uint8
 
     return fmnist_row_metrics(to_uint8(x), rng_seed=seed, fid_only=fid_only)[0]

@@ -128,7 +128,7 @@ def _jsonable(d: dict) -> dict:
 
 def tune_kwargs(pair, real_tune, real_tune_y, budget: int, time_budget: float, features, seed: int, notes: list):
     """The keyword arguments of ``latentflow.tune`` for this model, without those it does not take yet."""
-    from latentflow.app.tune import tune as _tune
+    from latentflow.app.tune.tune import tune as _tune
 
     params = inspect.signature(_tune).parameters
     kw = dict(
@@ -202,8 +202,8 @@ def bench_model(name: str, models: Path, a) -> dict:
         print(name, json.dumps(rows[-1], default=str)[:300], flush=True)
 
     add("generator", "generator", NO_REFINEMENT, {}, lambda: refine(pair.G, pair.D, z, method=NO_REFINEMENT, y=y))
-    from latentflow.app.images_rows import _calibrated_d
-    from latentflow.app.tune import searched_methods
+    from latentflow.app.bench.images_rows import _calibrated_d
+    from latentflow.app.tune.tune import searched_methods
 
     cal = None
     try:

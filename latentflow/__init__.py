@@ -58,8 +58,8 @@ def load_shards(*args, **kwargs):
 
 
 def tune(*args, **kwargs):
-    """Pick the method and settings that improve a GAN on held-out real samples (see ``latentflow.app.tune``)."""
-    from .app.tune import tune as _tune
+    """Pick the method and settings that improve a GAN on held-out real samples (see ``latentflow.app.tune.tune``)."""
+    from .app.tune.tune import tune as _tune
 
     return _tune(*args, **kwargs)
 

@@ -39,7 +39,7 @@ def test_a_failed_run_leaves_the_previous_set_and_no_staging(tmp_path, monkeypat
     out = tmp_path / "o"
     sample_model(out=out, seed=1, **ARGS)
     before = (out / "report.json").read_bytes()
-    import latentflow.app.sample as S
+    import latentflow.app.sample.sample as S
 
     def boom(*a, **k):
         raise RuntimeError("killed while writing")
@@ -97,7 +97,7 @@ def test_reports_are_strict_json_with_reasons_for_nulls(tmp_path):
 
 
 def test_sample_outputs_are_one_set_and_a_concurrent_run_is_refused(tiny_model, tmp_path, monkeypatch):
-    import latentflow.app.sample as s
+    import latentflow.app.sample.sample as s
 
     out = tmp_path / "o"
     assert (

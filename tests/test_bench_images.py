@@ -1,4 +1,4 @@
-"""The image benchmark harness (``latentflow.app.images``) on a tiny random-weight DCGAN pair.
+"""The image benchmark harness (``latentflow.app.bench.images``) on a tiny random-weight DCGAN pair.
 
 One quick run is shared by the tests (module fixture): JSON schema, table built from the JSON, budgets,
 failing rows, the offline Inception Score recorded as an error, and the CLI entry point. Needs
@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from latentflow.app import images as B
+from latentflow.app.bench import images as B
 from latentflow.errors import LatentflowError
 
 NUM = 120
@@ -248,7 +248,7 @@ def test_cli_bench_images(tiny, tmp_path):
 
 
 def test_a_model_that_does_not_give_images_is_refused_before_any_compute():
-    from latentflow.app.images import images
+    from latentflow.app.bench.images import images
     from latentflow.errors import OptionError
 
     with pytest.raises(OptionError, match=r"images \[C, H, W\].*\[2\].*bench toy2d"):

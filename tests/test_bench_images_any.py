@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentflow.app import images as B
+from latentflow.app.bench import images as B
 from latentflow.errors import LatentflowError, OptionError
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -87,7 +87,7 @@ def models(tmp_path_factory):
 
 
 def test_rgb_model_rows_get_inception_metrics_against_the_real_set(models, cheap):
-    from latentflow.app.tune_metrics import frechet
+    from latentflow.app.tune.tune_metrics import frechet
 
     doc, samples = B.images(
         models["rgb"], ["generator", "ddls", "mh", "truncation-0.5"], num=16, quick=True, real=models["real"]
@@ -116,7 +116,7 @@ def test_rgb_model_rows_get_inception_metrics_against_the_real_set(models, cheap
 
 
 def test_class_conditional_rows_use_per_chain_labels_and_the_real_labels_calibrate(models, cheap, monkeypatch):
-    from latentflow.app import images_rows
+    from latentflow.app.bench import images_rows
 
     seen = []
     real_run_row = images_rows.run_row

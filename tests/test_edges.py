@@ -407,7 +407,7 @@ def _images(folder: Path, sizes, bad: dict | None = None) -> Path:
 
 @pytest.fixture
 def no_sampling(monkeypatch):
-    import latentflow.app.sample as s
+    import latentflow.app.sample.sample as s
 
     def boom(*a, **k):
         raise AssertionError("sampling started before the real set was checked")
@@ -541,7 +541,7 @@ def test_a_malicious_pickle_is_refused_without_suggesting_weights_only_false(tmp
     ):
         line = one_line_error(cli(args), what, "refused to unpickle", "never runs code")
         assert "weights_only=False" not in line and "weights_only` set to `False" not in line
-    from latentflow.app.tune_cmd import read_real
+    from latentflow.app.tune.tune_cmd import read_real
 
     with pytest.raises(OptionError, match="refused to unpickle"):
         read_real(evil)

@@ -190,7 +190,7 @@ def test_contract_errors():
 def test_image_benchmark_rows_spend_the_ddls_budget():
     """The bench's dgflow and ex2mcmc rows, at budget 50, evaluate D (forward) per sample no more often than
     the DDLS row, and ex2mcmc within one of its iterations (9 evaluations) of it."""
-    from latentflow.app.images_rows import VARIANTS, budget_options
+    from latentflow.app.bench.images_rows import VARIANTS, budget_options
     from latentflow.samplers.ex2mcmc import Ex2MCMC
 
     G, D, *_ = gaussian_problem()

@@ -188,7 +188,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_sample_failing_at_a_random_hook_leaves_one_set_and_reruns_bit_for_bit(sample_refs, tmp_path, monkeypatch):
     import latentflow.app.outputs as outputs
-    import latentflow.app.sample as s
+    import latentflow.app.sample.sample as s
 
     hooks = ["write_samples", "scatter_png", "write_json", "rename-1", "rename-2", "rmtree"]
     rng = random.Random(12)

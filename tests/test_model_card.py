@@ -90,7 +90,7 @@ def test_bench_images_real_puts_the_reference_in_the_document(tmp_path, monkeypa
     import numpy as np
 
     import latentflow.metrics as M
-    from latentflow.app.images import M_IFID, M_IKID, M_IS, images
+    from latentflow.app.bench.images import M_IFID, M_IKID, M_IS, images
 
     np.savez(tmp_path / "r.npz", arr_0=np.zeros((10, 28, 28, 1), np.uint8))
 

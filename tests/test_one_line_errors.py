@@ -18,7 +18,7 @@ from latentflow.errors import LatentflowError, OptionError, ShapeError
 @pytest.fixture
 def no_compute(monkeypatch):
     """Fail the test if ``latentflow sample`` gets as far as loading a model or sampling."""
-    import latentflow.app.sample as s
+    import latentflow.app.sample.sample as s
 
     def boom(*a, **k):
         raise AssertionError("compute started before the arguments were checked")

@@ -119,7 +119,7 @@ def test_plugin_registers_on_first_use_and_runs_through_refine(plugin, caplog):
 
 
 def test_plugin_is_searched_by_tune(plugin):
-    from latentflow.app.tune import candidates, searched_methods
+    from latentflow.app.tune.tune import candidates, searched_methods
 
     _registry.load_plugins()
     assert NAME in searched_methods()
@@ -135,7 +135,7 @@ def test_plugin_is_searched_by_tune(plugin):
 
 
 def test_plugin_is_a_benchmark_row(plugin):
-    from latentflow.app.images_rows import parse_method, run_row
+    from latentflow.app.bench.images_rows import parse_method, run_row
 
     _registry.load_plugins()
     v = parse_method(f"{NAME}:factor=0.5")

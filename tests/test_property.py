@@ -513,7 +513,7 @@ def real_files(tmp_path_factory):
                         "evil.pt", "ok.safetensors", "bool.safetensors", "garbage.npz", "garbage.pt",
                         "garbage.safetensors", "notes.txt", "imgs", "mixed", "corrupt", "none", "missing.npz"]))  # fmt: skip
 def test_tune_real_data_is_read_or_refused_with_a_latentflow_error(real_files, name):
-    from latentflow.app.tune_cmd import read_real
+    from latentflow.app.tune.tune_cmd import read_real
 
     try:
         x = read_real(real_files / name)

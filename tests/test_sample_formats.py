@@ -1,4 +1,4 @@
-"""``sample --format png|npz|safetensors`` (latentflow.app.sample_files): the layouts FID tools read, uint8
+"""``sample --format png|npz|safetensors`` (latentflow.app.sample.sample_files): the layouts FID tools read, uint8
 rounding, safetensors metadata, one output set; ``--real`` checked before any compute and written to the report."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from latentflow.app import sample_files as SF
 from latentflow.app import sample_model
+from latentflow.app.sample import sample_files as SF
 from latentflow.errors import OptionError
 from latentflow.metrics import to_uint8
 

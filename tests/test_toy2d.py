@@ -43,7 +43,7 @@ def test_toy_metrics_and_errors():
 
 
 def test_bench_rows_carry_prdc_and_truncation_costs_one_g_forward():
-    from latentflow.app.toy2d import TOY2D_VARIANTS, toy2d, toy2d_table
+    from latentflow.app.bench.toy2d import TOY2D_VARIANTS, toy2d, toy2d_table
 
     rows = [v for v in TOY2D_VARIANTS if v.method in ("none", "truncation")]
     assert [v.label for v in rows] == ["generator", "truncation ψ=1", "truncation ψ=0.5"]

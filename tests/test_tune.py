@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import latentflow
-from latentflow.app.tune import TuneResult, candidates, tune
-from latentflow.app.tune_cmd import read_real
-from latentflow.app.tune_metrics import frechet, kid
+from latentflow.app.tune.tune import TuneResult, candidates, tune
+from latentflow.app.tune.tune_cmd import read_real
+from latentflow.app.tune.tune_metrics import frechet, kid
 from latentflow.errors import LatentflowError
 
 REAL = torch.randn(700, 2, generator=torch.Generator().manual_seed(3))

@@ -103,7 +103,7 @@ def test_cli_refuses_bad_input_in_one_line_before_the_search(hub, tmp_path):
 def test_labels_files_are_read_or_refused_in_one_line(tmp_path):
     from safetensors.torch import save_file
 
-    from latentflow.app.tune_cmd import read_labels
+    from latentflow.app.tune.tune_cmd import read_labels
     from latentflow.errors import OptionError
 
     y = torch.arange(12) % 4

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from latentflow.app import tune_search
-from latentflow.app.tune import tune
+from latentflow.app.tune import tune_search
+from latentflow.app.tune.tune import tune
 from latentflow.errors import LatentflowError
 
 g = torch.Generator().manual_seed(0)
@@ -41,7 +41,7 @@ def no_search(monkeypatch):
         raise AssertionError("the search ran although the input is bad")
 
     monkeypatch.setattr(tune_search, "run_rungs", fail)
-    import latentflow.app.tune as t
+    import latentflow.app.tune.tune as t
 
     monkeypatch.setattr(t, "run_rungs", fail)
 
@@ -67,7 +67,7 @@ def test_real_of_another_shape_than_g_is_refused():
 
 
 def test_grey_images_without_channel_axis_and_channels_last_are_read_in_g_layout(monkeypatch):
-    from latentflow.app.tune_checks import conform_real
+    from latentflow.app.tune.tune_checks import conform_real
 
     assert conform_real(IMGS[:, 0], (1, 6, 6)).shape == (60, 1, 6, 6)
     rgb = torch.randn(30, 3, 5, 7, generator=g)

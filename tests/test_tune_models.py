@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_labels import CondD, CondG
 
-from latentflow.app.tune import tune
-from latentflow.app.tune_features import Features, resolve_features
+from latentflow.app.tune.tune import tune
+from latentflow.app.tune.tune_features import Features, resolve_features
 from latentflow.metrics import inception_offline
 
 g = torch.Generator().manual_seed(0)
@@ -129,7 +129,7 @@ def test_fid_recall_metric_reports_recall_and_never_picks_a_loss_of_diversity():
 
 
 def test_fast_frechet_to_a_reference_equals_the_closed_form():
-    from latentflow.app.tune_metrics import FrechetRef, frechet
+    from latentflow.app.tune.tune_metrics import FrechetRef, frechet
 
     a = torch.randn(3000, 50, generator=g)
     for b in (1.3 * torch.randn(200, 50, generator=g) + 0.2, torch.randn(40, 50, generator=g)):

@@ -39,7 +39,7 @@ def main():
             )
         elif job["kind"] == "split":
             import latentflow as lf
-            from latentflow.app.sample_dist import refine_split
+            from latentflow.app.sample.sample_dist import refine_split
 
             pair = lf.load("grid25-wgangp")
             z = lf.sample_latents(job["n"], 2, generator=0)

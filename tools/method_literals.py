@@ -7,7 +7,7 @@ A method's knowledge lives in its kernel: code elsewhere reads the declarations 
 AST of a module under ``latentflow/`` (``samplers/`` excluded) equal to a registered method name
 (``latentflow.methods()``, ``"none"`` included); docstrings (the first statement of a module, class or
 function) do not count, nor do f-strings' parts. Allowed: the default method, benchmark suites declared as
-data; none in ``tune`` or ``fit`` (``app/tune*.py``, ``app/fit.py``).
+data; none in ``tune`` or ``fit`` (``app/tune/*.py``, ``app/fit.py``).
 
 ``"none"`` is also an ordinary value of other options (``norm="none"``, ``time_weight="none"``, "none" in a
 message): a ``"none"`` literal counts only where it can mean the method, that is beside another method
@@ -26,7 +26,7 @@ MAX_LITERALS = 15
 #: method names that are also ordinary words: counted only in a method's context (module docstring)
 AMBIGUOUS = {"none"}
 #: modules (paths under latentflow/, as globs) where no method literal may stand
-NONE_IN = ("app/tune*.py", "app/fit.py")
+NONE_IN = ("app/tune/*.py", "app/fit.py")
 
 
 def method_names() -> set[str]:

@@ -5,21 +5,22 @@ benchmark suites are data (:data:`SUITES`: rows + a metric) run by one runner (:
 writes the JSON document first and the reports (markdown, figures) from it. The CLI imports only this
 package; nothing in the library imports it (the facade ``latentflow`` only lazily).
 
-Layout: ``fit`` (what a method needs of a model, options a run uses), ``options`` (typed ``--opt``),
-``outputs`` (checked, locked output folders written as one set), ``report`` (strict JSON, samples,
-figures), ``sample``, ``suites``, ``toy2d`` and ``images*`` (the two suites).
+Layout, by job: ``sample/`` (``latentflow sample``), ``tune/`` (``latentflow tune``), ``bench/`` (``suites``,
+``runner``, ``toy2d`` and ``images*``: the two suites); shared by them: ``fit`` (what a method needs of a
+model, options a run uses), ``options`` (typed ``--opt``), ``outputs`` (checked, locked output folders
+written as one set), ``report`` (strict JSON, samples, figures).
 """
 
 from __future__ import annotations
 
 from ..errors import DivergenceWarning, LatentflowError, OptionError, OutputError, suggest
 from ..samplers import DEFAULT_METHOD, NO_REFINEMENT
+from .bench.suites import SUITES, Suite, run_suite, suite_names
 from .fit import check_method_fits, fitting_methods, resolve_device, sampling_options
 from .options import parse_config_options, parse_method_options, parse_pairs
 from .outputs import MAX_SEED, OutputSet, check_seed, check_writable
 from .report import json_text, sample_summary
-from .sample import OUTPUT_FILES, sample_model
-from .suites import SUITES, Suite, run_suite, suite_names
+from .sample.sample import OUTPUT_FILES, sample_model
 
 __all__ = [
     "LatentflowError",
@@ -63,9 +64,9 @@ __all__ = [
 
 
 def run_tune(model, real, *, budget: int = 100, out=None, seed: int = 0, quiet: bool = False, **options) -> dict:
-    """``latentflow tune``: :func:`latentflow.app.tune_cmd.run_tune_command` (writes tune.json/.md/.png);
+    """``latentflow tune``: :func:`latentflow.app.tune.tune_cmd.run_tune_command` (writes tune.json/.md/.png);
     ``options``: ``labels``, ``features``, ``time_budget``, ``metric``."""
-    from .tune_cmd import run_tune_command
+    from .tune.tune_cmd import run_tune_command
 
     return run_tune_command(model, real, budget=budget, out=out, seed=seed, quiet=quiet, **options)
 

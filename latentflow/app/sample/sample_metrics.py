@@ -16,31 +16,31 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import LatentflowError
-from .fit import meta_get
+from ...errors import LatentflowError
+from ..fit import meta_get
 
 
 def model_metrics(dataset: str | None, before: torch.Tensor, after: torch.Tensor) -> dict:
     """The metrics of the samples ``before`` and ``after`` refinement that the model's ``dataset`` has: the 2-D
     metrics of a toy set, FID-FMNIST and PRDC in the classifier's features for Fashion-MNIST, else none."""
-    from ..data import TOY
+    from ...data import TOY
 
     if dataset in TOY:
-        from ..metrics import toy_metrics
+        from ...metrics import toy_metrics
 
         return {"before": toy_metrics(before, dataset), "after": toy_metrics(after, dataset)}
     if dataset == "fashion-mnist" and before.shape[0] >= 2:
         # FID in the bundled classifier's feature space (FID-FMNIST; not comparable to Inception FID)
         try:
-            from ..metrics import KEY_FID, fid_fmnist, to_uint8
+            from ...metrics import KEY_FID, fid_fmnist, to_uint8
 
             n = before.shape[0]
             note = (
                 "FID-FMNIST of n samples vs the 10k test images; biased upward for small n "
                 "(compare runs at equal n; use `latentflow bench images` for tables)"
             )
-            from ..metrics import PRDC_KEYS, image_prdc
-            from ..metrics.fidelity import FMNIST
+            from ...metrics import PRDC_KEYS, image_prdc
+            from ...metrics.fidelity import FMNIST
 
             out: dict = {"n": n, "note": note}
             for side, x in (("before", before), ("after", after)):
@@ -63,7 +63,7 @@ def add_real_metrics(metrics: dict, rs, before: torch.Tensor, after: torch.Tenso
     A failure (e.g. CIFAR-10 not downloadable) is recorded under ``real.error``: the samples are written."""
     if rs is None:
         return
-    from ..metrics import real_metrics, to_uint8
+    from ...metrics import real_metrics, to_uint8
 
     vr = tuple(meta_get(meta, "output_range") or (-1.0, 1.0))
     try:

@@ -1,4 +1,4 @@
-"""``latentflow tune`` on the command line: read the real samples, run :func:`latentflow.app.tune.tune` on a
+"""``latentflow tune`` on the command line: read the real samples, run :func:`latentflow.app.tune.tune.tune` on a
 loaded model, write ``tune.json``, a markdown table and a metric-vs-steps plot."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .._io import atomic_write_json, atomic_write_text
-from ..errors import OptionError
+from ..._io import atomic_write_json, atomic_write_text
+from ...errors import OptionError
 from .tune import TuneResult, tune
 
 log = logging.getLogger("latentflow")
@@ -28,7 +28,7 @@ def read_real(path) -> Tensor:
         import numpy as np
         from PIL import Image
 
-        from ..metrics.real import check_image_files
+        from ...metrics.real import check_image_files
 
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not files:
@@ -52,7 +52,7 @@ def read_real(path) -> Tensor:
 def _read_tensor_file(p: Path):
     """The samples of a ``.npz`` / ``.pt`` / ``.safetensors`` file; an unreadable file (or a pickle holding
     more than tensors: never unpickled with code) is one ``OptionError`` naming ``real_path``."""
-    from ..errors import LatentflowError
+    from ...errors import LatentflowError
 
     try:
         if p.suffix == ".npz":
@@ -64,7 +64,7 @@ def _read_tensor_file(p: Path):
                     raise OptionError(f"real_path: {p} holds no array")
                 return torch.from_numpy(f[key].copy())
         if p.suffix in (".pt", ".pth"):
-            from ..models.checkpoints import read_pickle_weights_only
+            from ...models.checkpoints import read_pickle_weights_only
 
             obj = read_pickle_weights_only(p)
             return obj.get("x") if isinstance(obj, dict) else obj
@@ -146,7 +146,7 @@ def read_labels(path, n: int) -> Tensor:
                 key = next((k for k in ("y", "labels") if k in f.files), f.files[0] if f.files else None)
                 y = torch.from_numpy(f[key].copy()) if key else None
         elif p.suffix in (".pt", ".pth"):
-            from ..models.checkpoints import read_pickle_weights_only
+            from ...models.checkpoints import read_pickle_weights_only
 
             obj = read_pickle_weights_only(p)
             y = obj.get("y", obj.get("labels")) if isinstance(obj, dict) else obj
@@ -192,8 +192,8 @@ def run_tune_command(
     ``latentflow.json``), read ``real_path`` (see ``read_real``) and ``labels`` (see ``read_labels``), tune,
     write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` and return the JSON dict. ``metric``
     defaults to ``"emd"`` for 2-D points and ``"fid"`` otherwise. ``out`` is checked before anything runs."""
-    from .._io import check_writable
-    from ..models import load
+    from ..._io import check_writable
+    from ...models import load
 
     if out is not None:
         check_writable(out, "out")

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..energy import d_values
-from ..errors import LatentflowError, OptionError, ShapeError
-from ..rng import sample_latents
-from ..samplers import generate
-from ..samplers._checks import resolve_num_classes
+from ...energy import d_values
+from ...errors import LatentflowError, OptionError, ShapeError
+from ...rng import sample_latents
+from ...samplers import generate
+from ...samplers._checks import resolve_num_classes
 
 log = logging.getLogger("latentflow.app.tune")
 

@@ -31,7 +31,7 @@ def fmnist_row_metrics(
 ) -> tuple[dict, dict]:
     """(flat metrics, torch-fidelity's dict) with the ``fmnist-classifier`` features vs Fashion-MNIST test."""
     # through the module, at call time (so that a patched metrics.fidelity.compute_metrics is the one called)
-    from ..metrics.fidelity import FMNIST, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, compute_metrics
+    from ...metrics.fidelity import FMNIST, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, KEY_KID_MEAN, KEY_KID_STD, compute_metrics
 
     fd = compute_metrics(
         x_uint8,
@@ -54,7 +54,7 @@ def fmnist_row_metrics(
             }
         )
         if x_uint8.shape[0] > PRDC_K:
-            from ..metrics.features import image_prdc
+            from ...metrics.features import image_prdc
 
             p = image_prdc(x_uint8, "fashion-mnist-test", k=PRDC_K, feature_extractor=FMNIST)
             flat.update({k: p[k] for k in M_PRDC})
@@ -70,9 +70,9 @@ def inception_row_metrics(
     The IS is asked for first: with the offline weights (no logits) it raises before any image is
     processed, and the error message goes into ``errors["inception_score"]``; the FID is then computed
     alone. With torch-fidelity's own weights both come from one pass."""
-    from ..data import load_fashion_mnist
-    from ..errors import LatentflowError
-    from ..metrics.fidelity import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, compute_metrics
+    from ...data import load_fashion_mnist
+    from ...errors import LatentflowError
+    from ...metrics.fidelity import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, compute_metrics
 
     ref = load_fashion_mnist("test")[0][:n_ref]
     kw = dict(
@@ -101,7 +101,7 @@ def real_row_metrics(
 ) -> tuple[dict, dict, dict]:
     """(flat metrics, :func:`latentflow.metrics.real_metrics`'s dict, errors) for Inception FID / KID / IS
     against the real set ``real`` (cached reference statistics); IS offline goes into ``errors``."""
-    from ..metrics import real_metrics
+    from ...metrics import real_metrics
 
     m = real_metrics(x_uint8, real, offline=offline, rng_seed=rng_seed)
     flat = {M_IFID: m["fid"], M_IKID: m["kid"], M_IKID + "_std": m["kid_std"]}
@@ -133,8 +133,8 @@ def add_inception(doc: dict, samples: dict, inception_num: int, offline, seed: i
     """Inception FID for the generator and the best DDLS row (lowest FID-FMNIST) on ``inception_num``
     samples, against Fashion-MNIST test or the real set ``rs``; errors (IS offline, or a failure) go
     into the row's ``metric_errors``."""
-    from ..metrics import to_uint8
-    from ..samplers import NO_REFINEMENT
+    from ...metrics import to_uint8
+    from ...samplers import NO_REFINEMENT
     from .images_rows import FOCUS
 
     ok = [r for r in doc["rows"] if "error" not in r]

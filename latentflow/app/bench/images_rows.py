@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..options import field_types, parse_pairs
-from ..result import GD_EVAL_KEYS as EVAL_KEYS
-from ..result import Evals
-from ..rng import sample_latents
-from ..samplers import NO_REFINEMENT, kernel, kernels
+from ...options import field_types, parse_pairs
+from ...result import GD_EVAL_KEYS as EVAL_KEYS
+from ...result import Evals
+from ...rng import sample_latents
+from ...samplers import NO_REFINEMENT, kernel, kernels
 
 #: the method the suite follows (Che et al. 2020's DDLS): its best row's Inception FID, and the budget's
 #: default (the model's recommended steps for it)
@@ -119,7 +119,7 @@ def budget_options(method: str, budget: int, options: dict | None = None) -> dic
 def real_for_calibration(n: int, seed: int, value_range=(-1.0, 1.0)) -> torch.Tensor:
     """``n`` Fashion-MNIST *train* images (random, seeded) scaled to ``value_range``: held out from the
     test split the metrics use."""
-    from ..data import load_fashion_mnist
+    from ...data import load_fashion_mnist
 
     x = load_fashion_mnist("train")[0]
     idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
@@ -131,9 +131,9 @@ def _calibrated_d(pair, n_cal: int, seed: int, device, real=None, real_y=None):
     """Platt-scaled D on ``n_cal`` held-out real images (``real``; default Fashion-MNIST train) against as
     many generated ones; a class-conditional D sees the real images' labels ``real_y`` and the generated
     ones' (uniform, from their own stream)."""
-    from ..calibration import CalibratedD, calibrate
-    from ..samplers import generate
-    from .fit import meta_get
+    from ...calibration import CalibratedD, calibrate
+    from ...samplers import generate
+    from ..fit import meta_get
 
     vr = tuple(meta_get(pair.meta, "output_range") or (-1.0, 1.0))
     real = (real_for_calibration(n_cal, seed, vr) if real is None else real[:n_cal]).to(device)
@@ -143,7 +143,7 @@ def _calibrated_d(pair, n_cal: int, seed: int, device, real=None, real_y=None):
     zc = sample_latents(n, pair.latent_dim, pair.meta.get("prior", "normal"), generator=gen, device=device)
     k, d_output = pair.num_classes, pair.meta.get("d_output") or "logit"
     if k > 0:
-        from ..errors import OptionError
+        from ...errors import OptionError
 
         if real_y is None:
             raise OptionError(
@@ -209,9 +209,9 @@ def run_row(
     """Run one row; returns ``(x, row fields, snapshots {step: z})``. ``y``: the chains' labels (a
     class-conditional model); ``cal_real`` / ``cal_real_y``: the (cal) rows' real images and labels
     (default Fashion-MNIST train)."""
-    from ..dist import world
-    from .fit import sampling_options
-    from .sample_dist import gather_rows, refine_split
+    from ...dist import world
+    from ..fit import sampling_options
+    from ..sample.sample_dist import gather_rows, refine_split
 
     k = kernel(v.method)
     user = {

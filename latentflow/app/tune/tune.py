@@ -20,7 +20,7 @@ feature Gaussians on the last rung and the confirmation, KID (unbiased at small 
 ``"kid"`` — unbiased MMD² with the kernel ``(a·b / F + 1)³`` over subsets; ``"emd"`` — exact W1 on 2-D
 points (``latentflow.metrics.emd``); ``"fid_recall"`` — the best FID among the candidates whose recall
 (``latentflow.metrics.prdc`` on the same features) is no worse than the generator's minus its noise margin
-(``keeps_recall``). Features: :mod:`latentflow.app.tune_features` (Inception for images by default).
+(``keeps_recall``). Features: :mod:`latentflow.app.tune.tune_features` (Inception for images by default).
 Class-conditional models: every run (candidates, the generator alone, the confirmation and the calibration)
 uses the same per-chain labels, uniform or drawn from ``real_labels``. The winner must beat the generator alone on three fresh
 paired latent draws, each time and on average by more than two standard errors of the paired differences;
@@ -43,14 +43,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .._io import atomic_write_json, atomic_write_text
-from ..api import refine
-from ..calibration import calibrate
-from ..errors import LatentflowError
-from ..result import Result
-from ..samplers import NO_REFINEMENT, Candidate, SearchContext, generate, kernel
-from ..samplers import methods as _methods
-from .fit import misfit
+from ..._io import atomic_write_json, atomic_write_text
+from ...api import refine
+from ...calibration import calibrate
+from ...errors import LatentflowError
+from ...result import Result
+from ...samplers import NO_REFINEMENT, Candidate, SearchContext, generate, kernel
+from ...samplers import methods as _methods
+from ..fit import misfit
 from .tune_checks import as_float, check_args, check_models
 from .tune_features import resolve_features
 from .tune_metrics import Scorer, frechet, kid  # noqa: F401
@@ -217,7 +217,7 @@ def tune(
 
     ``budget`` caps D evaluations per sample (``n_D_forward / n``); ``features``: ``"inception"``, ``"raw"``,
     a callable ``x -> [B, ...]`` (run under ``no_grad``) or None (Inception for images, the Fashion-MNIST
-    classifier for 1x28x28, raw coordinates for points; :mod:`latentflow.app.tune_features`); ``metric``:
+    classifier for 1x28x28, raw coordinates for points; :mod:`latentflow.app.tune.tune_features`); ``metric``:
     ``"fid"``, ``"kid"``, ``"emd"`` (2-D points) or ``"fid_recall"``; ``methods`` restricts the search (the
     generator alone always competes); ``time_budget``: CPU seconds the search fits into. A class-conditional
     model (G or D has ``num_classes``, or ``num_classes=``) runs every candidate on the same per-chain

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import LatentflowError, ShapeError
+from ...errors import LatentflowError, ShapeError
 
 EMD_MAX_N = 2000  # exact W1 is cubic in n
 
@@ -73,7 +73,7 @@ class Scorer:
     """Scores samples against the validation rows: KID on early rungs (unbiased at small n), FID on the final
     rung and the confirmation (``metric="fid"`` / ``"fid_recall"``, the latter with PRDC recall on the same
     features), KID or EMD throughout for ``metric="kid"`` / ``"emd"``. Real feature rows are computed once
-    (and cached on disk, see :class:`~latentflow.app.tune_features.Features`)."""
+    (and cached on disk, see :class:`~latentflow.app.tune.tune_features.Features`)."""
 
     def __init__(self, metric: str, features, real_val: Tensor, seed: int):
         self.metric, self.features, self.seed = metric, features, seed
@@ -95,7 +95,7 @@ class Scorer:
         ``x`` are not finite."""
         key = self.key(final)
         if key == "emd":
-            from ..metrics import emd
+            from ...metrics import emd
 
             return {key: emd(x, self.real, n=min(x.shape[0], EMD_MAX_N), generator=self.seed)}
         f = self.features(x)
@@ -107,7 +107,7 @@ class Scorer:
             self._fid = FrechetRef(self.fr)
         out = {key: self._fid(f)}
         if self.metric == "fid_recall":
-            from ..metrics.manifold import prdc
+            from ...metrics.manifold import prdc
 
             n = min(self.fr.shape[0], f.shape[0])
             out["recall"] = float(prdc(self.fr[:n], f[:n])["recall"])

@@ -24,7 +24,7 @@ MH-GAN, DOT, DDLS ULA / MALA and the calibrated "(cal)" variants of Che et al. 2
 Any other image model (RGB or grey, any size, class-conditional; or a 1x28x28 one given ``labels``) is
 measured against the real images of ``real`` on every row instead: Inception FID, KID, IS (where the
 network has logits) and PRDC, with per-chain labels for a class-conditional model and the (cal) rows
-calibrated on held-out real images (:mod:`latentflow.app.images_any`; ``doc["headline"]`` names the metric).
+calibrated on held-out real images (:mod:`latentflow.app.bench.images_any`; ``doc["headline"]`` names the metric).
 
 Failing rows record ``error``; the run goes on and :func:`run_images_bench` returns 1 at the end.
 """
@@ -39,8 +39,9 @@ from typing import Any
 
 import torch
 
-from ..errors import OptionError
-from ..rng import sample_latents
+from ...errors import OptionError
+from ...rng import sample_latents
+from ..report import env_info
 from .images_metrics import (
     FMNIST_INFO,
     GENERIC_INFO,
@@ -74,7 +75,6 @@ from .images_rows import (
     real_for_calibration,
     run_row,
 )
-from .report import env_info
 from .runner import Suite, run
 
 log = logging.getLogger("latentflow.bench")
@@ -146,13 +146,13 @@ def images(
     ``budget`` defaults to the model's recommended DDLS ``steps`` (manifest ``sampling.ddls``), else 50
     (quick: 5). A 1x28x28 model is measured as Fashion-MNIST (``real``: the real set of the extra Inception
     metrics, implies ``inception``); any other image model (or one given ``labels``) against the real
-    images ``real`` with Inception FID / KID / IS / PRDC on every row (:mod:`latentflow.app.images_any`;
+    images ``real`` with Inception FID / KID / IS / PRDC on every row (:mod:`latentflow.app.bench.images_any`;
     ``labels``: the real images' class labels, for the (cal) rows of a class-conditional model). The real
     data are read and checked before any sampling."""
-    from ..metrics import resolve_real, to_uint8
-    from ..models import ModelPair, load
-    from ..samplers import generate
-    from .fit import meta_get
+    from ...metrics import resolve_real, to_uint8
+    from ...models import ModelPair, load
+    from ...samplers import generate
+    from ..fit import meta_get
 
     pair = model if isinstance(model, ModelPair) else load(model, device=device)
     name = pair.meta.get("name") if isinstance(model, ModelPair) else str(model)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._io import atomic_save_safetensors, cache_dir
-from ..errors import LatentflowError, OptionError, ShapeError
+from ..._io import atomic_save_safetensors, cache_dir
+from ...errors import LatentflowError, OptionError, ShapeError
 
 log = logging.getLogger("latentflow.app.tune")
 
@@ -85,8 +85,8 @@ def _raw() -> Features:
 
 
 def _fmnist() -> Features:
-    from ..metrics import fmnist_classifier as fc
-    from ..metrics import to_uint8
+    from ...metrics import fmnist_classifier as fc
+    from ...metrics import to_uint8
 
     net = fc.load_classifier()
     return Features(lambda t: net.features(fc.preprocess(to_uint8(t.cpu()))), "Fashion-MNIST classifier", "fmnist-clf")
@@ -103,8 +103,8 @@ def inception(value_range: tuple[float, float] = (-1.0, 1.0), offline: bool | No
             "features: the Inception features need torch-fidelity: pip install 'latentflow[metrics]' "
             "(or pass features='raw' or a callable)"
         ) from None
-    from ..metrics import to_uint8
-    from ..metrics._base import INCEPTION, resolve_extractor
+    from ...metrics import to_uint8
+    from ...metrics._base import INCEPTION, resolve_extractor
 
     try:
         kw, tag = resolve_extractor(INCEPTION, offline, need_logits=False)

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..energy import chunk_slices, d_values, frozen, to_logit
-from ..errors import LatentflowError
-from ..rng import sample_labels, sample_latents
-from ..samplers import Candidate, kernel
+from ...energy import chunk_slices, d_values, frozen, to_logit
+from ...errors import LatentflowError
+from ...rng import sample_labels, sample_latents
+from ...samplers import Candidate, kernel
 
 log = logging.getLogger("latentflow.app.tune")
 
@@ -198,7 +198,7 @@ def run_rungs(s: Setup, none: Candidate, cands: list[Candidate], sizes: list[int
 
 
 def keeps_recall(scores: dict, label: str, none_label: str, n: int) -> bool:
-    from ..metrics.manifold import keeps_recall as keeps
+    from ...metrics.manifold import keeps_recall as keeps
 
     r0, r1 = scores[none_label][1], scores[label][1]
     return r0 is None or r1 is None or keeps({"recall": r0}, {"recall": r1}, n)
@@ -255,7 +255,7 @@ def decide(conf: list[tuple], recall: bool, n: int) -> tuple[bool, float, float]
     """Whether the best survivor wins: it beats the generator on each paired draw and on average by more than
     two standard errors of the differences (and, with ``recall``, keeps the generator's mean recall within
     noise); returns (wins, mean difference, its standard error)."""
-    from ..metrics.manifold import keeps_recall as keeps
+    from ...metrics.manifold import keeps_recall as keeps
 
     diffs = [c[0] - c[1] for c in conf]
     mean = sum(diffs) / len(diffs) if diffs else 0.0

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import OptionError, ShapeError
+from ...errors import OptionError, ShapeError
 from .images_metrics import M_IFID, M_IKID, M_IS, M_PRDC, PRDC_K
 
 
@@ -43,7 +43,11 @@ def _layout(x: Tensor, shape: tuple) -> Tensor:
 
 
 def _read(real, num_real: int | None) -> Tensor:
+<<<<<<< HEAD:latentflow/app/images_any.py
     from ..metrics.real_sets import REGISTERED, real_dataset, resolve_real
+=======
+    from ...metrics.real import REGISTERED, real_dataset, resolve_real
+>>>>>>> regroup:latentflow/app/bench/images_any.py
 
     p = Path(str(real)).expanduser()
     if not p.exists() and str(real) in REGISTERED:
@@ -51,7 +55,7 @@ def _read(real, num_real: int | None) -> Tensor:
         return torch.stack([ds[i] for i in range(len(ds))])
     if not p.exists():
         raise OptionError(f"real: no such file or folder: {str(p)!r} (or a registered set: {', '.join(REGISTERED)})")
-    from .tune_cmd import read_real
+    from ..tune.tune_cmd import read_real
 
     try:
         return read_real(p) if p.is_dir() else _raw_tensor(p)
@@ -61,7 +65,7 @@ def _read(real, num_real: int | None) -> Tensor:
 
 def _raw_tensor(p: Path) -> Tensor:
     """The tensor of a file as stored (uint8 kept: the range check below needs to know)."""
-    from .tune_cmd import _read_tensor_file
+    from ..tune.tune_cmd import _read_tensor_file
 
     x = _read_tensor_file(p)
     if not isinstance(x, Tensor):
@@ -117,7 +121,7 @@ def read_labels(path, n: int, num_classes: int) -> Tensor:
         elif p.suffix == ".txt":
             y = torch.tensor([int(v) for v in p.read_text().split()])
         else:
-            from .tune_cmd import _read_tensor_file
+            from ..tune.tune_cmd import _read_tensor_file
 
             obj = _read_tensor_file(p)
             y = obj.get("y", obj.get("labels")) if isinstance(obj, dict) else obj
@@ -170,8 +174,8 @@ class RealImages:
 
     def features(self, offline=None) -> dict:
         if self._feats is None:
-            from .._io import sha256_bytes
-            from ..metrics import feature_dict, to_uint8
+            from ..._io import sha256_bytes
+            from ...metrics import feature_dict, to_uint8
 
             u8 = to_uint8(self.ref, self.value_range)
             name = f"real-{sha256_bytes(u8.numpy().tobytes())[:16]}-n{u8.shape[0]}"
@@ -182,8 +186,8 @@ class RealImages:
 def generic_row_metrics(x: Tensor, real: RealImages, *, offline=None, rng_seed: int = 0) -> tuple[dict, dict, dict]:
     """(flat metrics, the full dict, errors) of the samples ``x`` against ``real``: Inception FID, KID, IS
     (where the network has logits) and PRDC (k = 5) on the pool3 features of one pass."""
-    from ..metrics import feature_dict, fidelity_from_features, to_uint8
-    from ..metrics.manifold import prdc
+    from ...metrics import feature_dict, fidelity_from_features, to_uint8
+    from ...metrics.manifold import prdc
 
     fake = feature_dict(to_uint8(x, real.value_range), logits=True, offline=offline)
     ref = real.features(offline)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .outputs import check_out_file, check_seed, check_writable
+from ..outputs import check_out_file, check_seed, check_writable
 
 __all__ = ["Suite", "run"]
 
@@ -42,7 +42,7 @@ def run(suite: Suite, *, out: str | Path | None = None, seed: int = 0, echo: Cal
     out = Path(out or suite.default_out)
     (check_out_file if suite.out_is_file else check_writable)(out, name="out")  # before any compute
     doc, samples = suite.run(seed=seed, **kw)
-    from ..dist import is_main
+    from ...dist import is_main
 
     if not is_main():  # under torchrun every rank ran the rows' slices; rank 0 writes and prints
         return 1 if any("error" in r for r in doc["rows"]) else 0

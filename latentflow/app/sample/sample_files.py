@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_write_bytes
-from ..errors import OptionError
+from ..._io import atomic_write_bytes
+from ...errors import OptionError
 
 __all__ = [
     "FORMATS",
@@ -84,7 +84,7 @@ def check_formats_fit(formats, output_shape) -> None:
 
 def to_nhwc_uint8(x: torch.Tensor, value_range=(-1.0, 1.0)) -> np.ndarray:
     """Float images ``[N, C, H, W]`` in ``value_range`` -> uint8 ``[N, H, W, C]`` (see the module docstring)."""
-    from ..metrics import to_uint8
+    from ...metrics import to_uint8
 
     return to_uint8(x.detach().cpu(), tuple(value_range)).permute(0, 2, 3, 1).contiguous().numpy()
 

@@ -7,16 +7,16 @@ settings); this module adds the files and the report. ``method="none"`` is the g
 without a generator (``latentflow train dflow`` / ``dgd``) starts from ``x0`` drawn as its ``meta["x0"]``
 says; :func:`check_method_fits` refuses a method the model cannot serve, naming what it lacks.
 
-Under ``torchrun`` (a process group of more than one rank) :mod:`latentflow.app.sample_dist` takes
+Under ``torchrun`` (a process group of more than one rank) :mod:`latentflow.app.sample.sample_dist` takes
 over and writes the same set: the per-chain random streams make every rank's rows those of one process.
 
 Every argument (``num``, ``seed``, ``out``, the device, ``formats``, ``real``) is checked before the model is
-loaded; the output files (samples in the chosen formats, see :mod:`latentflow.app.sample_files`, the PNG
+loaded; the output files (samples in the chosen formats, see :mod:`latentflow.app.sample.sample_files`, the PNG
 picture and the report) are written into a staging folder and renamed into place together
 (:class:`~latentflow.app.outputs.OutputSet`), under a lock that refuses a concurrent run into ``out``.
 
 The report's metrics (2-D metrics, FID-FMNIST, FID / KID / IS and PRDC against a real image set) are
-:mod:`latentflow.app.sample_metrics`'s.
+:mod:`latentflow.app.sample.sample_metrics`'s.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from ..dist import world
-from ..errors import OptionError
-from ..result import GD_EVAL_KEYS
-from ..samplers import DEFAULT_METHOD, generate
-from .fit import check_method_fits, meta_get, resolve_device, sampling_options
-from .outputs import OutputSet, check_seed
-from .report import env_info, grid_png, scatter_png, write_json, write_samples
+from ...dist import world
+from ...errors import OptionError
+from ...result import GD_EVAL_KEYS
+from ...samplers import DEFAULT_METHOD, generate
+from ..fit import check_method_fits, meta_get, resolve_device, sampling_options
+from ..outputs import OutputSet, check_seed
+from ..report import env_info, grid_png, scatter_png, write_json, write_samples
 from .sample_files import NPZ, SAMPLES_DIR, parse_formats
 from .sample_metrics import add_real_metrics, model_metrics
 
@@ -93,7 +93,7 @@ def sample_model(
 
 
 def _distributed(*args, extras: dict, names: tuple) -> dict:
-    """``sample_model`` under a process group (``latentflow.app.sample_dist``), with this module's steps."""
+    """``sample_model`` under a process group (``latentflow.app.sample.sample_dist``), with this module's steps."""
     from . import sample_dist
 
     return sample_dist.sample_distributed(
@@ -130,7 +130,7 @@ class SampleRun:
 
 def _prepare(model, method, num, seed, dev, options, batch_size, progress, class_label, extras=None) -> SampleRun:
     """Load the model and settle the options a run uses (before any sampling)."""
-    from ..models import load
+    from ...models import load
 
     pair = load(model, device=dev)
     meta = pair.meta
@@ -195,7 +195,7 @@ def write_report(run: SampleRun, start, x0, res, t_gen, folder) -> dict:
             "report": REPORT,
         }
         if x0.dim() == 2 and x0.shape[1] == 2:
-            from ..data import TOY
+            from ...data import TOY
 
             data = TOY[dataset].sample(2000, generator=1) if dataset in TOY else None
             scatter_png(folder / PNG, x0, res.x, data, method, lim=3.0, title_before=start)
@@ -220,7 +220,7 @@ def _check_extras(formats, real, num_real) -> dict:
     fmts = parse_formats(formats)
     rs = None
     if real is not None:
-        from ..metrics import resolve_real
+        from ...metrics import resolve_real
 
         rs = resolve_real(real, num_real)
     elif num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
@@ -247,7 +247,7 @@ def _fit_extras(extras: dict, meta) -> dict:
             f"images; this model's samples have shape {list(shape) if shape is not None else None}"
         )
     if extras["real"] is None and images:
-        from ..metrics import DEFAULT_REAL, resolve_real
+        from ...metrics import DEFAULT_REAL, resolve_real
 
         default = DEFAULT_REAL.get(meta_get(meta, "dataset"))
         if default is not None:
@@ -259,7 +259,7 @@ def _write_sample_files(
     folder: Path, extras: dict, model, method, opts, seed, num, start, meta, x0, res, y: torch.Tensor | None = None
 ) -> dict:
     """The samples in each chosen format; returns ``{kind: file name}`` for the report's ``files``."""
-    from .report import package_version
+    from ..report import package_version
     from .sample_files import samples_metadata, to_nhwc_uint8, write_npz, write_png_folder
 
     files: dict = {}

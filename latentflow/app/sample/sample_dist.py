@@ -27,11 +27,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import dist
-from ..errors import OptionError
-from ..samplers import generate
-from ..stream import load_result, refine_to_disk
-from .outputs import OutputSet
+from ... import dist
+from ...errors import OptionError
+from ...samplers import generate
+from ...stream import load_result, refine_to_disk
+from ..outputs import OutputSet
 
 log = logging.getLogger("latentflow")
 
@@ -135,7 +135,7 @@ def refine_split(G, D, z, method: str, seed: int, **options):
     call) and every rank gets the whole ``Result`` back: ``x``, ``z`` and per-chain info concatenated
     in row order, the evaluation counters summed over the ranks, the other info of rank 0. A world of
     one is one plain ``refine`` call."""
-    from ..api import refine
+    from ...api import refine
 
     w = dist.world()
     if not w.distributed:
@@ -158,8 +158,8 @@ def gather_rows(t):
 
 def gather_result(res, n: int, rows: int):
     """The whole ``Result`` from every rank's part (see :func:`refine_split`)."""
-    from ..result import Result
-    from ..stream import COUNTERS
+    from ...result import Result
+    from ...stream import COUNTERS
 
     mine = sorted(k for k, v in res.info.items() if hasattr(v, "dim") and v.dim() >= 1 and v.shape[0] == rows)
     per_chain = set.intersection(*(set(ks) for ks in dist.gather_objects(mine)))  # the same keys on every rank

@@ -8,12 +8,12 @@ import math
 import traceback
 from pathlib import Path
 
-from .._io import atomic_write_bytes, atomic_write_text
-from ..result import Evals
-from ..samplers import NO_REFINEMENT
+from ..._io import atomic_write_bytes, atomic_write_text
+from ...result import Evals
+from ...samplers import NO_REFINEMENT
+from ..report import write_json
 from .images_metrics import M_CS, M_FID, M_IFID, M_IKID, M_IS, M_KID, M_PRDC
 from .images_rows import FOCUS
-from .report import write_json
 
 log = logging.getLogger("latentflow.bench")
 
@@ -219,7 +219,7 @@ def _slug(label: str) -> str:
 
 def write_outputs(doc: dict, samples: dict, out: str | Path, n_grid: int = 64) -> dict:
     """Write ``results.json`` (first), ``results.md``, ``fid_vs_steps.png`` and before/after grids."""
-    from .report import grid_png
+    from ..report import grid_png
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

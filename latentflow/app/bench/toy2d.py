@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text
-from ..errors import LatentflowError
-from ..result import GD_EVAL_KEYS, Evals
-from ..rng import sample_latents
-from ..samplers import kernel
+from ..._io import atomic_write_text
+from ...errors import LatentflowError
+from ...result import GD_EVAL_KEYS, Evals
+from ...rng import sample_latents
+from ...samplers import kernel
+from ..report import env_info, write_json
 from .images_rows import VARIANTS
-from .report import env_info, write_json
 from .runner import Suite
 
 log = logging.getLogger("latentflow.bench")
@@ -89,11 +89,11 @@ def _mean_std(vals):
 
 def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bool = False):
     """Run one variant on latents ``z``; returns ``(x, info dict)``."""
-    from ..api import refine
-    from .fit import sampling_options
+    from ...api import refine
+    from ..fit import sampling_options
 
     if variant.method == DATA:  # the metrics' floor: a fresh draw from the data distribution
-        from ..data import toy
+        from ...data import toy
 
         t0 = time.perf_counter()
         x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
@@ -126,8 +126,8 @@ def toy2d(
     device: str = "cpu",
 ) -> dict:
     """The 2-D suite: each model × variant × seed, metrics averaged over seeds (mean and std)."""
-    from ..metrics import toy_metrics
-    from ..models import load
+    from ...metrics import toy_metrics
+    from ...models import load
 
     doc: dict[str, Any] = {
         "schema": 1,
