@@ -43,11 +43,7 @@ def _layout(x: Tensor, shape: tuple) -> Tensor:
 
 
 def _read(real, num_real: int | None) -> Tensor:
-<<<<<<< HEAD:latentflow/app/images_any.py
-    from ..metrics.real_sets import REGISTERED, real_dataset, resolve_real
-=======
-    from ...metrics.real import REGISTERED, real_dataset, resolve_real
->>>>>>> regroup:latentflow/app/bench/images_any.py
+    from ...metrics.real_sets import REGISTERED, real_dataset, resolve_real
 
     p = Path(str(real)).expanduser()
     if not p.exists() and str(real) in REGISTERED:
