@@ -212,7 +212,7 @@ def images(
         "rows": [],
         "curves": [],
     }
-    if generic:
+    if reals is not None:  # generic
         doc.update(headline=M_IFID, real=reals.to_dict(), num_classes=pair.num_classes)
     z = sample_latents(num, pair.latent_dim, pair.meta.get("prior", "normal"), generator=1000 + seed, device=device)
     y = pair.labels(num, generator=1000 + seed, device=device) if pair.num_classes > 0 else None
@@ -252,7 +252,7 @@ def images(
             if not torch.isfinite(x).all():
                 raise FloatingPointError(f"{v.label}: non-finite samples")
             t_m = time.perf_counter()
-            if generic:
+            if reals is not None:  # generic
                 flat, fd, errs = generic_row_metrics(x, reals, offline=inception_offline, rng_seed=seed)
                 row["metrics"], row["fidelity_inception"] = flat, fd
                 if errs:
@@ -262,7 +262,7 @@ def images(
                 row["metrics"], row["fidelity_fmnist"] = flat, fd
             row["metrics_wall_s"] = time.perf_counter() - t_m
             if snaps:
-                curve = {"label": v.label, "steps": [0], M_FID: [None]}
+                curve: dict[str, Any] = {"label": v.label, "steps": [0], M_FID: [None]}
                 for s in sorted(snaps):
                     if s == max(snaps):
                         val = flat[M_FID]

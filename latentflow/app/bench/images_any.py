@@ -47,8 +47,9 @@ def _read(real, num_real: int | None) -> Tensor:
 
     p = Path(str(real)).expanduser()
     if not p.exists() and str(real) in REGISTERED:
-        ds = real_dataset(resolve_real(str(real), num_real))
-        return torch.stack([ds[i] for i in range(len(ds))])
+        rs = resolve_real(str(real), num_real)
+        ds = real_dataset(rs)
+        return torch.stack([ds[i] for i in range(rs.num)])  # a registered set's Dataset has rs.num images
     if not p.exists():
         raise OptionError(f"real: no such file or folder: {str(p)!r} (or a registered set: {', '.join(REGISTERED)})")
     from ..tune.tune_cmd import read_real
@@ -107,6 +108,7 @@ def read_labels(path, n: int, num_classes: int) -> Tensor:
         raise OptionError("labels: the model is not class-conditional (it takes no labels); leave --labels out")
     if not p.is_file():
         raise OptionError(f"labels: no such file: {str(p)!r}")
+    y: object
     try:
         if p.suffix == ".npy":
             y = torch.from_numpy(np.load(p, allow_pickle=False))

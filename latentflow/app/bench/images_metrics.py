@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from typing import Any
 
 import torch
 
@@ -75,7 +76,7 @@ def inception_row_metrics(
     from ...metrics.fidelity import INCEPTION, KEY_FID, KEY_IS_MEAN, KEY_IS_STD, compute_metrics
 
     ref = load_fashion_mnist("test")[0][:n_ref]
-    kw = dict(
+    kw: dict[str, Any] = dict(
         feature_extractor=INCEPTION,
         offline=offline,
         rng_seed=rng_seed,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import torch
 
@@ -74,8 +75,20 @@ ALIASES = {
     "mala": "DDLS (MALA)",
 }
 
-QUICK = dict(num=200, budget=5, n_cal=256, drs_pilot=1000, inception_num=16, curve_points=3)
-FULL = dict(num=2000, budget=None, n_cal=2000, drs_pilot=10000, inception_num=1000, curve_points=6)
+
+class RunSize(TypedDict):
+    """The defaults of a run's size (``budget`` None: the model's recommended DDLS steps)."""
+
+    num: int
+    budget: int | None
+    n_cal: int
+    drs_pilot: int
+    inception_num: int
+    curve_points: int
+
+
+QUICK = RunSize(num=200, budget=5, n_cal=256, drs_pilot=1000, inception_num=16, curve_points=3)
+FULL = RunSize(num=2000, budget=None, n_cal=2000, drs_pilot=10000, inception_num=1000, curve_points=6)
 DEFAULT_BUDGET = 50
 
 

@@ -28,7 +28,7 @@ class Suite:
     metric: str
     run: Callable[..., tuple[dict, dict]]
     table: Callable[[dict], str]
-    write: Callable[[dict, dict, Path], None]
+    write: Callable[[dict, dict, Path], object]  # what it returns is not used
     default_out: str
     out_is_file: bool  # toy2d: a JSON path (the table beside it as .md); images: a folder
     summary: str

@@ -135,6 +135,8 @@ def refine_split(G, D, z, method: str, seed: int, **options):
     call) and every rank gets the whole ``Result`` back: ``x``, ``z`` and per-chain info concatenated
     in row order, the evaluation counters summed over the ranks, the other info of rank 0. A world of
     one is one plain ``refine`` call."""
+    import torch
+
     from ...api import refine
 
     w = dist.world()
@@ -142,7 +144,7 @@ def refine_split(G, D, z, method: str, seed: int, **options):
         return refine(G, D, z, method=method, seed=seed, **options)
     sl = dist.shard(z.shape[0])
     y = options.get("y")
-    if hasattr(y, "dim") and y.dim() == 1 and y.shape[0] == z.shape[0]:  # per-chain labels: this rank's
+    if isinstance(y, torch.Tensor) and y.dim() == 1 and y.shape[0] == z.shape[0]:  # per-chain labels: this rank's
         options = {**options, "y": y[sl]}
     res = refine(G, D, z[sl], method=method, seed=seed, chain_offset=sl.start, **options)
     return gather_result(res, z.shape[0], sl.stop - sl.start)
