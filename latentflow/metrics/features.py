@@ -100,10 +100,11 @@ def feature_dict(
         layers["logits"] = resolve_feature_layer_for_metric("isc", **kw)
     key = (fe_kwargs["feature_extractor"], tuple(dict.fromkeys(layers.values())), tag, kw["cuda"])
     fe = _EXTRACTORS.get(key)
-    if fe is None:  # built once per process (loading Inception costs seconds on a CPU)
-        fe = _EXTRACTORS[key] = create_feature_extractor(key[0], list(key[1]), **kw)
-    # torch-fidelity's DataLoader draws a seed from the global torch RNG: keep the caller's stream intact
+    # building the network (its initial weights) and torch-fidelity's DataLoader draw from the global torch
+    # RNG: keep the caller's stream intact
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if kw["cuda"] else []):
+        if fe is None:  # built once per process (loading Inception costs seconds on a CPU)
+            fe = _EXTRACTORS[key] = create_feature_extractor(key[0], list(key[1]), **kw)
         feats = extract_featuresdict_from_input_id_cached(1, fe, **kw)
     out: dict = {k: feats[layer].float().cpu() for k, layer in layers.items()}
     if reasons:
