@@ -35,7 +35,7 @@ from torch import Tensor
 from ..energy import chunk_slices, d_values, frozen, to_logit
 from ..errors import LatentflowError
 from ..rng import sample_labels, sample_latents
-from ..samplers import Candidate, kernel
+from ..samplers import Candidate
 
 log = logging.getLogger("latentflow.app.tune")
 
@@ -302,23 +302,16 @@ def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
         return {**out, "se": math.inf}
     if score.key(True) == "fid":
         g = torch.Generator().manual_seed(seed + 4242)
-        ds = []
-        for _ in range(BOOT):
-            i = torch.randint(0, fa.shape[0], (fa.shape[0],), generator=g)
-            ds.append(score.value(fa[i]) - score.value(fb[i]))
-        t = torch.tensor(ds, dtype=torch.float64)
-        se = float(t.std())
-    else:
-        halves = [(x[: x.shape[0] // 2], y[: x.shape[0] // 2], x[x.shape[0] // 2 :], y[x.shape[0] // 2 :]) for x, y in zip(a, b)]
-        d = torch.tensor([score.value(h[k]) - score.value(h[k + 1]) for h in halves for k in (0, 2)], dtype=torch.float64)
+        idx = [torch.randint(0, fa.shape[0], (fa.shape[0],), generator=g) for _ in range(BOOT)]
+        se = float(torch.tensor([score.value(fa[i]) - score.value(fb[i]) for i in idx], dtype=torch.float64).std())
+    else:  # split halves of every draw
+        hs = [(x[: x.shape[0] // 2], y[: x.shape[0] // 2]) for x, y in zip(a, b)]
+        hs += [(x[x.shape[0] // 2 :], y[x.shape[0] // 2 :]) for x, y in zip(a, b)]
+        d = torch.tensor([score.value(h0) - score.value(h1) for h0, h1 in hs], dtype=torch.float64)
         se = float(d.std()) / math.sqrt(d.numel()) if d.numel() > 1 else math.inf
     if score.metric == "fid_recall":
         out["recall_none"], out["recall_best"] = score.recall(fa), score.recall(fb)
     return {**out, "se": se}
-
-
-def kernel_cost(c: Candidate) -> float:
-    return float(kernel(c.method).cost(c.options).n_D_forward)
 
 
 def step_scale(G, D, latent_dim: int, prior: str, d_output: str, y) -> float:
