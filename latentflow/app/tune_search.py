@@ -63,7 +63,7 @@ class Setup:
     y: int | None  # one class for every chain
     seed: int
     budget: int
-    score: Callable  # (x, final) -> dict
+    score: Any  # a tune_metrics.Scorer: (x, final) -> dict, .rows, .value, .recall
     key: Callable  # final -> metric name
     deadline: float | None = None  # process time after which no further candidate starts
     bar: Any = None  # a tqdm bar, or None when quiet
