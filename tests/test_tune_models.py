@@ -156,3 +156,14 @@ def test_candidates_over_budget_at_the_first_rung_size_never_run():
     assert over and all(row["cpu_s"] == 0.0 and row["d_evals_per_sample"] > 12 for row in over)
     assert all(row["n"] == r.summary["rung_sizes"][0] for row in over)
     assert all(row["d_evals_per_sample"] <= 12 for row in r.table if row["status"] == "ok")
+
+
+def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():
+    """G = 2z against N(0, I) real data with the exact log-ratio D: refined samples have std 1, and W1 drops from
+    ≈ E|z| ≈ 1.25 to ≈ 0, far beyond the split-halves noise (W1 at n ≈ 100 per half errs by ~0.1)."""
+    real = torch.randn(500, 2, generator=torch.Generator().manual_seed(4))
+    D = lambda x: -0.375 * (x**2).sum(1) + math.log(4.0)  # noqa: E731
+    r = tune(lambda z: 2 * z, D, real, latent_dim=2, methods=["ddls", "drs"], budget=40, metric="emd", progress=False)
+    c = r.summary["confirm"]
+    assert c["n"] == 2 * r.summary["n_validation"] and 0 < c["se"] < c["diff"] / 2
+    assert r.method != "none" and c["best"] < 0.5 * c["none"]
