@@ -201,7 +201,7 @@ def tables(doc: dict) -> tuple[str, str]:
             f"test n {g['n_test']})",
             "",
             f"tune validation: none {_fmt(tu['none'])}, winner {_fmt(tu['winner_metric'])} "
-            f"({tu['improvement_pct']:.1f} %, mean of {len(tu['confirm'])} confirmation draws); {tu['verdict']}.",
+            f"({tu['improvement_pct']:.1f} %, pooled confirmation draws, n {(tu['confirm'] or {}).get('n', '–')}); {tu['verdict']}.",
             "",
             hdr,
         ]

@@ -21,6 +21,7 @@ generator and vs the best published / default run).
     OMP_NUM_THREADS=1 python benchmarks/tune_rgb.py --models /work/rgb_models             # the full run
     python benchmarks/tune_rgb.py --only rgb-ns-bn --num 16 --test-num 32 --tune-real 64 \\
         --time-budget 60 --out /tmp/tune_rgb_smoke                                         # a smoke run
+    python benchmarks/tune_rgb.py --out /tmp/tune_rgb_smoke --tune-only --time-budget 300  # tune rows only
 """
 
 from __future__ import annotations
@@ -201,6 +202,12 @@ def bench_model(name: str, models: Path, a) -> dict:
             rows.append({"label": label, "kind": kind, "method": method, "error": f"{type(e).__name__}: {e}"})
         print(name, json.dumps(rows[-1], default=str)[:300], flush=True)
 
+    prev = getattr(a, "previous", {}).get(name) if a.tune_only else None
+    if prev is not None:  # --tune-only: keep every other row, rerun the tune search and its pick
+        doc["rows"] = rows[:] = [r for r in prev["rows"] if r.get("kind") != "tune"]
+        doc["notes"] = [n for n in prev.get("notes", []) if "tune" not in n]
+        doc["calibration"] = prev.get("calibration")
+        return _tune_rows(doc, pair, real_tune, real_tune_y, features, z, y, a, add)
     add("generator", "generator", NO_REFINEMENT, {}, lambda: refine(pair.G, pair.D, z, method=NO_REFINEMENT, y=y))
     from latentflow.app.bench.images_rows import _calibrated_d
     from latentflow.app.tune.tune import searched_methods
@@ -225,6 +232,12 @@ def bench_model(name: str, models: Path, a) -> dict:
             add(c.label, "published", m, c.options, lambda c=c: run_candidate(pair, cal, c, z, y, a.seed), c.name)
         dc = Candidate(m, {})
         add(f"{m}[defaults]", "defaults", m, {}, lambda dc=dc: run_candidate(pair, None, dc, z, y, a.seed))
+    return _tune_rows(doc, pair, real_tune, real_tune_y, features, z, y, a, add)
+
+
+def _tune_rows(doc, pair, real_tune, real_tune_y, features, z, y, a, add) -> dict:
+    """Run the tune search on ``real_tune`` and its pick on the evaluation latents ``z`` (labels ``y``)."""
+    rows = doc["rows"]
     try:
         kw = tune_kwargs(pair, real_tune, real_tune_y, a.budget, a.time_budget, features, a.seed, doc["notes"])
         res, tcpu = timed(lambda: latentflow.tune(pair.G, pair.D, real_tune, **kw))
@@ -332,12 +345,28 @@ def main(argv=None):
     p.add_argument("--time-budget", type=float, default=1800.0, help="tune's time_budget (seconds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "results" / "tune_rgb"))
+    p.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="read <out>/results.json, rerun only the tune search and its pick's row (same latents and "
+        "evaluation set as the other rows, from the file's settings), rewrite results.json and results.md",
+    )
     a = p.parse_args(argv)
     models, out = Path(a.models), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = {k: getattr(a, k) for k in ("num", "test_num", "tune_real", "budget", "time_budget", "seed")}
-    docs = []
-    for name in a.only or [*IMAGE_MODELS, TOY]:
+    keys = ("num", "test_num", "tune_real", "budget", "time_budget", "seed")
+    old_docs: list = []
+    if a.tune_only:
+        if not (out / "results.json").is_file():
+            raise SystemExit(f"--tune-only: no {out / 'results.json'} to update (run without --tune-only first)")
+        doc = json.loads((out / "results.json").read_text())
+        for k in keys[:3] + ("seed",):  # the other rows' latents and evaluation set
+            setattr(a, k, doc["env"][k])
+        old_docs = doc["models"]
+        a.previous = {d["model"]: d for d in old_docs}
+    env = {k: getattr(a, k) for k in keys}
+    docs = [d for d in old_docs if a.only and d["model"] not in a.only]
+    for name in a.only or ([d["model"] for d in old_docs] if a.tune_only else [*IMAGE_MODELS, TOY]):
         docs.append(bench_model(name, models, a))
         atomic_write_json(out / "results.json", {"env": env, "models": docs}, default=str)
         atomic_write_text(out / "results.md", table(docs, env))

@@ -4,27 +4,27 @@ The real samples are split into a calibration part (Platt scaling of D, ``latent
 validation part. The candidates are the methods' own search spaces (``Kernel.search_space``: every registered
 method that can sample a G with an unconditioned D(x), plug-ins included, each with its grid and its
 published settings; raw and calibrated D where a calibration applies) and the generator alone (the ``none``
-method, the baseline). Step sizes are also searched on the model's own scale:
-the grids again with ``SearchContext.step_scale`` = √latent_dim / the median latent gradient norm of the energy
-at the prior's samples (√latent_dim: the prior's own gradient norm). Each candidate runs on few samples; the
-ones the cheap signals reject (``tune_search``: divergence, acceptance ~0, D's verdict) are pruned before any
-feature is computed, the rest are scored and the best third go on with twice the samples (successive
-halving, Jamieson & Talwalkar 2016), until the survivors and the generator alone meet on the largest
-sample, from the same initial latents (and labels), and the best survivor is confirmed on fresh latents. A
-candidate whose declared D evaluations per sample (``Kernel.cost``) exceed ``budget`` is refused;
-``time_budget`` (CPU seconds) thins the grid and shrinks the rungs until the logged estimate fits, and no
-candidate starts after it is spent.
+method, the baseline); step sizes also on the model's own scale (``SearchContext.step_scale`` = √latent_dim /
+the median latent gradient norm of the energy at the prior's samples). A candidate whose declared D
+evaluations per sample (``Kernel.cost``) exceed ``budget`` is refused. Every candidate first runs on a small
+batch without features (``tune_search.screen``): divergence, acceptance ~0 and D's verdict prune, and the
+closeness of the calibrated D's logits on the samples to its logits on real data ranks; only the best few and every
+surviving published setting are scored on features, by successive halving (Jamieson & Talwalkar 2016) until
+the survivors and the generator alone meet on the largest sample. ``time_budget`` (CPU seconds) thins the
+grid and shrinks the rungs until the logged estimate fits; no candidate starts after it is spent.
 
 Metrics: ``"fid"`` — Fréchet distance ``||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` between
 feature Gaussians on the last rung and the confirmation, KID (unbiased at small n) on the earlier rungs;
 ``"kid"`` — unbiased MMD² with the kernel ``(a·b / F + 1)³`` over subsets; ``"emd"`` — exact W1 on 2-D
-points (``latentflow.metrics.emd``); ``"fid_recall"`` — the best FID among the candidates whose recall
-(``latentflow.metrics.prdc`` on the same features) is no worse than the generator's minus its noise margin
-(``keeps_recall``). Features: :mod:`latentflow.app.tune.tune_features` (Inception for images by default).
-Class-conditional models: every run (candidates, the generator alone, the confirmation and the calibration)
-uses the same per-chain labels, uniform or drawn from ``real_labels``. The winner must beat the generator alone on three fresh
-paired latent draws, each time and on average by more than two standard errors of the paired differences;
-otherwise the generator alone is recommended, so the recipe is never worse than the generator on validation.
+points; ``"fid_recall"`` — the best FID among the candidates whose PRDC recall is no worse than the
+generator's minus its noise margin. Features: :mod:`latentflow.app.tune.tune_features` (Inception for images by
+default). Class-conditional models: every run (candidates, the generator alone, the confirmation and the
+calibration) uses the same per-chain labels, uniform or drawn from ``real_labels``.
+
+Confirmation rule: the best survivor and the generator alone run on ``CONFIRM`` fresh paired draws (same
+latents and labels), pooled; the winner must lower the pooled metric by more than two standard errors of the
+pooled difference (FID: a paired bootstrap over chains; KID/EMD: the split halves of each draw), else the
+generator alone is recommended, so the recipe is never worse than the generator on validation.
 
 A calibrated D applies as each method declares (``Kernel.calibration``): a ``"temperature"`` method (DDLS)
 needs no wrapped D: with ``d_cal = a·s + b`` the energy ``-d_cal/T`` has the gradient of ``-s/(T/a)``, so it
@@ -35,6 +35,7 @@ MH-GAN) runs on the calibrated D itself.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from .tune_search import (
     CONFIRM,
     Setup,
     confirm,
+    d_vals,
     decide,
     estimate,
     fit_plan,
@@ -275,6 +277,8 @@ def tune(
         else c
         for c in cands
     ]
+    yv = None if not k else (s.label_pool[:256] if s.label_pool is not None else s.draw(256, 3)[1])
+    s.real_d = d_vals(s.D, real_val[:256], None if yv is None else yv[: real_val[:256].shape[0]], s.d_kind)
     s.run = lambda c, z, yy, sd: _run(G, D, cal_D, c, z, sd, d_output, prior, yy, k, cap=budget)
     none, rest = cands[0], [c for c in cands[1:] if predicted_cost(c) <= budget]
     n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
@@ -287,7 +291,7 @@ def tune(
                  metric=None, d_evals_per_sample=predicted_cost(c, sizes[0]), cpu_s=0.0, status="over_budget")
         )  # fmt: skip
     rest = [c for c in rest if predicted_cost(c, sizes[0]) <= budget]
-    est = estimate(len(rest), sizes, t_run(rest), t_f)
+    est = estimate(len(rest), sizes, t_run(rest), t_f, sum(1 for c in rest if c.name))
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
         "%.2g s/sample of features)", len(rest), sizes, feats.name if feats else "-", scale, est, t_d, t_f,
@@ -295,7 +299,7 @@ def tune(
     s.deadline = None if time_budget is None else t_start + time_budget
     from tqdm.auto import tqdm
 
-    total = sum(len(rest) + 1 if r == 0 else 4 for r in range(len(sizes))) + 2 * CONFIRM
+    total = len(rest) + 4 * len(sizes) + 2 * CONFIRM
     with tqdm(total=total, desc="tune", unit="run", disable=not progress) as bar:
         s.bar = bar
         scores, ranked, rung = run_rungs(s, none, rest, sizes)
@@ -303,21 +307,19 @@ def tune(
         if metric == "fid_recall":
             ranked = [c for c in ranked if keeps_recall(scores, c.label, none.label, n)]
         best = ranked[0] if ranked else none
-        conf = confirm(s, none, best, n) if best != none and not s.over_time() else []
-    ok, mean, se = decide(conf, metric == "fid_recall", n)
-    win = best if ok else none
-    m_none = sum(c[0] for c in conf) / len(conf) if conf else scores[none.label][0]
-    m_win = (sum(c[1] for c in conf) / len(conf)) if (conf and win != none) else m_none
+        conf = confirm(s, none, best, n) if best != none and not s.over_time() else {}
+    win = best if decide(conf, metric == "fid_recall", n) else none
+    m_none = conf["none"] if conf else scores[none.label][0]
+    m_win = conf["best"] if (conf and win != none) else m_none
     summary = dict(
         metric=metric,
         n_validation=n,
         none=m_none,
         best_candidate=best.label,
         best_metric=scores[best.label][0],
-        confirm=[list(c[:2]) for c in conf],
-        confirm_recall=[list(c[2:]) for c in conf] if metric == "fid_recall" else None,
-        diff_mean=mean,
-        diff_se=se,
+        confirm=conf,
+        diff_mean=conf.get("diff", 0.0),
+        diff_se=conf.get("se", math.inf),
         winner=win.label,
         winner_metric=m_win,
         improvement_pct=100 * (1 - m_win / m_none) if m_none else 0.0,

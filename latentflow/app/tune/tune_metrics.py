@@ -90,6 +90,31 @@ class Scorer:
     def key(self, final: bool) -> str:
         return self.metric if self.metric in ("emd", "kid") else ("fid" if final else "kid")
 
+    def rows(self, x: Tensor) -> Tensor:
+        """What the final metric compares: the feature rows of ``x`` (the points themselves for EMD)."""
+        return x if self.metric == "emd" else self.features(x)
+
+    def value(self, f: Tensor) -> float:
+        """The final metric of the rows ``f`` (from :meth:`rows`) against the validation set."""
+        key = self.key(True)
+        if key == "emd":
+            from ...metrics import emd
+
+            return emd(f, self.real, n=min(f.shape[0], EMD_MAX_N), generator=self.seed)
+        if not torch.isfinite(f).all():
+            return math.nan
+        if key == "kid":
+            return kid(f, self.fr, generator=self.seed)
+        if self._fid is None:
+            self._fid = FrechetRef(self.fr)
+        return self._fid(f)
+
+    def recall(self, f: Tensor) -> float:
+        from ...metrics.manifold import prdc
+
+        n = min(self.fr.shape[0], f.shape[0])
+        return float(prdc(self.fr[:n], f[:n])["recall"])
+
     def __call__(self, x: Tensor, final: bool = False) -> dict:
         """``{key: value}`` (and ``recall`` for ``fid_recall`` on the final rung); ``{}`` when the features of
         ``x`` are not finite."""

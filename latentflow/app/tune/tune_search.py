@@ -1,11 +1,23 @@
-"""``tune``'s search on a budget: the plan (rung sizes and candidates fitted to ``time_budget``), the rungs of
-successive halving with cheap pruning before any feature is computed, and the confirmation draws.
+"""``tune``'s search on a budget: the plan (rung sizes and candidates fitted to ``time_budget``), a feature-free
+screen, the rungs of successive halving on the shortlist, and the pooled confirmation.
 
-Cost is dominated by feature extraction, so a candidate's samples are first judged by signals that need no
-features: chains that diverged, an acceptance rate of about 0 (nothing moved), samples identical to the
-generator's, and D's own verdict (the mean logit of D, calibrated where a calibration exists, on the
-candidate's samples below the generator's by more than a tenth of its spread: the method moved its samples
-to where D rates them worse). Only the rest are scored (KID on early rungs, FID on the last).
+Cost is dominated by feature extraction, so every candidate first runs on a small batch (``SCREEN_N``
+latents, the same for all) judged by signals that need no features: chains that diverged, an acceptance rate
+of about 0 (nothing moved), samples identical to the generator's, and D's own verdict (the mean logit of D,
+calibrated where a calibration exists, on the candidate's samples below the generator's by more than a tenth
+of its spread: the method moved its samples to where D rates them worse). The survivors are ranked by how
+close D's values on their samples come to D's values on real validation samples (1-D W1 of the logits, in
+units of the generator's spread): a D-logit gain alone would favour samples collapsed on D's maximum, which
+real data does not sit on either. Only the best
+``SHORTLIST`` of them and every surviving published setting go on to feature scoring (KID on early rungs,
+FID on the last), so the feature budget buys larger rungs for fewer candidates.
+
+Confirmation: the best survivor and the generator alone run on ``CONFIRM`` fresh paired draws (the same
+latents and labels for both); the features of each draw are computed once and pooled, and the decision is on
+the pooled metric: the winner must beat the generator alone by more than ``Z_WIN`` = 2 standard errors of
+the pooled difference. For FID the standard error is a paired bootstrap over chains (``BOOT`` resamples of
+the chain indices, the same indices for both, the real rows fixed); for KID and EMD (too costly to bootstrap)
+it is the spread of the differences on the split halves of every draw, divided by √(number of halves).
 """
 
 from __future__ import annotations
@@ -23,13 +35,17 @@ from torch import Tensor
 from ...energy import chunk_slices, d_values, frozen, to_logit
 from ...errors import LatentflowError
 from ...rng import sample_labels, sample_latents
-from ...samplers import Candidate, kernel
+from ...samplers import Candidate
 
 log = logging.getLogger("latentflow.app.tune")
 
 ETA = 3  # successive halving keeps the best 1/ETA of the candidates at each rung
 MIN_N = 64  # the smallest rung
-CONFIRM = 3  # paired confirmation draws of the best survivor against the generator alone
+CONFIRM = 2  # paired confirmation draws of the best survivor against the generator alone, pooled
+SCREEN_N = 32  # latents per candidate in the feature-free screen
+SHORTLIST = 3  # candidates the screen sends on to feature scoring, beside every surviving published setting
+BOOT = 200  # paired bootstrap resamples of the pooled FID difference
+Z_WIN = 2.0  # the pooled difference must exceed Z_WIN standard errors
 D_DROP = 0.1  # prune when D's mean logit falls below the generator's by this fraction of its spread
 
 
@@ -47,11 +63,12 @@ class Setup:
     y: int | None  # one class for every chain
     seed: int
     budget: int
-    score: Callable  # (x, final) -> dict
+    score: Any  # a tune_metrics.Scorer: (x, final) -> dict, .rows, .value, .recall
     key: Callable  # final -> metric name
     deadline: float | None = None  # process time after which no further candidate starts
     bar: Any = None  # a tqdm bar, or None when quiet
     table: list = field(default_factory=list)
+    real_d: Tensor | None = None  # D's logits on validation samples: the screen's target distribution
 
     def draw(self, n: int, stream: int) -> tuple[Tensor, Tensor | None]:
         """Latents and per-chain labels of one rung or confirmation draw: the same for every candidate."""
@@ -69,16 +86,27 @@ class Setup:
         return self.deadline is not None and time.process_time() > self.deadline
 
 
-def d_mean(D, x: Tensor, y: Tensor | None, d_kind: str) -> tuple[float, float]:
-    """Mean and standard deviation of D's logit (critic) over the finite values on ``x``."""
+def d_vals(D, x: Tensor, y: Tensor | None, d_kind: str) -> Tensor:
+    """D's finite logits (critic values) on ``x``, float64."""
     vals = []
     with torch.no_grad(), frozen(D):
         for sl in chunk_slices(x.shape[0], 1024):
             out = D(x[sl], *(() if y is None else (y[sl],)))
             vals.append(to_logit(d_values(out, sl.stop - sl.start), d_kind).double())
     v = torch.cat(vals)
-    v = v[torch.isfinite(v)]
+    return v[torch.isfinite(v)]
+
+
+def d_mean(D, x: Tensor, y: Tensor | None, d_kind: str) -> tuple[float, float]:
+    """Mean and standard deviation of D's logit (critic) over the finite values on ``x``."""
+    v = d_vals(D, x, y, d_kind)
     return (float(v.mean()), float(v.std())) if v.numel() > 1 else (math.nan, math.nan)
+
+
+def w1_1d(a: Tensor, b: Tensor) -> float:
+    """W1 between two 1-D samples (by quantiles on a common grid)."""
+    q = torch.linspace(0, 1, 101, dtype=torch.float64)
+    return float((torch.quantile(a, q) - torch.quantile(b, q)).abs().mean())
 
 
 def sizes_for(n_final: int) -> list[int]:
@@ -92,10 +120,12 @@ def survivors(n: int, rung: int, last: int) -> int:
     return max(1, math.ceil(n / ETA)) if rung < last - 1 else min(3, n)
 
 
-def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float) -> float:
-    """Seconds the search takes: every rung's candidates (and the generator alone) at its size, then the
-    confirmation, at ``t_run`` + ``t_feat`` seconds per sample."""
-    total, alive = 0.0, n_cands
+def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub: int = 0) -> float:
+    """Seconds the search takes: the screen (every candidate at ``SCREEN_N``, no features), every rung's
+    shortlisted candidates (and the generator alone) at its size, then the confirmation, at ``t_run`` +
+    ``t_feat`` seconds per sample."""
+    total = (n_cands + 1) * SCREEN_N * t_run
+    alive = min(n_cands, SHORTLIST + n_pub)
     for r, n in enumerate(sizes):
         total += (alive + 1) * n * (t_run + t_feat)
         alive = survivors(alive, r, len(sizes) - 1)
@@ -108,7 +138,8 @@ def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_
     sizes = sizes_for(n_final)
     if time_budget is None:
         return cands, sizes
-    while estimate(len(cands), sizes, t_run(cands), t_feat) > time_budget:
+    n_pub = sum(1 for c in cands if c.name)
+    while estimate(len(cands), sizes, t_run(cands), t_feat, n_pub) > time_budget:
         grid = [c for c in cands if not c.name]
         if len(cands) > 12 and len(grid) > 6:
             drop = set(map(id, grid[1::2]))
@@ -134,9 +165,53 @@ def _prune(res, x_none: Tensor | None, d_none, s: Setup, y) -> str | None:
     return None
 
 
+def screen(s: Setup, none: Candidate, cands: list[Candidate]) -> list[Candidate]:
+    """Run every candidate on ``SCREEN_N`` shared latents, no features: prune (``_prune``), rank the rest by the
+    W1 distance of D's logits on its samples to D's logits on validation samples (``real_d``; without it, by
+    D's mean logit gain over the generator's), in units of the generator's spread; returns the best
+    ``SHORTLIST`` and every surviving published setting, in that order."""
+    z, y = s.draw(SCREEN_N, s.seed * 1009 + 999)
+    x_none = s.run(none, z, y, s.seed).x
+    d_none = d_mean(s.D, x_none, y, s.d_kind)
+    v_none = d_vals(s.D, x_none, y, s.d_kind)
+    target = s.real_d if s.real_d is not None and s.real_d.numel() > 1 else None
+    sd = d_none[1] if math.isfinite(d_none[1]) and d_none[1] > 0 else 1.0
+    gap: dict = {}
+    for c in cands:
+        if s.over_time():
+            break
+        t0 = time.process_time()
+        row = dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=-1, n=SCREEN_N)
+        if c.name:
+            row["published"] = c.name
+        evals, g = None, None
+        try:
+            res = s.run(c, z, y, s.seed)
+            evals = float(res.evals.n_D_forward) / SCREEN_N
+            ok = bool(torch.isfinite(res.x).all())
+            status = "screened" if ok and evals <= s.budget else ("over_budget" if ok else "diverged")
+            if status == "screened":
+                status = _prune(res, x_none, d_none, s, y) or status
+            v = d_vals(s.D, res.x, y, s.d_kind) if status == "screened" else torch.zeros(0)
+            if v.numel() > 1 and v_none.numel() > 1:  # closer to real data's D values: better; else D's gain
+                g = w1_1d(v, target) / sd if target is not None else -(float(v.mean()) - d_none[0]) / sd
+                gap[c.label] = g if math.isfinite(g) else math.inf
+        except LatentflowError as e:
+            status = f"error: {e}"
+        row.update(metric=None, metric_name="d_gap", d_gap=g, d_evals_per_sample=evals, status=status)
+        s.table.append(dict(row, cpu_s=time.process_time() - t0))
+        if s.bar is not None:
+            s.bar.update(1)
+    ranked = sorted((c for c in cands if c.label in gap), key=lambda c: gap[c.label])
+    short = ranked[:SHORTLIST] + [c for c in ranked[SHORTLIST:] if c.name]
+    log.info("tune screen: %d candidates, %d pass, shortlist %s", len(cands), len(ranked), [c.label for c in short])
+    return short
+
+
 def run_rungs(s: Setup, none: Candidate, cands: list[Candidate], sizes: list[int]):
-    """Successive halving over ``sizes``; returns (scores of the last rung run, ranked survivors, rung reached)."""
-    alive = [none] + [c for c in cands if c != none]
+    """The screen, then successive halving of the shortlist over ``sizes``; returns (scores of the last rung
+    run, ranked survivors, rung reached)."""
+    alive = [none] + [c for c in screen(s, none, [c for c in cands if c != none])]
     scores: dict = {}
     ranked: list = []
     for rung, n in enumerate(sizes):
@@ -204,21 +279,39 @@ def keeps_recall(scores: dict, label: str, none_label: str, n: int) -> bool:
     return r0 is None or r1 is None or keeps({"recall": r0}, {"recall": r1}, n)
 
 
-def confirm(s: Setup, none: Candidate, best: Candidate, n: int) -> list[tuple]:
-    """CONFIRM paired draws on fresh latents (and labels): (generator's, best's) final metric, recall."""
-    out = []
+def confirm(s: Setup, none: Candidate, best: Candidate, n: int) -> dict:
+    """``CONFIRM`` paired draws of ``n`` fresh latents (and labels) for the generator alone and ``best``, pooled:
+    ``{none, best, diff, se, recall_none, recall_best, n}`` (the metric's value, lower is better)."""
+    rows: dict = {none.label: [], best.label: []}
     for r in range(CONFIRM):
         z, y = s.draw(n, s.seed * 1009 + 100 + r)
-        got = [s.score(s.run(c, z, y, s.seed + 100 + r).x, True) for c in (none, best)]
-        k = s.key(True)
-        out.append((got[0].get(k, math.nan), got[1].get(k, math.nan), got[0].get("recall"), got[1].get("recall")))
+        for c in (none, best):
+            rows[c.label].append(s.score.rows(s.run(c, z, y, s.seed + 100 + r).x))
         if s.bar is not None:
             s.bar.update(2)
-    return out
+    return pooled_test(s.score, rows[none.label], rows[best.label], s.seed)
 
 
-def kernel_cost(c: Candidate) -> float:
-    return float(kernel(c.method).cost(c.options).n_D_forward)
+def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
+    """The pooled metric of the paired draws ``a`` (generator) and ``b`` (candidate) and the standard error of
+    their difference: a paired bootstrap over chains for FID, the split halves of every draw otherwise."""
+    fa, fb = torch.cat(a), torch.cat(b)
+    out = {"n": int(fa.shape[0]), "none": score.value(fa), "best": score.value(fb)}
+    out["diff"] = out["none"] - out["best"]
+    if not (bool(torch.isfinite(fa).all()) and bool(torch.isfinite(fb).all()) and math.isfinite(out["diff"])):
+        return {**out, "se": math.inf}
+    if score.key(True) == "fid":
+        g = torch.Generator().manual_seed(seed + 4242)
+        idx = [torch.randint(0, fa.shape[0], (fa.shape[0],), generator=g) for _ in range(BOOT)]
+        se = float(torch.tensor([score.value(fa[i]) - score.value(fb[i]) for i in idx], dtype=torch.float64).std())
+    else:  # split halves of every draw
+        hs = [(x[: x.shape[0] // 2], y[: x.shape[0] // 2]) for x, y in zip(a, b)]
+        hs += [(x[x.shape[0] // 2 :], y[x.shape[0] // 2 :]) for x, y in zip(a, b)]
+        d = torch.tensor([score.value(h0) - score.value(h1) for h0, h1 in hs], dtype=torch.float64)
+        se = float(d.std()) / math.sqrt(d.numel()) if d.numel() > 1 else math.inf
+    if score.metric == "fid_recall":
+        out["recall_none"], out["recall_best"] = score.recall(fa), score.recall(fb)
+    return {**out, "se": se}
 
 
 def step_scale(G, D, latent_dim: int, prior: str, d_output: str, y) -> float:
@@ -251,17 +344,13 @@ def timings(G, D, x: Tensor, features, latent_dim, prior, y) -> tuple[float, flo
     return t_d, (time.process_time() - t0) / min(16, x.shape[0])
 
 
-def decide(conf: list[tuple], recall: bool, n: int) -> tuple[bool, float, float]:
-    """Whether the best survivor wins: it beats the generator on each paired draw and on average by more than
-    two standard errors of the differences (and, with ``recall``, keeps the generator's mean recall within
-    noise); returns (wins, mean difference, its standard error)."""
+def decide(conf: dict, recall: bool, n: int) -> bool:
+    """Whether the best survivor wins: its pooled metric beats the generator's by more than ``Z_WIN`` standard
+    errors of the pooled difference (and, with ``recall``, it keeps the generator's pooled recall within
+    noise)."""
     from ...metrics.manifold import keeps_recall as keeps
 
-    diffs = [c[0] - c[1] for c in conf]
-    mean = sum(diffs) / len(diffs) if diffs else 0.0
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else math.inf
-    ok = bool(diffs) and min(diffs) > 0 and mean > 2 * se
-    if ok and recall and all(c[2] is not None and c[3] is not None for c in conf):
-        r0, r1 = (sum(c[i] for c in conf) / len(conf) for i in (2, 3))
-        ok = keeps({"recall": r0}, {"recall": r1}, n)
-    return ok, mean, se
+    ok = bool(conf) and conf["diff"] > Z_WIN * conf["se"] and conf["diff"] > 0
+    if ok and recall and conf.get("recall_none") is not None and conf.get("recall_best") is not None:
+        ok = keeps({"recall": conf["recall_none"]}, {"recall": conf["recall_best"]}, conf["n"])
+    return ok
