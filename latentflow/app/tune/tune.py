@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -259,7 +260,9 @@ def tune(
         log.warning("tune: no real_labels for a class-conditional model: the calibrated candidates are skipped")
     else:
         try:
-            y_real = None if not k else (labels[perm[:n_cal]] if labels is not None else torch.full((n_cal,), y))
+            y_real = (
+                None if not k else (labels[perm[:n_cal]] if labels is not None else torch.full((n_cal,), cast(int, y)))
+            )
             y_cal = y_cal if labels is None else y_real
             fake = generate(G, z_cal, y=y_cal)
             cal_D = calibrate(D, real_cal, fake, d_output=d_output, real_labels=y_real, fake_labels=y_cal)

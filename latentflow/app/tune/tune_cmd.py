@@ -118,7 +118,8 @@ def plot_tune(res: TuneResult, path) -> bool:
             if r["rung"] == 0 and r["method"] == meth and r["metric"] is not None
         ]
         if pts:
-            ax.scatter(*zip(*pts), label=meth, s=14)
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, label=meth, s=14)
     ax.set_xlabel("D evaluations per sample")
     ax.set_ylabel(f"{res.metric} (rung 0)")
     ax.legend()
@@ -134,6 +135,7 @@ def read_labels(path, n: int) -> Tensor:
     p = Path(path).expanduser()
     if not p.is_file():
         raise OptionError(f"labels: no such file: {str(p)!r}")
+    y: object
     try:
         if p.suffix == ".npy":
             import numpy as np

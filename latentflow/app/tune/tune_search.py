@@ -53,7 +53,7 @@ D_DROP = 0.1  # prune when D's mean logit falls below the generator's by this fr
 class Setup:
     """What every run of the search shares: the models, the run function and the chains' labels."""
 
-    run: Callable  # (candidate, z, y, seed) -> Result
+    run: Any  # (candidate, z, y, seed) -> Result; set once the calibration is known (None before)
     D: Callable  # the D whose verdict prunes (calibrated where available), with its output kind
     d_kind: str
     latent_dim: int
