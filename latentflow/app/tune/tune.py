@@ -312,7 +312,7 @@ def tune(
         best = ranked[0] if ranked else none
         conf = confirm(s, none, best, n) if best != none and not s.over_time() else {}
     win = best if decide(conf, metric == "fid_recall", n) else none
-    m_none = conf["none"] if conf else scores[none.label][0]
+    m_none = conf["generator"] if conf else scores[none.label][0]
     m_win = conf["best"] if (conf and win != none) else m_none
     summary = dict(
         metric=metric,

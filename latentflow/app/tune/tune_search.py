@@ -296,8 +296,8 @@ def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
     """The pooled metric of the paired draws ``a`` (generator) and ``b`` (candidate) and the standard error of
     their difference: a paired bootstrap over chains for FID, the split halves of every draw otherwise."""
     fa, fb = torch.cat(a), torch.cat(b)
-    out = {"n": int(fa.shape[0]), "none": score.value(fa), "best": score.value(fb)}
-    out["diff"] = out["none"] - out["best"]
+    out = {"n": int(fa.shape[0]), "generator": score.value(fa), "best": score.value(fb)}
+    out["diff"] = out["generator"] - out["best"]
     if not (bool(torch.isfinite(fa).all()) and bool(torch.isfinite(fb).all()) and math.isfinite(out["diff"])):
         return {**out, "se": math.inf}
     if score.key(True) == "fid":
