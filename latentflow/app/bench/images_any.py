@@ -101,32 +101,19 @@ def read_real_images(real, shape, *, value_range=(-1.0, 1.0), num_real: int | No
 def read_labels(path, n: int, num_classes: int) -> Tensor:
     """Integer class labels ``[n]`` in ``[0, num_classes)`` from ``.npy`` / ``.npz`` (``y``, ``labels`` or the
     first array) / ``.pt`` / ``.safetensors`` (``y``, ``labels`` or the first tensor) / ``.txt`` (one a line)."""
-    import numpy as np
-
     p = Path(str(path)).expanduser()
     if num_classes <= 0:
         raise OptionError("labels: the model is not class-conditional (it takes no labels); leave --labels out")
     if not p.is_file():
         raise OptionError(f"labels: no such file: {str(p)!r}")
-    y: object
-    try:
-        if p.suffix == ".npy":
-            y = torch.from_numpy(np.load(p, allow_pickle=False))
-        elif p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as f:
-                key = next((k for k in ("y", "labels") if k in f.files), f.files[0] if f.files else None)
-                y = torch.from_numpy(f[key].copy()) if key else None
-        elif p.suffix == ".txt":
-            y = torch.tensor([int(v) for v in p.read_text().split()])
-        else:
-            from ..tune.tune_cmd import _read_tensor_file
+    from ..tune.tune_cmd import label_object
 
-            obj = _read_tensor_file(p)
-            y = obj.get("y", obj.get("labels")) if isinstance(obj, dict) else obj
-    except (OSError, ValueError) as e:
+    try:
+        y = label_object(p)
+    except OptionError:
+        raise
+    except Exception as e:  # noqa: BLE001  (each reader reports a bad file its own way)
         raise OptionError(f"labels: {str(p)!r} is not a readable label file: {type(e).__name__}: {e}") from None
-    except OptionError as e:
-        raise OptionError(str(e).replace("real_path", "labels", 1)) from None
     if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
         got = f"shape {list(y.shape)}, {y.dtype}" if isinstance(y, Tensor) else type(y).__name__
         raise OptionError(f"labels: expected integer labels [N] (one per real image); got {got}")

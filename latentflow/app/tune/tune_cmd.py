@@ -129,36 +129,43 @@ def plot_tune(res: TuneResult, path) -> bool:
     return True
 
 
+def label_object(p: Path) -> object:
+    """What a label file holds, unchecked: ``.npy``, ``.npz`` (key ``y``, ``labels`` or the first array), ``.txt``
+    (one integer a line), ``.pt`` (a tensor or a dict with ``y`` / ``labels``; ``weights_only``) or
+    ``.safetensors`` (``y``, ``labels`` or the first tensor). The one reader of ``tune`` and ``bench``'s labels;
+    each checks the result its own way. A reader's own error propagates."""
+    if p.suffix == ".npy":
+        import numpy as np
+
+        return torch.from_numpy(np.load(p, allow_pickle=False))
+    if p.suffix == ".npz":
+        import numpy as np
+
+        with np.load(p, allow_pickle=False) as f:
+            key = next((k for k in ("y", "labels") if k in f.files), f.files[0] if f.files else None)
+            return torch.from_numpy(f[key].copy()) if key else None
+    if p.suffix == ".txt":
+        return torch.tensor([int(v) for v in p.read_text().split()])
+    if p.suffix in (".pt", ".pth"):
+        from ...models.checkpoints import read_pickle_weights_only
+
+        obj = read_pickle_weights_only(p)
+        return obj.get("y", obj.get("labels")) if isinstance(obj, dict) else obj
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        d = load_file(str(p))
+        return d.get("y", d.get("labels", next(iter(d.values()), None)))
+    raise OptionError(f"labels must be a .npy, .npz, .txt, .pt or .safetensors file; got {p}")
+
+
 def read_labels(path, n: int) -> Tensor:
-    """Class labels ``[n]`` of the real samples from a ``.npy``, ``.npz`` (key ``y``, ``labels`` or the first
-    array), ``.pt`` (a tensor or a dict with ``y``; ``weights_only``) or ``.safetensors`` file."""
+    """Class labels ``[n]`` of the real samples from a label file (see :func:`label_object`)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise OptionError(f"labels: no such file: {str(p)!r}")
-    y: object
     try:
-        if p.suffix == ".npy":
-            import numpy as np
-
-            y = torch.from_numpy(np.load(p, allow_pickle=False))
-        elif p.suffix == ".npz":
-            import numpy as np
-
-            with np.load(p, allow_pickle=False) as f:
-                key = next((k for k in ("y", "labels") if k in f.files), f.files[0] if f.files else None)
-                y = torch.from_numpy(f[key].copy()) if key else None
-        elif p.suffix in (".pt", ".pth"):
-            from ...models.checkpoints import read_pickle_weights_only
-
-            obj = read_pickle_weights_only(p)
-            y = obj.get("y", obj.get("labels")) if isinstance(obj, dict) else obj
-        elif p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            d = load_file(str(p))
-            y = d.get("y", d.get("labels", next(iter(d.values()), None)))
-        else:
-            raise OptionError(f"labels must be a .npy, .npz, .pt or .safetensors file; got {p}")
+        y = label_object(p)
     except OptionError:
         raise
     except Exception as e:  # noqa: BLE001  (each reader reports a bad file its own way)
