@@ -21,10 +21,11 @@ generator's minus its noise margin. Features: :mod:`latentflow.app.tune.tune_fea
 default). Class-conditional models: every run (candidates, the generator alone, the confirmation and the
 calibration) uses the same per-chain labels, uniform or drawn from ``real_labels``.
 
-Confirmation rule: the best survivor and the generator alone run on ``CONFIRM`` fresh paired draws (same
-latents and labels), pooled; the winner must lower the pooled metric by more than two standard errors of the
-pooled difference (FID: a paired bootstrap over chains; KID/EMD: the split halves of each draw), else the
-generator alone is recommended, so the recipe is never worse than the generator on validation.
+Confirmation rule: the best ``CONFIRM_TOP`` survivors and the generator alone run on ``CONFIRM`` fresh paired
+draws (same latents and labels), pooled; a survivor wins when it lowers the pooled metric by more than
+``z_win`` standard errors of the pooled difference (FID: a paired bootstrap over chains; KID/EMD: the split
+halves of each draw), the best such one, else the generator alone is recommended, so the recipe is never
+worse than the generator on validation.
 
 A calibrated D applies as each method declares (``Kernel.calibration``): a ``"temperature"`` method (DDLS)
 needs no wrapped D: with ``d_cal = a·s + b`` the energy ``-d_cal/T`` has the gradient of ``-s/(T/a)``, so it
@@ -56,19 +57,9 @@ from ..fit import misfit
 from .tune_checks import as_float, check_args, check_models
 from .tune_features import resolve_features
 from .tune_metrics import Scorer, frechet, kid  # noqa: F401
-from .tune_search import (
-    CONFIRM,
-    Setup,
-    confirm,
-    d_vals,
-    decide,
-    estimate,
-    fit_plan,
-    keeps_recall,
-    run_rungs,
-    step_scale,
-    timings,
-)
+from .tune_plan import CONFIRM, CONFIRM_TOP, estimate, fit_plan, step_scale, timings
+from .tune_plan import run_cost as predicted_cost
+from .tune_search import Setup, confirm, d_vals, decide, keeps_recall, run_rungs
 
 log = logging.getLogger(__name__)
 METRICS = ("fid", "kid", "emd", "fid_recall")
@@ -95,12 +86,6 @@ def candidates(
             if kernel(m).refines:
                 out += [c for c in kernel(m).search_space(ctx) if scale == 1.0 or not c.name]
     return list({c.label: c for c in reversed(out)}.values())[::-1]
-
-
-def predicted_cost(c: Candidate, n: int | None = None) -> float:
-    """D forward evaluations per sample the candidate's method declares for its options (at ``n`` chains: with
-    the once-per-run evaluations, e.g. probes and estimates, shared by ``n``)."""
-    return float(kernel(c.method).cost(c.options, n=n).n_D_forward)
 
 
 @dataclass
@@ -288,12 +273,13 @@ def tune(
     t_run = lambda cs: t_d * sum(min(predicted_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
     left = None if time_budget is None else time_budget - (time.process_time() - t_start)
     rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
-    for c in (c for c in cands[1:] if predicted_cost(c, sizes[0]) > budget):  # refused before any run
+    s.n_use = sizes[-1]
+    for c in (c for c in cands[1:] if predicted_cost(c, sizes[-1]) > budget):  # refused before any run
         s.table.append(
-            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=sizes[0],
-                 metric=None, d_evals_per_sample=predicted_cost(c, sizes[0]), cpu_s=0.0, status="over_budget")
+            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=sizes[-1],
+                 metric=None, d_evals_per_sample=predicted_cost(c, sizes[-1]), cpu_s=0.0, status="over_budget")
         )  # fmt: skip
-    rest = [c for c in rest if predicted_cost(c, sizes[0]) <= budget]
+    rest = [c for c in rest if predicted_cost(c, sizes[-1]) <= budget]
     est = estimate(len(rest), sizes, t_run(rest), t_f, sum(1 for c in rest if c.name))
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
@@ -302,16 +288,19 @@ def tune(
     s.deadline = None if time_budget is None else t_start + time_budget
     from tqdm.auto import tqdm
 
-    total = len(rest) + 4 * len(sizes) + 2 * CONFIRM
+    total = len(rest) + 4 * len(sizes) + (1 + CONFIRM_TOP) * CONFIRM
     with tqdm(total=total, desc="tune", unit="run", disable=not progress) as bar:
         s.bar = bar
         scores, ranked, rung = run_rungs(s, none, rest, sizes)
         n = sizes[rung]
         if metric == "fid_recall":
             ranked = [c for c in ranked if keeps_recall(scores, c.label, none.label, n)]
-        best = ranked[0] if ranked else none
-        conf = confirm(s, none, best, n) if best != none and not s.over_time() else {}
-    win = best if decide(conf, metric == "fid_recall", n) else none
+        top = ranked[:CONFIRM_TOP]
+        confs = confirm(s, none, top, n) if top and not s.over_time() else {}
+    won = [c for c in top if decide(confs.get(c.label, {}), metric == "fid_recall", n, len(top))]
+    win = min(won, key=lambda c: confs[c.label]["best"]) if won else none
+    best = win if won else (top[0] if top else none)
+    conf = confs.get(best.label, {})
     m_none = conf["generator"] if conf else scores[none.label][0]
     m_win = conf["best"] if (conf and win != none) else m_none
     summary = dict(
@@ -321,6 +310,7 @@ def tune(
         best_candidate=best.label,
         best_metric=scores[best.label][0],
         confirm=conf,
+        confirmed={c: {k: v[k] for k in ("best", "diff", "se")} for c, v in confs.items()},
         diff_mean=conf.get("diff", 0.0),
         diff_se=conf.get("se", math.inf),
         winner=win.label,

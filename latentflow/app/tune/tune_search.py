@@ -12,10 +12,12 @@ real data does not sit on either. Only the best
 ``SHORTLIST`` of them and every surviving published setting go on to feature scoring (KID on early rungs,
 FID on the last), so the feature budget buys larger rungs for fewer candidates.
 
-Confirmation: the best survivor and the generator alone run on ``CONFIRM`` fresh paired draws (the same
-latents and labels for both); the features of each draw are computed once and pooled, and the decision is on
-the pooled metric: the winner must beat the generator alone by more than ``Z_WIN`` = 2 standard errors of
-the pooled difference. For FID the standard error is a paired bootstrap over chains (``BOOT`` resamples of
+Confirmation: the best ``CONFIRM_TOP`` survivors of the last rung (one rung's ranking is noisy, so its best
+is often merely lucky) and the generator alone run on ``CONFIRM`` fresh paired draws (the same latents and
+labels for all); the features of each draw are computed once and pooled, and the decision is on the pooled
+metric: a survivor must beat the generator alone by more than ``z_win(k)`` standard errors of the pooled
+difference (``Z_WIN`` = 2 for one survivor, Bonferroni-raised for ``k``: 2.39 for 3), and of those that do
+the one with the best pooled metric wins. For FID the standard error is a paired bootstrap over chains (``BOOT`` resamples of
 the chain indices, the same indices for both, the real rows fixed); for KID and EMD (too costly to bootstrap)
 it is the spread of the differences on the split halves of every draw, divided by √(number of halves).
 """
@@ -36,16 +38,12 @@ from ...energy import chunk_slices, d_values, frozen, to_logit
 from ...errors import LatentflowError
 from ...rng import sample_labels, sample_latents
 from ...samplers import Candidate
+from .tune_plan import CONFIRM, SCREEN_N, SHORTLIST, run_cost, survivors
 
 log = logging.getLogger("latentflow.app.tune")
 
-ETA = 3  # successive halving keeps the best 1/ETA of the candidates at each rung
-MIN_N = 64  # the smallest rung
-CONFIRM = 2  # paired confirmation draws of the best survivor against the generator alone, pooled
-SCREEN_N = 32  # latents per candidate in the feature-free screen
-SHORTLIST = 3  # candidates the screen sends on to feature scoring, beside every surviving published setting
 BOOT = 200  # paired bootstrap resamples of the pooled FID difference
-Z_WIN = 2.0  # the pooled difference must exceed Z_WIN standard errors
+Z_WIN = 2.0  # the pooled difference must exceed Z_WIN standard errors (Bonferroni-raised for several)
 D_DROP = 0.1  # prune when D's mean logit falls below the generator's by this fraction of its spread
 
 
@@ -66,6 +64,7 @@ class Setup:
     score: Any  # a tune_metrics.Scorer: (x, final) -> dict, .rows, .value, .recall
     key: Callable  # final -> metric name
     deadline: float | None = None  # process time after which no further candidate starts
+    n_use: int | None = None  # chains the budget is judged at: once-per-run evaluations are shared by these
     bar: Any = None  # a tqdm bar, or None when quiet
     table: list = field(default_factory=list)
     real_d: Tensor | None = None  # D's logits on validation samples: the screen's target distribution
@@ -84,6 +83,12 @@ class Setup:
 
     def over_time(self) -> bool:
         return self.deadline is not None and time.process_time() > self.deadline
+
+    def within_budget(self, c: Candidate, evals: float, n: int) -> bool:
+        """Whether ``evals`` D evaluations per sample measured at ``n`` chains fit the budget at ``n_use``
+        chains: a once-per-run cost (a probe, an estimate) is shared by the chains a user runs, not by a
+        small rung's."""
+        return evals - run_cost(c, n) + run_cost(c, self.n_use or n) <= self.budget
 
 
 def d_vals(D, x: Tensor, y: Tensor | None, d_kind: str) -> Tensor:
@@ -107,49 +112,6 @@ def w1_1d(a: Tensor, b: Tensor) -> float:
     """W1 between two 1-D samples (by quantiles on a common grid)."""
     q = torch.linspace(0, 1, 101, dtype=torch.float64)
     return float((torch.quantile(a, q) - torch.quantile(b, q)).abs().mean())
-
-
-def sizes_for(n_final: int) -> list[int]:
-    sizes = [n_final]
-    while len(sizes) < 4 and sizes[0] // 2 >= MIN_N:
-        sizes.insert(0, sizes[0] // 2)
-    return sizes
-
-
-def survivors(n: int, rung: int, last: int) -> int:
-    return max(1, math.ceil(n / ETA)) if rung < last - 1 else min(3, n)
-
-
-def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub: int = 0) -> float:
-    """Seconds the search takes: the screen (every candidate at ``SCREEN_N``, no features), every rung's
-    shortlisted candidates (and the generator alone) at its size, then the confirmation, at ``t_run`` +
-    ``t_feat`` seconds per sample."""
-    total = (n_cands + 1) * SCREEN_N * t_run
-    alive = min(n_cands, SHORTLIST + n_pub)
-    for r, n in enumerate(sizes):
-        total += (alive + 1) * n * (t_run + t_feat)
-        alive = survivors(alive, r, len(sizes) - 1)
-    return total + 2 * CONFIRM * sizes[-1] * (t_run + t_feat)
-
-
-def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
-    """Drop grid candidates (never the published settings), then halve the final size, until the estimate
-    fits ``time_budget``; returns (candidates, rung sizes)."""
-    sizes = sizes_for(n_final)
-    if time_budget is None:
-        return cands, sizes
-    n_pub = sum(1 for c in cands if c.name)
-    while estimate(len(cands), sizes, t_run(cands), t_feat, n_pub) > time_budget:
-        grid = [c for c in cands if not c.name]
-        if len(cands) > 12 and len(grid) > 6:
-            drop = set(map(id, grid[1::2]))
-            cands = [c for c in cands if id(c) not in drop]
-        elif sizes[-1] >= 2 * MIN_N:
-            sizes = sizes_for(sizes[-1] // 2)
-        else:
-            log.warning("tune: the smallest search exceeds time_budget=%gs; it stops when the time is up", time_budget)
-            break
-    return cands, sizes
 
 
 def _prune(res, x_none: Tensor | None, d_none, s: Setup, y) -> str | None:
@@ -189,7 +151,7 @@ def screen(s: Setup, none: Candidate, cands: list[Candidate]) -> list[Candidate]
             res = s.run(c, z, y, s.seed)
             evals = float(res.evals.n_D_forward) / SCREEN_N
             ok = bool(torch.isfinite(res.x).all())
-            status = "screened" if ok and evals <= s.budget else ("over_budget" if ok else "diverged")
+            status = "screened" if ok and s.within_budget(c, evals, SCREEN_N) else ("over_budget" if ok else "diverged")
             if status == "screened":
                 status = _prune(res, x_none, d_none, s, y) or status
             v = d_vals(s.D, res.x, y, s.d_kind) if status == "screened" else torch.zeros(0)
@@ -234,7 +196,7 @@ def run_rungs(s: Setup, none: Candidate, cands: list[Candidate], sizes: list[int
                 res = s.run(c, z, y, s.seed + rung)
                 evals = float(res.evals.n_D_forward) / n
                 ok = bool(torch.isfinite(res.x).all())
-                status = "ok" if ok and evals <= s.budget else ("over_budget" if ok else "diverged")
+                status = "ok" if ok and s.within_budget(c, evals, n) else ("over_budget" if ok else "diverged")
                 if status == "ok" and c == none:
                     x_none, d_none = res.x, d_mean(s.D, res.x, y, s.d_kind)
                 elif status == "ok":
@@ -279,17 +241,26 @@ def keeps_recall(scores: dict, label: str, none_label: str, n: int) -> bool:
     return r0 is None or r1 is None or keeps({"recall": r0}, {"recall": r1}, n)
 
 
-def confirm(s: Setup, none: Candidate, best: Candidate, n: int) -> dict:
-    """``CONFIRM`` paired draws of ``n`` fresh latents (and labels) for the generator alone and ``best``, pooled:
-    ``{none, best, diff, se, recall_none, recall_best, n}`` (the metric's value, lower is better)."""
-    rows: dict = {none.label: [], best.label: []}
+def confirm(s: Setup, none: Candidate, top: list[Candidate], n: int) -> dict:
+    """``CONFIRM`` paired draws of ``n`` fresh latents (and labels) for the generator alone and each of ``top``,
+    pooled: ``{label: {generator, best, diff, se, recall_none, recall_best, n}}`` (the metric's value, lower is
+    better; ``best`` is that candidate's)."""
+    rows: dict = {c.label: [] for c in [none, *top]}
     for r in range(CONFIRM):
         z, y = s.draw(n, s.seed * 1009 + 100 + r)
-        for c in (none, best):
+        for c in (none, *top):
             rows[c.label].append(s.score.rows(s.run(c, z, y, s.seed + 100 + r).x))
-        if s.bar is not None:
-            s.bar.update(2)
-    return pooled_test(s.score, rows[none.label], rows[best.label], s.seed)
+            if s.bar is not None:
+                s.bar.update(1)
+    return {c.label: pooled_test(s.score, rows[none.label], rows[c.label], s.seed) for c in top}
+
+
+def z_win(k: int) -> float:
+    """Standard errors a pooled difference must exceed when ``k`` candidates are confirmed: ``Z_WIN`` for one,
+    raised (Bonferroni) so that the chance a candidate no better than the generator wins stays that of one."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - (1 - NormalDist().cdf(Z_WIN)) / max(k, 1))
 
 
 def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
@@ -314,43 +285,13 @@ def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
     return {**out, "se": se}
 
 
-def step_scale(G, D, latent_dim: int, prior: str, d_output: str, y) -> float:
-    """√latent_dim over the median norm of ∇_z (-d(G(z))) + the prior's gradient at 16 prior samples: the
-    factor that puts a grid's step sizes on this model's scale (1 when it is within 2x of it)."""
-    z = sample_latents(16, latent_dim, prior, generator=1).requires_grad_(True)
-    cond = () if y is None else (y[:16],)
-    with frozen(G, D):
-        d = to_logit(d_values(D(G(z, *cond), *cond), 16), d_output)
-        (g,) = torch.autograd.grad(d.sum(), z, allow_unused=True)
-    if g is None:
-        return 1.0
-    norm = (-g + (z.detach() if prior == "normal" else 0)).norm(dim=1).median()
-    s = math.sqrt(latent_dim) / max(float(norm), 1e-12)
-    return 1.0 if 0.5 <= s <= 2 or not math.isfinite(s) else min(max(s, 1e-4), 1e4)
-
-
-def timings(G, D, x: Tensor, features, latent_dim, prior, y) -> tuple[float, float]:
-    """CPU seconds per sample of one value-and-gradient evaluation of D∘G, and of the features."""
-    z = sample_latents(16, latent_dim, prior, generator=2).requires_grad_(True)
-    cond = () if y is None else (y[:16],)
-    t0 = time.process_time()
-    with frozen(G, D):
-        out = D(G(z, *cond), *cond)
-        torch.autograd.grad(out.sum(), z, allow_unused=True)
-    t_d = (time.process_time() - t0) / 16
-    t0 = time.process_time()
-    if features is not None:
-        features(x[:16])
-    return t_d, (time.process_time() - t0) / min(16, x.shape[0])
-
-
-def decide(conf: dict, recall: bool, n: int) -> bool:
-    """Whether the best survivor wins: its pooled metric beats the generator's by more than ``Z_WIN`` standard
-    errors of the pooled difference (and, with ``recall``, it keeps the generator's pooled recall within
-    noise)."""
+def decide(conf: dict, recall: bool, n: int, k: int = 1) -> bool:
+    """Whether a confirmed survivor wins: its pooled metric beats the generator's by more than ``z_win(k)``
+    standard errors of the pooled difference, ``k`` survivors confirmed (and, with ``recall``, it keeps the
+    generator's pooled recall within noise)."""
     from ...metrics.manifold import keeps_recall as keeps
 
-    ok = bool(conf) and conf["diff"] > Z_WIN * conf["se"] and conf["diff"] > 0
+    ok = bool(conf) and conf["diff"] > z_win(k) * conf["se"] and conf["diff"] > 0
     if ok and recall and conf.get("recall_none") is not None and conf.get("recall_best") is not None:
         ok = keeps({"recall": conf["recall_none"]}, {"recall": conf["recall_best"]}, conf["n"])
     return ok

@@ -1,0 +1,105 @@
+"""``tune``'s plan: what the search will cost (rung sizes, the candidates that fit ``time_budget``, the
+estimate logged before it starts), each candidate's declared D evaluations, and the model's own scales (one
+D∘G gradient's time, the feature time, the step-size scale from the latent gradient norm)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+from torch import Tensor
+
+from ...energy import d_values, frozen, to_logit
+from ...rng import sample_latents
+from ...samplers import Candidate, kernel
+
+log = logging.getLogger("latentflow.app.tune")
+
+ETA = 3  # successive halving keeps the best 1/ETA of the candidates at each rung
+MIN_N = 64  # the smallest rung
+CONFIRM = 2  # paired confirmation draws of the best survivors against the generator alone, pooled
+CONFIRM_TOP = 3  # survivors of the last rung confirmed (one rung's ranking is noisy: its best is often lucky)
+SCREEN_N = 32  # latents per candidate in the feature-free screen
+SHORTLIST = 3  # candidates the screen sends on to feature scoring, beside every surviving published setting
+
+
+def run_cost(c: Candidate, n: int | None = None) -> float:
+    """D forward evaluations per sample the candidate's method declares for its options at ``n`` chains."""
+    return float(kernel(c.method).cost(c.options, n=n).n_D_forward)
+
+
+def sizes_for(n_final: int) -> list[int]:
+    sizes = [n_final]
+    while len(sizes) < 4 and sizes[0] // 2 >= MIN_N:
+        sizes.insert(0, sizes[0] // 2)
+    return sizes
+
+
+def survivors(n: int, rung: int, last: int) -> int:
+    """Candidates rung ``rung`` of ``last`` sends on: the best 1/``ETA``, never fewer than the ``CONFIRM_TOP``
+    the confirmation takes (a small rung's ranking is too noisy to cut to one)."""
+    return max(min(CONFIRM_TOP, n), math.ceil(n / ETA)) if rung < last - 1 else min(CONFIRM_TOP, n)
+
+
+def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub: int = 0) -> float:
+    """Seconds the search takes: the screen (every candidate at ``SCREEN_N``, no features), every rung's
+    shortlisted candidates (and the generator alone) at its size, then the confirmation, at ``t_run`` +
+    ``t_feat`` seconds per sample."""
+    total = (n_cands + 1) * SCREEN_N * t_run
+    alive = min(n_cands, SHORTLIST + n_pub)
+    for r, n in enumerate(sizes):
+        total += (alive + 1) * n * (t_run + t_feat)
+        alive = survivors(alive, r, len(sizes) - 1)
+    return total + (1 + min(CONFIRM_TOP, max(n_cands, 1))) * CONFIRM * sizes[-1] * (t_run + t_feat)
+
+
+def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
+    """Drop grid candidates (never the published settings), then halve the final size, until the estimate
+    fits ``time_budget``; returns (candidates, rung sizes)."""
+    sizes = sizes_for(n_final)
+    if time_budget is None:
+        return cands, sizes
+    n_pub = sum(1 for c in cands if c.name)
+    while estimate(len(cands), sizes, t_run(cands), t_feat, n_pub) > time_budget:
+        grid = [c for c in cands if not c.name]
+        if len(cands) > 12 and len(grid) > 6:
+            drop = set(map(id, grid[1::2]))
+            cands = [c for c in cands if id(c) not in drop]
+        elif sizes[-1] >= 2 * MIN_N:
+            sizes = sizes_for(sizes[-1] // 2)
+        else:
+            log.warning("tune: the smallest search exceeds time_budget=%gs; it stops when the time is up", time_budget)
+            break
+    return cands, sizes
+
+
+def step_scale(G, D, latent_dim: int, prior: str, d_output: str, y) -> float:
+    """√latent_dim over the median norm of ∇_z (-d(G(z))) + the prior's gradient at 16 prior samples: the
+    factor that puts a grid's step sizes on this model's scale (1 when it is within 2x of it)."""
+    z = sample_latents(16, latent_dim, prior, generator=1).requires_grad_(True)
+    cond = () if y is None else (y[:16],)
+    with frozen(G, D):
+        d = to_logit(d_values(D(G(z, *cond), *cond), 16), d_output)
+        (g,) = torch.autograd.grad(d.sum(), z, allow_unused=True)
+    if g is None:
+        return 1.0
+    norm = (-g + (z.detach() if prior == "normal" else 0)).norm(dim=1).median()
+    s = math.sqrt(latent_dim) / max(float(norm), 1e-12)
+    return 1.0 if 0.5 <= s <= 2 or not math.isfinite(s) else min(max(s, 1e-4), 1e4)
+
+
+def timings(G, D, x: Tensor, features, latent_dim, prior, y) -> tuple[float, float]:
+    """CPU seconds per sample of one value-and-gradient evaluation of D∘G, and of the features."""
+    z = sample_latents(16, latent_dim, prior, generator=2).requires_grad_(True)
+    cond = () if y is None else (y[:16],)
+    t0 = time.process_time()
+    with frozen(G, D):
+        out = D(G(z, *cond), *cond)
+        torch.autograd.grad(out.sum(), z, allow_unused=True)
+    t_d = (time.process_time() - t0) / 16
+    t0 = time.process_time()
+    if features is not None:
+        features(x[:16])
+    return t_d, (time.process_time() - t0) / min(16, x.shape[0])
