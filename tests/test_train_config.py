@@ -3,10 +3,13 @@ the field and the type."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from latentflow.errors import OptionError
-from latentflow.train import check_config, get_trainer, make_config
+from latentflow.train import TRAINERS, check_config, get_trainer, make_config
+from latentflow.train.config import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -39,3 +42,13 @@ def test_values_are_normalised_and_unknown_fields_refused():
     assert check_config(cfg) is cfg
     with pytest.raises(OptionError, match=r"unknown config field\(s\) colour for GANConfig"):
         make_config(Config, {"colour": "red"})
+
+
+@pytest.mark.parametrize("kind", sorted(TRAINERS))
+def test_every_trainer_config_checks_types_before_its_own_rules(kind):
+    Config, _ = get_trainer(kind)
+    assert issubclass(Config, TrainConfig)
+    assert [f.name for f in dataclasses.fields(Config)][:2] == ["seed", "device"]
+    # the device's type rule runs before the trainer's own rules (which a default config may not pass)
+    with pytest.raises(OptionError, match=rf'device \({Config.__name__}\) must be a torch device such as "cpu"'):
+        Config(device="tpu").validate()

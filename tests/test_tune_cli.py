@@ -118,3 +118,18 @@ def test_labels_files_are_read_or_refused_in_one_line(tmp_path):
                          ("none.npy", 12, "no such file"), ("y.txt", 12, "no such file")):  # fmt: skip
         with pytest.raises(OptionError, match=msg):
             read_labels(tmp_path / name, n)
+
+
+def test_unreadable_label_files_name_the_file_for_tune_and_bench(tmp_path):
+    from latentflow.app.bench.images_any import read_labels as bench_labels
+    from latentflow.app.tune.tune_cmd import read_labels as tune_labels
+    from latentflow.errors import OptionError
+
+    bad = tmp_path / "y.npy"
+    bad.write_bytes(b"not an npy file")
+    with pytest.raises(OptionError, match=r"labels: '.*y\.npy' is not a readable \.npy file: ValueError"):
+        tune_labels(bad, 12)
+    with pytest.raises(OptionError, match=r"labels: '.*y\.npy' is not a readable label file: ValueError"):
+        bench_labels(bad, 12, 4)
+    with pytest.raises(OptionError, match=r"labels: no such file: '.*none\.npy'"):
+        bench_labels(tmp_path / "none.npy", 12, 4)

@@ -4,12 +4,17 @@ convolutions with LeakyReLU(0.2) in D, tanh output, no pooling and no hidden den
 
 from __future__ import annotations
 
+from functools import partialmethod
+from typing import TypeVar
+
 import torch
 from torch import nn
 
 from ..errors import ManifestError
 from ._common import _act, _sn
 from .registry import register_arch
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 class DCGANGenerator(nn.Module):
@@ -74,28 +79,19 @@ class DCGANDiscriminator(nn.Module):
         return torch.sigmoid(out) if self.sigmoid else out
 
 
-@register_arch("dcgan32_g")
-class DCGAN32Generator(DCGANGenerator):
-    def __init__(self, latent_dim: int = 100, ch: int = 64, channels: int = 3):
-        super().__init__(32, latent_dim, ch, channels)
+def _sized(base: type[_M], size: int, arch: str) -> type[_M]:
+    """``base`` with its ``size`` fixed (the other arguments and their defaults are ``base``'s), registered
+    as ``arch``."""
+    name = f"DCGAN{size}{base.__name__.removeprefix('DCGAN')}"
+    body = {"__init__": partialmethod(base.__init__, size), "__module__": __name__, "__qualname__": name}
+    body["__doc__"] = f":class:`{base.__name__}` of size {size}x{size} (``{arch}``)."
+    return register_arch(arch)(type(name, (base,), body))
 
 
-@register_arch("dcgan32_d")
-class DCGAN32Discriminator(DCGANDiscriminator):
-    def __init__(self, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2, sigmoid: bool = False):
-        super().__init__(32, ch, channels, norm, slope, sigmoid)
-
-
-@register_arch("dcgan64_g")
-class DCGAN64Generator(DCGANGenerator):
-    def __init__(self, latent_dim: int = 100, ch: int = 64, channels: int = 3):
-        super().__init__(64, latent_dim, ch, channels)
-
-
-@register_arch("dcgan64_d")
-class DCGAN64Discriminator(DCGANDiscriminator):
-    def __init__(self, ch: int = 64, channels: int = 3, norm: str = "bn", slope: float = 0.2, sigmoid: bool = False):
-        super().__init__(64, ch, channels, norm, slope, sigmoid)
+DCGAN32Generator = _sized(DCGANGenerator, 32, "dcgan32_g")
+DCGAN32Discriminator = _sized(DCGANDiscriminator, 32, "dcgan32_d")
+DCGAN64Generator = _sized(DCGANGenerator, 64, "dcgan64_g")
+DCGAN64Discriminator = _sized(DCGANDiscriminator, 64, "dcgan64_d")
 
 
 @register_arch("dcgan28_g")

@@ -22,12 +22,17 @@ import math
 import os
 import typing
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError, ShapeError
 from ..options import check_value, field_types
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 __all__ = [
+    "TrainConfig",
     "check_config",
     "make_config",
     "check_nets_fit",
@@ -103,6 +108,25 @@ def check_config(cfg):
             f"latent_dim={cfg.latent_dim} --set 'arch_g_kwargs={json.dumps(kw)}'"
         )
     return cfg
+
+
+@dataclass
+class TrainConfig:
+    """The base of every trainer's config: the seed (initial weights from ``seed``, the step generator from
+    ``seed + 1``), the device (the first two fields of every config), and :meth:`validate`."""
+
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> Self:
+        """Check every field's type (:func:`check_config`), then the trainer's own rules (:meth:`check`);
+        returns the config. Raises ``OptionError`` on the first bad field."""
+        check_config(self)
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """The trainer's own rules beyond the fields' types (none here)."""
 
 
 def train_device(cfg, out=None):

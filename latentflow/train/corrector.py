@@ -36,7 +36,7 @@ from ..errors import LatentflowError, OptionError, ShapeError
 from ..nets import build
 from ._loop import LoopOptions, config_dict
 from ._setup import one_net_run
-from .config import check_config, check_positive_int, train_device
+from .config import TrainConfig, check_positive_int, train_device
 from .data_source import IMAGE_SETS, DataSource
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ __all__ = ["CorrectorConfig", "train_corrector", "default_arch", "load_real"]
 
 
 @dataclass
-class CorrectorConfig:
+class CorrectorConfig(TrainConfig):
     model: str = ""
     real: str = ""
     data_root: str | None = None
@@ -56,11 +56,8 @@ class CorrectorConfig:
     batch_size: int = 128
     lr: float = 2e-4
     betas: tuple = (0.5, 0.999)
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> CorrectorConfig:
-        check_config(self)
+    def check(self) -> None:
         if not self.model:
             raise OptionError("model is required: a manifest name, hf:owner/repo or a folder (--model)")
         if not self.real:
@@ -68,7 +65,6 @@ class CorrectorConfig:
         check_positive_int(self, "steps", "batch_size")
         if not self.lr > 0:
             raise OptionError(f"lr must be > 0; got {self.lr!r}")
-        return self
 
 
 def default_arch(shape) -> tuple[str, dict]:

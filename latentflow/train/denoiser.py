@@ -30,7 +30,7 @@ from ..scores import edm_loss_weight
 from ._loop import LoopOptions, check_ema, config_dict, ema_update
 from ._setup import one_net_run
 from ._trained import write_trained
-from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
+from .config import TrainConfig, check_betas, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .edm import noised, sample_sigma_lognormal
 
@@ -60,7 +60,7 @@ def resolve_arch(data: str, arch: str | None, arch_kwargs: dict | None, sigma_da
 
 
 @dataclass
-class DenoiserConfig:
+class DenoiserConfig(TrainConfig):
     data: str = "grid25"
     data_root: str | None = None
     arch: str | None = None  # None: den_mlp for 2-D, tconv28_den for fashion-mnist
@@ -74,11 +74,8 @@ class DenoiserConfig:
     steps: int = 4000
     ema: float = 0.999
     grad_clip: float = 1.0  # max gradient norm (0 = off)
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> DenoiserConfig:
-        check_config(self)
+    def check(self) -> None:
         check_positive_int(self, "batch_size", "steps")
         check_positive_float(self, "p_std", "lr")
         check_betas(self)
@@ -90,7 +87,6 @@ class DenoiserConfig:
         if not isinstance(self.grad_clip, (int, float)) or self.grad_clip < 0:
             raise OptionError(f"grad_clip must be a number >= 0 (0 = off); got {self.grad_clip!r}")
         DataSource.shape_of(self.data)
-        return self
 
 
 def train_denoiser(cfg: DenoiserConfig, out: str, **loop: Unpack[LoopOptions]) -> nn.Module:

@@ -45,7 +45,7 @@ from ..nets.priors import GaussianPrior
 from ..samplers.dflow import LOSSES, DFlow
 from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
 from ._trained import write_trained
-from .config import check_betas, check_choice, check_config, check_positive_float, check_positive_int, train_device
+from .config import TrainConfig, check_betas, check_choice, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at
 
@@ -66,7 +66,7 @@ def lr_at(cfg, k: int) -> float:
 
 
 @dataclass
-class DFlowConfig:
+class DFlowConfig(TrainConfig):
     data: str = "grid25"
     data_root: str | None = None
     arch: str = "tmlp_d"
@@ -87,11 +87,8 @@ class DFlowConfig:
     betas: tuple = (0.5, 0.999)
     batch_size: int = 128
     steps: int = 4000
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> DFlowConfig:
-        check_config(self)
+    def check(self) -> None:
         check_choice(self, "loss", LOSSES)
         check_positive_int(self, "flow_steps", "batch_size", "steps", "reuse")
         check_choice(self, "prior", PRIORS)
@@ -116,7 +113,6 @@ class DFlowConfig:
             raise OptionError(f"gp_weight must be >= 0 or None; got {self.gp_weight!r}")
         if not isinstance(self.arch_kwargs, dict):
             raise OptionError(f"arch_kwargs must be a dict; got {type(self.arch_kwargs).__name__}")
-        return self
 
     @property
     def gp(self) -> float:

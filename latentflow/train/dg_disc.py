@@ -31,7 +31,7 @@ from ..scores import as_score, edm_heun_sample, edm_sigmas
 from ._loop import LoopOptions, check_ema, config_dict, ema_update
 from ._setup import one_net_run
 from ._trained import write_trained
-from .config import check_betas, check_config, check_positive_float, check_positive_int, train_device
+from .config import TrainConfig, check_betas, check_positive_float, check_positive_int, train_device
 from .data_source import DataSource
 from .denoiser import build_net, load_denoiser, load_role
 from .edm import noised, sample_sigma_lognormal
@@ -46,7 +46,7 @@ DEFAULT_2D = ("dg_mlp", {"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32, "x
 
 
 @dataclass
-class DGDiscConfig:
+class DGDiscConfig(TrainConfig):
     data: str = "grid25"
     data_root: str | None = None
     score: str | None = None  # folder of a train_denoiser run (or pass score_model= to the trainer)
@@ -65,11 +65,8 @@ class DGDiscConfig:
     batch_size: int = 256  # real and fake samples per step (each)
     steps: int = 3000
     ema: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> DGDiscConfig:
-        check_config(self)
+    def check(self) -> None:
         check_positive_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
         check_positive_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
         check_betas(self)
@@ -79,7 +76,6 @@ class DGDiscConfig:
         if not self.sigma_min < self.sigma_max:
             raise OptionError(f"sigma_min must be < sigma_max; got {self.sigma_min!r} and {self.sigma_max!r}")
         DataSource.shape_of(self.data)
-        return self
 
 
 def generate(

@@ -36,9 +36,9 @@ from ._loop import LoopOptions, config_dict
 from ._setup import one_net_run
 from ._trained import write_trained
 from .config import (
+    TrainConfig,
     check_betas,
     check_choice,
-    check_config,
     check_nets_fit,
     check_positive_float,
     check_positive_int,
@@ -118,7 +118,7 @@ def mmd2(x: Tensor, y: Tensor, kind: str = "gaussian", **kw) -> Tensor:
 
 
 @dataclass
-class FloWGANConfig:
+class FloWGANConfig(TrainConfig):
     data: str = "ring8"
     data_root: str | None = None
     arch_g: str = "mlp_g"
@@ -134,11 +134,8 @@ class FloWGANConfig:
     betas: tuple = (0.5, 0.999)
     batch_size: int = 512
     steps: int = 3000
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> FloWGANConfig:
-        check_config(self)
+    def check(self) -> None:
         check_choice(self, "kernel", KERNELS)
         check_positive_int(self, "latent_dim", "n_data", "batch_size", "steps")
         check_positive_float(self, "bandwidth", "beta", "lr")
@@ -149,7 +146,6 @@ class FloWGANConfig:
             raise OptionError("eps must be > 0 for the polyharmonic kernel (it is singular at r = 0)")
         if self.order is not None and (not isinstance(self.order, int) or self.order < 1):
             raise OptionError(f"order must be a positive int or None; got {self.order!r}")
-        return self
 
     def kernel_kw(self) -> dict:
         return dict(bandwidth=self.bandwidth, beta=self.beta, order=self.order, eps=self.eps)
@@ -203,7 +199,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, n: int) -> list[float]:
 
 
 @dataclass
-class NoiseDConfig:
+class NoiseDConfig(TrainConfig):
     data: str = "ring8"
     data_root: str | None = None
     arch: str = "nmlp_d"
@@ -214,15 +210,12 @@ class NoiseDConfig:
     betas: tuple = (0.5, 0.999)
     batch_size: int = 256
     steps: int = 4000
-    seed: int = 0
-    device: str = "cpu"
     # recommended sampling options written to latentflow.json
     n_levels: int = 10
     langevin_steps: int = 50
     step_size: float = 1e-3  # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
 
-    def validate(self) -> NoiseDConfig:
-        check_config(self)
+    def check(self) -> None:
         check_positive_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
         check_positive_float(self, "sigma_min", "sigma_max", "lr", "step_size")
         check_betas(self)
@@ -230,7 +223,6 @@ class NoiseDConfig:
             raise OptionError(f"sigma_min must be < sigma_max; got {self.sigma_min!r} and {self.sigma_max!r}")
         if not float(self.arch_kwargs.get("ref_std", 0.0)) > 0:
             raise OptionError("arch_kwargs.ref_std must be > 0: the reference the discriminator is trained against")
-        return self
 
     def sigmas(self) -> list[float]:
         return geometric_sigmas(self.sigma_max, self.sigma_min, self.n_levels)

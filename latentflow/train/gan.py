@@ -25,7 +25,7 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import LoopOptions, Run, config_dict
-from .config import check_choice, check_config, check_nets_fit, check_positive_int, train_device
+from .config import TrainConfig, check_choice, check_nets_fit, check_positive_int, train_device
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -36,7 +36,7 @@ LOSSES = ("wgan-gp", "ns", "hinge")
 
 
 @dataclass
-class GANConfig:
+class GANConfig(TrainConfig):
     data: str = "grid25"
     data_root: str | None = None
     arch_g: str = "mlp_g"
@@ -53,11 +53,8 @@ class GANConfig:
     betas: tuple = (0.5, 0.9)
     batch_size: int = 256
     steps: int = 20000
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> GANConfig:
-        check_config(self)
+    def check(self) -> None:
         check_choice(self, "loss", LOSSES)
         check_choice(self, "prior", ("normal", "uniform"), quoted=True)
         check_positive_int(self, "n_critic", "batch_size", "steps", "latent_dim")
@@ -66,7 +63,6 @@ class GANConfig:
                 raise OptionError(f"{k} must be > 0; got {getattr(self, k)!r}")
         if self.gp_weight < 0:
             raise OptionError(f"gp_weight must be >= 0; got {self.gp_weight!r}")
-        return self
 
     @property
     def d_output(self) -> str:

@@ -29,9 +29,9 @@ from ..nets import build
 from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
 from ._trained import write_trained
 from .config import (
+    TrainConfig,
     check_betas,
     check_choice,
-    check_config,
     check_nets_fit,
     check_positive_float,
     check_positive_int,
@@ -119,7 +119,7 @@ def surrogate_loss(x: Tensor, v: Tensor) -> Tensor:
 
 
 @dataclass
-class ScoreGANConfig:
+class ScoreGANConfig(TrainConfig):
     data: str = "grid25"
     data_root: str | None = None
     arch_g: str = "mlp_g"
@@ -142,11 +142,8 @@ class ScoreGANConfig:
     betas: tuple = (0.9, 0.999)
     batch_size: int = 128
     steps: int = 31500  # φ updates (generator updates = steps // k)
-    seed: int = 0
-    device: str = "cpu"
 
-    def validate(self) -> ScoreGANConfig:
-        check_config(self)
+    def check(self) -> None:
         check_positive_int(self, "latent_dim", "k", "batch_size", "steps")
         check_positive_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
         check_betas(self)
@@ -157,7 +154,6 @@ class ScoreGANConfig:
         for k in ("mu_data", "mu_rho"):
             if not isinstance(getattr(self, k), (int, float)):
                 raise OptionError(f"{k} must be a number; got {getattr(self, k)!r}")
-        return self
 
 
 def default_data_score(data: DataSource, n_ref: int = 4096, seed: int = 0) -> ScoreFn:

@@ -104,16 +104,9 @@ def read_labels(path, n: int, num_classes: int) -> Tensor:
     p = Path(str(path)).expanduser()
     if num_classes <= 0:
         raise OptionError("labels: the model is not class-conditional (it takes no labels); leave --labels out")
-    if not p.is_file():
-        raise OptionError(f"labels: no such file: {str(p)!r}")
-    from ..tune.tune_cmd import label_object
+    from ..tune.tune_cmd import read_label_file
 
-    try:
-        y = label_object(p)
-    except OptionError:
-        raise
-    except Exception as e:  # noqa: BLE001  (each reader reports a bad file its own way)
-        raise OptionError(f"labels: {str(p)!r} is not a readable label file: {type(e).__name__}: {e}") from None
+    y = read_label_file(p, "label")
     if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
         got = f"shape {list(y.shape)}, {y.dtype}" if isinstance(y, Tensor) else type(y).__name__
         raise OptionError(f"labels: expected integer labels [N] (one per real image); got {got}")

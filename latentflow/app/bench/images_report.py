@@ -97,33 +97,45 @@ def images_table(doc: dict) -> str:
     if inc:
         head.append(f"Inception FID (n={doc.get('inception', {}).get('num', '?')}) ↓")
     head += ["accept", "wall s"]
+
+    def rest(r: dict, m: dict) -> list:
+        cells = [_f(m.get(M_KID), 3), _f(m.get(M_CS)), *(_f(m.get(k), 3) for k in M_PRDC)]
+        if inc:
+            if M_IFID in m:
+                cells.append(_f(m[M_IFID]))
+            else:
+                cells.append("error" if M_IFID in r.get("metric_errors", {}) else "")
+        return cells + _accept_wall(r)
+
+    return _rows_table(doc, head, M_FID, rest)
+
+
+def _rows_table(doc: dict, head: list, fid_key: str, rest) -> str:
+    """The table: per row its label, G and D evaluations per sample, the FID under ``fid_key`` and its change
+    against the generator, then ``rest(row, metrics)`` (a failed row: its error); the verdict and the metric
+    errors under it."""
     lines = _head_lines(doc, head)
     for r in doc["rows"]:
         if "error" in r:
             lines.append(_error_line(r, head))
             continue
         b, m = Evals(**r["budget_per_sample"]), r["metrics"]
-        kid = m.get(M_KID)
-        delta = r.get("vs_generator_pct", {}).get(M_FID)
+        delta = r.get("vs_generator_pct", {}).get(fid_key)
         cells = [
             r["label"],
             f"{b.n_G_forward:.1f} / {b.n_G_backward:.1f}",
             f"{b.n_D_forward:.1f} / {b.n_D_backward:.1f}",
-            _f(m.get(M_FID)),
+            _f(m.get(fid_key)),
             "–" if r["method"] == NO_REFINEMENT or delta is None else f"{delta:+.1f}%",
-            _f(kid, 3),
-            _f(m.get(M_CS)),
-            *(_f(m.get(k), 3) for k in M_PRDC),
+            *rest(r, m),
         ]
-        if inc:
-            if M_IFID in m:
-                cells.append(_f(m[M_IFID]))
-            else:
-                cells.append("error" if M_IFID in r.get("metric_errors", {}) else "")
-        acc = r.get("accept_rate_mean", r.get("accept_rate"))
-        cells += [_f(acc) if isinstance(acc, float) else "", f"{r['wall_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return _tail(doc, lines)
+
+
+def _accept_wall(r: dict) -> list:
+    acc = r.get("accept_rate_mean", r.get("accept_rate"))
+    return [_f(acc) if isinstance(acc, float) else "", f"{r['wall_s']:.1f}"]
 
 
 def _head_lines(doc: dict, head: list) -> list:
@@ -160,28 +172,12 @@ def _generic_table(doc: dict) -> str:
     """The table of a run against ``--real``: Inception FID / KID / IS and PRDC on every row."""
     head = ["method", "G fwd/bwd per sample", "D fwd/bwd per sample", "Inception FID ↓", "vs generator"]
     head += ["Inception KID ↓", "IS ↑", "precision ↑", "recall ↑", "density", "coverage ↑", "accept", "wall s"]
-    lines = _head_lines(doc, head)
-    for r in doc["rows"]:
-        if "error" in r:
-            lines.append(_error_line(r, head))
-            continue
-        b, m = Evals(**r["budget_per_sample"]), r["metrics"]
-        delta = r.get("vs_generator_pct", {}).get(M_IFID)
-        acc = r.get("accept_rate_mean", r.get("accept_rate"))
-        cells = [
-            r["label"],
-            f"{b.n_G_forward:.1f} / {b.n_G_backward:.1f}",
-            f"{b.n_D_forward:.1f} / {b.n_D_backward:.1f}",
-            _f(m.get(M_IFID)),
-            "–" if r["method"] == NO_REFINEMENT or delta is None else f"{delta:+.1f}%",
-            _f(m.get(M_IKID), 3),
-            _f(m.get(M_IS)),
-            *(_f(m.get(k), 3) for k in M_PRDC),
-            _f(acc) if isinstance(acc, float) else "",
-            f"{r['wall_s']:.1f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return _tail(doc, lines)
+    return _rows_table(
+        doc,
+        head,
+        M_IFID,
+        lambda r, m: [_f(m.get(M_IKID), 3), _f(m.get(M_IS)), *(_f(m.get(k), 3) for k in M_PRDC), *_accept_wall(r)],
+    )
 
 
 def curves_png(path: Path, doc: dict) -> bool:

@@ -159,17 +159,24 @@ def label_object(p: Path) -> object:
     raise OptionError(f"labels must be a .npy, .npz, .txt, .pt or .safetensors file; got {p}")
 
 
-def read_labels(path, n: int) -> Tensor:
-    """Class labels ``[n]`` of the real samples from a label file (see :func:`label_object`)."""
-    p = Path(path).expanduser()
+def read_label_file(p: Path, kind: str | None = None) -> object:
+    """:func:`label_object` of ``p``, a missing file or one its reader fails on refused in one line
+    (``OptionError``: "not a readable <kind> file", ``kind`` the file's suffix unless given)."""
     if not p.is_file():
         raise OptionError(f"labels: no such file: {str(p)!r}")
     try:
-        y = label_object(p)
+        return label_object(p)
     except OptionError:
         raise
     except Exception as e:  # noqa: BLE001  (each reader reports a bad file its own way)
-        raise OptionError(f"labels: {str(p)!r} is not a readable {p.suffix} file: {type(e).__name__}: {e}") from None
+        what = kind or p.suffix
+        raise OptionError(f"labels: {str(p)!r} is not a readable {what} file: {type(e).__name__}: {e}") from None
+
+
+def read_labels(path, n: int) -> Tensor:
+    """Class labels ``[n]`` of the real samples from a label file (see :func:`label_object`)."""
+    p = Path(path).expanduser()
+    y = read_label_file(p)
     if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         got = f"a {y.dtype} tensor" if isinstance(y, Tensor) else type(y).__name__
         raise OptionError(f"labels: {p} must hold integer class labels [N]; got {got}")
