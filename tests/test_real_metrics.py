@@ -98,13 +98,14 @@ def test_fid_of_the_set_against_itself_is_zero_and_the_reference_is_cached(real_
     assert (ref["kind"], ref["split"], ref["num_real"], ref["feature_extractor"]) == ("folder", None, N, F.FMNIST)
     rs = S.resolve_real(folder)
     assert ref["sha256"] == rs.content_hash() and len(ref["sha256"]) == 64
-    files = sorted(p.name for p in (tmp_path / "fidelity").iterdir())
-    assert any(f.startswith(f"latentflow-real-{ref['sha256'][:16]}-n{N}-") and "stat-fid" in f for f in files), files
+    # the real rows live in the feature cache shared with tune, one file for the set's images
+    assert ref["cache"] == f"features/{F.FMNIST}-{ref['weights']}"
+    assert len(list((tmp_path / ref["cache"]).glob("*.safetensors"))) == 1
     assert first["is"] > 0 and "null_reasons" not in first  # the classifier has logits
-    # another sample count is another reference (its own cache entry)
+    # rows are cached per image: the first 32 real images are read from the cache, not computed again
     c3 = cls.calls
     third = _fm(x[:32], folder, num_real=32)
-    assert cls.calls - c3 == 2 * math.ceil(32 / 16) and third["reference"]["cache_hit"] is False
+    assert cls.calls - c3 == math.ceil(32 / 16) and third["reference"]["cache_hit"] is True
     assert abs(third["fid"]) < 1e-3
 
 
@@ -117,8 +118,8 @@ def test_prdc_on_the_same_features_reads_the_cached_reference(real_folder, tmp_p
     cls = C.extractor_class()
     c0 = cls.calls
     m = _fm(x[:40], folder, isc=False, prdc=True)
-    # FID and PRDC each pass the 40 samples once; the reference's rows come from torch-fidelity's cache
-    assert cls.calls - c0 == 2 * math.ceil(40 / 16)
+    # FID and PRDC share one pass over the 40 samples; the reference's rows come from the feature cache
+    assert cls.calls - c0 == math.ceil(40 / 16)
     assert m["prdc"] == {"k": 5, "num_real": 40, "num_fake": 40}
     # the samples are the first 40 real images themselves: every value is that of a set against itself
     assert (m["precision"], m["recall"], m["coverage"]) == (1.0, 1.0, 1.0) and m["density"] == pytest.approx(1.2)
@@ -152,20 +153,23 @@ def test_fid_grows_with_distance_from_the_real_set(real_folder):
 
 
 def test_is_is_null_with_a_reason_without_logits(real_folder, monkeypatch):
-    """The offline Inception weights have no logits: IS is None and says why; FID/KID still computed."""
+    """The offline Inception weights have no logits: IS is None and says why; FID/KID still computed (the
+    network faked: 8 pixels per image)."""
     folder, x = real_folder
     monkeypatch.setattr(F, "torch_fidelity_inception_cached", lambda: None)  # offline
     monkeypatch.setattr(IO, "converted_weights_path", lambda *a, **k: folder / "weights.pth")
-    seen = {}
+    from latentflow.metrics import features as FT
 
-    def fake(samples, reference=None, **kw):
-        seen.update(kw, reference=reference)
-        return {F.KEY_FID: 1.5, F.KEY_KID_MEAN: 0.25, F.KEY_KID_STD: 0.01}
+    seen = []
 
-    monkeypatch.setattr(F, "compute_metrics", fake)
-    out = R.real_metrics(x, folder)
-    assert seen["isc"] is False and seen["fid"] and seen["kid"] and len(seen["reference"]) == N
-    assert (out["fid"], out["kid"], out["kid_std"]) == (1.5, 0.25, 0.01)
+    def fake(images, *, logits=False, **kw):  # the network: 8 numbers per image, no logits asked for
+        seen.append((images.shape[0], logits, kw["feature_extractor"]))
+        return {"features": images.float().flatten(1)[:, :8] / 255}
+
+    monkeypatch.setattr(FT, "feature_dict", fake)
+    out = R.real_metrics(x[:32], folder)
+    assert seen == [(32, False, F.INCEPTION), (N, False, F.INCEPTION)]  # samples, then the real rows
+    assert out["fid"] > 0 and math.isfinite(out["kid"]) and out["kid_std"] > 0
     assert out["is"] is None and out["is_std"] is None
     assert "no logits" in out["null_reasons"]["is"]
     assert out["reference"]["weights"] == IO.weights_tag()

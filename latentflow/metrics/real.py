@@ -88,40 +88,19 @@ def real_metrics(
             isc = False
             null_reasons["is"] = null_reasons["is_std"] = " ".join(str(e).split())
     _, tag = F.resolve_extractor(feature_extractor, offline, need_logits=isc)
-    sha = None if rs.kind == "registered" else rs.content_hash()
-    ref = _reference_name(rs, sha)
-    name = f"latentflow-{ref}-{tag}"  # what compute_metrics passes as input2_cache_name
-    cache_root = cache_dir() / "fidelity"
-    hit = _cached(cache_root, name)
-    out: dict = {"num": int(samples.shape[0])}
-    fd: dict = {}
     common: dict = dict(feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
-    if fid or kid:
-        fd = F.compute_metrics(
-            samples,
-            real_dataset(rs),
-            fid=fid,
-            kid=kid,
-            isc=isc,
-            reference_name=ref,
-            rng_seed=rng_seed,
-            verbose=verbose,
-            **common,
-        )
-    elif isc:
-        fd = F.compute_metrics(samples, isc=True, rng_seed=rng_seed, verbose=verbose, **common)
-    if prdc:
-        from .features import image_prdc
-
-        p = image_prdc(samples, real_dataset(rs), k=prdc_k, reference_name=ref, **common)
-        out.update({key: p[key] for key in ("precision", "recall", "density", "coverage")})
-        out["prdc"] = {key: p[key] for key in ("k", "num_real", "num_fake")}
+    if rs.kind == "registered":  # torch-fidelity's dataset and its own statistics cache (never read when cached)
+        out, name, hit = _registered(samples, rs, fid, kid, isc, prdc, prdc_k, tag, rng_seed, verbose, common)
+        sha = None
+    else:  # the images' feature rows from the cache shared with ``tune`` (metrics.feature_cache)
+        out, name, hit = _from_rows(samples, rs, fid, kid, isc, prdc, prdc_k, rng_seed, verbose, common)
+        sha = rs.content_hash()
     if fid:
-        out["fid"] = float(fd[KEY_FID])
+        out["fid"] = float(out.pop(KEY_FID))
     if kid:
-        out["kid"], out["kid_std"] = float(fd[KEY_KID_MEAN]), float(fd[KEY_KID_STD])
-    if KEY_IS_MEAN in fd:
-        out["is"], out["is_std"] = float(fd[KEY_IS_MEAN]), float(fd[KEY_IS_STD])
+        out["kid"], out["kid_std"] = float(out.pop(KEY_KID_MEAN)), float(out.pop(KEY_KID_STD))
+    if KEY_IS_MEAN in out:
+        out["is"], out["is_std"] = float(out.pop(KEY_IS_MEAN)), float(out.pop(KEY_IS_STD))
     elif null_reasons:
         out["is"] = out["is_std"] = None
     out["reference"] = {
@@ -130,8 +109,78 @@ def real_metrics(
         "feature_extractor": feature_extractor,
         "weights": tag,
         "cache": name,
-        "cache_hit": hit if (fid or kid) else None,
+        "cache_hit": hit if (fid or kid or prdc) else None,
     }
     if null_reasons:
         out["null_reasons"] = null_reasons
     return out
+
+
+def _registered(samples, rs: RealSet, fid, kid, isc, prdc, prdc_k, tag, rng_seed, verbose, common) -> tuple:
+    """(torch-fidelity's values and PRDC, cache name, cache hit) against a registered set, through
+    torch-fidelity's own reference cache (``input2_cache_name``)."""
+    from . import fidelity as F
+
+    ref = _reference_name(rs, None)
+    name = f"latentflow-{ref}-{tag}"  # what compute_metrics passes as input2_cache_name
+    hit = _cached(cache_dir() / "fidelity", name)
+    out: dict = {"num": int(samples.shape[0])}
+    if fid or kid:
+        fd = F.compute_metrics(
+            samples, real_dataset(rs), fid=fid, kid=kid, isc=isc, reference_name=ref, rng_seed=rng_seed,
+            verbose=verbose, **common,
+        )  # fmt: skip
+        out.update({k: v for k, v in fd.items() if k in (KEY_FID, KEY_KID_MEAN, KEY_KID_STD, KEY_IS_MEAN, KEY_IS_STD)})
+    elif isc:
+        fd = F.compute_metrics(samples, isc=True, rng_seed=rng_seed, verbose=verbose, **common)
+        out.update({k: fd[k] for k in (KEY_IS_MEAN, KEY_IS_STD)})
+    if prdc:
+        from .features import image_prdc
+
+        p = image_prdc(samples, real_dataset(rs), k=prdc_k, reference_name=ref, **common)
+        out.update({key: p[key] for key in ("precision", "recall", "density", "coverage")})
+        out["prdc"] = {key: p[key] for key in ("k", "num_real", "num_fake")}
+    return out, name, hit
+
+
+def _from_rows(samples, rs: RealSet, fid, kid, isc, prdc, prdc_k, rng_seed, verbose, common) -> tuple:
+    """(the same values from feature rows, cache name, cache hit) against a folder or ``.npz``: one pass of the
+    network over the samples (features and, for IS, logits); the real rows from the shared feature cache;
+    FID / KID / IS by torch-fidelity's own formulas and defaults (KID subsets of ``min(1000, N, N_real)``,
+    100 of them; IS in 10 splits), so the values equal those of :func:`~latentflow.metrics.fidelity.compute_metrics`."""
+    from . import fidelity as F
+    from .feature_cache import feature_cache_folder, real_feature_rows
+    from .features import feature_dict
+    from .real_sets import real_images
+
+    out: dict = {"num": int(samples.shape[0])}
+    if not (fid or kid or prdc):
+        if isc:
+            fd = F.compute_metrics(samples, isc=True, rng_seed=rng_seed, verbose=verbose, **common)
+            out.update({k: fd[k] for k in (KEY_IS_MEAN, KEY_IS_STD)})
+        return out, None, None
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    fake = feature_dict(samples, logits=isc, verbose=verbose, **common)
+    real_rows, hit = real_feature_rows(real_images(rs), **common)
+    a = fake["features"]
+    if fid:
+        st = fid_features_to_statistics(a), fid_features_to_statistics(real_rows)
+        out.update(fid_statistics_to_metric(*st, False))
+    if kid:
+        m = min(1000, a.shape[0], real_rows.shape[0])  # compute_metrics' kid_subset_size
+        out.update(kid_features_to_metric(a, real_rows, kid_subset_size=m, rng_seed=rng_seed, verbose=False))
+    if isc and "logits" in fake:
+        out.update(isc_features_to_metric(fake["logits"], splits=10, rng_seed=rng_seed))
+    if prdc:
+        from .manifold import prdc as prdc_of
+
+        n = min(real_rows.shape[0], fake["features"].shape[0])
+        p = prdc_of(real_rows[:n], fake["features"], prdc_k)
+        out.update({key: p[key] for key in ("precision", "recall", "density", "coverage")})
+        out["prdc"] = {"k": prdc_k, "num_real": n, "num_fake": int(fake["features"].shape[0])}
+    _, weights = F.resolve_extractor(common["feature_extractor"], common["offline"], need_logits=False)
+    folder = feature_cache_folder(f"{common['feature_extractor']}-{weights}")
+    return out, f"{folder.parent.name}/{folder.name}", hit

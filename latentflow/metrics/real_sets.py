@@ -38,6 +38,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "resolve_real",
     "real_dataset",
+    "real_images",
     "DEFAULT_REAL",
 ]
 
@@ -270,3 +271,14 @@ class _Named(Dataset):
             return self.ds[i]
         except Exception as e:  # noqa: BLE001  (PIL's decoding errors vary by format)
             raise LatentflowError(f"real: {str(self.files[i])!r} cannot be read: {type(e).__name__}: {e}") from e
+
+
+def real_images(rs: RealSet) -> torch.Tensor:
+    """The used images of a folder or ``.npz`` set as one uint8 tensor ``[N, C, H, W]`` (a folder's converted
+    to RGB, an ``.npz``'s as stored: C = 1 or 3), the pixels the feature network sees."""
+    if rs.kind == "npz":
+        return _NpzImages(rs)._load()
+    if rs.kind != "folder":
+        raise OptionError(f"real: expected a folder or .npz set to read as a tensor; got the {rs.kind} set {rs.spec!r}")
+    ds = real_dataset(rs)
+    return torch.stack([ds[i] for i in range(len(ds))])
