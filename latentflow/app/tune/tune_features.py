@@ -40,6 +40,7 @@ class Features:
     name: str
     tag: str | None = None
     chunk: int = CHUNK  # samples per call
+    real: Callable[[Tensor], Tensor] | None = None  # a real set's rows through the cache shared with sample --real
 
     def __call__(self, x: Tensor) -> Tensor:
         return torch.cat([self._rows(x[i : i + self.chunk]) for i in range(0, x.shape[0], self.chunk)])
@@ -55,8 +56,12 @@ class Features:
         return out.detach().reshape(out.shape[0], -1).float().cpu()
 
     def cached(self, x: Tensor) -> Tensor:
-        """The rows of ``x`` (a real set), read from or written to ``cache_dir()/features`` when ``tag`` is
-        set: the file is named by the tag and the sha256 of ``x``'s shape, dtype and bytes."""
+        """The rows of ``x`` (a real set): through ``real`` when set (the Inception features: the per-image cache
+        of :mod:`latentflow.metrics.feature_cache`, shared with ``sample --real`` and ``bench images --real``);
+        else read from or written to ``cache_dir()/features`` when ``tag`` is set (the file named by the tag and
+        the sha256 of ``x``'s shape, dtype and bytes)."""
+        if self.real is not None:
+            return self.real(x)
         if self.tag is None:
             return self(x)
         from safetensors.torch import load_file
@@ -75,7 +80,7 @@ class Features:
         rows = self(x)
         try:
             atomic_save_safetensors({"rows": rows.contiguous()}, path)
-        except OSError as e:  # a read-only cache only costs the recomputation next time
+        except (OSError, LatentflowError) as e:  # a read-only cache (OutputError) only costs the recomputation
             log.warning("tune: could not cache the real features at %s: %s", path, e)
         return rows
 
@@ -125,7 +130,13 @@ def inception(value_range: tuple[float, float] = (-1.0, 1.0), offline: bool | No
         u = u.expand(-1, 3, -1, -1).contiguous() if u.shape[1] == 1 else u
         return net(u)[0]
 
-    return Features(rows, f"Inception-v3 pool3 ({which} weights)", f"inception-{tag}", chunk=64)  # 299x299 inside
+    def real(t: Tensor) -> Tensor:  # the rows torch-fidelity computes, cached per image for every command
+        from ...metrics.feature_cache import real_feature_rows
+
+        return real_feature_rows(to_uint8(t.detach().float().cpu(), value_range), offline=offline)[0]
+
+    name = f"Inception-v3 pool3 ({which} weights)"
+    return Features(rows, name, f"inception-{tag}", chunk=64, real=real)  # 299x299 inside
 
 
 def is_image(shape) -> bool:
