@@ -30,14 +30,20 @@ def _cheap_features(images, *, logits=False, **kw):
 @pytest.fixture
 def cheap(monkeypatch):
     import latentflow.metrics as M
+    from latentflow.metrics import features as FT
 
     calls = []
 
-    def feats(images, **kw):
-        calls.append((images.shape[0], kw.get("reference_name")))
+    def feats(images, **kw):  # the samples' features
+        calls.append((images.shape[0], None))
+        return _cheap_features(images, **kw)
+
+    def real(images, **kw):  # the real rows, through the feature cache
+        calls.append((images.shape[0], "real"))
         return _cheap_features(images, **kw)
 
     monkeypatch.setattr(M, "feature_dict", feats)
+    monkeypatch.setattr(FT, "feature_dict", real)
     return calls
 
 
@@ -108,9 +114,9 @@ def test_rgb_model_rows_get_inception_metrics_against_the_real_set(models, cheap
     f_real = _cheap_features(real_u8)["features"]
     assert gen["metrics"][B.M_IFID] == pytest.approx(frechet(f_fake, f_real), rel=1e-6)
     assert "vs_generator_pct" in doc["rows"][1] and B.M_IFID in doc["rows"][1]["vs_generator_pct"]
-    # the real set's features are computed once (cached by content hash), each row's once
-    refs = [name for n, name in cheap if name is not None]
-    assert len(refs) == 1 and refs[0].startswith("real-") and len(cheap) == 1 + len(doc["rows"])
+    # the real set's features are computed once (cached per image, by content), each row's once
+    refs = [n for n, name in cheap if name == "real"]
+    assert refs == [real_u8.shape[0]] and len(cheap) == 1 + len(doc["rows"])
     md = B.images_table(doc)
     assert "Inception FID ↓" in md and "on Inception FID" in md and "| DDLS (ULA) |" in md
 

@@ -151,13 +151,12 @@ class RealImages:
         }
 
     def features(self, offline=None) -> dict:
-        if self._feats is None:
-            from ..._io import sha256_bytes
-            from ...metrics import feature_dict, to_uint8
+        if self._feats is None:  # the rows cached per image, shared with sample --real and tune
+            from ...metrics import to_uint8
+            from ...metrics.feature_cache import real_feature_rows
 
             u8 = to_uint8(self.ref, self.value_range)
-            name = f"real-{sha256_bytes(u8.numpy().tobytes())[:16]}-n{u8.shape[0]}"
-            self._feats = feature_dict(u8, offline=offline, reference_name=name)
+            self._feats = {"features": real_feature_rows(u8, offline=offline)[0]}
         return self._feats
 
 
