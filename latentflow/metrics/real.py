@@ -1,11 +1,14 @@
 """Inception FID / KID / IS of generated images against a real image set, with cached reference statistics.
 
 A real set (a registered name, a folder of images or an ``.npz``) is resolved and read by
-:mod:`latentflow.metrics.real_sets`; ``num_real`` takes its first images only. The reference features and
-FID statistics are cached by torch-fidelity (``input2_cache_name``) under ``cache_dir() / "fidelity"``, in a
-name made of the real data's **content hash** (sha256 of the used files' names and bytes, of the
-``.npz`` file, or the registered name), the sample count and the feature extractor's weights tag: a
-second call with the same real set reads the cache and does not touch the real images again.
+:mod:`latentflow.metrics.real_sets`; ``num_real`` takes its first images only. A folder's or an ``.npz``'s
+feature rows come from the per-image cache that ``tune`` and ``bench images`` share
+(:mod:`latentflow.metrics.feature_cache`: keyed by each uint8 image's sha256 and the extractor's weights tag),
+the samples pass the network once for FID, KID, IS and PRDC, and the values are torch-fidelity's formulas
+and defaults on those rows. A registered set keeps torch-fidelity's own cache (``input2_cache_name``) under
+``cache_dir() / "fidelity"``, named after the set, the sample count and the weights tag, which never builds
+the dataset again. ``reference.sha256`` is the content hash of the used files (names and bytes) or of the
+``.npz`` file.
 
 FID is the Fréchet distance of Gaussians fitted to the pool3 features,
 ``FID = |μ₁ - μ₂|² + Tr(Σ₁ + Σ₂ - 2 (Σ₁ Σ₂)^{1/2})`` (Heusel et al. 2017); KID is the unbiased MMD² with
@@ -64,14 +67,15 @@ def real_metrics(
     prdc_k: int = 5,
 ) -> dict:
     """Inception FID / KID / IS of uint8 ``samples [N, C, H, W]`` against the real set ``real``; with ``prdc``
-    also precision / recall / density / coverage (:func:`latentflow.metrics.features.image_prdc`, k-th
+    also precision / recall / density / coverage (:func:`latentflow.metrics.manifold.prdc`, k-th
     neighbour ``prdc_k``) on the same pool3 features, against the first ``min(num_real, N)`` real images.
 
     Returns ``{"fid", "kid", "kid_std", "is", "is_std", "num", "reference": {...}, "null_reasons": {...}}``
     (with ``prdc``: also ``precision``, ``recall``, ``density``, ``coverage`` and ``prdc: {k, num_real, num_fake}``)
     (a metric not asked for is absent; IS is ``None`` with a reason when the Inception weights at hand
     have no logits). ``reference`` names the real set, its split, the number of real images, the content
-    hash, the feature extractor, the weights and whether the cached statistics were used.
+    hash, the feature extractor, the weights, the cache (``cache``) and whether the real set's features or
+    statistics all came from it (``cache_hit``).
     ``feature_extractor`` may name another registered extractor (``"fmnist-classifier"``: then "is" is
     the classifier score); the numbers are only comparable between runs with the same extractor."""
     from . import fidelity as F  # through the module, at call time (a patched compute_metrics is the one used)
