@@ -281,4 +281,4 @@ def real_images(rs: RealSet) -> torch.Tensor:
     if rs.kind != "folder":
         raise OptionError(f"real: expected a folder or .npz set to read as a tensor; got the {rs.kind} set {rs.spec!r}")
     ds = real_dataset(rs)
-    return torch.stack([ds[i] for i in range(len(ds))])
+    return torch.stack([ds[i] for i in range(rs.num)])
