@@ -28,10 +28,11 @@ def _cheap_features(images, *, logits=False, **kw):
 
 
 @pytest.fixture
-def cheap(monkeypatch):
+def cheap(monkeypatch, tmp_path):
     import latentflow.metrics as M
     from latentflow.metrics import features as FT
 
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path / "cache"))  # the stub's rows stay out of the real cache
     calls = []
 
     def feats(images, **kw):  # the samples' features

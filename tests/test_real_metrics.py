@@ -152,7 +152,7 @@ def test_fid_grows_with_distance_from_the_real_set(real_folder):
     assert far > 100 * max(abs(near), 1e-4), (near, far)
 
 
-def test_is_is_null_with_a_reason_without_logits(real_folder, monkeypatch):
+def test_is_is_null_with_a_reason_without_logits(real_folder, monkeypatch, tmp_path):
     """The offline Inception weights have no logits: IS is None and says why; FID/KID still computed (the
     network faked: 8 pixels per image)."""
     folder, x = real_folder
@@ -160,6 +160,7 @@ def test_is_is_null_with_a_reason_without_logits(real_folder, monkeypatch):
     monkeypatch.setattr(IO, "converted_weights_path", lambda *a, **k: folder / "weights.pth")
     from latentflow.metrics import features as FT
 
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path))  # the stub's rows stay out of the module's cache
     seen = []
 
     def fake(images, *, logits=False, **kw):  # the network: 8 numbers per image, no logits asked for
