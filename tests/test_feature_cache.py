@@ -195,3 +195,14 @@ def test_non_finite_rows_are_returned_but_never_stored(tmp_path, monkeypatch):
     x = _images(6, 3)
     rows, _ = cached_rows(x, "t", lambda u: torch.full((u.shape[0], 2), float("nan")))
     assert rows.isnan().all() and not feature_cache_folder("t").exists()
+
+
+def test_rows_of_another_width_under_the_same_name_are_one_line(tmp_path, monkeypatch):
+    from latentflow.errors import ShapeError
+
+    monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path))
+    x = _images(7, 4)
+    cached_rows(x[:2], "t", lambda u: u.flatten(1)[:, :3].float())
+    with pytest.raises(ShapeError, match=r"width 5; its cached rows in .* have 3 .*remove that folder") as e:
+        cached_rows(x, "t", lambda u: u.flatten(1)[:, :5].float())
+    assert "\n" not in str(e.value)

@@ -32,9 +32,10 @@ KEY_BYTES = 16
 
 
 def _rgb(images: Tensor) -> Tensor:
-    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+    ok = torch.is_tensor(images) and images.dtype == torch.uint8 and images.dim() == 4
+    if not ok or images.shape[0] < 1 or images.shape[1] not in (1, 3):
         got = f"{images.dtype} {tuple(images.shape)}" if torch.is_tensor(images) else type(images).__name__
-        raise ShapeError(f"images: expected a uint8 tensor [N, 1 or 3, H, W]; got {got}")
+        raise ShapeError(f"images: expected a uint8 tensor [N >= 1, 1 or 3, H, W]; got {got}")
     x = images.detach().cpu()
     return (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x).contiguous()
 
@@ -116,7 +117,10 @@ def cached_rows(images: Tensor, tag: str, compute: Callable[[Tensor], Tensor]) -
     if out is None:
         out = torch.empty(uniq.shape[0], new.shape[1])
     elif new.shape[1] != out.shape[1]:
-        raise ShapeError(f"features: {tag} gave rows of width {new.shape[1]}; its cached rows have {out.shape[1]}")
+        raise ShapeError(
+            f"features: {tag} gave rows of width {new.shape[1]}; its cached rows in {str(folder)!r} have "
+            f"{out.shape[1]} (written by another network under the same name?): remove that folder"
+        )
     out[miss] = new
     if torch.isfinite(new).all():  # non-finite rows are never stored
         _store(folder, uniq[miss], new)
