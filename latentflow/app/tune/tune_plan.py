@@ -57,7 +57,8 @@ def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub:
 
 def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
     """Drop grid candidates (never the published settings), then halve the final size, until the estimate
-    fits ``time_budget``; returns (candidates, rung sizes)."""
+    fits ``time_budget``; when even half of it is left over, start at a larger rung instead (drop the
+    smallest: a small rung's ranking is the noisiest cut of the search); returns (candidates, rung sizes)."""
     sizes = sizes_for(n_final)
     if time_budget is None:
         return cands, sizes
@@ -72,6 +73,8 @@ def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_
         else:
             log.warning("tune: the smallest search exceeds time_budget=%gs; it stops when the time is up", time_budget)
             break
+    while len(sizes) > 2 and estimate(len(cands), sizes[1:], t_run(cands), t_feat, n_pub) <= time_budget / 2:
+        sizes = sizes[1:]
     return cands, sizes
 
 
@@ -90,15 +93,17 @@ def step_scale(G, D, latent_dim: int, prior: str, d_output: str, y) -> float:
     return 1.0 if 0.5 <= s <= 2 or not math.isfinite(s) else min(max(s, 1e-4), 1e4)
 
 
-def timings(G, D, x: Tensor, features, latent_dim, prior, y) -> tuple[float, float]:
-    """CPU seconds per sample of one value-and-gradient evaluation of D∘G, and of the features."""
-    z = sample_latents(16, latent_dim, prior, generator=2).requires_grad_(True)
-    cond = () if y is None else (y[:16],)
-    t0 = time.process_time()
+def timings(G, D, x: Tensor, features, latent_dim, prior, y, n: int = 64) -> tuple[float, float]:
+    """CPU seconds per sample of one value-and-gradient evaluation of D∘G (on ``n`` chains, after a 2-chain
+    warm-up: a 16-chain call overstated small models' batched cost several times), and of the features."""
+    z = sample_latents(n, latent_dim, prior, generator=2).requires_grad_(True)
+    cond = () if y is None else (y.repeat(n // y.shape[0] + 1)[:n],)
     with frozen(G, D):
-        out = D(G(z, *cond), *cond)
-        torch.autograd.grad(out.sum(), z, allow_unused=True)
-    t_d = (time.process_time() - t0) / 16
+        for m in (2, n):
+            t0 = time.process_time()
+            out = D(G(z[:m], *(c[:m] for c in cond)), *(c[:m] for c in cond))
+            torch.autograd.grad(out.sum(), z, allow_unused=True)
+    t_d = (time.process_time() - t0) / n
     t0 = time.process_time()
     if features is not None:
         features(x[:16])
