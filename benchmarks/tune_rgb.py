@@ -204,7 +204,7 @@ def bench_model(name: str, models: Path, a) -> dict:
 
     prev = getattr(a, "previous", {}).get(name) if a.tune_only else None
     if prev is not None:  # --tune-only: keep every other row, rerun the tune search and its pick
-        doc["rows"] = rows[:] = [r for r in prev["rows"] if r.get("kind") != "tune"]
+        rows[:] = [r for r in prev["rows"] if r.get("kind") != "tune"]  # the list ``add`` appends to
         doc["notes"] = [n for n in prev.get("notes", []) if "tune" not in n]
         doc["calibration"] = prev.get("calibration")
         return _tune_rows(doc, pair, real_tune, real_tune_y, features, z, y, a, add)
@@ -286,13 +286,29 @@ def _f(v, nd=3):
     return str(v)
 
 
+def _settings(docs: list, env: dict) -> list:
+    """(settings, model names) for each distinct run setting: a doc's own ``env`` (a combined table) or ``env``."""
+    groups: list = []
+    for d in docs:
+        e = d.get("env", env)
+        for g in groups:
+            if g[0] == e:
+                g[1].append(d["model"])
+                break
+        else:
+            groups.append((e, [d["model"]]))
+    return groups
+
+
 def table(docs: list, env: dict) -> str:
-    out = [
-        "# tune on the RGB test GANs (benchmarks/tune_rgb.py)",
-        "",
-        f"{env['num']} samples per run, evaluation set: the last {env['test_num']} test images "
-        f"(tune sees the first {env['tune_real']}), budget {env['budget']} D evaluations per sample, "
-        f"tune time budget {env['time_budget']} s; torch {torch.__version__}.",
+    out = ["# tune on the RGB test GANs (benchmarks/tune_rgb.py)", ""]
+    for e, names in _settings(docs, env):
+        out.append(
+            f"{', '.join(names)}: {e['num']} samples per run, evaluation set: the last {e['test_num']} test "
+            f"samples (tune sees the first {e['tune_real']}), budget {e['budget']} D evaluations per sample, "
+            f"tune time budget {e['time_budget']} CPU s, seed {e['seed']}; torch {torch.__version__}."
+        )
+    out += [
         "",
         "| model | generator | tune (pick) | tune vs generator | best published/default | tune ≤ best? | "
         "tune search CPU s |",
@@ -351,9 +367,26 @@ def main(argv=None):
         help="read <out>/results.json, rerun only the tune search and its pick's row (same latents and "
         "evaluation set as the other rows, from the file's settings), rewrite results.json and results.md",
     )
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="write one table of the results.json files in these folders (runs made with different settings, "
+        "e.g. the images and the 2-D model apart) to <out>; runs nothing",
+    )
     a = p.parse_args(argv)
     models, out = Path(a.models), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.combine:
+        docs = []
+        for folder in a.combine:
+            doc = json.loads((Path(folder) / "results.json").read_text())
+            docs += [dict(d, env=doc["env"]) for d in doc["models"]]
+        atomic_write_json(out / "results.json", {"env": None, "models": docs}, default=str)
+        atomic_write_text(out / "results.md", table(docs, {}))
+        print(table(docs, {}))
+        return
     keys = ("num", "test_num", "tune_real", "budget", "time_budget", "seed")
     old_docs: list = []
     if a.tune_only:
