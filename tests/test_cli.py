@@ -318,46 +318,15 @@ def test_total_divergence_exits_nonzero_with_advice_and_leaves_no_report(tiny_mo
     ok = cli(["sample", "--model", tiny_model, "-n", "20", "--out", str(out), "--quiet"])
     assert ok.exit_code == 0, ok.output
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    r = cli(
-        [
-            "sample",
-            "--model",
-            tiny_model,
-            "-n",
-            "20",
-            "--steps",
-            "30",
-            "--step-size",
-            "1e6",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    diverging = ["sample", "--model", tiny_model, "-n", "20", "--steps", "30", "--step-size", "1e6"]
+    r = cli([*diverging, "--out", str(out), "--quiet"])
     line = one_line_error(r, "20 of 20 chains diverged", "To avoid this, reduce step_size", 'on_divergence="warn"')
     assert "initial state" not in line
     # the previous set is untouched (no report with NaN was written over it), and nothing is left beside it
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
     # on_divergence="warn" keeps the run: its report is strict JSON, non-finite numbers as null with a reason
-    r = cli(
-        [
-            "sample",
-            "--model",
-            tiny_model,
-            "-n",
-            "20",
-            "--steps",
-            "30",
-            "--step-size",
-            "1e6",
-            "--out",
-            str(out),
-            "--quiet",
-            "--opt",
-            "on_divergence=warn",
-        ]
-    )
+    r = cli([*diverging, "--out", str(out), "--quiet", "--opt", "on_divergence=warn"])
     assert r.exit_code == 0, r.output
     text = (out / "report.json").read_text()
     assert "NaN" not in text and "Infinity" not in text

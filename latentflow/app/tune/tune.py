@@ -57,8 +57,7 @@ from ..fit import misfit
 from .tune_checks import as_float, check_args, check_models
 from .tune_features import resolve_features
 from .tune_metrics import Scorer, frechet, kid  # noqa: F401
-from .tune_plan import CONFIRM, CONFIRM_TOP, estimate, fit_plan, step_scale, timings
-from .tune_plan import run_cost as predicted_cost
+from .tune_plan import CONFIRM, CONFIRM_TOP, estimate, fit_plan, run_cost, step_scale, timings
 from .tune_search import Setup, confirm, d_vals, decide, keeps_recall, run_rungs
 
 log = logging.getLogger(__name__)
@@ -268,18 +267,18 @@ def tune(
     yv = None if not k else (s.label_pool[:256] if s.label_pool is not None else s.draw(256, 3)[1])
     s.real_d = d_vals(s.D, real_val[:256], None if yv is None else yv[: real_val[:256].shape[0]], s.d_kind)
     s.run = lambda c, z, yy, sd: _run(G, D, cal_D, c, z, sd, d_output, prior, yy, k, cap=budget)
-    none, rest = cands[0], [c for c in cands[1:] if predicted_cost(c) <= budget]
+    none, rest = cands[0], [c for c in cands[1:] if run_cost(c) <= budget]
     n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
-    t_run = lambda cs: t_d * sum(min(predicted_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
+    t_run = lambda cs: t_d * sum(min(run_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
     left = None if time_budget is None else time_budget - (time.process_time() - t_start)
     rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
     s.n_use = sizes[-1]
-    for c in (c for c in cands[1:] if predicted_cost(c, sizes[-1]) > budget):  # refused before any run
+    for c in (c for c in cands[1:] if run_cost(c, sizes[-1]) > budget):  # refused before any run
         s.table.append(
             dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=sizes[-1],
-                 metric=None, d_evals_per_sample=predicted_cost(c, sizes[-1]), cpu_s=0.0, status="over_budget")
+                 metric=None, d_evals_per_sample=run_cost(c, sizes[-1]), cpu_s=0.0, status="over_budget")
         )  # fmt: skip
-    rest = [c for c in rest if predicted_cost(c, sizes[-1]) <= budget]
+    rest = [c for c in rest if run_cost(c, sizes[-1]) <= budget]
     est = estimate(len(rest), sizes, t_run(rest), t_f, sum(1 for c in rest if c.name))
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
