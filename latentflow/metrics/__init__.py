@@ -5,7 +5,7 @@ images, with cached reference statistics; ``prdc``: precision, recall, density a
 rows, ``features``: the feature rows of images and PRDC on them). Importing this package does not import
 torch-fidelity."""
 
-from .features import feature_dict, feature_rows, fidelity_from_features, image_prdc
+from .features import FeatureNet, feature_dict, feature_rows, fidelity_from_features, image_prdc
 from .fidelity import (
     KEY_FID,
     KEY_IS_MEAN,
@@ -37,6 +37,7 @@ __all__ = [
     "recall_margin",
     "keeps_recall",
     "PRDC_KEYS",
+    "FeatureNet",
     "feature_rows",
     "feature_dict",
     "fidelity_from_features",

@@ -14,52 +14,47 @@ torch-fidelity is imported only inside the functions.
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING, TypedDict
 
 from torch import Tensor
 
 from ._base import INCEPTION, cache_dir
 from .manifold import DEFAULT_K, prdc
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 #: feature networks built in this process, by (name, layers, weights tag, cuda)
 _EXTRACTORS: dict = {}
 
 
-def feature_rows(
-    images,
-    *,
-    feature_extractor: str = INCEPTION,
-    offline: bool | None = None,
-    reference_name: str | None = None,
-    cuda: bool | None = None,
-    batch_size: int = 64,
-    verbose: bool = False,
-) -> Tensor:
+class FeatureNet(TypedDict, total=False):
+    """The feature network's keywords, declared once for :func:`feature_rows`, :func:`feature_dict` and
+    :func:`image_prdc` (defaults in brackets).
+
+    * ``feature_extractor``: torch-fidelity's extractor name [``"inception-v3-compat"``];
+    * ``offline``: use the offline Inception weights (None: only where torch-fidelity's are absent) [None];
+    * ``cuda``: run the network on CUDA (None: where available) [None];
+    * ``batch_size``: images per forward pass [64];
+    * ``verbose``: torch-fidelity's progress output [False]."""
+
+    feature_extractor: str
+    offline: bool | None
+    cuda: bool | None
+    batch_size: int
+    verbose: bool
+
+
+def feature_rows(images, *, reference_name: str | None = None, **net: Unpack[FeatureNet]) -> Tensor:
     """``[N, D]`` float32 feature rows (on the CPU) of uint8 images ``[N, C, H, W]`` (or a Dataset of uint8
     ``[3, H, W]``, or a Fashion-MNIST split name such as ``"fashion-mnist-test"``): the layer torch-fidelity
-    computes FID from with ``feature_extractor``. ``reference_name``: cache the rows (and read them from the
-    cache) under the name :func:`~latentflow.metrics.fidelity.compute_metrics` uses for that reference."""
-    return feature_dict(
-        images,
-        feature_extractor=feature_extractor,
-        offline=offline,
-        reference_name=reference_name,
-        cuda=cuda,
-        batch_size=batch_size,
-        verbose=verbose,
-    )["features"]
+    computes FID from with ``feature_extractor`` (the network's keywords: :class:`FeatureNet`).
+    ``reference_name``: cache the rows (and read them from the cache) under the name
+    :func:`~latentflow.metrics.fidelity.compute_metrics` uses for that reference."""
+    return feature_dict(images, reference_name=reference_name, **net)["features"]
 
 
-def feature_dict(
-    images,
-    *,
-    logits: bool = False,
-    feature_extractor: str = INCEPTION,
-    offline: bool | None = None,
-    reference_name: str | None = None,
-    cuda: bool | None = None,
-    batch_size: int = 64,
-    verbose: bool = False,
-) -> dict:
+def feature_dict(images, *, logits: bool = False, reference_name: str | None = None, **net: Unpack[FeatureNet]) -> dict:
     """One pass of the feature network over ``images`` (as :func:`feature_rows` takes them):
     ``{"features": [N, D]}`` (the FID layer) plus, with ``logits=True``, ``"logits"`` ``[N, K]`` (the layer
     the Inception Score uses) when the network has them; otherwise ``"null_reasons": {"is": why}`` (the
@@ -74,7 +69,12 @@ def feature_dict(
     from ..errors import LatentflowError
     from . import fidelity as F
 
+    if unknown := sorted(set(net) - set(FeatureNet.__annotations__)):
+        raise TypeError(
+            f"feature_dict: unexpected keyword {unknown[0]!r} (the network's: {', '.join(FeatureNet.__annotations__)})"
+        )
     ds, name = F._resolve_reference(images, reference_name)
+    feature_extractor, offline = net.get("feature_extractor", INCEPTION), net.get("offline")
     reasons: dict = {}
     try:
         fe_kwargs, tag = F.resolve_extractor(feature_extractor, offline, need_logits=logits)
@@ -83,10 +83,10 @@ def feature_dict(
         reasons["is"], logits = f"{type(e).__name__}: {e}", False
     kw = dict(
         input1=ds,
-        cuda=F.use_cuda(cuda),
+        cuda=F.use_cuda(net.get("cuda")),
         rng_seed=F.DEFAULT_RNG_SEED,
-        verbose=bool(verbose),
-        batch_size=int(batch_size),
+        verbose=bool(net.get("verbose", False)),
+        batch_size=int(net.get("batch_size", 64)),
         save_cpu_ram=True,
         cache=name is not None,
         cache_root=str(cache_dir() / "fidelity"),
@@ -146,16 +146,13 @@ def image_prdc(
     reference,
     *,
     k: int = DEFAULT_K,
-    feature_extractor: str = INCEPTION,
-    offline: bool | None = None,
     reference_name: str | None = None,
     num_real: int | None = None,
-    cuda: bool | None = None,
-    batch_size: int = 64,
+    **net: Unpack[FeatureNet],
 ) -> dict:
     """Precision, recall, density and coverage (:func:`~latentflow.metrics.manifold.prdc`, ``k`` = 5) of uint8
     ``samples`` against ``reference`` (uint8 images, a Dataset or a Fashion-MNIST split name) in the feature
-    space of ``feature_extractor`` — the features FID uses.
+    space of ``feature_extractor`` — the features FID uses (the network's keywords: :class:`FeatureNet`).
 
     The real rows are the first ``min(num_real or len(reference), len(samples))`` of the reference: the
     estimates depend on the set sizes, and the papers compare equal-size sets, so runs at equal ``n``
@@ -164,7 +161,7 @@ def image_prdc(
 
     if num_real is not None and (isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2):
         raise OptionError(f"num_real: expected an int >= 2; got {num_real!r}")
-    rows = partial(feature_rows, feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
+    rows = partial(feature_rows, **net)
     fake = rows(samples)
     real = rows(reference, reference_name=reference_name)
     n = min(real.shape[0] if num_real is None else min(num_real, real.shape[0]), fake.shape[0])

@@ -4,12 +4,14 @@ two-row probe of G and D that says what shapes they take and return."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..energy import LatentEnergy, d_values
+from ..energy import DOutput, LatentEnergy, Prior, d_values
 from ..errors import OptionError, ShapeError
+from ..options import Options, field
 
 #: ``autocast=`` values and the dtypes G and D are evaluated in.
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -220,7 +222,17 @@ def probe(
     return tuple(x.shape[1:])
 
 
-def latent_energy(engine, G, D, z: Tensor, o, **extra) -> tuple[LatentEnergy, tuple]:
+@dataclass(frozen=True)
+class LatentTargetOptions(Options):
+    """The fields of the DDLS energy ``E(z) = -log p0(z) - d(G(z)) / T`` that the latent MCMC samplers
+    (DDLS, Ex2MCMC) share; declared once, read by :func:`latent_energy`."""
+
+    d_output: DOutput = field("logit", 'what D returns: "logit", "prob" (converted back stably) or "critic" (WGAN)')
+    prior: Prior = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (sampled through the normal CDF)")
+    temperature: float = field(1.0, "T dividing the discriminator term of the energy", gt=0)
+
+
+def latent_energy(engine, G, D, z: Tensor, o: LatentTargetOptions, **extra) -> tuple[LatentEnergy, tuple]:
     """Probe G and D on ``z`` (with the chains' labels) and build the DDLS energy of the options record
     ``o`` (its ``prior``, ``d_output`` and ``temperature``): ``(energy, per-sample shape of G(z))``."""
     x_shape = probe(engine, G, D, z, ys=engine.ys)

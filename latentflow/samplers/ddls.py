@@ -54,11 +54,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..energy import DOutput, Prior, latent_from_u, u_from_latent
+from ..energy import latent_from_u, u_from_latent
 from ..errors import OptionError
-from ..options import Options, field
+from ..options import field
 from ..result import Evals
-from ._checks import latent_energy, mala_log_alpha
+from ._checks import LatentTargetOptions, latent_energy, mala_log_alpha
 from ._declare import Candidate, with_published
 from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
@@ -68,22 +68,31 @@ ADAPT_GAIN, ADAPT_DECAY = 4.0, 0.6
 
 
 @dataclass(frozen=True)
-class DDLSOptions(Options):
+class DDLSOptions(LatentTargetOptions):
+    """Options of :class:`DDLS`: Langevin (ULA, or MALA with ``mala=True``) on the latent energy of
+    :class:`~latentflow.samplers._checks.LatentTargetOptions`."""
+
     steps: int = field(100, "number of Langevin steps, n in Alg. 1", ge=0)
-    step_size: float = field(
-        0.003,
-        "ε in Alg. 1; the drift is (ε/2) ∇E (default chosen on GANs latentflow did not make: see the module docstring)",
-        gt=0,
-    )
+    step_size: float = field(0.003, "ε in Alg. 1; the drift is (ε/2) ∇E (the default: see the module docstring)", gt=0)
     noise_scale: float | None = field(
         None,
         "τ, the noise std per step; None means sqrt(ε) (Langevin "
         "temperature 1); the CIFAR-10 run of Che et al. uses ε = 0.01, τ = 0.1",
         ge=0,
     )
-    d_output: DOutput = field("logit", 'what D returns: "logit", "prob" (converted back stably) or "critic" (WGAN)')
-    prior: Prior = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (sampled through the normal CDF)")
-    temperature: float = field(1.0, "T dividing the discriminator term of the energy", gt=0)
+    decay_every: int = field(
+        0,
+        "k: after every k-th step multiply ε by step_decay and τ by noise_decay "
+        "(StudioGAN's lgv_decay_steps); 0: a constant step",
+        ge=0,
+    )
+    noise_decay: float | None = field(
+        None,
+        "factor on τ every decay_every steps; None: sqrt(step_decay), which "
+        "keeps T_L = τ²/ε fixed (StudioGAN: lgv_decay ** 1.5)",
+        gt=0,
+    )
+    step_decay: float = field(1.0, "factor on ε every decay_every steps (StudioGAN's lgv_decay)", gt=0)
     mala: bool = field(False, "accept/reject each move with the Metropolis–Hastings ratio (MALA)")
     adapt_steps: int = field(
         0,
@@ -99,19 +108,6 @@ class DDLSOptions(Options):
         0.0, "ε_n of Che et al. 2020, Corollary 1: sample G(z) + ε_n z' jointly over (z, z')", ge=0
     )
     record_trace: bool = field(False, 'keep the energy of every chain at every step in info["energy_trace"]')
-    decay_every: int = field(
-        0,
-        "k: after every k-th step multiply ε by step_decay and τ by noise_decay "
-        "(StudioGAN's lgv_decay_steps); 0: a constant step",
-        ge=0,
-    )
-    step_decay: float = field(1.0, "factor on ε every decay_every steps (StudioGAN's lgv_decay)", gt=0)
-    noise_decay: float | None = field(
-        None,
-        "factor on τ every decay_every steps; None: sqrt(step_decay), which "
-        "keeps T_L = τ²/ε fixed (StudioGAN: lgv_decay ** 1.5)",
-        gt=0,
-    )
 
     def check(self):
         if self.adapt_steps and not self.mala:

@@ -26,17 +26,20 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..energy import DOutput, Prior, latent_from_u, to_logit, u_from_latent
-from ..options import Options, field
+from ..energy import latent_from_u, to_logit, u_from_latent
+from ..options import field
 from ..result import Evals
-from ._checks import latent_energy, mala_log_alpha
+from ._checks import LatentTargetOptions, latent_energy, mala_log_alpha
 from ._declare import Candidate
 from ._driver import Kernel, loop_step, probe_cost
 from ._registry import register
 
 
 @dataclass(frozen=True)
-class Ex2MCMCOptions(Options):
+class Ex2MCMCOptions(LatentTargetOptions):
+    """Options of :class:`Ex2MCMC`: i-SIR global moves with MALA steps between them, on the latent energy of
+    :class:`~latentflow.samplers._checks.LatentTargetOptions`."""
+
     steps: int = field(50, "iterations; each is one i-SIR global step and mala_steps MALA steps", ge=0)
     n_particles: int = field(
         10,
@@ -45,9 +48,6 @@ class Ex2MCMCOptions(Options):
     )
     mala_steps: int = field(5, "local MALA steps after each i-SIR step (0: i-SIR alone)", ge=0)
     step_size: float = field(0.01, "ε of the MALA steps: drift (ε/2) ∇E, noise sqrt(ε)", gt=0)
-    d_output: DOutput = field("logit", "what D returns (as in DDLS)")
-    prior: Prior = field("normal", "latent prior: N(0, I) or U[-1, 1]^k (through the normal CDF)")
-    temperature: float = field(1.0, "T dividing the discriminator term: weights exp(d/T)", gt=0)
 
 
 class State(NamedTuple):
