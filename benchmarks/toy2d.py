@@ -7,10 +7,11 @@ at ≈100 discriminator evaluations per sample.
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
-from latentflow.app.bench.toy2d import toy2d, toy2d_table, write_doc
+from latentflow.app.bench.toy2d import TOY2D, toy2d, toy2d_table
 
 
 def main(argv=None):
@@ -26,9 +27,8 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     num, seeds = (500, 1) if a.quick else (a.num, a.seeds)
     doc = toy2d(a.models, num=num, seeds=tuple(range(seeds)))
-    table = toy2d_table(doc)
-    write_doc(doc, a.out, table)
-    print(table)
+    TOY2D.write_outputs(doc, {}, Path(a.out))
+    print(toy2d_table(doc))
     print(f"\nwrote {a.out} and {a.out[:-5]}.md")
     return 1 if any("error" in r for r in doc["rows"]) else 0
 

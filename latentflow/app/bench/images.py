@@ -333,8 +333,7 @@ IMAGES = Suite(
     metric=M_FID,
     run=_images_run,
     table=images_table,
-    write=write_outputs,
     default_out="results/images",
-    out_is_file=False,
     summary="an image GAN at an equal D budget: FID-FMNIST (1x28x28) or Inception FID/KID/IS vs --real",
+    write=write_outputs,
 )

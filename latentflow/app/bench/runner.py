@@ -13,25 +13,45 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..._io import atomic_write_text
 from ..outputs import check_out_file, check_seed, check_writable
+from ..report import write_json
 
 __all__ = ["Suite", "run"]
 
 
 @dataclass(frozen=True)
 class Suite:
-    """One benchmark suite. ``run(**kw) -> (doc, samples)``; ``write(doc, samples, out)`` writes the
-    JSON document first, then the reports built from it; ``table(doc)`` is the printed markdown."""
+    """One benchmark suite. ``run(**kw) -> (doc, samples)``; ``table(doc)`` is the printed markdown.
+    ``default_out``: a ``.json`` path (the table is written beside it as ``.md``) or a folder
+    (``results.json`` and ``results.md`` in it). ``write(doc, samples, out)``, where given, replaces that
+    default writing (it writes the JSON document first, then the reports built from it)."""
 
     name: str
     rows: tuple[str, ...]
     metric: str
     run: Callable[..., tuple[dict, dict]]
     table: Callable[[dict], str]
-    write: Callable[[dict, dict, Path], object]  # what it returns is not used
     default_out: str
-    out_is_file: bool  # toy2d: a JSON path (the table beside it as .md); images: a folder
     summary: str
+    write: Callable[[dict, dict, Path], object] | None = None  # what it returns is not used
+
+    @property
+    def out_is_file(self) -> bool:
+        """``out`` names the JSON file (else a folder)."""
+        return self.default_out.endswith(".json")
+
+    def write_outputs(self, doc: dict, samples: dict, out: Path) -> None:
+        """The JSON document first, then the reports from it (the suite's ``write``, or the table)."""
+        if self.write is not None:
+            self.write(doc, samples, out)
+            return
+        json_path, md_path = (
+            (out, out.with_suffix(".md")) if self.out_is_file else (out / "results.json", out / "results.md")
+        )
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, doc)
+        atomic_write_text(md_path, self.table(doc) + "\n")
 
 
 def run(suite: Suite, *, out: str | Path | None = None, seed: int = 0, echo: Callable | None = print, **kw) -> int:
@@ -46,7 +66,7 @@ def run(suite: Suite, *, out: str | Path | None = None, seed: int = 0, echo: Cal
 
     if not is_main():  # under torchrun every rank ran the rows' slices; rank 0 writes and prints
         return 1 if any("error" in r for r in doc["rows"]) else 0
-    suite.write(doc, samples, out)
+    suite.write_outputs(doc, samples, out)
     if echo is not None:
         echo(suite.table(doc))
         if suite.out_is_file:

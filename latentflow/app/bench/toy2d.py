@@ -12,17 +12,15 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..._io import atomic_write_text
 from ...errors import LatentflowError
 from ...result import GD_EVAL_KEYS, Evals
 from ...rng import sample_latents
 from ...samplers import kernel
-from ..report import env_info, write_json
+from ..report import env_info
 from .images_rows import VARIANTS
 from .runner import Suite
 
@@ -211,13 +209,6 @@ def toy2d_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(doc: dict, out: str | Path, table: str) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, doc)
-    atomic_write_text(out.with_suffix(".md"), table + "\n")
-
-
 def _toy2d_run(
     models=None, num=None, seeds=None, quick=False, progress=False, device="cpu", **unused
 ) -> tuple[dict, dict]:
@@ -231,10 +222,6 @@ def _toy2d_run(
     ), {}
 
 
-def _toy2d_write(doc: dict, samples: dict, out: Path) -> None:
-    write_doc(doc, out, toy2d_table(doc))
-
-
 #: the suite as data (``latentflow bench toy2d``)
 TOY2D = Suite(
     name="toy2d",
@@ -242,8 +229,6 @@ TOY2D = Suite(
     metric="emd",
     run=_toy2d_run,
     table=toy2d_table,
-    write=_toy2d_write,
     default_out="results/toy2d.json",
-    out_is_file=True,
     summary="2-D models (25 Gaussians, swiss roll): modes, high-quality %, EMD, precision/recall/density/coverage",
 )
