@@ -7,21 +7,13 @@ import sys
 import click
 
 from .. import app
-from ._common import Choice
+from ._common import Choice, labels_option, num_option, real_option, seed_option
 
 
 @click.command("bench")
 @click.argument("suite", type=Choice(app.suite_names()))
 @click.option("--model", "models", multiple=True, help="Model(s) to benchmark [default: the suite's].")
-@click.option(
-    "-n",
-    "--num-samples",
-    "--num",
-    "num",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Samples per method (and seed); --num is an alias.",
-)
+@num_option(None, "Samples per method (and seed); --num is an alias.")
 @click.option("--seeds", default=None, type=click.IntRange(min=1), help="Number of seeds (toy2d).")
 @click.option("--methods", "method_list", default=None, help="Comma-separated rows (images suite).")
 @click.option("--inception", is_flag=True, help="Also Inception FID with the offline weights (images).")
@@ -32,22 +24,17 @@ from ._common import Choice
     type=click.IntRange(min=1),
     help="D evaluations per sample for every method (images) [default: the model's DDLS steps].",
 )
-@click.option(
-    "--real",
-    default=None,
-    metavar="DIR|FILE|cifar10-train",
-    help="Real images (folder, .npz/.pt/.safetensors, uint8 or in the model's range): every row's Inception "
+@real_option(
+    "Real images (folder, .npz/.pt/.safetensors, uint8 or in the model's range): every row's Inception "
     "FID/KID/IS/PRDC for any image model; for a 1x28x28 model the extra Inception FID (implies --inception).",
+    "DIR|FILE|cifar10-train",
 )
 @click.option("--real-num", "num_real", default=None, type=click.IntRange(min=2), help="Use the first N real images.")
-@click.option(
-    "--labels",
-    default=None,
-    metavar="FILE",
-    help="The real images' class labels (.npy/.npz/.pt/.safetensors/.txt): the (cal) rows of a "
-    "class-conditional model (images).",
+@labels_option(
+    "The real images' class labels (.npy/.npz/.pt/.safetensors/.txt): the (cal) rows of a "
+    "class-conditional model (images)."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1 (images).")
+@seed_option("Seed, 0..2**63-1 (images).")
 @click.option("--quick", is_flag=True, help="CI size.")
 @click.option("--out", default=None, metavar="PATH", help="results JSON (toy2d) or folder (images).")
 @click.option("--quiet", is_flag=True)

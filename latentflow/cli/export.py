@@ -7,7 +7,7 @@ import json
 import click
 
 from .. import app
-from ._common import writing
+from ._common import pairs_option, writing
 
 
 def _json_arg(text: str | None, name: str):
@@ -73,12 +73,11 @@ def convert_cmd(
 @click.command("export")
 @click.argument("model")
 @click.option("--out", required=True, metavar="DIR")
-@click.option(
+@pairs_option(
     "--metric",
     "metric_pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A measured metric for the model card, e.g. --metric fid=12.3 (repeatable).",
+    "A measured metric for the model card, e.g. --metric fid=12.3 (repeatable).",
+    "NAME=VALUE",
 )
 @click.option("--tag", "tags", multiple=True, help="An extra Hub tag for the model card (repeatable).")
 @click.option("--repo-id", default=None, metavar="OWNER/REPO", help="The Hub repo, for the card's usage lines.")

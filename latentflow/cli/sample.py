@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import app
-from ._common import Choice
+from ._common import Choice, num_option, pairs_option, real_option, seed_option
 
 
 def _int_or_word(value: str | None, word: str, least: int, expected: str, hint: str, too_small: str):
@@ -41,16 +41,7 @@ def _method_names():
     type=Choice(_method_names()),
     help=f"A sampler (see `latentflow methods`), or {app.NO_REFINEMENT}: the generator's samples, unrefined.",
 )
-@click.option(
-    "-n",
-    "--num-samples",
-    "--num",
-    "num",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Number of samples (--num is an alias; under torchrun use -n or --num-samples).",
-)
+@num_option(1000, "Number of samples (--num is an alias; under torchrun use -n or --num-samples).")
 @click.option("--steps", default=None, type=click.IntRange(min=0), help="Sampler steps (methods that have steps).")
 @click.option(
     "--step-size",
@@ -58,13 +49,7 @@ def _method_names():
     type=click.FloatRange(min=0, min_open=True),
     help="Step size ε (methods that have step_size).",
 )
-@click.option(
-    "--opt",
-    "opts",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Any other method option, e.g. --opt mala=true (see `latentflow methods`).",
-)
+@pairs_option("--opt", "opts", "Any other method option, e.g. --opt mala=true (see `latentflow methods`).")
 @click.option(
     "--batch-size",
     default=None,
@@ -87,7 +72,7 @@ def _method_names():
     help="Class of a class-conditional model (e.g. studiogan-sngan-cifar10): K for every sample, or "
     "random (the default): uniform classes drawn per sample.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed, 0..2**63-1.")
+@seed_option()
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
 @click.option("--out", default=None, metavar="DIR", help="Output folder [default: out/MODEL-METHOD].")
 @click.option(
@@ -98,11 +83,9 @@ def _method_names():
     help="Sample files: safetensors (default), png (a folder samples/ of uint8 PNGs), npz (uint8 "
     "arr_0, NHWC); repeat or comma-separate.",
 )
-@click.option(
-    "--real",
-    default=None,
-    metavar="DIR|FILE.npz|cifar10-train",
-    help="Real images for Inception FID/KID/IS [default: the model's dataset's, e.g. cifar10-train].",
+@real_option(
+    "Real images for Inception FID/KID/IS [default: the model's dataset's, e.g. cifar10-train].",
+    "DIR|FILE.npz|cifar10-train",
 )
 @click.option(
     "--real-num",

@@ -7,7 +7,7 @@ import json
 import click
 
 from .. import app
-from ._common import writing
+from ._common import pairs_option, real_option, writing
 
 
 @click.group("train")
@@ -26,23 +26,18 @@ def _train_command(kind: str):
         metavar="M",
         help="corrector: the model whose generator gets a new D (name, hf:owner/repo or folder).",
     )
-    @click.option(
-        "--real",
-        default=None,
-        metavar="PATH",
-        help="corrector: real samples, a dataset name or a .safetensors/.npy/.npz/.pt file.",
-    )
+    @real_option("corrector: real samples, a dataset name or a .safetensors/.npy/.npz/.pt file.", "PATH")
     @click.option("--steps", default=None, type=click.IntRange(min=1), help="Training steps.")
     @click.option("--batch-size", default=None, type=click.IntRange(min=1))
     @click.option("--seed", default=None, type=int)
     @click.option("--device", default=None, metavar="cpu|cuda")
-    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (see --dry-run).")
     @click.option(
         "--preset",
         default=None,
         metavar="NAME",
         help="A named recipe to start from (dflow: fmnist-cpu, ...); the other options override it.",
     )
+    @pairs_option("--set", "sets", "Any other config field (see --dry-run).")
     @click.option("--out", required=True, metavar="DIR")
     @click.option("--no-resume", is_flag=True, help="Start over even if DIR holds a checkpoint.")
     @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")

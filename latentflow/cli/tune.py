@@ -7,18 +7,13 @@ import json
 import click
 
 from .. import app
+from ._common import labels_option, real_option, seed_option
 
 
 @click.command("tune")
 @click.option("--model", required=True, help="Manifest name, hf:owner/repo, a model folder or its latentflow.json.")
-@click.option(
-    "--real",
-    "real",
-    required=True,
-    type=click.Path(),
-    help="Real samples: .npz / .safetensors / .pt (weights_only) file or an image folder.",
-)
-@click.option("--labels", default=None, type=click.Path(), help="Class labels of the real samples (.npy/.npz/.pt).")
+@real_option("Real samples: .npz / .safetensors / .pt (weights_only) file or an image folder.", "PATH", required=True)
+@labels_option("Class labels of the real samples (.npy/.npz/.pt).")
 @click.option(
     "--features",
     default=None,
@@ -40,7 +35,7 @@ from .. import app
     help="[default: emd for 2-D points, else fid]",
 )
 @click.option("--out", default=None, type=click.Path(), help="Folder for tune.json, tune.md and tune.png.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@seed_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
 def tune_cmd(model, real, labels, features, budget, time_budget, metric, out, seed, quiet, as_json):
