@@ -131,14 +131,14 @@ def images(
     inception: bool = False,
     inception_num: int | None = None,
     inception_offline: bool | None = None,
+    real=None,
+    num_real: int | None = None,
+    labels=None,
     n_cal: int | None = None,
     curve_points: int | None = None,
     progress: bool = False,
     device: str = "cpu",
     keep_samples: bool = True,
-    real=None,
-    num_real: int | None = None,
-    labels=None,
 ) -> tuple[dict, dict]:
     """Run the image suite; returns ``(doc, samples)`` with ``samples[label] = float images`` (for grids).
 

@@ -273,14 +273,14 @@ def _write_sample_files(
         if y is not None:  # the class labels of a conditional model, beside x and z
             tensors["y"] = y.detach().cpu()
         meta_s = samples_metadata(
+            version=package_version(),
+            value_range=meta_get(meta, "output_range"),
+            labels="y" in tensors,
             model=model,
             method=method,
             options=opts,
             seed=seed,
             num=num,
-            version=package_version(),
-            value_range=meta_get(meta, "output_range"),
-            labels="y" in tensors,
             start=start,
         )
         write_samples(folder / SAMPLES, metadata=meta_s, **tensors)

@@ -225,7 +225,6 @@ def tune(
         real_val, perm = real_val[:cap], perm[: n_cal + cap]
     score = Scorer(metric, feats, real_val, seed)
     s = Setup(
-        run=None,
         D=D,
         d_kind=d_output,
         latent_dim=latent_dim,
@@ -236,7 +235,6 @@ def tune(
         seed=seed,
         budget=budget,
         score=score,
-        key=score.key,
     )
     cal_D, calib = None, None
     z_cal, y_cal = s.draw(n_cal, seed + 7919)

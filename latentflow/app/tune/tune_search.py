@@ -51,7 +51,6 @@ D_DROP = 0.1  # prune when D's mean logit falls below the generator's by this fr
 class Setup:
     """What every run of the search shares: the models, the run function and the chains' labels."""
 
-    run: Any  # (candidate, z, y, seed) -> Result; set once the calibration is known (None before)
     D: Callable  # the D whose verdict prunes (calibrated where available), with its output kind
     d_kind: str
     latent_dim: int
@@ -62,7 +61,7 @@ class Setup:
     seed: int
     budget: int
     score: Any  # a tune_metrics.Scorer: (x, final) -> dict, .rows, .value, .recall
-    key: Callable  # final -> metric name
+    run: Any = None  # (candidate, z, y, seed) -> Result; set once the calibration is known (None before)
     deadline: float | None = None  # process time after which no further candidate starts
     n_use: int | None = None  # chains the budget is judged at: once-per-run evaluations are shared by these
     bar: Any = None  # a tqdm bar, or None when quiet
@@ -80,6 +79,10 @@ class Setup:
             g = torch.Generator().manual_seed(stream)
             return z, self.label_pool[torch.randint(0, self.label_pool.shape[0], (n,), generator=g)]
         return z, sample_labels(n, self.num_classes, generator=stream)
+
+    def key(self, final: bool) -> str:
+        """The metric's name at a rung (``final``: the last rung and the confirmation)."""
+        return self.score.key(final)
 
     def over_time(self) -> bool:
         return self.deadline is not None and time.process_time() > self.deadline
