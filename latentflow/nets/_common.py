@@ -4,14 +4,16 @@ labels of conditional models."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ManifestError
+
+_K = TypeVar("_K", bound=Mapping[str, object])
 
 
 def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
@@ -21,6 +23,15 @@ def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(slope) if slope > 0 else nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def _keywords(owner: object, kw: _K, defaults: _K) -> _K:
+    """The keywords a constructor took as ``**kw`` over its ``defaults`` (which name every keyword it takes):
+    one it does not take raises ``TypeError`` as a signature would (``build`` makes it a ``ManifestError``)."""
+    for k in kw:
+        if k not in defaults:
+            raise TypeError(f"{type(owner).__qualname__}.__init__() got an unexpected keyword argument {k!r}")
+    return cast(_K, {**defaults, **kw})
 
 
 def _init_weights(modules, init: str, scale: float) -> None:

@@ -13,13 +13,21 @@ Importing this module registers the architecture in ``latentflow.nets.registry``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from ..errors import OptionError
-from ._common import _film, edm_precond
+from ._common import _film, _keywords, edm_precond
 from .registry import register_arch
-from .time_cond import FourierEmbedding, _rows
+from .time_cond import FourierEmbedding, SigmaNetKw, _rows
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+#: the defaults of ``tconv28_den``'s :class:`~latentflow.nets.time_cond.SigmaNetKw` keywords
+DENOISER28_DEFAULTS: SigmaNetKw = {"n_freq": 32, "freq_scale": 16.0, "sigma_data": 0.5, "seed": 0}
 
 
 def _groups(c: int) -> int:
@@ -49,23 +57,17 @@ class _Block(nn.Module):
 @register_arch("tconv28_den")
 class ConvDenoiser28(nn.Module):
     """EDM-preconditioned U-Net denoiser ``den(x̃ [B, C, 28, 28], σ [B]) -> [B, C, 28, 28]``; its score is
-    ``(den - x̃)/σ²`` (``σ_data`` 0.5, images in [-1, 1])."""
+    ``(den - x̃)/σ²`` (``σ_data`` 0.5, images in [-1, 1]). The other keywords are
+    :class:`~latentflow.nets.time_cond.SigmaNetKw`'s (defaults ``DENOISER28_DEFAULTS``)."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        ch: int = 16,
-        n_freq: int = 32,
-        freq_scale: float = 16.0,
-        sigma_data: float = 0.5,
-        seed: int = 0,
-    ):
+    def __init__(self, channels: int = 1, ch: int = 16, **kw: Unpack[SigmaNetKw]):
         super().__init__()
+        o = _keywords(self, kw, DENOISER28_DEFAULTS)
         if channels < 1 or ch < 1:
             raise OptionError(f"channels and ch must be >= 1; got {channels}, {ch}")
-        self.channels, self.sigma_data = channels, float(sigma_data)
+        self.channels, self.sigma_data = channels, float(o["sigma_data"])
         c1, c2, c3 = ch, 2 * ch, 4 * ch
-        self.embed = FourierEmbedding(n_freq, freq_scale, seed)
+        self.embed = FourierEmbedding(o["n_freq"], o["freq_scale"], o["seed"])
         e = self.embed.dim
         self.inp = nn.Conv2d(channels, c1, 3, 1, 1)
         self.e1, self.e2, self.mid = _Block(c1, c1), _Block(c2, c2), _Block(c3, c3)

@@ -28,16 +28,49 @@ Pure torch modules; they import nothing of latentflow but its errors.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film, _init_weights
+from ._common import _film, _init_weights, _keywords
 from .registry import register_arch
-from .time_cond import _rows
+from .time_cond import EmbedKw, _rows
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 EMBEDDINGS = ("fourier", "learned")
+
+
+class TimeConvKw(EmbedKw, total=False):
+    """``tconv_d``'s keywords after ``channels``, ``size`` and ``ch`` (defaults in ``TIME_CONV_DEFAULTS``; the
+    module's docstring tells what each choice does): :class:`~latentflow.nets.time_cond.EmbedKw` (for
+    ``"learned"``, ``n_freq`` sets the width and ``seed`` the initial table), ``embed`` (``"fourier"`` or
+    ``"learned"``), ``n_knots`` (the learned table's rows), ``init`` (``"orthogonal"`` or ``"normal"``) with
+    its ``gain`` (the std for ``"normal"``), ``slope`` (LeakyReLU's) and ``down`` (``"stride"`` or
+    ``"avgpool"``)."""
+
+    embed: str
+    n_knots: int
+    init: str
+    gain: float
+    slope: float
+    down: str
+
+
+TIME_CONV_DEFAULTS: TimeConvKw = {
+    "embed": "fourier",
+    "n_freq": 64,
+    "freq_scale": 1.0,
+    "n_knots": 17,
+    "init": "orthogonal",
+    "gain": 1.41,
+    "slope": 0.2,
+    "down": "stride",
+    "seed": 0,
+}
 
 
 class TimeEmbedding(nn.Module):
@@ -78,24 +111,13 @@ class TimeEmbedding(nn.Module):
 
 @register_arch("tconv_d")
 class TimeConvDiscriminator(nn.Module):
-    """``f(x [B, C, S, S], t [B]) -> [B]`` (``S`` = ``size``, 28 or 32): a FiLM-modulated DCGAN critic."""
+    """``f(x [B, C, S, S], t [B]) -> [B]`` (``S`` = ``size``, 28 or 32): a FiLM-modulated DCGAN critic; the
+    other keywords are :class:`TimeConvKw`'s."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        size: int = 28,
-        ch: int = 32,
-        embed: str = "fourier",
-        n_freq: int = 64,
-        freq_scale: float = 1.0,
-        n_knots: int = 17,
-        init: str = "orthogonal",
-        gain: float = 1.41,
-        slope: float = 0.2,
-        down: str = "stride",
-        seed: int = 0,
-    ):
+    def __init__(self, channels: int = 1, size: int = 28, ch: int = 32, **kw: Unpack[TimeConvKw]):
         super().__init__()
+        o = _keywords(self, kw, TIME_CONV_DEFAULTS)
+        init, gain, down = o["init"], o["gain"], o["down"]
         for k, v in (("channels", channels), ("ch", ch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise OptionError(f"{k} must be an int >= 1; got {v!r}")
@@ -108,7 +130,7 @@ class TimeConvDiscriminator(nn.Module):
         if not (isinstance(gain, (int, float)) and gain > 0):
             raise OptionError(f"gain must be a number > 0; got {gain!r}")
         self.channels, self.size = channels, size
-        self.embed = TimeEmbedding(embed, n_freq, freq_scale, n_knots, seed)
+        self.embed = TimeEmbedding(o["embed"], o["n_freq"], o["freq_scale"], o["n_knots"], o["seed"])
         w = [ch, 2 * ch, 4 * ch]
         k3 = 3 if size == 28 else 4
         if down == "stride":
@@ -122,7 +144,7 @@ class TimeConvDiscriminator(nn.Module):
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if down == "avgpool" else None
         self.head = nn.Conv2d(w[2], 1, 4, 1, 0)
         self.widths = w
-        self.act = nn.LeakyReLU(slope)
+        self.act = nn.LeakyReLU(o["slope"])
         e = self.embed.dim
         self.film = _film(e, 2 * sum(w))  # the untrained critic does not depend on t
         _init_weights(list(self.convs) + [self.head], init, float(gain))

@@ -20,14 +20,31 @@ The 28x28 denoiser is the package's ``tconv28_den`` (a small U-Net with the same
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film, edm_precond
+from ._common import _film, _keywords, edm_precond
 from .registry import register_arch
-from .time_cond import FourierEmbedding, _rows
+from .time_cond import FourierEmbedding, SigmaNetKw, _rows
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class SigmaMLPKw(SigmaNetKw, total=False):
+    """:class:`~latentflow.nets.time_cond.SigmaNetKw` and the input features of ``den_mlp`` / ``dg_mlp``:
+    ``x_freq`` random Fourier features of ``c_in x`` (0: none) with frequencies ``Ω ~ N(0, x_scale²)``."""
+
+    x_freq: int
+    x_scale: float
+
+
+#: the defaults of this module's shared keywords (``x_freq`` / ``x_scale``: the MLPs' only)
+SIGMA_NET_DEFAULTS: SigmaNetKw = {"n_freq": 32, "freq_scale": 4.0, "sigma_data": 0.5, "seed": 0}
+SIGMA_MLP_DEFAULTS: SigmaMLPKw = {**SIGMA_NET_DEFAULTS, "x_freq": 0, "x_scale": 1.0}
 
 
 def sigma_rows(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
@@ -85,27 +102,18 @@ def _check_dims(**kw) -> None:
 
 class _SigmaMLP(nn.Module):
     """A SiLU MLP on ``concat(features(c_in(σ) x), e(c_noise(σ)))``: ``in_dim`` outputs when the subclass
-    ``denoises`` (the last layer starting at zero), one logit otherwise."""
+    ``denoises`` (the last layer starting at zero), one logit otherwise. The other keywords are
+    :class:`SigmaMLPKw`'s (defaults ``SIGMA_MLP_DEFAULTS``)."""
 
     denoises = False
 
-    def __init__(
-        self,
-        in_dim: int = 2,
-        width: int = 128,
-        depth: int = 4,
-        n_freq: int = 32,
-        freq_scale: float = 4.0,
-        sigma_data: float = 0.5,
-        seed: int = 0,
-        x_freq: int = 0,
-        x_scale: float = 1.0,
-    ):
+    def __init__(self, in_dim: int = 2, width: int = 128, depth: int = 4, **kw: Unpack[SigmaMLPKw]):
         super().__init__()
+        o = _keywords(self, kw, SIGMA_MLP_DEFAULTS)
         _check_dims(in_dim=in_dim, width=width, depth=depth)
-        self.in_dim, self.sigma_data = in_dim, float(sigma_data)
-        self.embed = FourierFeatures(n_freq, freq_scale, seed)
-        self.feat = InputFeatures(in_dim, x_freq, x_scale, seed)
+        self.in_dim, self.sigma_data = in_dim, float(o["sigma_data"])
+        self.embed = FourierFeatures(o["n_freq"], o["freq_scale"], o["seed"])
+        self.feat = InputFeatures(in_dim, o["x_freq"], o["x_scale"], o["seed"])
         out = in_dim if self.denoises else 1
         self.net = _mlp([self.feat.dim + self.embed.dim] + [width] * (depth - 1) + [out], zero_last=self.denoises)
 
@@ -140,21 +148,15 @@ def _groups(c: int) -> int:
 
 class NoiseDiscConv28(nn.Module):
     """``d(x [B, C, 28, 28], σ) -> [B]`` logit: conv4s2 - conv4s2 - conv3s2 (28 -> 14 -> 7 -> 4), each
-    GroupNorm + FiLM(σ) + SiLU, then a linear head; the input is ``c_in(σ) x``."""
+    GroupNorm + FiLM(σ) + SiLU, then a linear head; the input is ``c_in(σ) x``. The other keywords are
+    :class:`~latentflow.nets.time_cond.SigmaNetKw`'s (defaults ``SIGMA_NET_DEFAULTS``)."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        ch: int = 16,
-        n_freq: int = 32,
-        freq_scale: float = 4.0,
-        sigma_data: float = 0.5,
-        seed: int = 0,
-    ):
+    def __init__(self, channels: int = 1, ch: int = 16, **kw: Unpack[SigmaNetKw]):
         super().__init__()
+        o = _keywords(self, kw, SIGMA_NET_DEFAULTS)
         _check_dims(channels=channels, ch=ch)
-        self.sigma_data = float(sigma_data)
-        self.embed = FourierFeatures(n_freq, freq_scale, seed)
+        self.sigma_data = float(o["sigma_data"])
+        self.embed = FourierFeatures(o["n_freq"], o["freq_scale"], o["seed"])
         self.widths = [ch, 2 * ch, 4 * ch]
         w = self.widths
         self.convs = nn.ModuleList(

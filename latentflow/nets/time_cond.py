@@ -12,20 +12,63 @@ discriminator-guided Langevin).
 * ``tconv28_d``: small time-conditioned conv discriminator for 28x28 images, FiLM-modulated
   (``h <- (1 + γ(t)) ⊙ h + β(t)`` before each activation).
 
-``depth`` counts the linear layers of an MLP (``depth - 1`` hidden activations).
+``depth`` counts the linear layers of an MLP (``depth - 1`` hidden activations). The keywords that the
+time- and noise-conditioned nets of the package share are declared once, here: :class:`EmbedKw`,
+:class:`TimeNetKw` and :class:`SigmaNetKw`; each family keeps its defaults in one table next to its nets.
 Importing this module registers the architectures in ``latentflow.nets.registry``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import nn
 
 from ..errors import OptionError, ShapeError
-from ._common import _film, _init_weights, _mlp, edm_precond
+from ._common import _film, _init_weights, _keywords, _mlp, edm_precond
 from .registry import register_arch
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class EmbedKw(TypedDict, total=False):
+    """The keywords of the Fourier embedding ``e(c) = [cos 2πωc, sin 2πωc]`` of the time or noise level,
+    taken by every conditioned net of the package after its own (the defaults are its family's):
+
+    * ``n_freq``: the number of frequencies ``ω`` (``e`` has ``2 n_freq`` features);
+    * ``freq_scale``: their spread, ``ω ~ N(0, freq_scale²)``;
+    * ``seed``: the seed ``ω`` (and any other fixed random features) are drawn from, so that the same
+      keywords give the same embedding; the layers' weights are drawn from torch's global stream."""
+
+    n_freq: int
+    freq_scale: float
+    seed: int
+
+
+class TimeNetKw(EmbedKw, total=False):
+    """:class:`EmbedKw` and the keywords of this module's nets (``tmlp_d``, ``nmlp_d``, ``mlp_den``,
+    ``tconv28_d``), defaults in ``TIME_NET_DEFAULTS``:
+
+    * ``slope``: the LeakyReLU slope of the hidden activations (0: ReLU);
+    * ``init_std``: when > 0, the linear / conv weights are drawn from ``normal(0, init_std)`` and the biases
+      zeroed (PyTorch's default initialisation otherwise)."""
+
+    slope: float
+    init_std: float
+
+
+class SigmaNetKw(EmbedKw, total=False):
+    """:class:`EmbedKw` and ``sigma_data``, the data's standard deviation ``σ_d`` of the EDM preconditioning
+    (Karras et al. 2022, Table 1), for the noise-conditioned nets of ``score_nets`` and ``denoiser28``."""
+
+    sigma_data: float
+
+
+#: the defaults of :class:`TimeNetKw` (``mlp_den``'s ``init_std`` is 0)
+TIME_NET_DEFAULTS: TimeNetKw = {"n_freq": 64, "freq_scale": 16.0, "slope": 0.2, "init_std": 0.02, "seed": 0}
 
 
 def _rows(c, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -61,31 +104,22 @@ class FourierEmbedding(nn.Module):
 
 
 class _FourierMLP(nn.Module):
-    """An MLP on ``concat(x, e(c))``: ``in_dim`` outputs when the subclass ``denoises``, one otherwise; its
-    linear layers drawn from ``normal(init_std)`` when ``init_std > 0`` (PyTorch's default otherwise)."""
+    """An MLP on ``concat(x, e(c))``: ``in_dim`` outputs when the subclass ``denoises``, one otherwise; the
+    other keywords are :class:`TimeNetKw`'s."""
 
     denoises = False
 
-    def __init__(
-        self,
-        in_dim: int = 2,
-        width: int = 512,
-        depth: int = 4,
-        n_freq: int = 64,
-        freq_scale: float = 16.0,
-        slope: float = 0.2,
-        init_std: float = 0.02,
-        seed: int = 0,
-    ):
+    def __init__(self, in_dim: int = 2, width: int = 512, depth: int = 4, **kw: Unpack[TimeNetKw]):
         super().__init__()
+        o = _keywords(self, kw, TIME_NET_DEFAULTS)
         if depth < 1 or width < 1 or in_dim < 1:
             raise OptionError(f"in_dim, width and depth must be >= 1; got {in_dim}, {width}, {depth}")
         self.in_dim = in_dim
-        self.embed = FourierEmbedding(n_freq, freq_scale, seed)
+        self.embed = FourierEmbedding(o["n_freq"], o["freq_scale"], o["seed"])
         out = in_dim if self.denoises else 1
-        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [out], slope)
-        if init_std > 0:
-            _init_weights(self.net.modules(), "normal", init_std)
+        self.net = _mlp([in_dim + self.embed.dim] + [width] * (depth - 1) + [out], o["slope"])
+        if o["init_std"] > 0:
+            _init_weights(self.net.modules(), "normal", o["init_std"])
 
 
 @register_arch("tmlp_d")
@@ -158,20 +192,13 @@ class MLPDenoiser(_FourierMLP):
 @register_arch("tconv28_d")
 class TimeConv28Discriminator(nn.Module):
     """``f(x [B, C, 28, 28], t [B]) -> [B]``: three strided convs (28 -> 14 -> 7 -> 4), each FiLM-modulated
-    before LeakyReLU 0.2 by an affine map from a depth-2 SiLU MLP on the time embedding; no BN."""
+    before LeakyReLU 0.2 by an affine map from a depth-2 SiLU MLP on the time embedding; no BN. The other
+    keywords are :class:`TimeNetKw`'s."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        ch: int = 32,
-        n_freq: int = 64,
-        freq_scale: float = 16.0,
-        slope: float = 0.2,
-        init_std: float = 0.02,
-        seed: int = 0,
-    ):
+    def __init__(self, channels: int = 1, ch: int = 32, **kw: Unpack[TimeNetKw]):
         super().__init__()
-        self.embed = FourierEmbedding(n_freq, freq_scale, seed)
+        o = _keywords(self, kw, TIME_NET_DEFAULTS)
+        self.embed = FourierEmbedding(o["n_freq"], o["freq_scale"], o["seed"])
         widths = [ch, 2 * ch, 4 * ch]
         self.convs = nn.ModuleList(
             [
@@ -183,10 +210,10 @@ class TimeConv28Discriminator(nn.Module):
         e = self.embed.dim
         self.film = _film(e, 2 * sum(widths))  # starts as the unmodulated network
         self.widths = widths
-        self.act = nn.LeakyReLU(slope)
+        self.act = nn.LeakyReLU(o["slope"])
         self.head = nn.Linear(widths[-1] * 4 * 4, 1)
-        if init_std > 0:
-            _init_weights([*self.convs, self.head], "normal", init_std)
+        if o["init_std"] > 0:
+            _init_weights([*self.convs, self.head], "normal", o["init_std"])
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         c = _rows(t, x, "t")
