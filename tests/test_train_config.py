@@ -52,3 +52,16 @@ def test_every_trainer_config_checks_types_before_its_own_rules(kind):
     # the device's type rule runs before the trainer's own rules (which a default config may not pass)
     with pytest.raises(OptionError, match=rf'device \({Config.__name__}\) must be a torch device such as "cpu"'):
         Config(device="tpu").validate()
+
+
+@pytest.mark.parametrize("kind", sorted(TRAINERS))
+def test_every_trainer_config_shares_steps_batch_size_and_betas_checked_once(kind):
+    Config, _ = get_trainer(kind)
+    names = [f.name for f in dataclasses.fields(Config)]
+    assert names[:5] == ["seed", "device", "steps", "batch_size", "betas"] and len(set(names)) == len(names)
+    need = {"model": "m", "real": "grid25"} if kind == "corrector" else {}  # the corrector's required fields
+    Config(**need).validate()
+    for name in ("steps", "batch_size"):
+        for bad in (0, -3):
+            with pytest.raises(OptionError, match=rf"^{name} must be a positive int; got {bad}$"):
+                Config(**need, **{name: bad}).validate()

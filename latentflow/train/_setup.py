@@ -1,5 +1,6 @@
-"""The start of a trainer that trains one network: its step generator, Adam optimiser, EMA copy and
-:class:`~latentflow.train._loop.Run`, built in the same order by every such trainer."""
+"""The start of a trainer: :func:`start` (the config checked, the device, the seed of the initial weights)
+and, for a trainer that trains one network, :func:`one_net_run` (its step generator, Adam optimiser, EMA copy
+and :class:`~latentflow.train._loop.Run`, built in the same order by every such trainer)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ import torch
 from torch import nn
 
 from ._loop import LoopOptions, Run, make_ema
+from .config import train_device
 
-__all__ = ["OneNet", "one_net_run"]
+__all__ = ["OneNet", "one_net_run", "start"]
+
+
+def start(cfg, out) -> torch.device:
+    """Validate ``cfg``, check its device and the folder ``out`` (:func:`~latentflow.train.config.train_device`),
+    seed torch's global generator with ``cfg.seed`` (the initial weights); returns the device."""
+    cfg.validate()
+    device = train_device(cfg, out)
+    torch.manual_seed(cfg.seed)
+    return device
 
 
 class OneNet(NamedTuple):

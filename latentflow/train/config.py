@@ -112,17 +112,23 @@ def check_config(cfg):
 
 @dataclass
 class TrainConfig:
-    """The base of every trainer's config: the seed (initial weights from ``seed``, the step generator from
-    ``seed + 1``), the device (the first two fields of every config), and :meth:`validate`."""
+    """The base of every trainer's config: the fields every trainer has, first in every config (the seed:
+    initial weights from ``seed``, the step generator from ``seed + 1``; the device; the number of steps, the
+    batch size and Adam's betas, whose defaults a trainer redeclares where its own differ), and :meth:`validate`."""
 
     seed: int = 0
     device: str = "cpu"
+    steps: int = 4000
+    batch_size: int = 256
+    betas: tuple = (0.5, 0.999)
 
     def validate(self) -> Self:
-        """Check every field's type (:func:`check_config`), then the trainer's own rules (:meth:`check`);
-        returns the config. Raises ``OptionError`` on the first bad field."""
+        """Check every field's type (:func:`check_config`), the trainer's own rules (:meth:`check`), then that
+        ``batch_size`` and ``steps`` are positive ints; returns the config. Raises ``OptionError`` on the first
+        bad field."""
         check_config(self)
         self.check()
+        check_positive_int(self, "batch_size", "steps")
         return self
 
     def check(self) -> None:

@@ -36,7 +36,7 @@ from ..errors import LatentflowError, OptionError, ShapeError
 from ..nets import build
 from ._loop import LoopOptions, config_dict
 from ._setup import one_net_run
-from .config import TrainConfig, check_positive_int, train_device
+from .config import TrainConfig, train_device
 from .data_source import IMAGE_SETS, DataSource
 
 if TYPE_CHECKING:
@@ -47,22 +47,22 @@ __all__ = ["CorrectorConfig", "train_corrector", "default_arch", "load_real"]
 
 @dataclass
 class CorrectorConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    steps: int = 2000
+    batch_size: int = 128
+
     model: str = ""
     real: str = ""
     data_root: str | None = None
     arch: str | None = None
     arch_kwargs: dict = field(default_factory=dict)
-    steps: int = 2000
-    batch_size: int = 128
     lr: float = 2e-4
-    betas: tuple = (0.5, 0.999)
 
     def check(self) -> None:
         if not self.model:
             raise OptionError("model is required: a manifest name, hf:owner/repo or a folder (--model)")
         if not self.real:
             raise OptionError("real is required: a dataset name or a tensor file of real samples (--real)")
-        check_positive_int(self, "steps", "batch_size")
         if not self.lr > 0:
             raise OptionError(f"lr must be > 0; got {self.lr!r}")
 

@@ -28,9 +28,9 @@ from ..errors import LatentflowError, OptionError
 from ..nets import build
 from ..scores import edm_loss_weight
 from ._loop import LoopOptions, check_ema, config_dict, ema_update
-from ._setup import one_net_run
+from ._setup import one_net_run, start
 from ._trained import write_trained
-from .config import TrainConfig, check_betas, check_positive_float, check_positive_int, train_device
+from .config import TrainConfig, check_betas, check_positive_float
 from .data_source import DataSource
 from .edm import noised, sample_sigma_lognormal
 
@@ -61,6 +61,9 @@ def resolve_arch(data: str, arch: str | None, arch_kwargs: dict | None, sigma_da
 
 @dataclass
 class DenoiserConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    betas: tuple = (0.9, 0.999)
+
     data: str = "grid25"
     data_root: str | None = None
     arch: str | None = None  # None: den_mlp for 2-D, tconv28_den for fashion-mnist
@@ -69,14 +72,10 @@ class DenoiserConfig(TrainConfig):
     p_mean: float = -1.2
     p_std: float = 1.2
     lr: float = 1e-3
-    betas: tuple = (0.9, 0.999)
-    batch_size: int = 256
-    steps: int = 4000
     ema: float = 0.999
     grad_clip: float = 1.0  # max gradient norm (0 = off)
 
     def check(self) -> None:
-        check_positive_int(self, "batch_size", "steps")
         check_positive_float(self, "p_std", "lr")
         check_betas(self)
         check_ema(self)
@@ -93,10 +92,8 @@ def train_denoiser(cfg: DenoiserConfig, out: str, **loop: Unpack[LoopOptions]) -
     """Train an EDM denoiser per ``cfg``; writes ``score.safetensors`` and ``latentflow.json`` to ``out``.
     Returns the denoiser ``D(x, σ)`` in eval mode (the EMA weights when ``cfg.ema > 0``).
     ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
-    cfg.validate()
-    device = train_device(cfg, out)
+    device = start(cfg, out)
     arch, kw, sd = resolve_arch(cfg.data, cfg.arch, cfg.arch_kwargs, cfg.sigma_data)
-    torch.manual_seed(cfg.seed)
     net = build_net(arch, kw).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
     run, opt, gen, ema = one_net_run(out, cfg, "score", net, loop)

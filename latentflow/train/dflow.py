@@ -44,8 +44,9 @@ from ..nets import build
 from ..nets.priors import GaussianPrior
 from ..samplers.dflow import LOSSES, DFlow
 from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._setup import start
 from ._trained import write_trained
-from .config import TrainConfig, check_betas, check_choice, check_positive_float, check_positive_int, train_device
+from .config import TrainConfig, check_betas, check_choice, check_positive_float, check_positive_int
 from .data_source import DataSource
 from .dflow_sim import _TrajectoryCache, flow_velocity, simulate_all, simulate_at
 
@@ -67,6 +68,9 @@ def lr_at(cfg, k: int) -> float:
 
 @dataclass
 class DFlowConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    batch_size: int = 128
+
     data: str = "grid25"
     data_root: str | None = None
     arch: str = "tmlp_d"
@@ -84,13 +88,10 @@ class DFlowConfig(TrainConfig):
     time_weight: str = "none"  # "balanced": each time bin's loss divided by its running RMS ‖∇f‖ (ipm + GP)
     lr: float = 2e-4
     lr_schedule: str = "constant"  # "constant", "linear" (lr (1 - k/steps)) or "cosine" (lr (1 + cos πk/steps)/2)
-    betas: tuple = (0.5, 0.999)
-    batch_size: int = 128
-    steps: int = 4000
 
     def check(self) -> None:
         check_choice(self, "loss", LOSSES)
-        check_positive_int(self, "flow_steps", "batch_size", "steps", "reuse")
+        check_positive_int(self, "flow_steps", "reuse")
         check_choice(self, "prior", PRIORS)
         check_positive_float(self, "prior_eps")
         check_choice(self, "time_sampling", ("grid", "uniform"), quoted=True)
@@ -199,9 +200,7 @@ def train_dflow(cfg: DFlowConfig, out: str, **loop: Unpack[LoopOptions]):
     with ``cfg.ema > 0`` the EMA of D's weights, which is also what ``D.safetensors`` holds; the training
     simulation always uses the live D).
     ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
-    cfg.validate()
-    device = train_device(cfg, out)
-    torch.manual_seed(cfg.seed)
+    device = start(cfg, out)
     D = build(cfg.arch, **cfg.arch_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
     gen = torch.Generator("cpu").manual_seed(cfg.seed + 1)

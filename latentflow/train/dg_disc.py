@@ -47,6 +47,11 @@ DEFAULT_2D = ("dg_mlp", {"in_dim": 2, "width": 128, "depth": 4, "x_freq": 32, "x
 
 @dataclass
 class DGDiscConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    steps: int = 3000
+    batch_size: int = 256  # real and fake samples per step (each)
+    betas: tuple = (0.9, 0.999)
+
     data: str = "grid25"
     data_root: str | None = None
     score: str | None = None  # folder of a train_denoiser run (or pass score_model= to the trainer)
@@ -61,13 +66,10 @@ class DGDiscConfig(TrainConfig):
     p_mean: float = -1.2
     p_std: float = 1.2
     lr: float = 3e-4
-    betas: tuple = (0.9, 0.999)
-    batch_size: int = 256  # real and fake samples per step (each)
-    steps: int = 3000
     ema: float = 0.0
 
     def check(self) -> None:
-        check_positive_int(self, "n_fake", "heun_steps", "gen_batch", "batch_size", "steps")
+        check_positive_int(self, "n_fake", "heun_steps", "gen_batch")
         check_positive_float(self, "sigma_min", "sigma_max", "rho", "p_std", "lr")
         check_betas(self)
         check_ema(self)

@@ -33,17 +33,9 @@ from ..errors import OptionError
 from ..nets import build
 from ..samplers.dg_langevin import DGLangevin
 from ._loop import LoopOptions, config_dict
-from ._setup import one_net_run
+from ._setup import one_net_run, start
 from ._trained import write_trained
-from .config import (
-    TrainConfig,
-    check_betas,
-    check_choice,
-    check_nets_fit,
-    check_positive_float,
-    check_positive_int,
-    train_device,
-)
+from .config import TrainConfig, check_betas, check_choice, check_nets_fit, check_positive_float, check_positive_int
 from .data_source import DataSource
 from .score_gan import surrogate_loss
 
@@ -119,6 +111,10 @@ def mmd2(x: Tensor, y: Tensor, kind: str = "gaussian", **kw) -> Tensor:
 
 @dataclass
 class FloWGANConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    steps: int = 3000
+    batch_size: int = 512
+
     data: str = "ring8"
     data_root: str | None = None
     arch_g: str = "mlp_g"
@@ -131,13 +127,10 @@ class FloWGANConfig(TrainConfig):
     eps: float = 1e-2  # ε-smoothing of r for the polyharmonic kernel
     n_data: int = 512  # data points per step in the pull term
     lr: float = 1e-3
-    betas: tuple = (0.5, 0.999)
-    batch_size: int = 512
-    steps: int = 3000
 
     def check(self) -> None:
         check_choice(self, "kernel", KERNELS)
-        check_positive_int(self, "latent_dim", "n_data", "batch_size", "steps")
+        check_positive_int(self, "latent_dim", "n_data")
         check_positive_float(self, "bandwidth", "beta", "lr")
         check_betas(self)
         if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
@@ -155,9 +148,7 @@ def train_flowgan(cfg: FloWGANConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train a generator on the push-pull kernel field (FloWGAN); writes ``G.safetensors`` and
     ``latentflow.json``. Returns G (eval mode).
     ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
-    cfg.validate()
-    device = train_device(cfg, out)
-    torch.manual_seed(cfg.seed)
+    device = start(cfg, out)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
     check_nets_fit(G, cfg.latent_dim, DataSource.shape_of(cfg.data), arch_g=cfg.arch_g)
@@ -207,16 +198,13 @@ class NoiseDConfig(TrainConfig):
     sigma_min: float = 0.05
     sigma_max: float = 3.0
     lr: float = 2e-4
-    betas: tuple = (0.5, 0.999)
-    batch_size: int = 256
-    steps: int = 4000
     # recommended sampling options written to latentflow.json
     n_levels: int = 10
     langevin_steps: int = 50
     step_size: float = 1e-3  # ε (α_i = ε σ_i²/σ_L²); 2e-5 barely moved particles at the small levels
 
     def check(self) -> None:
-        check_positive_int(self, "batch_size", "steps", "n_levels", "langevin_steps")
+        check_positive_int(self, "n_levels", "langevin_steps")
         check_positive_float(self, "sigma_min", "sigma_max", "lr", "step_size")
         check_betas(self)
         if not self.sigma_min < self.sigma_max:
@@ -232,9 +220,7 @@ def train_noise_d(cfg: NoiseDConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train ``d(x, σ)`` (noised data vs noised reference Gaussian); writes ``D.safetensors`` and
     ``latentflow.json`` with ``sampling.dg_langevin`` options. Returns D (eval mode).
     ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
-    cfg.validate()
-    device = train_device(cfg, out)
-    torch.manual_seed(cfg.seed)
+    device = start(cfg, out)
     D = build(cfg.arch, **cfg.arch_kwargs).to(device)
     if not hasattr(D, "logit"):
         raise OptionError(f'arch "{cfg.arch}" has no logit(x, sigma) method; use "nmlp_d"')

@@ -25,7 +25,8 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import LoopOptions, Run, config_dict
-from .config import TrainConfig, check_choice, check_nets_fit, check_positive_int, train_device
+from ._setup import start
+from .config import TrainConfig, check_choice, check_nets_fit, check_positive_int
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -37,6 +38,10 @@ LOSSES = ("wgan-gp", "ns", "hinge")
 
 @dataclass
 class GANConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    steps: int = 20000
+    betas: tuple = (0.5, 0.9)
+
     data: str = "grid25"
     data_root: str | None = None
     arch_g: str = "mlp_g"
@@ -50,14 +55,11 @@ class GANConfig(TrainConfig):
     n_critic: int = 5
     lr_g: float = 1e-4
     lr_d: float = 1e-4
-    betas: tuple = (0.5, 0.9)
-    batch_size: int = 256
-    steps: int = 20000
 
     def check(self) -> None:
         check_choice(self, "loss", LOSSES)
         check_choice(self, "prior", ("normal", "uniform"), quoted=True)
-        check_positive_int(self, "n_critic", "batch_size", "steps", "latent_dim")
+        check_positive_int(self, "n_critic", "latent_dim")
         for k in ("lr_g", "lr_d"):
             if not getattr(self, k) > 0:
                 raise OptionError(f"{k} must be > 0; got {getattr(self, k)!r}")
@@ -99,9 +101,7 @@ def train_gan(cfg: GANConfig, out: str, **loop: Unpack[LoopOptions]):
     """Train G and D per ``cfg``; writes ``G.safetensors``, ``D.safetensors``, ``latentflow.json``,
     checkpoints and ``metrics.jsonl`` to ``out``. Returns ``(G, D)`` (in eval mode).
     ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
-    cfg.validate()
-    device = train_device(cfg, out)
-    torch.manual_seed(cfg.seed)  # initial weights
+    device = start(cfg, out)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     D = build(cfg.arch_d, **cfg.arch_d_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)

@@ -27,16 +27,9 @@ from .. import dist, rng
 from ..errors import OptionError
 from ..nets import build
 from ._loop import LoopOptions, Run, check_ema, config_dict, ema_update, make_ema
+from ._setup import start
 from ._trained import write_trained
-from .config import (
-    TrainConfig,
-    check_betas,
-    check_choice,
-    check_nets_fit,
-    check_positive_float,
-    check_positive_int,
-    train_device,
-)
+from .config import TrainConfig, check_betas, check_choice, check_nets_fit, check_positive_float, check_positive_int
 from .data_source import DataSource
 from .parallel import Parallel
 
@@ -120,6 +113,11 @@ def surrogate_loss(x: Tensor, v: Tensor) -> Tensor:
 
 @dataclass
 class ScoreGANConfig(TrainConfig):
+    # the fields every trainer has (TrainConfig), at this trainer's defaults
+    steps: int = 31500  # φ updates (generator updates = steps // k)
+    batch_size: int = 128
+    betas: tuple = (0.9, 0.999)
+
     data: str = "grid25"
     data_root: str | None = None
     arch_g: str = "mlp_g"
@@ -139,12 +137,9 @@ class ScoreGANConfig(TrainConfig):
     dsm_weight: str = "edm"  # "edm": λ(σ) = (σ² + σ_d²)/(σ σ_d)²; "none": plain squared error
     lr_s: float = 2e-4
     lr_g: float = 2e-4
-    betas: tuple = (0.9, 0.999)
-    batch_size: int = 128
-    steps: int = 31500  # φ updates (generator updates = steps // k)
 
     def check(self) -> None:
-        check_positive_int(self, "latent_dim", "k", "batch_size", "steps")
+        check_positive_int(self, "latent_dim", "k")
         check_positive_float(self, "sigma_min", "sigma_max", "rho", "lr_s", "lr_g")
         check_betas(self)
         check_ema(self)
@@ -173,9 +168,7 @@ def train_score_gan(cfg: ScoreGANConfig, out: str, *, data_score: ScoreFn | None
     ``S.safetensors`` (the generated-score denoiser), ``latentflow.json``. Returns ``(G, S)`` in eval mode
     (with ``cfg.ema > 0``, G is the EMA of the generator's weights, also what ``G.safetensors`` holds).
     ``loop``: progress, resume, ckpt_every, log_every, stop_after (:class:`~latentflow.train._loop.LoopOptions`)."""
-    cfg.validate()
-    device = train_device(cfg, out)
-    torch.manual_seed(cfg.seed)
+    device = start(cfg, out)
     G = build(cfg.arch_g, **cfg.arch_g_kwargs).to(device)
     S = build(cfg.arch_s, **cfg.arch_s_kwargs).to(device)
     data = DataSource(cfg.data, cfg.data_root, device)
