@@ -188,6 +188,8 @@ def bench_model(name: str, models: Path, a) -> dict:
     z = rng.sample_latents(a.num, pair.latent_dim, prior, generator=a.seed + 1000)
     y = pair.labels(a.num, generator=a.seed + 1000) if k > 0 else None
     doc: dict = {"model": name, "metric": scorer.name, "num": a.num, "num_classes": k, "rows": [], "notes": []}
+    info = models / name / "train_info.json"
+    doc["train_cpu_s"] = json.loads(info.read_text()).get("train_cpu_s") if info.is_file() else None
     rows = doc["rows"]
 
     def add(label, kind, method, options, fn, pub=None):
@@ -293,11 +295,17 @@ def _settings(docs: list, env: dict) -> list:
         e = d.get("env", env)
         for g in groups:
             if g[0] == e:
-                g[1].append(d["model"])
+                g[1].append(_name(d))
                 break
         else:
-            groups.append((e, [d["model"]]))
+            groups.append((e, [_name(d)]))
     return groups
+
+
+def _name(d: dict) -> str:
+    """The model's name and, where known, its training CPU time (one model trained for longer stands apart)."""
+    t = d.get("train_cpu_s")
+    return d["model"] if not t else f"{d['model']} ({t / 60:.0f} CPU-min)"
 
 
 def table(docs: list, env: dict) -> str:
@@ -318,7 +326,7 @@ def table(docs: list, env: dict) -> str:
         s, t = d.get("summary", {}), d.get("tune", {})
         pct = s.get("tune_lowers_by_pct")
         out.append(
-            f"| {d['model']} | {_f(s.get('generator'))} | {_f(s.get('tune'))} ({t.get('winner', '–')}) | "
+            f"| {_name(d)} | {_f(s.get('generator'))} | {_f(s.get('tune'))} ({t.get('winner', '–')}) | "
             f"{'–' if pct is None else f'{-pct:+.1f}%'} | {_f(s.get('best_other_value'))} ({s.get('best_other')}) | "
             f"{_f(s.get('tune_at_least_best_other'))} | {_f(t.get('cpu_s'))} |"
         )
@@ -333,7 +341,7 @@ def table(docs: list, env: dict) -> str:
     ]
     for d in docs:
         key = d["metric"]
-        out += ["", f"## {d['model']} ({key}, lower is better)", ""]
+        out += ["", f"## {_name(d)} ({key}, lower is better)", ""]
         out += [f"| run | kind | published | D evals/sample | {key} | vs generator | run CPU s | score CPU s |"]
         out += ["|---|---|---|---|---|---|---|---|"]
         for r in d["rows"]:
