@@ -53,9 +53,10 @@ class ImageScorer:
 
     def __init__(self, x_eval: torch.Tensor):
         from latentflow.metrics import feature_dict, to_uint8
+        from latentflow.metrics.feature_cache import real_feature_rows
 
         self._fd, self._u8 = feature_dict, to_uint8
-        self.real = feature_dict(to_uint8(x_eval))
+        self.real = {"features": real_feature_rows(to_uint8(x_eval))[0]}  # the shared per-image cache
         self.name = "inception_fid"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
