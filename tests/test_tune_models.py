@@ -176,16 +176,3 @@ def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():
     c = r.summary["confirm"]
     assert c["n"] == 2 * r.summary["n_validation"] and 0 < c["se"] < c["diff"] / 2
     assert r.method != "none" and c["best"] < 0.5 * c["generator"]
-
-
-def test_the_rungs_leave_the_confirmation_its_time_at_the_dearest_survivors_cost():
-    """tune's rungs stop ``confirm_seconds`` before ``time_budget``: CONFIRM paired draws of n chains, the
-    features of 1 + m runs and D∘G of the generator plus m survivors, each at the dearest one's cost capped
-    by the budget (here 80 steps capped at 50 D evaluations per sample)."""
-    from latentflow.app.tune.tune_plan import CONFIRM, confirm_seconds
-    from latentflow.samplers import Candidate
-
-    cands = [Candidate("ddls", {"steps": 10}), Candidate("ddls", {"steps": 80})]
-    got = confirm_seconds(100, cands, t_d=1e-3, t_feat=2e-3, budget=50)
-    assert got == pytest.approx(CONFIRM * 100 * ((1 + 2) * 2e-3 + 1e-3 * (1 + 2 * 50)))
-    assert confirm_seconds(100, cands[:1], t_d=1e-3, t_feat=2e-3, budget=50) < got  # one survivor, cheaper

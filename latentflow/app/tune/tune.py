@@ -57,7 +57,7 @@ from ..fit import misfit
 from .tune_checks import as_float, check_args, check_models
 from .tune_features import resolve_features
 from .tune_metrics import Scorer, frechet, kid  # noqa: F401
-from .tune_plan import CONFIRM, CONFIRM_TOP, confirm_seconds, estimate, fit_plan, run_cost, step_scale, timings
+from .tune_plan import CONFIRM, CONFIRM_TOP, estimate, fit_plan, run_cost, step_scale, timings
 from .tune_search import Setup, confirm, d_vals, decide, keeps_recall, run_rungs
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,7 @@ def tune(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
         "%.2g s/sample of features)", len(rest), sizes, feats.name if feats else "-", scale, est, t_d, t_f,
     )  # fmt: skip
-    end = math.inf if time_budget is None else t_start + time_budget  # the rungs leave the confirmation its time
-    s.deadline = None if time_budget is None else end - confirm_seconds(sizes[-1], rest, t_d, t_f, budget)
+    s.deadline = None if time_budget is None else t_start + time_budget
     from tqdm.auto import tqdm
 
     total = len(rest) + 4 * len(sizes) + (1 + CONFIRM_TOP) * CONFIRM
@@ -294,8 +293,7 @@ def tune(
         if metric == "fid_recall":
             ranked = [c for c in ranked if keeps_recall(scores, c.label, none.label, n)]
         top = ranked[:CONFIRM_TOP]
-        fits = time.process_time() + confirm_seconds(n, top, t_d, t_f, budget) <= end
-        confs = confirm(s, none, top, n) if top and fits else {}
+        confs = confirm(s, none, top, n) if top and not s.over_time() else {}
     won = [c for c in top if decide(confs.get(c.label, {}), metric == "fid_recall", n, len(top))]
     win = min(won, key=lambda c: confs[c.label]["best"]) if won else none
     best = win if won else (top[0] if top else none)
@@ -322,7 +320,7 @@ def tune(
         estimate_cpu_s=est,
         cpu_s=time.process_time() - t_start,
         time_budget=time_budget,
-        time_out=s.over_time() or not fits,  # rungs stopped early; without a confirmation the generator is kept
+        time_out=s.over_time(),  # the search stopped early (no confirmation: the generator alone is kept)
         metric_name=s.key(rung == len(sizes) - 1),
         verdict=(
             "refinement beats the generator alone beyond noise"

@@ -55,15 +55,6 @@ def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub:
     return total + (1 + min(CONFIRM_TOP, max(n_cands, 1))) * CONFIRM * sizes[-1] * (t_run + t_feat)
 
 
-def confirm_seconds(n: int, cands: list[Candidate], t_d: float, t_feat: float, budget: int) -> float:
-    """Seconds the confirmation of the best ``CONFIRM_TOP`` of ``cands`` takes at ``n`` chains per draw (each
-    counted at the cost of the dearest of ``cands``: the survivors are often the dearest), the generator alone
-    beside them: the time the rungs leave for it within ``time_budget``."""
-    m = min(CONFIRM_TOP, len(cands))
-    dearest = max((min(run_cost(c), budget) for c in cands), default=1.0)
-    return CONFIRM * n * ((1 + m) * t_feat + t_d * (1 + m * dearest))
-
-
 def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
     """Drop grid candidates (never the published settings), then halve the final size, until the estimate
     fits ``time_budget``; when even half of it is left over, start at a larger rung instead (drop the
