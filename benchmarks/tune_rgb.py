@@ -391,7 +391,7 @@ def main(argv=None):
         docs = []
         for folder in a.combine:
             doc = json.loads((Path(folder) / "results.json").read_text())
-            docs += [dict(d, env=doc["env"]) for d in doc["models"]]
+            docs += [dict(d, env=doc["env"] or d["env"]) for d in doc["models"]]  # a combined file keeps its envs
         atomic_write_json(out / "results.json", {"env": None, "models": docs}, default=str)
         atomic_write_text(out / "results.md", table(docs, {}))
         print(table(docs, {}))
