@@ -17,12 +17,18 @@ import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..errors import OutputError, ShapeError
 from ._base import INCEPTION, cache_dir
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .features import FeatureNet
 
 log = logging.getLogger("latentflow.metrics")
 
@@ -149,26 +155,20 @@ def _store(folder: Path, keys: Tensor, rows: Tensor) -> None:
         log.warning("feature cache: could not store %d rows at %s: %s", rows.shape[0], path, " ".join(str(e).split()))
 
 
-def real_feature_rows(
-    images: Tensor,
-    *,
-    feature_extractor: str = INCEPTION,
-    offline: bool | None = None,
-    cuda: bool | None = None,
-    batch_size: int = 64,
-) -> tuple[Tensor, bool]:
+def real_feature_rows(images: Tensor, **net: Unpack[FeatureNet]) -> tuple[Tensor, bool]:
     """``(rows [N, D], cache_hit)``: the FID-layer feature rows of the uint8 real images ``[N, 1 or 3, H, W]``
-    with ``feature_extractor`` (its weights as :func:`~latentflow.metrics.fidelity.compute_metrics` resolves
+    with ``feature_extractor`` (the network's keywords: :class:`~latentflow.metrics.features.FeatureNet`; its
+    weights as :func:`~latentflow.metrics.fidelity.compute_metrics` resolves
     them for ``offline``), through the shared cache (:func:`cached_rows`); ``cache_hit`` is True when no
     image was computed. The rows are torch-fidelity's (:func:`~latentflow.metrics.features.feature_rows`)."""
     from . import fidelity as F
     from .features import feature_rows
 
-    _, weights = F.resolve_extractor(feature_extractor, offline, need_logits=False)
+    feature_extractor = net.get("feature_extractor", INCEPTION)
+    _, weights = F.resolve_extractor(feature_extractor, net.get("offline"), need_logits=False)
 
     def compute(u8: Tensor) -> Tensor:
-        kw = dict(feature_extractor=feature_extractor, offline=offline, cuda=cuda, batch_size=batch_size)
-        return feature_rows(u8, **kw)  # type: ignore[arg-type]
+        return feature_rows(u8, **net)
 
     rows, computed = cached_rows(images, f"{feature_extractor}-{weights}", compute)
     return rows, computed == 0
