@@ -148,16 +148,17 @@ def test_time_budget_thins_the_search_and_is_respected(caplog):
     assert r.summary["cpu_s"] < 3 + 6  # no candidate starts after the budget; the one running may finish
 
 
-def test_budget_is_judged_at_the_final_rung_size_so_small_rungs_share_no_fixed_cost():
+def test_budget_is_judged_at_the_validation_size_so_small_rungs_share_no_fixed_cost():
     """DOT's K_eff estimate (2 × 100 pairs once per run) costs 6.25 D evaluations per sample at the screen's 32
-    chains but ≤ 1 at the final rung's: the budget is judged at the final rung's size, so 10 steps fit 12."""
+    chains but < 1 at the validation set's 280: the budget is judged there, so 10 steps fit 12."""
     from latentflow.app.tune.tune_plan import run_cost
     from latentflow.samplers import Candidate
 
     real = torch.randn(400, 2, generator=torch.Generator().manual_seed(3))
     r = tune(lambda z: 2 * z, lambda x: -0.375 * (x**2).sum(1) + math.log(4.0), real, latent_dim=2, methods=["dot"],
              budget=12, metric="emd", progress=False)  # fmt: skip
-    n_use = r.summary["rung_sizes"][-1]
+    n_use = r.summary["budget_n"]
+    assert n_use == 400 - 120  # the validation part (30 % of the real samples calibrate)
     over = [row for row in r.table if row["status"] == "over_budget"]
     assert all(row["cpu_s"] == 0.0 and row["d_evals_per_sample"] > 12 and row["n"] == n_use for row in over)
     ran = [row for row in r.table if row["status"] in ("ok", "screened")]
@@ -165,6 +166,22 @@ def test_budget_is_judged_at_the_final_rung_size_so_small_rungs_share_no_fixed_c
         c = Candidate(row["method"], row["options"])
         assert row["d_evals_per_sample"] - run_cost(c, row["n"]) + run_cost(c, n_use) <= 12 + 1e-9
     assert any(row["options"].get("steps") == 10 and row["n"] == 32 and row["d_evals_per_sample"] > 12 for row in ran)
+
+
+def test_a_time_budget_that_thins_the_rungs_refuses_no_candidate_the_budget_allows():
+    """With no time to spare the plan shrinks to its smallest rung (70 of the 280 validation samples), where
+    DOT's K_eff estimate would cost 2.9 D evaluations per sample and push 10 steps over 12; judged at the 280
+    chains the plan was sized for (10.7 per sample), they are allowed: nothing is refused."""
+    from latentflow.app.tune.tune_plan import run_cost
+    from latentflow.samplers import Candidate
+
+    real = torch.randn(400, 2, generator=torch.Generator().manual_seed(3))
+    r = tune(lambda z: 2 * z, lambda x: -0.375 * (x**2).sum(1) + math.log(4.0), real, latent_dim=2, methods=["dot"],
+             budget=12, metric="emd", progress=False, time_budget=1e-3)  # fmt: skip
+    assert r.summary["rung_sizes"][-1] < r.summary["budget_n"] == 280
+    assert not [row["label"] for row in r.table if row["status"] == "over_budget"]
+    ten = Candidate("dot", dict(steps=10, lr=0.01, space="latent"))
+    assert run_cost(ten, r.summary["rung_sizes"][-1]) > 12 >= run_cost(ten, 280)
 
 
 def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():

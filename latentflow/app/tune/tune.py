@@ -6,7 +6,8 @@ method that can sample a G with an unconditioned D(x), plug-ins included, each w
 published settings; raw and calibrated D where a calibration applies) and the generator alone (the ``none``
 method, the baseline); step sizes also on the model's own scale (``SearchContext.step_scale`` = √latent_dim /
 the median latent gradient norm of the energy at the prior's samples). A candidate whose declared D
-evaluations per sample (``Kernel.cost``) exceed ``budget`` is refused. Every candidate first runs on a small
+evaluations per sample (``Kernel.cost``, once-per-run costs shared by as many chains as the validation set
+has) exceed ``budget`` is refused. Every candidate first runs on a small
 batch without features (``tune_search.screen``): divergence, acceptance ~0 and D's verdict prune, and the
 closeness of the calibrated D's logits on the samples to its logits on real data ranks; only the best few and every
 surviving published setting are scored on features, by successive halving (Jamieson & Talwalkar 2016) until
@@ -270,13 +271,15 @@ def tune(
     t_run = lambda cs: t_d * sum(min(run_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
     left = None if time_budget is None else time_budget - (time.process_time() - t_start)
     rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
-    s.n_use = sizes[-1]
-    for c in (c for c in cands[1:] if run_cost(c, sizes[-1]) > budget):  # refused before any run
+    # the budget is judged at the validation set's size, the chains the plan was sized for: a once-per-run cost
+    # (a probe, DOT's K_eff estimate) is shared by a user's chains, not by a rung that time_budget thinned
+    s.n_use = max(n_final, sizes[-1])
+    for c in (c for c in cands[1:] if run_cost(c, s.n_use) > budget):  # refused before any run
         s.table.append(
-            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=sizes[-1],
-                 metric=None, d_evals_per_sample=run_cost(c, sizes[-1]), cpu_s=0.0, status="over_budget")
+            dict(label=c.label, method=c.method, options=c.options, calibrated=c.calibrated, rung=0, n=s.n_use,
+                 metric=None, d_evals_per_sample=run_cost(c, s.n_use), cpu_s=0.0, status="over_budget")
         )  # fmt: skip
-    rest = [c for c in rest if run_cost(c, sizes[-1]) <= budget]
+    rest = [c for c in rest if run_cost(c, s.n_use) <= budget]
     est = estimate(len(rest), sizes, t_run(rest), t_f, sum(1 for c in rest if c.name))
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
@@ -315,6 +318,7 @@ def tune(
         improvement_pct=100 * (1 - m_win / m_none) if m_none else 0.0,
         n_candidates=len(cands),
         rung_sizes=sizes,
+        budget_n=s.n_use,
         features=feats.name if feats else None,
         step_scale=scale,
         estimate_cpu_s=est,
