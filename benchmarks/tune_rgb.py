@@ -256,12 +256,15 @@ def _tune_rows(doc, pair, real_tune, real_tune_y, features, z, y, a, add) -> dic
     except Exception as e:  # noqa: BLE001
         doc["notes"].append(f"tune failed: {type(e).__name__}: {e}")
         rows.append({"label": "tune", "kind": "tune", "method": None, "error": f"{type(e).__name__}: {e}"})
-    summarise(doc)
+    summarise(doc, a.budget)
     return doc
 
 
-def summarise(doc: dict) -> None:
+def summarise(doc: dict, budget: float | None = None) -> None:
+    """The model's summary: tune against the generator, against the best published/default run, and against
+    the best of those that kept to ``budget`` D evaluations per sample (the only ones tune may pick)."""
     key = doc["metric"]
+    budget = budget if budget is not None else (doc.get("env") or {}).get("budget")
     ok = [r for r in doc["rows"] if "error" not in r]
     val = {r["label"]: r["metrics"][key] for r in ok}
     gen = val.get("generator")
@@ -270,6 +273,8 @@ def summarise(doc: dict) -> None:
     tuned = next((r for r in ok if r["kind"] == "tune"), None)
     others = [r for r in ok if r["kind"] in ("published", "defaults")]
     best = min(others, key=lambda r: r["metrics"][key]) if others else None
+    fair = [r for r in others if budget is None or (r["d_evals_per_sample"] or 0) <= budget]
+    best_fair = min(fair, key=lambda r: r["metrics"][key]) if fair else None
     doc["summary"] = {
         "generator": gen,
         "tune": tuned["metrics"][key] if tuned else None,
@@ -278,6 +283,11 @@ def summarise(doc: dict) -> None:
         "tune_lowers_by_pct": (100 * (1 - tuned["metrics"][key] / gen)) if tuned and gen else None,
         "tune_not_worse_than_generator": (tuned["metrics"][key] <= gen) if tuned and gen is not None else None,
         "tune_at_least_best_other": (tuned["metrics"][key] <= best["metrics"][key]) if tuned and best else None,
+        "best_in_budget": best_fair["label"] if best_fair else None,
+        "best_in_budget_value": best_fair["metrics"][key] if best_fair else None,
+        "tune_at_least_best_in_budget": (
+            (tuned["metrics"][key] <= best_fair["metrics"][key]) if tuned and best_fair else None
+        ),
     }
 
 
@@ -320,8 +330,8 @@ def table(docs: list, env: dict) -> str:
     out += [
         "",
         "| model | generator | tune (pick) | tune vs generator | best published/default | tune ≤ best? | "
-        "tune search CPU s |",
-        "|---|---|---|---|---|---|---|",
+        "best within the budget | tune ≤ it? | tune search CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for d in docs:
         s, t = d.get("summary", {}), d.get("tune", {})
@@ -329,7 +339,8 @@ def table(docs: list, env: dict) -> str:
         out.append(
             f"| {_name(d)} | {_f(s.get('generator'))} | {_f(s.get('tune'))} ({t.get('winner', '–')}) | "
             f"{'–' if pct is None else f'{-pct:+.1f}%'} | {_f(s.get('best_other_value'))} ({s.get('best_other')}) | "
-            f"{_f(s.get('tune_at_least_best_other'))} | {_f(t.get('cpu_s'))} |"
+            f"{_f(s.get('tune_at_least_best_other'))} | {_f(s.get('best_in_budget_value'))} "
+            f"({s.get('best_in_budget')}) | {_f(s.get('tune_at_least_best_in_budget'))} | {_f(t.get('cpu_s'))} |"
         )
     ss = [d.get("summary", {}) for d in docs if d["model"] != TOY]
     out += [
@@ -338,7 +349,13 @@ def table(docs: list, env: dict) -> str:
         f"{sum(1 for s in ss if (s.get('tune_lowers_by_pct') or 0) >= 15)} of {len(ss)}; tune never worse than "
         f"the generator: {all(s.get('tune_not_worse_than_generator') for s in ss)}; tune at least as good as the "
         f"best published/default run everywhere: "
-        f"{all(d.get('summary', {}).get('tune_at_least_best_other') for d in docs)}.",
+        f"{all(d.get('summary', {}).get('tune_at_least_best_other') for d in docs)}; as good as the best that "
+        f"kept to the budget everywhere: {all(d.get('summary', {}).get('tune_at_least_best_in_budget') for d in docs)}.",
+        "",
+        "Runs over the budget (defaults of 100 steps use 101 D evaluations per sample, Ex2MCMC's 751) are shown "
+        "but are not choices tune may make at this budget. FID of 200 samples is noisy: 200 real test images "
+        "against the evaluation set score 41.8 with a spread of 0.8 over five draws, and the spread grows "
+        "with the distance, so a gap of a few FID points between two runs is within noise.",
     ]
     for d in docs:
         key = d["metric"]
@@ -392,6 +409,8 @@ def main(argv=None):
         for folder in a.combine:
             doc = json.loads((Path(folder) / "results.json").read_text())
             docs += [dict(d, env=doc["env"] or d["env"]) for d in doc["models"]]  # a combined file keeps its envs
+        for d in docs:
+            summarise(d)  # this version's summary (e.g. the best run within the budget) from the rows
         atomic_write_json(out / "results.json", {"env": None, "models": docs}, default=str)
         atomic_write_text(out / "results.md", table(docs, {}))
         print(table(docs, {}))
