@@ -95,11 +95,11 @@ class Ex2MCMC(Kernel):
 
     @classmethod
     def search_space(cls, ctx):
-        """N = 5 candidates and 4 MALA steps per iteration; 2 iterations and the most the budget allows,
-        over ε × T."""
+        """N = 5 candidates and 4 MALA steps per iteration; 2 iterations and the most the budget allows (the
+        start and the boundary probe take two of it), over ε × T."""
         shape = dict(n_particles=cls.SEARCH_N, mala_steps=cls.SEARCH_MALA)
         per = cls.per_step(shape)[0]
-        iters = sorted({i for i in (2, (ctx.budget - 1) // per) if i >= 1 and 1 + i * per <= ctx.budget})
+        iters = sorted({i for i in (2, (ctx.budget - 2) // per) if i >= 1 and 2 + i * per <= ctx.budget})
         return [
             Candidate(cls.name, dict(steps=i, **shape, step_size=ctx.step(eps), temperature=T))
             for i in iters

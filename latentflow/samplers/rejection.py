@@ -247,13 +247,15 @@ class MH(_GX):
 
     @classmethod
     def search_space(cls, ctx):
-        """K = 10, 30 and the most the budget allows, with the raw and (when at hand) the calibrated D;
-        Turner et al. 2019's chains (K = 640 with a calibrated D, cut to the budget) among them."""
-        ks = sorted({min(10, ctx.budget - 1), 30, ctx.budget - 1})
+        """K = 10, 30 and the most the budget allows (the start and the boundary probe take two of it), with
+        the raw and (when at hand) the calibrated D; Turner et al. 2019's chains (K = 640 with a calibrated D,
+        cut to the budget) among them."""
+        top = ctx.budget - 2
+        ks = sorted({min(10, top), 30, top})
         out = []
         for cal in (False, True) if ctx.calibrated else (False,):
-            out += [Candidate(cls.name, dict(k=k), cal) for k in ks if 1 <= k <= ctx.budget - 1]
-        k = min(640, ctx.budget - 1)
+            out += [Candidate(cls.name, dict(k=k), cal) for k in ks if 1 <= k <= top]
+        k = min(640, top)
         turner = [Candidate(cls.name, dict(k=k), ctx.calibrated, "Turner et al. 2019")] if k >= 1 else []
         return with_published(out, turner)
 
