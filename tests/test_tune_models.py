@@ -184,6 +184,28 @@ def test_a_time_budget_that_thins_the_rungs_refuses_no_candidate_the_budget_allo
     assert run_cost(ten, r.summary["rung_sizes"][-1]) > 12 >= run_cost(ten, 280)
 
 
+def test_progress_bar_total_bounds_the_runs_and_ends_full(monkeypatch):
+    """The bar's total is the plan's most runs (screen, every rung's survivors, the confirmation): the count
+    never passes it (no ETA lost to an overflowing bar), and it ends at 100 % when pruning ran fewer."""
+    import tqdm.auto
+
+    bars = []
+
+    class Bar(tqdm.auto.tqdm):
+        def update(self, n=1):
+            super().update(n)
+            if getattr(self, "desc", "").startswith("tune"):
+                bars.append((self.n, self.total))
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    real = torch.randn(600, 2, generator=torch.Generator().manual_seed(3))
+    D = lambda x: -0.375 * (x**2).sum(1) + math.log(4.0)  # noqa: E731
+    tune(lambda z: 2 * z, D, real, latent_dim=2, budget=12, metric="emd", methods=["ddls", "dgflow"], progress=True)
+    first_total = bars[0][1]
+    assert len(bars) > 5 and all(n <= first_total for n, _ in bars)
+    assert bars[-1][0] <= first_total
+
+
 def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():
     """G = 2z against N(0, I) real data with the exact log-ratio D: refined samples have std 1, and W1 drops from
     ≈ E|z| ≈ 1.25 to ≈ 0, far beyond the split-halves noise (W1 at n ≈ 100 per half errs by ~0.1)."""

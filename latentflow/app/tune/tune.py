@@ -58,7 +58,7 @@ from ..fit import misfit
 from .tune_checks import as_float, check_args, check_models
 from .tune_features import resolve_features
 from .tune_metrics import Scorer, frechet, kid  # noqa: F401
-from .tune_plan import CONFIRM, CONFIRM_TOP, estimate, fit_plan, run_cost, step_scale, timings
+from .tune_plan import CONFIRM_TOP, confirm_runs, estimate, fit_plan, run_cost, rung_runs, step_scale, timings
 from .tune_search import Setup, confirm, d_vals, decide, keeps_recall, run_rungs
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,8 @@ def tune(
                  metric=None, d_evals_per_sample=run_cost(c, s.n_use), cpu_s=0.0, status="over_budget")
         )  # fmt: skip
     rest = [c for c in rest if run_cost(c, s.n_use) <= budget]
-    est = estimate(len(rest), sizes, t_run(rest), t_f, sum(1 for c in rest if c.name))
+    n_pub = sum(1 for c in rest if c.name)
+    est = estimate(len(rest), sizes, t_run(rest), t_f, n_pub)
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
         "%.2g s/sample of features)", len(rest), sizes, feats.name if feats else "-", scale, est, t_d, t_f,
@@ -288,7 +289,7 @@ def tune(
     s.deadline = None if time_budget is None else t_start + time_budget
     from tqdm.auto import tqdm
 
-    total = len(rest) + 4 * len(sizes) + (1 + CONFIRM_TOP) * CONFIRM
+    total = len(rest) + sum(rung_runs(len(rest), sizes, n_pub)) + confirm_runs(len(rest))  # at most
     with tqdm(total=total, desc="tune", unit="run", disable=not progress) as bar:
         s.bar = bar
         scores, ranked, rung = run_rungs(s, none, rest, sizes)
@@ -297,6 +298,7 @@ def tune(
             ranked = [c for c in ranked if keeps_recall(scores, c.label, none.label, n)]
         top = ranked[:CONFIRM_TOP]
         confs = confirm(s, none, top, n) if top and not s.over_time() else {}
+        bar.total = bar.n  # pruned and skipped runs never came: the bar ends full
     won = [c for c in top if decide(confs.get(c.label, {}), metric == "fid_recall", n, len(top))]
     win = min(won, key=lambda c: confs[c.label]["best"]) if won else none
     best = win if won else (top[0] if top else none)

@@ -43,16 +43,27 @@ def survivors(n: int, rung: int, last: int) -> int:
     return max(min(CONFIRM_TOP, n), math.ceil(n / ETA)) if rung < last - 1 else min(CONFIRM_TOP, n)
 
 
+def rung_runs(n_cands: int, sizes: list[int], n_pub: int = 0) -> list[int]:
+    """Runs on each rung at most (the shortlisted candidates that survive to it, and the generator alone)."""
+    out, alive = [], min(n_cands, SHORTLIST + n_pub)
+    for r in range(len(sizes)):
+        out.append(alive + 1)
+        alive = survivors(alive, r, len(sizes) - 1)
+    return out
+
+
+def confirm_runs(n_cands: int) -> int:
+    """Runs of the confirmation: the generator alone and the best survivors, on each of ``CONFIRM`` draws."""
+    return (1 + min(CONFIRM_TOP, max(n_cands, 1))) * CONFIRM
+
+
 def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub: int = 0) -> float:
     """Seconds the search takes: the screen (every candidate at ``SCREEN_N``, no features), every rung's
     shortlisted candidates (and the generator alone) at its size, then the confirmation, at ``t_run`` +
     ``t_feat`` seconds per sample."""
     total = (n_cands + 1) * SCREEN_N * t_run
-    alive = min(n_cands, SHORTLIST + n_pub)
-    for r, n in enumerate(sizes):
-        total += (alive + 1) * n * (t_run + t_feat)
-        alive = survivors(alive, r, len(sizes) - 1)
-    return total + (1 + min(CONFIRM_TOP, max(n_cands, 1))) * CONFIRM * sizes[-1] * (t_run + t_feat)
+    total += sum(k * n * (t_run + t_feat) for k, n in zip(rung_runs(n_cands, sizes, n_pub), sizes))
+    return total + confirm_runs(n_cands) * sizes[-1] * (t_run + t_feat)
 
 
 def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
