@@ -373,6 +373,13 @@ def table(docs: list, env: dict) -> str:
                 f"{r['run_cpu_s']:.1f} | {r['score_cpu_s']:.1f} |"
             )
         out += [f"- {n}" for n in d.get("notes", [])]
+        g = d.get("gap") or {}
+        if "diff" in g:
+            out.append(
+                f"- tune's pick − the best run within the budget, rerun on the same latents "
+                f"(`benchmarks/tune_rgb_gap.py`): {g['diff']:+.1f} FID, paired bootstrap SE {g['se']:.1f} "
+                f"(z = {g['z']:+.2f})"
+            )
     return "\n".join(out) + "\n"
 
 
