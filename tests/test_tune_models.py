@@ -206,6 +206,25 @@ def test_progress_bar_total_bounds_the_runs_and_ends_full(monkeypatch):
     assert bars[-1][0] <= first_total
 
 
+def test_a_plan_that_halving_left_under_half_the_time_budget_grows_to_fill_it():
+    """Halving the final rung overshoots when one size more no longer fits: 175 samples exceed 700 s, 87 leave
+    more than half of it; the final size grows back to the largest whose estimate fits."""
+    from latentflow.app.tune.tune_plan import estimate, fit_plan, sizes_for
+    from latentflow.samplers import Candidate
+
+    cands = [Candidate("ddls", dict(steps=98, step_size=0.01 * i)) for i in range(1, 9)]
+    cands.append(Candidate("dot", dict(steps=98), name="Tanaka 2019"))
+    t_run, t_feat = (lambda cs: 0.05), 0.22  # noqa: E731
+    cost = lambda sizes: estimate(len(cands), sizes, 0.05, t_feat, 1)  # noqa: E731
+    assert cost(sizes_for(175)) > 700 >= 2 * cost(sizes_for(87))
+    kept, sizes = fit_plan(cands, 700, 700, t_run, t_feat)
+    n = sizes[-1]
+    assert len(kept) == len(cands) and 87 < n < 175 and sizes == sizes_for(n)
+    assert cost(sizes) <= 700 < cost(sizes_for(n + 1))
+    assert fit_plan(cands, 700, None, t_run, t_feat)[1] == sizes_for(700)  # no time budget: the full plan
+    assert fit_plan(cands, 100, 700, t_run, t_feat)[1][-1] == 100  # never beyond the validation set
+
+
 def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():
     """G = 2z against N(0, I) real data with the exact log-ratio D: refined samples have std 1, and W1 drops from
     ≈ E|z| ≈ 1.25 to ≈ 0, far beyond the split-halves noise (W1 at n ≈ 100 per half errs by ~0.1)."""

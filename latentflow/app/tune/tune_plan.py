@@ -69,7 +69,8 @@ def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub:
 def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
     """Drop grid candidates (never the published settings), then halve the final size, until the estimate
     fits ``time_budget``; when even half of it is left over, start at a larger rung instead (drop the
-    smallest: a small rung's ranking is the noisiest cut of the search); returns (candidates, rung sizes)."""
+    smallest: a small rung's ranking is the noisiest cut of the search), or, where halving overshot, grow
+    the final size again to the largest that fits (at most ``n_final``); returns (candidates, rung sizes)."""
     sizes = sizes_for(n_final)
     if time_budget is None:
         return cands, sizes
@@ -86,6 +87,13 @@ def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_
             break
     while len(sizes) > 2 and estimate(len(cands), sizes[1:], t_run(cands), t_feat, n_pub) <= time_budget / 2:
         sizes = sizes[1:]
+    fits = lambda n: estimate(len(cands), sizes_for(n), t_run(cands), t_feat, n_pub) <= time_budget  # noqa: E731
+    if sizes[-1] < n_final and estimate(len(cands), sizes, t_run(cands), t_feat, n_pub) <= time_budget / 2:
+        lo, hi = sizes[-1], n_final + 1  # fits(lo); the largest n < hi that fits, by bisection
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        sizes = sizes_for(lo)
     return cands, sizes
 
 
