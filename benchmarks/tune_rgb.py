@@ -299,6 +299,10 @@ def _f(v, nd=3):
     return str(v)
 
 
+def _cpu(v) -> str:
+    return "–" if v is None else f"{v:.0f}"
+
+
 def _settings(docs: list, env: dict) -> list:
     """(settings, model names) for each distinct run setting: a doc's own ``env`` (a combined table) or ``env``."""
     groups: list = []
@@ -340,7 +344,7 @@ def table(docs: list, env: dict) -> str:
             f"| {_name(d)} | {_f(s.get('generator'))} | {_f(s.get('tune'))} ({t.get('winner', '–')}) | "
             f"{'–' if pct is None else f'{-pct:+.1f}%'} | {_f(s.get('best_other_value'))} ({s.get('best_other')}) | "
             f"{_f(s.get('tune_at_least_best_other'))} | {_f(s.get('best_in_budget_value'))} "
-            f"({s.get('best_in_budget')}) | {_f(s.get('tune_at_least_best_in_budget'))} | {_f(t.get('cpu_s'))} |"
+            f"({s.get('best_in_budget')}) | {_f(s.get('tune_at_least_best_in_budget'))} | {_cpu(t.get('cpu_s'))} |"
         )
     ss = [d.get("summary", {}) for d in docs if d["model"] != TOY]
     out += [
