@@ -74,8 +74,12 @@ def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_
     sizes = sizes_for(n_final)
     if time_budget is None:
         return cands, sizes
-    n_pub = sum(1 for c in cands if c.name)
-    while estimate(len(cands), sizes, t_run(cands), t_feat, n_pub) > time_budget:
+    n_pub = sum(1 for c in cands if c.name)  # only grid candidates are dropped: this count stays
+
+    def cost(sz: list[int]) -> float:  # the estimate of the plan with the candidates kept so far
+        return estimate(len(cands), sz, t_run(cands), t_feat, n_pub)
+
+    while cost(sizes) > time_budget:
         grid = [c for c in cands if not c.name]
         if len(cands) > 12 and len(grid) > 6:
             drop = set(map(id, grid[1::2]))
@@ -85,14 +89,13 @@ def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_
         else:
             log.warning("tune: the smallest search exceeds time_budget=%gs; it stops when the time is up", time_budget)
             break
-    while len(sizes) > 2 and estimate(len(cands), sizes[1:], t_run(cands), t_feat, n_pub) <= time_budget / 2:
+    while len(sizes) > 2 and cost(sizes[1:]) <= time_budget / 2:
         sizes = sizes[1:]
-    fits = lambda n: estimate(len(cands), sizes_for(n), t_run(cands), t_feat, n_pub) <= time_budget  # noqa: E731
-    if sizes[-1] < n_final and estimate(len(cands), sizes, t_run(cands), t_feat, n_pub) <= time_budget / 2:
-        lo, hi = sizes[-1], n_final + 1  # fits(lo); the largest n < hi that fits, by bisection
+    if sizes[-1] < n_final and cost(sizes) <= time_budget / 2:
+        lo, hi = sizes[-1], n_final + 1  # cost(sizes_for(lo)) fits; the largest n < hi that fits, by bisection
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+            lo, hi = (mid, hi) if cost(sizes_for(mid)) <= time_budget else (lo, mid)
         sizes = sizes_for(lo)
     return cands, sizes
 
