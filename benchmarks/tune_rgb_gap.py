@@ -27,6 +27,7 @@ import latentflow
 from latentflow import rng
 from latentflow._io import atomic_write_json
 from latentflow.app.tune.tune_metrics import FrechetRef
+from latentflow.app.tune.tune_search import paired_bootstrap_se
 from latentflow.samplers import Candidate, kernel
 
 BOOT = 1000
@@ -43,15 +44,9 @@ def _candidate(row: dict, tuned: bool) -> Candidate | None:
 
 def paired_gap(fa: torch.Tensor, fb: torch.Tensor, ref: FrechetRef, seed: int = 0) -> dict:
     """FID of both feature sets, their difference ``a - b`` and its paired bootstrap standard error."""
-    g = torch.Generator().manual_seed(seed)
-    n = fa.shape[0]
-    boots = []
-    for _ in range(BOOT):
-        i = torch.randint(0, n, (n,), generator=g)
-        boots.append(ref(fa[i]) - ref(fb[i]))
-    se = float(torch.tensor(boots, dtype=torch.float64).std())
-    d = ref(fa) - ref(fb)
-    return {"fid_a": ref(fa), "fid_b": ref(fb), "diff": d, "se": se, "z": d / se if se > 0 else math.inf}
+    fid_a, fid_b = ref(fa), ref(fb)
+    d, se = fid_a - fid_b, paired_bootstrap_se(ref, fa, fb, BOOT, seed)
+    return {"fid_a": fid_a, "fid_b": fid_b, "diff": d, "se": se, "z": d / se if se > 0 else math.inf}
 
 
 def gap_for(doc: dict, models: Path, env: dict) -> dict:

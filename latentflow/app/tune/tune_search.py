@@ -266,6 +266,14 @@ def z_win(k: int) -> float:
     return NormalDist().inv_cdf(1 - (1 - NormalDist().cdf(Z_WIN)) / max(k, 1))
 
 
+def paired_bootstrap_se(value: Callable[[Tensor], float], fa: Tensor, fb: Tensor, boot: int, seed: int) -> float:
+    """Standard error of ``value(fa) - value(fb)`` over ``boot`` resamples of the rows, the same row indices
+    for both (paired: ``fa[i]`` and ``fb[i]`` come from the same latents)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = [torch.randint(0, fa.shape[0], (fa.shape[0],), generator=g) for _ in range(boot)]
+    return float(torch.tensor([value(fa[i]) - value(fb[i]) for i in idx], dtype=torch.float64).std())
+
+
 def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
     """The pooled metric of the paired draws ``a`` (generator) and ``b`` (candidate) and the standard error of
     their difference: a paired bootstrap over chains for FID, the split halves of every draw otherwise."""
@@ -275,9 +283,7 @@ def pooled_test(score, a: list[Tensor], b: list[Tensor], seed: int) -> dict:
     if not (bool(torch.isfinite(fa).all()) and bool(torch.isfinite(fb).all()) and math.isfinite(out["diff"])):
         return {**out, "se": math.inf}
     if score.key(True) == "fid":
-        g = torch.Generator().manual_seed(seed + 4242)
-        idx = [torch.randint(0, fa.shape[0], (fa.shape[0],), generator=g) for _ in range(BOOT)]
-        se = float(torch.tensor([score.value(fa[i]) - score.value(fb[i]) for i in idx], dtype=torch.float64).std())
+        se = paired_bootstrap_se(score.value, fa, fb, BOOT, seed + 4242)
     else:  # split halves of every draw
         hs = [(x[: x.shape[0] // 2], y[: x.shape[0] // 2]) for x, y in zip(a, b)]
         hs += [(x[x.shape[0] // 2 :], y[x.shape[0] // 2 :]) for x, y in zip(a, b)]
