@@ -206,9 +206,12 @@ def test_progress_bar_total_bounds_the_runs_and_ends_full(monkeypatch):
     assert bars[-1][0] <= first_total
 
 
-def test_a_plan_that_halving_left_under_half_the_time_budget_grows_to_fill_it():
-    """Halving the final rung overshoots when one size more no longer fits: 175 samples exceed 700 s, 87 leave
-    more than half of it; the final size grows back to the largest whose estimate fits."""
+@pytest.mark.parametrize("time_budget", [700, 1000])
+def test_a_plan_that_halving_overshot_grows_its_final_rung_to_fill_the_time_budget(time_budget):
+    """Halving the final rung overshoots when one size more no longer fits (at 700 s: 175 samples exceed it
+    and 87 leave more than half of it; at 1000 s: 350 exceed it and 175 leave less than half of it unused, a
+    plan the search once kept although 30 % of the budget went unspent); the final size grows back to the
+    largest whose estimate fits."""
     from latentflow.app.tune.tune_plan import estimate, fit_plan, sizes_for
     from latentflow.samplers import Candidate
 
@@ -216,13 +219,15 @@ def test_a_plan_that_halving_left_under_half_the_time_budget_grows_to_fill_it():
     cands.append(Candidate("dot", dict(steps=98), name="Tanaka 2019"))
     t_run, t_feat = (lambda cs: 0.05), 0.22  # noqa: E731
     cost = lambda sizes: estimate(len(cands), sizes, 0.05, t_feat, 1)  # noqa: E731
-    assert cost(sizes_for(175)) > 700 >= 2 * cost(sizes_for(87))
-    kept, sizes = fit_plan(cands, 700, 700, t_run, t_feat)
+    over = 175 if time_budget == 700 else 350  # the first size halving found too large
+    halved = over // 2
+    assert cost(sizes_for(over)) > time_budget >= cost(sizes_for(halved))
+    kept, sizes = fit_plan(cands, 700, time_budget, t_run, t_feat)
     n = sizes[-1]
-    assert len(kept) == len(cands) and 87 < n < 175 and sizes == sizes_for(n)
-    assert cost(sizes) <= 700 < cost(sizes_for(n + 1))
+    assert len(kept) == len(cands) and halved < n < over and sizes == sizes_for(n)
+    assert cost(sizes) <= time_budget < cost(sizes_for(n + 1))
     assert fit_plan(cands, 700, None, t_run, t_feat)[1] == sizes_for(700)  # no time budget: the full plan
-    assert fit_plan(cands, 100, 700, t_run, t_feat)[1][-1] == 100  # never beyond the validation set
+    assert fit_plan(cands, 100, time_budget, t_run, t_feat)[1][-1] == 100  # never beyond the validation set
 
 
 def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():

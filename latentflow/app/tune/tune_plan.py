@@ -69,8 +69,9 @@ def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub:
 def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
     """Drop grid candidates (never the published settings), then halve the final size, until the estimate
     fits ``time_budget``; when even half of it is left over, start at a larger rung instead (drop the
-    smallest: a small rung's ranking is the noisiest cut of the search), or, where halving overshot, grow
-    the final size again to the largest that fits (at most ``n_final``); returns (candidates, rung sizes)."""
+    smallest: a small rung's ranking is the noisiest cut of the search); where halving overshot, grow the
+    final size again to the largest that fits (at most ``n_final``): the budget's time goes to a larger
+    validation sample, whose ranking is less noisy. Returns (candidates, rung sizes)."""
     sizes = sizes_for(n_final)
     if time_budget is None:
         return cands, sizes
@@ -89,15 +90,16 @@ def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_
         else:
             log.warning("tune: the smallest search exceeds time_budget=%gs; it stops when the time is up", time_budget)
             break
-    while len(sizes) > 2 and cost(sizes[1:]) <= time_budget / 2:
-        sizes = sizes[1:]
-    if sizes[-1] < n_final and cost(sizes) <= time_budget / 2:
-        lo, hi = sizes[-1], n_final + 1  # cost(sizes_for(lo)) fits; the largest n < hi that fits, by bisection
+    skip = 0  # the smallest rungs left out
+    while len(sizes) - skip > 2 and cost(sizes[skip + 1 :]) <= time_budget / 2:
+        skip += 1
+    if sizes[-1] < n_final and cost(sizes[skip:]) <= time_budget:
+        lo, hi = sizes[-1], n_final + 1  # lo fits; the largest final size < hi that fits, by bisection
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if cost(sizes_for(mid)) <= time_budget else (lo, mid)
+            lo, hi = (mid, hi) if cost(sizes_for(mid)[skip:]) <= time_budget else (lo, mid)
         sizes = sizes_for(lo)
-    return cands, sizes
+    return cands, sizes[skip:]
 
 
 def step_scale(G, D, latent_dim: int, prior: str, d_output: str, y) -> float:
