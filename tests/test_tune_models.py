@@ -230,6 +230,29 @@ def test_a_plan_that_halving_overshot_grows_its_final_rung_to_fill_the_time_budg
     assert fit_plan(cands, 100, time_budget, t_run, t_feat)[1][-1] == 100  # never beyond the validation set
 
 
+def test_the_estimate_counts_the_metrics_own_time_so_an_emd_search_is_not_planned_past_its_budget():
+    """Exact W1 is cubic in n: one value on 565 points takes about 0.1 s, the confirmation's pooled values on
+    twice that take seconds, which an estimate that counted only D and features left out (a 3 s plan ran
+    7 to 19 s). The scorer's model is cubic, with W1's three subset repeats where the real set is larger,
+    and the estimate adds one value per scored run and each confirmed survivor's pooled test."""
+    from latentflow.app.tune.tune_metrics import Scorer
+    from latentflow.app.tune.tune_plan import CONFIRM, CONFIRM_TOP, confirm_runs, estimate, rung_runs
+
+    real = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0))
+    sc = Scorer("emd", None, real, 0)
+    t = sc.seconds(100)
+    assert t > 0 and sc.seconds(200) == pytest.approx(8 * t)
+    assert sc.seconds(1000) == pytest.approx(1000 / 3 * t)  # the whole real set: one assignment, no repeats
+    sizes, k = [100, 200], 9
+    per = lambda n: n**3 * 1e-9  # noqa: E731
+    base = estimate(k, sizes, 0.01, 0.0, 1)
+    runs = rung_runs(k, sizes, 1)
+    pooled = 2 * per(CONFIRM * 200) + 4 * CONFIRM * per(100)
+    want = base + sum(r * per(n) for r, n in zip(runs, sizes)) + min(CONFIRM_TOP, k) * pooled
+    assert estimate(k, sizes, 0.01, 0.0, 1, per) == pytest.approx(want)
+    assert confirm_runs(k) * 200 * 0.01 < base  # the runs themselves are still counted
+
+
 def test_emd_confirmation_uses_split_halves_and_accepts_a_clear_win():
     """G = 2z against N(0, I) real data with the exact log-ratio D: refined samples have std 1, and W1 drops from
     ≈ E|z| ≈ 1.25 to ≈ 0, far beyond the split-halves noise (W1 at n ≈ 100 per half errs by ~0.1)."""

@@ -270,7 +270,7 @@ def tune(
     n_final = real_val.shape[0] if metric != "emd" else min(real_val.shape[0], 2000)
     t_run = lambda cs: t_d * sum(min(run_cost(c), budget) for c in cs) / max(len(cs), 1)  # noqa: E731
     left = None if time_budget is None else time_budget - (time.process_time() - t_start)
-    rest, sizes = fit_plan(rest, n_final, left, t_run, t_f)
+    rest, sizes = fit_plan(rest, n_final, left, t_run, t_f, score.seconds)
     # the budget is judged at the validation set's size, the chains the plan was sized for: a once-per-run cost
     # (a probe, DOT's K_eff estimate) is shared by a user's chains, not by a rung that time_budget thinned
     s.n_use = max(n_final, sizes[-1])
@@ -281,7 +281,7 @@ def tune(
         )  # fmt: skip
     rest = [c for c in rest if run_cost(c, s.n_use) <= budget]
     n_pub = sum(1 for c in rest if c.name)
-    est = estimate(len(rest), sizes, t_run(rest), t_f, n_pub)
+    est = estimate(len(rest), sizes, t_run(rest), t_f, n_pub, score.seconds)
     log.info(
         "tune: %d candidates, rungs %s, features %s, step scale %.3g: about %.0f CPU s (%.2g s/sample of D∘G, "
         "%.2g s/sample of features)", len(rest), sizes, feats.name if feats else "-", scale, est, t_d, t_f,

@@ -57,28 +57,36 @@ def confirm_runs(n_cands: int) -> int:
     return (1 + min(CONFIRM_TOP, max(n_cands, 1))) * CONFIRM
 
 
-def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub: int = 0) -> float:
+def estimate(n_cands: int, sizes: list[int], t_run: float, t_feat: float, n_pub: int = 0, t_score=None) -> float:
     """Seconds the search takes: the screen (every candidate at ``SCREEN_N``, no features), every rung's
     shortlisted candidates (and the generator alone) at its size, then the confirmation, at ``t_run`` +
-    ``t_feat`` seconds per sample."""
+    ``t_feat`` seconds per sample, and ``t_score(n)`` seconds per metric value on ``n`` rows (the pooled
+    test of each confirmed survivor: two values on the pooled draws, two on each half of every draw)."""
+    t_score = t_score or (lambda n: 0.0)
     total = (n_cands + 1) * SCREEN_N * t_run
-    total += sum(k * n * (t_run + t_feat) for k, n in zip(rung_runs(n_cands, sizes, n_pub), sizes))
-    return total + confirm_runs(n_cands) * sizes[-1] * (t_run + t_feat)
+    for k, n in zip(rung_runs(n_cands, sizes, n_pub), sizes):
+        total += k * (n * (t_run + t_feat) + t_score(n))
+    n = sizes[-1]
+    pooled = 2 * t_score(CONFIRM * n) + 4 * CONFIRM * t_score(n // 2)
+    return total + confirm_runs(n_cands) * n * (t_run + t_feat) + min(CONFIRM_TOP, n_cands) * pooled
 
 
-def fit_plan(cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat) -> tuple[list, list]:
+def fit_plan(
+    cands: list[Candidate], n_final: int, time_budget: float | None, t_run, t_feat, t_score=None
+) -> tuple[list, list]:
     """Drop grid candidates (never the published settings), then halve the final size, until the estimate
     fits ``time_budget``; when even half of it is left over, start at a larger rung instead (drop the
     smallest: a small rung's ranking is the noisiest cut of the search); where halving overshot, grow the
     final size again to the largest that fits (at most ``n_final``): the budget's time goes to a larger
-    validation sample, whose ranking is less noisy. Returns (candidates, rung sizes)."""
+    validation sample, whose ranking is less noisy. ``t_score``: as for :func:`estimate`. Returns
+    (candidates, rung sizes)."""
     sizes = sizes_for(n_final)
     if time_budget is None:
         return cands, sizes
     n_pub = sum(1 for c in cands if c.name)  # only grid candidates are dropped: this count stays
 
     def cost(sz: list[int]) -> float:  # the estimate of the plan with the candidates kept so far
-        return estimate(len(cands), sz, t_run(cands), t_feat, n_pub)
+        return estimate(len(cands), sz, t_run(cands), t_feat, n_pub, t_score)
 
     while cost(sizes) > time_budget:
         grid = [c for c in cands if not c.name]
