@@ -189,7 +189,7 @@ def test_progress_bar_total_bounds_the_runs_and_ends_full(monkeypatch):
     never passes it (no ETA lost to an overflowing bar), and it ends at 100 % when pruning ran fewer."""
     import tqdm.auto
 
-    bars = []
+    bars, closed = [], []
 
     class Bar(tqdm.auto.tqdm):
         def update(self, n=1):
@@ -197,13 +197,18 @@ def test_progress_bar_total_bounds_the_runs_and_ends_full(monkeypatch):
             if getattr(self, "desc", "").startswith("tune"):
                 bars.append((self.n, self.total))
 
+        def close(self):
+            if getattr(self, "desc", "").startswith("tune") and not self.disable:
+                closed.append((self.n, self.total))
+            super().close()
+
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     real = torch.randn(600, 2, generator=torch.Generator().manual_seed(3))
     D = lambda x: -0.375 * (x**2).sum(1) + math.log(4.0)  # noqa: E731
-    tune(lambda z: 2 * z, D, real, latent_dim=2, budget=12, metric="emd", methods=["ddls", "dgflow"], progress=True)
+    tune(lambda z: 2 * z, D, real, latent_dim=2, budget=12, metric="emd", progress=True)
     first_total = bars[0][1]
     assert len(bars) > 5 and all(n <= first_total for n, _ in bars)
-    assert bars[-1][0] <= first_total
+    assert closed and closed[0][0] == closed[0][1] == bars[-1][0] <= first_total  # closed at 100 %
 
 
 @pytest.mark.parametrize("time_budget", [700, 1000])
