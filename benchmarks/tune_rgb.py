@@ -22,6 +22,7 @@ generator and vs the best published / default run).
     python benchmarks/tune_rgb.py --only rgb-ns-bn --num 16 --test-num 32 --tune-real 64 \\
         --time-budget 60 --out /tmp/tune_rgb_smoke                                         # a smoke run
     python benchmarks/tune_rgb.py --out /tmp/tune_rgb_smoke --tune-only --time-budget 300  # tune rows only
+    python benchmarks/tune_rgb.py --out /tmp/tune_rgb_smoke --refresh-published           # new published rows
 """
 
 from __future__ import annotations
@@ -193,7 +194,13 @@ def bench_model(name: str, models: Path, a) -> dict:
     doc["train_cpu_s"] = json.loads(info.read_text()).get("train_cpu_s") if info.is_file() else None
     rows = doc["rows"]
 
+    prev = getattr(a, "previous", {}).get(name)
+    kept = {r["label"]: r for r in prev["rows"]} if prev is not None and a.refresh_published else None
+
     def add(label, kind, method, options, fn, pub=None):
+        if kept is not None and label in kept:  # --refresh-published: a setting run before stays as it was
+            rows.append(kept[label])
+            return
         try:
             res, cpu = timed(fn)
             x = res.x
@@ -205,8 +212,7 @@ def bench_model(name: str, models: Path, a) -> dict:
             rows.append({"label": label, "kind": kind, "method": method, "error": f"{type(e).__name__}: {e}"})
         print(name, json.dumps(rows[-1], default=str)[:300], flush=True)
 
-    prev = getattr(a, "previous", {}).get(name) if a.tune_only else None
-    if prev is not None:  # --tune-only: keep every other row, rerun the tune search and its pick
+    if prev is not None and a.tune_only:  # keep every other row, rerun the tune search and its pick
         rows[:] = [r for r in prev["rows"] if r.get("kind") != "tune"]  # the list ``add`` appends to
         doc["notes"] = [n for n in prev.get("notes", []) if "tune" not in n]
         doc["calibration"] = prev.get("calibration")
@@ -235,6 +241,11 @@ def bench_model(name: str, models: Path, a) -> dict:
             add(c.label, "published", m, c.options, lambda c=c: run_candidate(pair, cal, c, z, y, a.seed), c.name)
         dc = Candidate(m, {})
         add(f"{m}[defaults]", "defaults", m, {}, lambda dc=dc: run_candidate(pair, None, dc, z, y, a.seed))
+    if kept is not None:  # the tune search and its pick as they were; the gap is measured again if wanted
+        rows += [r for r in prev["rows"] if r.get("kind") == "tune"]
+        doc["tune"] = prev.get("tune")
+        summarise(doc, a.budget)
+        return doc
     return _tune_rows(doc, pair, real_tune, real_tune_y, features, z, y, a, add)
 
 
@@ -405,6 +416,12 @@ def main(argv=None):
         "evaluation set as the other rows, from the file's settings), rewrite results.json and results.md",
     )
     p.add_argument(
+        "--refresh-published",
+        action="store_true",
+        help="read <out>/results.json and run only the published settings the methods declare now that it lacks "
+        "(rows of settings no longer declared are dropped; every other row, tune's included, is kept as it was)",
+    )
+    p.add_argument(
         "--combine",
         nargs="+",
         default=None,
@@ -428,9 +445,11 @@ def main(argv=None):
         return
     keys = ("num", "test_num", "tune_real", "budget", "time_budget", "seed")
     old_docs: list = []
-    if a.tune_only:
+    if a.tune_only and a.refresh_published:
+        raise SystemExit("--tune-only and --refresh-published: one at a time")
+    if a.tune_only or a.refresh_published:
         if not (out / "results.json").is_file():
-            raise SystemExit(f"--tune-only: no {out / 'results.json'} to update (run without --tune-only first)")
+            raise SystemExit(f"no {out / 'results.json'} to update (run without --tune-only/--refresh-published first)")
         doc = json.loads((out / "results.json").read_text())
         for k in keys[:3] + ("seed",):  # the other rows' latents and evaluation set
             setattr(a, k, doc["env"][k])
@@ -438,7 +457,7 @@ def main(argv=None):
         a.previous = {d["model"]: d for d in old_docs}
     env = {k: getattr(a, k) for k in keys}
     docs = [d for d in old_docs if a.only and d["model"] not in a.only]
-    for name in a.only or ([d["model"] for d in old_docs] if a.tune_only else [*IMAGE_MODELS, TOY]):
+    for name in a.only or ([d["model"] for d in old_docs] if old_docs else [*IMAGE_MODELS, TOY]):
         docs.append(bench_model(name, models, a))
         atomic_write_json(out / "results.json", {"env": env, "models": docs}, default=str)
         atomic_write_text(out / "results.md", table(docs, env))
