@@ -451,8 +451,8 @@ def main(argv=None):
         if not (out / "results.json").is_file():
             raise SystemExit(f"no {out / 'results.json'} to update (run without --tune-only/--refresh-published first)")
         doc = json.loads((out / "results.json").read_text())
-        kept = keys if a.refresh_published else keys[:3] + ("seed",)  # the kept rows' settings
-        for k in kept:  # (--tune-only: the other rows' latents and evaluation set; the search's may change)
+        restore = keys if a.refresh_published else keys[:3] + ("seed",)  # the kept rows' settings
+        for k in restore:  # (--tune-only: the other rows' latents and evaluation set; the search's may change)
             setattr(a, k, doc["env"][k])
         old_docs = doc["models"]
         a.previous = {d["model"]: d for d in old_docs}
