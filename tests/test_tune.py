@@ -152,3 +152,54 @@ def test_facade_wrapper():
     assert isinstance(
         latentflow.tune(G, D_exact, REAL, latent_dim=2, methods=["mh"], budget=12, progress=False), TuneResult
     )
+
+
+def _exported_mlp_pair(folder):
+    from latentflow.models import ArchSpec, export, make_pair
+    from latentflow.nets import build
+
+    ag = ArchSpec("mlp_g", {"latent_dim": 2, "hidden": [4], "out_dim": 2})
+    ad = ArchSpec("mlp_d", {"in_dim": 2, "hidden": [4]})
+    with torch.random.fork_rng():  # module init draws from the global RNG
+        torch.manual_seed(0)
+        Gm, Dm = build(ag.name, **ag.kwargs), build(ad.name, **ad.kwargs)
+    return Gm, Dm, export(make_pair(Gm, Dm, arch_g=ag, arch_d=ad), folder)
+
+
+def test_a_calibrated_mh_pick_saves_its_calibration_and_sample_runs_it_on_the_same_calibrated_d(tmp_path):
+    """MH-GAN on the calibrated D cannot be written as options alone: save() writes the fit (a, b) beside
+    them, and the loaded model's refine (what ``latentflow sample`` runs) wraps its D the same way, so it
+    gives the tune result's own samples; without the calibration the chains accept differently."""
+    from latentflow.calibration import CalibratedD
+
+    Gm, Dm, folder = _exported_mlp_pair(tmp_path / "model")
+    cal = {"a": 3.0, "b": -0.7}
+    res = TuneResult(method="mh", options={"k": 6}, calibrated=True, calibration=cal, table=[], G=Gm, D=Dm,
+                     cal_D=CalibratedD(Dm, 3.0, -0.7, "logit"), d_output="logit")  # fmt: skip
+    res.save(folder)
+    block = latentflow.load(str(folder)).meta["sampling"]["mh"]
+    assert (block["calibration_a"], block["calibration_b"], block["k"]) == (3.0, -0.7, 6)
+    z = latentflow.sample_latents(300, 2, generator=5)
+    pair = latentflow.load(str(folder))
+    x = pair.refine(z, "mh", seed=2).x
+    want = latentflow.refine(pair.G, CalibratedD(pair.D, 3.0, -0.7, "logit"), z, method="mh", k=6,
+                             d_output="logit", generator=torch.Generator().manual_seed(2)).x  # fmt: skip
+    assert torch.equal(x, want)
+    plain = pair.refine(z, "mh", seed=2, calibration_a=None, calibration_b=None).x
+    assert not torch.equal(x, plain)
+
+
+@pytest.mark.parametrize(
+    "block, key",
+    [
+        ({"k": 5, "calibration_a": 2.0}, "calibration_a needs calibration_b"),
+        ({"calibration_a": 2.0, "calibration_b": float("nan")}, "calibration_b must be a finite number"),
+    ],
+)
+def test_a_sampling_block_with_half_a_calibration_or_a_non_finite_one_is_refused_by_name(block, key):
+    from latentflow.errors import ManifestError
+    from latentflow.models.validate import validate_sampling
+
+    with pytest.raises(ManifestError, match=key) as e:
+        validate_sampling({"mh": block}, "model.sampling")
+    assert str(e.value).startswith("model.sampling.mh")

@@ -18,7 +18,7 @@ from .manifest import get_entry, list_models
 from .pair import ModelPair, Start
 from .pins import verify
 from .resolve import resolve
-from .sampling import meta_get, sampling_options
+from .sampling import meta_get, sampling_options, split_calibration
 from .sources import fetch
 from .spec import ArchSpec, FileRef, ModelEntry
 from .table import model_rows, models_table
@@ -42,6 +42,7 @@ __all__ = [
     "FileRef",
     "ModelEntry",
     "sampling_options",
+    "split_calibration",
     "meta_get",
     "Start",
 ]

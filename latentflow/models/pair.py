@@ -189,11 +189,13 @@ class ModelPair:
         sampler's streams in that order, as ``latentflow sample --seed`` does, so
         ``pair.refine(n=64, method="ddls", seed=0)`` gives ``latentflow sample --num 64 --seed 0``'s samples.
         A class-conditional model gets ``y`` (labels ``[n]`` or one int), else ``class_label`` for every
-        sample, else uniform labels per sample (:meth:`labels`). Returns the ``Result``."""
+        sample, else uniform labels per sample (:meth:`labels`). ``calibration_a`` and ``calibration_b`` (in
+        the block or the overrides) run the method on the calibrated D ``a · logit D(x) + b``
+        (:func:`~latentflow.models.split_calibration`). Returns the ``Result``."""
         import torch
 
         from ..samplers import check_options, get, kernel
-        from .sampling import sampling_options
+        from .sampling import meta_get, sampling_options, split_calibration
 
         if seed is not None and generator is not None:
             raise OptionError("pass either seed or generator, not both")
@@ -216,5 +218,15 @@ class ModelPair:
         elif y is None and self.G is not None and (self.num_classes > 0 or class_label not in (None, "random")):
             y = self.labels(z.shape[0], class_label, generator=generator, device=z.device)
         opts = sampling_options(method, self.meta, overrides, none_is_unset=none_is_unset)
+        opts, cal = split_calibration(opts, f"sampling options of {method}")
+        D = self.D
+        if cal is not None:  # the method runs on the calibrated D, a logit head over the model's own
+            from ..calibration import CalibratedD
+
+            if D is None:
+                raise OptionError("calibration_a/calibration_b calibrate a discriminator, and the model has none")
+            D = CalibratedD(D, *cal, d_output=opts.get("d_output") or meta_get(self.meta, "d_output") or "logit")
+            if "d_output" in opts:
+                opts["d_output"] = "logit"
         check_options(method, opts)
-        return get(method)(self.G, self.D, z, generator=generator, y=y, **opts)
+        return get(method)(self.G, D, z, generator=generator, y=y, **opts)

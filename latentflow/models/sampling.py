@@ -9,12 +9,16 @@ the caller's options.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import OptionError
 from ..samplers import kernel
 
-__all__ = ["sampling_options", "meta_get"]
+__all__ = ["sampling_options", "meta_get", "split_calibration", "CALIBRATION_KEYS"]
+
+CALIBRATION_KEYS = ("calibration_a", "calibration_b")
 
 
 def meta_get(meta: Any, key: str, default=None):
@@ -37,3 +41,23 @@ def sampling_options(method: str, meta: Any, user: Mapping[str, Any], *, none_is
             opts[key] = meta_get(meta, key)
     opts.update({k: v for k, v in user.items() if v is not None or not none_is_unset})
     return opts
+
+
+def split_calibration(opts: Mapping[str, Any], where: str = "options") -> tuple[dict, tuple[float, float] | None]:
+    """``(opts without the calibration keys, (a, b))``, or ``(opts, None)`` when neither is given: the
+    method then runs on the calibrated D ``a · logit D(x) + b``. Both or neither, finite numbers; else an
+    ``OptionError`` naming ``where`` and the key."""
+    rest = {k: v for k, v in opts.items() if k not in CALIBRATION_KEYS}
+    given = [k for k in CALIBRATION_KEYS if opts.get(k) is not None]
+    if not given:
+        return rest, None
+    if len(given) == 1:
+        other = next(k for k in CALIBRATION_KEYS if k not in given)
+        raise OptionError(f"{where}: {given[0]} needs {other} too (the calibrated D is a · logit D(x) + b)")
+    vals = []
+    for k in CALIBRATION_KEYS:
+        v = opts[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise OptionError(f"{where}.{k} must be a finite number; got {v!r}")
+        vals.append(float(v))
+    return rest, (vals[0], vals[1])

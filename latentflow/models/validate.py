@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
-from ..errors import ManifestError
+from ..errors import ManifestError, OptionError
 from ..nets import ARCHITECTURES
+from .sampling import CALIBRATION_KEYS, split_calibration
 from .spec import PAIR_READERS, READERS, ROLES, ArchSpec, FileRef, ModelEntry
 
 __all__ = [
@@ -191,8 +192,12 @@ def validate_sampling(s, where: str, check_methods: bool = True) -> dict:
         if known is not None and method not in known:
             _fail(f"{where}.{method}", f"unknown method; available: {', '.join(known)}")
         opts = dict(_mapping(opts or {}, f"{where}.{method}"))
+        try:
+            split_calibration(opts, f"{where}.{method}")
+        except OptionError as e:  # its message names the block and the key
+            raise ManifestError(str(e)) from None
         if known is not None:
-            bad = sorted(set(opts) - known[method])
+            bad = sorted(set(opts) - known[method] - set(CALIBRATION_KEYS))
             if bad:
                 _fail(
                     f"{where}.{method}",

@@ -50,7 +50,7 @@ from torch import Tensor
 from ..._io import atomic_write_json, atomic_write_text
 from ...api import refine
 from ...calibration import calibrate
-from ...errors import LatentflowError
+from ...errors import LatentflowError, OptionError
 from ...result import Result
 from ...samplers import NO_REFINEMENT, Candidate, SearchContext, generate, kernel
 from ...samplers import methods as _methods
@@ -136,8 +136,9 @@ class TuneResult:
     def save(self, folder) -> Path:
         """Write ``tune.json`` into ``folder``; when it holds a model (``latentflow.json``), also set the
         winner's options as that model's ``sampling`` block, which ``latentflow sample --model FOLDER
-        --method M`` applies. The generator alone and a method that needs the calibrated D itself (DRS,
-        MH-GAN: not expressible as options) leave it."""
+        --method M`` applies (the generator alone leaves it). A method that runs on the calibrated D itself
+        (DRS, MH-GAN) gets the calibration as ``calibration_a`` and ``calibration_b`` beside its options, with
+        the model's own ``d_output``: ``sample`` runs it on the same calibrated D."""
         import json
 
         folder = Path(folder)
@@ -146,13 +147,17 @@ class TuneResult:
         spec = folder / "latentflow.json"
         k = kernel(self.method)
         if spec.exists() and k.refines:
+            doc = json.loads(spec.read_text())
+            opts = {k: v for k, v in self.run_options().items() if k not in ("progress", "generator")}
             if self.calibrated and k.calibration == "discriminator":
-                log.warning("tune: calibrated %s cannot be written as sampling options; see tune.json", self.method)
-            else:
-                doc = json.loads(spec.read_text())
-                opts = {k: v for k, v in self.run_options().items() if k not in ("progress", "generator")}
-                doc["sampling"] = {**(doc.get("sampling") or {}), self.method: opts}
-                atomic_write_text(spec, json.dumps(doc, indent=2) + "\n")
+                cal = self.calibration or {}  # a calibrated pick always has its fit; a hand-made result may not
+                if "a" not in cal or "b" not in cal:
+                    raise OptionError(f"calibrated {self.method}: calibration needs a and b; got {cal!r}")
+                opts.update(calibration_a=float(cal["a"]), calibration_b=float(cal["b"]))
+                if "d_output" in opts:
+                    opts["d_output"] = self.d_output  # what the calibration reads D's output as
+            doc["sampling"] = {**(doc.get("sampling") or {}), self.method: opts}
+            atomic_write_text(spec, json.dumps(doc, indent=2) + "\n")
         return folder
 
 
