@@ -187,6 +187,9 @@ def test_a_calibrated_mh_pick_saves_its_calibration_and_sample_runs_it_on_the_sa
     assert torch.equal(x, want)
     plain = pair.refine(z, "mh", seed=2, calibration_a=None, calibration_b=None).x
     assert not torch.equal(x, plain)
+    D, opts = pair.run_d(block)  # what the distributed sample and the benchmarks call the sampler with
+    assert isinstance(D, CalibratedD) and (float(D.a), float(D.b)) == (3.0, pytest.approx(-0.7))  # float32 buffers
+    assert opts == {"k": 6, "d_output": "logit", "prior": "normal"}
 
 
 @pytest.mark.parametrize(

@@ -195,7 +195,7 @@ class ModelPair:
         import torch
 
         from ..samplers import check_options, get, kernel
-        from .sampling import meta_get, sampling_options, split_calibration
+        from .sampling import sampling_options
 
         if seed is not None and generator is not None:
             raise OptionError("pass either seed or generator, not both")
@@ -217,16 +217,25 @@ class ModelPair:
             raise OptionError(f"n must be None or z.shape[0] = {z.shape[0]} when z is given; got {n!r}")
         elif y is None and self.G is not None and (self.num_classes > 0 or class_label not in (None, "random")):
             y = self.labels(z.shape[0], class_label, generator=generator, device=z.device)
-        opts = sampling_options(method, self.meta, overrides, none_is_unset=none_is_unset)
-        opts, cal = split_calibration(opts, f"sampling options of {method}")
-        D = self.D
-        if cal is not None:  # the method runs on the calibrated D, a logit head over the model's own
-            from ..calibration import CalibratedD
-
-            if D is None:
-                raise OptionError("calibration_a/calibration_b calibrate a discriminator, and the model has none")
-            D = CalibratedD(D, *cal, d_output=opts.get("d_output") or meta_get(self.meta, "d_output") or "logit")
-            if "d_output" in opts:
-                opts["d_output"] = "logit"
+        D, opts = self.run_d(sampling_options(method, self.meta, overrides, none_is_unset=none_is_unset))
         check_options(method, opts)
         return get(method)(self.G, D, z, generator=generator, y=y, **opts)
+
+    def run_d(self, opts: Mapping[str, Any]) -> tuple[Any, dict]:
+        """``(D, options)`` a run with ``opts`` calls the sampler with: the model's D and ``opts``, or, where
+        ``opts`` hold ``calibration_a`` and ``calibration_b``, the calibrated D ``a · logit D(x) + b`` (a logit,
+        so ``d_output`` becomes ``"logit"``) and ``opts`` without those keys
+        (:func:`~latentflow.models.split_calibration`)."""
+        from .sampling import meta_get, split_calibration
+
+        rest, cal = split_calibration(opts, "sampling options")
+        if cal is None:
+            return self.D, rest
+        from ..calibration import CalibratedD
+
+        if self.D is None:
+            raise OptionError("calibration_a/calibration_b calibrate a discriminator, and the model has none")
+        kind = rest.get("d_output") or meta_get(self.meta, "d_output") or "logit"
+        if "d_output" in rest:
+            rest["d_output"] = "logit"
+        return CalibratedD(self.D, *cal, d_output=kind), rest

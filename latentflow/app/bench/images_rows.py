@@ -232,8 +232,8 @@ def run_row(
         **({"pilot": drs_pilot} if "pilot" in k.defaults() else {}),  # the suite's size of a pilot run
         **v.options,
     }
-    opts = sampling_options(v.method, pair.meta, user)
-    D, extra, fields = pair.D, None, {}
+    D, opts = pair.run_d(sampling_options(v.method, pair.meta, user))  # a block's calibration applies
+    extra, fields = None, {}
     if v.calibrated:
         t0 = time.perf_counter()
         if cal_cache is not None and "D" in cal_cache:

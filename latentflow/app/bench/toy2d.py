@@ -96,10 +96,10 @@ def run_variant(pair, variant: Variant, z: torch.Tensor, seed: int, progress: bo
         t0 = time.perf_counter()
         x = toy(pair.meta.get("dataset")).sample(z.shape[0], generator=50_000 + seed)
         return x, {**{k: 0 for k in GD_EVAL_KEYS}, "wall_s": time.perf_counter() - t0}
-    opts = sampling_options(variant.method, pair.meta, dict(variant.options))
+    D, opts = pair.run_d(sampling_options(variant.method, pair.meta, dict(variant.options)))
     res = refine(
         pair.G,
-        pair.D,
+        D,
         z,
         method=variant.method,
         generator=torch.Generator().manual_seed(seed),

@@ -96,9 +96,10 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
     state = z if z is not None else x0
     chunk = block_size(num, w.size)
     t1 = time.perf_counter()
+    D, opts = run.pair.run_d(run.opts)  # the calibrated D where the model's sampling block calibrates it
     refine_to_disk(
         run.pair.G,
-        run.pair.D,
+        D,
         state,
         method,
         shard_folder(out),
@@ -106,7 +107,7 @@ def _sample(model, method, num, seed, dev, options, batch_size, progress, class_
         seed=gen,
         overwrite=True,
         **({} if y is None else {"y": y}),
-        **run.opts,
+        **opts,
     )
     wall = time.perf_counter() - t1
 
