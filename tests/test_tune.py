@@ -90,19 +90,7 @@ def test_budget_respected(tuned):
 
 
 def test_save_round_trip(tmp_path, tuned):
-    from latentflow.models import ArchSpec, export, make_pair
-
-    try:  # the architectures' home after the nets/ refactor
-        from latentflow.nets import build
-    except ImportError:
-        from latentflow.nets import build
-    ag, ad = (
-        ArchSpec("mlp_g", {"latent_dim": 2, "hidden": [4], "out_dim": 2}),
-        ArchSpec("mlp_d", {"in_dim": 2, "hidden": [4]}),
-    )
-    with torch.random.fork_rng():  # module init draws from the global RNG
-        Gm, Dm = build(ag.name, **ag.kwargs), build(ad.name, **ad.kwargs)
-    folder = export(make_pair(Gm, Dm, arch_g=ag, arch_d=ad), tmp_path / "model")
+    folder = _exported_mlp_pair(tmp_path / "model")[2]
     tuned.save(folder)
     doc = json.loads((folder / "tune.json").read_text())
     assert doc["method"] == tuned.method and doc["options"] == tuned.options
