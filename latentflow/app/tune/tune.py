@@ -148,14 +148,14 @@ class TuneResult:
         k = kernel(self.method)
         if spec.exists() and k.refines:
             doc = json.loads(spec.read_text())
-            opts = {k: v for k, v in self.run_options().items() if k not in ("progress", "generator")}
+            # the block names D's own d_output; a calibrated D is the model's D with the fit beside it
+            raw = _run_options(Candidate(self.method, self.options), self.d_output, self.prior)
+            opts = {k: v for k, v in raw.items() if k not in ("progress", "generator")}
             if self.calibrated and k.calibration == "discriminator":
                 cal = self.calibration or {}  # a calibrated pick always has its fit; a hand-made result may not
                 if "a" not in cal or "b" not in cal:
                     raise OptionError(f"calibrated {self.method}: calibration needs a and b; got {cal!r}")
                 opts.update(calibration_a=float(cal["a"]), calibration_b=float(cal["b"]))
-                if "d_output" in opts:
-                    opts["d_output"] = self.d_output  # what the calibration reads D's output as
             doc["sampling"] = {**(doc.get("sampling") or {}), self.method: opts}
             atomic_write_text(spec, json.dumps(doc, indent=2) + "\n")
         return folder
